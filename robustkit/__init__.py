@@ -1,0 +1,38 @@
+"""robustkit: adversarial-robustness benchmarking: attacks, defenses, models and leaderboards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def get_model(name: str, info: Any, **kwargs: Any):
+    """Build a registered model for a data set (see ``robustkit.models.get_model``)."""
+    from robustkit.models import get_model as build
+
+    return build(name, info, **kwargs)
+
+
+def get_dataset(name: str = "fashion-mnist", **kwargs: Any):
+    """Build a registered data set (see ``robustkit.data.get_dataset``)."""
+    from robustkit.data import get_dataset as build
+
+    return build(name, **kwargs)
+
+
+def get_attack(name: str, **kwargs: Any):
+    """Build a registered attack from its settings; ``None`` values keep the attack's defaults."""
+    from robustkit.registry import ATTACKS
+
+    return ATTACKS.build(name, **kwargs)
+
+
+def get_defense(name: str, **kwargs: Any):
+    """Build a registered defense from its settings; ``None`` values keep the defense's defaults."""
+    from robustkit.registry import DEFENSES
+
+    return DEFENSES.build(name, **kwargs)
+
+
+__all__ = ["__version__", "get_attack", "get_dataset", "get_defense", "get_model"]

@@ -1,0 +1,42 @@
+"""The ``robustkit`` command: a click group whose user errors print as one line, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from robustkit import __version__
+from robustkit.errors import RobustkitError
+
+
+class RobustkitGroup(click.Group):
+    """Turns ``RobustkitError`` (bad names, missing data, broken checkpoints) into ``Error: …``."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RobustkitError as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=RobustkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="robustkit")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def main(verbose: bool, quiet: bool) -> None:
+    """Adversarial-robustness benchmarking: train models, attack them, rank them."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def _add_commands() -> None:
+    from robustkit.cli.list import list_command
+    from robustkit.cli.train import train
+
+    main.add_command(train)
+    main.add_command(list_command)
+
+
+_add_commands()

@@ -1,0 +1,126 @@
+"""One registry class for every kind of plugin: models, datasets, attacks and defenses.
+
+Built-ins come from one explicitly named package per kind (importing it runs their ``register``
+decorators); third-party plugins come from an entry-point group and go through the same
+``register``. Both load lazily, on the first lookup, so importing robustkit stays cheap.
+Set ``ROBUSTKIT_DISABLE_PLUGIN_AUTOLOAD=1`` to skip third-party plugins (as pytest does).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar, overload
+
+from robustkit.errors import ConfigError, DuplicateNameError, UnknownNameError
+
+T = TypeVar("T", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+DISABLE_AUTOLOAD_ENV = "ROBUSTKIT_DISABLE_PLUGIN_AUTOLOAD"
+
+
+def _canonical(name: str) -> str:
+    # "Fashion_MNIST" and "fashion-mnist" name the same thing; users should not have to guess.
+    return name.strip().lower().replace("_", "-")
+
+
+class Registry(Generic[T]):
+    """A name → plugin dict with a ``register`` decorator, fuzzy errors and glob listing."""
+
+    def __init__(self, kind: str, *, builtins: str, group: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._builtins = builtins
+        self._entries: dict[str, T] = {}
+        self._names: dict[str, str] = {}  # canonical → registered spelling
+        self._loaded = False
+
+    @overload
+    def register(self, obj: T, *, name: str | None = None) -> T: ...
+    @overload
+    def register(self, obj: str | None = None, *, name: str | None = None) -> Callable[[T], T]: ...
+
+    def register(self, obj=None, *, name=None):
+        """Register ``obj`` under ``name`` (default: its ``name`` attribute or ``__name__``).
+
+        Usable as ``@REG.register``, ``@REG.register("name")`` or ``REG.register(obj, name=...)``.
+        """
+        if isinstance(obj, str):
+            obj, name = None, obj
+
+        def add(item: T) -> T:
+            key = name or getattr(item, "name", None) or getattr(item, "__name__", None)
+            if not isinstance(key, str) or not key.strip():
+                raise ValueError(f"cannot register {item!r} as a {self.kind}: it has no name")
+            canon = _canonical(key)
+            known = self._names.get(canon)
+            if known is not None and self._entries[known] is not item:
+                raise DuplicateNameError(f"{self.kind} '{key}' is already registered by {self._entries[known]!r}")
+            self._names[canon] = key
+            self._entries[key] = item
+            return item
+
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> T:
+        """The plugin called ``name``; an unknown name raises an error that suggests close ones."""
+        self._ensure_loaded()
+        key = self._names.get(_canonical(name))
+        if key is None:
+            close = difflib.get_close_matches(_canonical(name), list(self._names), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(self._names[c] for c in close)}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'{hint} (available: {', '.join(self.list()) or 'none'})"
+            )
+        return self._entries[key]
+
+    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the plugin with ``kwargs`` minus the ``None`` ones, so unset options keep its defaults."""
+        plugin = self.get(name)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        try:
+            inspect.signature(plugin).bind(*args, **kwargs)
+        except TypeError as err:
+            raise ConfigError(f"{self.kind} '{name}': {err}") from None
+        return plugin(*args, **kwargs)
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style ``pattern``, sorted."""
+        self._ensure_loaded()
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
+        return isinstance(name, str) and _canonical(name) in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self.list())
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True  # set first: the imports below call back into register()
+        importlib.import_module(self._builtins)
+        if os.environ.get(DISABLE_AUTOLOAD_ENV):
+            return
+        for ep in entry_points(group=self.group):
+            try:
+                self.register(ep.load(), name=ep.name)
+            except Exception as err:  # a broken third-party plugin must not take the tool down
+                log.warning("skipping %s plugin '%s' from %s: %s", self.kind, ep.name, ep.value, err)
+
+
+MODELS: Registry = Registry("model", builtins="robustkit.models", group="robustkit.models")
+DATASETS: Registry = Registry("dataset", builtins="robustkit.data", group="robustkit.datasets")
+ATTACKS: Registry = Registry("attack", builtins="attacks", group="robustkit.attacks")
+DEFENSES: Registry = Registry("defense", builtins="defenses", group="robustkit.defenses")

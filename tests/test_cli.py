@@ -1,0 +1,80 @@
+import pytest
+from click.testing import CliRunner
+
+from robustkit import __version__
+from robustkit.checkpoint import load_model
+from robustkit.cli import main
+from robustkit.data import get_dataset
+from robustkit.predict import accuracy
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in main.commands])
+def test_help_on_every_command(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_version():
+    assert __version__ in run("--version").output
+
+
+@pytest.mark.parametrize("kind", ["models", "datasets", "attacks", "defenses"])
+def test_list(kind):
+    result = run("list", kind)
+    assert result.exit_code == 0
+    if kind == "models":
+        assert "resnet18" in result.output and "torchvision:<name>" in result.output
+    if kind == "datasets":
+        assert "fashion-mnist" in result.output
+    assert "smallcnn" in run("list", "models", "small*").output
+    assert "lenet5" not in run("list", "models", "small*").output
+
+
+def test_train_end_to_end_on_synthetic(tmp_path):
+    out = tmp_path / "tiny.safetensors"
+    result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "32", "--lr", "0.05",
+                 "--precision", "fp32", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "test acc" in result.output and str(out) in result.output
+    model, record = load_model(out)
+    recomputed = accuracy(model, get_dataset("synthetic").test)
+    assert record.clean_accuracy == pytest.approx(recomputed) and recomputed > 0.9
+    assert record.model == "lenet5" and record.epochs == 6 and record.train_settings["precision"] == "fp32"
+
+
+def test_train_saves_into_the_cache_by_default(isolated_home):
+    result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert (isolated_home / "checkpoints" / "synthetic" / "lenet5-none.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "resnt18", "--dataset", "synthetic"], "did you mean resnet18"),
+        (["train", "--model", "lenet5", "--dataset", "synthetik"], "did you mean synthetic"),
+        (["train", "--model", "lenet5", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "--download"),
+        (["train", "--model", "lenet5", "--device", "cuda:7", "--dataset", "synthetic"], "device"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args, message):
+    result = run(*args)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.startswith("Error:") and result.output.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_smallcnn_on_real_fashion_mnist():
+    from robustkit.data import fashion_mnist
+
+    if not fashion_mnist.DEBIAN_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist not installed")
+    result = run("train", "--model", "smallcnn", "--epochs", "1", "--n-train", "20000")
+    assert result.exit_code == 0, result.output
+    _, record = load_model(next(__import__("robustkit").paths.home().glob("checkpoints/fashion-mnist/*")))
+    assert record.clean_accuracy > 0.85
