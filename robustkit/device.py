@@ -27,7 +27,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 def bf16_is_fast(device: torch.device) -> bool:
     """True where bfloat16 autocast speeds training up: CUDA with bf16, or a CPU with AMX/AVX512-BF16.
 
-    Measured here (Sapphire Rapids, 2 cores): ResNet-18 training 85 → 204 img/s, smallcnn 1305 → 5505.
+    benchmarks/train_throughput.py, 2-core Sapphire Rapids: bf16 + channels-last trains ResNet-18
+    2.5× and smallcnn 2.1× faster than fp32.
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -126,7 +126,8 @@ def train_model(
         order = torch.randperm(n, generator=order_rng).to(device)
         loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         epoch_start = time.perf_counter()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=None if progress else True, leave=False)
         for step in bar:
             index = order[step * batch_size : (step + 1) * batch_size]
             x, y = images[index], labels[index]

@@ -70,7 +70,7 @@ class ImageFolder(ImageDataset):
             raise DataError(f"{root} has classes {folder.classes}, expected {list(self.info.class_names)}")
         images = torch.empty((len(folder), 3, self.size, self.size), dtype=torch.uint8)
         labels = torch.empty(len(folder), dtype=torch.int64)
-        for i, (image, label) in enumerate(tqdm(folder, desc=f"reading {root.name}", leave=False)):
+        for i, (image, label) in enumerate(tqdm(folder, desc=f"reading {root.name}", disable=None, leave=False)):
             images[i], labels[i] = image, label
         return Split(uint8_to_float(images), labels)
 
