@@ -1,8 +1,12 @@
-"""Attack plugins, one per file; ``from attacks import PGD``.
+"""Attack plugins, one per file: ``from attacks import FGSM, PGD``.
 
 Built-in attacks are imported here explicitly (importing a module registers it in
 ``robustkit.registry.ATTACKS``); third-party attacks come from the ``robustkit.attacks``
-entry-point group. The attack interface and the first attacks arrive with the attack-core issue.
+entry-point group through the same ``register``.
 """
 
-__all__: list[str] = []
+from attacks.base import Attack, AttackResult, Perturbed
+from attacks.fgsm import FGSM
+from attacks.pgd import PGD
+
+__all__ = ["FGSM", "PGD", "Attack", "AttackResult", "Perturbed"]

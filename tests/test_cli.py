@@ -78,3 +78,62 @@ def test_smallcnn_on_real_fashion_mnist():
     assert result.exit_code == 0, result.output
     _, record = load_model(next(__import__("robustkit").paths.home().glob("checkpoints/fashion-mnist/*")))
     assert record.clean_accuracy > 0.85
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    out = tmp_path / "tiny.safetensors"
+    result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "32",
+                 "--lr", "0.05", "--precision", "fp32", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_evaluate_end_to_end_on_synthetic(tiny_checkpoint, tmp_path):
+    import json
+
+    from robustkit.records import file_sha256
+
+    out = tmp_path / "records.json"
+    args = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+            "--eps", "40/255", "--n-samples", "64", "--output", str(out), "--save-examples", str(tmp_path / "ex")]
+    result = run(*args, "--attack", "pgd", "--steps", "5")
+    assert result.exit_code == 0, result.output
+    assert run(*args, "--attack", "fgsm").exit_code == 0
+    records = json.loads(out.read_text())
+    assert [r["attack"] for r in records] == ["pgd", "fgsm"]
+    pgd = records[0]
+    assert pgd["n"] == 64 and pgd["eps"] == pytest.approx(40 / 255) and pgd["n_unverified"] == 0
+    assert 0 <= pgd["robust_accuracy"] < pgd["clean_accuracy"]
+    assert pgd["checkpoint_sha256"] == file_sha256(tiny_checkpoint)
+    assert json.loads(pgd["attack_settings"])["steps"] == 5
+    assert list((tmp_path / "ex").glob("*.png"))
+
+
+def test_evaluate_trains_and_caches_a_missing_checkpoint(isolated_home, tmp_path):
+    args = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "16", "--output",
+            str(tmp_path / "r.csv")]  # fmt: skip
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert (isolated_home / "checkpoints" / "synthetic" / "lenet5-none.safetensors").is_file()
+    again = run(*args)  # the second run finds the cached checkpoint and appends a second row
+    assert again.exit_code == 0 and len((tmp_path / "r.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--attack", "pgdd"], "did you mean pgd"),
+        (["--eps", "8/0"], "eps must be"),
+        (["--attack", "fgsm", "--steps", "3"], "unexpected keyword argument 'steps'"),
+        (["--defense", "madri"], "unknown defense"),
+        (["--output", "x.txt"], ".csv or .json"),
+    ],
+)
+def test_evaluate_user_errors(tiny_checkpoint, extra, message):
+    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "8"]
+    if "--defense" not in extra:
+        base += ["--checkpoint", str(tiny_checkpoint)]
+    result = run(*base, *extra)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output

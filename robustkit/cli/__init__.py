@@ -32,10 +32,12 @@ def main(verbose: bool, quiet: bool) -> None:
 
 
 def _add_commands() -> None:
+    from robustkit.cli.evaluate import evaluate
     from robustkit.cli.list import list_command
     from robustkit.cli.train import train
 
     main.add_command(train)
+    main.add_command(evaluate)
     main.add_command(list_command)
 
 

@@ -1,0 +1,134 @@
+"""The attack plugin interface: settings in a frozen dataclass, one public entry point.
+
+An attack never holds a model. ``attack(model, x, y, *, target=None)`` runs the subclass's
+``perturb`` with the model in eval mode (every module's mode restored afterwards), then projects
+the result onto the ε-ball and [0, 1] and re-runs the model to report success per sample.
+Gradients are taken with ``torch.autograd.grad`` on the input only, so the model's parameters,
+buffers, ``requires_grad`` flags and ``.grad`` are never touched, nor are the caller's tensors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from attacks.losses import LOSSES, attack_loss, is_success
+from robustkit.errors import ConfigError
+from robustkit.modes import eval_mode
+from robustkit.predict import predict
+from robustkit.threat import ThreatModel, clip_to_box, threat_model
+
+_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """What an attack returns; every tensor has one entry per input sample."""
+
+    x_adv: Tensor  # N×C×H×W, dtype and device of x, inside the ε-ball and [0, 1]
+    success: Tensor  # bool: misclassified (or, targeted, classified as the target) by a fresh forward pass
+    norms: Tensor  # float32: ‖x_adv − x‖ in the attack's norm
+    queries: Tensor | None = None  # int64: model evaluations (forward or forward+backward) spent per sample
+    extras: dict[str, Any] = field(default_factory=dict)  # attack-specific (e.g. the universal δ)
+
+
+@dataclass(frozen=True)
+class Perturbed:
+    """What ``perturb`` hands back to the base class."""
+
+    x_adv: Tensor
+    queries: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attack(ABC):
+    """Base of every attack: ε, norm, loss, seed and precision are common to all."""
+
+    eps: float
+    norm: str = "linf"  # linf | l2
+    loss: str = "ce"  # ce (cross-entropy) | margin (Carlini-Wagner logit margin)
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the attack's own passes
+
+    name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        threat_model(self.norm, self.eps)  # validates both
+        if self.loss not in LOSSES:
+            raise ConfigError(f"{type(self).__name__}: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
+        if self.precision not in _AUTOCAST:
+            raise ConfigError(f"{type(self).__name__}: unknown precision '{self.precision}' (fp32, bf16, fp16)")
+
+    @property
+    def threat(self) -> ThreatModel:
+        return threat_model(self.norm, self.eps)
+
+    def settings(self) -> dict[str, Any]:
+        """The attack's settings as plain values, for records."""
+        return asdict(self)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
+        """Attack ``model`` on images ``x`` ∈ [0, 1] with labels ``y`` (or push them toward ``target``)."""
+        x, y, target = _checked(model, x, y, target)
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        with eval_mode(model):
+            with self._autocast(x.device):
+                out = self.perturb(model, x, y, target=target, generator=generator)
+            x_adv = clip_to_box(x + self.threat.project(out.x_adv.detach().to(x.dtype) - x))
+            success = is_success(_verdict(model, x_adv), y, target)
+        return AttackResult(x_adv, success, self.threat.norm(x_adv - x), out.queries, out.extras)
+
+    @abstractmethod
+    def perturb(
+        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None, generator: torch.Generator
+    ) -> Perturbed:
+        """Search for adversarial examples; the base class projects and re-checks what this returns."""
+
+    def loss_and_grad(
+        self, model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-sample loss to maximise, its gradient w.r.t. the input only, and the logits."""
+        x_adv = x_adv.detach().requires_grad_(True)
+        logits = model(x_adv)
+        losses = attack_loss(logits.float(), y, target, self.loss)
+        (grad,) = torch.autograd.grad(losses.sum(), x_adv)
+        return losses.detach(), grad.detach(), logits.detach()
+
+    def _autocast(self, device: torch.device):
+        dtype = _AUTOCAST[self.precision]
+        return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _verdict(model: nn.Module, x: Tensor) -> Tensor:
+    # a fresh forward pass outside any autocast: the verdict is the model's own, at full precision
+    with torch.autocast(x.device.type, enabled=False):
+        return predict(model, x, batch_size=max(len(x), 1))
+
+
+def _checked(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Validate inputs with one-line errors; return detached views (the caller's tensors are never written)."""
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
+        raise ConfigError("x must be a floating-point tensor of images, N×C×H×W")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ConfigError(
+            f"x must be pixels in [0, 1] (found {x.min().item():.3g}…{x.max().item():.3g}); "
+            "put normalisation inside the model"
+        )
+    if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
+        raise ConfigError(f"y must be integer labels of shape ({len(x)},)")
+    param = next(model.parameters(), None)
+    if param is not None and param.device != x.device:
+        raise ConfigError(f"model is on {param.device} but x is on {x.device}")
+    if target is not None:
+        if target.shape != y.shape or target.is_floating_point():
+            raise ConfigError(f"target must be integer labels of shape ({len(x)},)")
+        if (target == y.to(target.device)).any():
+            raise ConfigError("target equals the true label for some samples; pick another class for them")
+        target = target.detach().to(x.device)
+    return x.detach(), y.detach().to(x.device), target

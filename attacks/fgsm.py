@@ -1,0 +1,38 @@
+"""FGSM: one signed-gradient step (Goodfellow, Shlens & Szegedy, ICLR 2015); FGM under L2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attacks.base import Attack, Perturbed
+from robustkit.registry import ATTACKS
+
+
+@ATTACKS.register("fgsm")
+@dataclass(frozen=True, kw_only=True)
+class FGSM(Attack):
+    """Fast Gradient Sign Method: x + ε·sign(∇ₓL) under L∞; x + ε·∇ₓL/‖∇ₓL‖₂ (FGM) under L2.
+
+    Threat model: L∞ or L2 ball of radius ``eps`` around x, intersected with [0, 1].
+    Arguments: ``eps``, ``norm`` (linf | l2), ``loss`` (ce | margin), ``random_start`` (a uniform
+    random point of the ball first, then the step, as in Wong et al. 2020), ``seed``, ``precision``.
+    Shapes: x N×C×H×W in [0, 1], y (and target) int64 N. One forward+backward pass per sample.
+
+    Example::
+
+        from attacks import FGSM
+        result = FGSM(eps=0.1)(model, x, y)
+        robust_accuracy = 1 - result.success.float().mean()
+    """
+
+    random_start: bool = False
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+        threat = self.threat
+        start = x + threat.random_init(x, generator) if self.random_start else x
+        _, grad, _ = self.loss_and_grad(model, start, y, target)
+        x_adv = start + self.eps * threat.normalize_grad(grad)
+        return Perturbed(x_adv, queries=torch.ones(len(x), dtype=torch.long, device=x.device))

@@ -1,0 +1,78 @@
+"""``robustkit evaluate``: attack a model on the fixed evaluation subset and report robust accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from robustkit.cli.options import dataset_options, open_dataset, runtime_options
+from robustkit.cli.table import echo_table
+from robustkit.device import resolve_device
+from robustkit.evaluate import evaluate_attack
+from robustkit.example_grid import save_example_grid
+from robustkit.pipeline import obtain_model
+from robustkit.records import append_record, file_sha256, run_metadata
+from robustkit.registry import ATTACKS
+from robustkit.threat import default_eps, parse_eps
+
+
+@click.command()
+@click.option("--model", "model_name", required=True, help="Registered model name (robustkit list models).")
+@click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
+@dataset_options
+@click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), help="Iterations (iterative attacks).")
+@click.option("--step-size", type=str, help="Step size, e.g. 0.01 or 2/255 [2.5·ε/steps].")
+@click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
+@click.option("--loss", type=click.Choice(["ce", "margin"]), help="Attack objective [ce].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32].")
+@click.option("--n-samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Size of the fixed, seeded evaluation subset of the test split.")  # fmt: skip
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Weights to evaluate [the cached checkpoint; trained if missing].")  # fmt: skip
+@click.option("--defense", default="none", show_default=True, help="Defense the cached checkpoint was trained with.")
+@runtime_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
+@click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a PNG grid of clean / perturbation / adversarial images here.")  # fmt: skip
+def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, steps, step_size, restarts, loss,
+             precision, n_samples, checkpoint, defense, device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
+    """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
+    data = open_dataset(dataset, data_dir, download)
+    budget = parse_eps(eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
+    attack = ATTACKS.build(
+        attack_name, eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size) if step_size else None,
+        restarts=restarts, loss=loss, precision=precision, seed=seed,
+    )  # fmt: skip
+    device = resolve_device(device)
+    model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=defense, device=device, seed=seed)
+    subset = data.test.subset(n_samples, seed=seed)
+    result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
+                             keep_examples=8 if save_examples else 0)  # fmt: skip
+    m = result.metrics()
+    echo_table(
+        ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified", "img/s"],
+        [[model_name, attack_name, norm, f"{budget:.4g}", m["n"], f"{m['clean_accuracy']:.4f}",
+          f"{m['robust_accuracy']:.4f}", f"{m['attack_success_rate']:.4f}", f"{m['median_norm']:.4g}",
+          m["n_unverified"], f"{m['images_per_second']:.1f}"]],
+    )  # fmt: skip
+    if output:
+        settings = {k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")}
+        record = {"model": model_name, "checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
+                  "dataset": data.info.name, "defense": defense, "attack": attack_name,
+                  "attack_settings": json.dumps(settings, sort_keys=True), "norm": norm, "eps": budget,
+                  **m, **run_metadata(device, seed)}  # fmt: skip
+        click.echo(f"record appended to {append_record(output, record)}")
+    if save_examples:
+        ex = result.examples
+        if ex:
+            grid = save_example_grid(save_examples / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png",
+                                     ex["clean"], ex["adversarial"], ex["label"], ex["adversarial_prediction"],
+                                     data.info.class_names)  # fmt: skip
+            click.echo(f"examples: {grid}")
+        else:
+            click.echo("examples: none (the attack broke no sample)")

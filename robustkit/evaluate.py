@@ -1,0 +1,144 @@
+"""The evaluation engine: clean accuracy, then the attack on correctly classified samples only.
+
+Every adversarial example counted is verified here, independently of the attack's own report:
+inside the ε-ball (within the threat model's stated rounding tolerance), inside [0, 1], and
+misclassified by a fresh forward pass in eval mode. Unverified examples count as not broken, and
+their number is reported (it should always be 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from attacks.base import Attack
+from robustkit.predict import predict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """Per-sample outcomes of one attack on one model, and the figures derived from them."""
+
+    clean_correct: Tensor  # bool N
+    robust: Tensor  # bool N: correct, and no verified adversarial example found
+    norms: Tensor  # float32 N: perturbation norm of verified adversarial examples, NaN elsewhere
+    n_unverified: int = 0
+    seconds: float = 0.0
+    examples: dict[str, Tensor] = field(default_factory=dict)  # a few clean/adversarial pairs
+
+    @property
+    def n(self) -> int:
+        return len(self.clean_correct)
+
+    @property
+    def clean_accuracy(self) -> float:
+        return self.clean_correct.float().mean().item()
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.robust.float().mean().item()
+
+    @property
+    def attack_success_rate(self) -> float:
+        """Broken among the samples attacked (those classified correctly)."""
+        attacked = int(self.clean_correct.sum())
+        return (attacked - int(self.robust.sum())) / attacked if attacked else float("nan")
+
+    @property
+    def mean_norm(self) -> float:
+        return self.norms.nanmean().item()
+
+    @property
+    def median_norm(self) -> float:
+        return self.norms.nanmedian().item()
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else float("nan")
+
+    def metrics(self) -> dict[str, float | int]:
+        return {
+            "n": self.n,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "attack_success_rate": self.attack_success_rate,
+            "mean_norm": self.mean_norm,
+            "median_norm": self.median_norm,
+            "n_unverified": self.n_unverified,
+            "seconds": self.seconds,
+            "images_per_second": self.images_per_second,
+        }
+
+
+def verify(model: nn.Module, attack: Attack, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:
+    """Per sample: inside the ε-ball, inside [0, 1], misclassified by a fresh eval-mode forward pass."""
+    flat = x_adv.flatten(1)
+    in_box = ((flat >= 0) & (flat <= 1)).all(1)
+    in_ball = attack.threat.contains(x_adv, x)
+    wrong = predict(model, x_adv, batch_size=max(len(x_adv), 1)) != y
+    return in_box & in_ball & wrong
+
+
+def evaluate_attack(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    attack: Attack,
+    *,
+    batch_size: int = 256,
+    keep_examples: int = 0,
+    progress: bool = True,
+) -> Evaluation:
+    """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed."""
+    if model.training:
+        log.warning("the model was in training mode; evaluating in eval mode (its mode is restored afterwards)")
+    device = next(model.parameters()).device
+    clean_correct = torch.zeros(len(labels), dtype=torch.bool)
+    robust = torch.zeros(len(labels), dtype=torch.bool)
+    norms = torch.full((len(labels),), float("nan"))
+    n_unverified, kept = 0, {"clean": [], "adversarial": [], "label": [], "adversarial_prediction": []}
+    start = time.perf_counter()
+    bar = tqdm(total=len(labels), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
+               disable=None if progress else True, leave=False)  # fmt: skip
+    for lo in range(0, len(labels), batch_size):
+        x, y = images[lo : lo + batch_size].to(device), labels[lo : lo + batch_size].to(device)
+        correct = predict(model, x, batch_size=len(x)) == y
+        index = correct.nonzero().squeeze(1)
+        broken = torch.zeros_like(correct)
+        if len(index):
+            result = attack(model, x[index], y[index])
+            verified = verify(model, attack, x[index], result.x_adv, y[index])
+            n_unverified += int((result.success & ~verified).sum())
+            hit = result.success & verified
+            broken[index[hit]] = True
+            norms[lo + index[hit].cpu()] = result.norms[hit].float().cpu()
+            _keep(kept, keep_examples, x[index][hit], result.x_adv[hit], y[index][hit], model)
+        clean_correct[lo : lo + len(y)] = correct.cpu()
+        robust[lo : lo + len(y)] = (correct & ~broken).cpu()
+        bar.update(len(y))
+        bar.set_postfix(clean=f"{clean_correct[: lo + len(y)].float().mean():.3f}",
+                        robust=f"{robust[: lo + len(y)].float().mean():.3f}")  # fmt: skip
+    bar.close()
+    if n_unverified:
+        log.warning("%d adversarial examples claimed by %s failed verification and count as not broken",
+                    n_unverified, type(attack).__name__)  # fmt: skip
+    examples = {k: torch.cat(v)[:keep_examples] for k, v in kept.items() if v}
+    return Evaluation(clean_correct, robust, norms, n_unverified, time.perf_counter() - start, examples)
+
+
+def _keep(kept: dict[str, list[Tensor]], limit: int, x: Tensor, x_adv: Tensor, y: Tensor, model: nn.Module) -> None:
+    have = sum(len(t) for t in kept["clean"])
+    if have >= limit or len(x) == 0:
+        return
+    take = slice(0, limit - have)
+    kept["clean"].append(x[take].cpu())
+    kept["adversarial"].append(x_adv[take].cpu())
+    kept["label"].append(y[take].cpu())
+    kept["adversarial_prediction"].append(predict(model, x_adv[take]).cpu())

@@ -1,0 +1,54 @@
+"""A PNG a person can look at: clean image | amplified perturbation | adversarial image, with labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_CELL, _CAPTION = 120, 14
+
+
+def save_example_grid(
+    path: str | Path,
+    clean: Tensor,
+    adversarial: Tensor,
+    labels: Tensor,
+    predictions: Tensor,
+    class_names: Sequence[str],
+) -> Path:
+    """One row per example; the perturbation is shown around mid-grey, scaled to the row's largest change."""
+    from PIL import Image, ImageDraw
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    delta = adversarial.float() - clean.float()
+    scale = 0.5 / delta.flatten(1).abs().amax(1).clamp_min(1e-12)
+    perturbation = 0.5 + delta * scale.view(-1, 1, 1, 1)
+    canvas = Image.new("RGB", (3 * _CELL, max(len(clean), 1) * (_CELL + _CAPTION)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row in range(len(clean)):
+        cells = [
+            (clean[row], f"clean: {class_names[int(labels[row])]}"),
+            (perturbation[row], f"delta x{scale[row].item():.0f}"),
+            (adversarial[row], f"adv: {class_names[int(predictions[row])]}"),
+        ]
+        for col, (image, caption) in enumerate(cells):
+            top = row * (_CELL + _CAPTION)
+            canvas.paste(_to_pil(image), (col * _CELL, top + _CAPTION))
+            draw.text((col * _CELL + 2, top + 1), caption[:20], fill="black")
+    canvas.save(path)
+    return path
+
+
+def _to_pil(image: Tensor):
+    from PIL import Image
+
+    big = F.interpolate(image.float()[None].clamp(0, 1), size=(_CELL, _CELL), mode="nearest")[0]
+    if big.shape[0] == 1:
+        big = big.expand(3, -1, -1)
+    array = (big * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(array)

@@ -1,0 +1,145 @@
+"""Threat models: the ε-ball an attack may search, as small objects (after Foolbox).
+
+Each knows how to measure a perturbation, project onto its ball, draw a random start and turn a
+gradient into a step direction. Inputs live in the box [0, 1]; ``clip_to_box`` is the other half of
+every projection.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from robustkit.errors import ConfigError
+
+_TINY = 1e-12
+
+
+def _flat_norm(t: Tensor, p: float) -> Tensor:
+    return t.flatten(1).float().norm(p=p, dim=1)
+
+
+def _per_sample(values: Tensor, like: Tensor) -> Tensor:
+    return values.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+@dataclass(frozen=True)
+class ThreatModel(ABC):
+    """The ball ‖δ‖ ≤ ε of one norm."""
+
+    eps: float
+    name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
+            raise ConfigError(f"eps must be a finite number ≥ 0, got {self.eps!r}")
+
+    @abstractmethod
+    def norm(self, delta: Tensor) -> Tensor:
+        """Per-sample norm of ``delta`` (float32, shape N)."""
+
+    @abstractmethod
+    def project(self, delta: Tensor) -> Tensor:
+        """The nearest point of the ball (for L2, the radial projection)."""
+
+    @abstractmethod
+    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """A random δ inside the ball, drawn uniformly."""
+
+    @abstractmethod
+    def normalize_grad(self, grad: Tensor) -> Tensor:
+        """The steepest-ascent direction of unit norm for this ball."""
+
+    def tolerance(self, x: Tensor) -> float:
+        """Slack for float rounding when checking ‖x_adv − x‖ ≤ ε: a few ulps of 1.0 in x's dtype."""
+        return 4 * torch.finfo(x.dtype).eps * (1.0 + self.eps)
+
+    def contains(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """Per-sample: is ‖x_adv − x‖ ≤ ε (within the stated rounding tolerance)?"""
+        return self.norm(x_adv.float() - x.float()) <= self.eps + self.tolerance(x)
+
+
+@dataclass(frozen=True)
+class Linf(ThreatModel):
+    name: ClassVar[str] = "linf"
+
+    def norm(self, delta: Tensor) -> Tensor:
+        return delta.flatten(1).abs().amax(dim=1).float()
+
+    def project(self, delta: Tensor) -> Tensor:
+        return delta.clamp(-self.eps, self.eps)
+
+    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+        return ((2 * u - 1) * self.eps).to(x.dtype)
+
+    def normalize_grad(self, grad: Tensor) -> Tensor:
+        return grad.sign()
+
+
+@dataclass(frozen=True)
+class L2(ThreatModel):
+    name: ClassVar[str] = "l2"
+
+    def norm(self, delta: Tensor) -> Tensor:
+        return _flat_norm(delta, 2)
+
+    def project(self, delta: Tensor) -> Tensor:
+        factor = (self.eps / self.norm(delta).clamp_min(_TINY)).clamp(max=1.0)
+        return delta * _per_sample(factor, delta)
+
+    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+        direction = direction / _per_sample(_flat_norm(direction, 2).clamp_min(_TINY), direction)
+        dims = x[0].numel()
+        radius = self.eps * torch.rand(len(x), generator=generator, device=x.device) ** (1.0 / dims)
+        return (direction * _per_sample(radius, direction)).to(x.dtype)
+
+    def normalize_grad(self, grad: Tensor) -> Tensor:
+        return grad / _per_sample(_flat_norm(grad, 2).clamp_min(_TINY), grad)
+
+    def tolerance(self, x: Tensor) -> float:
+        # element-wise rounding errors of x + δ add up in quadrature over the √d coordinates
+        return super().tolerance(x) * math.sqrt(x[0].numel())
+
+
+THREAT_MODELS: dict[str, type[ThreatModel]] = {"linf": Linf, "l2": L2}
+
+
+def threat_model(norm: str, eps: float) -> ThreatModel:
+    """``threat_model("linf", 8/255)``; an unknown norm is a one-line error."""
+    cls = THREAT_MODELS.get(norm.lower().replace("∞", "inf"))
+    if cls is None:
+        raise ConfigError(f"unknown norm '{norm}' (choose from {', '.join(THREAT_MODELS)})")
+    return cls(float(eps))
+
+
+def clip_to_box(x: Tensor) -> Tensor:
+    """Inputs are images in [0, 1]."""
+    return x.clamp(0.0, 1.0)
+
+
+def parse_eps(text: str | float) -> float:
+    """``0.1``, ``8/255`` or ``8 / 255`` → float; anything else is a one-line error."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        try:
+            value = float(Fraction(text.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"eps must be a number like 0.1 or a fraction like 8/255, got '{text}'") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"eps must be finite and ≥ 0, got {text}")
+    return value
+
+
+def default_eps(norm: str, channels: int) -> float:
+    """The field's usual budgets: MNIST-like grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5."""
+    grey = channels == 1
+    return {"linf": 0.1 if grey else 8 / 255, "l2": 1.5 if grey else 0.5}[threat_model(norm, 0).name]

@@ -1,0 +1,158 @@
+"""Attacks by the field's rules: hand-written references, and invariants over every registered attack."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attack_fixtures import tiny_batch, tiny_model
+from attacks import FGSM, PGD
+from robustkit import get_attack
+from robustkit.errors import ConfigError
+from robustkit.registry import ATTACKS
+
+EPS = 0.15
+
+
+def reference_fgsm(model, x, y, eps):
+    x = x.clone().requires_grad_(True)
+    F.cross_entropy(model(x), y).backward()
+    return (x + eps * x.grad.sign()).clamp(0, 1).detach()
+
+
+def reference_pgd(model, x, y, eps, steps, alpha, seed):
+    """Madry et al.'s PGD written out plainly, drawing the random start the same way."""
+    g = torch.Generator().manual_seed(seed)
+    x_adv = (x + (2 * torch.rand(x.shape, generator=g) - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        x_adv = x_adv.clone().requires_grad_(True)
+        F.cross_entropy(model(x_adv), y, reduction="sum").backward()
+        x_adv = x_adv + alpha * x_adv.grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1).detach()
+    return x_adv
+
+
+def test_fgsm_matches_reference():
+    model, (x, y) = tiny_model(), tiny_batch()
+    result = FGSM(eps=EPS)(model, x, y)
+    assert torch.allclose(result.x_adv, reference_fgsm(model, x, y, EPS), atol=1e-6)
+
+
+def test_pgd_matches_reference_for_the_same_seed():
+    model, (x, y) = tiny_model(), tiny_batch()
+    ours = PGD(eps=EPS, steps=7, step_size=0.04, early_stop=False, seed=3)(model, x, y)
+    ref = reference_pgd(model, x, y, EPS, 7, 0.04, seed=3)
+    assert torch.allclose(ours.x_adv, ref, atol=1e-5)
+    assert torch.equal(ours.success, model(ref).argmax(1) != y)
+    assert ours.queries.tolist() == [7] * len(y)
+
+
+def test_early_stop_spends_fewer_passes_and_keeps_every_success():
+    model, (x, y) = tiny_model(), tiny_batch()
+    full = PGD(eps=EPS, steps=20, early_stop=False)(model, x, y)
+    early = PGD(eps=EPS, steps=20, early_stop=True)(model, x, y)
+    assert early.queries.sum() < full.queries.sum()
+    assert early.success.float().mean() >= full.success.float().mean() - 1e-9
+    assert (early.queries[early.success] <= 20).all()
+
+
+def test_attacks_reduce_accuracy_and_pgd_beats_fgsm():
+    model, (x, y) = tiny_model(), tiny_batch(64)
+    clean_wrong = (model(x).argmax(1) != y).float().mean()
+    fgsm = FGSM(eps=EPS)(model, x, y).success.float().mean()
+    pgd = PGD(eps=EPS, steps=20)(model, x, y).success.float().mean()
+    assert pgd >= fgsm > clean_wrong + 0.2
+
+
+def test_targeted_pgd_reaches_the_target():
+    model, (x, y) = tiny_model(), tiny_batch()
+    target = (y + 1) % 4
+    result = PGD(eps=0.3, steps=30)(model, x, y, target=target)
+    assert result.success.float().mean() > 0.8
+    assert torch.equal(result.success, model(result.x_adv).argmax(1) == target)
+    with pytest.raises(ConfigError, match="target equals"):
+        PGD(eps=0.3)(model, x, y, target=y)
+
+
+def test_l2_pgd_stays_in_the_l2_ball():
+    model, (x, y) = tiny_model(), tiny_batch()
+    result = PGD(eps=1.0, norm="l2", steps=20)(model, x, y)
+    assert ((result.x_adv - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
+    assert result.success.float().mean() > 0.3
+    assert torch.allclose(result.norms, (result.x_adv - x).flatten(1).norm(dim=1), atol=1e-6)
+
+
+def test_restarts_are_never_worse_than_one_run():
+    model, (x, y) = tiny_model(), tiny_batch(64)
+    for loss in ("ce", "margin"):
+        one = PGD(eps=0.08, steps=5, loss=loss)(model, x, y).success
+        three = PGD(eps=0.08, steps=5, restarts=3, loss=loss)(model, x, y).success
+        assert (three | ~one).all()  # every sample one run broke, three runs break too
+
+
+def test_margin_loss_is_positive_exactly_when_misclassified():
+    from attacks.losses import attack_loss
+
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    y = torch.tensor([0, 0])
+    assert attack_loss(logits, y, None, "margin").tolist() == [-2.0, 2.0]
+    assert attack_loss(logits, y, torch.tensor([2, 1]), "margin").tolist() == [-3.0, 1.0]
+
+
+def test_bad_inputs_are_one_line_errors():
+    model, (x, y) = tiny_model(), tiny_batch(4)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        PGD(eps=0.1)(model, x * 3 - 1, y)
+    with pytest.raises(ConfigError, match="labels"):
+        PGD(eps=0.1)(model, x, y[:2])
+    with pytest.raises(ConfigError, match="eps"):
+        PGD(eps=-1)
+    with pytest.raises(ConfigError, match="norm"):
+        PGD(eps=0.1, norm="l7")
+    with pytest.raises(ConfigError, match="steps"):
+        get_attack("pgd", eps=0.1, steps=0)
+
+
+# ---- invariants, parametrised over the registry: every attack, present and future ----
+
+
+@pytest.fixture(params=ATTACKS.list())
+def attack_name(request):
+    return request.param
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", EPS), ("l2", 1.0)])
+def test_invariants_of_every_registered_attack(attack_name, norm, eps):
+    model, (x, y) = tiny_model(), tiny_batch(16)
+    model.train()  # the attack must evaluate in eval mode and hand training mode back
+    model.net[0].eval()  # and restore a mixed mode module by module
+    modes = [m.training for m in model.modules()]
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    requires = [p.requires_grad for p in model.parameters()]
+    x_before, y_before = x.clone(), y.clone()
+
+    attack = get_attack(attack_name, eps=eps, norm=norm, seed=1)
+    result = attack(model, x, y)
+
+    assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
+    assert result.success.shape == y.shape and result.success.dtype == torch.bool
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert attack.threat.contains(result.x_adv, x).all()
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+    assert [p.requires_grad for p in model.parameters()] == requires
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)
+    again = get_attack(attack_name, eps=eps, norm=norm, seed=1)(model, x, y)
+    assert torch.equal(again.x_adv, result.x_adv) and torch.equal(again.success, result.success)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
+
+
+def test_attacks_keep_reduced_precision_inputs(attack_name):
+    model, (x, y) = tiny_model(), tiny_batch(8)
+    result = get_attack(attack_name, eps=EPS)(model.to(torch.bfloat16), x.to(torch.bfloat16), y)
+    assert result.x_adv.dtype == torch.bfloat16
+    assert get_attack(attack_name, eps=EPS).threat.contains(result.x_adv, x.to(torch.bfloat16)).all()
+    autocast = get_attack(attack_name, eps=EPS, precision="bf16")(tiny_model(), x, y)
+    assert autocast.x_adv.dtype == torch.float32 and (autocast.norms <= EPS + 1e-6).all()
