@@ -78,7 +78,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: CheckpointRecord
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointRecord | None]:
     """The tensors and (for robustkit checkpoints) the record; any defect is one ``CheckpointError``."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if _looks_like_safetensors(path):
