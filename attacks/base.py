@@ -81,7 +81,7 @@ class Attack(ABC):
             with self._autocast(x.device):
                 out = self.perturb(model, x, y, target=target, generator=generator)
             x_adv = clip_to_box(x + self.threat.project(out.x_adv.detach().to(x.dtype) - x))
-            success = is_success(_verdict(model, x_adv), y, target)
+            success = is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
         return AttackResult(x_adv, success, self.threat.norm(x_adv - x), out.queries, out.extras)
 
     @abstractmethod
@@ -94,10 +94,11 @@ class Attack(ABC):
         self, model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample loss to maximise, its gradient w.r.t. the input only, and the logits."""
-        x_adv = x_adv.detach().requires_grad_(True)
-        logits = model(x_adv)
-        losses = attack_loss(logits.float(), y, target, self.loss)
-        (grad,) = torch.autograd.grad(losses.sum(), x_adv)
+        with torch.enable_grad():  # callers often sit inside torch.no_grad()
+            x_adv = x_adv.detach().requires_grad_(True)
+            logits = model(x_adv)
+            losses = attack_loss(logits.float(), y, target, self.loss)
+            (grad,) = torch.autograd.grad(losses.sum(), x_adv)
         return losses.detach(), grad.detach(), logits.detach()
 
     def _autocast(self, device: torch.device):
@@ -105,19 +106,13 @@ class Attack(ABC):
         return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def _verdict(model: nn.Module, x: Tensor) -> Tensor:
-    # a fresh forward pass outside any autocast: the verdict is the model's own, at full precision
-    with torch.autocast(x.device.type, enabled=False):
-        return predict(model, x, batch_size=max(len(x), 1))
-
-
 def _checked(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
     """Validate inputs with one-line errors; return detached views (the caller's tensors are never written)."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise ConfigError("x must be a floating-point tensor of images, N×C×H×W")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
+    if x.numel() and not ((x >= 0) & (x <= 1)).all():  # NaN fails this too
         raise ConfigError(
-            f"x must be pixels in [0, 1] (found {x.min().item():.3g}…{x.max().item():.3g}); "
+            f"x must be pixels in [0, 1] (found {x.min().item():.3g}…{x.max().item():.3g}, or NaN); "
             "put normalisation inside the model"
         )
     if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.is_floating_point():

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from attacks.base import Attack, Perturbed
 from robustkit.registry import ATTACKS
+from robustkit.threat import clip_to_box
 
 
 @ATTACKS.register("fgsm")
@@ -32,7 +33,7 @@ class FGSM(Attack):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
         threat = self.threat
-        start = x + threat.random_init(x, generator) if self.random_start else x
+        start = clip_to_box(x + threat.random_init(x, generator)) if self.random_start else x
         _, grad, _ = self.loss_and_grad(model, start, y, target)
         x_adv = start + self.eps * threat.normalize_grad(grad)
         return Perturbed(x_adv, queries=torch.ones(len(x), dtype=torch.long, device=x.device))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from attacks.base import Attack, Perturbed
 from attacks.losses import attack_loss, is_success
 from robustkit.errors import ConfigError
+from robustkit.predict import predict
 from robustkit.registry import ATTACKS
 from robustkit.threat import clip_to_box
 
@@ -43,6 +44,8 @@ class PGD(Attack):
         super().__post_init__()
         if self.steps < 1 or self.restarts < 1 or (self.step_size is not None and self.step_size <= 0):
             raise ConfigError(f"PGD needs steps ≥ 1, restarts ≥ 1 and step_size > 0 (got {self})")
+        if self.restarts > 1 and not self.random_start:
+            raise ConfigError("PGD restarts > 1 need random_start=True: without it every restart is the same")
 
     @property
     def alpha(self) -> float:
@@ -81,6 +84,8 @@ class PGD(Attack):
             queries[active] += 1
             if self.early_stop:
                 hit = is_success(logits, ya, ta)
+                if self.precision != "fp32":  # retire a sample only on the full-precision verdict
+                    hit &= is_success(predict(model, xa), ya, ta)
                 # one host sync per step: shrinking the batch needs its new size; it pays for itself
                 if hit.any():
                     out[active[hit]], fooled[active[hit]] = xa[hit], True

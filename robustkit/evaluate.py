@@ -99,7 +99,8 @@ def evaluate_attack(
     """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed."""
     if model.training:
         log.warning("the model was in training mode; evaluating in eval mode (its mode is restored afterwards)")
-    device = next(model.parameters()).device
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else images.device
     clean_correct = torch.zeros(len(labels), dtype=torch.bool)
     robust = torch.zeros(len(labels), dtype=torch.bool)
     norms = torch.full((len(labels),), float("nan"))

@@ -11,11 +11,16 @@ from robustkit.modes import eval_mode
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, *, batch_size: int = 512) -> Tensor:
-    """Predicted labels (on ``images``' device), computed in eval mode on the model's device, in float32."""
-    device = next(model.parameters()).device
-    with eval_mode(model):
+    """Predicted labels (on ``images``' device), in eval mode on the model's device, outside any autocast.
+
+    This is the verdict every accuracy and every verification rests on, so it runs at the model's
+    own precision whatever autocast the caller has active.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else images.device
+    with eval_mode(model), torch.autocast(device.type, enabled=False):
         labels = [model(chunk.to(device)).argmax(1) for chunk in images.split(batch_size)]
-    return torch.cat(labels).to(images.device) if labels else torch.empty(0, dtype=torch.long)
+    return torch.cat(labels).to(images.device) if labels else torch.empty(0, dtype=torch.long, device=images.device)
 
 
 def accuracy(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:

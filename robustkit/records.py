@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,13 @@ def run_metadata(device: torch.device | str, seed: int) -> dict[str, Any]:
 def append_record(path: str | Path, record: dict[str, Any]) -> Path:
     """Append one record to ``.csv`` (header written once) or ``.json`` (a list, rewritten atomically)."""
     path = Path(path)
+    try:
+        return _append(path, record)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ConfigError(f"cannot append to {path}: {err}") from None
+
+
+def _append(path: Path, record: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
         frame = pd.DataFrame([record])
@@ -58,7 +66,8 @@ def append_record(path: str | Path, record: dict[str, Any]) -> Path:
         if not isinstance(records, list):
             raise ConfigError(f"{path} does not hold a JSON list of records")
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps([*records, record], indent=1, default=str))
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        tmp.write_text(json.dumps([*records, clean], indent=1, default=str, allow_nan=False))
         os.replace(tmp, path)
     else:
         raise ConfigError(f"--output must end in .csv or .json, got {path.name}")

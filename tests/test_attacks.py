@@ -156,3 +156,35 @@ def test_attacks_keep_reduced_precision_inputs(attack_name):
     assert get_attack(attack_name, eps=EPS).threat.contains(result.x_adv, x.to(torch.bfloat16)).all()
     autocast = get_attack(attack_name, eps=EPS, precision="bf16")(tiny_model(), x, y)
     assert autocast.x_adv.dtype == torch.float32 and (autocast.norms <= EPS + 1e-6).all()
+
+
+# ---- regressions found in review ----
+
+
+def test_attacks_work_inside_no_grad():
+    model, (x, y) = tiny_model(), tiny_batch(8)
+    with torch.no_grad():
+        inside = PGD(eps=EPS)(model, x, y)
+    assert torch.equal(inside.x_adv, PGD(eps=EPS)(model, x, y).x_adv)
+
+
+def test_l2_steps_in_float16_never_produce_nan():
+    model, (x, y) = tiny_model(), tiny_batch(8)
+    result = PGD(eps=1.0, norm="l2", steps=5)(model.half(), x.half(), y)
+    assert not torch.isnan(result.x_adv).any() and (result.norms <= 1.0 + 1e-2).all()
+
+
+def test_low_precision_tolerance_still_rejects_a_step_outside_the_ball():
+    x = torch.full((1, 1, 8, 8), 0.5, dtype=torch.bfloat16)
+    threat = get_attack("pgd", eps=8 / 255).threat
+    assert threat.contains(x + 8 / 255, x).all()
+    assert not threat.contains(x + 1.3 * 8 / 255, x).any()
+
+
+def test_nan_pixels_and_pointless_restarts_are_refused():
+    model, (x, y) = tiny_model(), tiny_batch(4)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ConfigError, match="NaN"):
+        PGD(eps=0.1)(model, x, y)
+    with pytest.raises(ConfigError, match="random_start"):
+        PGD(eps=0.1, restarts=3, random_start=False)

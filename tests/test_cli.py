@@ -100,8 +100,10 @@ def test_evaluate_end_to_end_on_synthetic(tiny_checkpoint, tmp_path):
     result = run(*args, "--attack", "pgd", "--steps", "5")
     assert result.exit_code == 0, result.output
     assert run(*args, "--attack", "fgsm").exit_code == 0
-    records = json.loads(out.read_text())
-    assert [r["attack"] for r in records] == ["pgd", "fgsm"]
+    assert run(*args, "--attack", "fgsm", "--eps", "0").exit_code == 0  # nothing broken: norms are NaN
+    records = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert [r["attack"] for r in records] == ["pgd", "fgsm", "fgsm"]
+    assert records[2]["median_norm"] is None and records[2]["robust_accuracy"] == records[2]["clean_accuracy"]
     pgd = records[0]
     assert pgd["n"] == 64 and pgd["eps"] == pytest.approx(40 / 255) and pgd["n_unverified"] == 0
     assert 0 <= pgd["robust_accuracy"] < pgd["clean_accuracy"]
@@ -128,6 +130,8 @@ def test_evaluate_trains_and_caches_a_missing_checkpoint(isolated_home, tmp_path
         (["--attack", "fgsm", "--steps", "3"], "unexpected keyword argument 'steps'"),
         (["--defense", "madri"], "unknown defense"),
         (["--output", "x.txt"], ".csv or .json"),
+        (["--output", "/proc/forbidden/r.csv"], "cannot append"),
+        (["--step-size", "fast"], "step size must be"),
     ],
 )
 def test_evaluate_user_errors(tiny_checkpoint, extra, message):

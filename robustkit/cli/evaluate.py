@@ -10,6 +10,7 @@ import click
 from robustkit.cli.options import dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit.device import resolve_device
+from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.example_grid import save_example_grid
 from robustkit.pipeline import obtain_model
@@ -42,10 +43,12 @@ from robustkit.threat import default_eps, parse_eps
 def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, steps, step_size, restarts, loss,
              precision, n_samples, checkpoint, defense, device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
+    if output is not None and output.suffix not in (".csv", ".json"):
+        raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
     data = open_dataset(dataset, data_dir, download)
     budget = parse_eps(eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
     attack = ATTACKS.build(
-        attack_name, eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size) if step_size else None,
+        attack_name, eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None,
         restarts=restarts, loss=loss, precision=precision, seed=seed,
     )  # fmt: skip
     device = resolve_device(device)
