@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -12,14 +13,16 @@ from robustkit.registry import ATTACKS
 from robustkit.threat import clip_to_box
 
 
-@ATTACKS.register("fgsm")
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
 class FGSM(Attack):
     """Fast Gradient Sign Method: x + ε·sign(∇ₓL) under L∞; x + ε·∇ₓL/‖∇ₓL‖₂ (FGM) under L2.
 
     Threat model: L∞ or L2 ball of radius ``eps`` around x, intersected with [0, 1].
     Arguments: ``eps``, ``norm`` (linf | l2), ``loss`` (ce | margin), ``random_start`` (a uniform
-    random point of the ball first, then the step, as in Wong et al. 2020), ``seed``, ``precision``.
+    random point of the ball first, then the step, as in Wong et al. 2020), ``step_scale`` (the step
+    is ``step_scale``·ε, projected back onto the ball: 1.25 with a random start in Wong et al.),
+    ``seed``, ``precision``.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N. One forward+backward pass per sample.
 
     Example::
@@ -29,11 +32,15 @@ class FGSM(Attack):
         robust_accuracy = 1 - result.success.float().mean()
     """
 
+    name: ClassVar[str] = "fgsm"
+
     random_start: bool = False
+    step_scale: float = 1.0
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
         threat = self.threat
         start = clip_to_box(x + threat.random_init(x, generator)) if self.random_start else x
         _, grad, _ = self.loss_and_grad(model, start, y, target)
-        x_adv = start + self.eps * threat.normalize_grad(grad)
+        step = start - x + self.step_scale * self.eps * threat.normalize_grad(grad)
+        x_adv = clip_to_box(x + threat.project(step))
         return Perturbed(x_adv, queries=torch.ones(len(x), dtype=torch.long, device=x.device))

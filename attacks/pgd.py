@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +16,7 @@ from robustkit.registry import ATTACKS
 from robustkit.threat import clip_to_box
 
 
-@ATTACKS.register("pgd")
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
 class PGD(Attack):
     """Projected Gradient Descent: ``steps`` normalised-gradient steps, each projected onto the ball.
@@ -33,6 +34,8 @@ class PGD(Attack):
         result = PGD(eps=8/255, steps=20, restarts=2)(model, x, y)
         fooled = result.success            # verified by a fresh forward pass
     """
+
+    name: ClassVar[str] = "pgd"
 
     steps: int = 10
     step_size: float | None = None

@@ -1,8 +1,14 @@
-"""Defense plugins, one per file; ``from defenses import MadryTraining``.
+"""Defense plugins, one per file: ``from defenses import MadryTraining``.
 
 Built-in defenses are imported here explicitly (importing a module registers it in
 ``robustkit.registry.DEFENSES``); third-party defenses come from the ``robustkit.defenses``
-entry-point group. Standard training (no defense) lives in ``robustkit.train``.
+entry-point group through the same ``register``. Standard training (no defense) is
+``robustkit.train``.
 """
 
-__all__: list[str] = []
+from defenses.base import Defense
+from defenses.fast import FastTraining
+from defenses.madry import MadryTraining
+from defenses.trades import TradesTraining
+
+__all__ = ["Defense", "FastTraining", "MadryTraining", "TradesTraining"]

@@ -10,15 +10,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustkit import paths
+from defenses import Defense
+from robustkit import distributed, paths
 from robustkit.checkpoint import CheckpointRecord, load_model, save_checkpoint
 from robustkit.data.base import ImageDataset
-from robustkit.errors import CheckpointError, RobustkitError
+from robustkit.errors import CheckpointError
 from robustkit.models import get_model
-from robustkit.registry import DEFENSES
 from robustkit.train import TrainConfig, TrainResult, train_model
 
 log = logging.getLogger(__name__)
+
+
+def cache_path(data: ImageDataset, model_name: str, defense: Defense | None) -> Path:
+    """The cached checkpoint of (dataset, model, defense, its threat model)."""
+    if defense is None:
+        return paths.checkpoint_path(data.info.name, model_name)
+    return paths.checkpoint_path(data.info.name, model_name, defense.name, tag=defense.tag())
 
 
 def train_and_save(
@@ -26,27 +33,49 @@ def train_and_save(
     data: ImageDataset,
     *,
     device: torch.device,
+    defense: Defense | None = None,
     seed: int = 0,
     out: Path | None = None,
     n_train: int | None = None,
     weights: str | None = None,
+    resume: bool = False,
     **overrides: Any,
 ) -> tuple[nn.Module, CheckpointRecord, TrainResult, Path]:
-    """Standard training with the model's recipe (``overrides`` win), saved with its record."""
-    config = TrainConfig.for_model(model_name, seed=seed, **overrides)
+    """Train with the model's recipe, the defense's recipe, then ``overrides``; save with its record.
+
+    Every epoch leaves a resume state beside the checkpoint (``<name>.resume.pt``); with ``resume``
+    a killed run continues from it, exactly. Under torchrun only rank 0 writes.
+    """
+    config = TrainConfig.for_model(model_name, defense.recipe if defense else {}, seed=seed, **overrides)
     model = get_model(model_name, data.info, seed=seed, weights=weights)
     train_split = data.train.subset(n_train, seed=seed)
-    result = train_model(model, train_split, config, info=data.info, test=data.test, device=device)
+    path = Path(out) if out else cache_path(data, model_name, defense)
+    resume_path = path.with_name(path.name + ".resume.pt")
+    if resume_path.exists() and not resume:
+        log.warning("%s holds an interrupted run; starting over (pass --resume to continue it)", resume_path)
+        if distributed.is_main():
+            resume_path.unlink()
+        distributed.barrier()
+    fit_kwargs = dict(info=data.info, test=data.test, device=device, resume_path=resume_path)
+    if defense is None:
+        result = train_model(model, train_split, config, **fit_kwargs)
+    else:
+        result = defense.fit(model, train_split, config=config, **fit_kwargs)
     record = CheckpointRecord(
         model=model_name,
         dataset=data.info.name,
         dataset_info=data.info.to_dict(),
-        train_settings={**asdict(config), "n_train": len(train_split), "pretrained": weights, "device": str(device)},
-        epochs=config.epochs,
+        defense=defense.name if defense else "none",
+        defense_settings=defense.settings() if defense else {},
+        train_settings={**asdict(config), "n_train": len(train_split), "pretrained": weights, "device": str(device),
+                        "processes": distributed.world_size(), "history": result.history},  # fmt: skip
+        epochs=len(result.history),
         seed=seed,
         clean_accuracy=result.test_accuracy,
     )
-    path = save_checkpoint(model, out or paths.checkpoint_path(data.info.name, model_name), record)
+    if distributed.is_main():
+        save_checkpoint(model, path, record)
+        resume_path.unlink(missing_ok=True)
     return model.eval(), record, result, path
 
 
@@ -55,25 +84,26 @@ def obtain_model(
     data: ImageDataset,
     *,
     checkpoint: Path | None,
-    defense: str,
+    defense: Defense | None,
     device: torch.device,
     seed: int = 0,
 ) -> tuple[nn.Module, CheckpointRecord | None, Path]:
-    """The model to evaluate, in eval mode on ``device``, and the checkpoint it came from."""
+    """The model to evaluate, in eval mode on ``device``, and the checkpoint it came from.
+
+    Without ``checkpoint``: the cached one for (dataset, model, defense, ε), trained with the default
+    recipe if missing.
+    """
     if checkpoint is not None:
         model, record = load_model(checkpoint, model=model_name, info=data.info, device=device)
         if record is not None and record.dataset != data.info.name:
             raise CheckpointError(f"{checkpoint} was trained on {record.dataset}, not {data.info.name}")
         return model, record, Path(checkpoint)
-    if defense != "none":
-        DEFENSES.get(defense)  # an unknown name fails here with suggestions
-    path = paths.checkpoint_path(data.info.name, model_name, defense)
+    path = cache_path(data, model_name, defense)
     if path.is_file():
         model, record = load_model(path, model=model_name, device=device)
         return model, record, path
-    if defense != "none":
-        raise RobustkitError(f"no {defense} checkpoint cached at {path}; train one with robustkit train --defense {defense}")
+    what = f"{defense.name} ({defense.tag()})" if defense else "none"
     log.info("no checkpoint cached for (%s, %s, %s) at %s: training one with the default recipe",
-             data.info.name, model_name, defense, path)  # fmt: skip
-    model, record, _, path = train_and_save(model_name, data, device=device, seed=seed)
+             data.info.name, model_name, what, path)  # fmt: skip
+    model, record, _, path = train_and_save(model_name, data, device=device, defense=defense, seed=seed)
     return model.to(device), record, path

@@ -1,14 +1,20 @@
-"""Standard training: a short, flat loop over data resident on the device (after airbench/nanoGPT).
+"""Training: a short, flat loop over data resident on the device (after airbench/nanoGPT).
 
-Defenses plug in through ``loss_fn``: the loop stays one loop whatever the training objective.
+Defenses plug in through ``loss_fn`` (the training objective) and ``on_epoch_end`` (a guard that may
+stop training): standard, Madry, fast and TRADES training all run this one loop. Every random
+choice of an epoch comes from generators seeded by (seed, epoch), so a run resumed from its last
+epoch state (``resume_path``) continues exactly as if it had never stopped. Under torchrun, each
+rank trains on its shard of every epoch through DistributedDataParallel.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,15 +22,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from robustkit import distributed
 from robustkit.augment import random_crop, random_flip
 from robustkit.data.base import DatasetInfo, Split
 from robustkit.device import bf16_is_fast
-from robustkit.errors import ConfigError
+from robustkit.errors import CheckpointError, ConfigError
 from robustkit.predict import accuracy
 
 log = logging.getLogger(__name__)
 
-LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]  # (model, x, y) → (loss, logits)
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a training objective may need besides the batch."""
+
+    epoch: int  # 0-based
+    progress: float  # epochs completed, fractional: drives ε warm-up
+    generator: torch.Generator  # on the device, seeded by (seed, epoch): inner attacks draw from it
+    model: nn.Module  # the bare model (never the DDP wrapper): inner attacks run on it
+    want_clean: bool  # the progress bar will show clean accuracy for this step
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    loss: Tensor
+    logits: Tensor  # on the inputs trained on (adversarial ones for a defense)
+    clean_logits: Tensor | None = None
+
+
+LossFn = Callable[[nn.Module, Tensor, Tensor, StepContext], StepOutput]
+EpochHook = Callable[[nn.Module, int], bool]  # (bare model, 0-based epoch) → stop training?
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,9 +59,9 @@ class TrainConfig:
     """Hyper-parameters in one place; ``for_model`` fills in what a model's builder recommends."""
 
     epochs: int = 2  # passes over the training split
-    batch_size: int = 128
+    batch_size: int = 128  # global: split across ranks under torchrun
     lr: float = 0.1  # peak learning rate (one-cycle) or starting rate (cosine, constant)
-    optimizer: str = "sgd"  # sgd (Nesterov, momentum 0.9) | adam
+    optimizer: str = "sgd"  # sgd (Nesterov, momentum 0.9) | adam (AdamW)
     weight_decay: float = 5e-4
     schedule: str = "onecycle"  # onecycle | cosine | constant
     warmup: float = 0.2  # fraction of the steps spent warming up (one-cycle)
@@ -61,12 +88,15 @@ class TrainConfig:
             raise ConfigError(f"bad training setting {bad[0]}={getattr(self, bad[0])!r}")
 
     @classmethod
-    def for_model(cls, model_name: str, **overrides: Any) -> TrainConfig:
-        """Defaults, then the model's recipe, then ``overrides`` that are not ``None``."""
+    def for_model(cls, model_name: str, *recipes: dict[str, Any], **overrides: Any) -> TrainConfig:
+        """Defaults, then the model's recipe, then further ``recipes``, then non-``None`` ``overrides``."""
         from robustkit.models import train_recipe
 
         known = {f.name for f in fields(cls)}
-        settings = {**train_recipe(model_name), **{k: v for k, v in overrides.items() if v is not None}}
+        settings = train_recipe(model_name)
+        for recipe in recipes:
+            settings.update(recipe)
+        settings.update({k: v for k, v in overrides.items() if v is not None})
         unknown = sorted(set(settings) - known)
         if unknown:
             raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
@@ -80,14 +110,20 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     test_accuracy: float | None = None
     seconds: float = 0.0
+    resumed_from_epoch: int = 0
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
-    def loss_fn(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_fn(model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         logits = model(x)
-        return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing), logits
+        return StepOutput(F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing), logits)
 
     return loss_fn
+
+
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Independent, reproducible randomness per (seed, epoch, purpose)."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
 
 
 def train_model(
@@ -99,35 +135,43 @@ def train_model(
     test: Split | None = None,
     device: torch.device | str = "cpu",
     loss_fn: LossFn | None = None,
+    on_epoch_end: EpochHook | None = None,
+    resume_path: Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` in place on ``train`` and report test accuracy; returns the history."""
+    """Train ``model`` in place on ``train``; with ``resume_path``, continue from its saved epoch state."""
     device = torch.device(device)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    world, rank = distributed.world_size(), distributed.rank()
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     images, labels = train.images.to(device), train.labels.to(device)
-    n = len(labels)
-    batch_size = min(config.batch_size, n)
-    steps = n // batch_size  # drop the ragged last batch: a batch of one breaks BatchNorm
+    batch_size = max(1, min(config.batch_size, len(labels)) // world)  # per rank
+    steps = len(labels) // world // batch_size  # whole batches only: a batch of one breaks BatchNorm
+    if steps == 0:
+        raise ConfigError(f"{len(labels)} training images cannot fill a batch on {world} process(es)")
     optimizer, scheduler = _optimizer(model, config, steps * config.epochs)
-    order_rng = torch.Generator().manual_seed(config.seed)
-    augment_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
     flip = info is None or info.flip_invariant
     pad = max(1, images.shape[-1] // 8)
 
     result, start = TrainResult(), time.perf_counter()
-    log.info("training %d images × %d epochs, batch %d, %s, %s", n, config.epochs, batch_size,
-             device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(n, generator=order_rng).to(device)
-        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    first_epoch = _resume(resume_path, model, optimizer, scheduler, result) if resume_path else 0
+    log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(labels), config.epochs,
+             batch_size, world, device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
+    for epoch in range(first_epoch, config.epochs):
+        net.train()
+        order = torch.randperm(len(labels), generator=epoch_generator(config.seed, epoch, 0)).to(device)
+        order = order[rank : steps * batch_size * world : world]  # this rank's shard
+        augment_rng = epoch_generator(config.seed, epoch, 1, device)
+        attack_rng = epoch_generator(config.seed, epoch, 2 + rank, device)
+        sums = torch.zeros(4, device=device)  # loss·n, correct, clean correct, clean seen
         epoch_start = time.perf_counter()
         # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=None if progress else True, leave=False)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=None if progress and rank == 0 else True)  # fmt: skip
         for step in bar:
             index = order[step * batch_size : (step + 1) * batch_size]
             x, y = images[index], labels[index]
@@ -136,25 +180,32 @@ def train_model(
                 x = random_flip(x, augment_rng) if flip else x
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            ctx = StepContext(epoch, epoch + step / steps, attack_rng, model, want_clean=step % 20 == 0)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, logits = loss_fn(model, x, y)
+                out = loss_fn(net, x, y, ctx)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            out.loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
+            sums[0] += out.loss.detach() * len(y)
+            sums[1] += (out.logits.argmax(1) == y).sum()
+            if out.clean_logits is not None:
+                sums[2] += (out.clean_logits.argmax(1) == y).sum()
+                sums[3] += len(y)
             if step % 20 == 0 or step == steps - 1:  # .item() syncs; not on every step
                 seen = (step + 1) * batch_size
-                rate = seen / (time.perf_counter() - epoch_start)
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
-        seen = steps * batch_size
-        seconds = time.perf_counter() - epoch_start
-        row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
-               "seconds": seconds, "images_per_second": seen / seconds}  # fmt: skip
+                bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
+        row = _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), steps * batch_size * world,
+                         time.perf_counter() - epoch_start)  # fmt: skip
         result.history.append(row)
-        log.info("epoch %d/%d: loss %.4f, train accuracy %.4f, %.0f img/s", epoch + 1, config.epochs,
-                 row["loss"], row["train_accuracy"], row["images_per_second"])  # fmt: skip
+        log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                 ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
+        stop = on_epoch_end(model, epoch) if on_epoch_end else False
+        if resume_path and distributed.is_main():
+            _save_resume(resume_path, model, optimizer, scheduler, result, epoch + 1 if not stop else config.epochs)
+        if stop:
+            log.info("stopping after epoch %d (the defense's guard)", epoch + 1)
+            break
     if config.channels_last:
         model.to(memory_format=torch.contiguous_format)
     result.seconds = time.perf_counter() - start
@@ -162,6 +213,46 @@ def train_model(
         result.test_accuracy = accuracy(model, test)
         log.info("test accuracy %.4f after %.0f s", result.test_accuracy, result.seconds)
     return result
+
+
+def _postfix(sums: list[float], seen: int, rate: float) -> dict[str, str]:
+    shown = {"loss": f"{sums[0] / seen:.3f}", "acc": f"{sums[1] / seen:.3f}"}
+    if sums[3]:
+        shown["clean"] = f"{sums[2] / sums[3]:.3f}"
+    return {**shown, "img_s": f"{rate:.0f}"}
+
+
+def _epoch_row(epoch: int, sums: list[float], seen: int, seconds: float) -> dict[str, float]:
+    row = {"epoch": epoch + 1, "loss": sums[0] / seen, "train_accuracy": sums[1] / seen}
+    if sums[3]:
+        row["clean_train_accuracy"] = sums[2] / sums[3]
+    return {**row, "seconds": seconds, "images_per_second": seen / seconds}
+
+
+def _save_resume(path: Path, model, optimizer, scheduler, result: TrainResult, next_epoch: int) -> None:
+    """Everything needed to continue; tensors and plain values only, so it loads with weights_only=True."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "next_epoch": next_epoch, "history": result.history}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path, model, optimizer, scheduler, result: TrainResult) -> int:
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except Exception as err:
+        raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
+    result.history = list(state["history"])
+    result.resumed_from_epoch = int(state["next_epoch"])
+    log.info("resuming from %s at epoch %d", path, result.resumed_from_epoch + 1)
+    return result.resumed_from_epoch
 
 
 def _optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
@@ -184,4 +275,5 @@ def _optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
     return optimizer, scheduler
 
 
-__all__ = ["LossFn", "TrainConfig", "TrainResult", "cross_entropy_loss", "train_model"]
+__all__ = ["EpochHook", "LossFn", "StepContext", "StepOutput", "TrainConfig", "TrainResult", "cross_entropy_loss",
+           "epoch_generator", "train_model"]  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from robustkit.cli.options import dataset_options, open_dataset, runtime_options
+from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
@@ -35,13 +35,15 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Weights to evaluate [the cached checkpoint; trained if missing].")  # fmt: skip
 @click.option("--defense", default="none", show_default=True, help="Defense the cached checkpoint was trained with.")
+@click.option("--defense-eps", help="ε the defense was trained at [--eps].")
 @runtime_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
               help="Write a PNG grid of clean / perturbation / adversarial images here.")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, steps, step_size, restarts, loss,
-             precision, n_samples, checkpoint, defense, device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
+             precision, n_samples, checkpoint, defense, defense_eps, device, seed, batch_size, output,
+             save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
@@ -52,7 +54,8 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, st
         restarts=restarts, loss=loss, precision=precision, seed=seed,
     )  # fmt: skip
     device = resolve_device(device)
-    model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=defense, device=device, seed=seed)
+    trained_with = build_defense(defense, eps=defense_eps or str(budget), norm=norm, channels=data.info.input_shape[0])
+    model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
     subset = data.test.subset(n_samples, seed=seed)
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
                              keep_examples=8 if save_examples else 0)  # fmt: skip

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
+from defenses import Defense
 from robustkit.data import DEFAULT_DATASET, ImageDataset, get_dataset
+from robustkit.registry import DEFENSES
+from robustkit.threat import default_eps, parse_eps
 
 
 def dataset_options(command: Callable) -> Callable:
@@ -30,3 +33,11 @@ def runtime_options(command: Callable) -> Callable:
 
 def open_dataset(dataset: str, data_dir: Path | None, download: bool) -> ImageDataset:
     return get_dataset(dataset, data_dir=data_dir, download=download or None)
+
+
+def build_defense(name: str, *, eps: str | None, norm: str, channels: int, **settings) -> Defense | None:
+    """``none`` → None; otherwise the registered defense, ε defaulting to the field's usual budget."""
+    if name.lower() == "none":
+        return None
+    budget = parse_eps(eps) if eps is not None else default_eps(norm, channels)
+    return DEFENSES.build(name, eps=budget, norm=norm, **settings)

@@ -1,0 +1,84 @@
+"""The defense plugin interface: a defense is a training objective (plus, optionally, a guard).
+
+It holds settings only, like an attack. ``fit`` runs robustkit's one training loop with the
+defense's ``loss_fn`` and ``on_epoch_end``; the result is the same model, trained, and the settings
+that go into its checkpoint record.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from robustkit.data.base import DatasetInfo, Split
+from robustkit.threat import ThreatModel, threat_model
+from robustkit.train import EpochHook, LossFn, TrainConfig, TrainResult, train_model
+
+
+@dataclass(frozen=True, kw_only=True)
+class Defense(ABC):
+    """Base of every defense: the threat model it trains against."""
+
+    eps: float
+    norm: str = "linf"
+
+    name: ClassVar[str] = ""
+    # training settings this defense needs beyond the model's own recipe (e.g. more epochs)
+    recipe: ClassVar[dict[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        threat_model(self.norm, self.eps)  # validates both
+
+    @property
+    def threat(self) -> ThreatModel:
+        return threat_model(self.norm, self.eps)
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def tag(self) -> str:
+        """What, besides the defense's name, tells its checkpoints apart in the cache."""
+        return f"{self.norm}-eps{self.eps:.4g}"
+
+    @abstractmethod
+    def loss_fn(self) -> LossFn:
+        """The training objective, called on every batch by the training loop."""
+
+    def on_epoch_end(self, train: Split) -> EpochHook | None:
+        """An optional guard run after every epoch; returning True stops training."""
+        return None
+
+    def held_out(self, train: Split) -> tuple[Split, Split | None]:
+        """Split off data the guard needs (none by default): (trained on, held out)."""
+        return train, None
+
+    def fit(
+        self,
+        model: nn.Module,
+        train: Split,
+        *,
+        epochs: int | None = None,
+        config: TrainConfig | None = None,
+        info: DatasetInfo | None = None,
+        test: Split | None = None,
+        device: torch.device | str = "cpu",
+        resume_path: Path | None = None,
+        progress: bool = True,
+    ) -> TrainResult:
+        """Train ``model`` in place with this defense.
+
+        ``config`` defaults to the defense's recipe over the general defaults; ``epochs`` overrides it.
+        """
+        config = config or TrainConfig(**self.recipe)
+        config = replace(config, epochs=epochs) if epochs else config
+        trained_on, guard = self.held_out(train)
+        return train_model(
+            model, trained_on, config, info=info, test=test, device=device,
+            loss_fn=self.loss_fn(), on_epoch_end=self.on_epoch_end(guard) if guard is not None else None,
+            resume_path=resume_path, progress=progress,
+        )  # fmt: skip
