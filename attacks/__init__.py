@@ -7,6 +7,7 @@ entry-point group through the same ``register``.
 
 from attacks.base import Attack, AttackResult, Perturbed
 from attacks.fgsm import FGSM
+from attacks.one_pixel import OnePixel
 from attacks.pgd import PGD
 
-__all__ = ["FGSM", "PGD", "Attack", "AttackResult", "Perturbed"]
+__all__ = ["FGSM", "PGD", "OnePixel", "Attack", "AttackResult", "Perturbed"]

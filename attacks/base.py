@@ -57,6 +57,7 @@ class Attack(ABC):
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the attack's own passes
 
     name: ClassVar[str] = ""
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
 
     def __post_init__(self) -> None:
         threat_model(self.norm, self.eps)  # validates both

@@ -116,7 +116,40 @@ class L2(ThreatModel):
         return torch.finfo(x.dtype).eps * (0.5 * math.sqrt(x[0].numel()) + self.eps)
 
 
-THREAT_MODELS: dict[str, type[ThreatModel]] = {"linf": Linf, "l2": L2}
+@dataclass(frozen=True)
+class L0(ThreatModel):
+    """At most ``eps`` pixel positions (all channels of a pixel count as one) may change, to anything in [0, 1]."""
+
+    name: ClassVar[str] = "l0"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.eps != int(self.eps) or self.eps < 1:
+            raise ConfigError(f"the L0 budget is a whole number of pixels ≥ 1, got {self.eps}")
+
+    def norm(self, delta: Tensor) -> Tensor:
+        return (delta.abs().amax(dim=1) > 0).flatten(1).sum(1).float()  # changed pixel positions
+
+    def project(self, delta: Tensor) -> Tensor:
+        """Keep the ``eps`` pixels that change most (summed over channels); zero the rest."""
+        k = int(self.eps)
+        strength = delta.abs().sum(dim=1).flatten(1)  # N × H·W
+        if strength.shape[1] <= k:
+            return delta
+        keep = torch.zeros_like(strength, dtype=torch.bool).scatter_(1, strength.topk(k, dim=1).indices, True)
+        return delta * keep.view(delta.shape[0], 1, *delta.shape[2:]).to(delta.dtype)
+
+    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.zeros_like(x)
+
+    def normalize_grad(self, grad: Tensor) -> Tensor:
+        raise ConfigError("L0 attacks here are search-based (one-pixel); gradient steps need linf or l2")
+
+    def tolerance(self, x: Tensor) -> float:
+        return 0.0  # pixel counts are exact
+
+
+THREAT_MODELS: dict[str, type[ThreatModel]] = {"linf": Linf, "l2": L2, "l0": L0}
 
 
 def threat_model(norm: str, eps: float) -> ThreatModel:
@@ -147,6 +180,6 @@ def parse_eps(text: str | float, what: str = "eps") -> float:
 
 
 def default_eps(norm: str, channels: int) -> float:
-    """The field's usual budgets: MNIST-like grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5."""
+    """The field's usual budgets: MNIST-like grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5; L0 one pixel."""
     grey = channels == 1
-    return {"linf": 0.1 if grey else 8 / 255, "l2": 1.5 if grey else 0.5}[threat_model(norm, 0).name]
+    return {"linf": 0.1 if grey else 8 / 255, "l2": 1.5 if grey else 0.5, "l0": 1}[norm.lower()]

@@ -141,3 +141,19 @@ def test_evaluate_user_errors(tiny_checkpoint, extra, message):
     result = run(*base, *extra)
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_evaluate_one_pixel_through_the_cli(tiny_checkpoint, tmp_path):
+    import json
+
+    out = tmp_path / "r.json"
+    result = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+                 "--attack", "one-pixel", "--pixels", "3", "--population", "16", "--generations", "3",
+                 "--n-samples", "16", "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())[0]
+    assert record["norm"] == "l0" and record["eps"] == 3 and record["n_unverified"] == 0
+    assert record["median_norm"] is None or record["median_norm"] <= 3
+    bad = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+              "--attack", "pgd", "--pixels", "2")  # fmt: skip
+    assert bad.exit_code == 1 and "L0 budget" in bad.output

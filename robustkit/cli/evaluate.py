@@ -24,7 +24,10 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
 @dataset_options
 @click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), help="Threat model [the attack's first: linf; l0 for one-pixel].")
+@click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1].")
+@click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [400].")
+@click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [100].")
 @click.option("--steps", type=click.IntRange(min=1), help="Iterations (iterative attacks).")
 @click.option("--step-size", type=str, help="Step size, e.g. 0.01 or 2/255 [2.5·ε/steps].")
 @click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
@@ -41,20 +44,25 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
               help="Write a PNG grid of clean / perturbation / adversarial images here.")  # fmt: skip
-def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, steps, step_size, restarts, loss,
+def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pixels, population, generations,
+             steps, step_size, restarts, loss,
              precision, n_samples, checkpoint, defense, defense_eps, device, seed, batch_size, output,
              save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
     data = open_dataset(dataset, data_dir, download)
-    budget = parse_eps(eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
+    norm = norm or ATTACKS.get(attack_name).norms[0]
+    if pixels is not None and norm != "l0":
+        raise ConfigError(f"--pixels is an L0 budget; the {norm} threat model takes --eps")
+    budget = pixels or (parse_eps(eps) if eps is not None else default_eps(norm, data.info.input_shape[0]))
     attack = ATTACKS.build(
         attack_name, eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None,
-        restarts=restarts, loss=loss, precision=precision, seed=seed,
+        restarts=restarts, loss=loss, precision=precision, seed=seed, population=population, generations=generations,
     )  # fmt: skip
     device = resolve_device(device)
-    trained_with = build_defense(defense, eps=defense_eps or str(budget), norm=norm, channels=data.info.input_shape[0])
+    trained_with = build_defense(defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
+                                 norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
     subset = data.test.subset(n_samples, seed=seed)
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
