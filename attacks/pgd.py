@@ -87,9 +87,11 @@ class PGD(Attack):
             queries[active] += 1
             if self.early_stop:
                 hit = is_success(logits, ya, ta)
-                if self.precision != "fp32":  # retire a sample only on the full-precision verdict
-                    hit &= is_success(predict(model, xa), ya, ta)
                 # one host sync per step: shrinking the batch needs its new size; it pays for itself
+                if hit.any() and self.precision != "fp32":  # retire only on the full-precision verdict
+                    claimed = hit.nonzero().squeeze(1)
+                    hit[claimed] = is_success(predict(model, xa[claimed]), ya[claimed],
+                                              None if ta is None else ta[claimed])  # fmt: skip
                 if hit.any():
                     out[active[hit]], fooled[active[hit]] = xa[hit], True
                     keep = ~hit
