@@ -7,7 +7,6 @@ and stop.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -62,24 +61,38 @@ class FastTraining(Defense):
         return Split(train.images[n:], train.labels[n:]), Split(train.images[:n], train.labels[:n])
 
     def on_epoch_end(self, guard: Split) -> EpochHook:
-        best = {"accuracy": -1.0, "state": None}
-        attack = PGD(eps=self.eps, norm=self.norm, steps=10, seed=0)
+        return OverfittingGuard(guard, PGD(eps=self.eps, norm=self.norm, steps=10, seed=0), self.guard_drop)
 
-        def check(model: nn.Module, epoch: int) -> bool:
-            device = next(model.parameters()).device
-            x, y = guard.images.to(device), guard.labels.to(device)
-            with eval_mode(model):
-                robust = (predict(model, attack(model, x, y).x_adv) == y).float().mean().item()
-            log.info("fast: PGD-10 accuracy on %d held-out training images after epoch %d: %.4f", len(y), epoch + 1, robust)
-            if robust > best["accuracy"]:
-                best["accuracy"], best["state"] = robust, copy.deepcopy(model.state_dict())
-                return False
-            if robust < best["accuracy"] - self.guard_drop:
-                log.warning("fast: catastrophic overfitting (PGD accuracy %.3f, best %.3f); restoring the best epoch",
-                            robust, best["accuracy"])  # fmt: skip
-                model.load_state_dict(best["state"])
-                return True
+
+class OverfittingGuard:
+    """After each epoch: PGD accuracy on held-out training images; on a collapse, restore the best epoch.
+
+    Its state (best accuracy and weights) goes into the resume file, so a resumed run guards alike.
+    """
+
+    def __init__(self, guard: Split, attack: PGD, drop: float) -> None:
+        self.guard, self.attack, self.drop = guard, attack, drop
+        self.best_accuracy, self.best_state = -1.0, None
+
+    def __call__(self, model: nn.Module, epoch: int) -> bool:
+        device = next(model.parameters()).device
+        x, y = self.guard.images.to(device), self.guard.labels.to(device)
+        with eval_mode(model):
+            robust = (predict(model, self.attack(model, x, y).x_adv) == y).float().mean().item()
+        log.info("fast: PGD-10 accuracy on %d held-out training images after epoch %d: %.4f", len(y), epoch + 1, robust)
+        if robust > self.best_accuracy:
+            self.best_accuracy = robust
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return False
+        if robust < self.best_accuracy - self.drop:
+            log.warning("fast: catastrophic overfitting (PGD accuracy %.3f, best %.3f); restoring the best epoch",
+                        robust, self.best_accuracy)  # fmt: skip
+            model.load_state_dict(self.best_state)
+            return True
+        return False
 
-        return check
+    def state_dict(self) -> dict:
+        return {"best_accuracy": self.best_accuracy, "best_state": self.best_state}
 
+    def load_state_dict(self, state: dict) -> None:
+        self.best_accuracy, self.best_state = state["best_accuracy"], state["best_state"]

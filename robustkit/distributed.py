@@ -8,10 +8,14 @@ import torch
 import torch.distributed as dist
 
 
-def init_from_env() -> None:
-    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1)."""
+def init_from_env(device: torch.device) -> None:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
+
+    The backend follows the device training runs on: NCCL for CUDA, gloo otherwise (a CPU run on a
+    GPU machine too).
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -33,6 +37,22 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def agree(flag: bool, device: torch.device) -> bool:
+    """Rank 0's decision, for every rank: collectives deadlock if ranks choose different paths."""
+    if not dist.is_initialized():
+        return flag
+    decision = torch.tensor([float(flag)], device=device)
+    dist.broadcast(decision, src=0)
+    return bool(decision.item())
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Make every rank's parameters and buffers equal to rank 0's (after a rank-0 decision changed them)."""
+    if dist.is_initialized():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
 
 
 def barrier() -> None:

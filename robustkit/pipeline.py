@@ -51,11 +51,10 @@ def train_and_save(
     train_split = data.train.subset(n_train, seed=seed)
     path = Path(out) if out else cache_path(data, model_name, defense)
     resume_path = path.with_name(path.name + ".resume.pt")
-    if resume_path.exists() and not resume:
+    if not resume and distributed.is_main() and resume_path.exists():
         log.warning("%s holds an interrupted run; starting over (pass --resume to continue it)", resume_path)
-        if distributed.is_main():
-            resume_path.unlink()
-        distributed.barrier()
+        resume_path.unlink()
+    distributed.barrier()  # every rank, always: a barrier only some ranks reach hangs the run
     fit_kwargs = dict(info=data.info, test=data.test, device=device, resume_path=resume_path)
     if defense is None:
         result = train_model(model, train_split, config, **fit_kwargs)
@@ -68,7 +67,8 @@ def train_and_save(
         defense=defense.name if defense else "none",
         defense_settings=defense.settings() if defense else {},
         train_settings={**asdict(config), "n_train": len(train_split), "pretrained": weights, "device": str(device),
-                        "processes": distributed.world_size(), "history": result.history},  # fmt: skip
+                        "processes": distributed.world_size(), "history": result.history,
+                        "stopped_by_guard": result.stopped_early},  # fmt: skip
         epochs=len(result.history),
         seed=seed,
         clean_accuracy=result.test_accuracy,

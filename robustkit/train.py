@@ -9,11 +9,12 @@ rank trains on its shard of every epoch through DistributedDataParallel.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ class TrainResult:
     test_accuracy: float | None = None
     seconds: float = 0.0
     resumed_from_epoch: int = 0
+    stopped_early: bool = False  # a defense's guard ended training (its best epoch restored)
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
@@ -121,9 +123,13 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     return loss_fn
 
 
-def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """Independent, reproducible randomness per (seed, epoch, purpose)."""
-    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """A distinct, reproducible seed per (seed, epoch, purpose, rank): tuples of ints hash the same in every run."""
+    return hash((seed, epoch, stream, rank)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | str = "cpu", rank: int = 0) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, stream, rank))
 
 
 def train_model(
@@ -158,7 +164,8 @@ def train_model(
     pad = max(1, images.shape[-1] // 8)
 
     result, start = TrainResult(), time.perf_counter()
-    first_epoch = _resume(resume_path, model, optimizer, scheduler, result) if resume_path else 0
+    fingerprint = {**asdict(config), "n_train": len(labels), "processes": world}
+    first_epoch = _resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result) if resume_path else 0
     log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(labels), config.epochs,
              batch_size, world, device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
     for epoch in range(first_epoch, config.epochs):
@@ -166,43 +173,52 @@ def train_model(
         order = torch.randperm(len(labels), generator=epoch_generator(config.seed, epoch, 0)).to(device)
         order = order[rank : steps * batch_size * world : world]  # this rank's shard
         augment_rng = epoch_generator(config.seed, epoch, 1, device)
-        attack_rng = epoch_generator(config.seed, epoch, 2 + rank, device)
+        attack_rng = epoch_generator(config.seed, epoch, 2, device, rank)
         sums = torch.zeros(4, device=device)  # loss·n, correct, clean correct, clean seen
         epoch_start = time.perf_counter()
         # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=None if progress and rank == 0 else True)  # fmt: skip
-        for step in bar:
-            index = order[step * batch_size : (step + 1) * batch_size]
-            x, y = images[index], labels[index]
-            if config.augment:
-                x = random_crop(x, pad, augment_rng)
-                x = random_flip(x, augment_rng) if flip else x
-            if config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            ctx = StepContext(epoch, epoch + step / steps, attack_rng, model, want_clean=step % 20 == 0)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = loss_fn(net, x, y, ctx)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            scheduler.step()
-            sums[0] += out.loss.detach() * len(y)
-            sums[1] += (out.logits.argmax(1) == y).sum()
-            if out.clean_logits is not None:
-                sums[2] += (out.clean_logits.argmax(1) == y).sum()
-                sums[3] += len(y)
-            if step % 20 == 0 or step == steps - 1:  # .item() syncs; not on every step
-                seen = (step + 1) * batch_size
-                bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
+        # dropout draws from the global RNG: seed it per (seed, epoch, rank) inside a fork, so a
+        # resumed epoch repeats exactly and the caller's RNG state is left as it was
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(epoch_seed(config.seed, epoch, 3, rank))
+            for step in bar:
+                index = order[step * batch_size : (step + 1) * batch_size]
+                x, y = images[index], labels[index]
+                if config.augment:
+                    x = random_crop(x, pad, augment_rng)
+                    x = random_flip(x, augment_rng) if flip else x
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                ctx = StepContext(epoch, epoch + step / steps, attack_rng, model, want_clean=step % 20 == 0)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    out = loss_fn(net, x, y, ctx)
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                optimizer.step()
+                scheduler.step()
+                sums[0] += out.loss.detach() * len(y)
+                sums[1] += (out.logits.argmax(1) == y).sum()
+                if out.clean_logits is not None:
+                    sums[2] += (out.clean_logits.argmax(1) == y).sum()
+                    sums[3] += len(y)
+                if step % 20 == 0 or step == steps - 1:  # .item() syncs; not on every step
+                    seen = (step + 1) * batch_size
+                    bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
         row = _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), steps * batch_size * world,
                          time.perf_counter() - epoch_start)  # fmt: skip
         result.history.append(row)
         log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
-        stop = on_epoch_end(model, epoch) if on_epoch_end else False
+        if on_epoch_end is not None:
+            stop = distributed.agree(on_epoch_end(model, epoch), device)  # rank 0 decides for all
+            distributed.broadcast_module(model)  # a guard may have rolled rank 0's weights back
+        else:
+            stop = False
+        result.stopped_early = stop
         if resume_path and distributed.is_main():
-            _save_resume(resume_path, model, optimizer, scheduler, result, epoch + 1 if not stop else config.epochs)
+            _save_resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result, epoch + 1)
         if stop:
             log.info("stopping after epoch %d (the defense's guard)", epoch + 1)
             break
@@ -229,28 +245,44 @@ def _epoch_row(epoch: int, sums: list[float], seen: int, seconds: float) -> dict
     return {**row, "seconds": seconds, "images_per_second": seen / seconds}
 
 
-def _save_resume(path: Path, model, optimizer, scheduler, result: TrainResult, next_epoch: int) -> None:
+def _save_resume(path: Path, fingerprint, model, optimizer, scheduler, hook, result: TrainResult, next_epoch: int) -> None:
     """Everything needed to continue; tensors and plain values only, so it loads with weights_only=True."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "next_epoch": next_epoch, "history": result.history}  # fmt: skip
+             "next_epoch": next_epoch, "history": result.history, "stopped": result.stopped_early,
+             "settings": json.dumps(fingerprint, sort_keys=True),
+             "guard": hook.state_dict() if hasattr(hook, "state_dict") else None}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def _resume(path: Path, model, optimizer, scheduler, result: TrainResult) -> int:
+def _resume(path: Path, fingerprint, model, optimizer, scheduler, hook, result: TrainResult) -> int:
     if not path.is_file():
         return 0
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["settings"])
+    except Exception as err:
+        raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
+    changed = sorted(k for k in fingerprint.keys() | saved.keys() if fingerprint.get(k) != saved.get(k))
+    if changed:
+        raise CheckpointError(f"{path} was made with other settings ({', '.join(changed)}); "
+                              "resume with the same ones, or drop --resume to start over")  # fmt: skip
+    try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state["guard"] is not None and hasattr(hook, "load_state_dict"):
+            hook.load_state_dict(state["guard"])
     except Exception as err:
         raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
     result.history = list(state["history"])
+    result.stopped_early = bool(state["stopped"])
     result.resumed_from_epoch = int(state["next_epoch"])
+    if result.stopped_early:
+        log.info("%s: the run had already been stopped by its guard after epoch %d", path, result.resumed_from_epoch)
+        return fingerprint["epochs"]  # nothing left to train
     log.info("resuming from %s at epoch %d", path, result.resumed_from_epoch + 1)
     return result.resumed_from_epoch
 

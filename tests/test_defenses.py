@@ -132,3 +132,36 @@ def test_two_process_gloo_training(tmp_path):
     model, record = load_model(out)
     assert record.train_settings["processes"] == 2
     assert accuracy(model, get_dataset("synthetic").test) > 0.9
+
+
+def test_resume_refuses_a_run_made_with_other_settings(tmp_path):
+    from dataclasses import replace
+
+    from robustkit.errors import CheckpointError
+
+    path = tmp_path / "c.resume.pt"
+    model = get_model("smallcnn", DATA.info, seed=0)
+
+    def stop_after_first(m, epoch):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train_model(model, DATA.train, CONFIG, on_epoch_end=stop_after_first, resume_path=path, progress=False)
+    assert not path.exists()  # killed before the first epoch was saved: nothing to resume
+    train_model(model, DATA.train, replace(CONFIG, epochs=1), resume_path=path, progress=False)
+    assert path.exists()
+    with pytest.raises(CheckpointError, match="other settings.*epochs"):
+        train_model(get_model("smallcnn", DATA.info, seed=0), DATA.train, CONFIG, resume_path=path, progress=False)
+
+
+def test_guard_state_travels_with_the_resume_file():
+    from defenses.fast import OverfittingGuard
+
+    defense = FastTraining(eps=EPS, guard_samples=64)
+    _, guard_split = defense.held_out(DATA.train)
+    model = get_model("smallcnn", DATA.info, seed=0)
+    first = defense.on_epoch_end(guard_split)
+    first(model, 0)
+    second = OverfittingGuard(guard_split, PGD(eps=EPS, steps=10), defense.guard_drop)
+    second.load_state_dict(first.state_dict())
+    assert second.best_accuracy == first.best_accuracy >= 0

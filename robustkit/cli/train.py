@@ -40,11 +40,12 @@ def train(model_name, dataset, data_dir, download, defense, eps, norm, steps, st
     Under torchrun (torchrun --nproc-per-node N -m robustkit train ...) every process trains on its
     shard through DistributedDataParallel (gloo on CPU, NCCL on GPU); rank 0 writes the checkpoint.
     """
-    distributed.init_from_env()
+    device = resolve_device(device)
+    distributed.init_from_env(device)
     data = open_dataset(dataset, data_dir, download)
     chosen = build_defense(defense, eps=eps, norm=norm, channels=data.info.input_shape[0], steps=steps,
                            step_size=parse_eps(step_size, "step size") if step_size else None)  # fmt: skip
-    device = distributed.local_device(resolve_device(device))
+    device = distributed.local_device(device)
     _, record, result, path = train_and_save(
         model_name, data, device=device, defense=chosen, seed=seed, out=out, n_train=n_train, weights=weights,
         resume=resume, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, precision=precision,
