@@ -21,7 +21,7 @@ from attacks.losses import LOSSES, attack_loss, is_success
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
-from robustkit.threat import ThreatModel, clip_to_box, threat_model
+from robustkit.threat import ThreatModel, threat_model
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -81,7 +81,7 @@ class Attack(ABC):
         with eval_mode(model):
             with self._autocast(x.device):
                 out = self.perturb(model, x, y, target=target, generator=generator)
-            x_adv = clip_to_box(x + self.threat.project(out.x_adv.detach().to(x.dtype) - x))
+            x_adv = self.threat.clip(x, out.x_adv.detach().to(x.dtype))
             success = is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
         return AttackResult(x_adv, success, self.threat.norm(x_adv - x), out.queries, out.extras)
 

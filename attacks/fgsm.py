@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from attacks.base import Attack, Perturbed
 from robustkit.registry import ATTACKS
-from robustkit.threat import clip_to_box
 
 
 @ATTACKS.register
@@ -39,8 +38,7 @@ class FGSM(Attack):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
         threat = self.threat
-        start = clip_to_box(x + threat.random_init(x, generator)) if self.random_start else x
+        start = threat.random_point(x, generator) if self.random_start else x
         _, grad, _ = self.loss_and_grad(model, start, y, target)
-        step = start - x + self.step_scale * self.eps * threat.normalize_grad(grad)
-        x_adv = clip_to_box(x + threat.project(step))
+        x_adv = threat.step(x, start, grad, self.step_scale * self.eps)
         return Perturbed(x_adv, queries=torch.ones(len(x), dtype=torch.long, device=x.device))

@@ -77,8 +77,8 @@ class OnePixel(Attack):
                 break
             parents = pop[active]
             a, b, c = _three_others(len(active), size, generator, x.device)
-            pick = lambda idx: parents.gather(1, idx[..., None, None].expand_as(parents))  # noqa: E731
-            trial = torch.minimum(torch.maximum(pick(a) + self.mutation * (pick(b) - pick(c)), torch.zeros_like(limits)), limits)
+            mutant = _members(parents, a) + self.mutation * (_members(parents, b) - _members(parents, c))
+            trial = torch.minimum(torch.maximum(mutant, torch.zeros_like(limits)), limits)
             trial_fitness, trial_fooled = self._evaluate(model, x, y, target, active, trial)
             better = trial_fitness < fitness[active]  # selection: a child replaces its parent only if fitter
             pop[active] = torch.where(better[..., None, None], trial, parents)
@@ -120,6 +120,11 @@ def _three_others(rows: int, size: int, generator: torch.Generator, device) -> t
     first_three = (~not_self).to(torch.int8).argsort(dim=2, stable=True)[..., :3]
     picked = draws.gather(2, first_three)
     return picked[..., 0], picked[..., 1], picked[..., 2]
+
+
+def _members(population: Tensor, index: Tensor) -> Tensor:
+    """``population[i, index[i, j]]`` for every image i and candidate j."""
+    return population.gather(1, index[..., None, None].expand_as(population))
 
 
 def _apply(x: Tensor, images: Tensor, candidates: Tensor) -> Tensor:

@@ -13,7 +13,6 @@ from attacks.losses import attack_loss, is_success
 from robustkit.errors import ConfigError
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
-from robustkit.threat import clip_to_box
 
 
 @ATTACKS.register
@@ -76,12 +75,12 @@ class PGD(Attack):
     def _run(self, model, x, y, target, generator, score_final: bool):
         """One PGD run. Returns final iterates, their loss (+inf if fooled), fooled mask, passes used."""
         threat, n = self.threat, len(x)
-        start = x + threat.random_init(x, generator) if self.random_start else x
+        start = threat.random_point(x, generator) if self.random_start else x
         out, loss = x.clone(), torch.full((n,), float("-inf"), device=x.device)
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         # the working set holds only the samples still being attacked
-        active, x0, ya, ta, xa = torch.arange(n, device=x.device), x, y, target, clip_to_box(start)
+        active, x0, ya, ta, xa = torch.arange(n, device=x.device), x, y, target, start
         for _ in range(self.steps):
             _, grad, logits = self.loss_and_grad(model, xa, ya, ta)
             queries[active] += 1
@@ -99,8 +98,7 @@ class PGD(Attack):
                     ta = None if ta is None else ta[keep]
                     if len(active) == 0:
                         break
-            step = xa - x0 + self.alpha * threat.normalize_grad(grad)
-            xa = clip_to_box(x0 + threat.project(step)).detach()
+            xa = threat.step(x0, xa, grad, self.alpha).detach()
         out[active] = xa
         loss[fooled] = float("inf")
         if score_final and len(active):

@@ -54,7 +54,7 @@ class TradesTraining(Defense):
                         x_adv = x_adv.detach().requires_grad_(True)
                         kl = F.kl_div(F.log_softmax(ctx.model(x_adv).float(), dim=1), target, reduction="sum")
                         (grad,) = torch.autograd.grad(kl, x_adv)
-                    x_adv = clip_to_box(x + threat.project(x_adv.detach() - x + alpha * threat.normalize_grad(grad)))
+                    x_adv = threat.step(x, x_adv.detach(), grad, alpha)
             clean_logits, adv_logits = model(x), model(x_adv.detach())
             robust_term = F.kl_div(F.log_softmax(adv_logits.float(), dim=1), F.softmax(clean_logits.float(), dim=1),
                                    reduction="batchmean")  # fmt: skip

@@ -56,6 +56,21 @@ class ThreatModel(ABC):
     def normalize_grad(self, grad: Tensor) -> Tensor:
         """The steepest-ascent direction of unit norm for this ball."""
 
+    def clip(self, x: Tensor, x_adv: Tensor) -> Tensor:
+        """``x_adv`` moved into the ball around ``x`` and then into the box [0, 1]."""
+        return clip_to_box(x + self.project(x_adv - x))
+
+    def random_point(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """A random start: x plus a uniform draw from the ball, inside [0, 1]."""
+        return clip_to_box(x + self.random_init(x, generator))
+
+    def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, size: float) -> Tensor:
+        """One projected ascent step: ``size`` along the steepest direction of ``grad``, then ``clip``.
+
+        The one update rule of FGSM, PGD and the inner maximisations of the defenses.
+        """
+        return clip_to_box(x + self.project(x_adv - x + size * self.normalize_grad(grad)))
+
     def tolerance(self, x: Tensor) -> float:
         """Slack for float rounding when checking ‖x_adv − x‖ ≤ ε in x's dtype.
 
