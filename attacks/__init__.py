@@ -6,8 +6,10 @@ entry-point group through the same ``register``.
 """
 
 from attacks.base import Attack, AttackResult, Perturbed
+from attacks.deepfool import DeepFool
 from attacks.fgsm import FGSM
 from attacks.one_pixel import OnePixel
 from attacks.pgd import PGD
+from attacks.universal import Universal
 
-__all__ = ["FGSM", "PGD", "OnePixel", "Attack", "AttackResult", "Perturbed"]
+__all__ = ["FGSM", "PGD", "DeepFool", "OnePixel", "Universal", "Attack", "AttackResult", "Perturbed"]

@@ -58,6 +58,7 @@ class Attack(ABC):
 
     name: ClassVar[str] = ""
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
+    learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
 
     def __post_init__(self) -> None:
         threat_model(self.norm, self.eps)  # validates both
@@ -84,6 +85,22 @@ class Attack(ABC):
             x_adv = self.threat.clip(x, out.x_adv.detach().to(x.dtype))
             success = is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
         return AttackResult(x_adv, success, self.threat.norm(x_adv - x), out.queries, out.extras)
+
+    def prepared(self, model: nn.Module, images: Tensor, *, progress: bool = False) -> Attack:
+        """The attack ready to run on unseen images: data-fitted attacks learn from ``images`` here.
+
+        Evaluation calls this once with training images before attacking the test subset; attacks
+        that learn nothing return themselves.
+        """
+        return self
+
+    def learned(self) -> dict[str, Tensor]:
+        """What ``prepared`` learned from data, to save beside the evaluation record (most attacks: nothing)."""
+        return {}
+
+    def extra_metrics(self, model: nn.Module, images: Tensor) -> dict[str, float]:
+        """Attack-specific figures on the evaluation images, beyond robust accuracy (most attacks: none)."""
+        return {}
 
     @abstractmethod
     def perturb(

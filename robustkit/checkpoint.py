@@ -62,18 +62,37 @@ class CheckpointRecord:
             raise CheckpointError(f"{source}: malformed robustkit metadata ({err})") from None
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, record: CheckpointRecord) -> Path:
-    """Write weights + record atomically (temp file, then rename)."""
+def write_safetensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> Path:
+    """Write tensors + string metadata atomically (temp file, then rename): a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_file(state, str(tmp), metadata={META_KEY: record.to_json()})
+        save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def read_safetensors(path: str | Path, what: str = "file") -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; a missing or damaged file is one ``CheckpointError``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    if not _looks_like_safetensors(path):
+        raise CheckpointError(f"{path} is not a safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupt ({err})") from None
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, record: CheckpointRecord) -> Path:
+    """Write weights + record atomically."""
+    return write_safetensors(path, model.state_dict(), {META_KEY: record.to_json()})
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointRecord | None]:
@@ -82,12 +101,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointReco
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if _looks_like_safetensors(path):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupt ({err})") from None
+        state, meta = read_safetensors(path, "checkpoint")
         record = CheckpointRecord.from_json(meta[META_KEY], path) if META_KEY in meta else None
         return state, record
     return _read_torch_file(path), None

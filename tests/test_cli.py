@@ -157,3 +157,39 @@ def test_evaluate_one_pixel_through_the_cli(tiny_checkpoint, tmp_path):
     bad = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
               "--attack", "pgd", "--pixels", "2")  # fmt: skip
     assert bad.exit_code == 1 and "L0 budget" in bad.output
+
+
+def test_evaluate_universal_fits_on_training_images_and_reloads_its_saved_delta(tiny_checkpoint, tmp_path):
+    import json
+    from pathlib import Path
+
+    out = tmp_path / "r.json"
+    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+            "--attack", "universal", "--n-samples", "32", "--output", str(out)]  # fmt: skip
+    result = run(*base, "--eps", "0.25", "--fit-samples", "128", "-o", "max_passes=3", "-o", "method=sgd",
+                 "--save-examples", str(tmp_path / "ex"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(out.read_text())[0]
+    assert fitted["fit_samples"] == 128 and 0 <= fitted["fit_fooling_rate"] <= 1 and 0 <= fitted["fooling_rate"] <= 1
+    assert fitted["perturbation_norm"] <= 0.25 + 1e-6 and fitted["n_unverified"] == 0
+    assert json.loads(fitted["attack_settings"])["max_passes"] == 3
+    saved = Path(fitted["perturbation_file"])
+    assert saved.parent == tmp_path / "ex" and saved.with_suffix(".png").is_file()
+
+    again = run(*base, "--perturbation", str(saved))  # ε and norm come from the file; nothing is fitted
+    assert again.exit_code == 0, again.output
+    applied = json.loads(out.read_text())[1]
+    assert "fit_samples" not in applied and applied["perturbation_sha256"] == fitted["perturbation_sha256"]
+    for key in ("eps", "norm", "robust_accuracy", "fooling_rate"):
+        assert applied[key] == fitted[key], key
+
+
+@pytest.mark.parametrize("extra, message", [(["-o", "steps"], "KEY=VALUE"), (["--steps", "3", "-o", "steps=4"], "set twice"),
+                                            (["-o", "restarts=[1]"], "number, word or boolean")])  # fmt: skip
+def test_attack_options_are_checked(tiny_checkpoint, extra, message):
+    result = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+                 "--n-samples", "8", *extra)  # fmt: skip
+    assert result.exit_code == 1 and message in result.output, result.output
+    ok = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+             "--n-samples", "8", "-o", "restarts=2", "-o", "step-size=1/50")  # fmt: skip
+    assert ok.exit_code == 0, ok.output

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
+import yaml
 
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
@@ -13,6 +15,8 @@ from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.example_grid import save_example_grid
+from robustkit.paths import home
+from robustkit.perturbation_file import load_perturbation, save_perturbation
 from robustkit.pipeline import obtain_model
 from robustkit.records import append_record, file_sha256, run_metadata
 from robustkit.registry import ATTACKS
@@ -33,6 +37,12 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
 @click.option("--loss", type=click.Choice(["ce", "margin"]), help="Attack objective [ce].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32].")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Any other attack setting, e.g. -o method=sgd -o max_passes=5 (repeatable).")  # fmt: skip
+@click.option("--fit-samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Training images a data-fitted attack (universal) learns from.")  # fmt: skip
+@click.option("--perturbation", "perturbation_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A saved universal perturbation (.safetensors or .png) to apply instead of fitting one.")  # fmt: skip
 @click.option("--n-samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Size of the fixed, seeded evaluation subset of the test split.")  # fmt: skip
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -43,43 +53,65 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
-              help="Write a PNG grid of clean / perturbation / adversarial images here.")  # fmt: skip
+              help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pixels, population, generations,
-             steps, step_size, restarts, loss,
-             precision, n_samples, checkpoint, defense, defense_eps, device, seed, batch_size, output,
-             save_examples) -> None:  # fmt: skip
+             steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
+             checkpoint, defense, defense_eps, device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
     data = open_dataset(dataset, data_dir, download)
-    norm = norm or ATTACKS.get(attack_name).norms[0]
+    delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
+    norm = norm or saved_with.get("norm") or ATTACKS.get(attack_name).norms[0]
+    eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     if pixels is not None and norm != "l0":
         raise ConfigError(f"--pixels is an L0 budget; the {norm} threat model takes --eps")
     budget = pixels or (parse_eps(eps) if eps is not None else default_eps(norm, data.info.input_shape[0]))
-    attack = ATTACKS.build(
-        attack_name, eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None,
-        restarts=restarts, loss=loss, precision=precision, seed=seed, population=population, generations=generations,
-    )  # fmt: skip
+    settings = dict(eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None,
+                    restarts=restarts, loss=loss, precision=precision, seed=seed, population=population,
+                    generations=generations)  # fmt: skip
+    settings.update(_extra_settings(options, settings))
+    if delta is not None:
+        settings["perturbation"] = delta
+    attack = ATTACKS.build(attack_name, **settings)
     device = resolve_device(device)
     trained_with = build_defense(defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
                                  norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
+    fitted: dict = {}
+    if attack.learns_from_data and not attack.learned():
+        fit = data.train.subset(fit_samples, seed=seed).images.to(device)
+        start = time.perf_counter()
+        attack = attack.prepared(model, fit, progress=True)
+        fitted = {"fit_samples": len(fit), "fit_seconds": time.perf_counter() - start,
+                  **{f"fit_{k}": v for k, v in attack.extra_metrics(model, fit).items()}}  # fmt: skip
     subset = data.test.subset(n_samples, seed=seed)
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
                              keep_examples=8 if save_examples else 0)  # fmt: skip
-    m = result.metrics()
+    m = {**result.metrics(), **attack.extra_metrics(model, subset.images.to(device)), **fitted}
+    extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]
     echo_table(
-        ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified", "img/s"],
+        ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
+         "img/s", *[k.replace("_", " ") for k in extra]],
         [[model_name, attack_name, norm, f"{budget:.4g}", m["n"], f"{m['clean_accuracy']:.4f}",
           f"{m['robust_accuracy']:.4f}", f"{m['attack_success_rate']:.4f}", f"{m['median_norm']:.4g}",
-          m["n_unverified"], f"{m['images_per_second']:.1f}"]],
+          m["n_unverified"], f"{m['images_per_second']:.1f}", *[f"{m[k]:.4f}" for k in extra]]],
     )  # fmt: skip
+    record = {"model": model_name, "checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
+              "dataset": data.info.name, "defense": defense, "attack": attack_name,
+              "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
+                                            sort_keys=True),
+              "norm": norm, "eps": budget, **m, **run_metadata(device, seed)}  # fmt: skip
+    for name, tensor in attack.learned().items():
+        folder = save_examples or home() / "perturbations" / data.info.name
+        stem = f"{model_name}-{defense}-{attack_name}-{norm}-eps{budget:.4g}-seed{seed}-{name}".replace("/", "_")
+        if perturbation_file is not None:  # applied as given: cite the file, write no copy
+            saved = perturbation_file
+        else:
+            saved, png = save_perturbation(folder / stem, tensor, {k: v for k, v in record.items() if k != "n"})
+            click.echo(f"{name}: {saved} (amplified view: {png})")
+        record.update({f"{name}_file": str(saved), f"{name}_sha256": file_sha256(saved)})
     if output:
-        settings = {k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")}
-        record = {"model": model_name, "checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
-                  "dataset": data.info.name, "defense": defense, "attack": attack_name,
-                  "attack_settings": json.dumps(settings, sort_keys=True), "norm": norm, "eps": budget,
-                  **m, **run_metadata(device, seed)}  # fmt: skip
         click.echo(f"record appended to {append_record(output, record)}")
     if save_examples:
         ex = result.examples
@@ -90,3 +122,25 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
             click.echo(f"examples: {grid}")
         else:
             click.echo("examples: none (the attack broke no sample)")
+
+
+def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
+    """``-o key=value`` pairs; values are read as YAML scalars (5, 0.5, true, sgd), fractions as numbers."""
+    extra = {}
+    for option in options:
+        key, sep, text = option.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"-o/--option takes KEY=VALUE, got '{option}'")
+        if named.get(key) is not None:
+            raise ConfigError(f"'{key}' is set twice: by its own flag and by -o {option}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"-o {option}: the value is not a plain number, word or boolean") from None
+        if isinstance(value, str) and "/" in value:
+            value = parse_eps(value, key)
+        if not isinstance(value, (int, float, str, bool, type(None))):
+            raise ConfigError(f"-o {option}: the value must be a number, word or boolean")
+        extra[key] = value
+    return extra

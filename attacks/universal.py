@@ -1,0 +1,230 @@
+"""Universal adversarial perturbations: one δ, fitted once, that fools the model on most unseen images.
+
+Two fitting methods in one plugin. ``deepfool`` is the original algorithm (Moosavi-Dezfooli et al.,
+CVPR 2017): sweep the data, give every image that x + δ does not yet fool a minimal DeepFool step,
+add it to δ and project onto the ε-ball, until the fitting set's fooling rate reaches the goal.
+DeepFool runs on a whole mini-batch of not-yet-fooled images at once (peers loop over single images).
+``sgd`` is stochastic projected gradient ascent on δ over mini-batches (Shafahi et al., AAAI 2020).
+
+Adding many DeepFool steps computed at one stale δ lets them undo each other, so the DeepFool
+method sweeps in small batches (16): on a tiny model, batches of 8 fooled 70 % of the fitting set
+where batches of 128 fooled 25 %.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from attacks.base import Attack, Perturbed
+from attacks.deepfool import minimal_perturbation
+from attacks.losses import is_success
+from robustkit.data.base import Split
+from robustkit.errors import ConfigError
+from robustkit.modes import eval_mode
+from robustkit.predict import predict
+from robustkit.registry import ATTACKS
+from robustkit.threat import L2, clip_to_box
+
+METHODS = ("deepfool", "sgd")
+
+
+@ATTACKS.register
+@dataclass(frozen=True, kw_only=True)
+class Universal(Attack):
+    """Universal adversarial perturbation (Moosavi-Dezfooli et al. 2017; SGD variant: Shafahi et al. 2020).
+
+    Threat model: one δ for every image, ‖δ‖ ≤ ε in L∞ or L2; each x + δ is clipped to [0, 1].
+    Arguments: ``eps``; ``method`` (deepfool | sgd); ``fooling_goal`` (stop once this fraction of the
+    fitting images is fooled: 1 − δ in the paper, 0.8); ``max_passes`` over the fitting set (10);
+    ``batch_size`` (16 for deepfool, 128 for sgd); DeepFool: ``deepfool_steps`` (10), ``overshoot`` (0.02),
+    ``candidates`` (10), L2 DeepFool steps projected onto the ε-ball of the norm, as in the paper;
+    SGD: ``step_size`` per mini-batch (default ε/10), ``loss``; ``target_class`` (push every image
+    toward one class); ``perturbation`` (a fitted δ, C×H×W, to apply as is); ``seed`` (order of the
+    sweeps); ``precision``.
+    Use: ``delta = attack.fit(model, train_images)`` on one split, then ``attack.with_perturbation(delta)``
+    on another (``prepared`` does both). Called without a fitted δ, the attack fits on the batch itself.
+    ``extras["perturbation"]`` holds the δ applied.
+
+    Example::
+
+        from attacks import Universal
+        attack = Universal(eps=0.1, method="deepfool")
+        delta = attack.fit(model, train_images)              # C×H×W
+        result = attack.with_perturbation(delta)(model, x_test, y_test)
+    """
+
+    name: ClassVar[str] = "universal"
+    learns_from_data: ClassVar[bool] = True
+
+    method: str = "deepfool"
+    fooling_goal: float = 0.8
+    max_passes: int = 10
+    batch_size: int | None = None
+    deepfool_steps: int = 10
+    overshoot: float = 0.02
+    candidates: int = 10
+    step_size: float | None = None
+    target_class: int | None = None
+    perturbation: Tensor | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in METHODS:
+            raise ConfigError(f"universal: unknown method '{self.method}' (choose from {', '.join(METHODS)})")
+        if not 0 < self.fooling_goal <= 1 or self.max_passes < 1 or (self.batch_size or 1) < 1 or self.deepfool_steps < 1:
+            raise ConfigError("universal needs 0 < fooling_goal ≤ 1, max_passes ≥ 1, batch_size ≥ 1, deepfool_steps ≥ 1")
+        if (self.step_size is not None and self.step_size <= 0) or self.overshoot < 0 or self.candidates < 1:
+            raise ConfigError("universal needs step_size > 0, overshoot ≥ 0 and candidates ≥ 1")
+        delta = self.perturbation
+        if delta is not None:
+            if not isinstance(delta, Tensor) or not delta.is_floating_point() or delta.ndim != 3:
+                raise ConfigError("a universal perturbation is one floating-point image, C×H×W")
+            if not self.threat.contains(delta[None].float(), torch.zeros_like(delta[None], dtype=torch.float32)).all():
+                raise ConfigError(f"the universal perturbation has {self.norm} norm "
+                                  f"{self.threat.norm(delta[None]).item():.4g} > ε = {self.eps:.4g}")  # fmt: skip
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size or (16 if self.method == "deepfool" else 128)
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else self.eps / 10
+
+    def settings(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "perturbation"}
+
+    def with_perturbation(self, delta: Tensor) -> Universal:
+        """This attack applying the fitted ``delta``."""
+        return replace(self, perturbation=delta.detach())
+
+    def prepared(self, model: nn.Module, images: Tensor, *, progress: bool = False) -> Universal:
+        return self.with_perturbation(self.fit(model, images, progress=progress))
+
+    def learned(self) -> dict[str, Tensor]:
+        return {} if self.perturbation is None else {"perturbation": self.perturbation}
+
+    def extra_metrics(self, model: nn.Module, images: Tensor) -> dict[str, float]:
+        if self.perturbation is None:
+            return {}
+        delta = self.perturbation
+        return {"fooling_rate": fooling_rate(model, images, delta, target_class=self.target_class),
+                "perturbation_norm": self.threat.norm(delta[None].float()).item()}  # fmt: skip
+
+    def fit(self, model: nn.Module, images: Tensor | Split | Iterable, *, target: int | None = None,
+            progress: bool = True) -> Tensor:  # fmt: skip
+        """Fit δ (C×H×W, float32, on the model's device) on ``images``: a tensor, a ``Split`` or a loader.
+
+        Labels are not needed: an image counts as fooled when its prediction moves off the clean one
+        (or, with ``target``/``target_class``, onto that class).
+        """
+        x = _as_images(images)
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else x.device
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        goal = target if target is not None else self.target_class
+        with eval_mode(model), self._autocast(device):
+            return self._fit(model, x, goal, generator, progress)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+        delta = self.perturbation
+        if delta is None:
+            goal = self.target_class
+            if target is not None:
+                if len(target.unique()) != 1:
+                    raise ConfigError("a universal perturbation pushes toward one class: give one target for all")
+                goal = int(target[0])
+            delta = self._fit(model, x, goal, generator, progress=False)
+        if delta.shape != x.shape[1:]:
+            raise ConfigError(f"the universal perturbation is {tuple(delta.shape)}, the images {tuple(x.shape[1:])}")
+        return Perturbed(x + delta.to(x.device, x.dtype), extras={"perturbation": delta})
+
+    def _fit(self, model: nn.Module, x: Tensor, goal: int | None, generator: torch.Generator, progress: bool) -> Tensor:
+        device = generator.device
+        reference = predict(model, x)  # clean decisions: the labels a universal perturbation moves off
+        delta = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=device)
+        bar = tqdm(range(self.max_passes), desc=f"universal {self.method} ε={self.eps:.4g}", unit="pass",
+                   disable=None if progress else True, leave=False)  # fmt: skip
+        for _ in bar:
+            order = torch.randperm(len(x), generator=generator, device=device)
+            for index in order.split(self.batch):
+                batch = x[index.to(x.device)].to(device)
+                ref = reference[index.to(reference.device)].to(device)
+                target = None if goal is None else torch.full_like(ref, goal)
+                adv = clip_to_box(batch + delta).to(batch.dtype)
+                update = self._deepfool_update if self.method == "deepfool" else self._sgd_update
+                delta = update(model, adv, ref, target, delta)
+            rate = fooling_rate(model, x, delta[0], target_class=goal, reference=reference)
+            bar.set_postfix(fooling=f"{rate:.3f}")
+            if rate >= self.fooling_goal:
+                break
+        bar.close()
+        return delta[0]
+
+    def _deepfool_update(self, model, adv: Tensor, ref: Tensor, target: Tensor | None, delta: Tensor) -> Tensor:
+        """The paper's inner loop: each unfooled image's minimal step is added to δ, and δ projected, in turn."""
+        steps, fooled, queries = minimal_perturbation(model, adv, ref, L2(1.0), target=target,
+                                                      steps=self.deepfool_steps, overshoot=self.overshoot,
+                                                      candidates=self.candidates)  # fmt: skip
+        useful = fooled & (queries > 1)  # moved by DeepFool and now fooled; already-fooled images cost one check
+        for step in steps[useful].float():
+            delta = self.threat.project(delta + step[None])
+        return delta
+
+    def _sgd_update(self, model, adv: Tensor, ref: Tensor, target: Tensor | None, delta: Tensor) -> Tensor:
+        """One projected steepest-ascent step on the summed loss of the images not yet fooled."""
+        _, grad, logits = self.loss_and_grad(model, adv, ref, target)
+        live = ~is_success(logits, ref, target)
+        if not live.any():
+            return delta
+        direction = (grad.float() * live.view(-1, *([1] * (grad.ndim - 1)))).sum(0, keepdim=True)
+        return self.threat.project(delta + self.alpha * self.threat.normalize_grad(direction))
+
+
+@torch.no_grad()
+def fooling_rate(
+    model: nn.Module,
+    images: Tensor,
+    delta: Tensor,
+    *,
+    target_class: int | None = None,
+    reference: Tensor | None = None,
+    batch_size: int = 512,
+) -> float:
+    """Fraction of ``images`` whose prediction x + δ (clipped to [0, 1]) differs from the clean one
+    (``reference``, computed if not given); with ``target_class``, the fraction classified as it."""
+    if len(images) == 0:
+        return float("nan")
+    if reference is None and target_class is None:
+        reference = predict(model, images, batch_size=batch_size)
+    hits = 0
+    for lo in range(0, len(images), batch_size):
+        chunk = images[lo : lo + batch_size]
+        pred = predict(model, clip_to_box(chunk + delta.to(chunk.device, chunk.dtype)), batch_size=batch_size)
+        hits += int((pred == target_class).sum() if target_class is not None
+                    else (pred != reference[lo : lo + batch_size].to(pred.device)).sum())  # fmt: skip
+    return hits / len(images)
+
+
+def _as_images(images: Tensor | Split | Iterable) -> Tensor:
+    """A tensor of images from a tensor, a ``Split`` or an iterable of batches (tensors or (x, y) pairs)."""
+    if isinstance(images, Split):
+        return images.images
+    if isinstance(images, Tensor):
+        x = images
+    else:
+        batches = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
+        if not batches or not all(isinstance(b, Tensor) for b in batches):
+            raise ConfigError("fit needs images: a tensor N×C×H×W, a Split, or a loader of image batches")
+        x = torch.cat(batches)
+    if not x.is_floating_point() or x.ndim < 3 or len(x) == 0:
+        raise ConfigError("fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]")
+    if not ((x >= 0) & (x <= 1)).all():
+        raise ConfigError("fit needs pixels in [0, 1] (or NaN was found); put normalisation inside the model")
+    return x.detach()
