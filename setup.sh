@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Sets robustkit up from nothing: Fashion-MNIST from Debian, a virtual environment, the package.
+# Sets robustkit up from nothing: Fashion-MNIST and Chromium (the leaderboard page's browser test)
+# from Debian, a virtual environment, the package.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+packages=""
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || packages="$packages dataset-fashion-mnist"
+command -v chromium >/dev/null || packages="$packages chromium"
+if [ -n "$packages" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing Fashion-MNIST (apt package dataset-fashion-mnist)"
+  echo "setup: installing$packages (apt)"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import robustkit, torch, torchvision, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import robustkit, torch, torchvision, pytest, matplotlib" 2>/dev/null; then
   echo "setup: installing robustkit and its dependencies into .venv (torch is large: a few minutes)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test]'

@@ -74,6 +74,7 @@ def main() -> None:
     print(f"{args.model}, fashion-mnist, fit on {len(x_fit)} training images, held-out {len(x_test)} test images, "
           f"{args.norm} ε={args.eps:g}, ≤{args.passes} passes, goal {args.goal:g}, {torch.get_num_threads()} threads")  # fmt: skip
     runs = [("robustkit universal, deepfool", robustkit_run("deepfool")), ("robustkit universal, sgd", robustkit_run("sgd")),
+            ("robustkit universal, sgd, bf16", robustkit_run("sgd", precision="bf16")),
             ("ART UniversalPerturbation, fgsm", art_run("fgsm")), ("ART UniversalPerturbation, deepfool", art_run("deepfool"))]  # fmt: skip
     if args.skip_art_deepfool:
         runs = runs[:-1]

@@ -1,0 +1,80 @@
+"""``robustkit benchmark SUITE.yaml`` and ``robustkit leaderboard STORE…``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from robustkit.device import resolve_device
+from robustkit.errors import ConfigError
+from robustkit.leaderboard import FORMATS, leaderboard, publish, render, sort_table
+from robustkit.paths import home
+from robustkit.runner import run_suite
+from robustkit.store import read_stores
+from robustkit.suite import load_suite
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``i/n`` with 0 ≤ i < n (a Slurm array's task id over its size)."""
+    if text is None:
+        return 0, 1
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise ConfigError(f"--shard takes i/n with 0 ≤ i < n (e.g. 0/4), got '{text}'")
+    return int(match[1]), int(match[2])
+
+
+@click.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite results store [OUT/results.sqlite, else $ROBUSTKIT_HOME/results/SUITE.sqlite].")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the leaderboard here in every format, with the plot and the HTML page.")  # fmt: skip
+@click.option("--shard", help="Run only share i of n of the cells (0-based, e.g. $SLURM_ARRAY_TASK_ID/4).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+def benchmark(suite_file: Path, store: Path | None, out: Path | None, shard: str | None, device: str) -> None:
+    """Run every cell of SUITE_FILE not yet in the store, then print the leaderboard."""
+    suite = load_suite(suite_file)
+    index, count = parse_shard(shard)
+    if store is None:
+        suffix = f"-shard{index}of{count}" if count > 1 else ""
+        store = (out / f"results{suffix}.sqlite") if out else home() / "results" / f"{suite.name}{suffix}.sqlite"
+    summary = run_suite(suite, store, device=resolve_device(device), shard=(index, count))
+    click.echo(f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, "
+               f"{summary.seconds:.0f} s")  # fmt: skip
+    cells = read_stores([store])
+    cells = cells[cells["suite"] == suite.name]
+    click.echo(render(leaderboard(cells), "md"))
+    if out:
+        written = publish(cells, out, suite.name)
+        click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
+
+
+@click.command("leaderboard")
+@click.argument("stores", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True)
+@click.option("--sort", help="Column to sort by (a unique prefix will do) [the ranking].")
+@click.option("--ascending", is_flag=True, help="Sort ascending instead.")
+@click.option("--suite", "suite_name", help="Only this suite's cells (a store may hold several).")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the table to FILE, or with --publish a folder.")
+@click.option("--publish", "publish_all", is_flag=True, help="Write every format, the plot and the HTML page into --out.")
+def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all) -> None:
+    """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
+    cells = read_stores(stores)
+    if suite_name:
+        cells = cells[cells["suite"] == suite_name]
+    if publish_all:
+        if out is None:
+            raise ConfigError("--publish needs --out FOLDER")
+        name = suite_name or (cells["suite"].iloc[0] if len(cells) else "leaderboard")
+        click.echo("\n".join(str(p) for p in publish(cells, out, name, sort=sort)))
+        return
+    text = render(sort_table(leaderboard(cells), sort, descending=not ascending), fmt)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        click.echo(f"written to {out}")
+    else:
+        click.echo(text, nl=False)

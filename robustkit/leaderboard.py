@@ -1,0 +1,200 @@
+"""Leaderboards from the results store: one row per model entry, rendered with pandas.
+
+The worst case for a model at one (norm, ε) is the per-sample AND of every attack's ``robust``
+outcome on the same fixed subset: a sample counts as robust only if no attack broke it. Entries are
+ranked by their mean worst-case robust accuracy over the suite's (norm, ε) pairs, then by clean
+accuracy. Accuracies are floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from robustkit.errors import ConfigError
+from robustkit.store import unpack
+
+FORMATS = ("md", "csv", "html", "latex", "json")
+
+
+def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (entry, norm, ε): the AND of the attacks' per-sample robust outcomes, and its accuracy."""
+    rows = []
+    for (entry, norm, eps), group in cells.groupby(["entry", "norm", "eps"], sort=False):
+        n = int(group["n"].iloc[0])
+        if (group["n"] != n).any() or group["checkpoint_sha256"].nunique() != 1:
+            raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} cover different samples or weights; "
+                              "merge stores of one suite run only")  # fmt: skip
+        robust = torch.ones(n, dtype=torch.bool)
+        for blob in group["robust"]:
+            robust &= unpack(blob, n)
+        rows.append({"entry": entry, "norm": norm, "eps": eps, "attacks": ", ".join(group["attack"]),
+                     "robust_accuracy": robust.double().mean().item()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
+    """The ranked table: rank, model, defense, clean accuracy, worst case per (norm, ε), each attack's figure, time."""
+    if cells.empty:
+        raise ConfigError("the results store holds no finished cells yet")
+    worst = worst_case(cells)
+    table = cells.groupby("entry", sort=False).agg(model=("model", "first"), defense=("defense", "first"),
+                                                   clean_accuracy=("clean_accuracy", "first"),
+                                                   attack_seconds=("seconds", "sum"))  # fmt: skip
+    pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"])})
+    for norm, eps in pairs:
+        column = f"worst {norm} ε={eps:.4g}"
+        here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")["robust_accuracy"]
+        table[column] = here
+    for (attack, norm, eps), group in sorted(cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])):
+        table[f"{attack} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
+    worst_columns = [c for c in table.columns if c.startswith("worst ")]
+    score = table[worst_columns].mean(axis=1, skipna=True)
+    order = sorted(table.index, key=lambda e: (-_or(score[e], -1.0), -table.loc[e, "clean_accuracy"], e))
+    table = table.loc[order].reset_index()
+    table.insert(0, "rank", range(1, len(table) + 1))
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", *worst_columns]
+    return table[front + [c for c in table.columns if c not in front and c != "attack_seconds"] + ["attack_seconds"]]
+
+
+def sort_table(table: pd.DataFrame, column: str | None, descending: bool = True) -> pd.DataFrame:
+    """Sort by a column named exactly or by a unique prefix; ``None`` keeps the ranking."""
+    if column is None:
+        return table
+    matches = [c for c in table.columns if c == column] or [c for c in table.columns if c.startswith(column)]
+    if len(matches) != 1:
+        raise ConfigError(f"--sort '{column}' matches {len(matches)} columns (have: {', '.join(table.columns)})")
+    return table.sort_values(matches[0], ascending=not descending, kind="stable").reset_index(drop=True)
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """The table as Markdown (GitHub), CSV, HTML, LaTeX or JSON (records); CSV and JSON keep full precision."""
+    if fmt == "md":
+        return _markdown(table)
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "html":
+        return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", table_id="leaderboard",
+                             border=0, classes="leaderboard")  # fmt: skip
+    if fmt == "latex":
+        return table.to_latex(index=False, float_format="%.4f", na_rep="")
+    if fmt == "json":
+        return table.to_json(orient="records", indent=1, force_ascii=False)
+    raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4f}"
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Worst-case robust accuracy vs ε, one line per model entry and one panel per norm (ε = 0: clean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    worst = worst_case(cells)
+    clean = cells.groupby("entry", sort=False)["clean_accuracy"].first()
+    norms = list(dict.fromkeys(worst["norm"]))
+    fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.8), squeeze=False)
+    for ax, norm in zip(axes[0], norms):
+        here = worst[worst["norm"] == norm]
+        for entry, group in here.groupby("entry", sort=False):
+            group = group.sort_values("eps")
+            ax.plot([0.0, *group["eps"]], [clean[entry], *group["robust_accuracy"]], marker="o", label=entry)
+        ax.set(xlabel=f"ε ({norm})", ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def html_page(table: pd.DataFrame, svg: str, title: str) -> str:
+    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load) and the plot."""
+    body = render(table, "html")
+    svg = svg[svg.find("<svg") :] if "<svg" in svg else ""
+    return _PAGE.format(title=html.escape(title), table=body, plot=svg)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table.leaderboard {{ border-collapse: collapse; font-size: 14px; }}
+table.leaderboard th, table.leaderboard td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+table.leaderboard th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
+table.leaderboard th[aria-sort]::after {{ content: " ▾"; }}
+figure svg {{ max-width: 100%; height: auto; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Worst case: a sample counts as robust only if every attack failed on it. Click a column to sort.</p>
+{table}
+<figure>{plot}</figure>
+<script>
+(function () {{
+  const table = document.getElementById("leaderboard");
+  const headers = Array.from(table.tHead.rows[0].cells);
+  function value(row, i) {{
+    const text = row.cells[i].textContent.trim();
+    const number = parseFloat(text);
+    return text !== "" && !isNaN(number) && /^[-+0-9.eE]+$/.test(text) ? number : text.toLowerCase();
+  }}
+  function sortBy(i, descending) {{
+    const body = table.tBodies[0];
+    const rows = Array.from(body.rows);
+    rows.sort(function (a, b) {{
+      const x = value(a, i), y = value(b, i);
+      const order = x < y ? -1 : x > y ? 1 : 0;
+      return descending ? -order : order;
+    }});
+    rows.forEach(function (row) {{ body.appendChild(row); }});
+    headers.forEach(function (h) {{ h.removeAttribute("aria-sort"); }});
+    headers[i].setAttribute("aria-sort", descending ? "descending" : "ascending");
+  }}
+  headers.forEach(function (h, i) {{
+    h.addEventListener("click", function () {{ sortBy(i, h.getAttribute("aria-sort") !== "descending"); }});
+  }});
+  const wanted = decodeURIComponent(location.hash.replace(/^#sort=/, ""));
+  const index = headers.findIndex(function (h) {{ return h.textContent.trim() === wanted; }});
+  if (index >= 0) sortBy(index, !/rank|entry|model|defense/.test(wanted));
+  table.setAttribute("data-ready", "true");
+}})();
+</script>
+</body></html>
+"""
+
+
+def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None) -> list[Path]:
+    """Every format, the plot (PNG and SVG) and the HTML page, as ``folder/name.*``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = sort_table(leaderboard(cells), sort)
+    written = []
+    for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
+        written.append(folder / f"{name}{suffix}")
+        written[-1].write_text(render(table, fmt))
+    written += [plot_curves(cells, folder / f"{name}.png", name), plot_curves(cells, folder / f"{name}.svg", name)]
+    written.append(folder / f"{name}.html")
+    written[-1].write_text(html_page(table, written[-2].read_text(), f"robustkit leaderboard: {name}"))
+    return written
+
+
+def _or(value: float, default: float) -> float:
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -1,0 +1,230 @@
+"""Benchmark suites: a YAML file read with ``yaml.safe_load`` into frozen, validated dataclasses.
+
+Every problem is one ``ConfigError`` line naming the file, the key and what is wrong, raised
+before anything is trained or attacked. A suite expands into cells, one per
+(model entry × attack × ε); a cell's ``key`` hashes everything its result depends on, so a
+changed cell gets a new key and only it is evaluated again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustkit.errors import ConfigError, RobustkitError
+from robustkit.registry import ATTACKS, DATASETS, DEFENSES, MODELS
+from robustkit.threat import parse_eps
+from robustkit.train import TrainConfig
+
+SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks"}
+MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "train", "label"}
+ATTACK_KEYS = {"attack", "norm", "eps", "settings"}
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {"n_train"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model to rank: an architecture, how it was (or is to be) trained, or its checkpoint."""
+
+    model: str
+    defense: str = "none"
+    defense_settings: dict[str, Any] = field(default_factory=dict)  # eps, norm, steps, …
+    checkpoint: Path | None = None  # given weights; else trained with the recipe (+ ``train``) and cached
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides and n_train
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or (self.model if self.defense == "none" else f"{self.model}+{self.defense}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "defense": self.defense, "defense_settings": self.defense_settings,
+                "train": self.train, "label": self.name}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    attack: str
+    norm: str
+    eps: tuple[float, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One evaluation: a model entry, an attack at one ε, on the suite's fixed sample subset."""
+
+    suite: Suite
+    entry: ModelEntry
+    attack: AttackEntry
+    eps: float
+
+    def identity(self, checkpoint_sha256: str) -> dict[str, Any]:
+        s = self.suite
+        return {"dataset": s.dataset, "dataset_options": s.dataset_options, "n_samples": s.n_samples, "seed": s.seed,
+                "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": checkpoint_sha256,
+                "attack": self.attack.attack, "norm": self.attack.norm, "eps": self.eps,
+                "settings": self.attack.settings}  # fmt: skip
+
+    def key(self, checkpoint_sha256: str) -> str:
+        text = json.dumps(self.identity(checkpoint_sha256), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    @property
+    def title(self) -> str:
+        return f"{self.entry.name} × {self.attack.attack} {self.attack.norm} ε={self.eps:.4g}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str
+    models: tuple[ModelEntry, ...]
+    attacks: tuple[AttackEntry, ...]
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    n_samples: int = 1000
+    seed: int = 0
+    fit_samples: int = 1000  # training images a data-fitted attack (universal) learns from
+    batch_size: int = 256
+    path: Path | None = None
+
+    def cells(self, shard: tuple[int, int] = (0, 1)) -> list[Cell]:
+        """Every cell in suite order; with ``shard=(i, n)`` the deterministic share i of n (0-based)."""
+        index, count = shard
+        every = [Cell(self, m, a, e) for m in self.models for a in self.attacks for e in a.eps]
+        return [c for j, c in enumerate(every) if j % count == index]
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; any problem is one line naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line} ({getattr(err, 'problem', err)})") from None
+    try:
+        return _suite(raw, path)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _suite(raw: Any, path: Path) -> Suite:
+    data = _mapping(raw, "the suite", SUITE_KEYS, required={"dataset", "models", "attacks"})
+    try:
+        DATASETS.get(data["dataset"])
+    except RobustkitError as err:
+        raise ConfigError(f"dataset: {err}") from None
+    models = tuple(_model(m, f"models[{i}]", path.parent) for i, m in enumerate(_list(data["models"], "models")))
+    attacks = tuple(_attack(a, f"attacks[{i}]") for i, a in enumerate(_list(data["attacks"], "attacks")))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"models: two entries are both called '{max(names, key=names.count)}'; give one a label")
+    seen = [(a.attack, a.norm, e) for a in attacks for e in a.eps]
+    twice = [s for s in seen if seen.count(s) > 1]
+    if twice:
+        attack, norm, eps = twice[0]
+        raise ConfigError(f"attacks: {attack} {norm} ε={eps:g} appears twice; one setting per attack and ε")
+    suite = Suite(name=str(data.get("name", path.stem)), dataset=data["dataset"], models=models, attacks=attacks,
+                  dataset_options=_mapping(data.get("dataset_options", {}), "dataset_options"),
+                  n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),
+                  fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
+                  path=path)  # fmt: skip
+    return suite
+
+
+def _model(raw: Any, where: str, base: Path) -> ModelEntry:
+    data = _mapping(raw, where, MODEL_KEYS, required={"model"})
+    try:
+        MODELS.get(data["model"])
+    except RobustkitError as err:
+        raise ConfigError(f"{where}.model: {err}") from None
+    defense = str(data.get("defense", "none"))
+    settings = _mapping(data.get("defense_settings", {}), f"{where}.defense_settings")
+    if defense.lower() != "none":
+        try:
+            DEFENSES.build(defense, **{"eps": 0.1, **{k: _number(v) for k, v in settings.items()}})
+        except RobustkitError as err:
+            raise ConfigError(f"{where}.defense: {err}") from None
+    elif settings:
+        raise ConfigError(f"{where}.defense_settings: given, but the defense is none")
+    train = _mapping(data.get("train", {}), f"{where}.train", TRAIN_KEYS)
+    try:
+        TrainConfig(**{k: v for k, v in train.items() if k != "n_train"})
+    except (RobustkitError, TypeError) as err:
+        raise ConfigError(f"{where}.train: {err}") from None
+    checkpoint = data.get("checkpoint")
+    if checkpoint is not None:
+        checkpoint = (base / str(checkpoint)).expanduser()
+        if not checkpoint.is_file():
+            raise ConfigError(f"{where}.checkpoint: {checkpoint} does not exist")
+    return ModelEntry(model=data["model"], defense=defense.lower(), defense_settings={k: _number(v) for k, v in settings.items()},
+                      checkpoint=checkpoint, train=train, label=str(data.get("label", "")))  # fmt: skip
+
+
+def _attack(raw: Any, where: str) -> AttackEntry:
+    data = _mapping(raw, where, ATTACK_KEYS, required={"attack", "eps"})
+    try:
+        cls = ATTACKS.get(data["attack"])
+    except RobustkitError as err:
+        raise ConfigError(f"{where}.attack: {err}") from None
+    norm = str(data.get("norm", cls.norms[0])).lower()
+    if norm not in cls.norms:
+        raise ConfigError(f"{where}.norm: {cls.name} attacks {', '.join(cls.norms)}, not '{norm}'")
+    values = data["eps"] if isinstance(data["eps"], list) else [data["eps"]]
+    if not values:
+        raise ConfigError(f"{where}.eps: give at least one value")
+    eps = tuple(parse_eps(v, f"{where}.eps") for v in values)
+    settings = {k: _number(v) for k, v in _mapping(data.get("settings", {}), f"{where}.settings").items()}
+    for e in eps:
+        try:
+            ATTACKS.build(cls.name, eps=e, norm=norm, **settings)
+        except RobustkitError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    return AttackEntry(attack=cls.name, norm=norm, eps=eps, settings=settings)
+
+
+def _mapping(raw: Any, where: str, allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(raw).__name__}")
+    if allowed is not None:
+        unknown = sorted(set(map(str, raw)) - allowed)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(raw))
+    if missing:
+        raise ConfigError(f"{where}: missing key '{missing[0]}'")
+    return dict(raw)
+
+
+def _list(raw: Any, where: str) -> list[Any]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where} must be a non-empty list")
+    return raw
+
+
+def _number(value: Any) -> Any:
+    """Fractions such as 8/255 are numbers in settings too."""
+    return parse_eps(value) if isinstance(value, str) and "/" in value else value
+
+
+def _positive(data: dict[str, Any], key: str, default: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a whole number ≥ 1, got {value!r}")
+    return value
+
+
+def _integer(data: dict[str, Any], key: str, default: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    return value

@@ -1,0 +1,244 @@
+"""Suites, the runner, the store and leaderboards: validation, worst case, resume after kill -9, shards, renderers."""
+
+import io
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from robustkit.cli import main
+from robustkit.errors import ConfigError
+from robustkit.evaluate import evaluate_attack
+from robustkit.leaderboard import html_page, leaderboard, render, worst_case
+from robustkit.runner import run_suite
+from robustkit.store import read_stores, unpack
+from robustkit.suite import load_suite
+
+CPU = torch.device("cpu")
+SUITE = {
+    "name": "tiny",
+    "dataset": "synthetic",
+    "n_samples": 48,
+    "seed": 0,
+    "fit_samples": 128,
+    "batch_size": 24,
+    "models": [
+        {"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}},
+        {"model": "smallcnn", "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "precision": "fp32"}},
+    ],
+    "attacks": [
+        {"attack": "fgsm", "norm": "linf", "eps": [0.1, "40/255"]},
+        {"attack": "pgd", "norm": "linf", "eps": [0.1, "40/255"], "settings": {"steps": 4}},
+        {"attack": "universal", "norm": "linf", "eps": [0.1], "settings": {"method": "sgd", "max_passes": 2}},
+    ],
+}
+
+
+def write_suite(folder, suite=None, name="suite.yaml"):
+    path = folder / name
+    path.write_text(yaml.safe_dump(suite or SUITE, sort_keys=False))
+    return path
+
+
+def without_timing(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=["attack_seconds"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.update(colour="red"), "unknown key 'colour'"),
+        (lambda s: s["attacks"][0].update(attack="fgsmm"), "attacks[0].attack: unknown attack 'fgsmm'"),
+        (lambda s: s["attacks"][1].update(eps=["8/0"]), "attacks[1].eps must be a number"),
+        (lambda s: s["attacks"][0].update(norm="l0"), "attacks[0].norm: fgsm attacks linf, l2, not 'l0'"),
+        (lambda s: s["attacks"][1]["settings"].update(steps=0), "attacks[1]: PGD needs steps"),
+        (lambda s: s["models"][0].update(checkpoint="missing.safetensors"), "models[0].checkpoint:"),
+        (lambda s: s["models"][1]["train"].update(epoch=3), "models[1].train: unknown key 'epoch'"),
+        (lambda s: s["models"][0].update(defense="madri"), "models[0].defense: unknown defense 'madri'"),
+        (lambda s: s.update(n_samples=0), "n_samples must be a whole number ≥ 1"),
+        (lambda s: s.pop("attacks"), "missing key 'attacks'"),
+        (lambda s: s["attacks"].append(dict(s["attacks"][0])), "appears twice"),
+    ],
+)
+def test_suite_errors_are_one_line_naming_file_and_key(tmp_path, change, message):
+    suite = yaml.safe_load(yaml.safe_dump(SUITE))
+    change(suite)
+    path = write_suite(tmp_path, suite)
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmodels: [\n  - model: lenet5\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line"):
+        load_suite(path)
+
+
+def test_shipped_suites_are_valid():
+    from pathlib import Path
+
+    for path in (Path(__file__).parent.parent / "benchmarks" / "suites").glob("*.yaml"):
+        assert load_suite(path).cells(), path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted run of the tiny suite (its own robustkit home, shared by the module's tests)."""
+    folder = tmp_path_factory.mktemp("run")
+    suite = load_suite(write_suite(folder))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROBUSTKIT_HOME", str(folder / "home"))
+        summary = run_suite(suite, folder / "full.sqlite", device=CPU, progress=False)
+    return folder, suite, summary
+
+
+@pytest.fixture
+def shared_home(finished, monkeypatch):
+    monkeypatch.setenv("ROBUSTKIT_HOME", str(finished[0] / "home"))  # the checkpoints the full run trained
+
+
+def test_worst_case_is_the_per_sample_and_of_the_attacks(finished):
+    folder, suite, summary = finished
+    assert summary.evaluated == len(suite.cells()) == 10 and summary.skipped == 0
+    cells = read_stores([folder / "full.sqlite"])
+    board = leaderboard(cells).set_index("entry")
+    for (entry, eps), group in cells.groupby(["entry", "eps"]):
+        bits = np.stack([np.unpackbits(np.frombuffer(b, dtype=np.uint8))[:48] for b in group["robust"]])
+        expected = bits.all(axis=0).mean()
+        assert board.loc[entry, f"worst linf ε={eps:.4g}"] == pytest.approx(expected)
+        assert expected <= group["robust_accuracy"].min() + 1e-6
+        assert len(group) == (3 if eps == 0.1 else 2)
+
+
+def test_stored_outcomes_match_an_independent_evaluation(finished, shared_home):
+    from attacks import PGD
+    from robustkit.checkpoint import load_model
+    from robustkit.data import get_dataset
+
+    folder, suite, _ = finished
+    cells = read_stores([folder / "full.sqlite"])
+    row = cells[(cells["entry"] == "lenet5") & (cells["attack"] == "pgd") & (cells["eps"] == 0.1)].iloc[0]
+    model, _ = load_model(row["checkpoint"])
+    subset = get_dataset("synthetic").test.subset(48, seed=0)
+    direct = evaluate_attack(model, subset.images, subset.labels, PGD(eps=0.1, steps=4, seed=0), batch_size=24,
+                             progress=False)  # fmt: skip
+    assert torch.equal(unpack(row["robust"], 48), direct.robust)
+    assert torch.equal(unpack(row["clean_correct"], 48), direct.clean_correct)
+
+
+def test_a_rerun_skips_finished_cells_and_a_changed_cell_alone_is_evaluated(finished, shared_home, tmp_path):
+    folder, suite, _ = finished
+    store = tmp_path / "copy.sqlite"
+    shutil.copy(folder / "full.sqlite", store)
+    again = run_suite(suite, store, device=CPU, progress=False)
+    assert again.evaluated == 0 and again.skipped == 10
+    changed = yaml.safe_load(yaml.safe_dump(SUITE))
+    changed["attacks"][2]["settings"]["max_passes"] = 3  # only the two universal cells change
+    after = run_suite(load_suite(write_suite(tmp_path, changed)), store, device=CPU, progress=False)
+    assert after.evaluated == 2 and after.skipped == 8
+
+
+def test_sharded_runs_merged_equal_the_unsharded_run(finished, shared_home, tmp_path):
+    folder, suite, _ = finished
+    shards = [tmp_path / f"shard{i}.sqlite" for i in range(3)]
+    for i, store in enumerate(shards):
+        run_suite(suite, store, device=CPU, shard=(i, 3), progress=False)
+    sizes = [len(read_stores([s])) for s in shards]
+    assert sum(sizes) == 10 and all(sizes)
+    merged = leaderboard(read_stores(shards))
+    assert without_timing(merged).equals(without_timing(leaderboard(read_stores([folder / "full.sqlite"]))))
+
+
+def test_a_run_killed_mid_way_resumes_without_losing_a_cell(finished, shared_home, tmp_path):
+    folder, _, _ = finished
+    suite_path, store = write_suite(tmp_path), tmp_path / "killed.sqlite"
+    command = [sys.executable, "-m", "robustkit", "-q", "benchmark", str(suite_path), "--store", str(store), "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = 0
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if store.exists():
+            try:
+                done = sqlite3.connect(store).execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 2:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 2 <= done < 10, f"the run was not caught mid-way ({done} cells)"
+    kept = len(read_stores([store]))
+    assert kept >= done  # nothing committed was lost
+    result = CliRunner().invoke(main, ["benchmark", str(suite_path), "--store", str(store), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"{10 - kept} cells evaluated, {kept} already in" in result.output
+    resumed = leaderboard(read_stores([store]))
+    assert without_timing(resumed).equals(without_timing(leaderboard(read_stores([folder / "full.sqlite"]))))
+
+
+def test_renderers_round_trip_and_render_every_format(finished):
+    folder, _, _ = finished
+    table = leaderboard(read_stores([folder / "full.sqlite"]))
+    from_csv = pd.read_csv(io.StringIO(render(table, "csv")))
+    pd.testing.assert_frame_equal(from_csv, table, check_dtype=False)
+    from_json = pd.read_json(io.StringIO(render(table, "json")), orient="records")
+    pd.testing.assert_frame_equal(from_json, table, check_dtype=False)
+    markdown = render(table, "md").splitlines()
+    assert len(markdown) == 2 + len(table) and markdown[0].startswith("| rank | entry")
+    assert "\\begin{tabular}" in render(table, "latex")
+    assert render(table, "html").count("<tr") == 1 + len(table)
+    assert list(table["rank"]) == [1, 2] and set(table["entry"]) == {"lenet5", "smallcnn"}
+
+
+def test_leaderboard_command_publishes_every_file_and_sorts(finished, tmp_path):
+    folder, _, _ = finished
+    out = tmp_path / "board"
+    result = CliRunner().invoke(main, ["leaderboard", str(folder / "full.sqlite"), "--publish", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for suffix in (".md", ".csv", ".json", ".tex", ".table.html", ".png", ".svg", ".html"):
+        assert (out / f"tiny{suffix}").stat().st_size > 0, suffix
+    sorted_csv = CliRunner().invoke(main, ["leaderboard", str(folder / "full.sqlite"), "--format", "csv",
+                                           "--sort", "clean", "--ascending"])  # fmt: skip
+    clean = pd.read_csv(io.StringIO(sorted_csv.output))["clean_accuracy"]
+    assert list(clean) == sorted(clean)
+    bad = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "none.sqlite")])
+    assert bad.exit_code == 1 and "does not exist" in bad.output
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_html_page_sorts_in_a_real_browser(finished, tmp_path):
+    browser = chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: setup.sh installs it")
+        pytest.skip("no chromium on this machine")
+    folder, _, _ = finished
+    cells = read_stores([folder / "full.sqlite"])
+    table = leaderboard(cells)
+    page = tmp_path / "page.html"
+    page.write_text(html_page(table, "<svg xmlns='http://www.w3.org/2000/svg'></svg>", "tiny"))
+    column = "clean_accuracy"
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          f"file://{page}#sort={column}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    body = dom[dom.index("<tbody>") : dom.index("</tbody>")]
+    entries = [re.findall(r"<td>(.*?)</td>", row)[1] for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
+    assert 'data-ready="true"' in dom and 'aria-sort="descending"' in dom
+    assert sorted(entries) == sorted(table["entry"])
+    assert entries == list(table.sort_values(column, ascending=False, kind="stable")["entry"])
