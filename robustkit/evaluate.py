@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from attacks.base import Attack
+from robustkit import distributed
 from robustkit.predict import predict
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,34 @@ def evaluate_attack(
     keep_examples: int = 0,
     progress: bool = True,
 ) -> Evaluation:
-    """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed."""
+    """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed.
+
+    Under torchrun every rank attacks its own strided share of the samples and the per-sample
+    outcomes are gathered, so every rank returns the whole evaluation.
+    """
+    world = distributed.world_size()
+    if world > 1:
+        mine = torch.arange(distributed.rank(), len(labels), world)
+        local = _evaluate(model, images[mine], labels[mine], attack, batch_size, keep_examples, progress)
+        return _gathered(local, mine, len(labels), world)
+    return _evaluate(model, images, labels, attack, batch_size, keep_examples, progress)
+
+
+def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation:
+    """Every rank's outcomes put back in sample order; the time is the slowest rank's."""
+    import torch.distributed as dist
+
+    parts: list = [None] * world
+    dist.all_gather_object(parts, (mine, local.clean_correct, local.robust, local.norms, local.n_unverified, local.seconds))
+    clean_correct = torch.zeros(n, dtype=torch.bool)
+    robust = torch.zeros(n, dtype=torch.bool)
+    norms = torch.full((n,), float("nan"))
+    for index, correct, still, norm, _, _ in parts:
+        clean_correct[index], robust[index], norms[index] = correct, still, norm
+    return Evaluation(clean_correct, robust, norms, sum(p[4] for p in parts), max(p[5] for p in parts), local.examples)
+
+
+def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress) -> Evaluation:
     if model.training:
         log.warning("the model was in training mode; evaluating in eval mode (its mode is restored afterwards)")
     param = next(model.parameters(), None)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from robustkit import distributed
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
@@ -44,20 +45,25 @@ class RunSummary:
 
 def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, shard: tuple[int, int] = (0, 1),
               progress: bool = True) -> RunSummary:  # fmt: skip
-    """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet."""
+    """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet.
+
+    Under torchrun the ranks split each cell's samples (see ``evaluate_attack``); rank 0 alone writes
+    the store, and every skip decision is rank 0's, so all ranks walk the same cells.
+    """
     start = time.perf_counter()
     data = get_dataset(suite.dataset, **suite.dataset_options)
     subset = data.test.subset(suite.n_samples, seed=suite.seed)
     cells = suite.cells(shard)
     evaluated = skipped = 0
     with ResultStore(store_path) as store:
-        bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=None if progress else True)
+        quiet = not progress or not distributed.is_main()
+        bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=True if quiet else None)
         for entry in suite.models:
             mine = [c for c in cells if c.entry is entry]
             if not mine:
                 continue
             path = _checkpoint_for(entry, data)
-            if path.is_file() and all(store.has(c.key(file_sha256(path))) for c in mine):
+            if distributed.agree(path.is_file() and all(store.has(c.key(file_sha256(path))) for c in mine), device):
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
@@ -66,10 +72,12 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             for cell in mine:
                 bar.set_postfix_str(cell.title)
                 key = cell.key(sha)
-                if store.has(key):
+                if distributed.agree(store.has(key), device):
                     skipped += 1
                 else:
-                    store.put(_evaluate_cell(cell, model, data, subset, device, path, sha, key, progress))
+                    row = _evaluate_cell(cell, model, data, subset, device, path, sha, key, progress and not quiet)
+                    if distributed.is_main():
+                        store.put(row)
                     evaluated += 1
                 bar.update(1)
         bar.close()

@@ -242,3 +242,23 @@ def test_html_page_sorts_in_a_real_browser(finished, tmp_path):
     assert 'data-ready="true"' in dom and 'aria-sort="descending"' in dom
     assert sorted(entries) == sorted(table["entry"])
     assert entries == list(table.sort_values(column, ascending=False, kind="stable")["entry"])
+
+
+@pytest.mark.slow
+def test_two_processes_split_each_cell_and_store_the_same_outcomes(finished, shared_home, tmp_path):
+    """torchrun with 2 gloo processes: each attacks half the samples; rank 0's store equals one process's."""
+    folder, _, _ = finished
+    deterministic = yaml.safe_load(yaml.safe_dump(SUITE))
+    deterministic["attacks"] = [SUITE["attacks"][0], {"attack": "deepfool", "norm": "l2", "eps": [1.0]}]
+    suite_path = write_suite(tmp_path, deterministic)
+    single, double = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
+    run_suite(load_suite(suite_path), single, device=CPU, progress=False)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541",
+               "-m", "robustkit", "benchmark", str(suite_path), "--store", str(double), "--device", "cpu"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = read_stores([single]).set_index("key"), read_stores([double]).set_index("key")
+    assert sorted(one.index) == sorted(two.index) and len(one) == 6
+    for key in one.index:
+        assert one.loc[key, "robust"] == two.loc[key, "robust"], one.loc[key, "attack"]
+        assert one.loc[key, "clean_correct"] == two.loc[key, "clean_correct"]

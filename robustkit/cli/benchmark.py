@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.leaderboard import FORMATS, leaderboard, publish, render, sort_table
@@ -35,13 +36,21 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 @click.option("--shard", help="Run only share i of n of the cells (0-based, e.g. $SLURM_ARRAY_TASK_ID/4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def benchmark(suite_file: Path, store: Path | None, out: Path | None, shard: str | None, device: str) -> None:
-    """Run every cell of SUITE_FILE not yet in the store, then print the leaderboard."""
+    """Run every cell of SUITE_FILE not yet in the store, then print the leaderboard.
+
+    Under torchrun (torchrun --nproc-per-node N -m robustkit benchmark ...) the processes split each
+    cell's samples; rank 0 writes the store.
+    """
     suite = load_suite(suite_file)
     index, count = parse_shard(shard)
     if store is None:
         suffix = f"-shard{index}of{count}" if count > 1 else ""
         store = (out / f"results{suffix}.sqlite") if out else home() / "results" / f"{suite.name}{suffix}.sqlite"
-    summary = run_suite(suite, store, device=resolve_device(device), shard=(index, count))
+    device = resolve_device(device)
+    distributed.init_from_env(device)  # under torchrun: the ranks share each cell's samples
+    summary = run_suite(suite, store, device=distributed.local_device(device), shard=(index, count))
+    if not distributed.is_main():
+        return
     click.echo(f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, "
                f"{summary.seconds:.0f} s")  # fmt: skip
     cells = read_stores([store])

@@ -11,6 +11,7 @@ import yaml
 
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
+from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
@@ -75,6 +76,8 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         settings["perturbation"] = delta
     attack = ATTACKS.build(attack_name, **settings)
     device = resolve_device(device)
+    distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
+    device = distributed.local_device(device)
     trained_with = build_defense(defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
                                  norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
@@ -89,6 +92,8 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
                              keep_examples=8 if save_examples else 0)  # fmt: skip
     m = {**result.metrics(), **attack.extra_metrics(model, subset.images.to(device)), **fitted}
+    if not distributed.is_main():
+        return
     extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]
     echo_table(
         ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
