@@ -23,7 +23,9 @@ KEY, META = "perturbation", "robustkit"
 
 def save_perturbation(path: str | Path, delta: Tensor, record: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``path`` (.safetensors) and the amplified ``path`` .png beside it; both carry ``record``."""
-    path = Path(path).with_suffix(".safetensors")
+    path = Path(path)
+    if path.suffix != ".safetensors":  # append: a stem like "…-eps0.1" has a dot that is not a suffix
+        path = path.with_name(path.name + ".safetensors")
     delta = _checked(delta.detach().float().cpu(), path)
     text = json.dumps(record, sort_keys=True, default=str)
     write_safetensors(path, {KEY: delta}, {META: text})

@@ -102,7 +102,8 @@ def test_a_perturbation_outside_the_budget_or_of_the_wrong_shape_is_refused():
 
 def test_perturbation_files_round_trip(tmp_path):
     delta = (torch.rand(3, 9, 7, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.2
-    exact, png = save_perturbation(tmp_path / "uap", delta, {"eps": 0.1, "norm": "linf"})
+    exact, png = save_perturbation(tmp_path / "uap-eps0.1", delta, {"eps": 0.1, "norm": "linf"})
+    assert exact.name == "uap-eps0.1.safetensors" and png.name == "uap-eps0.1.png"
     loaded, record = load_perturbation(exact)
     assert torch.equal(loaded, delta) and record == {"eps": 0.1, "norm": "linf"}
     from_png, record = load_perturbation(png)
