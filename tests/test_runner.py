@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
-from robustkit.leaderboard import html_page, leaderboard, render, worst_case
+from robustkit.leaderboard import html_page, leaderboard, render
 from robustkit.runner import run_suite
 from robustkit.store import read_stores, unpack
 from robustkit.suite import load_suite
