@@ -124,15 +124,20 @@ class Attack(ABC):
         return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
+def check_pixels(x: Tensor, what: str) -> None:
+    """Attacks work on [0, 1] pixels; anything else (NaN included) is a one-line error."""
+    if x.numel() and not ((x >= 0) & (x <= 1)).all():  # NaN fails this too
+        raise ConfigError(
+            f"{what} must be pixels in [0, 1] (found {x.min().item():.3g}…{x.max().item():.3g}, or NaN); "
+            "put normalisation inside the model"
+        )
+
+
 def _checked(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
     """Validate inputs with one-line errors; return detached views (the caller's tensors are never written)."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise ConfigError("x must be a floating-point tensor of images, N×C×H×W")
-    if x.numel() and not ((x >= 0) & (x <= 1)).all():  # NaN fails this too
-        raise ConfigError(
-            f"x must be pixels in [0, 1] (found {x.min().item():.3g}…{x.max().item():.3g}, or NaN); "
-            "put normalisation inside the model"
-        )
+    check_pixels(x, "x")
     if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
         raise ConfigError(f"y must be integer labels of shape ({len(x)},)")
     param = next(model.parameters(), None)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks.base import Attack, Perturbed
+from attacks.base import Attack, Perturbed, check_pixels
 from attacks.deepfool import minimal_perturbation
 from attacks.losses import is_success
 from robustkit.data.base import Split
@@ -225,6 +225,5 @@ def _as_images(images: Tensor | Split | Iterable) -> Tensor:
         x = torch.cat(batches)
     if not x.is_floating_point() or x.ndim < 3 or len(x) == 0:
         raise ConfigError("fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]")
-    if not ((x >= 0) & (x <= 1)).all():
-        raise ConfigError("fit needs pixels in [0, 1] (or NaN was found); put normalisation inside the model")
+    check_pixels(x, "fitting images")
     return x.detach()

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from attacks.base import Attack
 from robustkit import distributed
+from robustkit.data.base import Split
 from robustkit.predict import predict
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,25 @@ class Evaluation:
             "seconds": self.seconds,
             "images_per_second": self.images_per_second,
         }
+
+
+def prepare_attack(
+    attack: Attack, model: nn.Module, train: Split, *, fit_samples: int, seed: int, progress: bool = True
+) -> tuple[Attack, dict[str, float | int]]:
+    """A data-fitted attack (universal) learns on a seeded training subset; others pass through.
+
+    Returns the attack ready to evaluate and its fitting figures (``fit_samples``, ``fit_seconds``,
+    ``fit_<metric>``), empty when nothing was fitted.
+    """
+    if not attack.learns_from_data or attack.learned():
+        return attack, {}
+    param = next(model.parameters(), None)
+    fit = train.subset(fit_samples, seed=seed).images
+    fit = fit.to(param.device) if param is not None else fit
+    start = time.perf_counter()
+    attack = attack.prepared(model, fit, progress=progress)
+    figures = {f"fit_{k}": v for k, v in attack.extra_metrics(model, fit).items()}
+    return attack, {"fit_samples": len(fit), "fit_seconds": time.perf_counter() - start, **figures}
 
 
 def verify(model: nn.Module, attack: Attack, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:

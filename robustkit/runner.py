@@ -23,7 +23,7 @@ from robustkit import distributed
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluate import evaluate_attack, prepare_attack
 from robustkit.paths import checkpoint_path
 from robustkit.pipeline import train_and_save
 from robustkit.records import file_sha256, run_metadata
@@ -63,12 +63,13 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             if not mine:
                 continue
             path = _checkpoint_for(entry, data)
-            if distributed.agree(path.is_file() and all(store.has(c.key(file_sha256(path))) for c in mine), device):
+            cached_sha = file_sha256(path) if path.is_file() else None
+            if distributed.agree(cached_sha is not None and all(store.has(c.key(cached_sha)) for c in mine), device):
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
             model, path = _model_for(entry, data, path, device, suite.seed)
-            sha = file_sha256(path)
+            sha = cached_sha or file_sha256(path)
             for cell in mine:
                 bar.set_postfix_str(cell.title)
                 key = cell.key(sha)
@@ -120,13 +121,9 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
                    sha: str, key: str, progress: bool) -> dict:  # fmt: skip
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
-    extra: dict = {}
     start = time.perf_counter()
-    if attack.learns_from_data:
-        fit = data.train.subset(suite.fit_samples, seed=suite.seed).images.to(device)
-        attack = attack.prepared(model, fit, progress=progress)
-        extra.update({"fit_seconds": time.perf_counter() - start,
-                      **{f"fit_{k}": v for k, v in attack.extra_metrics(model, fit).items()}})  # fmt: skip
+    attack, extra = prepare_attack(attack, model, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
+                                   progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress)
     extra.update(attack.extra_metrics(model, subset.images.to(device)))
     m = result.metrics()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -14,7 +13,7 @@ from robustkit.cli.table import echo_table
 from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluate import evaluate_attack, prepare_attack
 from robustkit.example_grid import save_example_grid
 from robustkit.paths import home
 from robustkit.perturbation_file import load_perturbation, save_perturbation
@@ -81,13 +80,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     trained_with = build_defense(defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
                                  norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
-    fitted: dict = {}
-    if attack.learns_from_data and not attack.learned():
-        fit = data.train.subset(fit_samples, seed=seed).images.to(device)
-        start = time.perf_counter()
-        attack = attack.prepared(model, fit, progress=True)
-        fitted = {"fit_samples": len(fit), "fit_seconds": time.perf_counter() - start,
-                  **{f"fit_{k}": v for k, v in attack.extra_metrics(model, fit).items()}}  # fmt: skip
+    attack, fitted = prepare_attack(attack, model, data.train, fit_samples=fit_samples, seed=seed)
     subset = data.test.subset(n_samples, seed=seed)
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
                              keep_examples=8 if save_examples else 0)  # fmt: skip
