@@ -5,11 +5,14 @@ Built-in attacks are imported here explicitly (importing a module registers it i
 entry-point group through the same ``register``.
 """
 
+from attacks.apgd import APGD
 from attacks.base import Attack, AttackResult, Perturbed
 from attacks.deepfool import DeepFool
+from attacks.ensemble import Ensemble
 from attacks.fgsm import FGSM
 from attacks.one_pixel import OnePixel
 from attacks.pgd import PGD
+from attacks.square import Square
 from attacks.universal import Universal
 
-__all__ = ["FGSM", "PGD", "DeepFool", "OnePixel", "Universal", "Attack", "AttackResult", "Perturbed"]
+__all__ = ["APGD", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "Square", "Universal", "Attack", "AttackResult", "Perturbed"]

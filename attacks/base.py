@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.losses import LOSSES, attack_loss, is_success
+from robustkit.bpda import straight_through
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
@@ -55,6 +56,8 @@ class Attack(ABC):
     loss: str = "ce"  # ce (cross-entropy) | margin (Carlini-Wagner logit margin)
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the attack's own passes
+    eot: int = 1  # Expectation over Transformation: gradient and loss averaged over this many passes
+    bpda: bool = False  # gradient passes approximate non-differentiable input transforms by the identity
 
     name: ClassVar[str] = ""
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
@@ -66,6 +69,10 @@ class Attack(ABC):
             raise ConfigError(f"{type(self).__name__}: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
         if self.precision not in _AUTOCAST:
             raise ConfigError(f"{type(self).__name__}: unknown precision '{self.precision}' (fp32, bf16, fp16)")
+        if isinstance(self.eot, bool) or not isinstance(self.eot, int) or self.eot < 1:
+            raise ConfigError(f"{type(self).__name__}: eot must be a whole number of passes ≥ 1, got {self.eot!r}")
+        if not isinstance(self.bpda, bool):
+            raise ConfigError(f"{type(self).__name__}: bpda must be true or false, got {self.bpda!r}")
 
     @property
     def threat(self) -> ThreatModel:
@@ -111,13 +118,26 @@ class Attack(ABC):
     def loss_and_grad(
         self, model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-sample loss to maximise, its gradient w.r.t. the input only, and the logits."""
-        with torch.enable_grad():  # callers often sit inside torch.no_grad()
-            x_adv = x_adv.detach().requires_grad_(True)
-            logits = model(x_adv)
-            losses = attack_loss(logits.float(), y, target, self.loss)
-            (grad,) = torch.autograd.grad(losses.sum(), x_adv)
-        return losses.detach(), grad.detach(), logits.detach()
+        """Per-sample loss to maximise, its gradient w.r.t. the input only, and the logits.
+
+        With ``eot`` > 1 the loss and gradient are means over that many passes, an estimate of the
+        expected gradient of a randomised model (Athalye et al. 2018, EOT); the logits are the last
+        pass's. With ``bpda`` the passes run inside ``straight_through``, so input transforms that
+        round get the identity's gradient on the backward pass; the final verdict (``predict``) never
+        runs inside it.
+        """
+        total_loss = total_grad = None
+        # callers often sit inside torch.no_grad()
+        with torch.enable_grad(), straight_through(True) if self.bpda else nullcontext():
+            for _ in range(self.eot):
+                x = x_adv.detach().requires_grad_(True)
+                logits = model(x)
+                losses = attack_loss(logits.float(), y, target, self.loss)
+                (grad,) = torch.autograd.grad(losses.sum(), x, allow_unused=True)
+                grad = torch.zeros_like(x) if grad is None else grad  # an input the graph cut off has no gradient
+                total_loss = losses.detach() if total_loss is None else total_loss + losses.detach()
+                total_grad = grad.detach() if total_grad is None else total_grad + grad.detach()
+        return total_loss / self.eot, total_grad / self.eot, logits.detach()
 
     def _autocast(self, device: torch.device):
         dtype = _AUTOCAST[self.precision]

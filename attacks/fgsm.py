@@ -41,4 +41,4 @@ class FGSM(Attack):
         start = threat.random_point(x, generator) if self.random_start else x
         _, grad, _ = self.loss_and_grad(model, start, y, target)
         x_adv = threat.step(x, start, grad, self.step_scale * self.eps)
-        return Perturbed(x_adv, queries=torch.ones(len(x), dtype=torch.long, device=x.device))
+        return Perturbed(x_adv, queries=torch.full((len(x),), self.eot, dtype=torch.long, device=x.device))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-LOSSES = ("ce", "margin")
+from robustkit.predict import predict
+
+LOSSES = ("ce", "margin", "dlr")
 
 
 def _margin(logits: Tensor, cls: Tensor) -> Tensor:
@@ -15,8 +17,27 @@ def _margin(logits: Tensor, cls: Tensor) -> Tensor:
     return others.amax(1) - own
 
 
+def _dlr(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """Difference of Logits Ratio (Croce & Hein 2020): the margin divided by a spread of the top logits.
+
+    Dividing by z_π1 − z_π3 (targeted: z_π1 − (z_π3 + z_π4)/2) makes the loss invariant to shifting
+    and rescaling the logits, so a defense cannot hide behind large or saturated logits.
+    """
+    top = logits.sort(dim=1, descending=True).values
+    if target is None:
+        return _margin(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
+    own = logits.gather(1, y[:, None]).squeeze(1)
+    wanted = logits.gather(1, target[:, None]).squeeze(1)
+    return (wanted - own) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+
+
 def attack_loss(logits: Tensor, y: Tensor, target: Tensor | None, kind: str) -> Tensor:
-    """Per-sample objective: untargeted pushes away from ``y``, targeted pulls toward ``target``."""
+    """Per-sample objective: untargeted pushes away from ``y``, targeted pulls toward ``target``.
+
+    ``dlr`` needs at least 3 classes (4 when targeted).
+    """
+    if kind == "dlr":
+        return _dlr(logits, y, target)
     if kind == "ce":
         if target is None:
             return F.cross_entropy(logits, y, reduction="none")
@@ -32,4 +53,16 @@ def is_success(prediction_or_logits: Tensor, y: Tensor, target: Tensor | None) -
     return pred == target if target is not None else pred != y
 
 
-__all__ = ["LOSSES", "attack_loss", "is_success"]
+def confirmed_success(model: nn.Module, x_adv: Tensor, logits: Tensor, y: Tensor, target: Tensor | None,
+                      precision: str) -> Tensor:  # fmt: skip
+    """Per-sample success from an attack pass's logits; under reduced-precision autocast the claimed
+    successes are re-checked at the model's own precision, so a sample is never retired early on a
+    verdict the final verification would reverse."""
+    hit = is_success(logits, y, target)
+    if precision != "fp32" and hit.any():
+        claimed = hit.nonzero().squeeze(1)
+        hit[claimed] = is_success(predict(model, x_adv[claimed]), y[claimed], None if target is None else target[claimed])
+    return hit
+
+
+__all__ = ["LOSSES", "attack_loss", "confirmed_success", "is_success"]

@@ -9,9 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, Perturbed
-from attacks.losses import attack_loss, is_success
+from attacks.losses import attack_loss, confirmed_success, is_success
 from robustkit.errors import ConfigError
-from robustkit.predict import predict
 from robustkit.registry import ATTACKS
 
 
@@ -83,14 +82,10 @@ class PGD(Attack):
         active, x0, ya, ta, xa = torch.arange(n, device=x.device), x, y, target, start
         for _ in range(self.steps):
             _, grad, logits = self.loss_and_grad(model, xa, ya, ta)
-            queries[active] += 1
+            queries[active] += self.eot
             if self.early_stop:
-                hit = is_success(logits, ya, ta)
                 # one host sync per step: shrinking the batch needs its new size; it pays for itself
-                if hit.any() and self.precision != "fp32":  # retire only on the full-precision verdict
-                    claimed = hit.nonzero().squeeze(1)
-                    hit[claimed] = is_success(predict(model, xa[claimed]), ya[claimed],
-                                              None if ta is None else ta[claimed])  # fmt: skip
+                hit = confirmed_success(model, xa, logits, ya, ta, self.precision)
                 if hit.any():
                     out[active[hit]], fooled[active[hit]] = xa[hit], True
                     keep = ~hit

@@ -10,5 +10,7 @@ from defenses.base import Defense
 from defenses.fast import FastTraining
 from defenses.madry import MadryTraining
 from defenses.trades import TradesTraining
+from defenses.transforms import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
 
-__all__ = ["Defense", "FastTraining", "MadryTraining", "TradesTraining"]
+__all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianNoise", "JpegQuantization", "MadryTraining",
+           "TradesTraining", "Transformed"]

@@ -2,7 +2,8 @@
 
 It holds settings only, like an attack. ``fit`` runs robustkit's one training loop with the
 defense's ``loss_fn`` and ``on_epoch_end``; the result is the same model, trained, and the settings
-that go into its checkpoint record.
+that go into its checkpoint record. A defense may also act at inference: ``wrap`` puts it around
+the trained model (input transforms do only that, on standard-trained weights: ``trains_weights``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Defense(ABC):
     name: ClassVar[str] = ""
     # training settings this defense needs beyond the model's own recipe (e.g. more epochs)
     recipe: ClassVar[dict[str, Any]] = {}
+    # False: the defense acts at inference only (``wrap``) on the undefended model's checkpoint
+    trains_weights: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         threat_model(self.norm, self.eps)  # validates both
@@ -44,6 +47,10 @@ class Defense(ABC):
     def tag(self) -> str:
         """What, besides the defense's name, tells its checkpoints apart in the cache."""
         return f"{self.norm}-eps{self.eps:.4g}"
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model as evaluated under this defense (the trained model itself, unless it acts at inference)."""
+        return model
 
     @abstractmethod
     def loss_fn(self) -> LossFn:

@@ -116,8 +116,13 @@ def evaluate_attack(
     batch_size: int = 256,
     keep_examples: int = 0,
     progress: bool = True,
+    source: nn.Module | None = None,
 ) -> Evaluation:
     """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed.
+
+    With ``source`` the attack is a transfer attack: adversarial examples are crafted on ``source``
+    (a surrogate on the same device) and scored on ``model``, which the attack never sees; a sample
+    counts as broken when the verification on ``model`` says so, whatever the source's verdict.
 
     Under torchrun every rank attacks its own strided share of the samples and the per-sample
     outcomes are gathered, so every rank returns the whole evaluation.
@@ -125,9 +130,9 @@ def evaluate_attack(
     world = distributed.world_size()
     if world > 1:
         mine = torch.arange(distributed.rank(), len(labels), world)
-        local = _evaluate(model, images[mine], labels[mine], attack, batch_size, keep_examples, progress)
+        local = _evaluate(model, images[mine], labels[mine], attack, batch_size, keep_examples, progress, source)
         return _gathered(local, mine, len(labels), world)
-    return _evaluate(model, images, labels, attack, batch_size, keep_examples, progress)
+    return _evaluate(model, images, labels, attack, batch_size, keep_examples, progress, source)
 
 
 def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation:
@@ -144,7 +149,7 @@ def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation
     return Evaluation(clean_correct, robust, norms, sum(p[4] for p in parts), max(p[5] for p in parts), local.examples)
 
 
-def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress) -> Evaluation:
+def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
     if model.training:
         log.warning("the model was in training mode; evaluating in eval mode (its mode is restored afterwards)")
     param = next(model.parameters(), None)
@@ -162,10 +167,13 @@ def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress
         index = correct.nonzero().squeeze(1)
         broken = torch.zeros_like(correct)
         if len(index):
-            result = attack(model, x[index], y[index])
+            result = attack(source if source is not None else model, x[index], y[index])
             verified = verify(model, attack, x[index], result.x_adv, y[index])
-            n_unverified += int((result.success & ~verified).sum())
-            hit = result.success & verified
+            if source is not None:  # the source's verdict says nothing about the target
+                hit = verified
+            else:
+                n_unverified += int((result.success & ~verified).sum())
+                hit = result.success & verified
             broken[index[hit]] = True
             norms[lo + index[hit].cpu()] = result.norms[hit].float().cpu()
             _keep(kept, keep_examples, x[index][hit], result.x_adv[hit], y[index][hit], model)

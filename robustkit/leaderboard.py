@@ -37,8 +37,20 @@ def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
-    """The ranked table: rank, model, defense, clean accuracy, worst case per (norm, ε), each attack's figure, time."""
+def white_box(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells where each model was attacked directly (transfer cells, crafted on another entry, left out)."""
+    if "source" not in cells:
+        return cells
+    return cells[cells["source"].isna() | (cells["source"] == "")]
+
+
+def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The ranked table: rank, model, defense, clean accuracy, worst case per (norm, ε), the reliable
+    ensemble's figure, each attack's figure, the gradient-masking checks' verdict, time.
+
+    Transfer cells are not part of it (see ``transfer_matrix``).
+    """
+    cells = white_box(cells)
     if cells.empty:
         raise ConfigError("the results store holds no finished cells yet")
     worst = worst_case(cells)
@@ -51,14 +63,43 @@ def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
         here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")["robust_accuracy"]
         table[column] = here
     for (attack, norm, eps), group in sorted(cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])):
-        table[f"{attack} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
+        name = "reliable" if attack == "ensemble" else attack  # the ensemble's figure is the one to trust
+        table[f"{name} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
+    if checks is not None and not checks.empty:
+        table["checks"] = _check_verdicts(checks, table.index)
     worst_columns = [c for c in table.columns if c.startswith("worst ")]
     score = table[worst_columns].mean(axis=1, skipna=True)
     order = sorted(table.index, key=lambda e: (-_or(score[e], -1.0), -table.loc[e, "clean_accuracy"], e))
     table = table.loc[order].reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", *worst_columns]
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", *worst_columns,
+             *[c for c in table.columns if c.startswith("reliable ")]]  # fmt: skip
     return table[front + [c for c in table.columns if c not in front and c != "attack_seconds"] + ["attack_seconds"]]
+
+
+def _check_verdicts(checks: pd.DataFrame, entries: pd.Index) -> pd.Series:
+    """Per entry: ``ok`` if no check raised a flag at any (norm, ε), else each flag with where it showed."""
+    verdicts = {}
+    for entry, group in checks.groupby("entry", sort=False):
+        flagged = [f"{row.summary} ({row.norm} ε={row.eps:.4g})" for row in group.itertuples() if row.summary != "ok"]
+        verdicts[entry] = "; ".join(flagged) if flagged else "ok"
+    return pd.Series(verdicts).reindex(entries)
+
+
+def transfer_matrix(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per transfer attack (``"pgd linf ε=0.1"``): robust accuracy of each target (columns) under
+    examples crafted on each source (rows). The diagonal is the white-box figure."""
+    if "source" not in cells:
+        return {}
+    moved = cells[cells["source"].notna() & (cells["source"] != "")]
+    matrices = {}
+    for (attack, norm, eps), group in moved.groupby(["attack", "norm", "eps"], sort=False):
+        order = list(dict.fromkeys([*group["source"], *group["entry"]]))
+        matrix = group.pivot_table(index="source", columns="entry", values="robust_accuracy", aggfunc="first")
+        matrix = matrix.reindex(index=[o for o in order if o in matrix.index], columns=[o for o in order if o in matrix.columns])
+        matrix.index.name, matrix.columns.name = "crafted on ↓ / scored on →", None
+        matrices[f"{attack} {norm} ε={eps:.4g}"] = matrix
+    return matrices
 
 
 def sort_table(table: pd.DataFrame, column: str | None, descending: bool = True) -> pd.DataFrame:
@@ -126,19 +167,20 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     return path
 
 
-def html_page(table: pd.DataFrame, svg: str, title: str) -> str:
-    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load) and the plot."""
+def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "") -> str:
+    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load), the plot
+    and ``extra`` HTML (the transfer matrices)."""
     body = render(table, "html")
     svg = svg[svg.find("<svg") :] if "<svg" in svg else ""
-    return _PAGE.format(title=html.escape(title), table=body, plot=svg)
+    return _PAGE.format(title=html.escape(title), table=body, plot=svg, extra=extra)
 
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table.leaderboard {{ border-collapse: collapse; font-size: 14px; }}
-table.leaderboard th, table.leaderboard td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+table.leaderboard, table.transfer {{ border-collapse: collapse; font-size: 14px; }}
+table.leaderboard th, table.leaderboard td, table.transfer th, table.transfer td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
 table.leaderboard th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
 table.leaderboard th[aria-sort]::after {{ content: " ▾"; }}
 figure svg {{ max-width: 100%; height: auto; }}
@@ -147,6 +189,7 @@ figure svg {{ max-width: 100%; height: auto; }}
 <p>Worst case: a sample counts as robust only if every attack failed on it. Click a column to sort.</p>
 {table}
 <figure>{plot}</figure>
+{extra}
 <script>
 (function () {{
   const table = document.getElementById("leaderboard");
@@ -181,19 +224,45 @@ figure svg {{ max-width: 100%; height: auto; }}
 """
 
 
-def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None) -> list[Path]:
-    """Every format, the plot (PNG and SVG) and the HTML page, as ``folder/name.*``."""
+def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
+            checks: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+    """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table = sort_table(leaderboard(cells), sort)
+    table = sort_table(leaderboard(cells, checks), sort)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")
         written[-1].write_text(render(table, fmt))
-    written += [plot_curves(cells, folder / f"{name}.png", name), plot_curves(cells, folder / f"{name}.svg", name)]
+    board = white_box(cells)
+    written += [plot_curves(board, folder / f"{name}.png", name), plot_curves(board, folder / f"{name}.svg", name)]
+    matrices = transfer_matrix(cells)
+    if matrices:
+        written.append(folder / f"{name}.transfer.md")
+        written[-1].write_text(render_transfer(matrices, "md"))
+        written.append(folder / f"{name}.transfer.csv")
+        written[-1].write_text(render_transfer(matrices, "csv"))
     written.append(folder / f"{name}.html")
-    written[-1].write_text(html_page(table, written[-2].read_text(), f"robustkit leaderboard: {name}"))
+    extra = render_transfer(matrices, "html") if matrices else ""
+    written[-1].write_text(html_page(table, written[-4 if matrices else -2].read_text(), f"robustkit leaderboard: {name}",
+                                     extra))  # fmt: skip
     return written
+
+
+def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:
+    """The transfer matrices one after another, each under its attack's name (md, csv or html)."""
+    parts = []
+    for title, matrix in matrices.items():
+        frame = matrix.reset_index()
+        if fmt == "md":
+            parts.append(f"### transfer: {title}\n\n{_markdown(frame)}")
+        elif fmt == "csv":
+            parts.append(frame.assign(attack=title).to_csv(index=False))
+        else:
+            parts.append(f"<h2>transfer: {html.escape(title)}</h2>\n"
+                         + frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0,
+                                         classes="transfer"))  # fmt: skip
+    return "\n".join(parts)
 
 
 def _or(value: float, default: float) -> float:

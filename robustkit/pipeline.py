@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def cache_path(data: ImageDataset, model_name: str, defense: Defense | None) -> Path:
-    """The cached checkpoint of (dataset, model, defense, its threat model)."""
-    if defense is None:
+    """The cached checkpoint of (dataset, model, defense, its threat model).
+
+    A defense that trains no weights (an input transform) shares the undefended model's checkpoint.
+    """
+    if defense is None or not defense.trains_weights:
         return paths.checkpoint_path(data.info.name, model_name)
     return paths.checkpoint_path(data.info.name, model_name, defense.name, tag=defense.tag())
 
@@ -44,8 +47,12 @@ def train_and_save(
     """Train with the model's recipe, the defense's recipe, then ``overrides``; save with its record.
 
     Every epoch leaves a resume state beside the checkpoint (``<name>.resume.pt``); with ``resume``
-    a killed run continues from it, exactly. Under torchrun only rank 0 writes.
+    a killed run continues from it, exactly. Under torchrun only rank 0 writes. A defense that trains
+    no weights gets the bare model trained and recorded without it (``obtain_model`` wraps it).
     """
+    if defense is not None and not defense.trains_weights:
+        log.info("%s trains no weights: training the undefended model it is applied to", defense.name)
+        defense = None
     config = TrainConfig.for_model(model_name, defense.recipe if defense else {}, seed=seed, **overrides)
     model = get_model(model_name, data.info, seed=seed, weights=weights)
     train_split = data.train.subset(n_train, seed=seed)
@@ -91,19 +98,20 @@ def obtain_model(
     """The model to evaluate, in eval mode on ``device``, and the checkpoint it came from.
 
     Without ``checkpoint``: the cached one for (dataset, model, defense, ε), trained with the default
-    recipe if missing.
+    recipe if missing. The model comes wrapped in the defense's inference-time part, if any.
     """
+    wrap = defense.wrap if defense is not None else (lambda bare: bare)
     if checkpoint is not None:
         model, record = load_model(checkpoint, model=model_name, info=data.info, device=device)
         if record is not None and record.dataset != data.info.name:
             raise CheckpointError(f"{checkpoint} was trained on {record.dataset}, not {data.info.name}")
-        return model, record, Path(checkpoint)
+        return wrap(model), record, Path(checkpoint)
     path = cache_path(data, model_name, defense)
     if path.is_file():
         model, record = load_model(path, model=model_name, device=device)
-        return model, record, path
-    what = f"{defense.name} ({defense.tag()})" if defense else "none"
+        return wrap(model), record, path
+    what = f"{defense.name} ({defense.tag()})" if defense and defense.trains_weights else "none"
     log.info("no checkpoint cached for (%s, %s, %s) at %s: training one with the default recipe",
              data.info.name, model_name, what, path)  # fmt: skip
     model, record, _, path = train_and_save(model_name, data, device=device, defense=defense, seed=seed)
-    return model.to(device), record, path
+    return wrap(model.to(device)), record, path

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustkit import distributed
+from robustkit.checks import run_checks
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
@@ -47,42 +48,102 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
               progress: bool = True) -> RunSummary:  # fmt: skip
     """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet.
 
-    Under torchrun the ranks split each cell's samples (see ``evaluate_attack``); rank 0 alone writes
-    the store, and every skip decision is rank 0's, so all ranks walk the same cells.
+    Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then the
+    transfer cells that score it (crafted on each entry in turn). Under torchrun the ranks split each
+    cell's samples (see ``evaluate_attack``); rank 0 alone writes the store, and every skip decision
+    is rank 0's, so all ranks walk the same cells.
     """
     start = time.perf_counter()
     data = get_dataset(suite.dataset, **suite.dataset_options)
     subset = data.test.subset(suite.n_samples, seed=suite.seed)
     cells = suite.cells(shard)
+    models = _Models(data, device, suite.seed)
     evaluated = skipped = 0
+    quiet = not progress or not distributed.is_main()
     with ResultStore(store_path) as store:
-        quiet = not progress or not distributed.is_main()
         bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=True if quiet else None)
-        for entry in suite.models:
+        for number, entry in enumerate(suite.models):
             mine = [c for c in cells if c.entry is entry]
-            if not mine:
-                continue
-            path = _checkpoint_for(entry, data)
-            cached_sha = file_sha256(path) if path.is_file() else None
-            if distributed.agree(cached_sha is not None and all(store.has(c.key(cached_sha)) for c in mine), device):
+            checks = _check_keys(suite, entry, models.cached_sha(entry)) if suite.checks and number % shard[1] == shard[0] else {}
+            if distributed.agree(all(store.has(k) for k in _keys(mine, models)) and
+                                 all(store.has(k, "checks") for k in checks.values()), device):  # fmt: skip
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
-            model, path = _model_for(entry, data, path, device, suite.seed)
-            sha = cached_sha or file_sha256(path)
+            model, path, sha = models.get(entry)
             for cell in mine:
                 bar.set_postfix_str(cell.title)
-                key = cell.key(sha)
+                source = models.get(cell.source) if cell.source is not None else None
+                key = cell.key(sha, source[2] if source else None)
                 if distributed.agree(store.has(key), device):
                     skipped += 1
                 else:
-                    row = _evaluate_cell(cell, model, data, subset, device, path, sha, key, progress and not quiet)
+                    row = _evaluate_cell(cell, model, data, subset, device, path, sha, key, progress and not quiet, source)
                     if distributed.is_main():
                         store.put(row)
                     evaluated += 1
                 bar.update(1)
+            for (norm, eps), key in _check_keys(suite, entry, sha).items() if checks else ():
+                if not distributed.agree(store.has(key, "checks"), device):
+                    bar.set_postfix_str(f"{entry.name} checks {norm} ε={eps:.4g}")
+                    row = _run_checks(suite, entry, model, subset, norm, eps, sha, key)
+                    if distributed.is_main():
+                        store.put(row, "checks")
         bar.close()
     return RunSummary(evaluated, skipped, time.perf_counter() - start, Path(store_path))
+
+
+class _Models:
+    """Each entry's model loaded (or trained) once per run, with its checkpoint and SHA-256."""
+
+    def __init__(self, data: ImageDataset, device: torch.device, seed: int) -> None:
+        self.data, self.device, self.seed = data, device, seed
+        self._loaded: dict[str, tuple[nn.Module, Path, str]] = {}
+        self._sha: dict[Path, str | None] = {}
+
+    def cached_sha(self, entry: ModelEntry) -> str | None:
+        """The checkpoint's hash if it exists already, without loading the model (hashed once per path)."""
+        path = _checkpoint_for(entry, self.data)
+        if path not in self._sha or self._sha[path] is None:
+            self._sha[path] = file_sha256(path) if path.is_file() else None
+        return self._sha[path]
+
+    def get(self, entry: ModelEntry) -> tuple[nn.Module, Path, str]:
+        if entry.name not in self._loaded:
+            path = _checkpoint_for(entry, self.data)
+            model, path = _model_for(entry, self.data, path, self.device, self.seed)
+            self._sha.pop(path, None)
+            self._loaded[entry.name] = (model, path, self.cached_sha(entry) or file_sha256(path))
+        return self._loaded[entry.name]
+
+
+def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
+    """Store keys of cells whose checkpoints exist already; a missing one is None (never in the store)."""
+    keys = []
+    for cell in cells:
+        sha = models.cached_sha(cell.entry)
+        source = models.cached_sha(cell.source) if cell.source is not None else None
+        missing = sha is None or (cell.source is not None and source is None)
+        keys.append(None if missing else cell.key(sha, source))
+    return keys
+
+
+def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float], str | None]:
+    text = {"dataset": suite.dataset, "n_samples": suite.n_samples, "seed": suite.seed, "n": suite.check_samples,
+            "entry": entry.describe(), "checkpoint_sha256": sha}  # fmt: skip
+    return {(norm, eps): None if sha is None else hashlib.sha256(
+                json.dumps({**text, "norm": norm, "eps": eps}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+            for norm, eps in suite.check_points()}  # fmt: skip
+
+
+def _run_checks(suite: Suite, entry: ModelEntry, model: nn.Module, subset: Split, norm: str, eps: float, sha: str,
+                key: str) -> dict:  # fmt: skip
+    start = time.perf_counter()
+    take = subset.subset(min(suite.check_samples, len(subset)), seed=suite.seed)
+    report = run_checks(model, take.images, take.labels, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size)
+    return {"key": key, "suite": suite.name, "entry": entry.name, "checkpoint_sha256": sha, "norm": norm, "eps": eps,
+            "n": len(take), "summary": report.summary(), "details": report.to_dict(),
+            "seconds": time.perf_counter() - start, "created": run_metadata(torch.device("cpu"), suite.seed)["created"]}  # fmt: skip
 
 
 def _checkpoint_for(entry: ModelEntry, data: ImageDataset) -> Path:
@@ -90,11 +151,13 @@ def _checkpoint_for(entry: ModelEntry, data: ImageDataset) -> Path:
     if entry.checkpoint is not None:
         return entry.checkpoint
     defense = _defense(entry, data)
+    if defense is not None and not defense.trains_weights:
+        defense = None  # an input transform is applied to the undefended model's checkpoint
     tag = defense.tag() if defense else None
     if entry.train:
         digest = hashlib.sha256(json.dumps(entry.train, sort_keys=True).encode()).hexdigest()[:8]
         tag = f"{tag}-recipe{digest}" if tag else f"recipe{digest}"
-    return checkpoint_path(data.info.name, entry.model, entry.defense, tag=tag)
+    return checkpoint_path(data.info.name, entry.model, entry.defense if defense else "none", tag=tag)
 
 
 def _defense(entry: ModelEntry, data: ImageDataset):
@@ -107,24 +170,29 @@ def _defense(entry: ModelEntry, data: ImageDataset):
 
 
 def _model_for(entry: ModelEntry, data: ImageDataset, path: Path, device: torch.device, seed: int) -> tuple[nn.Module, Path]:
+    """The entry's model, wrapped in its defense's inference-time part (the checkpoint holds the bare model)."""
+    defense = _defense(entry, data)
+    wrap = defense.wrap if defense is not None else (lambda bare: bare)
     if path.is_file():
         model, _ = load_model(path, model=entry.model, info=data.info, device=device)
-        return model, path
+        return wrap(model), path
     log.info("training %s for the suite (no checkpoint at %s)", entry.name, path)
     overrides = dict(entry.train)
-    model, _, _, path = train_and_save(entry.model, data, device=device, defense=_defense(entry, data), seed=seed,
+    model, _, _, path = train_and_save(entry.model, data, device=device, defense=defense, seed=seed,
                                        out=path, n_train=overrides.pop("n_train", None), **overrides)  # fmt: skip
-    return model.to(device).eval(), path
+    return wrap(model.to(device).eval()), path
 
 
 def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device, path: Path,
-                   sha: str, key: str, progress: bool) -> dict:  # fmt: skip
+                   sha: str, key: str, progress: bool, source: tuple[nn.Module, Path, str] | None = None) -> dict:  # fmt: skip
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
     start = time.perf_counter()
-    attack, extra = prepare_attack(attack, model, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
+    crafted_on = source[0] if source is not None else model
+    attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
                                    progress=progress)  # fmt: skip
-    result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress)
+    result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
+                             source=source[0] if source is not None else None)  # fmt: skip
     extra.update(attack.extra_metrics(model, subset.images.to(device)))
     m = result.metrics()
     meta = run_metadata(device, suite.seed)
@@ -136,4 +204,6 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
         "robust_accuracy": m["robust_accuracy"], "attack_success_rate": m["attack_success_rate"],
         "median_norm": m["median_norm"], "n_unverified": m["n_unverified"], "seconds": time.perf_counter() - start,
         "extra": extra, **meta, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
+        "source": cell.source.name if cell.source is not None else None,
+        "source_checkpoint_sha256": source[2] if source is not None else None,
     }  # fmt: skip

@@ -28,7 +28,13 @@ _COLUMNS = {
     "clean_accuracy": "REAL", "robust_accuracy": "REAL", "attack_success_rate": "REAL", "median_norm": "REAL",
     "n_unverified": "INTEGER", "seconds": "REAL", "extra": "TEXT", "device": "TEXT", "seed": "INTEGER",
     "robustkit_version": "TEXT", "torch_version": "TEXT", "created": "TEXT", "clean_correct": "BLOB", "robust": "BLOB",
+    "source": "TEXT", "source_checkpoint_sha256": "TEXT",  # transfer cells: the entry the examples were crafted on
 }  # fmt: skip
+_CHECK_COLUMNS = {
+    "key": "TEXT PRIMARY KEY", "suite": "TEXT", "entry": "TEXT", "checkpoint_sha256": "TEXT", "norm": "TEXT",
+    "eps": "REAL", "n": "INTEGER", "summary": "TEXT", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
+}  # fmt: skip
+TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
 
 
 def pack(mask: Tensor) -> bytes:
@@ -48,7 +54,11 @@ class ResultStore:
         try:
             self._db = sqlite3.connect(self.path, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS cells ({', '.join(f'{k} {v}' for k, v in _COLUMNS.items())})")
+            for table, columns in TABLES.items():
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{k} {v}' for k, v in columns.items())})")
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name in columns.keys() - have:  # a store written by an older robustkit gains the new columns
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {columns[name]}")
             self._db.commit()
         except sqlite3.DatabaseError as err:
             raise ConfigError(f"{self.path} is not a robustkit results store ({err})") from None
@@ -62,32 +72,38 @@ class ResultStore:
     def close(self) -> None:
         self._db.close()
 
-    def has(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM cells WHERE key = ?", (key,)).fetchone() is not None
+    def has(self, key: str, table: str = "cells") -> bool:
+        return self._db.execute(f"SELECT 1 FROM {_table(table)} WHERE key = ?", (key,)).fetchone() is not None
 
-    def put(self, row: dict[str, Any]) -> None:
-        """Insert (or replace) one finished cell and commit it at once."""
-        unknown = set(row) - set(_COLUMNS)
+    def put(self, row: dict[str, Any], table: str = "cells") -> None:
+        """Insert (or replace) one finished cell (or check run) and commit it at once."""
+        unknown = set(row) - set(TABLES[_table(table)])
         if unknown:
-            raise ValueError(f"not store columns: {sorted(unknown)}")
+            raise ValueError(f"not {table} columns: {sorted(unknown)}")
         names = list(row)
         values = [json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v for v in row.values()]
-        self._db.execute(f"INSERT OR REPLACE INTO cells ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+        self._db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
         self._db.commit()
 
-    def frame(self) -> pd.DataFrame:
-        """Every cell as a row; outcome bits stay bytes (``unpack`` them with ``n``)."""
-        return pd.read_sql_query("SELECT * FROM cells ORDER BY created, key", self._db)
+    def frame(self, table: str = "cells") -> pd.DataFrame:
+        """Every row; outcome bits stay bytes (``unpack`` them with ``n``)."""
+        return pd.read_sql_query(f"SELECT * FROM {_table(table)} ORDER BY created, key", self._db)
 
 
-def read_stores(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """All cells of several stores (shards) in one frame; a cell present twice is kept once."""
+def _table(name: str) -> str:
+    if name not in TABLES:
+        raise ValueError(f"no table '{name}' in a results store (have {', '.join(TABLES)})")
+    return name
+
+
+def read_stores(paths: Iterable[str | Path], table: str = "cells") -> pd.DataFrame:
+    """All rows of one table of several stores (shards) in one frame; a row present twice is kept once."""
     frames = []
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"results store {path} does not exist")
         with ResultStore(path) as store:
-            frames.append(store.frame())
+            frames.append(store.frame(table))
     if not frames:
         raise ConfigError("name at least one results store")
     frame = pd.concat(frames, ignore_index=True)

@@ -21,7 +21,8 @@ from robustkit.registry import ATTACKS, DATASETS, DEFENSES, MODELS
 from robustkit.threat import parse_eps
 from robustkit.train import TrainConfig
 
-SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks"}
+SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
+              "transfer", "checks", "check_samples"}  # fmt: skip
 MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "train", "label"}
 ATTACK_KEYS = {"attack", "norm", "eps", "settings"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {"n_train"}
@@ -57,27 +58,35 @@ class AttackEntry:
 
 @dataclass(frozen=True)
 class Cell:
-    """One evaluation: a model entry, an attack at one ε, on the suite's fixed sample subset."""
+    """One evaluation: a model entry, an attack at one ε, on the suite's fixed sample subset.
+
+    A transfer cell also names a ``source`` entry: the attack crafts on it and ``entry`` is scored.
+    """
 
     suite: Suite
     entry: ModelEntry
     attack: AttackEntry
     eps: float
+    source: ModelEntry | None = None
 
-    def identity(self, checkpoint_sha256: str) -> dict[str, Any]:
+    def identity(self, checkpoint_sha256: str, source_sha256: str | None = None) -> dict[str, Any]:
         s = self.suite
-        return {"dataset": s.dataset, "dataset_options": s.dataset_options, "n_samples": s.n_samples, "seed": s.seed,
-                "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": checkpoint_sha256,
-                "attack": self.attack.attack, "norm": self.attack.norm, "eps": self.eps,
-                "settings": self.attack.settings}  # fmt: skip
+        identity = {"dataset": s.dataset, "dataset_options": s.dataset_options, "n_samples": s.n_samples, "seed": s.seed,
+                    "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": checkpoint_sha256,
+                    "attack": self.attack.attack, "norm": self.attack.norm, "eps": self.eps,
+                    "settings": self.attack.settings}  # fmt: skip
+        if self.source is not None:
+            identity.update(source=self.source.describe(), source_checkpoint_sha256=source_sha256)
+        return identity
 
-    def key(self, checkpoint_sha256: str) -> str:
-        text = json.dumps(self.identity(checkpoint_sha256), sort_keys=True, default=str)
+    def key(self, checkpoint_sha256: str, source_sha256: str | None = None) -> str:
+        text = json.dumps(self.identity(checkpoint_sha256, source_sha256), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     @property
     def title(self) -> str:
-        return f"{self.entry.name} × {self.attack.attack} {self.attack.norm} ε={self.eps:.4g}"
+        source = f"{self.source.name} → " if self.source is not None else ""
+        return f"{source}{self.entry.name} × {self.attack.attack} {self.attack.norm} ε={self.eps:.4g}"
 
 
 @dataclass(frozen=True)
@@ -92,12 +101,21 @@ class Suite:
     fit_samples: int = 1000  # training images a data-fitted attack (universal) learns from
     batch_size: int = 256
     path: Path | None = None
+    transfer: tuple[AttackEntry, ...] = ()  # attacks crafted on every entry and scored on every entry
+    checks: bool = True  # run the gradient-masking checks per (entry, norm, ε) of the gradient attacks
+    check_samples: int = 200
 
     def cells(self, shard: tuple[int, int] = (0, 1)) -> list[Cell]:
-        """Every cell in suite order; with ``shard=(i, n)`` the deterministic share i of n (0-based)."""
+        """Every cell in suite order (transfer cells last); with ``shard=(i, n)`` the share i of n (0-based)."""
         index, count = shard
         every = [Cell(self, m, a, e) for m in self.models for a in self.attacks for e in a.eps]
+        every += [Cell(self, target, a, e, source) for target in self.models for source in self.models
+                  for a in self.transfer for e in a.eps]  # fmt: skip
         return [c for j, c in enumerate(every) if j % count == index]
+
+    def check_points(self) -> list[tuple[str, float]]:
+        """The (norm, ε) pairs the gradient-masking checks run at: those of the gradient-norm attacks."""
+        return list(dict.fromkeys((a.norm, e) for a in self.attacks if a.norm in ("linf", "l2") for e in a.eps))
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -125,6 +143,11 @@ def _suite(raw: Any, path: Path) -> Suite:
         raise ConfigError(f"dataset: {err}") from None
     models = tuple(_model(m, f"models[{i}]", path.parent) for i, m in enumerate(_list(data["models"], "models")))
     attacks = tuple(_attack(a, f"attacks[{i}]") for i, a in enumerate(_list(data["attacks"], "attacks")))
+    transfer = tuple(_attack(a, f"transfer[{i}]") for i, a in enumerate(_list(data["transfer"], "transfer"))
+                     ) if "transfer" in data else ()  # fmt: skip
+    checks = data.get("checks", True)
+    if not isinstance(checks, bool):
+        raise ConfigError(f"checks must be true or false, got {checks!r}")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"models: two entries are both called '{max(names, key=names.count)}'; give one a label")
@@ -137,7 +160,8 @@ def _suite(raw: Any, path: Path) -> Suite:
                   dataset_options=_mapping(data.get("dataset_options", {}), "dataset_options"),
                   n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),
                   fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
-                  path=path)  # fmt: skip
+                  path=path, transfer=transfer, checks=checks,
+                  check_samples=_positive(data, "check_samples", 200))  # fmt: skip
     return suite
 
 

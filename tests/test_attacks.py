@@ -116,7 +116,12 @@ def test_bad_inputs_are_one_line_errors():
 
 
 BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2}
-QUICK = {"one-pixel": dict(population=16, generations=4)}  # keep search attacks short in invariant tests
+QUICK = {  # keep search attacks short in invariant tests
+    "one-pixel": dict(population=16, generations=4),
+    "square": dict(queries=50),
+    "apgd": dict(steps=10),
+    "ensemble": dict(steps=5, queries=50),
+}
 CASES = [(name, norm) for name in ATTACKS.list() for norm in ATTACKS.get(name).norms]
 
 

@@ -33,6 +33,7 @@ SUITE = {
     "seed": 0,
     "fit_samples": 128,
     "batch_size": 24,
+    "checks": False,  # the checks and transfer cells have their own tests (test_transfer.py)
     "models": [
         {"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}},
         {"model": "smallcnn", "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "precision": "fp32"}},
@@ -90,7 +91,10 @@ def test_broken_yaml_names_the_line(tmp_path):
 def test_shipped_suites_are_valid():
     from pathlib import Path
 
-    for path in (Path(__file__).parent.parent / "benchmarks" / "suites").glob("*.yaml"):
+    root = Path(__file__).parent.parent
+    paths = [*(root / "benchmarks" / "suites").glob("*.yaml"), *(root / "robustkit" / "suites").glob("*.yaml")]
+    assert any(p.stem == "reliable" for p in paths)
+    for path in paths:
         assert load_suite(path).cells(), path
 
 

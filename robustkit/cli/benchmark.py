@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import click
 from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
-from robustkit.leaderboard import FORMATS, leaderboard, publish, render, sort_table
+from robustkit.checks import Flag
+from robustkit.leaderboard import FORMATS, leaderboard, publish, render, render_transfer, sort_table, transfer_matrix
 from robustkit.paths import home
 from robustkit.runner import run_suite
 from robustkit.store import read_stores
@@ -27,21 +29,37 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+BUILTIN_SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def suite_path(text: str) -> Path:
+    """A suite file, or the name of a built-in suite (``reliable``)."""
+    path = Path(text)
+    if path.is_file() or path.suffix in (".yaml", ".yml"):
+        return path
+    builtin = BUILTIN_SUITES / f"{text}.yaml"
+    if builtin.is_file():
+        return builtin
+    names = ", ".join(sorted(p.stem for p in BUILTIN_SUITES.glob("*.yaml")))
+    raise ConfigError(f"no suite file '{text}' and no built-in suite of that name (built-in: {names})")
+
+
 @click.command()
-@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("suite_file", default="reliable", metavar="[SUITE]")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
               help="SQLite results store [OUT/results.sqlite, else $ROBUSTKIT_HOME/results/SUITE.sqlite].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write the leaderboard here in every format, with the plot and the HTML page.")  # fmt: skip
 @click.option("--shard", help="Run only share i of n of the cells (0-based, e.g. $SLURM_ARRAY_TASK_ID/4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def benchmark(suite_file: Path, store: Path | None, out: Path | None, shard: str | None, device: str) -> None:
-    """Run every cell of SUITE_FILE not yet in the store, then print the leaderboard.
+def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str | None, device: str) -> None:
+    """Run every cell of SUITE (a YAML file, or a built-in name; default: reliable) not yet in the
+    store, then print the leaderboard, the transfer matrices and any gradient-masking flags.
 
     Under torchrun (torchrun --nproc-per-node N -m robustkit benchmark ...) the processes split each
     cell's samples; rank 0 writes the store.
     """
-    suite = load_suite(suite_file)
+    suite = load_suite(suite_path(suite_file))
     index, count = parse_shard(shard)
     if store is None:
         suffix = f"-shard{index}of{count}" if count > 1 else ""
@@ -53,11 +71,16 @@ def benchmark(suite_file: Path, store: Path | None, out: Path | None, shard: str
         return
     click.echo(f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, "
                f"{summary.seconds:.0f} s")  # fmt: skip
-    cells = read_stores([store])
-    cells = cells[cells["suite"] == suite.name]
-    click.echo(render(leaderboard(cells), "md"))
+    cells, checks = read_stores([store]), read_stores([store], "checks")
+    cells, checks = cells[cells["suite"] == suite.name], checks[checks["suite"] == suite.name]
+    click.echo(render(leaderboard(cells, checks), "md"))
+    for title, matrix in transfer_matrix(cells).items():
+        click.echo(render_transfer({title: matrix}, "md"))
+    for row in checks.itertuples():
+        for flag in json.loads(row.details)["flags"]:
+            click.echo(f"⚑ {row.entry} {row.norm} ε={row.eps:.4g}: {Flag(**flag).line()}")
     if out:
-        written = publish(cells, out, suite.name)
+        written = publish(cells, out, suite.name, checks=checks)
         click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
 
 
@@ -71,16 +94,16 @@ def benchmark(suite_file: Path, store: Path | None, out: Path | None, shard: str
 @click.option("--publish", "publish_all", is_flag=True, help="Write every format, the plot and the HTML page into --out.")
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    cells = read_stores(stores)
+    cells, checks = read_stores(stores), read_stores(stores, "checks")
     if suite_name:
-        cells = cells[cells["suite"] == suite_name]
+        cells, checks = cells[cells["suite"] == suite_name], checks[checks["suite"] == suite_name]
     if publish_all:
         if out is None:
             raise ConfigError("--publish needs --out FOLDER")
         name = suite_name or (cells["suite"].iloc[0] if len(cells) else "leaderboard")
-        click.echo("\n".join(str(p) for p in publish(cells, out, name, sort=sort)))
+        click.echo("\n".join(str(p) for p in publish(cells, out, name, sort=sort, checks=checks)))
         return
-    text = render(sort_table(leaderboard(cells), sort, descending=not ascending), fmt)
+    text = render(sort_table(leaderboard(cells, checks), sort, descending=not ascending), fmt)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)

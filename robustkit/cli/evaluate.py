@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 import yaml
 
+from attacks.losses import LOSSES
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit import distributed
+from robustkit.checks import CheckReport, run_checks
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack, prepare_attack
@@ -35,7 +37,7 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--steps", type=click.IntRange(min=1), help="Iterations (iterative attacks).")
 @click.option("--step-size", type=str, help="Step size, e.g. 0.01 or 2/255 [2.5·ε/steps].")
 @click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
-@click.option("--loss", type=click.Choice(["ce", "margin"]), help="Attack objective [ce].")
+@click.option("--loss", type=click.Choice(list(LOSSES)), help="Attack objective [ce].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32].")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Any other attack setting, e.g. -o method=sgd -o max_passes=5 (repeatable).")  # fmt: skip
@@ -49,6 +51,13 @@ from robustkit.threat import default_eps, parse_eps
               help="Weights to evaluate [the cached checkpoint; trained if missing].")  # fmt: skip
 @click.option("--defense", default="none", show_default=True, help="Defense the cached checkpoint was trained with.")
 @click.option("--defense-eps", help="ε the defense was trained at [--eps].")
+@click.option("--source-model", help="Transfer attack: craft the examples on this model, score them on --model.")
+@click.option("--source-checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Weights of the source model [its cached checkpoint; trained if missing].")  # fmt: skip
+@click.option("--source-defense", default="none", show_default=True, help="Defense the source model was trained with.")
+@click.option("--checks", is_flag=True, help="Also run the gradient-masking checks and print their flags.")
+@click.option("--check-samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Samples of the subset the checks use.")  # fmt: skip
 @runtime_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
@@ -56,7 +65,8 @@ from robustkit.threat import default_eps, parse_eps
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pixels, population, generations,
              steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
-             checkpoint, defense, defense_eps, device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
+             checkpoint, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, check_samples,
+             device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
@@ -80,14 +90,29 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     trained_with = build_defense(defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
                                  norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
-    attack, fitted = prepare_attack(attack, model, data.train, fit_samples=fit_samples, seed=seed)
+    source, source_path = None, None
+    if source_model is not None or source_checkpoint is not None:
+        source_with = build_defense(source_defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
+                                    norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
+        source, _, source_path = obtain_model(source_model or model_name, data, checkpoint=source_checkpoint,
+                                              defense=source_with, device=device, seed=seed)  # fmt: skip
+    attack, fitted = prepare_attack(attack, source if source is not None else model, data.train,
+                                    fit_samples=fit_samples, seed=seed)  # fmt: skip
     subset = data.test.subset(n_samples, seed=seed)
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
-                             keep_examples=8 if save_examples else 0)  # fmt: skip
+                             keep_examples=8 if save_examples else 0, source=source)  # fmt: skip
     m = {**result.metrics(), **attack.extra_metrics(model, subset.images.to(device)), **fitted}
+    report = None
+    if checks:
+        if norm == "l0":
+            raise ConfigError("--checks test gradient attacks, which need --norm linf or l2")
+        take = subset.subset(min(check_samples, len(subset)), seed=seed)
+        report = run_checks(model, take.images, take.labels, norm=norm, eps=budget, seed=seed, batch_size=batch_size)
     if not distributed.is_main():
         return
     extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]
+    if source is not None:
+        click.echo(f"transfer: examples crafted on {source_model or model_name} ({source_path}), scored on {model_name}")
     echo_table(
         ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
          "img/s", *[k.replace("_", " ") for k in extra]],
@@ -100,6 +125,12 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
               "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
                                             sort_keys=True),
               "norm": norm, "eps": budget, **m, **run_metadata(device, seed)}  # fmt: skip
+    if source is not None:
+        record.update({"source_model": source_model or model_name, "source_checkpoint": str(source_path),
+                       "source_checkpoint_sha256": file_sha256(source_path)})  # fmt: skip
+    if report is not None:
+        _echo_checks(report)
+        record.update({"checks": report.summary(), "check_details": json.dumps(report.to_dict(), sort_keys=True)})
     for name, tensor in attack.learned().items():
         folder = save_examples or home() / "perturbations" / data.info.name
         stem = f"{model_name}-{defense}-{attack_name}-{norm}-eps{budget:.4g}-seed{seed}-{name}".replace("/", "_")
@@ -120,6 +151,15 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
             click.echo(f"examples: {grid}")
         else:
             click.echo("examples: none (the attack broke no sample)")
+
+
+def _echo_checks(report: CheckReport) -> None:
+    if report.ok:
+        click.echo("gradient-masking checks: no flags (" + ", ".join(f"{k} {v:.3g}" for k, v in report.figures.items()) + ")")
+        return
+    click.echo(f"gradient-masking checks: {len(report.flags)} flag(s)")
+    for flag in report.flags:
+        click.echo(f"  ⚑ {flag.line()}")
 
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:

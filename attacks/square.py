@@ -1,0 +1,193 @@
+"""Square attack: score-based black-box random search over square windows (Andriushchenko et al., ECCV 2020).
+
+Only forward passes, all under ``torch.no_grad()``: the attack reads the model's logits and never a
+gradient, so it also works on models whose backward is broken, masked or unavailable. Each step
+proposes one change inside a random s×s window per sample and keeps it only if the loss rises; the
+window side s shrinks on the authors' schedule as the query budget is spent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from attacks.base import Attack, Perturbed
+from attacks.losses import attack_loss, is_success
+from robustkit.errors import ConfigError
+from robustkit.predict import predict
+from robustkit.registry import ATTACKS
+from robustkit.threat import clip_to_box
+
+# p halves each time the step, rescaled to a 10 000-query budget, passes one of these (AutoAttack's schedule)
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+@ATTACKS.register
+@dataclass(frozen=True, kw_only=True)
+class Square(Attack):
+    """Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020, arXiv:1912.00049).
+
+    Threat model: L∞ or L2 ball of radius ``eps`` around x, within [0, 1]; score-based black box
+    (logits only, no gradients). L∞ starts from vertical stripes x ± ε and sets a random s×s window
+    to ±ε per channel; L2 starts from pseudo-Gaussian tiles of norm ε and moves mass between two
+    windows with the paper's ± pseudo-Gaussian pattern, keeping ‖δ‖₂ ≤ ε.
+    Arguments: ``eps``; ``norm`` (linf | l2); ``queries`` (5000: model evaluations per sample, the
+    initial point included); ``p_init`` (0.8: fraction of the image the first windows cover);
+    ``loss`` (margin | ce, maximised; a proposal is kept if it raises the loss or fools the model);
+    ``seed``; ``precision``. A sample stops costing queries once it is fooled.
+    Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` int64 N, model evaluations per
+    sample (≤ the budget).
+
+    Example::
+
+        from attacks import Square
+        result = Square(eps=8/255, queries=1000)(model, x, y)
+        fooled, spent = result.success, result.queries
+    """
+
+    name: ClassVar[str] = "square"
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+
+    loss: str = "margin"
+    queries: int = 5000
+    p_init: float = 0.8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.norm not in self.norms:
+            raise ConfigError(f"Square attacks linf or l2, not {self.norm}")
+        if self.queries < 1 or not 0 < self.p_init <= 1:
+            raise ConfigError(f"Square needs queries ≥ 1 and 0 < p_init ≤ 1 (got {self.queries}, {self.p_init})")
+
+    @torch.no_grad()
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+        n, device = len(x), x.device
+        best = self._start(x, generator)
+        loss, fooled = self._score(model, best, y, target)
+        spent = torch.ones(n, dtype=torch.long, device=device)  # the start is one query
+        idx = (~fooled).nonzero().squeeze(1)  # the working set: samples still being attacked
+        xa, ba, la, ya = x[idx], best[idx], loss[idx], y[idx]
+        ta = None if target is None else target[idx]
+        propose = self._linf_step if self.norm == "linf" else self._l2_step
+        for step in range(1, self.queries):
+            if len(idx) == 0:
+                break
+            cand = propose(xa, ba, self._p(step), generator)
+            new_loss, hit = self._score(model, cand, ya, ta)
+            take = hit | (new_loss > la)  # strict: a tie is no progress
+            ba = torch.where(take[:, None, None, None], cand, ba)
+            la = torch.where(take, new_loss, la)
+            if hit.any():  # one host sync per step: shrinking the working set needs its new size
+                best[idx[hit]], spent[idx[hit]] = ba[hit], step + 1
+                keep = ~hit
+                idx, xa, ba, la, ya = idx[keep], xa[keep], ba[keep], la[keep], ya[keep]
+                ta = None if ta is None else ta[keep]
+        best[idx], spent[idx] = ba, self.queries  # whoever is left used the whole budget
+        return Perturbed(best, queries=spent)
+
+    def _p(self, step: int) -> float:
+        """Fraction of the image a window covers at ``step``: large moves first, fine ones later."""
+        rescaled = int((step - 1) / self.queries * 10000)
+        return self.p_init / 2 ** sum(rescaled > t for t in _HALVINGS)
+
+    def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Loss to maximise and success per sample, from one forward pass."""
+        logits = model(x_adv).float()
+        hit = is_success(logits, y, target)
+        if self.precision != "fp32":  # retire a sample only on the full-precision verdict
+            claimed = hit.nonzero().squeeze(1)
+            hit[claimed] = is_success(predict(model, x_adv[claimed]), y[claimed],
+                                      None if target is None else target[claimed])  # fmt: skip
+        return attack_loss(logits, y, target, self.loss), hit
+
+    def _start(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """L∞: vertical stripes of ±ε (one sign per column and channel); L2: ± pseudo-Gaussian tiles, norm ε."""
+        n, c, h, w = x.shape
+        if self.norm == "linf":
+            return clip_to_box(x + self.eps * _signs((n, c, 1, w), generator, x.device)).to(x.dtype)
+        s = max(min(h, w) // 5, 1)  # a centred grid of (up to) 5×5 tiles, as the paper's code does
+        th, tw = min(5, h // s), min(5, w // s)
+        tiles = _pattern(s, n * th * tw, generator, x.device).view(n, 1, th, tw, s, s)
+        tiles = tiles * _signs((n, c, th, tw, 1, 1), generator, x.device)
+        delta = torch.zeros(x.shape, device=x.device)
+        top, left = (h - th * s) // 2, (w - tw * s) // 2
+        grid = tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, c, th * s, tw * s)  # tile row, pixel row, tile col, …
+        delta[:, :, top : top + th * s, left : left + tw * s] = grid
+        return self.threat.clip(x, x + self.eps * delta / _norm(delta).clamp_min(1e-12)).to(x.dtype)
+
+    def _linf_step(self, x: Tensor, best: Tensor, p: float, generator: torch.Generator) -> Tensor:
+        """``best`` with one random s×s window set to x ± ε, one sign per channel."""
+        n, c, h, w = x.shape
+        s = min(max(round(math.sqrt(p * h * w)), 1), h, w)
+        win = _window(n, h, w, s, generator, x.device)
+        colour = self.eps * _signs((n, 1, 1, c), generator, x.device)
+        new = clip_to_box(_hwc(x)[win] + colour).to(x.dtype)
+        # a proposal equal to the current window wastes a query (the paper's code redraws; flipping is enough)
+        stale = (new == _hwc(best)[win]).flatten(1).all(1)[:, None, None, None]
+        new = torch.where(stale, clip_to_box(_hwc(x)[win] - colour).to(x.dtype), new)
+        cand = best.clone()
+        _hwc(cand)[win] = new
+        return cand
+
+    def _l2_step(self, x: Tensor, best: Tensor, p: float, generator: torch.Generator) -> Tensor:
+        """The paper's Algorithm 3: window 2 is emptied and its mass (plus any unused budget) goes to window 1."""
+        n, c, h, w = x.shape
+        s = min(max(round(math.sqrt(p * h * w)), 3), h, w)  # the ± pattern needs room for both halves
+        win1, win2 = _window(n, h, w, s, generator, x.device), _window(n, h, w, s, generator, x.device)
+        delta = (best - x).float()
+        d = _hwc(delta)
+        union = torch.zeros((n, h, w, 1), device=x.device)
+        union[win1], union[win2] = 1.0, 1.0
+        unused = (self.eps**2 - delta.flatten(1).square().sum(1)).clamp_min(0)  # budget the box clipped away
+        available = ((d.square() * union).sum((1, 2)) + unused[:, None] / c).sqrt()  # per channel, n×c
+        old = d[win1]  # n×s×s×c
+        bump = _pattern(s, n, generator, x.device)[..., None] * _signs((n, 1, 1, c), generator, x.device)
+        new = bump + old / old.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12)
+        new = new / new.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12) * available[:, None, None, :]
+        d[win2] = 0.0
+        d[win1] = new
+        return self.threat.clip(x, x + delta).to(x.dtype)
+
+
+def _hwc(t: Tensor) -> Tensor:
+    """A channels-last view: per-sample windows are then one advanced index, and writes go through."""
+    return t.permute(0, 2, 3, 1)
+
+
+def _window(n: int, h: int, w: int, s: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Index of one random s×s window per sample into an N×H×W(×C) tensor (gives N×s×s(×C))."""
+    span = torch.arange(s, device=device)
+    top = torch.randint(h - s + 1, (n, 1), generator=generator, device=device) + span
+    left = torch.randint(w - s + 1, (n, 1), generator=generator, device=device) + span
+    return torch.arange(n, device=device)[:, None, None], top[:, :, None], left[:, None, :]
+
+
+def _signs(shape: tuple[int, ...], generator: torch.Generator, device) -> Tensor:
+    return torch.randint(2, shape, generator=generator, device=device).float() * 2 - 1
+
+
+def _norm(t: Tensor) -> Tensor:
+    """Per-sample L2 norm, shaped to broadcast against ``t``."""
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def _rings(h: int, w: int, device) -> Tensor:
+    """Nested rectangles about the centre, the k-th weighted 1/(k+1)²: a cheap pseudo-Gaussian bump."""
+    ring = torch.maximum((torch.arange(h, device=device) - h // 2).abs()[:, None],
+                         (torch.arange(w, device=device) - w // 2).abs()[None, :])  # fmt: skip
+    weights = 1.0 / torch.arange(1, max(h // 2, w // 2) + 2, device=device, dtype=torch.float32) ** 2
+    bump = weights.flip(0).cumsum(0).flip(0)[ring]  # a cell in ring m lies in every rectangle k ≥ m
+    return bump / bump.norm().clamp_min(1e-12)
+
+
+def _pattern(s: int, n: int, generator: torch.Generator, device) -> Tensor:
+    """n copies of the paper's s×s pattern: a positive bump over a negative one, each transposed with chance ½."""
+    half = s // 2
+    eta = torch.cat([_rings(half, s, device), -_rings(s - half, s, device)])
+    eta = eta / eta.norm()
+    flip = torch.rand((n, 1, 1), generator=generator, device=device) < 0.5
+    return torch.where(flip, eta.T, eta)

@@ -1,0 +1,97 @@
+"""Strength and cost of robustkit's reliable ensemble vs AutoAttack (standard, as shipped in torchattacks).
+
+Same models, same images, same ε. Every attack's output is re-scored by one verifier here (inside the
+ε-ball, inside [0, 1], misclassified by a fresh forward pass), and PGD-20 is printed beside both as the
+figure a quick evaluation would have reported. Models: the cached standard smallcnn and an
+adversarially trained one (FGSM-RS "fast" training, trained and cached on first use).
+
+    python benchmarks/ensemble_vs_autoattack.py [--n 500] [--eps 0.1] [--models smallcnn,smallcnn+fast]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import Tensor, nn
+
+from attacks import PGD, Ensemble
+from robustkit.data import get_dataset
+from robustkit.checkpoint import load_model
+from robustkit.pipeline import cache_path, obtain_model, train_and_save
+from robustkit.predict import predict
+from robustkit.registry import DEFENSES
+from robustkit.threat import threat_model
+
+
+def load(spec: str, data, eps: float) -> nn.Module:
+    """``smallcnn`` (cached standard training) or ``smallcnn+fast`` (FGSM-RS training, 5 epochs, cached)."""
+    name, _, defense_name = spec.partition("+")
+    device = torch.device("cpu")
+    if not defense_name:
+        return obtain_model(name, data, checkpoint=None, defense=None, device=device)[0]
+    defense = DEFENSES.build(defense_name, eps=eps)
+    path = cache_path(data, name, defense)
+    if path.is_file():
+        return load_model(path, model=name, device=device)[0].eval()
+    return train_and_save(name, data, device=device, defense=defense, epochs=5)[0].eval()
+
+
+def verified_robust(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, eps: float) -> Tensor:
+    threat = threat_model("linf", eps)
+    inside = threat.contains(x_adv, x) & ((x_adv >= 0) & (x_adv <= 1)).flatten(1).all(1)
+    return ~(inside & (predict(model, x_adv) != y))
+
+
+def run(name: str, attack, model, x, y, eps) -> tuple[float, float]:
+    start = time.perf_counter()
+    x_adv = attack(model, x, y)
+    seconds = time.perf_counter() - start
+    return verified_robust(model, x, x_adv, y, eps).float().mean().item(), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument("--models", default="smallcnn,smallcnn+fast")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import torchattacks
+
+    data = get_dataset("fashion-mnist")
+    test = data.test.subset(args.n, seed=0)
+    print(f"Fashion-MNIST, {args.n} test images, L∞ ε = {args.eps}, {args.threads} CPU threads\n")
+    print("| model | clean | PGD-20 robust | AutoAttack robust | ensemble robust | AutoAttack s | ensemble s | time ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for spec in args.models.split(","):
+        model = load(spec, data, args.eps)
+        for p in model.parameters():
+            p.requires_grad_(False)  # torchattacks must not accumulate parameter grads either
+        correct = predict(model, test.images) == test.labels
+        x, y = test.images, test.labels
+        clean = correct.float().mean().item()
+        # every attack runs on the correctly classified samples only (AutoAttack does this itself)
+        xs, ys = x[correct], y[correct]
+        scale = correct.float().mean().item()
+
+        def ours(m, a, b, attack=Ensemble(eps=args.eps)):
+            return attack(m, a, b).x_adv
+
+        def pgd20(m, a, b):
+            return PGD(eps=args.eps, steps=20)(m, a, b).x_adv
+
+        def autoattack(m, a, b):
+            return torchattacks.AutoAttack(m, norm="Linf", eps=args.eps, version="standard", n_classes=10, seed=0)(a, b)
+
+        pgd_acc, _ = run("pgd", pgd20, model, xs, ys, args.eps)
+        aa_acc, aa_s = run("aa", autoattack, model, xs, ys, args.eps)
+        ens_acc, ens_s = run("ensemble", ours, model, xs, ys, args.eps)
+        print(f"| {spec} | {clean:.4f} | {pgd_acc * scale:.4f} | {aa_acc * scale:.4f} | {ens_acc * scale:.4f} | "
+              f"{aa_s:.1f} | {ens_s:.1f} | {aa_s / ens_s:.1f}× |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

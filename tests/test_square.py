@@ -1,0 +1,107 @@
+"""Square attack: forward passes only, every query counted, and as strong as torchattacks' Square."""
+
+import pytest
+import torch
+from torch import nn
+
+from attack_fixtures import tiny_batch, tiny_model
+from attacks import Square
+from attacks.losses import attack_loss
+from robustkit.errors import ConfigError
+
+
+class _NoBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits):
+        return logits.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("a black-box attack asked for a gradient")
+
+
+class ForwardOnly(nn.Module):
+    """The tiny model behind an output whose backward raises; it logs each pass's batch size and grad mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_model()
+        self.passes = []  # (images in the pass, autograd enabled)
+
+    def forward(self, x):
+        self.passes.append((len(x), torch.is_grad_enabled()))
+        return _NoBackward.apply(self.net(x))
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.15), ("l2", 1.0)])
+def test_square_needs_only_forward_passes_and_counts_every_one(norm, eps):
+    x, y = tiny_batch(16)
+    guard = ForwardOnly()
+    with pytest.raises(RuntimeError, match="gradient"):  # the guard bites whoever asks for a gradient
+        guard(x.clone().requires_grad_()).sum().backward()
+
+    model = ForwardOnly()
+    result = Square(eps=eps, norm=norm, queries=100)(model, x, y)
+    assert result.success.any()
+    assert model.passes and not any(grad for _, grad in model.passes)
+    assert all(p.grad is None for p in model.parameters())
+    # every image the attack sent through the model is in ``queries``; the base class re-checks once more
+    assert sum(size for size, _ in model.passes) == result.queries.sum().item() + len(x)
+
+
+@pytest.mark.parametrize("norm, eps, gain", [("linf", 0.15, 0.7), ("l2", 1.0, 0.25)])
+def test_square_fools_the_tiny_model_and_never_loses_ground(norm, eps, gain):
+    model, (x, y) = tiny_model(), tiny_batch(48)
+    clean = (model(x).argmax(1) != y).float().mean()
+    start = Square(eps=eps, norm=norm, queries=1)(model, x, y)  # the initial point alone: same seed, same draws
+    short = Square(eps=eps, norm=norm, queries=30)(model, x, y)
+    long = Square(eps=eps, norm=norm, queries=250)(model, x, y)
+    rate = [r.success.float().mean() for r in (start, short, long)]
+    assert rate[2] > rate[1] >= rate[0] and rate[2] > clean + gain
+    with torch.no_grad():  # only improvements are kept: no sample ends below its starting margin
+        margin = [attack_loss(model(r.x_adv), y, None, "margin") for r in (start, long)]
+    assert (margin[1] >= margin[0] - 1e-5).all()
+    delta = long.x_adv - x
+    if norm == "linf":  # every pixel sits at x ± ε unless the box [0, 1] cut it short
+        at_edge = ((delta.abs() - eps).abs() < 1e-6) | (long.x_adv == 0) | (long.x_adv == 1)
+        assert at_edge.all()
+    else:  # the budget is spent, not wasted: ‖δ‖₂ = ε up to what the box clips away
+        assert (long.norms <= eps + 1e-5).all() and long.norms.mean() > 0.9 * eps
+
+
+def test_queries_stay_within_budget_and_fooled_samples_stop_early():
+    model, (x, y) = tiny_model(), tiny_batch(32)
+    result = Square(eps=0.15, queries=200)(model, x, y)
+    spent, fooled = result.queries, result.success
+    assert spent.dtype == torch.int64 and spent.shape == y.shape
+    assert (spent >= 1).all() and (spent <= 200).all()
+    assert (spent[~fooled] == 200).all()
+    assert fooled.sum() >= 16 and spent[fooled].float().mean() < 100
+    with pytest.raises(ConfigError, match="queries"):
+        Square(eps=0.1, queries=0)
+    with pytest.raises(ConfigError, match="linf or l2"):
+        Square(eps=2, norm="l0")
+
+
+def test_targeted_square_reaches_the_target():
+    model, (x, y) = tiny_model(), tiny_batch(32)
+    target = (y + 1) % 4
+    result = Square(eps=0.2, queries=200)(model, x, y, target=target)
+    assert result.success.float().mean() > 0.7
+    with torch.no_grad():
+        assert torch.equal(result.success, model(result.x_adv).argmax(1) == target)
+
+
+def test_as_strong_as_torchattacks_square_on_the_same_budget():
+    torchattacks = pytest.importorskip("torchattacks")
+    model, (x, y) = tiny_model(), tiny_batch(48)
+    with torch.random.fork_rng(devices=[]):  # torchattacks seeds the global RNG
+        # its loop runs n_queries updates after the initial point: 199 + 1 = our budget of 200
+        peer = torchattacks.Square(model, norm="Linf", eps=0.15, n_queries=199, n_restarts=1, p_init=0.8,
+                                   loss="margin", seed=0)  # fmt: skip
+        peer_adv = peer(x, y)
+    with torch.no_grad():
+        theirs = (model(peer_adv).argmax(1) != y).float().mean()
+    ours = Square(eps=0.15, queries=200)(model, x, y).success.float().mean()
+    assert theirs > 0.3  # the peer ran for real
+    assert ours >= theirs - 0.1
