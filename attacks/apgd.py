@@ -12,6 +12,7 @@ from attacks.base import Attack, Perturbed
 from attacks.losses import confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.threat import per_sample
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -43,7 +44,7 @@ class APGD(Attack):
     toward it, success still meaning misclassification; the paper uses k = 9 with ``loss="dlr"``);
     ``rho`` (0.75); ``momentum`` (0.75); ``seed``; ``precision``.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
-    A sample stops costing passes once it is fooled (samples never interact, so this changes nothing else).
+    A sample stops costing passes once it is fooled (its own trajectory is unchanged by the others').
 
     Example::
 
@@ -71,10 +72,11 @@ class APGD(Attack):
         runs = [(target, target)]  # (class the loss pulls toward, class that counts as success)
         if target is None and self.targets:
             with torch.no_grad():
-                ranked = model(x).float().argsort(1, descending=True)
-            if ranked.shape[1] < 4 and self.loss == "dlr":
+                logits = model(x).float()
+            if logits.shape[1] < 4 and self.loss == "dlr":
                 raise ConfigError("targeted DLR needs at least 4 classes; use loss='ce' or 'margin' with targets")
-            runs = [(ranked[:, k], None) for k in range(1, min(self.targets, ranked.shape[1] - 1) + 1)]
+            ranked = logits.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)  # wrong classes first
+            runs = [(ranked[:, k], None) for k in range(min(self.targets, logits.shape[1] - 1))]
         best, best_loss = x.clone(), torch.full((len(x),), float("-inf"), device=x.device)
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         queries = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -150,5 +152,5 @@ class APGD(Attack):
 
 
 def _rows(values: Tensor, like: Tensor) -> Tensor:
-    """A per-sample vector shaped to broadcast over images."""
-    return values.view(-1, *([1] * (like.ndim - 1))).to(like.dtype if values.is_floating_point() else torch.bool)
+    """A per-sample vector shaped to broadcast over images (boolean masks stay boolean)."""
+    return values.view(-1, *([1] * (like.ndim - 1))) if values.dtype == torch.bool else per_sample(values, like)

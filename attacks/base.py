@@ -64,7 +64,8 @@ class Attack(ABC):
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
 
     def __post_init__(self) -> None:
-        threat_model(self.norm, self.eps)  # validates both
+        if threat_model(self.norm, self.eps).name not in self.norms:  # validates both, and the pairing
+            raise ConfigError(f"{type(self).__name__} attacks {', '.join(self.norms)}, not '{self.norm}'")
         if self.loss not in LOSSES:
             raise ConfigError(f"{type(self).__name__}: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
         if self.precision not in _AUTOCAST:
@@ -121,12 +122,12 @@ class Attack(ABC):
         """Per-sample loss to maximise, its gradient w.r.t. the input only, and the logits.
 
         With ``eot`` > 1 the loss and gradient are means over that many passes, an estimate of the
-        expected gradient of a randomised model (Athalye et al. 2018, EOT); the logits are the last
-        pass's. With ``bpda`` the passes run inside ``straight_through``, so input transforms that
+        expected gradient of a randomised model (Athalye et al. 2018, EOT), and the logits are the mean
+        too, so no early success rests on one lucky draw. With ``bpda`` the passes run inside ``straight_through``, so input transforms that
         round get the identity's gradient on the backward pass; the final verdict (``predict``) never
         runs inside it.
         """
-        total_loss = total_grad = None
+        total_loss = total_grad = total_logits = None
         # callers often sit inside torch.no_grad()
         with torch.enable_grad(), straight_through(True) if self.bpda else nullcontext():
             for _ in range(self.eot):
@@ -137,7 +138,8 @@ class Attack(ABC):
                 grad = torch.zeros_like(x) if grad is None else grad  # an input the graph cut off has no gradient
                 total_loss = losses.detach() if total_loss is None else total_loss + losses.detach()
                 total_grad = grad.detach() if total_grad is None else total_grad + grad.detach()
-        return total_loss / self.eot, total_grad / self.eot, logits.detach()
+                total_logits = logits.detach() if total_logits is None else total_logits + logits.detach()
+        return total_loss / self.eot, total_grad / self.eot, total_logits / self.eot
 
     def _autocast(self, device: torch.device):
         dtype = _AUTOCAST[self.precision]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,7 +31,8 @@ class Ensemble(Attack):
     Threat model: L∞ or L2 ball of radius ``eps``, within [0, 1].
     Arguments: ``eps``, ``norm``; ``steps`` (100, each APGD run); ``targets`` (9, APGD-T classes,
     capped at classes − 1); ``queries`` (5000, Square's budget per sample); ``seed``; ``precision``
-    (autocast for the APGD passes; every success is verified at full precision).
+    (autocast for the members' passes; every success is verified at full precision); ``eot`` and
+    ``bpda`` (passed to every member, for randomised or non-differentiable defenses).
     Shapes: x N×C×H×W in [0, 1], y int64 N. ``extras["broken_by"]`` (int64 N) names, per sample,
     the member that broke it (0 APGD-CE, 1 APGD-T, 2 Square) or −1; ``extras["members"]`` their names.
 
@@ -54,12 +56,16 @@ class Ensemble(Attack):
         self.members()  # validates steps, targets and queries
 
     def members(self) -> list[tuple[str, Attack]]:
-        common = dict(eps=self.eps, norm=self.norm, seed=self.seed)
+        common = dict(eps=self.eps, norm=self.norm, seed=self.seed, precision=self.precision, eot=self.eot,
+                      bpda=self.bpda)  # fmt: skip
         return [
-            ("apgd-ce", APGD(**common, steps=self.steps, loss="ce", precision=self.precision)),
-            ("apgd-t", APGD(**common, steps=self.steps, loss="dlr", targets=self.targets, precision=self.precision)),
+            ("apgd-ce", APGD(**common, steps=self.steps, loss="ce")),
+            ("apgd-t", APGD(**common, steps=self.steps, loss="dlr", targets=self.targets)),
             ("square", Square(**common, queries=self.queries)),
         ]
+
+    def _autocast(self, device: torch.device):
+        return nullcontext()  # each member applies its own precision (and re-checks at full precision)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
         x_adv = x.clone()

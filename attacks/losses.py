@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustkit.errors import ConfigError
 from robustkit.predict import predict
 
 LOSSES = ("ce", "margin", "dlr")
@@ -23,6 +24,8 @@ def _dlr(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     Dividing by z_π1 − z_π3 (targeted: z_π1 − (z_π3 + z_π4)/2) makes the loss invariant to shifting
     and rescaling the logits, so a defense cannot hide behind large or saturated logits.
     """
+    if logits.shape[1] < (3 if target is None else 4):
+        raise ConfigError(f"the DLR loss needs at least {3 if target is None else 4} classes, the model has {logits.shape[1]}")
     top = logits.sort(dim=1, descending=True).values
     if target is None:
         return _margin(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)

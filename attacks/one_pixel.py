@@ -53,8 +53,6 @@ class OnePixel(Attack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.norm != "l0":
-            raise ConfigError(f"one-pixel attacks the L0 threat model (pixels), not {self.norm}")
         if self.population < 4 or self.generations < 0 or (self.max_batch or 1) < 1 or not 0 < self.mutation <= 2:
             raise ConfigError("one-pixel needs population ≥ 4, generations ≥ 0, max_batch ≥ 1 and 0 < mutation ≤ 2")
 

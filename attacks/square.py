@@ -16,9 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, Perturbed
-from attacks.losses import attack_loss, is_success
+from attacks.losses import attack_loss, confirmed_success
 from robustkit.errors import ConfigError
-from robustkit.predict import predict
 from robustkit.registry import ATTACKS
 from robustkit.threat import clip_to_box
 
@@ -58,8 +57,6 @@ class Square(Attack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.norm not in self.norms:
-            raise ConfigError(f"Square attacks linf or l2, not {self.norm}")
         if self.queries < 1 or not 0 < self.p_init <= 1:
             raise ConfigError(f"Square needs queries ≥ 1 and 0 < p_init ≤ 1 (got {self.queries}, {self.p_init})")
 
@@ -87,7 +84,7 @@ class Square(Attack):
                 idx, xa, ba, la, ya = idx[keep], xa[keep], ba[keep], la[keep], ya[keep]
                 ta = None if ta is None else ta[keep]
         best[idx], spent[idx] = ba, self.queries  # whoever is left used the whole budget
-        return Perturbed(best, queries=spent)
+        return Perturbed(best, queries=spent * self.eot)
 
     def _p(self, step: int) -> float:
         """Fraction of the image a window covers at ``step``: large moves first, fine ones later."""
@@ -95,13 +92,9 @@ class Square(Attack):
         return self.p_init / 2 ** sum(rescaled > t for t in _HALVINGS)
 
     def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Loss to maximise and success per sample, from one forward pass."""
-        logits = model(x_adv).float()
-        hit = is_success(logits, y, target)
-        if self.precision != "fp32":  # retire a sample only on the full-precision verdict
-            claimed = hit.nonzero().squeeze(1)
-            hit[claimed] = is_success(predict(model, x_adv[claimed]), y[claimed],
-                                      None if target is None else target[claimed])  # fmt: skip
+        """Loss to maximise and success per sample, from one forward pass (the mean of ``eot`` passes)."""
+        logits = model(x_adv).float() if self.eot == 1 else torch.stack([model(x_adv).float() for _ in range(self.eot)]).mean(0)
+        hit = confirmed_success(model, x_adv, logits, y, target, self.precision)  # retire only on a full-precision verdict
         return attack_loss(logits, y, target, self.loss), hit
 
     def _start(self, x: Tensor, generator: torch.Generator) -> Tensor:

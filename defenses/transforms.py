@@ -150,6 +150,11 @@ class Noise(nn.Module):
         self.sigma, self.seed = sigma, seed
         self._generators: dict[torch.device, torch.Generator] = {}
 
+    def reseed(self) -> None:
+        """Start the noise stream over: the evaluation engine calls this before each evaluation, so a
+        cell's figure does not depend on what ran before it (other cells, checks, a resumed run)."""
+        self._generators.clear()
+
     def forward(self, x: Tensor) -> Tensor:
         generator = self._generators.get(x.device)
         if generator is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -149,7 +149,19 @@ def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation
     return Evaluation(clean_correct, robust, norms, sum(p[4] for p in parts), max(p[5] for p in parts), local.examples)
 
 
+def reseed_randomness(model: nn.Module) -> None:
+    """Restart every randomised layer's own stream (``reseed()``, e.g. a Gaussian-noise defense)."""
+    for module in model.modules():
+        if callable(getattr(module, "reseed", None)):
+            module.reseed()
+
+
 def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
+    reseed_randomness(model)
+    if source is not None:
+        reseed_randomness(source)
+        if getattr(attack, "early_stop", False):  # stopping at the source's boundary would transfer badly
+            attack = replace(attack, early_stop=False)
     if model.training:
         log.warning("the model was in training mode; evaluating in eval mode (its mode is restored afterwards)")
     param = next(model.parameters(), None)

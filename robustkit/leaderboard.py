@@ -66,7 +66,9 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
         name = "reliable" if attack == "ensemble" else attack  # the ensemble's figure is the one to trust
         table[f"{name} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
     if checks is not None and not checks.empty:
-        table["checks"] = _check_verdicts(checks, table.index)
+        scored = set(zip(cells["entry"], cells["checkpoint_sha256"]))  # checks of older weights do not count
+        current = checks[[(e, s) in scored for e, s in zip(checks["entry"], checks["checkpoint_sha256"])]]
+        table["checks"] = _check_verdicts(current, table.index)
     worst_columns = [c for c in table.columns if c.startswith("worst ")]
     score = table[worst_columns].mean(axis=1, skipna=True)
     order = sorted(table.index, key=lambda e: (-_or(score[e], -1.0), -table.loc[e, "clean_accuracy"], e))

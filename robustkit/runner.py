@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustkit import distributed
-from robustkit.checks import run_checks
+from robustkit.checks import CHECKS_VERSION, run_checks
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
@@ -73,11 +73,13 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             model, path, sha = models.get(entry)
             for cell in mine:
                 bar.set_postfix_str(cell.title)
-                source = models.get(cell.source) if cell.source is not None else None
-                key = cell.key(sha, source[2] if source else None)
-                if distributed.agree(store.has(key), device):
+                source_sha = models.cached_sha(cell.source) if cell.source is not None else None
+                known = cell.source is None or source_sha is not None  # an untrained source: the cell cannot be done
+                if distributed.agree(known and store.has(cell.key(sha, source_sha)), device):
                     skipped += 1
                 else:
+                    source = models.get(cell.source) if cell.source is not None else None
+                    key = cell.key(sha, source[2] if source else None)
                     row = _evaluate_cell(cell, model, data, subset, device, path, sha, key, progress and not quiet, source)
                     if distributed.is_main():
                         store.put(row)
@@ -89,6 +91,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     row = _run_checks(suite, entry, model, subset, norm, eps, sha, key)
                     if distributed.is_main():
                         store.put(row, "checks")
+            if not suite.transfer:
+                models.release(entry)  # keep memory flat: only transfer sources are needed again
         bar.close()
     return RunSummary(evaluated, skipped, time.perf_counter() - start, Path(store_path))
 
@@ -111,10 +115,12 @@ class _Models:
     def get(self, entry: ModelEntry) -> tuple[nn.Module, Path, str]:
         if entry.name not in self._loaded:
             path = _checkpoint_for(entry, self.data)
-            model, path = _model_for(entry, self.data, path, self.device, self.seed)
-            self._sha.pop(path, None)
+            model, path = _model_for(entry, self.data, path, self.device, self.seed)  # may train it
             self._loaded[entry.name] = (model, path, self.cached_sha(entry) or file_sha256(path))
         return self._loaded[entry.name]
+
+    def release(self, entry: ModelEntry) -> None:
+        self._loaded.pop(entry.name, None)
 
 
 def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
@@ -129,8 +135,10 @@ def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
 
 
 def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float], str | None]:
-    text = {"dataset": suite.dataset, "n_samples": suite.n_samples, "seed": suite.seed, "n": suite.check_samples,
-            "entry": entry.describe(), "checkpoint_sha256": sha}  # fmt: skip
+    """Store keys of an entry's check runs: everything their outcome depends on, hashed like a cell's."""
+    text = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
+            "seed": suite.seed, "n": suite.check_samples, "entry": entry.describe(), "checkpoint_sha256": sha,
+            "checks_version": CHECKS_VERSION}  # fmt: skip
     return {(norm, eps): None if sha is None else hashlib.sha256(
                 json.dumps({**text, "norm": norm, "eps": eps}, sort_keys=True, default=str).encode()).hexdigest()[:24]
             for norm, eps in suite.check_points()}  # fmt: skip

@@ -151,11 +151,12 @@ def _suite(raw: Any, path: Path) -> Suite:
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"models: two entries are both called '{max(names, key=names.count)}'; give one a label")
-    seen = [(a.attack, a.norm, e) for a in attacks for e in a.eps]
-    twice = [s for s in seen if seen.count(s) > 1]
-    if twice:
-        attack, norm, eps = twice[0]
-        raise ConfigError(f"attacks: {attack} {norm} ε={eps:g} appears twice; one setting per attack and ε")
+    for key, entries in (("attacks", attacks), ("transfer", transfer)):
+        seen = [(a.attack, a.norm, e) for a in entries for e in a.eps]
+        twice = [s for s in seen if seen.count(s) > 1]
+        if twice:
+            attack, norm, eps = twice[0]
+            raise ConfigError(f"{key}: {attack} {norm} ε={eps:g} appears twice; one setting per attack and ε")
     suite = Suite(name=str(data.get("name", path.stem)), dataset=data["dataset"], models=models, attacks=attacks,
                   dataset_options=_mapping(data.get("dataset_options", {}), "dataset_options"),
                   n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),

@@ -25,7 +25,7 @@ def _flat_norm(t: Tensor, p: float) -> Tensor:
     return t.flatten(1).float().norm(p=p, dim=1)
 
 
-def _per_sample(values: Tensor, like: Tensor) -> Tensor:
+def per_sample(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 
@@ -112,19 +112,19 @@ class L2(ThreatModel):
 
     def project(self, delta: Tensor) -> Tensor:
         factor = (self.eps / self.norm(delta).clamp_min(_TINY)).clamp(max=1.0)
-        return delta * _per_sample(factor, delta)
+        return delta * per_sample(factor, delta)
 
     def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
         direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
-        direction = direction / _per_sample(_flat_norm(direction, 2).clamp_min(_TINY), direction)
+        direction = direction / per_sample(_flat_norm(direction, 2).clamp_min(_TINY), direction)
         dims = x[0].numel()
         radius = self.eps * torch.rand(len(x), generator=generator, device=x.device) ** (1.0 / dims)
-        return (direction * _per_sample(radius, direction)).to(x.dtype)
+        return (direction * per_sample(radius, direction)).to(x.dtype)
 
     def normalize_grad(self, grad: Tensor) -> Tensor:
         # in float32: 1e-12 underflows to 0 in float16, and 0/0 would poison the iterate with NaN
         g = grad.float()
-        return (g / _per_sample(_flat_norm(g, 2).clamp_min(_TINY), g)).to(grad.dtype)
+        return (g / per_sample(_flat_norm(g, 2).clamp_min(_TINY), g)).to(grad.dtype)
 
     def tolerance(self, x: Tensor) -> float:
         # per-coordinate rounding errors of x + δ (≤ finfo.eps/4 each), at worst aligned: √d of them

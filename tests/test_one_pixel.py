@@ -64,7 +64,7 @@ def test_same_seed_same_result_and_bad_settings():
     model, (x, y) = tiny_model(), tiny_batch(4)
     a, b = OnePixel(seed=3, **SMALL)(model, x, y), OnePixel(seed=3, **SMALL)(model, x, y)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
-    with pytest.raises(ConfigError, match="L0"):
+    with pytest.raises(ConfigError, match="OnePixel attacks l0, not 'linf'"):
         OnePixel(norm="linf")
     with pytest.raises(ConfigError, match="whole number"):
         OnePixel(eps=1.5)

@@ -266,3 +266,13 @@ def test_two_processes_split_each_cell_and_store_the_same_outcomes(finished, sha
     for key in one.index:
         assert one.loc[key, "robust"] == two.loc[key, "robust"], one.loc[key, "attack"]
         assert one.loc[key, "clean_correct"] == two.loc[key, "clean_correct"]
+
+
+def test_benchmark_resolves_built_in_suites_by_name(tmp_path):
+    from robustkit.cli.benchmark import suite_path
+
+    assert suite_path("reliable").name == "reliable.yaml" and load_suite(suite_path("reliable")).transfer
+    mine = write_suite(tmp_path)
+    assert suite_path(str(mine)) == mine
+    result = CliRunner().invoke(main, ["benchmark", "nonexistent"])
+    assert result.exit_code != 0 and "built-in: reliable" in result.output and "Traceback" not in result.output

@@ -79,7 +79,7 @@ def test_queries_stay_within_budget_and_fooled_samples_stop_early():
     assert fooled.sum() >= 16 and spent[fooled].float().mean() < 100
     with pytest.raises(ConfigError, match="queries"):
         Square(eps=0.1, queries=0)
-    with pytest.raises(ConfigError, match="linf or l2"):
+    with pytest.raises(ConfigError, match="attacks linf, l2"):
         Square(eps=2, norm="l0")
 
 

@@ -1,5 +1,8 @@
 """Transfer attacks (crafted on one model, scored on another) and the suite's transfer matrix and checks."""
 
+import json
+
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -35,8 +38,11 @@ def test_transfer_from_the_model_itself_is_the_white_box_result():
 
 
 def test_transfer_is_crafted_on_the_source_and_scored_on_the_target():
-    target, source, attack = tiny_model(), other_model(), PGD(eps=0.1, steps=5)
+    target, source, attack = tiny_model(), other_model(), PGD(eps=0.1, steps=5, early_stop=False)
     moved = evaluate_attack(target, X, Y, attack, progress=False, source=source)
+    # stopping at the source's decision boundary transfers badly: transfer always spends the full budget
+    default = evaluate_attack(target, X, Y, PGD(eps=0.1, steps=5), progress=False, source=source)
+    assert torch.equal(default.robust, moved.robust)
     # by hand: clean-correct on the target, then the source's adversarial example must fool the target
     correct = target(X).argmax(1) == Y
     x_adv = attack(source, X[correct], Y[correct]).x_adv
@@ -85,30 +91,48 @@ def test_suite_transfer_matrix_diagonal_equals_the_white_box_results(transferred
 
 def test_suite_checks_are_stored_and_shown(transferred, tmp_path):
     folder, _, _ = transferred
-    checks = read_stores([folder / "r.sqlite"], "checks")
+    cells, checks = read_stores([folder / "r.sqlite"]), read_stores([folder / "r.sqlite"], "checks")
     assert sorted(checks["entry"]) == ["lenet5", "smallcnn"] and set(checks["n"]) == {24}
-    board = leaderboard(read_stores([folder / "r.sqlite"]), checks)
-    assert set(board["checks"]) <= {"ok"} | {s for s in board["checks"] if "(linf ε=0.1)" in s}
-    written = {p.name for p in publish(read_stores([folder / "r.sqlite"]), tmp_path, "transfer", checks=checks)}
+    board = leaderboard(cells, checks).set_index("entry")
+    for row in checks.itertuples():
+        expected = "ok" if row.summary == "ok" else f"{row.summary} (linf ε=0.1)"
+        assert board.loc[row.entry, "checks"] == expected
+    stale = checks.iloc[:1].assign(checkpoint_sha256="older weights", summary="zero-gradients", key="x")
+    again = leaderboard(cells, pd.concat([checks, stale])).set_index("entry")
+    assert again["checks"].equals(board["checks"])  # checks of other weights are not shown
+    written = {p.name for p in publish(cells, tmp_path, "transfer", checks=checks)}
     assert {"transfer.transfer.md", "transfer.transfer.csv", "transfer.html"} <= written
     assert "crafted on" in (tmp_path / "transfer.html").read_text()
 
 
 def test_evaluate_cli_transfer_and_checks(tmp_path):
     runner = CliRunner()
-    ckpt = tmp_path / "lenet.safetensors"
-    trained = runner.invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "3",
-                                   "--batch-size", "32", "--lr", "0.05", "--out", str(ckpt)])  # fmt: skip
-    assert trained.exit_code == 0, trained.output
+    target, source = tmp_path / "lenet.safetensors", tmp_path / "cnn.safetensors"
+    for model, out, epochs in (("lenet5", target, "3"), ("smallcnn", source, "1")):
+        trained = runner.invoke(main, ["train", "--model", model, "--dataset", "synthetic", "--epochs", epochs,
+                                       "--batch-size", "32", "--lr", "0.05", "--out", str(out)])  # fmt: skip
+        assert trained.exit_code == 0, trained.output
     out = tmp_path / "r.json"
-    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(ckpt), "--n-samples", "24",
+    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(target), "--n-samples", "24",
             "--steps", "3", "--output", str(out)]  # fmt: skip
-    result = runner.invoke(main, [*base, "--source-checkpoint", str(ckpt), "--checks", "--check-samples", "16"])
+    result = runner.invoke(main, [*base, "--source-model", "smallcnn", "--source-checkpoint", str(source), "--checks",
+                                  "--check-samples", "16"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "transfer: examples crafted on lenet5" in result.output and "gradient-masking checks" in result.output
-    white = runner.invoke(main, base)
-    import json
-
+    assert "transfer: examples crafted on smallcnn" in result.output and "gradient-masking checks" in result.output
+    assert runner.invoke(main, base).exit_code == 0
     moved, direct = json.loads(out.read_text())
-    assert moved["source_checkpoint_sha256"] == moved["checkpoint_sha256"] and moved["checks"] == "ok"
-    assert moved["robust_accuracy"] == direct["robust_accuracy"] and white.exit_code == 0
+    assert moved["source_model"] == "smallcnn" and moved["source_checkpoint_sha256"] != moved["checkpoint_sha256"]
+    assert moved["checks"] == "ok"  # a normally trained model: no flag
+    assert json.loads(moved["check_details"])["summary"] == moved["checks"]
+    assert moved["robust_accuracy"] >= direct["robust_accuracy"]  # the white box is at least as strong
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--checks", "--norm", "l0", "--attack", "one-pixel"], "--checks test gradient attacks"),
+    (["--source-model", "lenet55"], "did you mean lenet5"),
+    (["--source-defense", "madry"], "--source-defense needs --source-model"),
+    (["--attack", "pgd", "--norm", "l0"], "PGD attacks linf, l2, not 'l0'"),
+])  # fmt: skip
+def test_evaluate_cli_errors_come_before_any_work(extra, message):
+    result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", *extra])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

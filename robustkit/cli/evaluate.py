@@ -21,7 +21,7 @@ from robustkit.paths import home
 from robustkit.perturbation_file import load_perturbation, save_perturbation
 from robustkit.pipeline import obtain_model
 from robustkit.records import append_record, file_sha256, run_metadata
-from robustkit.registry import ATTACKS
+from robustkit.registry import ATTACKS, MODELS
 from robustkit.threat import default_eps, parse_eps
 
 
@@ -70,6 +70,12 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
+    if checks and norm == "l0":
+        raise ConfigError("--checks test gradient attacks, which need --norm linf or l2")
+    if source_model is not None:
+        MODELS.get(source_model)  # an unknown name fails now, before anything is trained
+    elif source_defense != "none" and source_checkpoint is None:
+        raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     data = open_dataset(dataset, data_dir, download)
     delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
     norm = norm or saved_with.get("norm") or ATTACKS.get(attack_name).norms[0]
@@ -104,8 +110,6 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     m = {**result.metrics(), **attack.extra_metrics(model, subset.images.to(device)), **fitted}
     report = None
     if checks:
-        if norm == "l0":
-            raise ConfigError("--checks test gradient attacks, which need --norm linf or l2")
         take = subset.subset(min(check_samples, len(subset)), seed=seed)
         report = run_checks(model, take.images, take.labels, norm=norm, eps=budget, seed=seed, batch_size=batch_size)
     if not distributed.is_main():
