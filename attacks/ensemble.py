@@ -13,6 +13,7 @@ from attacks.apgd import APGD
 from attacks.base import Attack, Perturbed
 from attacks.square import Square
 from robustkit.errors import ConfigError
+from robustkit.predict import num_classes
 from robustkit.registry import ATTACKS
 
 
@@ -76,7 +77,7 @@ class Ensemble(Attack):
             todo = (broken_by < 0).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            if number == 1 and target is None and self._too_few_classes(model, x[:1]):
+            if number == 1 and target is None and num_classes(model, x) < 4:
                 continue  # targeted DLR is undefined with fewer than 4 classes
             result = attack(model, x[todo], y[todo], target=None if target is None else target[todo])
             if result.queries is not None:
@@ -85,8 +86,3 @@ class Ensemble(Attack):
             x_adv[todo[hit]] = result.x_adv[hit]
             broken_by[todo[hit]] = number
         return Perturbed(x_adv, queries=queries, extras={"broken_by": broken_by, "members": [m for m, _ in members]})
-
-    @staticmethod
-    def _too_few_classes(model: nn.Module, x: Tensor) -> bool:
-        with torch.no_grad():
-            return model(x).shape[1] < 4

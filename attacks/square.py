@@ -110,7 +110,7 @@ class Square(Attack):
         top, left = (h - th * s) // 2, (w - tw * s) // 2
         grid = tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, c, th * s, tw * s)  # tile row, pixel row, tile col, …
         delta[:, :, top : top + th * s, left : left + tw * s] = grid
-        return self.threat.clip(x, x + self.eps * delta / _norm(delta).clamp_min(1e-12)).to(x.dtype)
+        return self.threat.clip(x, x + self.eps * self.threat.normalize_grad(delta)).to(x.dtype)
 
     def _linf_step(self, x: Tensor, best: Tensor, p: float, generator: torch.Generator) -> Tensor:
         """``best`` with one random s×s window set to x ± ε, one sign per channel."""
@@ -161,11 +161,6 @@ def _window(n: int, h: int, w: int, s: int, generator: torch.Generator, device) 
 
 def _signs(shape: tuple[int, ...], generator: torch.Generator, device) -> Tensor:
     return torch.randint(2, shape, generator=generator, device=device).float() * 2 - 1
-
-
-def _norm(t: Tensor) -> Tensor:
-    """Per-sample L2 norm, shaped to broadcast against ``t``."""
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
 
 
 def _rings(h: int, w: int, device) -> Tensor:

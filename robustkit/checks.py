@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from attacks import APGD, PGD, Square
 from robustkit.evaluate import evaluate_attack
 from robustkit.modes import eval_mode
-from robustkit.predict import predict
+from robustkit.predict import num_classes, predict
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
 CHECKS_VERSION = 1  # part of stored check runs' keys: bump it when a check changes, and they run again
@@ -113,7 +113,7 @@ def run_checks(
     # the white-box side is the best of three gradient attacks: PGD-CE alone has blind spots (a fixed
     # step, a saturating loss) that a black-box margin search can beat without any masking
     white = strong & robust(APGD(eps=eps, norm=norm, steps=10 * steps, seed=seed))
-    if _classes(model, images) >= 3:  # DLR needs three logits
+    if num_classes(model, images) >= 3:  # DLR needs three logits
         white &= robust(APGD(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed))
     black = robust(Square(eps=eps, norm=norm, queries=square_queries, seed=seed))
     only_black = (~black & white).float().mean().item()
@@ -127,11 +127,6 @@ def run_checks(
                                  "gradients mislead the white-box attacks: try -o bpda=true (non-differentiable "
                                  "layers) or -o eot=16 (randomness), and trust the ensemble's figure"))  # fmt: skip
     return report
-
-
-def _classes(model: nn.Module, images: Tensor) -> int:
-    with torch.no_grad(), eval_mode(model):
-        return model(images[:1]).shape[1]
 
 
 def _check_forward(model: nn.Module, images: Tensor, report: CheckReport) -> None:

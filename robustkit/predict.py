@@ -23,6 +23,13 @@ def predict(model: nn.Module, images: Tensor, *, batch_size: int = 512) -> Tenso
     return torch.cat(labels).to(images.device) if labels else torch.empty(0, dtype=torch.long, device=images.device)
 
 
+@torch.no_grad()
+def num_classes(model: nn.Module, images: Tensor) -> int:
+    """How many logits the classifier outputs (one eval-mode pass on one image)."""
+    with eval_mode(model):
+        return model(images[:1]).shape[1]
+
+
 def accuracy(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
     """Fraction of ``split`` classified correctly, in [0, 1]."""
     if len(split) == 0:
