@@ -44,7 +44,8 @@ class APGD(Attack):
     toward it, success still meaning misclassification; the paper uses k = 9 with ``loss="dlr"``);
     ``rho`` (0.75); ``momentum`` (0.75); ``seed``; ``precision``.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
-    A sample stops costing passes once it is fooled (its own trajectory is unchanged by the others').
+    A sample stops costing passes once it is fooled, or once its gradient is exactly zero where it
+    stands, since it would never move again (its own trajectory is unchanged by the others').
 
     Example::
 
@@ -113,9 +114,14 @@ class APGD(Attack):
         marks, last_mark = set(checkpoints(self.steps)), 0
         for i in range(self.steps + 1):
             hit = confirmed_success(model, xa, logits, ya, ga, self.precision)
-            if hit.any():  # retire fooled samples: their work is done
+            # a zero gradient with no momentum left, at the best point (where a restart would return), is
+            # a fixed point: every later step lands on it again (masked gradients do this), so stop there
+            still = (xa == x_prev).flatten(1).all(1) & (xa == x_best).flatten(1).all(1)
+            stuck = ~hit & still & (grad.flatten(1) == 0).all(1) & (grad_best.flatten(1) == 0).all(1)
+            if hit.any() or stuck.any():  # retire fooled and stuck samples: their work is done
                 out[idx[hit]], fooled[idx[hit]] = xa[hit], True
-                keep = ~hit
+                out[idx[stuck]], out_loss[idx[stuck]] = x_best[stuck], loss_best[stuck]
+                keep = ~(hit | stuck)
                 idx, x0, ya, xa, x_prev, grad = idx[keep], x0[keep], ya[keep], xa[keep], x_prev[keep], grad[keep]
                 x_best, grad_best, loss_best, loss = x_best[keep], grad_best[keep], loss_best[keep], loss[keep]
                 step, rises, best_at_mark, reduced_at_mark = step[keep], rises[keep], best_at_mark[keep], reduced_at_mark[keep]

@@ -29,10 +29,18 @@ class Ensemble(Attack):
     leaderboard's "reliable" figure. Unlike AutoAttack's standard version it leaves out FAB-T,
     which in AutoAttack's own reports almost never breaks a sample the other three miss.
 
+    Square is there to catch masked gradients: where it finds examples the gradient attacks missed,
+    it keeps finding them, query after query; where the gradients were sound, it finds none. So it
+    stops after ``patience`` fruitless queries in a row instead of spending the whole budget on
+    samples it is not breaking, which is most of AutoAttack's time on a robust model.
+
     Threat model: L∞ or L2 ball of radius ``eps``, within [0, 1].
     Arguments: ``eps``, ``norm``; ``steps`` (100, each APGD run); ``targets`` (9, APGD-T classes,
-    capped at classes − 1); ``queries`` (5000, Square's budget per sample); ``seed``; ``precision``
-    (autocast for the members' passes; every success is verified at full precision); ``eot`` and
+    capped at classes − 1); ``queries`` (5000, Square's budget per sample); ``patience`` (1000:
+    Square stops after this many queries in a row fool no sample; 0 spends all ``queries``, as
+    AutoAttack does); ``seed``; ``precision``
+    (autocast for the APGD passes; every success is verified at full precision; Square always scores
+    in float32, because bf16 logits hide the small margin gains its random search climbs on); ``eot`` and
     ``bpda`` (passed to every member, for randomised or non-differentiable defenses).
     Shapes: x N×C×H×W in [0, 1], y int64 N. ``extras["broken_by"]`` (int64 N) names, per sample,
     the member that broke it (0 APGD-CE, 1 APGD-T, 2 Square) or −1; ``extras["members"]`` their names.
@@ -49,6 +57,7 @@ class Ensemble(Attack):
     steps: int = 100
     targets: int = 9
     queries: int = 5000
+    patience: int = 1000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,7 +71,8 @@ class Ensemble(Attack):
         return [
             ("apgd-ce", APGD(**common, steps=self.steps, loss="ce")),
             ("apgd-t", APGD(**common, steps=self.steps, loss="dlr", targets=self.targets)),
-            ("square", Square(**common, queries=self.queries)),
+            # Square climbs on tiny margin gains that bf16 logits round away, so it always scores in float32
+            ("square", Square(**{**common, "precision": "fp32"}, queries=self.queries, patience=self.patience)),
         ]
 
     def _autocast(self, device: torch.device):

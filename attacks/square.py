@@ -37,6 +37,9 @@ class Square(Attack):
     Arguments: ``eps``; ``norm`` (linf | l2); ``queries`` (5000: model evaluations per sample, the
     initial point included); ``p_init`` (0.8: fraction of the image the first windows cover);
     ``loss`` (margin | ce, maximised; a proposal is kept if it raises the loss or fools the model);
+    ``patience`` (0: spend the whole budget; P > 0: stop once P queries in a row have fooled no
+    sample of the batch, so a model whose gradients already told the truth does not cost the full
+    budget, while on a masked model, where Square keeps finding new examples, it runs on);
     ``seed``; ``precision``. A sample stops costing queries once it is fooled.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` int64 N, model evaluations per
     sample (≤ the budget).
@@ -54,11 +57,13 @@ class Square(Attack):
     loss: str = "margin"
     queries: int = 5000
     p_init: float = 0.8
+    patience: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.queries < 1 or not 0 < self.p_init <= 1:
-            raise ConfigError(f"Square needs queries ≥ 1 and 0 < p_init ≤ 1 (got {self.queries}, {self.p_init})")
+        if self.queries < 1 or not 0 < self.p_init <= 1 or self.patience < 0:
+            raise ConfigError(f"Square needs queries ≥ 1, 0 < p_init ≤ 1 and patience ≥ 0 "
+                              f"(got {self.queries}, {self.p_init}, {self.patience})")  # fmt: skip
 
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
@@ -70,20 +75,22 @@ class Square(Attack):
         xa, ba, la, ya = x[idx], best[idx], loss[idx], y[idx]
         ta = None if target is None else target[idx]
         propose = self._linf_step if self.norm == "linf" else self._l2_step
+        made, last_hit = 1, 0  # queries made so far per remaining sample; the step that last fooled one
         for step in range(1, self.queries):
-            if len(idx) == 0:
+            if len(idx) == 0 or (self.patience and step - last_hit > self.patience):
                 break
             cand = propose(xa, ba, self._p(step), generator)
             new_loss, hit = self._score(model, cand, ya, ta)
             take = hit | (new_loss > la)  # strict: a tie is no progress
             ba = torch.where(take[:, None, None, None], cand, ba)
             la = torch.where(take, new_loss, la)
+            made = step + 1
             if hit.any():  # one host sync per step: shrinking the working set needs its new size
-                best[idx[hit]], spent[idx[hit]] = ba[hit], step + 1
+                best[idx[hit]], spent[idx[hit]], last_hit = ba[hit], step + 1, step
                 keep = ~hit
                 idx, xa, ba, la, ya = idx[keep], xa[keep], ba[keep], la[keep], ya[keep]
                 ta = None if ta is None else ta[keep]
-        best[idx], spent[idx] = ba, self.queries  # whoever is left used the whole budget
+        best[idx], spent[idx] = ba, made  # whoever is left used every query made
         return Perturbed(best, queries=spent * self.eot)
 
     def _p(self, step: int) -> float:

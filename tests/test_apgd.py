@@ -82,6 +82,27 @@ def test_apgd_reaches_a_caller_given_target():
     assert torch.equal(result.success, model(result.x_adv).argmax(1) == target)
 
 
+def test_apgd_stops_where_the_gradient_is_zero_and_loses_nothing_there():
+    from torch import nn
+
+    from defenses.transforms import BitDepth
+
+    masked = nn.Sequential(BitDepth(bits=3), tiny_model())  # rounding: the input gradient is exactly 0
+    x, y = DATA.test.images[:48], DATA.test.labels[:48]
+    attack = APGD(eps=0.1, steps=30, seed=3)
+    result = attack(masked, x, y)
+    # with no gradient the iterates never leave the random start: that start is the whole attack
+    start = attack.threat.random_point(x, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        fooled_at_start = masked(start).argmax(1) != y
+    assert torch.equal(result.success, fooled_at_start)
+    assert torch.equal(result.x_adv[~fooled_at_start], start[~fooled_at_start])
+    assert (result.queries == 1).all()  # one pass each, not 31
+    # with BPDA the gradient is not zero, so nothing stops early and the attack does its work
+    bpda = APGD(eps=0.1, steps=30, seed=3, bpda=True)(masked, x, y)
+    assert bpda.success.sum() > fooled_at_start.sum() and (bpda.queries[~bpda.success] == 31).all()
+
+
 def test_ensemble_is_a_cascade_over_the_still_robust_samples():
     model, x, y = correct_samples()
     ensemble = Ensemble(eps=0.08, steps=10, queries=100)

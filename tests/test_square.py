@@ -83,6 +83,29 @@ def test_queries_stay_within_budget_and_fooled_samples_stop_early():
         Square(eps=2, norm="l0")
 
 
+class Unfoolable(nn.Module):
+    """Class 0, whatever the input: nothing Square tries ever fools it (input-dependent logits, though)."""
+
+    def forward(self, x):
+        return torch.cat([10 + x.flatten(1).mean(1, keepdim=True), torch.zeros(len(x), 3)], 1)
+
+
+def test_patience_stops_after_that_many_fruitless_queries_and_changes_nothing_while_square_is_finding_examples():
+    x, y = tiny_batch(8)[0], torch.zeros(8, dtype=torch.long)
+    assert (Square(eps=0.1, queries=300)(Unfoolable(), x, y).queries == 300).all()
+    stopped = Square(eps=0.1, queries=300, patience=40)(Unfoolable(), x, y)
+    assert (stopped.queries == 41).all() and not stopped.success.any()  # the start, then 40 fruitless queries
+    # on a model Square keeps fooling, the same seed gives the same result with or without patience
+    model, (x, y) = tiny_model(), tiny_batch(32)
+    full = Square(eps=0.15, queries=200)(model, x, y)
+    patient = Square(eps=0.15, queries=200, patience=150)(model, x, y)
+    last_hit = full.queries[full.success].max().item() - 1  # the step that fooled the last sample
+    assert full.success.any() and last_hit + 150 >= 199  # so patience 150 never ran out
+    assert torch.equal(patient.x_adv, full.x_adv) and torch.equal(patient.queries, full.queries)
+    with pytest.raises(ConfigError, match="patience"):
+        Square(eps=0.1, patience=-1)
+
+
 def test_targeted_square_reaches_the_target():
     model, (x, y) = tiny_model(), tiny_batch(32)
     target = (y + 1) % 4
