@@ -118,10 +118,11 @@ class APGD(Attack):
             # a fixed point: every later step lands on it again (masked gradients do this), so stop there
             still = (xa == x_prev).flatten(1).all(1) & (xa == x_best).flatten(1).all(1)
             stuck = ~hit & still & (grad.flatten(1) == 0).all(1) & (grad_best.flatten(1) == 0).all(1)
-            if hit.any() or stuck.any():  # retire fooled and stuck samples: their work is done
+            leave = hit | stuck
+            if leave.any():  # retire fooled and stuck samples (one host sync): their work is done
                 out[idx[hit]], fooled[idx[hit]] = xa[hit], True
                 out[idx[stuck]], out_loss[idx[stuck]] = x_best[stuck], loss_best[stuck]
-                keep = ~(hit | stuck)
+                keep = ~leave
                 idx, x0, ya, xa, x_prev, grad = idx[keep], x0[keep], ya[keep], xa[keep], x_prev[keep], grad[keep]
                 x_best, grad_best, loss_best, loss = x_best[keep], grad_best[keep], loss_best[keep], loss[keep]
                 step, rises, best_at_mark, reduced_at_mark = step[keep], rises[keep], best_at_mark[keep], reduced_at_mark[keep]
