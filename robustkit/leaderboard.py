@@ -21,6 +21,23 @@ from robustkit.store import unpack
 FORMATS = ("md", "csv", "html", "latex", "json")
 
 
+CELL = ["suite", "entry", "attack", "norm", "eps", "source"]  # one leaderboard cell, whatever its settings or weights
+
+
+def latest(cells: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The newest row of each cell, and how many older ones were dropped.
+
+    A store keeps the rows of earlier runs (an attack's settings changed, a model retrained); a
+    leaderboard must count each (entry, attack, norm, ε) once, from its latest evaluation.
+    """
+    if cells.empty:
+        return cells, 0
+    names = [c for c in CELL if c in cells]
+    newest = cells.sort_values("created", kind="stable").fillna({"source": ""})
+    newest = newest.drop_duplicates(names, keep="last").sort_index()
+    return cells.loc[newest.index], len(cells) - len(newest)
+
+
 def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
     """Per (entry, norm, ε): the AND of the attacks' per-sample robust outcomes, and its accuracy."""
     rows = []

@@ -42,6 +42,7 @@ class RunSummary:
     skipped: int
     seconds: float
     store: Path
+    keys: frozenset[str] = frozenset()  # this run's cells and checks: what its leaderboard is made of
 
 
 def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, shard: tuple[int, int] = (0, 1),
@@ -59,6 +60,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
     cells = suite.cells(shard)
     models = _Models(data, device, suite.seed)
     evaluated = skipped = 0
+    keys: set[str] = set()
     quiet = not progress or not distributed.is_main()
     with ResultStore(store_path) as store:
         bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=True if quiet else None)
@@ -67,6 +69,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if suite.checks and number % shard[1] == shard[0] else {}
             if distributed.agree(all(store.has(k) for k in _keys(mine, models)) and
                                  all(store.has(k, "checks") for k in checks.values()), device):  # fmt: skip
+                keys.update(k for k in [*_keys(mine, models), *checks.values()] if k is not None)
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
@@ -76,16 +79,19 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 source_sha = models.cached_sha(cell.source) if cell.source is not None else None
                 known = cell.source is None or source_sha is not None  # an untrained source: the cell cannot be done
                 if distributed.agree(known and store.has(cell.key(sha, source_sha)), device):
+                    keys.add(cell.key(sha, source_sha))
                     skipped += 1
                 else:
                     source = models.get(cell.source) if cell.source is not None else None
                     key = cell.key(sha, source[2] if source else None)
+                    keys.add(key)
                     row = _evaluate_cell(cell, model, data, subset, device, path, sha, key, progress and not quiet, source)
                     if distributed.is_main():
                         store.put(row)
                     evaluated += 1
                 bar.update(1)
             for (norm, eps), key in _check_keys(suite, entry, sha).items() if checks else ():
+                keys.add(key)
                 if not distributed.agree(store.has(key, "checks"), device):
                     bar.set_postfix_str(f"{entry.name} checks {norm} ε={eps:.4g}")
                     row = _run_checks(suite, entry, model, subset, norm, eps, sha, key)
@@ -94,7 +100,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             if not suite.transfer:
                 models.release(entry)  # keep memory flat: only transfer sources are needed again
         bar.close()
-    return RunSummary(evaluated, skipped, time.perf_counter() - start, Path(store_path))
+    return RunSummary(evaluated, skipped, time.perf_counter() - start, Path(store_path), frozenset(keys))
 
 
 class _Models:

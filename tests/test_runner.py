@@ -155,6 +155,29 @@ def test_a_rerun_skips_finished_cells_and_a_changed_cell_alone_is_evaluated(fini
     assert after.evaluated == 2 and after.skipped == 8
 
 
+def test_after_a_cell_changes_the_leaderboards_count_only_its_newest_evaluation(finished, shared_home, tmp_path):
+    """The store keeps the superseded row; neither command may AND it into the worst case or list it twice."""
+    folder, _, _ = finished
+    store, out = tmp_path / "copy.sqlite", tmp_path / "board"
+    shutil.copy(folder / "full.sqlite", store)
+    changed = yaml.safe_load(yaml.safe_dump(SUITE))
+    changed["attacks"][2]["settings"]["max_passes"] = 3  # only the universal cell changes
+    path = write_suite(tmp_path, changed)
+    rerun = CliRunner().invoke(main, ["benchmark", str(path), "--store", str(store), "--out", str(out), "--device", "cpu"])
+    assert rerun.exit_code == 0, rerun.output
+    assert "2 cells evaluated, 8 already in" in rerun.output and "2 older cells of suite tiny" in rerun.output
+    assert len(read_stores([store])) == 12
+    fresh = tmp_path / "fresh.sqlite"
+    run_suite(load_suite(path), fresh, device=CPU, progress=False)
+    expected = without_timing(leaderboard(read_stores([fresh])))
+    published = pd.read_json(out / "tiny.json", orient="records")
+    pd.testing.assert_frame_equal(without_timing(published), expected, check_dtype=False)
+    merged = CliRunner().invoke(main, ["leaderboard", str(store), "--format", "csv"])
+    assert merged.exit_code == 0, merged.output
+    assert "2 older evaluations" in merged.stderr
+    pd.testing.assert_frame_equal(without_timing(pd.read_csv(io.StringIO(merged.stdout))), expected, check_dtype=False)
+
+
 def test_sharded_runs_merged_equal_the_unsharded_run(finished, shared_home, tmp_path):
     folder, suite, _ = finished
     shards = [tmp_path / f"shard{i}.sqlite" for i in range(3)]

@@ -12,7 +12,7 @@ from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.checks import Flag
-from robustkit.leaderboard import FORMATS, leaderboard, publish, render, render_transfer, sort_table, transfer_matrix
+from robustkit.leaderboard import FORMATS, latest, leaderboard, publish, render, render_transfer, sort_table, transfer_matrix
 from robustkit.paths import home
 from robustkit.runner import run_suite
 from robustkit.store import read_stores
@@ -72,7 +72,11 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     click.echo(f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, "
                f"{summary.seconds:.0f} s")  # fmt: skip
     cells, checks = read_stores([store]), read_stores([store], "checks")
-    cells, checks = cells[cells["suite"] == suite.name], checks[checks["suite"] == suite.name]
+    older = int(((cells["suite"] == suite.name) & ~cells["key"].isin(summary.keys)).sum())
+    cells, checks = cells[cells["key"].isin(summary.keys)], checks[checks["key"].isin(summary.keys)]
+    if older:
+        click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
+                   "are left out of this leaderboard)", err=True)  # fmt: skip
     click.echo(render(leaderboard(cells, checks), "md"))
     for title, matrix in transfer_matrix(cells).items():
         click.echo(render_transfer({title: matrix}, "md"))
@@ -97,6 +101,9 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
     cells, checks = read_stores(stores), read_stores(stores, "checks")
     if suite_name:
         cells, checks = cells[cells["suite"] == suite_name], checks[checks["suite"] == suite_name]
+    cells, dropped = latest(cells)
+    if dropped:
+        click.echo(f"({dropped} older evaluations of cells evaluated again later are left out)", err=True)
     if publish_all:
         if out is None:
             raise ConfigError("--publish needs --out FOLDER")
