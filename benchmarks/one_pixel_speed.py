@@ -5,7 +5,9 @@ generations, untargeted, DE without crossover. Success is re-scored here for eve
 pixels changed, values in range, misclassified by a fresh forward pass. Queries are forward
 evaluations per image as each tool reports or as counted here by a wrapper around the model.
 
-    python benchmarks/one_pixel_speed.py [--n 50] [--generations 20] [--pixels 1]
+    python benchmarks/one_pixel_speed.py [--n 50] [--generations 20] [--pixels 1] [--device auto]
+
+On a GPU the peers get their best case: each image's whole population in one forward pass.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 
 from attacks import OnePixel
 from robustkit.data import get_dataset
+from robustkit.device import resolve_device
 from robustkit.pipeline import obtain_model
 from robustkit.predict import predict
 
@@ -46,7 +49,8 @@ def robustkit_run(precision: str):
 def torchattacks_run(model, x, y, args):
     import torchattacks
 
-    attack = torchattacks.OnePixel(model, pixels=args.pixels, steps=args.generations, popsize=400, inf_batch=256)
+    per_pass = 400 if x.is_cuda else 256  # CPU: a cache-sized batch is faster (see OnePixel.max_batch)
+    attack = torchattacks.OnePixel(model, pixels=args.pixels, steps=args.generations, popsize=400, inf_batch=per_pass)
     return attack(x, y)
 
 
@@ -58,11 +62,11 @@ def art_run(model, x, y, args):
     # ART casts candidate values to int, so it works on 0–255 images; the wrapper scales back
     scaled = Counting(model.model, scale=1 / 255)
     classifier = PyTorchClassifier(scaled, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                                   clip_values=(0.0, 255.0), device_type="cpu")  # fmt: skip
+                                   clip_values=(0.0, 255.0), device_type="gpu" if x.is_cuda else "cpu")  # fmt: skip
     attack = PixelAttack(classifier, th=args.pixels, es=1, max_iter=args.generations, verbose=False)
-    adv = attack.generate((x * 255).numpy().astype(np.float32), y=y.numpy())
+    adv = attack.generate((x * 255).cpu().numpy().astype(np.float32), y=y.cpu().numpy())
     model.count += scaled.count
-    return torch.from_numpy(adv) / 255
+    return torch.from_numpy(adv).to(x.device) / 255
 
 
 def main() -> None:
@@ -71,16 +75,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--pixels", type=int, default=1)
     parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    device = resolve_device(args.device)
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model(args.model, data, checkpoint=None, defense=None, device=torch.device("cpu"))
+    model, _, _ = obtain_model(args.model, data, checkpoint=None, defense=None, device=device)
     pool = data.test.subset(4 * args.n, seed=0)
-    correct = predict(model, pool.images) == pool.labels
-    x, y = pool.images[correct][: args.n], pool.labels[correct][: args.n]
+    images, labels = pool.images.to(device), pool.labels.to(device)
+    correct = predict(model, images) == labels
+    x, y = images[correct][: args.n], labels[correct][: args.n]
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     print(f"{args.model}, fashion-mnist, {len(y)} correctly classified test images, {args.pixels} pixel(s), "
-          f"population 400, {args.generations} generations, {torch.get_num_threads()} threads")  # fmt: skip
+          f"population 400, {args.generations} generations, {where}")  # fmt: skip
     print(f"{'attack':<30} {'seconds':>8} {'img/s':>7} {'vs fastest peer':>16} {'success':>8} {'queries/img':>12}")
     rows = []
     for label, run in [("robustkit OnePixel, fp32", robustkit_run("fp32")), ("robustkit OnePixel, bf16", robustkit_run("bf16")),
@@ -88,7 +96,9 @@ def main() -> None:
         counted = Counting(model).eval()
         start = time.perf_counter()
         try:
-            x_adv = run(counted, x.clone(), y.clone(), args).float()
+            x_adv = run(counted, x.clone(), y.clone(), args).float().to(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
         except ImportError as err:
             print(f"{label:<30} skipped ({err.name} not installed)")
             continue
