@@ -165,6 +165,7 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     worst = worst_case(cells)
     clean = cells.groupby("entry", sort=False)["clean_accuracy"].first()
@@ -176,6 +177,9 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
             group = group.sort_values("eps")
             ax.plot([0.0, *group["eps"]], [clean[entry], *group["robust_accuracy"]], marker="o", label=entry)
         ax.set(xlabel=f"ε ({norm})", ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())
+        if norm == "l0":  # ε counts pixels
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_xlabel("ε (l0: pixels changed)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
