@@ -67,9 +67,10 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
         for number, entry in enumerate(suite.models):
             mine = [c for c in cells if c.entry is entry]
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if suite.checks and number % shard[1] == shard[0] else {}
-            if distributed.agree(all(store.has(k) for k in _keys(mine, models)) and
+            cell_keys = _keys(mine, models)
+            if distributed.agree(all(store.has(k) for k in cell_keys) and
                                  all(store.has(k, "checks") for k in checks.values()), device):  # fmt: skip
-                keys.update(k for k in [*_keys(mine, models), *checks.values()] if k is not None)
+                keys.update(cell_keys, checks.values())  # all present in the store, so none is None
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
