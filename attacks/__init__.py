@@ -6,7 +6,7 @@ entry-point group through the same ``register``.
 """
 
 from attacks.apgd import APGD
-from attacks.base import Attack, AttackResult, Perturbed
+from attacks.base import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed
 from attacks.deepfool import DeepFool
 from attacks.ensemble import Ensemble
 from attacks.fgsm import FGSM
@@ -15,4 +15,5 @@ from attacks.pgd import PGD
 from attacks.square import Square
 from attacks.universal import Universal
 
-__all__ = ["APGD", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "Square", "Universal", "Attack", "AttackResult", "Perturbed"]
+__all__ = ["APGD", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "Square", "Universal", "Attack", "AttackResult", "GradientAttack",
+           "LossGradientAttack", "Perturbed"]

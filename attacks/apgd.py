@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Perturbed
+from attacks.base import LossGradientAttack, Perturbed
 from attacks.losses import confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
@@ -29,7 +29,7 @@ def checkpoints(steps: int) -> list[int]:
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class APGD(Attack):
+class APGD(LossGradientAttack):
     """Auto-PGD: momentum steps whose size starts at 2ε and halves when progress stalls.
 
     At each checkpoint (``checkpoints``) a sample's step halves, and it restarts from its best point
@@ -69,7 +69,7 @@ class APGD(Attack):
         if not (0 < self.rho <= 1 and 0 <= self.momentum < 1):
             raise ConfigError(f"APGD needs 0 < rho ≤ 1 and 0 ≤ momentum < 1 (got rho={self.rho}, momentum={self.momentum})")
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         runs = [(target, target)]  # (class the loss pulls toward, class that counts as success)
         if target is None and self.targets:
             with torch.no_grad():
@@ -87,14 +87,14 @@ class APGD(Attack):
                 if len(todo) == 0:
                     return Perturbed(best, queries=queries)
                 pick = (lambda t: None if t is None else t[todo])  # noqa: E731
-                adv, loss, fooled, spent = self._run(model, x[todo], y[todo], pick(pull), pick(goal), generator)
+                adv, loss, fooled, spent = self._run(model, x[todo], y[todo], pick(pull), pick(goal), rng[todo])
                 queries[todo] += spent
                 better = fooled | (loss > best_loss[todo])
                 best[todo[better]], best_loss[todo[better]] = adv[better], loss[better]
                 done[todo[fooled]] = True
         return Perturbed(best, queries=queries)
 
-    def _run(self, model, x, y, pull, goal, generator):
+    def _run(self, model, x, y, pull, goal, rng):
         """One APGD run. Returns the adversarial (or highest-loss) points, their loss (+inf if fooled),
         the fooled mask and the passes spent, per sample."""
         threat, n, device = self.threat, len(x), x.device
@@ -104,7 +104,7 @@ class APGD(Attack):
         # per-sample state of the working set (the samples not fooled yet)
         idx, x0, ya = torch.arange(n, device=device), x, y
         ta, ga = pull, goal
-        xa = threat.random_point(x, generator)
+        xa = threat.random_point(x, rng)
         loss, grad, logits = self.loss_and_grad(model, xa, ya, ta)
         queries += self.eot
         step = torch.full((n,), 2.0 * self.eps, device=device)

@@ -1,17 +1,25 @@
 """The attack plugin interface: settings in a frozen dataclass, one public entry point.
 
-An attack never holds a model. ``attack(model, x, y, *, target=None)`` runs the subclass's
-``perturb`` with the model in eval mode (every module's mode restored afterwards), then projects
-the result onto the ε-ball and [0, 1] and re-runs the model to report success per sample.
+An attack never holds a model. ``attack(model, x, y, *, target=None, index=None)`` runs the
+subclass's ``perturb`` with the model in eval mode (every module's mode restored afterwards), then
+projects the result onto the ε-ball and [0, 1] and re-runs the model to report success per sample.
 Gradients are taken with ``torch.autograd.grad`` on the input only, so the model's parameters,
 buffers, ``requires_grad`` flags and ``.grad`` are never touched, nor are the caller's tensors.
+
+Randomness belongs to the sample: ``perturb`` gets a ``SampleRandom`` whose row i draws from
+(seed, ``index[i]``) alone, so a sample's outcome does not depend on the batch it was attacked in.
+
+Settings are honoured or refused: ``Attack`` has what every attack uses (ε, norm, seed, precision);
+``GradientAttack`` adds what only gradient attacks can honour (the loss, EOT, BPDA). An attack that
+cannot use a setting does not take it, so asking for it is an error, not a silent no-op.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -21,7 +29,8 @@ from attacks.losses import LOSSES, attack_loss, is_success
 from robustkit.bpda import straight_through
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
-from robustkit.predict import predict
+from robustkit.predict import num_classes, predict
+from robustkit.sample_random import SampleRandom
 from robustkit.threat import ThreatModel, threat_model
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -32,7 +41,10 @@ class AttackResult:
     """What an attack returns; every tensor has one entry per input sample."""
 
     x_adv: Tensor  # N×C×H×W, dtype and device of x, inside the ε-ball and [0, 1]
-    success: Tensor  # bool: misclassified (or, targeted, classified as the target) by a fresh forward pass
+    # bool: misclassified (or, targeted, classified as the target) by a fresh forward pass. An image the
+    # model already gets wrong counts as a success whatever x_adv is (the attack still perturbs it); the
+    # evaluation engine attacks only correctly classified images, so robust accuracy never counts those.
+    success: Tensor
     norms: Tensor  # float32: ‖x_adv − x‖ in the attack's norm
     queries: Tensor | None = None  # int64: model evaluations (forward or forward+backward) spent per sample
     extras: dict[str, Any] = field(default_factory=dict)  # attack-specific (e.g. the universal δ)
@@ -49,15 +61,12 @@ class Perturbed:
 
 @dataclass(frozen=True, kw_only=True)
 class Attack(ABC):
-    """Base of every attack: ε, norm, loss, seed and precision are common to all."""
+    """Base of every attack: ε, norm, seed and precision are common to all."""
 
     eps: float
     norm: str = "linf"  # linf | l2
-    loss: str = "ce"  # ce (cross-entropy) | margin (Carlini-Wagner logit margin)
-    seed: int = 0
+    seed: int = 0  # with the sample's index, the source of every random draw
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the attack's own passes
-    eot: int = 1  # Expectation over Transformation: gradient and loss averaged over this many passes
-    bpda: bool = False  # gradient passes approximate non-differentiable input transforms by the identity
 
     name: ClassVar[str] = ""
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
@@ -66,14 +75,9 @@ class Attack(ABC):
     def __post_init__(self) -> None:
         if threat_model(self.norm, self.eps).name not in self.norms:  # validates both, and the pairing
             raise ConfigError(f"{type(self).__name__} attacks {', '.join(self.norms)}, not '{self.norm}'")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"{type(self).__name__}: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
         if self.precision not in _AUTOCAST:
             raise ConfigError(f"{type(self).__name__}: unknown precision '{self.precision}' (fp32, bf16, fp16)")
-        if isinstance(self.eot, bool) or not isinstance(self.eot, int) or self.eot < 1:
-            raise ConfigError(f"{type(self).__name__}: eot must be a whole number of passes ≥ 1, got {self.eot!r}")
-        if not isinstance(self.bpda, bool):
-            raise ConfigError(f"{type(self).__name__}: bpda must be true or false, got {self.bpda!r}")
+        _check_model_settings(self)
 
     @property
     def threat(self) -> ThreatModel:
@@ -83,13 +87,19 @@ class Attack(ABC):
         """The attack's settings as plain values, for records."""
         return asdict(self)
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
-        """Attack ``model`` on images ``x`` ∈ [0, 1] with labels ``y`` (or push them toward ``target``)."""
-        x, y, target = _checked(model, x, y, target)
-        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None, index: Tensor | None = None
+    ) -> AttackResult:
+        """Attack ``model`` on images ``x`` ∈ [0, 1] with labels ``y`` (or push them toward ``target``).
+
+        ``index`` (int64 N, default 0…N−1) names each sample, e.g. its position in the evaluation set:
+        sample i's random draws come from (seed, ``index[i]``), whatever else is in the batch.
+        """
+        x, y, target, index = _checked(model, x, y, target, index)
+        rng = SampleRandom(self.seed, index)
         with eval_mode(model):
             with self._autocast(x.device):
-                out = self.perturb(model, x, y, target=target, generator=generator)
+                out = self.perturb(model, x, y, target=target, rng=rng)
             x_adv = self.threat.clip(x, out.x_adv.detach().to(x.dtype))
             success = is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
         return AttackResult(x_adv, success, self.threat.norm(x_adv - x), out.queries, out.extras)
@@ -112,9 +122,40 @@ class Attack(ABC):
 
     @abstractmethod
     def perturb(
-        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None, generator: torch.Generator
+        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None, rng: SampleRandom
     ) -> Perturbed:
         """Search for adversarial examples; the base class projects and re-checks what this returns."""
+
+    def _autocast(self, device: torch.device):
+        dtype = _AUTOCAST[self.precision]
+        return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientAttack(Attack):
+    """An attack that reads input gradients: it honours ``eot`` and ``bpda`` (DeepFool, and below)."""
+
+    eot: int = 1  # Expectation over Transformation: gradients (and logits) averaged over this many passes
+    bpda: bool = False  # gradient passes approximate non-differentiable input transforms by the identity
+
+    @contextmanager
+    def differentiable(self) -> Iterator[None]:
+        """Where gradient passes run: grad enabled (callers often sit in ``no_grad``), BPDA if asked."""
+        with torch.enable_grad(), straight_through(True) if self.bpda else nullcontext():
+            yield
+
+    def mean_logits(self, model: nn.Module, x: Tensor) -> Tensor:
+        """The logits averaged over ``eot`` passes, differentiable: its gradient is the EOT estimate."""
+        if self.eot == 1:
+            return model(x)
+        return torch.stack([model(x) for _ in range(self.eot)]).mean(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossGradientAttack(GradientAttack):
+    """A gradient attack that climbs a loss (FGSM, PGD, APGD, universal SGD): it also honours ``loss``."""
+
+    loss: str = "ce"  # ce (cross-entropy) | margin (Carlini-Wagner logit margin) | dlr
 
     def loss_and_grad(
         self, model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None
@@ -128,8 +169,7 @@ class Attack(ABC):
         runs inside it.
         """
         total_loss = total_grad = total_logits = None
-        # callers often sit inside torch.no_grad()
-        with torch.enable_grad(), straight_through(True) if self.bpda else nullcontext():
+        with self.differentiable():
             for _ in range(self.eot):
                 x = x_adv.detach().requires_grad_(True)
                 logits = model(x)
@@ -141,9 +181,16 @@ class Attack(ABC):
                 total_logits = logits.detach() if total_logits is None else total_logits + logits.detach()
         return total_loss / self.eot, total_grad / self.eot, total_logits / self.eot
 
-    def _autocast(self, device: torch.device):
-        dtype = _AUTOCAST[self.precision]
-        return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+def _check_model_settings(attack: Attack) -> None:
+    """Validate ``loss``, ``eot`` and ``bpda`` on the attacks that take them (gradient and score-based)."""
+    name, have = type(attack).__name__, {f.name for f in fields(attack)}
+    if "loss" in have and attack.loss not in LOSSES:
+        raise ConfigError(f"{name}: unknown loss '{attack.loss}' (choose from {', '.join(LOSSES)})")
+    if "eot" in have and (isinstance(attack.eot, bool) or not isinstance(attack.eot, int) or attack.eot < 1):
+        raise ConfigError(f"{name}: eot must be a whole number of passes ≥ 1, got {attack.eot!r}")
+    if "bpda" in have and not isinstance(attack.bpda, bool):
+        raise ConfigError(f"{name}: bpda must be true or false, got {attack.bpda!r}")
 
 
 def check_pixels(x: Tensor, what: str) -> None:
@@ -155,7 +202,9 @@ def check_pixels(x: Tensor, what: str) -> None:
         )
 
 
-def _checked(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+def _checked(
+    model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, index: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     """Validate inputs with one-line errors; return detached views (the caller's tensors are never written)."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise ConfigError("x must be a floating-point tensor of images, N×C×H×W")
@@ -171,4 +220,22 @@ def _checked(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> t
         if (target == y.to(target.device)).any():
             raise ConfigError("target equals the true label for some samples; pick another class for them")
         target = target.detach().to(x.device)
-    return x.detach(), y.detach().to(x.device), target
+    if len(x):
+        classes = num_classes(model, x)
+        check_labels(y, classes, "y")
+        if target is not None:
+            check_labels(target, classes, "target")
+    if index is None:
+        index = torch.arange(len(x), device=x.device)
+    elif not isinstance(index, Tensor) or index.shape != y.shape or index.is_floating_point():
+        raise ConfigError(f"index must be integer sample numbers of shape ({len(x)},)")
+    return x.detach(), y.detach().to(x.device), target, index.detach().to(x.device)
+
+
+def check_labels(labels: Tensor, classes: int, what: str) -> None:
+    """Class labels must lie in [0, classes); torch would fail deep inside a loss with an IndexError."""
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        values = sorted(set(labels[bad].tolist()))
+        shown = ", ".join(map(str, values[:5])) + (", …" if len(values) > 5 else "")
+        raise ConfigError(f"{what} holds labels outside 0…{classes - 1} for this {classes}-class model: {shown}")

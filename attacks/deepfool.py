@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Perturbed
+from attacks.base import GradientAttack, Perturbed
 from attacks.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
@@ -27,6 +27,7 @@ def minimal_perturbation(
     x: Tensor,
     label: Tensor,
     threat: ThreatModel,
+    gradients: GradientAttack,
     *,
     target: Tensor | None = None,
     steps: int = 50,
@@ -37,7 +38,9 @@ def minimal_perturbation(
 
     Untargeted, it moves each ``x`` off ``label`` toward the nearest of the ``candidates`` most likely
     other classes; with ``target`` it moves toward that class from whichever class is on top. The ε of
-    ``threat`` is not enforced here. Returns (r, fooled, queries): ``x + r`` in [0, 1] is the found
+    ``threat`` is not enforced here. ``gradients`` (an attack's settings) brings EOT (logits and their
+    gradients averaged over ``eot`` passes) and BPDA (rounding layers differentiated as the identity).
+    Returns (r, fooled, queries): ``x + r`` in [0, 1] is the found
     point, ``fooled`` whether it changed the decision, ``queries`` the forward+backward passes spent.
     """
     n = len(x)
@@ -47,20 +50,20 @@ def minimal_perturbation(
     active = torch.arange(n, device=x.device)
     for iteration in range(steps + 1):  # the last pass only checks the final step
         point = clip_to_box(x[active] + (1 + overshoot) * r_total[active]).to(x.dtype)
-        with torch.enable_grad():
+        with gradients.differentiable():
             point.requires_grad_(True)
-            logits = model(point).float()
-        queries[active] += 1
-        t = None if target is None else target[active]
-        hit = is_success(logits, label[active], t)
-        fooled[active[hit]] = True
-        keep = ~hit
-        if not keep.any() or iteration == steps:
-            break
-        active = active[keep]
-        t = None if t is None else t[keep]
-        sources, classes = _sources_and_candidates(logits[keep], label[active], t, candidates)
-        step = _closest_boundary_step(logits, point, keep, sources, classes, threat)
+            logits = gradients.mean_logits(model, point).float()
+            queries[active] += gradients.eot
+            t = None if target is None else target[active]
+            hit = is_success(logits, label[active], t)
+            fooled[active[hit]] = True
+            keep = ~hit
+            if not keep.any() or iteration == steps:
+                break
+            active = active[keep]
+            t = None if t is None else t[keep]
+            sources, classes = _sources_and_candidates(logits[keep], label[active], t, candidates)
+            step = _closest_boundary_step(logits, point, keep, sources, classes, threat)
         r_total[active] += step
     r = clip_to_box(x + (1 + overshoot) * r_total) - x
     return r, fooled, queries
@@ -101,7 +104,7 @@ def _closest_boundary_step(
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class DeepFool(Attack):
+class DeepFool(GradientAttack):
     """DeepFool (Moosavi-Dezfooli et al. 2016), a minimal-perturbation attack, bounded here by ε.
 
     Threat model: L2 (the original) or L∞ (through the dual ℓ1 norm), the result clipped to the
@@ -129,8 +132,8 @@ class DeepFool(Attack):
         if self.steps < 1 or self.overshoot < 0 or self.candidates < 1:
             raise ConfigError(f"DeepFool needs steps ≥ 1, overshoot ≥ 0 and candidates ≥ 1 (got {self})")
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
-        r, fooled, queries = minimal_perturbation(model, x, y, self.threat, target=target, steps=self.steps,
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
+        r, fooled, queries = minimal_perturbation(model, x, y, self.threat, self, target=target, steps=self.steps,
                                                   overshoot=self.overshoot, candidates=self.candidates)  # fmt: skip
         minimal = torch.where(fooled, self.threat.norm(r), torch.full_like(fooled, float("inf"), dtype=torch.float32))
         return Perturbed(x + r.to(x.dtype), queries=queries, extras={"minimal_norm": minimal})

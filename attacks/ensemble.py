@@ -10,16 +10,15 @@ import torch
 from torch import Tensor, nn
 
 from attacks.apgd import APGD
-from attacks.base import Attack, Perturbed
+from attacks.base import Attack, GradientAttack, Perturbed
 from attacks.square import Square
-from robustkit.errors import ConfigError
 from robustkit.predict import num_classes
 from robustkit.registry import ATTACKS
 
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class Ensemble(Attack):
+class Ensemble(GradientAttack):
     """Three complementary attacks, each run only on the samples every earlier one left unbroken.
 
     APGD with cross-entropy, then targeted APGD with the scale-free DLR loss toward each of the
@@ -61,24 +60,22 @@ class Ensemble(Attack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss != "ce":
-            raise ConfigError("the ensemble fixes its members' losses (CE, then DLR); leave loss at 'ce'")
         self.members()  # validates steps, targets and queries
 
     def members(self) -> list[tuple[str, Attack]]:
-        common = dict(eps=self.eps, norm=self.norm, seed=self.seed, precision=self.precision, eot=self.eot,
-                      bpda=self.bpda)  # fmt: skip
+        common = dict(eps=self.eps, norm=self.norm, seed=self.seed, eot=self.eot)
         return [
-            ("apgd-ce", APGD(**common, steps=self.steps, loss="ce")),
-            ("apgd-t", APGD(**common, steps=self.steps, loss="dlr", targets=self.targets)),
+            ("apgd-ce", APGD(**common, precision=self.precision, bpda=self.bpda, steps=self.steps, loss="ce")),
+            ("apgd-t", APGD(**common, precision=self.precision, bpda=self.bpda, steps=self.steps, loss="dlr",
+                            targets=self.targets)),  # fmt: skip
             # Square climbs on tiny margin gains that bf16 logits round away, so it always scores in float32
-            ("square", Square(**{**common, "precision": "fp32"}, queries=self.queries, patience=self.patience)),
+            ("square", Square(**common, precision="fp32", queries=self.queries, patience=self.patience)),
         ]
 
     def _autocast(self, device: torch.device):
         return nullcontext()  # each member applies its own precision (and re-checks at full precision)
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         x_adv = x.clone()
         broken_by = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
         queries = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -89,7 +86,7 @@ class Ensemble(Attack):
                 break
             if number == 1 and target is None and num_classes(model, x) < 4:
                 continue  # targeted DLR is undefined with fewer than 4 classes
-            result = attack(model, x[todo], y[todo], target=None if target is None else target[todo])
+            result = attack(model, x[todo], y[todo], target=None if target is None else target[todo], index=rng.index[todo])
             if result.queries is not None:
                 queries[todo] += result.queries
             hit = result.success  # verified by the member's own fresh forward pass

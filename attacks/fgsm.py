@@ -8,13 +8,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Perturbed
+from attacks.base import LossGradientAttack, Perturbed
 from robustkit.registry import ATTACKS
 
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class FGSM(Attack):
+class FGSM(LossGradientAttack):
     """Fast Gradient Sign Method: x + ε·sign(∇ₓL) under L∞; x + ε·∇ₓL/‖∇ₓL‖₂ (FGM) under L2.
 
     Threat model: L∞ or L2 ball of radius ``eps`` around x, intersected with [0, 1].
@@ -36,9 +36,9 @@ class FGSM(Attack):
     random_start: bool = False
     step_scale: float = 1.0
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         threat = self.threat
-        start = threat.random_point(x, generator) if self.random_start else x
+        start = threat.random_point(x, rng) if self.random_start else x
         _, grad, _ = self.loss_and_grad(model, start, y, target)
         x_adv = threat.step(x, start, grad, self.step_scale * self.eps)
         return Perturbed(x_adv, queries=torch.full((len(x),), self.eot, dtype=torch.long, device=x.device))

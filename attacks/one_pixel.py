@@ -18,6 +18,7 @@ from attacks.base import Attack, Perturbed
 from attacks.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.sample_random import SampleRandom
 
 
 @ATTACKS.register
@@ -57,12 +58,12 @@ class OnePixel(Attack):
             raise ConfigError("one-pixel needs population ≥ 4, generations ≥ 0, max_batch ≥ 1 and 0 < mutation ≤ 2")
 
     @torch.no_grad()
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         n, channels, height, width = x.shape
         k, size = int(self.eps), self.population
         limits = torch.tensor([height - 1, width - 1] + [1.0] * channels, device=x.device)
-        pop = torch.rand((n, size, k, 2 + channels), generator=generator, device=x.device) * limits
-        colours = torch.randn((n, size, k, channels), generator=generator, device=x.device) * 0.5 + 0.5
+        pop = rng.rand(size, k, 2 + channels) * limits
+        colours = rng.randn(size, k, channels) * 0.5 + 0.5
         pop[..., 2:] = colours.clamp(0, 1)  # the paper's N(128, 127) colours, in [0, 1]
         everyone = torch.arange(n, device=x.device)
         fitness, fooled = self._evaluate(model, x, y, target, everyone, pop)
@@ -74,7 +75,7 @@ class OnePixel(Attack):
             if len(active) == 0:
                 break
             parents = pop[active]
-            a, b, c = _three_others(len(active), size, generator, x.device)
+            a, b, c = _three_others(rng[active], size)
             mutant = _members(parents, a) + self.mutation * (_members(parents, b) - _members(parents, c))
             trial = torch.minimum(torch.maximum(mutant, torch.zeros_like(limits)), limits)
             trial_fitness, trial_fooled = self._evaluate(model, x, y, target, active, trial)
@@ -111,13 +112,19 @@ class OnePixel(Attack):
         return torch.cat(fitness).view(m, size), torch.cat(success).view(m, size)
 
 
-def _three_others(rows: int, size: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
-    """For every candidate, three distinct random other members of its population (DE/rand/1)."""
-    draws = torch.rand((rows, size, size), generator=generator, device=device).topk(4, dim=2).indices
-    not_self = draws != torch.arange(size, device=device)[None, :, None]
-    first_three = (~not_self).to(torch.int8).argsort(dim=2, stable=True)[..., :3]
-    picked = draws.gather(2, first_three)
-    return picked[..., 0], picked[..., 1], picked[..., 2]
+def _three_others(rng: SampleRandom, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For every candidate, three distinct random other members of its population (DE/rand/1).
+
+    Each pick is uniform over the members not taken yet: a draw in [0, size − m) is moved past the m
+    members already excluded (the candidate itself, then earlier picks), in increasing order.
+    """
+    excluded = torch.arange(size, device=rng.device).expand(len(rng), size)[..., None]  # rows × size × 1
+    for m in range(1, 4):
+        pick = rng.randint(size - m, size, 1)
+        for taken in excluded.sort(dim=2).values.unbind(2):
+            pick = pick + (pick >= taken[..., None]).long()
+        excluded = torch.cat([excluded, pick], dim=2)
+    return excluded[..., 1], excluded[..., 2], excluded[..., 3]
 
 
 def _members(population: Tensor, index: Tensor) -> Tensor:

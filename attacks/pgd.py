@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Perturbed
+from attacks.base import LossGradientAttack, Perturbed
 from attacks.losses import attack_loss, confirmed_success, is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
@@ -16,7 +16,7 @@ from robustkit.registry import ATTACKS
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class PGD(Attack):
+class PGD(LossGradientAttack):
     """Projected Gradient Descent: ``steps`` normalised-gradient steps, each projected onto the ball.
 
     Threat model: L∞ (signed steps) or L2 (unit-L2 steps) ball of radius ``eps``, within [0, 1].
@@ -52,7 +52,7 @@ class PGD(Attack):
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         best = x.clone()
         best_loss = torch.full((len(x),), float("-inf"), device=x.device)
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
@@ -63,7 +63,7 @@ class PGD(Attack):
                 break
             t = None if target is None else target[todo]
             score_final = self.restarts > 1  # ranking restarts needs the final iterate scored
-            adv, loss, fooled, spent = self._run(model, x[todo], y[todo], t, generator, score_final)
+            adv, loss, fooled, spent = self._run(model, x[todo], y[todo], t, rng[todo], score_final)
             queries[todo] += spent
             better = fooled | (loss > best_loss[todo]) | (restart == 0)  # x itself is no candidate
             best[todo[better]] = adv[better]
@@ -71,10 +71,10 @@ class PGD(Attack):
             done[todo[fooled]] = True
         return Perturbed(best, queries=queries)
 
-    def _run(self, model, x, y, target, generator, score_final: bool):
+    def _run(self, model, x, y, target, rng, score_final: bool):
         """One PGD run. Returns final iterates, their loss (+inf if fooled), fooled mask, passes used."""
         threat, n = self.threat, len(x)
-        start = threat.random_point(x, generator) if self.random_start else x
+        start = threat.random_point(x, rng) if self.random_start else x
         out, loss = x.clone(), torch.full((n,), float("-inf"), device=x.device)
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
         queries = torch.zeros(n, dtype=torch.long, device=x.device)

@@ -19,6 +19,7 @@ from attacks.base import Attack, Perturbed
 from attacks.losses import attack_loss, confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.sample_random import SampleRandom
 from robustkit.threat import clip_to_box
 
 # p halves each time the step, rescaled to a 10 000-query budget, passes one of these (AutoAttack's schedule)
@@ -55,6 +56,7 @@ class Square(Attack):
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     loss: str = "margin"
+    eot: int = 1  # a randomised model's logits averaged over this many passes per query
     queries: int = 5000
     p_init: float = 0.8
     patience: int = 0
@@ -66,20 +68,20 @@ class Square(Attack):
                               f"(got {self.queries}, {self.p_init}, {self.patience})")  # fmt: skip
 
     @torch.no_grad()
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         n, device = len(x), x.device
-        best = self._start(x, generator)
+        best = self._start(x, rng)
         loss, fooled = self._score(model, best, y, target)
         spent = torch.ones(n, dtype=torch.long, device=device)  # the start is one query
         idx = (~fooled).nonzero().squeeze(1)  # the working set: samples still being attacked
-        xa, ba, la, ya = x[idx], best[idx], loss[idx], y[idx]
+        xa, ba, la, ya, ra = x[idx], best[idx], loss[idx], y[idx], rng[idx]
         ta = None if target is None else target[idx]
         propose = self._linf_step if self.norm == "linf" else self._l2_step
         made, last_hit = 1, 0  # queries made so far per remaining sample; the step that last fooled one
         for step in range(1, self.queries):
             if len(idx) == 0 or (self.patience and step - last_hit > self.patience):
                 break
-            cand = propose(xa, ba, self._p(step), generator)
+            cand = propose(xa, ba, self._p(step), ra)
             new_loss, hit = self._score(model, cand, ya, ta)
             take = hit | (new_loss > la)  # strict: a tie is no progress
             ba = torch.where(take[:, None, None, None], cand, ba)
@@ -88,7 +90,7 @@ class Square(Attack):
             if hit.any():  # one host sync per step: shrinking the working set needs its new size
                 best[idx[hit]], spent[idx[hit]], last_hit = ba[hit], step + 1, step
                 keep = ~hit
-                idx, xa, ba, la, ya = idx[keep], xa[keep], ba[keep], la[keep], ya[keep]
+                idx, xa, ba, la, ya, ra = idx[keep], xa[keep], ba[keep], la[keep], ya[keep], ra[keep]
                 ta = None if ta is None else ta[keep]
         best[idx], spent[idx] = ba, made  # whoever is left used every query made
         return Perturbed(best, queries=spent * self.eot)
@@ -104,27 +106,27 @@ class Square(Attack):
         hit = confirmed_success(model, x_adv, logits, y, target, self.precision)  # retire only on a full-precision verdict
         return attack_loss(logits, y, target, self.loss), hit
 
-    def _start(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def _start(self, x: Tensor, rng: SampleRandom) -> Tensor:
         """L∞: vertical stripes of ±ε (one sign per column and channel); L2: ± pseudo-Gaussian tiles, norm ε."""
         n, c, h, w = x.shape
         if self.norm == "linf":
-            return clip_to_box(x + self.eps * _signs((n, c, 1, w), generator, x.device)).to(x.dtype)
+            return clip_to_box(x + self.eps * _signs(rng, c, 1, w)).to(x.dtype)
         s = max(min(h, w) // 5, 1)  # a centred grid of (up to) 5×5 tiles, as the paper's code does
         th, tw = min(5, h // s), min(5, w // s)
-        tiles = _pattern(s, n * th * tw, generator, x.device).view(n, 1, th, tw, s, s)
-        tiles = tiles * _signs((n, c, th, tw, 1, 1), generator, x.device)
+        tiles = _pattern(s, rng.rand(th * tw, 1, 1) < 0.5).view(n, 1, th, tw, s, s)
+        tiles = tiles * _signs(rng, c, th, tw, 1, 1)
         delta = torch.zeros(x.shape, device=x.device)
         top, left = (h - th * s) // 2, (w - tw * s) // 2
         grid = tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, c, th * s, tw * s)  # tile row, pixel row, tile col, …
         delta[:, :, top : top + th * s, left : left + tw * s] = grid
         return self.threat.clip(x, x + self.eps * self.threat.normalize_grad(delta)).to(x.dtype)
 
-    def _linf_step(self, x: Tensor, best: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    def _linf_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
         """``best`` with one random s×s window set to x ± ε, one sign per channel."""
         n, c, h, w = x.shape
         s = min(max(round(math.sqrt(p * h * w)), 1), h, w)
-        win = _window(n, h, w, s, generator, x.device)
-        colour = self.eps * _signs((n, 1, 1, c), generator, x.device)
+        win = _window(rng, h, w, s)
+        colour = self.eps * _signs(rng, 1, 1, c)
         new = clip_to_box(_hwc(x)[win] + colour).to(x.dtype)
         # a proposal equal to the current window wastes a query (the paper's code redraws; flipping is enough)
         stale = (new == _hwc(best)[win]).flatten(1).all(1)[:, None, None, None]
@@ -133,11 +135,11 @@ class Square(Attack):
         _hwc(cand)[win] = new
         return cand
 
-    def _l2_step(self, x: Tensor, best: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    def _l2_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
         """The paper's Algorithm 3: window 2 is emptied and its mass (plus any unused budget) goes to window 1."""
         n, c, h, w = x.shape
         s = min(max(round(math.sqrt(p * h * w)), 3), h, w)  # the ± pattern needs room for both halves
-        win1, win2 = _window(n, h, w, s, generator, x.device), _window(n, h, w, s, generator, x.device)
+        win1, win2 = _window(rng, h, w, s), _window(rng, h, w, s)
         delta = (best - x).float()
         d = _hwc(delta)
         union = torch.zeros((n, h, w, 1), device=x.device)
@@ -145,7 +147,7 @@ class Square(Attack):
         unused = (self.eps**2 - delta.flatten(1).square().sum(1)).clamp_min(0)  # budget the box clipped away
         available = ((d.square() * union).sum((1, 2)) + unused[:, None] / c).sqrt()  # per channel, n×c
         old = d[win1]  # n×s×s×c
-        bump = _pattern(s, n, generator, x.device)[..., None] * _signs((n, 1, 1, c), generator, x.device)
+        bump = _pattern(s, rng.rand(1, 1) < 0.5)[..., None] * _signs(rng, 1, 1, c)
         new = bump + old / old.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12)
         new = new / new.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12) * available[:, None, None, :]
         d[win2] = 0.0
@@ -158,16 +160,17 @@ def _hwc(t: Tensor) -> Tensor:
     return t.permute(0, 2, 3, 1)
 
 
-def _window(n: int, h: int, w: int, s: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+def _window(rng: SampleRandom, h: int, w: int, s: int) -> tuple[Tensor, Tensor, Tensor]:
     """Index of one random s×s window per sample into an N×H×W(×C) tensor (gives N×s×s(×C))."""
-    span = torch.arange(s, device=device)
-    top = torch.randint(h - s + 1, (n, 1), generator=generator, device=device) + span
-    left = torch.randint(w - s + 1, (n, 1), generator=generator, device=device) + span
-    return torch.arange(n, device=device)[:, None, None], top[:, :, None], left[:, None, :]
+    span = torch.arange(s, device=rng.device)
+    top = rng.randint(h - s + 1, 1) + span
+    left = rng.randint(w - s + 1, 1) + span
+    return torch.arange(len(rng), device=rng.device)[:, None, None], top[:, :, None], left[:, None, :]
 
 
-def _signs(shape: tuple[int, ...], generator: torch.Generator, device) -> Tensor:
-    return torch.randint(2, shape, generator=generator, device=device).float() * 2 - 1
+def _signs(rng: SampleRandom, *shape: int) -> Tensor:
+    """N × shape random ±1."""
+    return rng.randint(2, *shape).float() * 2 - 1
 
 
 def _rings(h: int, w: int, device) -> Tensor:
@@ -179,10 +182,9 @@ def _rings(h: int, w: int, device) -> Tensor:
     return bump / bump.norm().clamp_min(1e-12)
 
 
-def _pattern(s: int, n: int, generator: torch.Generator, device) -> Tensor:
-    """n copies of the paper's s×s pattern: a positive bump over a negative one, each transposed with chance ½."""
+def _pattern(s: int, flip: Tensor) -> Tensor:
+    """The paper's s×s pattern, a positive bump over a negative one, transposed where ``flip`` (…×1×1) is set."""
     half = s // 2
-    eta = torch.cat([_rings(half, s, device), -_rings(s - half, s, device)])
+    eta = torch.cat([_rings(half, s, flip.device), -_rings(s - half, s, flip.device)])
     eta = eta / eta.norm()
-    flip = torch.rand((n, 1, 1), generator=generator, device=device) < 0.5
     return torch.where(flip, eta.T, eta)

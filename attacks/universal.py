@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks.base import Attack, Perturbed, check_pixels
+from attacks.base import LossGradientAttack, Perturbed, check_pixels
 from attacks.deepfool import minimal_perturbation
 from attacks.losses import is_success
 from robustkit.data.base import Split
@@ -36,7 +36,7 @@ METHODS = ("deepfool", "sgd")
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class Universal(Attack):
+class Universal(LossGradientAttack):
     """Universal adversarial perturbation (Moosavi-Dezfooli et al. 2017; SGD variant: Shafahi et al. 2020).
 
     Threat model: one δ for every image, ‖δ‖ ≤ ε in L∞ or L2; each x + δ is clipped to [0, 1].
@@ -132,7 +132,7 @@ class Universal(Attack):
         with eval_mode(model), self._autocast(device):
             return self._fit(model, x, goal, generator, progress)
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, generator) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         delta = self.perturbation
         if delta is None:
             goal = self.target_class
@@ -140,7 +140,7 @@ class Universal(Attack):
                 if len(target.unique()) != 1:
                     raise ConfigError("a universal perturbation pushes toward one class: give one target for all")
                 goal = int(target[0])
-            delta = self._fit(model, x, goal, generator, progress=False)
+            delta = self._fit(model, x, goal, torch.Generator(device=x.device).manual_seed(self.seed), progress=False)
         if delta.shape != x.shape[1:]:
             raise ConfigError(f"the universal perturbation is {tuple(delta.shape)}, the images {tuple(x.shape[1:])}")
         return Perturbed(x + delta.to(x.device, x.dtype), extras={"perturbation": delta})
@@ -169,7 +169,7 @@ class Universal(Attack):
 
     def _deepfool_update(self, model, adv: Tensor, ref: Tensor, target: Tensor | None, delta: Tensor) -> Tensor:
         """The paper's inner loop: each unfooled image's minimal step is added to δ, and δ projected, in turn."""
-        steps, fooled, queries = minimal_perturbation(model, adv, ref, L2(1.0), target=target,
+        steps, fooled, queries = minimal_perturbation(model, adv, ref, L2(1.0), self, target=target,
                                                       steps=self.deepfool_steps, overshoot=self.overshoot,
                                                       candidates=self.candidates)  # fmt: skip
         useful = fooled & (queries > 1)  # moved by DeepFool and now fooled; already-fooled images cost one check

@@ -17,6 +17,7 @@ from defenses.base import Defense
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.registry import DEFENSES
+from robustkit.sample_random import SampleRandom
 from robustkit.train import LossFn, StepContext, StepOutput
 
 
@@ -77,7 +78,8 @@ class MadryTraining(Defense):
 def adversarial_batch(attack: Attack, ctx: StepContext, x: Tensor, y: Tensor) -> Tensor:
     """The inner maximisation, on the bare model in eval mode; training mode comes back afterwards."""
     with eval_mode(ctx.model):
-        return attack.perturb(ctx.model, x, y, target=None, generator=ctx.generator).x_adv.detach()
+        rng = SampleRandom.from_generator(ctx.generator, len(x), x.device)
+        return attack.perturb(ctx.model, x, y, target=None, rng=rng).x_adv.detach()
 
 
 def clean_predictions(ctx: StepContext, x: Tensor) -> Tensor:

@@ -120,6 +120,9 @@ def evaluate_attack(
 ) -> Evaluation:
     """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed.
 
+    Sample i's random draws come from (seed, i), so its outcome is the same at any batch size and
+    under any number of torchrun processes.
+
     With ``source`` the attack is a transfer attack: adversarial examples are crafted on ``source``
     (a surrogate on the same device) and scored on ``model``, which the attack never sees; a sample
     counts as broken when the verification on ``model`` says so, whatever the source's verdict.
@@ -130,9 +133,10 @@ def evaluate_attack(
     world = distributed.world_size()
     if world > 1:
         mine = torch.arange(distributed.rank(), len(labels), world)
-        local = _evaluate(model, images[mine], labels[mine], attack, batch_size, keep_examples, progress, source)
+        local = _evaluate(model, images[mine], labels[mine], mine, attack, batch_size, keep_examples, progress, source)
         return _gathered(local, mine, len(labels), world)
-    return _evaluate(model, images, labels, attack, batch_size, keep_examples, progress, source)
+    positions = torch.arange(len(labels))
+    return _evaluate(model, images, labels, positions, attack, batch_size, keep_examples, progress, source)
 
 
 def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation:
@@ -156,7 +160,7 @@ def reseed_randomness(model: nn.Module) -> None:
             module.reseed()
 
 
-def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
+def _evaluate(model, images, labels, positions, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
     reseed_randomness(model)
     if source is not None:
         reseed_randomness(source)
@@ -179,7 +183,8 @@ def _evaluate(model, images, labels, attack, batch_size, keep_examples, progress
         index = correct.nonzero().squeeze(1)
         broken = torch.zeros_like(correct)
         if len(index):
-            result = attack(source if source is not None else model, x[index], y[index])
+            result = attack(source if source is not None else model, x[index], y[index],
+                            index=positions[lo : lo + batch_size].to(device)[index])  # fmt: skip
             verified = verify(model, attack, x[index], result.x_adv, y[index])
             if source is not None:  # the source's verdict says nothing about the target
                 hit = verified

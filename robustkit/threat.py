@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from robustkit.errors import ConfigError
+from robustkit.sample_random import SampleRandom
 
 _TINY = 1e-12
 
@@ -49,8 +50,8 @@ class ThreatModel(ABC):
         """The nearest point of the ball (for L2, the radial projection)."""
 
     @abstractmethod
-    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """A random δ inside the ball, drawn uniformly."""
+    def random_init(self, x: Tensor, rng: SampleRandom) -> Tensor:
+        """A random δ inside the ball, drawn uniformly; row i from ``rng``'s sample i alone."""
 
     @abstractmethod
     def normalize_grad(self, grad: Tensor) -> Tensor:
@@ -60,9 +61,9 @@ class ThreatModel(ABC):
         """``x_adv`` moved into the ball around ``x`` and then into the box [0, 1]."""
         return clip_to_box(x + self.project(x_adv - x))
 
-    def random_point(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def random_point(self, x: Tensor, rng: SampleRandom) -> Tensor:
         """A random start: x plus a uniform draw from the ball, inside [0, 1]."""
-        return clip_to_box(x + self.random_init(x, generator))
+        return clip_to_box(x + self.random_init(x, rng))
 
     def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, size: float) -> Tensor:
         """One projected ascent step: ``size`` along the steepest direction of ``grad``, then ``clip``.
@@ -95,9 +96,8 @@ class Linf(ThreatModel):
     def project(self, delta: Tensor) -> Tensor:
         return delta.clamp(-self.eps, self.eps)
 
-    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
-        return ((2 * u - 1) * self.eps).to(x.dtype)
+    def random_init(self, x: Tensor, rng: SampleRandom) -> Tensor:
+        return ((2 * rng.rand(*x.shape[1:]) - 1) * self.eps).to(x.dtype)
 
     def normalize_grad(self, grad: Tensor) -> Tensor:
         return grad.sign()
@@ -114,11 +114,11 @@ class L2(ThreatModel):
         factor = (self.eps / self.norm(delta).clamp_min(_TINY)).clamp(max=1.0)
         return delta * per_sample(factor, delta)
 
-    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+    def random_init(self, x: Tensor, rng: SampleRandom) -> Tensor:
+        direction = rng.randn(*x.shape[1:])
         direction = direction / per_sample(_flat_norm(direction, 2).clamp_min(_TINY), direction)
         dims = x[0].numel()
-        radius = self.eps * torch.rand(len(x), generator=generator, device=x.device) ** (1.0 / dims)
+        radius = self.eps * rng.rand().view(-1) ** (1.0 / dims)
         return (direction * per_sample(radius, direction)).to(x.dtype)
 
     def normalize_grad(self, grad: Tensor) -> Tensor:
@@ -154,7 +154,7 @@ class L0(ThreatModel):
         keep = torch.zeros_like(strength, dtype=torch.bool).scatter_(1, strength.topk(k, dim=1).indices, True)
         return delta * keep.view(delta.shape[0], 1, *delta.shape[2:]).to(delta.dtype)
 
-    def random_init(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def random_init(self, x: Tensor, rng: SampleRandom) -> Tensor:
         return torch.zeros_like(x)
 
     def normalize_grad(self, grad: Tensor) -> Tensor:

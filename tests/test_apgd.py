@@ -9,6 +9,7 @@ from attacks.apgd import checkpoints
 from attacks.losses import attack_loss
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
+from robustkit.sample_random import SampleRandom
 
 
 def correct_samples():
@@ -92,7 +93,7 @@ def test_apgd_stops_where_the_gradient_is_zero_and_loses_nothing_there():
     attack = APGD(eps=0.1, steps=30, seed=3)
     result = attack(masked, x, y)
     # with no gradient the iterates never leave the random start: that start is the whole attack
-    start = attack.threat.random_point(x, torch.Generator().manual_seed(3))
+    start = attack.threat.random_point(x, SampleRandom(3, torch.arange(len(x))))
     with torch.no_grad():
         fooled_at_start = masked(start).argmax(1) != y
     assert torch.equal(result.success, fooled_at_start)
@@ -111,7 +112,7 @@ def test_ensemble_is_a_cascade_over_the_still_robust_samples():
     robust = torch.ones(len(y), dtype=torch.bool)
     for _, attack in ensemble.members():
         todo = robust.nonzero().squeeze(1)
-        robust[todo[attack(model, x[todo], y[todo]).success]] = False
+        robust[todo[attack(model, x[todo], y[todo], index=todo).success]] = False
     assert torch.equal(result.success, ~robust)
     broken_by = result.extras["broken_by"]
     assert torch.equal(broken_by >= 0, result.success)

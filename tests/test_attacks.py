@@ -9,6 +9,7 @@ from attacks import FGSM, PGD
 from robustkit import get_attack
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.sample_random import SampleRandom
 
 EPS = 0.15
 
@@ -20,9 +21,9 @@ def reference_fgsm(model, x, y, eps):
 
 
 def reference_pgd(model, x, y, eps, steps, alpha, seed):
-    """Madry et al.'s PGD written out plainly, drawing the random start the same way."""
-    g = torch.Generator().manual_seed(seed)
-    x_adv = (x + (2 * torch.rand(x.shape, generator=g) - 1) * eps).clamp(0, 1)
+    """Madry et al.'s PGD written out plainly, drawing the random start the same way (per sample)."""
+    u = SampleRandom(seed, torch.arange(len(x))).rand(*x.shape[1:])
+    x_adv = (x + (2 * u - 1) * eps).clamp(0, 1)
     for _ in range(steps):
         x_adv = x_adv.clone().requires_grad_(True)
         F.cross_entropy(model(x_adv), y, reduction="sum").backward()
@@ -205,3 +206,44 @@ def test_nan_pixels_and_pointless_restarts_are_refused():
         PGD(eps=0.1)(model, x, y)
     with pytest.raises(ConfigError, match="random_start"):
         PGD(eps=0.1, restarts=3, random_start=False)
+
+
+@pytest.mark.parametrize("bad", [10, -1])
+def test_labels_outside_the_models_classes_are_one_clear_line(bad):
+    model, (x, y) = tiny_model(), tiny_batch(8)
+    y[3] = bad
+    with pytest.raises(ConfigError, match=rf"y holds labels outside 0…3 .*: {bad}$"):
+        PGD(eps=EPS)(model, x, y)
+    target = (tiny_batch(8)[1] + 1) % 4
+    target[0] = 7
+    with pytest.raises(ConfigError, match="target holds labels outside 0…3"):
+        PGD(eps=EPS)(model, x, tiny_batch(8)[1], target=target)
+
+
+def test_an_attack_refuses_the_settings_it_cannot_honour():
+    # gradient settings belong to the gradient attacks; the others do not take them at all
+    for name, setting in [("one-pixel", {"bpda": True}), ("one-pixel", {"loss": "margin"}), ("one-pixel", {"eot": 4}),
+                          ("square", {"bpda": True}), ("deepfool", {"loss": "margin"}), ("ensemble", {"loss": "margin"})]:
+        with pytest.raises(ConfigError, match=f"unexpected keyword argument '{next(iter(setting))}'"):
+            ATTACKS.build(name, eps=1 if name == "one-pixel" else 0.1, **setting)
+    for name in ("fgsm", "pgd", "apgd", "universal"):
+        assert {"loss", "eot", "bpda"} <= set(ATTACKS.build(name, eps=0.1).settings())
+
+
+def test_deepfool_honours_bpda_and_eot():
+    from torch import nn
+
+    from attacks import DeepFool
+    from defenses.transforms import BitDepth
+
+    masked = nn.Sequential(BitDepth(bits=3), tiny_model()).eval()  # rounding: the input gradient is exactly 0
+    x, y = tiny_batch(32)
+    plain = DeepFool(eps=3.0, norm="l2")(masked, x, y)
+    straight = DeepFool(eps=3.0, norm="l2", bpda=True)(masked, x, y)
+    fooled_clean = masked(x).argmax(1) != y
+    assert torch.equal(plain.success, fooled_clean)  # no gradient: DeepFool cannot move at all
+    assert straight.success.sum() > plain.success.sum() + 10  # through the identity it finds the boundary
+    model = tiny_model()
+    once, thrice = DeepFool(eps=3.0, norm="l2")(model, x, y), DeepFool(eps=3.0, norm="l2", eot=3)(model, x, y)
+    assert torch.allclose(once.x_adv, thrice.x_adv, atol=1e-5)  # a deterministic model: the mean is one pass
+    assert torch.equal(thrice.queries, 3 * once.queries)

@@ -45,8 +45,9 @@ def test_square_needs_only_forward_passes_and_counts_every_one(norm, eps):
     assert result.success.any()
     assert model.passes and not any(grad for _, grad in model.passes)
     assert all(p.grad is None for p in model.parameters())
-    # every image the attack sent through the model is in ``queries``; the base class re-checks once more
-    assert sum(size for size, _ in model.passes) == result.queries.sum().item() + len(x)
+    # every image the attack sent through the model is in ``queries``; the base class probes the class
+    # count on one image (to check the labels) and re-checks every image once more
+    assert sum(size for size, _ in model.passes) == result.queries.sum().item() + 1 + len(x)
 
 
 @pytest.mark.parametrize("norm, eps, gain", [("linf", 0.15, 0.7), ("l2", 1.0, 0.25)])

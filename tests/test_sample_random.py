@@ -1,0 +1,111 @@
+"""Randomness belongs to the sample: draws keyed by (seed, index), outcomes independent of batching."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from attack_fixtures import DATA, tiny_model
+from attacks import PGD, OnePixel, Square
+from robustkit.evaluate import evaluate_attack
+from robustkit.sample_random import SampleRandom, mix_int
+
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def reference_bits(seed: int, index: int, draw: int, element: int) -> int:
+    """The documented construction, in plain Python integers (splitmix64 finaliser, wrap at 2^64)."""
+    key = mix_int(mix_int(seed + _GOLDEN) ^ mix_int((draw + 1) * _GOLDEN))
+    return mix_int(mix_int(index ^ key) + (element + 1) * _GOLDEN)
+
+
+def test_mix_is_splitmix64():
+    # splitmix64's published first output for seed 0 is mix(0 + golden) = 0xE220A8397B1DCDAF
+    assert mix_int(_GOLDEN) == 0xE220A8397B1DCDAF
+
+
+def test_bits_equal_the_plain_integer_construction():
+    rng = SampleRandom(7, torch.tensor([0, 5, 123456789]))
+    first, second = rng.bits(3), rng.bits(2, 2)
+    for row, index in enumerate([0, 5, 123456789]):
+        for element in range(3):
+            assert int(first[row, element]) & (2**64 - 1) == reference_bits(7, index, 0, element)
+        for element in range(4):
+            assert int(second[row].flatten()[element]) & (2**64 - 1) == reference_bits(7, index, 1, element)
+
+
+def test_a_samples_draws_do_not_depend_on_its_batch():
+    alone = SampleRandom(3, torch.tensor([42]))
+    batch = SampleRandom(3, torch.tensor([9, 42, 0, 17]))
+    for _ in range(2):  # the k-th draw matches the k-th draw, whatever the rest of the batch
+        assert torch.equal(alone.rand(5, 5)[0], batch.rand(5, 5)[1])
+    view = batch[torch.tensor([1])]  # a view shares the count: its next draw is the third
+    assert torch.equal(alone.randn(7)[0], view.randn(7)[0])
+    assert not torch.equal(SampleRandom(4, torch.tensor([42])).rand(5)[0], SampleRandom(3, torch.tensor([42])).rand(5)[0])
+
+
+def test_distributions():
+    rng = SampleRandom(0, torch.arange(200))
+    u, z, k = rng.rand(1000), rng.randn(1000), rng.randint(torch.tensor([3] * 100 + [7] * 100), 1000)
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.002
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01 and abs((z > 1.96).float().mean() - 0.025) < 0.003
+    assert set(k[:100].unique().tolist()) == {0, 1, 2} and set(k[100:].unique().tolist()) == set(range(7))
+
+
+def _outcomes(attack, images, labels, batch_size):
+    result = evaluate_attack(tiny_model(), images, labels, attack, batch_size=batch_size, progress=False)
+    return result.clean_correct, result.robust, result.norms
+
+
+@pytest.mark.parametrize("attack, n, sizes", [
+    (PGD(eps=0.05, steps=5, seed=1), 300, (300, 50)),  # random start: the issue's measurement
+    (PGD(eps=0.8, norm="l2", steps=3, restarts=2, seed=2), 120, (120, 7)),
+    (Square(eps=0.08, queries=40, seed=3), 64, (64, 5)),
+    (OnePixel(eps=1, population=12, generations=3, seed=4), 64, (64, 9)),
+])  # fmt: skip
+def test_one_cell_gives_the_same_per_sample_outcomes_at_any_batch_size(attack, n, sizes):
+    images = torch.cat([DATA.test.images, DATA.train.images])[:n]
+    labels = torch.cat([DATA.test.labels, DATA.train.labels])[:n]
+    big, small = (_outcomes(attack, images, labels, size) for size in sizes)
+    assert torch.equal(big[0], small[0]) and torch.equal(big[1], small[1])
+    assert torch.allclose(big[2], small[2], equal_nan=True)
+    assert 0 < big[1].sum() < big[0].sum()  # some samples broken, some not: the comparison has teeth
+
+
+_TORCHRUN_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    from attack_fixtures import DATA, tiny_model
+    from attacks import PGD, Square
+    from robustkit import distributed
+    from robustkit.evaluate import evaluate_attack
+    distributed.init_from_env(torch.device("cpu"))
+    images = torch.cat([DATA.test.images, DATA.train.images])[:120]
+    labels = torch.cat([DATA.test.labels, DATA.train.labels])[:120]
+    out = {{}}
+    for name, attack in [("pgd", PGD(eps=0.05, steps=5, seed=1)), ("square", Square(eps=0.08, queries=40, seed=3))]:
+        out[name] = evaluate_attack(tiny_model(), images, labels, attack, batch_size=32, progress=False).robust
+    if distributed.is_main():
+        torch.save(out, {path!r})
+""")
+
+
+@pytest.mark.slow
+def test_two_torchrun_processes_give_the_same_per_sample_outcomes_as_one(tmp_path):
+    from pathlib import Path
+
+    script, path = tmp_path / "evaluate.py", tmp_path / "robust.pt"
+    script.write_text(_TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent), path=str(path)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29547",
+               str(script)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    two = torch.load(path, weights_only=True)
+    images = torch.cat([DATA.test.images, DATA.train.images])[:120]
+    labels = torch.cat([DATA.test.labels, DATA.train.labels])[:120]
+    for name, attack in [("pgd", PGD(eps=0.05, steps=5, seed=1)), ("square", Square(eps=0.08, queries=40, seed=3))]:
+        one = _outcomes(attack, images, labels, 120)[1]
+        assert torch.equal(one, two[name]), name
+        assert 0 < one.sum() < len(one)
