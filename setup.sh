@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets robustkit up from nothing: Fashion-MNIST and Chromium (the leaderboard page's browser test)
-# from Debian, a virtual environment, the package.
+# Sets robustkit up from nothing: Fashion-MNIST, Chromium (the leaderboard page's browser test) and
+# pdflatex with booktabs (the LaTeX leaderboard's compile test; ~50 MB download, ~1 min) from Debian,
+# a virtual environment, the package.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -8,11 +9,14 @@ cd "$(dirname "$0")"
 packages=""
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || packages="$packages dataset-fashion-mnist"
 command -v chromium >/dev/null || packages="$packages chromium"
-if [ -n "$packages" ]; then
+tex=""  # without recommends, which would add ~180 MB (Ghostscript, MuPDF, fonts)
+{ command -v pdflatex && kpsewhich booktabs.sty; } >/dev/null 2>&1 || tex=" texlive-latex-base texlive-latex-recommended"
+if [ -n "$packages$tex" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing$packages (apt)"
+  echo "setup: installing$packages$tex (apt)"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+  [ -z "$packages" ] || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+  [ -z "$tex" ] || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $tex >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -9,6 +9,7 @@ accuracy. Accuracies are floats in [0, 1].
 from __future__ import annotations
 
 import html
+import json
 import math
 from pathlib import Path
 
@@ -16,19 +17,46 @@ import pandas as pd
 import torch
 
 from robustkit.errors import ConfigError
+from robustkit.latex import tex
 from robustkit.store import unpack
 
 FORMATS = ("md", "csv", "html", "latex", "json")
+_ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
+MEAN = "mean worst-case"  # the ranking key: worst-case robust accuracy averaged over the suite's (norm, ε)
+# Per entry, what its figures depend on besides the attacks: (table column, store column)
+PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "sample_seed"),
+              ("checkpoint_sha256", "checkpoint_sha256"), ("robustkit_version", "robustkit_version"),
+              ("torch_version", "torch_version")]  # fmt: skip
+
+CELL = ["entry", "attack", "norm", "eps", "source"]  # one leaderboard cell, whatever its settings or weights
 
 
-CELL = ["suite", "entry", "attack", "norm", "eps", "source"]  # one leaderboard cell, whatever its settings or weights
+def format_name(text: str) -> str:
+    """The canonical name of an output format, accepting the usual aliases (``markdown``, ``tex``)."""
+    name = _ALIASES.get(text.lower(), text.lower())
+    if name not in FORMATS:
+        raise ConfigError(f"unknown format '{text}' (choose from markdown/md, latex/tex, html, csv, json)")
+    return name
+
+
+def suite_names(cells: pd.DataFrame, members: pd.DataFrame) -> list[str]:
+    """Every suite a store's cells belong to."""
+    return sorted({*cells["suite"].dropna(), *members["suite"]})
+
+
+def of_suite(rows: pd.DataFrame, members: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The cells (or check runs) of suite ``name``: those it evaluated and those it reused from another
+    suite (the cell key leaves out the suite's name, so a row's ``suite`` is only its first user)."""
+    keys = set(members.loc[members["suite"] == name, "key"])
+    return rows[(rows["suite"] == name) | rows["key"].isin(keys)]
 
 
 def latest(cells: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The newest row of each cell, and how many older ones were dropped.
 
     A store keeps the rows of earlier runs (an attack's settings changed, a model retrained); a
-    leaderboard must count each (entry, attack, norm, ε) once, from its latest evaluation.
+    leaderboard must count each (entry, attack, norm, ε) once, from its latest evaluation. Pick one
+    suite's cells first (``of_suite``): two suites may rank the same entry with different settings.
     """
     if cells.empty:
         return cells, 0
@@ -62,8 +90,9 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The ranked table: rank, model, defense, clean accuracy, worst case per (norm, ε), the reliable
-    ensemble's figure, each attack's figure, the gradient-masking checks' verdict, time.
+    """The ranked table: rank, model, defense, clean accuracy, the mean worst case it is ranked by, worst
+    case per (norm, ε), the reliable ensemble's figure, each attack's figure, the gradient-masking
+    checks' verdict, time, and what the figures depend on (data, subset, checkpoint hash, versions).
 
     Transfer cells are not part of it (see ``transfer_matrix``).
     """
@@ -74,6 +103,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
     table = cells.groupby("entry", sort=False).agg(model=("model", "first"), defense=("defense", "first"),
                                                    clean_accuracy=("clean_accuracy", "first"),
                                                    attack_seconds=("seconds", "sum"))  # fmt: skip
+    provenance = cells.groupby("entry", sort=False).agg(**{c: (source, _distinct) for c, source in PROVENANCE})
     pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"])})
     for norm, eps in pairs:
         column = f"worst {norm} ε={eps:.4g}"
@@ -87,13 +117,36 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
         current = checks[[(e, s) in scored for e, s in zip(checks["entry"], checks["checkpoint_sha256"])]]
         table["checks"] = _check_verdicts(current, table.index)
     worst_columns = [c for c in table.columns if c.startswith("worst ")]
-    score = table[worst_columns].mean(axis=1, skipna=True)
-    order = sorted(table.index, key=lambda e: (-_or(score[e], -1.0), -table.loc[e, "clean_accuracy"], e))
-    table = table.loc[order].reset_index()
+    table[MEAN] = table[worst_columns].mean(axis=1, skipna=True)
+    order = sorted(table.index, key=lambda e: (-_or(table.loc[e, MEAN], -1.0), -table.loc[e, "clean_accuracy"], e))
+    table = table.loc[order].join(provenance).reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", *worst_columns,
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", MEAN, *worst_columns,
              *[c for c in table.columns if c.startswith("reliable ")]]  # fmt: skip
-    return table[front + [c for c in table.columns if c not in front and c != "attack_seconds"] + ["attack_seconds"]]
+    back = ["attack_seconds", *provenance.columns]
+    return table[front + [c for c in table.columns if c not in front + back] + back]
+
+
+def _distinct(values: pd.Series):
+    """The one value all of an entry's cells share, else each value once (merged runs may differ)."""
+    unique = list(dict.fromkeys(values.dropna()))
+    return unique[0] if len(unique) == 1 else ", ".join(map(str, unique))
+
+
+def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per attack as it was run: name, norm, its ε values, white box or transfer, every setting.
+
+    With the table's per-entry columns this is what a reader needs to reproduce a figure.
+    """
+    runs: dict[tuple[bool, str, str, str], set[float]] = {}
+    for row in cells.itertuples():
+        moved = isinstance(row.source, str) and row.source != ""
+        runs.setdefault((moved, row.norm, row.attack, row.settings or "{}"), set()).add(row.eps)
+    rows = [{"attack": attack, "norm": norm, "ε": ", ".join(f"{e:.4g}" for e in sorted(eps)),
+             "run": "transfer" if moved else "white box",
+             "settings": ", ".join(f"{k}={v}" for k, v in sorted(json.loads(settings).items()))}
+            for (moved, norm, attack, settings), eps in sorted(runs.items())]  # fmt: skip
+    return pd.DataFrame(rows, columns=["attack", "norm", "ε", "run", "settings"])
 
 
 def _check_verdicts(checks: pd.DataFrame, entries: pd.Index) -> pd.Series:
@@ -122,40 +175,65 @@ def transfer_matrix(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def sort_table(table: pd.DataFrame, column: str | None, descending: bool = True) -> pd.DataFrame:
-    """Sort by a column named exactly or by a unique prefix; ``None`` keeps the ranking."""
+    """Sort by a column named exactly or by a prefix of exactly one column; ``None`` keeps the ranking."""
     if column is None:
         return table
     matches = [c for c in table.columns if c == column] or [c for c in table.columns if c.startswith(column)]
-    if len(matches) != 1:
-        raise ConfigError(f"--sort '{column}' matches {len(matches)} columns (have: {', '.join(table.columns)})")
+    if not matches:
+        raise ConfigError(f"--sort '{column}' names no column (have: {', '.join(table.columns)})")
+    if len(matches) > 1:
+        raise ConfigError(f"--sort '{column}' matches {len(matches)} columns ({', '.join(matches)}): name one exactly")
     return table.sort_values(matches[0], ascending=not descending, kind="stable").reset_index(drop=True)
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
-    """The table as Markdown (GitHub), CSV, HTML, LaTeX or JSON (records); CSV and JSON keep full precision."""
-    if fmt == "md":
-        return _markdown(table)
+def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) -> str:
+    """The table as Markdown (GitHub), CSV, HTML, LaTeX or JSON (records); CSV and JSON keep full precision.
+
+    Given ``settings`` (``attack_settings``), the formats people read (md, html, latex) show every
+    attack's settings below the table.
+    """
+    fmt = format_name(fmt)
     if fmt == "csv":
         return table.to_csv(index=False)
-    if fmt == "html":
-        return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", table_id="leaderboard",
-                             border=0, classes="leaderboard")  # fmt: skip
-    if fmt == "latex":
-        return table.to_latex(index=False, float_format="%.4f", na_rep="")
     if fmt == "json":
         return table.to_json(orient="records", indent=1, force_ascii=False)
-    raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    show = settings is not None and not settings.empty
+    if fmt == "md":
+        return _markdown(table) + (f"\n**Attack settings**\n\n{_markdown(settings)}" if show else "")
+    if fmt == "html":
+        after = f"\n<h2>Attack settings</h2>\n{_html(settings, 'settings')}" if show else ""
+        return _html(table, "leaderboard") + after
+    after = f"\n\\medskip\n\n{_latex(settings, wrap='settings')}" if show else ""
+    return "% robustkit leaderboard: needs \\usepackage{booktabs}\n" + _latex(table) + after
+
+
+def _html(table: pd.DataFrame, kind: str) -> str:
+    return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind,
+                         table_id="leaderboard" if kind == "leaderboard" else None)  # fmt: skip
+
+
+def _text(value) -> str:
+    """A cell as the human formats show it: 4 decimals, NaN blank."""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return "" if value is None else str(value)
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.4f}"
-        return str(value).replace("|", "\\|")
-
     lines = ["| " + " | ".join(map(str, table.columns)) + " |",
              "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    lines += ["| " + " | ".join(_text(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(table: pd.DataFrame, wrap: str | None = None) -> str:
+    """A booktabs tabular, every header and cell escaped (``tex``); column ``wrap`` breaks its lines."""
+    align = "".join(r"p{0.5\linewidth}" if c == wrap else "r" if pd.api.types.is_numeric_dtype(table[c]) else "l"
+                    for c in table.columns)  # fmt: skip
+    norms = [c == "norm" for c in table.columns]
+    header = " & ".join(tex(str(c), norms=True) for c in table.columns) + r" \\"
+    rows = [" & ".join(tex(_text(v), norms=n) for v, n in zip(row, norms)) + r" \\" for row in table.itertuples(index=False)]
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", header, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
@@ -190,10 +268,10 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     return path
 
 
-def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "") -> str:
-    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load), the plot
-    and ``extra`` HTML (the transfer matrices)."""
-    body = render(table, "html")
+def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None) -> str:
+    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load), the attack
+    settings, the plot and ``extra`` HTML (the transfer matrices)."""
+    body = render(table, "html", settings)
     svg = svg[svg.find("<svg") :] if "<svg" in svg else ""
     return _PAGE.format(title=html.escape(title), table=body, plot=svg, extra=extra)
 
@@ -202,14 +280,16 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table.leaderboard, table.transfer {{ border-collapse: collapse; font-size: 14px; }}
+table.leaderboard, table.transfer, table.settings {{ border-collapse: collapse; font-size: 14px; }}
 table.leaderboard th, table.leaderboard td, table.transfer th, table.transfer td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+table.settings th, table.settings td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; }}
 table.leaderboard th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
 table.leaderboard th[aria-sort]::after {{ content: " ▾"; }}
 figure svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>{title}</h1>
-<p>Worst case: a sample counts as robust only if every attack failed on it. Click a column to sort.</p>
+<p>Ranked by the mean worst case over the suite's (norm, ε): at each, a sample counts as robust only if every
+attack failed on it. Click a column to sort.</p>
 {table}
 <figure>{plot}</figure>
 {extra}
@@ -249,14 +329,17 @@ figure svg {{ max-width: 100%; height: auto; }}
 
 def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
             checks: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
-    """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``."""
+    """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``.
+
+    ``cells`` are one suite's (``of_suite``): everything written is made of them alone.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table = sort_table(leaderboard(cells, checks), sort)
+    table, settings = sort_table(leaderboard(cells, checks), sort), attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")
-        written[-1].write_text(render(table, fmt))
+        written[-1].write_text(render(table, fmt, settings))
     board = white_box(cells)
     written += [plot_curves(board, folder / f"{name}.png", name), plot_curves(board, folder / f"{name}.svg", name)]
     matrices = transfer_matrix(cells)
@@ -268,7 +351,7 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
     written.append(folder / f"{name}.html")
     extra = render_transfer(matrices, "html") if matrices else ""
     written[-1].write_text(html_page(table, written[-4 if matrices else -2].read_text(), f"robustkit leaderboard: {name}",
-                                     extra))  # fmt: skip
+                                     extra, settings))  # fmt: skip
     return written
 
 
@@ -282,9 +365,7 @@ def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:
         elif fmt == "csv":
             parts.append(frame.assign(attack=title).to_csv(index=False))
         else:
-            parts.append(f"<h2>transfer: {html.escape(title)}</h2>\n"
-                         + frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0,
-                                         classes="transfer"))  # fmt: skip
+            parts.append(f"<h2>transfer: {html.escape(title)}</h2>\n{_html(frame, 'transfer')}")
     return "\n".join(parts)
 
 

@@ -101,6 +101,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             if not suite.transfer:
                 models.release(entry)  # keep memory flat: only transfer sources are needed again
         bar.close()
+        if distributed.is_main():
+            store.add_members(suite.name, keys)  # reused cells belong to this suite too, whoever evaluated them
     return RunSummary(evaluated, skipped, time.perf_counter() - start, Path(store_path), frozenset(keys))
 
 

@@ -35,6 +35,9 @@ _CHECK_COLUMNS = {
     "eps": "REAL", "n": "INTEGER", "summary": "TEXT", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
 }  # fmt: skip
 TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
+# A cell's key leaves out the suite's name, so suites share cells and a row's ``suite`` names only the
+# suite that evaluated it first; this table says which suites each cell and check run belongs to.
+_MEMBERS = "CREATE TABLE IF NOT EXISTS members (suite TEXT, key TEXT, PRIMARY KEY (suite, key))"
 
 
 def pack(mask: Tensor) -> bytes:
@@ -89,6 +92,18 @@ class ResultStore:
         """Every row; outcome bits stay bytes (``unpack`` them with ``n``)."""
         return pd.read_sql_query(f"SELECT * FROM {_table(table)} ORDER BY created, key", self._db)
 
+    def add_members(self, suite: str, keys: Iterable[str]) -> None:
+        """Record that these cells and check runs belong to ``suite`` (also those it reused from another)."""
+        self._db.execute(_MEMBERS)  # created on first write, so reading an older store leaves its file as it was
+        self._db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", [(suite, k) for k in keys])
+        self._db.commit()
+
+    def members(self) -> pd.DataFrame:
+        """``suite``, ``key`` pairs (none in a store written before suites recorded their cells)."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'members'").fetchone() is None:
+            return pd.DataFrame({"suite": pd.Series(dtype=str), "key": pd.Series(dtype=str)})
+        return pd.read_sql_query("SELECT suite, key FROM members ORDER BY suite, key", self._db)
+
 
 def _table(name: str) -> str:
     if name not in TABLES:
@@ -97,14 +112,16 @@ def _table(name: str) -> str:
 
 
 def read_stores(paths: Iterable[str | Path], table: str = "cells") -> pd.DataFrame:
-    """All rows of one table of several stores (shards) in one frame; a row present twice is kept once."""
+    """All rows of one table (or ``"members"``) of several stores (shards) in one frame; a row present
+    twice is kept once."""
     frames = []
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"results store {path} does not exist")
         with ResultStore(path) as store:
-            frames.append(store.frame(table))
+            frames.append(store.members() if table == "members" else store.frame(table))
     if not frames:
         raise ConfigError("name at least one results store")
     frame = pd.concat(frames, ignore_index=True)
-    return frame.drop_duplicates("key", keep="last").reset_index(drop=True)
+    unique = ["suite", "key"] if table == "members" else "key"
+    return frame.drop_duplicates(unique, keep="last").reset_index(drop=True)

@@ -12,7 +12,8 @@ from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.checks import Flag
-from robustkit.leaderboard import FORMATS, latest, leaderboard, publish, render, render_transfer, sort_table, transfer_matrix
+from robustkit.leaderboard import (attack_settings, format_name, latest, leaderboard, of_suite, publish, render,
+                                   render_transfer, sort_table, suite_names, transfer_matrix)  # fmt: skip
 from robustkit.paths import home
 from robustkit.runner import run_suite
 from robustkit.store import read_stores
@@ -90,30 +91,46 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
 
 @click.command("leaderboard")
 @click.argument("stores", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True)
-@click.option("--sort", help="Column to sort by (a unique prefix will do) [the ranking].")
+@click.option("--format", "fmt", default="md", show_default=True, help="md (markdown), csv, html, latex (tex) or json.")
+@click.option("--sort", help="Column to sort by: its name, or a prefix of exactly one column [the ranking].")
 @click.option("--ascending", is_flag=True, help="Sort ascending instead.")
-@click.option("--suite", "suite_name", help="Only this suite's cells (a store may hold several).")
+@click.option("--suite", "suite_name", help="Only this suite's cells, also those shared with other suites "
+              "(needed when the stores hold several).")  # fmt: skip
 @click.option("--out", type=click.Path(path_type=Path), help="Write the table to FILE, or with --publish a folder.")
-@click.option("--publish", "publish_all", is_flag=True, help="Write every format, the plot and the HTML page into --out.")
+@click.option("--publish", "publish_all", is_flag=True, help="Write every format, the plot and the HTML page into --out, "
+              "as SUITE.* for each suite (or --suite).")  # fmt: skip
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    cells, checks = read_stores(stores), read_stores(stores, "checks")
-    if suite_name:
-        cells, checks = cells[cells["suite"] == suite_name], checks[checks["suite"] == suite_name]
-    cells, dropped = latest(cells)
-    if dropped:
-        click.echo(f"({dropped} older evaluations of cells evaluated again later are left out)", err=True)
+    fmt = format_name(fmt)
+    cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
+    names = suite_names(cells, members)
+    if not names:
+        raise ConfigError("the results store holds no finished cells yet")
+    if suite_name is not None and suite_name not in names:
+        raise ConfigError(f"no suite '{suite_name}' in the results store (it holds: {', '.join(names)})")
+    chosen = [suite_name] if suite_name else names
     if publish_all:
         if out is None:
             raise ConfigError("--publish needs --out FOLDER")
-        name = suite_name or (cells["suite"].iloc[0] if len(cells) else "leaderboard")
-        click.echo("\n".join(str(p) for p in publish(cells, out, name, sort=sort, checks=checks)))
+        for name in chosen:
+            mine, mine_checks = _suite_rows(cells, checks, members, name)
+            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks)))
         return
-    text = render(sort_table(leaderboard(cells, checks), sort, descending=not ascending), fmt)
+    if len(chosen) > 1:
+        raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
+    cells, checks = _suite_rows(cells, checks, members, chosen[0])
+    text = render(sort_table(leaderboard(cells, checks), sort, descending=not ascending), fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
         click.echo(f"written to {out}")
     else:
         click.echo(text, nl=False)
+
+
+def _suite_rows(cells, checks, members, name: str):
+    """One suite's newest cells and its check runs."""
+    mine, dropped = latest(of_suite(cells, members, name))
+    if dropped:
+        click.echo(f"({dropped} older evaluations of cells of suite {name} evaluated again later are left out)", err=True)
+    return mine, of_suite(checks, members, name)

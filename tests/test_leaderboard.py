@@ -1,0 +1,177 @@
+"""Leaderboards of suites that share cells, their provenance, formats, sorting and LaTeX that compiles."""
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+import robustkit
+from robustkit.cli import main
+from robustkit.errors import ConfigError
+from robustkit.latex import tex
+from robustkit.leaderboard import MEAN, attack_settings, leaderboard, render, sort_table
+from robustkit.runner import run_suite
+from robustkit.store import read_stores
+from robustkit.suite import load_suite
+
+TRAIN = {"batch_size": 32, "lr": 0.05, "precision": "fp32"}
+MINE = {
+    "name": "mine", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 32, "checks": False,
+    "models": [{"model": "lenet5", "train": {"epochs": 2, **TRAIN}}, {"model": "smallcnn", "train": {"epochs": 1, **TRAIN}}],
+    "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}],
+}  # fmt: skip
+BIG = {**MINE, "name": "big", "transfer": [{"attack": "fgsm", "norm": "linf", "eps": 0.1}]}  # mine's cells + transfer
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["leaderboard", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """``mine`` runs first; ``big`` then reuses all its cells (their rows say ``mine``) and adds transfer cells."""
+    folder = tmp_path_factory.mktemp("shared")
+    store = folder / "results.sqlite"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROBUSTKIT_HOME", str(folder / "home"))
+        for suite in (MINE, BIG):
+            (folder / f"{suite['name']}.yaml").write_text(yaml.safe_dump(suite))
+            run_suite(load_suite(folder / f"{suite['name']}.yaml"), store, device=torch.device("cpu"), progress=False)
+    cells = read_stores([store])
+    assert set(cells["suite"]) == {"mine", "big"} and (cells["suite"] == "big").sum() == 4  # only the transfer cells
+    return store, cells
+
+
+def white_box_rows(cells: pd.DataFrame) -> pd.DataFrame:
+    return cells[cells["source"].isna()]
+
+
+def test_suite_filter_finds_the_cells_a_suite_shares_with_another(shared):
+    store, cells = shared
+    for name in ("big", "mine"):
+        result = invoke(store, "--suite", name, "--format", "csv")
+        assert result.exit_code == 0, result.output
+        table = pd.read_csv(io.StringIO(result.stdout)).set_index("entry")
+        assert sorted(table.index) == ["lenet5", "smallcnn"]
+        for row in white_box_rows(cells).itertuples():
+            assert table.loc[row.entry, f"fgsm linf ε={row.eps:.4g}"] == pytest.approx(row.robust_accuracy)
+
+
+def test_an_unknown_or_missing_suite_name_is_one_line_listing_the_suites(shared):
+    store, _ = shared
+    unknown = invoke(store, "--suite", "nope")
+    assert unknown.exit_code == 1 and unknown.output == "Error: no suite 'nope' in the results store (it holds: big, mine)\n"
+    several = invoke(store)
+    assert several.exit_code == 1 and several.output.count("\n") == 1 and "holds suites big, mine" in several.output
+
+
+def test_each_suites_published_files_hold_only_its_own_cells(shared, tmp_path):
+    store, cells = shared
+    result = invoke(store, "--publish", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert not list(tmp_path.glob("mine.transfer.*")) and "crafted on" not in (tmp_path / "mine.html").read_text()
+    moved = cells[cells["source"].notna()]
+    matrix = pd.read_csv(tmp_path / "big.transfer.csv").set_index("crafted on ↓ / scored on →")
+    for row in moved.itertuples():
+        assert matrix.loc[row.source, row.entry] == pytest.approx(row.robust_accuracy)
+    assert matrix.drop(columns="attack").shape == (2, 2) and len(moved) == 4
+    for name in ("mine", "big"):
+        published = pd.read_json(tmp_path / f"{name}.json", orient="records")
+        assert sorted(published["entry"]) == ["lenet5", "smallcnn"]
+
+
+def test_published_files_carry_samples_seed_settings_checkpoints_and_versions(shared, tmp_path):
+    store, cells = shared
+    assert invoke(store, "--suite", "big", "--publish", "--out", tmp_path).exit_code == 0
+    fgsm = json.loads(cells["settings"].iloc[0])
+    expected_settings = ", ".join(f"{k}={v}" for k, v in sorted(fgsm.items()))  # e.g. "random_start=False, seed=0"
+    shas = dict(zip(cells["entry"], cells["checkpoint_sha256"]))
+    for suffix in (".md", ".table.html", ".html", ".tex"):
+        text, shown = (tmp_path / f"big{suffix}").read_text(), tex if suffix == ".tex" else str
+        for needle in ("n_samples", robustkit.__version__, torch.__version__, *shas.values(), expected_settings):
+            assert shown(needle) in text, (suffix, needle)
+        assert "transfer" in text and "white box" in text  # the settings table names how each attack was run
+    for table in (pd.read_csv(tmp_path / "big.csv"), pd.read_json(tmp_path / "big.json", orient="records")):
+        table = table.set_index("entry")
+        for entry, sha in shas.items():
+            assert table.loc[entry, "checkpoint_sha256"] == sha
+            assert table.loc[entry, "n_samples"] == 32 and table.loc[entry, "seed"] == 0
+            assert table.loc[entry, "dataset"] == "synthetic"
+            assert table.loc[entry, "torch_version"] == torch.__version__
+    settings = attack_settings(cells).set_index("run")
+    assert settings.loc["white box", "ε"] == "0.1, 0.2" and settings.loc["transfer", "ε"] == "0.1"
+
+
+def test_format_aliases_and_one_line_error(shared):
+    store, _ = shared
+    for alias, name in (("markdown", "md"), ("tex", "latex"), ("LaTeX", "latex"), ("HTML", "html")):
+        aliased, canonical = (invoke(store, "--suite", "mine", "--format", f) for f in (alias, name))
+        assert aliased.exit_code == 0 and aliased.stdout == canonical.stdout
+    bad = invoke(store, "--suite", "mine", "--format", "yaml")
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "markdown/md, latex/tex, html, csv, json" in bad.output
+
+
+def test_mean_worst_case_is_a_column_and_the_ranking_key(shared):
+    _, cells = shared
+    mine = white_box_rows(cells)
+    table = leaderboard(mine).set_index("entry")
+    for entry, rows in mine.groupby("entry"):
+        worst = [np.logical_and.reduce([np.unpackbits(np.frombuffer(b, np.uint8))[:32] for b in group["robust"]]).mean()
+                 for _, group in rows.groupby("eps")]  # fmt: skip
+        assert table.loc[entry, MEAN] == pytest.approx(np.mean(worst))
+    assert list(table[MEAN]) == sorted(table[MEAN], reverse=True) and list(table["rank"]) == [1, 2]
+
+
+def test_sort_takes_an_exact_name_or_a_unique_prefix(shared):
+    _, cells = shared
+    table = leaderboard(white_box_rows(cells))
+    with pytest.raises(ConfigError, match=r"^--sort 'worst linf' matches 2 columns \(worst linf ε=0.1, worst linf ε=0.2\)"):
+        sort_table(table, "worst linf")
+    with pytest.raises(ConfigError, match=r"^--sort 'nope' names no column \(have: rank, entry,"):
+        sort_table(table, "nope")
+    by_mean = sort_table(table, "mean", descending=False)
+    assert list(by_mean[MEAN]) == sorted(table[MEAN])
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    examples = re.findall(r'--sort "([^"]+)"', readme)
+    assert examples and all(sort_table(table, example) is not None for example in examples)
+
+
+NASTY = "a_b & 50% #1 {x} ~y^z \\ é ε ∞ ℓ → 中 $"  # every LaTeX special and some non-ASCII
+
+
+def test_latex_escapes_specials_and_non_ascii():
+    assert tex("worst linf ε=0.1", norms=True) == r"worst $\ell_\infty$ $\varepsilon$=0.1"
+    escaped = tex(NASTY)
+    assert escaped.isascii() and r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}" in escaped
+    assert r"\'{e} $\varepsilon$ $\infty$ $\ell$ $\rightarrow$ [U+4E2D] \$" in escaped
+
+
+def test_latex_compiles_with_pdflatex(shared, tmp_path):
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex is missing: setup.sh installs it")
+        pytest.skip("no pdflatex on this machine (setup.sh installs texlive-latex-base and -recommended)")
+    _, cells = shared
+    cells = cells.assign(entry=cells["entry"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}),
+                         source=cells["source"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}))  # fmt: skip
+    table = render(leaderboard(cells), "latex", attack_settings(cells))
+    assert table.isascii() and "ε" not in table and "smallcnn\\_v2" in table
+    document = tmp_path / "board.tex"
+    preamble = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    document.write_text(f"{preamble}{table}\\end{{document}}\n")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    log = (tmp_path / "board.log").read_text(errors="replace")
+    assert done.returncode == 0 and (tmp_path / "board.pdf").stat().st_size > 0, done.stdout[-2000:]
+    assert "Missing character" not in log
