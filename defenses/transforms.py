@@ -36,12 +36,17 @@ from robustkit.train import LossFn, cross_entropy_loss
 
 
 class Transformed(nn.Module):
-    """``model(transform(x))``: the model keeps its own state dict keys under ``model.``."""
+    """``model(transform(x))``: the model keeps its own state dict keys under ``model.``.
+
+    The wrapper and the transform take the model's mode (a new module starts in training mode), so
+    wrapping an eval-mode model gives an eval-mode model; the model's own modules are left as they are.
+    """
 
     def __init__(self, model: nn.Module, transform: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.transform = transform
+        self.transform = transform.train(model.training)
+        self.training = model.training
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(self.transform(x))

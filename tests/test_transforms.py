@@ -17,6 +17,7 @@ from defenses.transforms import _LUMA, BitDepth, Jpeg, dct_matrix, quantisation_
 from robustkit import pipeline
 from robustkit.bpda import is_straight_through, non_differentiable, straight_through
 from robustkit.checkpoint import load_model
+from robustkit.evaluate import evaluate_attack
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -121,6 +122,20 @@ def test_transform_defenses_build_without_a_budget_and_validate_settings():
         JpegQuantization(quality=101)
     with pytest.raises(ConfigError, match="sigma"):
         GaussianNoise(sigma=-0.1)
+
+
+@pytest.mark.parametrize("name", [n for n in DEFENSES if not DEFENSES.get(n).trains_weights])
+def test_wrapping_gives_the_wrapper_the_models_mode(name, caplog):
+    model = tiny_model()
+    wrapped = DEFENSES.build(name).wrap(model)
+    assert not any(m.training for m in wrapped.modules())
+    x, y = tiny_batch(8)
+    evaluate_attack(wrapped, x, y, PGD(eps=0.05, steps=1), progress=False)
+    assert "training mode" not in caplog.text
+    model.train().normalize.eval()  # a model training with one module kept in eval mode keeps it so
+    modes = [m.training for m in model.modules()]
+    wrapped = DEFENSES.build(name).wrap(model)
+    assert wrapped.training and wrapped.transform.training and [m.training for m in model.modules()] == modes
 
 
 def test_wrapping_keeps_the_model_its_keys_and_modes():
