@@ -27,6 +27,7 @@ from robustkit.data.base import ImageDataset, Split
 from robustkit.evaluate import evaluate_attack, prepare_attack
 from robustkit.paths import checkpoint_path
 from robustkit.pipeline import train_and_save
+from robustkit.predict import verdict_draws
 from robustkit.records import file_sha256, run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.store import ResultStore, pack
@@ -208,7 +209,7 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
                                    progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None)  # fmt: skip
-    extra.update(attack.extra_metrics(model, subset.images.to(device)))
+    extra.update(attack.extra_metrics(model, subset.images.to(device)), verify_draws=verdict_draws(model))
     m = result.metrics()
     meta = run_metadata(device, suite.seed)
     return {
