@@ -1,6 +1,7 @@
 """Input-transform defenses and the attacker's answers: BPDA breaks rounding, EOT averages out noise."""
 
 import io
+import json
 import math
 
 import numpy as np
@@ -274,5 +275,10 @@ def test_cli_evaluates_the_standard_model_through_the_transform(isolated_home, t
     evaluate = runner.invoke(main, ["evaluate", *common, "--defense", "bit-depth", "--eps", "0.1", "--steps", "2",
                                     "--n-samples", "16", "--output", str(record)])  # fmt: skip
     assert evaluate.exit_code == 0, evaluate.output
-    assert "training one" not in evaluate.output
+    assert "training one" not in evaluate.output and "training mode" not in evaluate.output
     assert str(isolated_home / "checkpoints" / "synthetic" / "lenet5-none.safetensors") in record.read_text()
+    noisy = runner.invoke(main, ["evaluate", *common, "--defense", "gaussian-noise", "--eps", "0.1", "--steps", "2",
+                                 "--n-samples", "16", "--output", str(record)])  # fmt: skip
+    assert noisy.exit_code == 0, noisy.output
+    squeezed, noise = json.loads(record.read_text())
+    assert squeezed["verify_draws"] == 1 and noise["verify_draws"] == DRAWS and noise["n_unverified"] == 0
