@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustkit import distributed
+from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CHECKS_VERSION, run_checks
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
@@ -203,6 +204,7 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
                    sha: str, key: str, progress: bool, source: tuple[nn.Module, Path, str] | None = None) -> dict:  # fmt: skip
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
+    warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
     start = time.perf_counter()
     crafted_on = source[0] if source is not None else model
     attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,

@@ -64,6 +64,8 @@ def without_timing(table: pd.DataFrame) -> pd.DataFrame:
         (lambda s: s["attacks"][1].update(eps=["8/0"]), "attacks[1].eps must be a number"),
         (lambda s: s["attacks"][0].update(norm="l0"), "attacks[0].norm: fgsm attacks linf, l2, not 'l0'"),
         (lambda s: s["attacks"][1]["settings"].update(steps=0), "attacks[1]: PGD needs steps"),
+        (lambda s: s["attacks"][1]["settings"].update(steps="abc"),
+         "attacks[1]: attack 'pgd': steps must be a whole number, got 'abc'"),
         (lambda s: s["models"][0].update(checkpoint="missing.safetensors"), "models[0].checkpoint:"),
         (lambda s: s["models"][1]["train"].update(epoch=3), "models[1].train: unknown key 'epoch'"),
         (lambda s: s["models"][0].update(defense="madri"), "models[0].defense: unknown defense 'madri'"),

@@ -12,6 +12,7 @@ from attacks.losses import LOSSES
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit import distributed
+from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CheckReport, run_checks
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
@@ -91,6 +92,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     if delta is not None:
         settings["perturbation"] = delta
     attack = ATTACKS.build(attack_name, **settings)
+    warn_if_covers_box(norm, budget, data.info.input_shape)
     device = resolve_device(device)
     distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
     device = distributed.local_device(device)
