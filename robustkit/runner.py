@@ -216,7 +216,7 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
     meta = run_metadata(device, suite.seed)
     return {
         "key": key, "suite": suite.name, "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model,
-        "defense": cell.entry.defense, "checkpoint": str(path), "checkpoint_sha256": sha, "attack": spec.attack,
+        "defense": cell.entry.defense, "checkpoint": str(path), "checkpoint_sha256": sha, "attack": spec.label,
         "norm": spec.norm, "eps": cell.eps, "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
         "n_samples": suite.n_samples, "sample_seed": suite.seed, "n": m["n"], "clean_accuracy": m["clean_accuracy"],
         "robust_accuracy": m["robust_accuracy"], "attack_success_rate": m["attack_success_rate"],
