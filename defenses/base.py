@@ -49,7 +49,8 @@ class Defense(ABC):
         return f"{self.norm}-eps{self.eps:.4g}"
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """The model as evaluated under this defense (the trained model itself, unless it acts at inference)."""
+        """The model as evaluated under this defense (the trained model itself, unless it acts at inference),
+        in the model's own mode: an eval-mode model comes back in eval mode."""
         return model
 
     @abstractmethod

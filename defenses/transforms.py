@@ -31,17 +31,23 @@ from torch import Tensor, nn
 from defenses.base import Defense
 from robustkit.bpda import non_differentiable
 from robustkit.errors import ConfigError
+from robustkit.randomness import Randomised
 from robustkit.registry import DEFENSES
 from robustkit.train import LossFn, cross_entropy_loss
 
 
 class Transformed(nn.Module):
-    """``model(transform(x))``: the model keeps its own state dict keys under ``model.``."""
+    """``model(transform(x))``: the model keeps its own state dict keys under ``model.``.
+
+    The wrapper and the transform take the model's mode (a new module starts in training mode), so
+    wrapping an eval-mode model gives an eval-mode model; the model's own modules are left as they are.
+    """
 
     def __init__(self, model: nn.Module, transform: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.transform = transform
+        self.transform = transform.train(model.training)
+        self.training = model.training
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(self.transform(x))
@@ -138,11 +144,12 @@ class Jpeg(nn.Module):
         return ((z + 128) / 255).clamp(0, 1)
 
 
-class Noise(nn.Module):
+class Noise(Randomised):
     """Add N(0, σ²) noise to every pixel, then clip to [0, 1]: a randomised forward pass.
 
     The noise comes from the module's own generator per device, seeded by ``seed``, so a run is
-    reproducible and the global RNG is left alone; every pass draws fresh noise.
+    reproducible and the global RNG is left alone; every pass draws fresh noise. Being
+    ``Randomised``, its model's verdicts are majority votes over several passes (``predict``).
     """
 
     def __init__(self, sigma: float, seed: int = 0) -> None:
@@ -151,8 +158,9 @@ class Noise(nn.Module):
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def reseed(self) -> None:
-        """Start the noise stream over: the evaluation engine calls this before each evaluation, so a
-        cell's figure does not depend on what ran before it (other cells, checks, a resumed run)."""
+        """Start the noise stream over: the evaluation engine calls this before each evaluation, and
+        ``predict`` before each vote, so a cell's figure does not depend on what ran before it (other
+        cells, checks, a resumed run) and the same images always get the same verdict."""
         self._generators.clear()
 
     def forward(self, x: Tensor) -> Tensor:

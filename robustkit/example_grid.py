@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robustkit.predict import ABSTAIN
+
 _CELL, _CAPTION = 120, 14
 
 
@@ -34,7 +36,7 @@ def save_example_grid(
         cells = [
             (clean[row], f"clean: {class_names[int(labels[row])]}"),
             (perturbation[row], f"delta x{scale[row].item():.0f}"),
-            (adversarial[row], f"adv: {class_names[int(predictions[row])]}"),
+            (adversarial[row], f"adv: {_name(class_names, int(predictions[row]))}"),
         ]
         for col, (image, caption) in enumerate(cells):
             top = row * (_CELL + _CAPTION)
@@ -42,6 +44,10 @@ def save_example_grid(
             draw.text((col * _CELL + 2, top + 1), caption[:20], fill="black")
     canvas.save(path)
     return path
+
+
+def _name(class_names: Sequence[str], label: int) -> str:
+    return "no majority" if label == ABSTAIN else class_names[label]  # a randomised model's split vote
 
 
 def _to_pil(image: Tensor):

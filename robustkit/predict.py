@@ -6,21 +6,49 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.data.base import Split
+from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
+from robustkit.randomness import randomised_modules
+
+DRAWS = 9  # passes behind a randomised model's verdict; odd, so right and wrong cannot tie
+ABSTAIN = -1  # a randomised model's verdict when no class wins a majority of the draws (no label equals it)
+
+
+def verdict_draws(model: nn.Module) -> int:
+    """Forward passes behind one verdict: ``DRAWS`` for a randomised model, 1 (no extra cost) otherwise."""
+    return DRAWS if randomised_modules(model) else 1
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, *, batch_size: int = 512) -> Tensor:
+def predict(model: nn.Module, images: Tensor, *, batch_size: int = 512, draws: int | None = None) -> Tensor:
     """Predicted labels (on ``images``' device), in eval mode on the model's device, outside any autocast.
 
     This is the verdict every accuracy and every verification rests on, so it runs at the model's
-    own precision whatever autocast the caller has active.
+    own precision whatever autocast the caller has active. A randomised model (one holding a
+    ``Randomised`` module) gets a vote: the class predicted in a strict majority of ``draws`` passes
+    (default ``verdict_draws``), else ``ABSTAIN``. So a sample counts as correct only when right in
+    most draws, as fooled only when wrong in most, and as reaching a target only when it lands there
+    in most. The randomised modules are reseeded first: the same images always get the same verdict,
+    so an attack's success claim and the evaluation's verification agree.
     """
+    draws = verdict_draws(model) if draws is None else draws
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ConfigError(f"draws must be a whole number ≥ 1, got {draws!r}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else images.device
     with eval_mode(model), torch.autocast(device.type, enabled=False):
-        labels = [model(chunk.to(device)).argmax(1) for chunk in images.split(batch_size)]
+        for module in randomised_modules(model):
+            module.reseed()
+        labels = [_vote(model, chunk.to(device), draws) for chunk in images.split(batch_size)]
     return torch.cat(labels).to(images.device) if labels else torch.empty(0, dtype=torch.long, device=images.device)
+
+
+def _vote(model: nn.Module, x: Tensor, draws: int) -> Tensor:
+    if draws == 1:
+        return model(x).argmax(1)
+    votes = torch.stack([model(x).argmax(1) for _ in range(draws)])  # draws × N
+    label = votes.mode(0).values
+    return torch.where((votes == label).sum(0) * 2 > draws, label, ABSTAIN)
 
 
 @torch.no_grad()

@@ -8,12 +8,15 @@ Set ``ROBUSTKIT_DISABLE_PLUGIN_AUTOLOAD=1`` to skip third-party plugins (as pyte
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import importlib
 import inspect
 import logging
 import os
+import types
+import typing
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar, overload
@@ -89,6 +92,9 @@ class Registry(Generic[T]):
             inspect.signature(plugin).bind(*args, **kwargs)
         except TypeError as err:
             raise ConfigError(f"{self.kind} '{name}': {err}") from None
+        problem = _type_problem(plugin, kwargs)
+        if problem:
+            raise ConfigError(f"{self.kind} '{name}': {problem}")
         return plugin(*args, **kwargs)
 
     def list(self, pattern: str = "*") -> list[str]:
@@ -118,6 +124,36 @@ class Registry(Generic[T]):
                 self.register(ep.load(), name=ep.name)
             except Exception as err:  # a broken third-party plugin must not take the tool down
                 log.warning("skipping %s plugin '%s' from %s: %s", self.kind, ep.name, ep.value, err)
+
+
+_PLAIN = {bool: "true or false", int: "a whole number", float: "a number", str: "a word"}
+
+
+def _type_problem(plugin: Any, settings: dict[str, Any]) -> str | None:
+    """The first setting whose value does not fit its dataclass field's plain type, as one line; else None.
+
+    Fields typed int, float, bool or str (optionally None) are checked, so a CLI ``-o steps=abc`` or a
+    suite's ``steps: abc`` fails here in one line rather than as a TypeError deep in the plugin.
+    """
+    if not dataclasses.is_dataclass(plugin):
+        return None
+    try:
+        hints = typing.get_type_hints(plugin)
+    except (NameError, TypeError):  # annotations this Python cannot resolve: the plugin checks itself
+        return None
+    for key, value in settings.items():
+        hint = hints.get(key)
+        allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+        allowed.discard(type(None))
+        if allowed and allowed <= _PLAIN.keys() and not any(_fits(kind, value) for kind in allowed):
+            return f"{key} must be {' or '.join(_PLAIN[k] for k in _PLAIN if k in allowed)}, got {value!r}"
+    return None
+
+
+def _fits(kind: type, value: Any) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, never to a user
+        return kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 MODELS: Registry = Registry("model", builtins="robustkit.models", group="robustkit.models")

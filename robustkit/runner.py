@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustkit import distributed
+from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CHECKS_VERSION, run_checks
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
@@ -27,6 +28,7 @@ from robustkit.data.base import ImageDataset, Split
 from robustkit.evaluate import evaluate_attack, prepare_attack
 from robustkit.paths import checkpoint_path
 from robustkit.pipeline import train_and_save
+from robustkit.predict import verdict_draws
 from robustkit.records import file_sha256, run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.store import ResultStore, pack
@@ -204,18 +206,19 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
                    sha: str, key: str, progress: bool, source: tuple[nn.Module, Path, str] | None = None) -> dict:  # fmt: skip
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
+    warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
     start = time.perf_counter()
     crafted_on = source[0] if source is not None else model
     attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
                                    progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None)  # fmt: skip
-    extra.update(attack.extra_metrics(model, subset.images.to(device)))
+    extra.update(attack.extra_metrics(model, subset.images.to(device)), verify_draws=verdict_draws(model))
     m = result.metrics()
     meta = run_metadata(device, suite.seed)
     return {
         "key": key, "suite": suite.name, "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model,
-        "defense": cell.entry.defense, "checkpoint": str(path), "checkpoint_sha256": sha, "attack": spec.attack,
+        "defense": cell.entry.defense, "checkpoint": str(path), "checkpoint_sha256": sha, "attack": spec.label,
         "norm": spec.norm, "eps": cell.eps, "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
         "n_samples": suite.n_samples, "sample_seed": suite.seed, "n": m["n"], "clean_accuracy": m["clean_accuracy"],
         "robust_accuracy": m["robust_accuracy"], "attack_success_rate": m["attack_success_rate"],

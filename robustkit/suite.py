@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from robustkit.train import TrainConfig
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
               "transfer", "checks", "check_samples"}  # fmt: skip
 MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "train", "label"}
-ATTACK_KEYS = {"attack", "norm", "eps", "settings"}
+ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
+_VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a variant's name heads leaderboard columns: no spaces
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {"n_train"}
 
 
@@ -50,10 +52,18 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class AttackEntry:
+    """An attack at a list of ε; ``name`` tells variants of one attack apart (PGD with and without BPDA)."""
+
     attack: str
     norm: str
     eps: tuple[float, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        """What the store and the leaderboards call it: the variant's name, else the attack's."""
+        return self.name or self.attack
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,8 @@ class Cell:
                     "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": checkpoint_sha256,
                     "attack": self.attack.attack, "norm": self.attack.norm, "eps": self.eps,
                     "settings": self.attack.settings}  # fmt: skip
+        if self.attack.name:  # only variants: the keys of cells stored before names existed stay as they were
+            identity["name"] = self.attack.name
         if self.source is not None:
             identity.update(source=self.source.describe(), source_checkpoint_sha256=source_sha256)
         return identity
@@ -86,7 +98,7 @@ class Cell:
     @property
     def title(self) -> str:
         source = f"{self.source.name} → " if self.source is not None else ""
-        return f"{source}{self.entry.name} × {self.attack.attack} {self.attack.norm} ε={self.eps:.4g}"
+        return f"{source}{self.entry.name} × {self.attack.label} {self.attack.norm} ε={self.eps:.4g}"
 
 
 @dataclass(frozen=True)
@@ -152,11 +164,12 @@ def _suite(raw: Any, path: Path) -> Suite:
     if len(set(names)) != len(names):
         raise ConfigError(f"models: two entries are both called '{max(names, key=names.count)}'; give one a label")
     for key, entries in (("attacks", attacks), ("transfer", transfer)):
-        seen = [(a.attack, a.norm, e) for a in entries for e in a.eps]
+        seen = [(a.label, a.norm, e) for a in entries for e in a.eps]
         twice = [s for s in seen if seen.count(s) > 1]
         if twice:
-            attack, norm, eps = twice[0]
-            raise ConfigError(f"{key}: {attack} {norm} ε={eps:g} appears twice; one setting per attack and ε")
+            label, norm, eps = twice[0]
+            raise ConfigError(f"{key}: {label} {norm} ε={eps:g} appears twice; "
+                              "give a variant of an attack its own name (name: …)")  # fmt: skip
     suite = Suite(name=str(data.get("name", path.stem)), dataset=data["dataset"], models=models, attacks=attacks,
                   dataset_options=_mapping(data.get("dataset_options", {}), "dataset_options"),
                   n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),
@@ -214,7 +227,19 @@ def _attack(raw: Any, where: str) -> AttackEntry:
             ATTACKS.build(cls.name, eps=e, norm=norm, **settings)
         except RobustkitError as err:
             raise ConfigError(f"{where}: {err}") from None
-    return AttackEntry(attack=cls.name, norm=norm, eps=eps, settings=settings)
+    return AttackEntry(attack=cls.name, norm=norm, eps=eps, settings=settings, name=_variant(data, cls, where))
+
+
+def _variant(data: dict[str, Any], cls: type, where: str) -> str:
+    """The entry's variant name ("" for none, or its attack's own name); another attack's name would mislead."""
+    name = data.get("name", "")
+    if not isinstance(name, str) or (name and not _VARIANT.fullmatch(name)):
+        raise ConfigError(f"{where}.name: a variant's name is letters, digits and - _ . +, got {name!r}")
+    if name and name in ATTACKS:
+        if ATTACKS.get(name) is not cls:
+            raise ConfigError(f"{where}.name: '{name}' is another attack's name; pick one of your own")
+        return ""  # its own name: the plain attack, whose cells keep their keys
+    return name
 
 
 def _mapping(raw: Any, where: str, allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict[str, Any]:

@@ -80,13 +80,16 @@ def test_smallcnn_on_real_fashion_mnist():
     assert record.clean_accuracy > 0.85
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path):
-    out = tmp_path / "tiny.safetensors"
-    result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "32",
-                 "--lr", "0.05", "--precision", "fp32", "--out", str(out))  # fmt: skip
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """Trained once per module (in its own home): the tests only read it."""
+    folder = tmp_path_factory.mktemp("tiny")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROBUSTKIT_HOME", str(folder / "home"))
+        result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "32",
+                     "--lr", "0.05", "--precision", "fp32", "--out", str(folder / "tiny.safetensors"))  # fmt: skip
     assert result.exit_code == 0, result.output
-    return out
+    return folder / "tiny.safetensors"
 
 
 def test_evaluate_end_to_end_on_synthetic(tiny_checkpoint, tmp_path):
@@ -193,3 +196,28 @@ def test_attack_options_are_checked(tiny_checkpoint, extra, message):
     ok = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
              "--n-samples", "8", "-o", "restarts=2", "-o", "step-size=1/50")  # fmt: skip
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("option, message", [("steps=abc", "steps must be a whole number, got 'abc'"),
+                                             ("bpda=maybe", "bpda must be true or false, got 'maybe'"),
+                                             ("step_size=fast", "step_size must be a number, got 'fast'"),
+                                             ("loss=3", "loss must be a word, got 3")])  # fmt: skip
+def test_attack_option_types_are_checked_in_one_line(tiny_checkpoint, option, message):
+    result = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+                 "--n-samples", "8", "-o", option)  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output == f"Error: attack 'pgd': {message}\n"
+
+
+@pytest.mark.parametrize("args, warned", [(["--eps", "25"], "linf ε = 25 ≥ 1 covers the whole [0, 1] input box"),
+                                          (["--eps", "1"], "linf ε = 1 ≥ 1 covers"), (["--eps", "0.99"], None),
+                                          (["--norm", "l2", "--eps", "16"], "l2 ε = 16 ≥ the box's diameter √256 = 16"),
+                                          (["--norm", "l2", "--eps", "15.9"], None)])  # fmt: skip
+def test_a_budget_covering_the_whole_box_is_pointed_out(tiny_checkpoint, args, warned):
+    result = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+                 "--n-samples", "8", "--attack", "fgsm", *args)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    if warned:
+        assert warned in result.output and ("25/255" in result.output) == ("25" in args)
+    else:
+        assert "covers the whole" not in result.output

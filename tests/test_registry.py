@@ -1,5 +1,7 @@
 import logging
 import textwrap
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
@@ -55,6 +57,29 @@ def test_build_drops_none_and_rejects_unknown_settings():
     assert reg.build("double", size=5) == 10
     with pytest.raises(ConfigError, match="double"):
         reg.build("double", colour="red")
+
+
+@dataclass(frozen=True)
+class Widget:
+    name: ClassVar[str] = "widget"
+    count: int = 1
+    scale: float | None = None
+    flag: bool = False
+    mode: str = "a"
+    shape: tuple[int, ...] = ()  # not a plain type: left to the plugin
+
+
+def test_build_checks_dataclass_settings_against_their_plain_types():
+    reg = fresh()
+    reg.register(Widget)
+    assert reg.build("widget", count=2, scale=3, flag=True, mode="b", shape=(1,)) == Widget(2, 3, True, "b", (1,))
+    for key, value, wanted in [("count", "abc", "a whole number"), ("count", 2.5, "a whole number"),
+                               ("count", True, "a whole number"), ("scale", "x", "a number"),
+                               ("flag", 1, "true or false"), ("mode", 3, "a word")]:  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            reg.build("widget", **{key: value})
+        assert str(err.value) == f"widget 'widget': {key} must be {wanted}, got {value!r}"
+    assert reg.build("widget", shape="anything").shape == "anything"
 
 
 def test_builtin_models_are_listed_explicitly():

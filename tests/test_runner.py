@@ -1,6 +1,7 @@
 """Suites, the runner, the store and leaderboards: validation, worst case, resume after kill -9, shards, renderers."""
 
 import io
+import json
 import os
 import re
 import shutil
@@ -64,12 +65,17 @@ def without_timing(table: pd.DataFrame) -> pd.DataFrame:
         (lambda s: s["attacks"][1].update(eps=["8/0"]), "attacks[1].eps must be a number"),
         (lambda s: s["attacks"][0].update(norm="l0"), "attacks[0].norm: fgsm attacks linf, l2, not 'l0'"),
         (lambda s: s["attacks"][1]["settings"].update(steps=0), "attacks[1]: PGD needs steps"),
+        (lambda s: s["attacks"][1]["settings"].update(steps="abc"),
+         "attacks[1]: attack 'pgd': steps must be a whole number, got 'abc'"),
         (lambda s: s["models"][0].update(checkpoint="missing.safetensors"), "models[0].checkpoint:"),
         (lambda s: s["models"][1]["train"].update(epoch=3), "models[1].train: unknown key 'epoch'"),
         (lambda s: s["models"][0].update(defense="madri"), "models[0].defense: unknown defense 'madri'"),
         (lambda s: s.update(n_samples=0), "n_samples must be a whole number ≥ 1"),
         (lambda s: s.pop("attacks"), "missing key 'attacks'"),
-        (lambda s: s["attacks"].append(dict(s["attacks"][0])), "appears twice"),
+        (lambda s: s["attacks"].append(dict(s["attacks"][0])), "appears twice; give a variant of an attack its own name"),
+        (lambda s: s["attacks"].extend([{**s["attacks"][1], "name": "pgd-4"}] * 2), "attacks: pgd-4 linf ε=0.1 appears twice"),
+        (lambda s: s["attacks"][1].update(name="pgd 4"), "attacks[1].name: a variant's name is letters"),
+        (lambda s: s["attacks"][1].update(name="fgsm"), "attacks[1].name: 'fgsm' is another attack's name"),
     ],
 )
 def test_suite_errors_are_one_line_naming_file_and_key(tmp_path, change, message):
@@ -79,6 +85,20 @@ def test_suite_errors_are_one_line_naming_file_and_key(tmp_path, change, message
     with pytest.raises(ConfigError) as err:
         load_suite(path)
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unnamed_attacks_keep_the_cell_keys_of_stores_written_before_variants_existed(tmp_path):
+    plain = {"dataset": "synthetic", "n_samples": 48, "models": [{"model": "lenet5"}],
+             "attacks": [{"attack": "pgd", "eps": [0.1], "settings": {"steps": 4}}]}  # fmt: skip
+    named = yaml.safe_load(yaml.safe_dump(plain))
+    named["attacks"] += [{**named["attacks"][0], "name": "pgd-bpda", "settings": {"steps": 4, "bpda": True}},
+                         {**named["attacks"][0], "name": "pgd"}]  # its own name: the plain attack, listed twice
+    with pytest.raises(ConfigError, match="pgd linf ε=0.1 appears twice"):
+        load_suite(write_suite(tmp_path, named))
+    named["attacks"].pop()
+    cells = load_suite(write_suite(tmp_path, named)).cells()
+    assert cells[0].key("0" * 64) == "c1d6c06837d58a471f1a3dc9"  # computed by robustkit before names existed
+    assert cells[1].key("0" * 64) != cells[0].key("0" * 64) and cells[1].title == "lenet5 × pgd-bpda linf ε=0.1"
 
 
 def test_broken_yaml_names_the_line(tmp_path):
@@ -141,6 +161,36 @@ def test_stored_outcomes_match_an_independent_evaluation(finished, shared_home):
                              progress=False)  # fmt: skip
     assert torch.equal(unpack(row["robust"], 48), direct.robust)
     assert torch.equal(unpack(row["clean_correct"], 48), direct.clean_correct)
+
+
+def test_two_named_variants_of_pgd_run_as_their_own_cells_and_columns(finished, shared_home, tmp_path, caplog):
+    from attacks import PGD
+    from robustkit.checkpoint import load_model
+    from robustkit.data import get_dataset
+
+    folder, _, _ = finished
+    variants = {**SUITE, "name": "variants", "models": SUITE["models"][:1], "attacks": [
+        {"attack": "pgd", "norm": "linf", "eps": [0.1], "settings": {"steps": 4}},  # the tiny suite's cell
+        {"attack": "pgd", "name": "pgd-bpda", "eps": [0.1], "settings": {"steps": 4, "bpda": True}},
+        {"attack": "fgsm", "eps": [1]},  # covers the whole box: warned about
+    ]}  # fmt: skip
+    store = tmp_path / "copy.sqlite"
+    shutil.copy(folder / "full.sqlite", store)  # a store written before: the plain PGD cell is found there
+    summary = run_suite(load_suite(write_suite(tmp_path, variants)), store, device=CPU, progress=False)
+    assert summary.skipped == 1 and summary.evaluated == 2
+    assert "linf ε = 1 ≥ 1 covers the whole [0, 1] input box" in caplog.text
+    cells = read_stores([store])
+    cells = cells[cells["key"].isin(summary.keys)]
+    assert sorted(cells["attack"]) == ["fgsm", "pgd", "pgd-bpda"]
+    board = leaderboard(cells).set_index("entry")
+    bpda = cells[cells["attack"] == "pgd-bpda"].iloc[0]
+    model, _ = load_model(bpda["checkpoint"])
+    subset = get_dataset("synthetic").test.subset(48, seed=0)
+    direct = evaluate_attack(model, subset.images, subset.labels, PGD(eps=0.1, steps=4, bpda=True, seed=0),
+                             batch_size=24, progress=False)  # fmt: skip
+    assert torch.equal(unpack(bpda["robust"], 48), direct.robust) and json.loads(bpda["settings"])["bpda"] is True
+    assert board.loc["lenet5", "pgd-bpda linf ε=0.1"] == pytest.approx(direct.robust_accuracy)
+    assert board.loc["lenet5", "pgd linf ε=0.1"] == pytest.approx(cells[cells["attack"] == "pgd"]["robust_accuracy"].item())
 
 
 def test_a_rerun_skips_finished_cells_and_a_changed_cell_alone_is_evaluated(finished, shared_home, tmp_path):

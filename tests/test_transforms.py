@@ -1,6 +1,7 @@
 """Input-transform defenses and the attacker's answers: BPDA breaks rounding, EOT averages out noise."""
 
 import io
+import json
 import math
 
 import numpy as np
@@ -17,11 +18,12 @@ from defenses.transforms import _LUMA, BitDepth, Jpeg, dct_matrix, quantisation_
 from robustkit import pipeline
 from robustkit.bpda import is_straight_through, non_differentiable, straight_through
 from robustkit.checkpoint import load_model
+from robustkit.evaluate import evaluate_attack
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.paths import checkpoint_path
-from robustkit.predict import predict
+from robustkit.predict import DRAWS, predict
 from robustkit.registry import DEFENSES
 
 
@@ -105,6 +107,18 @@ def test_gaussian_noise_is_random_per_pass_reproducible_per_seed_and_leaves_the_
     assert out.min() >= 0 and out.max() <= 1
 
 
+def test_gaussian_noise_verdicts_are_majority_votes_so_every_claimed_example_verifies():
+    # measured with single-draw verdicts (fresh noise each): 6 claimed examples failed verification
+    x, y = DATA.test.images, DATA.test.labels
+    noisy = GaussianNoise(sigma=0.2).wrap(tiny_model())
+    result = evaluate_attack(noisy, x, y, PGD(eps=0.1, steps=10), batch_size=64, progress=False)
+    assert result.n_unverified == 0 and result.robust_accuracy < result.clean_accuracy
+    noisy.transform.reseed()  # the vote by hand: draws 1…9 of the seeded stream, right in at least 5
+    with torch.no_grad():
+        right = sum((noisy(x).argmax(1) == y).long() for _ in range(DRAWS))
+    assert torch.equal(result.clean_correct, right * 2 > DRAWS)
+
+
 # ---- the defenses: registry, wrapping, gradients ----
 
 
@@ -121,6 +135,20 @@ def test_transform_defenses_build_without_a_budget_and_validate_settings():
         JpegQuantization(quality=101)
     with pytest.raises(ConfigError, match="sigma"):
         GaussianNoise(sigma=-0.1)
+
+
+@pytest.mark.parametrize("name", [n for n in DEFENSES if not DEFENSES.get(n).trains_weights])
+def test_wrapping_gives_the_wrapper_the_models_mode(name, caplog):
+    model = tiny_model()
+    wrapped = DEFENSES.build(name).wrap(model)
+    assert not any(m.training for m in wrapped.modules())
+    x, y = tiny_batch(8)
+    evaluate_attack(wrapped, x, y, PGD(eps=0.05, steps=1), progress=False)
+    assert "training mode" not in caplog.text
+    model.train().normalize.eval()  # a model training with one module kept in eval mode keeps it so
+    modes = [m.training for m in model.modules()]
+    wrapped = DEFENSES.build(name).wrap(model)
+    assert wrapped.training and wrapped.transform.training and [m.training for m in model.modules()] == modes
 
 
 def test_wrapping_keeps_the_model_its_keys_and_modes():
@@ -247,5 +275,10 @@ def test_cli_evaluates_the_standard_model_through_the_transform(isolated_home, t
     evaluate = runner.invoke(main, ["evaluate", *common, "--defense", "bit-depth", "--eps", "0.1", "--steps", "2",
                                     "--n-samples", "16", "--output", str(record)])  # fmt: skip
     assert evaluate.exit_code == 0, evaluate.output
-    assert "training one" not in evaluate.output
+    assert "training one" not in evaluate.output and "training mode" not in evaluate.output
     assert str(isolated_home / "checkpoints" / "synthetic" / "lenet5-none.safetensors") in record.read_text()
+    noisy = runner.invoke(main, ["evaluate", *common, "--defense", "gaussian-noise", "--eps", "0.1", "--steps", "2",
+                                 "--n-samples", "16", "--output", str(record)])  # fmt: skip
+    assert noisy.exit_code == 0, noisy.output
+    squeezed, noise = json.loads(record.read_text())
+    assert squeezed["verify_draws"] == 1 and noise["verify_draws"] == DRAWS and noise["n_unverified"] == 0

@@ -12,6 +12,7 @@ from attacks.losses import LOSSES
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit import distributed
+from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CheckReport, run_checks
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
@@ -20,6 +21,7 @@ from robustkit.example_grid import save_example_grid
 from robustkit.paths import home
 from robustkit.perturbation_file import load_perturbation, save_perturbation
 from robustkit.pipeline import obtain_model
+from robustkit.predict import verdict_draws
 from robustkit.records import append_record, file_sha256, run_metadata
 from robustkit.registry import ATTACKS, MODELS
 from robustkit.threat import default_eps, parse_eps
@@ -90,6 +92,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     if delta is not None:
         settings["perturbation"] = delta
     attack = ATTACKS.build(attack_name, **settings)
+    warn_if_covers_box(norm, budget, data.info.input_shape)
     device = resolve_device(device)
     distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
     device = distributed.local_device(device)
@@ -128,7 +131,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
               "dataset": data.info.name, "defense": defense, "attack": attack_name,
               "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
                                             sort_keys=True),
-              "norm": norm, "eps": budget, **m, **run_metadata(device, seed)}  # fmt: skip
+              "norm": norm, "eps": budget, **m, "verify_draws": verdict_draws(model), **run_metadata(device, seed)}  # fmt: skip
     if source is not None:
         record.update({"source_model": source_model or model_name, "source_checkpoint": str(source_path),
                        "source_checkpoint_sha256": file_sha256(source_path)})  # fmt: skip
