@@ -158,10 +158,18 @@ class Noise(Randomised):
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def reseed(self) -> None:
-        """Start the noise stream over: the evaluation engine calls this before each evaluation, and
-        ``predict`` before each vote, so a cell's figure does not depend on what ran before it (other
-        cells, checks, a resumed run) and the same images always get the same verdict."""
+        """Start the noise stream over: the evaluation engine calls this before each evaluation, so a cell's figure does not depend on what ran before it (other
+        cells, checks, a resumed run)."""
         self._generators.clear()
+
+    def stream_state(self) -> dict[torch.device, Tensor]:
+        return {device: generator.get_state() for device, generator in self._generators.items()}
+
+    def restore_stream(self, state: dict[torch.device, Tensor]) -> None:
+        self._generators = {}
+        for device, generator_state in state.items():
+            self._generators[device] = torch.Generator(device=device)
+            self._generators[device].set_state(generator_state)
 
     def forward(self, x: Tensor) -> Tensor:
         generator = self._generators.get(x.device)

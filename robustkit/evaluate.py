@@ -20,6 +20,7 @@ from attacks.base import Attack
 from robustkit import distributed
 from robustkit.data.base import Split
 from robustkit.predict import predict
+from robustkit.randomness import randomised_modules
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,8 @@ def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation
 
 def reseed_randomness(model: nn.Module) -> None:
     """Restart every randomised layer's own stream (``reseed()``, e.g. a Gaussian-noise defense)."""
-    for module in model.modules():
-        if callable(getattr(module, "reseed", None)):
-            module.reseed()
+    for module in randomised_modules(model):
+        module.reseed()
 
 
 def _evaluate(model, images, labels, positions, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
-from robustkit.randomness import randomised_modules
+from robustkit.randomness import fixed_draws, randomised_modules
 
 DRAWS = 9  # passes behind a randomised model's verdict; odd, so right and wrong cannot tie
 ABSTAIN = -1  # a randomised model's verdict when no class wins a majority of the draws (no label equals it)
@@ -28,8 +28,9 @@ def predict(model: nn.Module, images: Tensor, *, batch_size: int = 512, draws: i
     ``Randomised`` module) gets a vote: the class predicted in a strict majority of ``draws`` passes
     (default ``verdict_draws``), else ``ABSTAIN``. So a sample counts as correct only when right in
     most draws, as fooled only when wrong in most, and as reaching a target only when it lands there
-    in most. The randomised modules are reseeded first: the same images always get the same verdict,
-    so an attack's success claim and the evaluation's verification agree.
+    in most. The votes draw from the randomised modules' seeds (``fixed_draws``): the same images
+    always get the same verdict, so an attack's success claim and the evaluation's verification
+    agree, and the attack's own stream of draws continues undisturbed.
     """
     draws = verdict_draws(model) if draws is None else draws
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
@@ -37,9 +38,8 @@ def predict(model: nn.Module, images: Tensor, *, batch_size: int = 512, draws: i
     param = next(model.parameters(), None)
     device = param.device if param is not None else images.device
     with eval_mode(model), torch.autocast(device.type, enabled=False):
-        for module in randomised_modules(model):
-            module.reseed()
-        labels = [_vote(model, chunk.to(device), draws) for chunk in images.split(batch_size)]
+        with fixed_draws(model):
+            labels = [_vote(model, chunk.to(device), draws) for chunk in images.split(batch_size)]
     return torch.cat(labels).to(images.device) if labels else torch.empty(0, dtype=torch.long, device=images.device)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from torch import nn
 
@@ -17,6 +20,29 @@ class Randomised(nn.Module, ABC):
     @abstractmethod
     def reseed(self) -> None:
         """Start the module's own random stream over from its seed (same draws, same verdicts)."""
+
+    @abstractmethod
+    def stream_state(self) -> Any:
+        """Where the module's random stream stands now (for ``restore_stream``)."""
+
+    @abstractmethod
+    def restore_stream(self, state: Any) -> None:
+        """Put the stream back where ``stream_state`` found it."""
+
+
+@contextmanager
+def fixed_draws(model: nn.Module) -> Iterator[None]:
+    """Inside, every randomised module draws from its seed's start; afterwards its stream continues
+    where it was, so a verdict taken in the middle of an attack does not replay the attack's draws."""
+    modules = randomised_modules(model)
+    states = [m.stream_state() for m in modules]
+    for m in modules:
+        m.reseed()
+    try:
+        yield
+    finally:
+        for m, state in zip(modules, states):
+            m.restore_stream(state)
 
 
 def randomised_modules(model: nn.Module) -> list[Randomised]:

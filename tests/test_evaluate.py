@@ -40,11 +40,11 @@ def test_batching_and_seed_do_not_change_the_result():
 class Cheater(Attack):
     """Claims success with examples far outside the ε-ball."""
 
-    def perturb(self, model, x, y, *, target, generator):
+    def perturb(self, model, x, y, *, target, rng):
         return Perturbed(x)
 
-    def __call__(self, model, x, y, *, target=None):
-        result = super().__call__(model, x, y, target=target)
+    def __call__(self, model, x, y, *, target=None, index=None):
+        result = super().__call__(model, x, y, target=target, index=index)
         fake = (x + 0.5).clamp(0, 1)
         return type(result)(fake, torch.ones_like(result.success), result.norms)
 
@@ -75,6 +75,12 @@ class Flaky(Randomised):
     def reseed(self) -> None:
         self.draw = 0
 
+    def stream_state(self) -> int:
+        return self.draw
+
+    def restore_stream(self, state: int) -> None:
+        self.draw = state
+
     def forward(self, x):
         wrong = self.draw < (x.flatten(1).mean(1) * DRAWS).round()
         self.draw += 1
@@ -87,7 +93,7 @@ class Fill(Attack):
 
     level: float = 0.0
 
-    def perturb(self, model, x, y, *, target, generator):
+    def perturb(self, model, x, y, *, target, rng):
         return Perturbed(torch.full_like(x, self.level))
 
 
@@ -119,3 +125,16 @@ def test_the_vote_needs_a_strict_majority_and_a_deterministic_model_gets_one_pas
     model.register_forward_hook(lambda *args: calls.append(1))
     predict(model, DATA.test.images, batch_size=32)
     assert verdict_draws(model) == 1 and len(calls) == 2  # one pass per chunk: no extra cost
+
+
+def test_a_verdict_in_the_middle_of_an_attack_leaves_the_models_own_draws_alone():
+    from defenses.transforms import Noise
+
+    noise, x = Noise(sigma=0.1, seed=5), torch.full((4, 1, 3, 3), 0.5)
+    model = torch.nn.Sequential(noise, torch.nn.Flatten(), torch.nn.Linear(9, 2))
+    first = noise(x)
+    predict(model, x)  # votes from the seed's start, then puts the stream back
+    second = noise(x)
+    noise.reseed()
+    assert torch.equal(noise(x), first) and torch.equal(noise(x), second)  # the stream went on undisturbed
+    assert torch.equal(predict(model, x), predict(model, x))  # and every verdict is the same
