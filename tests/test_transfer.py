@@ -45,7 +45,7 @@ def test_transfer_is_crafted_on_the_source_and_scored_on_the_target():
     assert torch.equal(default.robust, moved.robust)
     # by hand: clean-correct on the target, then the source's adversarial example must fool the target
     correct = target(X).argmax(1) == Y
-    x_adv = attack(source, X[correct], Y[correct]).x_adv
+    x_adv = attack(source, X[correct], Y[correct], index=correct.nonzero().squeeze(1)).x_adv  # same per-sample draws
     fooled = torch.zeros_like(correct)
     fooled[correct.nonzero().squeeze(1)] = target(x_adv).argmax(1) != Y[correct]
     assert torch.equal(moved.robust, correct & ~fooled)
