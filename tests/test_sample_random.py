@@ -59,11 +59,13 @@ def _outcomes(attack, images, labels, batch_size):
     return result.clean_correct, result.robust, result.norms
 
 
+# on the code before per-sample randomness, these changed 19, 17, 6, 41 and 6 verdicts of 300 between batch sizes
 @pytest.mark.parametrize("attack, n, sizes", [
-    (PGD(eps=0.05, steps=5, seed=1), 300, (300, 50)),  # random start: the measurement
-    (PGD(eps=0.8, norm="l2", steps=3, restarts=2, seed=2), 120, (120, 7)),
-    (Square(eps=0.08, queries=40, seed=3), 64, (64, 5)),
-    (OnePixel(eps=1, population=12, generations=3, seed=4), 64, (64, 9)),
+    (PGD(eps=0.1, steps=1, seed=1), 300, (300, 50)),  # the random start decides: the measurement
+    (PGD(eps=0.15, steps=2, seed=1), 300, (300, 50)),
+    (PGD(eps=0.8, norm="l2", steps=3, restarts=2, seed=2), 300, (300, 7)),
+    (Square(eps=0.15, queries=30, seed=3), 300, (300, 50)),
+    (OnePixel(eps=1, population=12, generations=3, seed=4), 300, (300, 9)),
 ])  # fmt: skip
 def test_one_cell_gives_the_same_per_sample_outcomes_at_any_batch_size(attack, n, sizes):
     images = torch.cat([DATA.test.images, DATA.train.images])[:n]
