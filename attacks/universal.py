@@ -223,7 +223,8 @@ def _as_images(images: Tensor | Split | Iterable) -> Tensor:
         if not batches or not all(isinstance(b, Tensor) for b in batches):
             raise ConfigError("fit needs images: a tensor N×C×H×W, a Split, or a loader of image batches")
         x = torch.cat(batches)
-    if not x.is_floating_point() or x.ndim < 3 or len(x) == 0:
-        raise ConfigError("fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]")
+    if not x.is_floating_point() or x.ndim != 4 or len(x) == 0:
+        raise ConfigError(f"fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]; got "
+                          f"{x.dtype} of shape {tuple(x.shape)} (one channel: x.unsqueeze(1))")  # fmt: skip
     check_pixels(x, "fitting images")
     return x.detach()

@@ -121,3 +121,9 @@ def test_broken_perturbation_files_are_one_line_errors(tmp_path):
                           ("missing.safetensors", "does not exist")]:  # fmt: skip
         with pytest.raises(CheckpointError, match=message):
             load_perturbation(tmp_path / name)
+
+
+def test_fitting_images_without_a_channel_axis_are_one_line_error():
+    with pytest.raises(ConfigError, match=r"N×C×H×W.*shape \(4, 28, 28\)") as err:
+        Universal(eps=0.1).fit(tiny_model(), torch.rand(4, 28, 28))
+    assert "\n" not in str(err.value)
