@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks.base import Attack, Perturbed, check_pixels
+from attacks.base import Attack, AttackResult, Perturbed, check_pixels
 from attacks.deepfool import minimal_perturbation
 from attacks.losses import is_success
 from robustkit.data.base import Split
@@ -117,6 +117,14 @@ class Universal(Attack):
         return {"fooling_rate": fooling_rate(model, images, delta, target_class=self.target_class),
                 "perturbation_norm": self.threat.norm(delta[None].float()).item()}  # fmt: skip
 
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
+        """As every attack; with ``target_class`` (and no ``target``), success means classified as that class."""
+        result = super().__call__(model, x, y, target=target)
+        if target is not None or self.target_class is None:
+            return result
+        hit = predict(model, result.x_adv, batch_size=max(len(x), 1)) == self.target_class
+        return replace(result, success=result.success & hit)  # success: misclassified, so y ≠ target_class
+
     def fit(self, model: nn.Module, images: Tensor | Split | Iterable, *, target: int | None = None,
             progress: bool = True) -> Tensor:  # fmt: skip
         """Fit δ (C×H×W, float32, on the model's device) on ``images``: a tensor, a ``Split`` or a loader.
@@ -198,18 +206,19 @@ def fooling_rate(
     batch_size: int = 512,
 ) -> float:
     """Fraction of ``images`` whose prediction x + δ (clipped to [0, 1]) differs from the clean one
-    (``reference``, computed if not given); with ``target_class``, the fraction classified as it."""
-    if len(images) == 0:
-        return float("nan")
-    if reference is None and target_class is None:
+    (``reference``, computed if not given); with ``target_class``, the fraction of the images not
+    already classified as that class that x + δ sends to it (NaN when there are none)."""
+    if reference is None:
         reference = predict(model, images, batch_size=batch_size)
-    hits = 0
+    hits = eligible = 0
     for lo in range(0, len(images), batch_size):
-        chunk = images[lo : lo + batch_size]
+        chunk, ref = images[lo : lo + batch_size], reference[lo : lo + batch_size]
         pred = predict(model, clip_to_box(chunk + delta.to(chunk.device, chunk.dtype)), batch_size=batch_size)
-        hits += int((pred == target_class).sum() if target_class is not None
-                    else (pred != reference[lo : lo + batch_size].to(pred.device)).sum())  # fmt: skip
-    return hits / len(images)
+        ref = ref.to(pred.device)
+        counted = ref != target_class if target_class is not None else torch.ones_like(ref, dtype=torch.bool)
+        moved = pred == target_class if target_class is not None else pred != ref
+        hits, eligible = hits + int((moved & counted).sum()), eligible + int(counted.sum())
+    return hits / eligible if eligible else float("nan")
 
 
 def _as_images(images: Tensor | Split | Iterable) -> Tensor:

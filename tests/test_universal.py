@@ -127,3 +127,23 @@ def test_fitting_images_without_a_channel_axis_are_one_line_error():
     with pytest.raises(ConfigError, match=r"N×C×H×W.*shape \(4, 28, 28\)") as err:
         Universal(eps=0.1).fit(tiny_model(), torch.rand(4, 28, 28))
     assert "\n" not in str(err.value)
+
+
+def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
+    """With ``target_class``, success, robust accuracy and the fooling rate count the target class only."""
+    from robustkit.evaluate import evaluate_attack
+
+    model, x, y = tiny_model(), HELD_OUT, DATA.test.labels
+    delta = Universal(eps=0.3, method="sgd", max_passes=2).fit(model, FIT, progress=False)  # errors go to 2 and 3
+    attack = Universal(eps=0.3, target_class=2).with_perturbation(delta)
+    with torch.no_grad():
+        clean, pred = model(x).argmax(1), model((x + attack.perturbation).clamp(0, 1)).argmax(1)
+    to_target = (pred == 2) & (y != 2)
+    assert ((pred != y) & (pred != 2)).any() and to_target.any()  # both kinds of misclassification occur
+    assert torch.equal(attack(model, x, y).success, to_target)
+    evaluation = evaluate_attack(model, x, y, attack, progress=False)
+    assert torch.equal(evaluation.robust, (clean == y) & ~to_target)
+    eligible = clean != 2
+    assert attack.extra_metrics(model, x)["fooling_rate"] == pytest.approx(
+        ((pred == 2) & eligible).sum().item() / eligible.sum().item())  # fmt: skip
+    assert fooling_rate(model, x, torch.zeros(x.shape[1:]), target_class=int(clean[0])) == 0  # none moved there
