@@ -147,3 +147,50 @@ def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
     assert attack.extra_metrics(model, x)["fooling_rate"] == pytest.approx(
         ((pred == 2) & eligible).sum().item() / eligible.sum().item())  # fmt: skip
     assert fooling_rate(model, x, torch.zeros(x.shape[1:]), target_class=int(clean[0])) == 0  # none moved there
+
+
+class CountingModel(nn.Module):
+    """Counts the images the wrapped model sees, a measure of an attack's cost."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.model(x)
+
+
+def test_the_default_fit_costs_two_passes_per_image_per_sweep():
+    """The default method is SGD: a forward+backward per image per sweep, plus the sweep's fooling rate.
+    (DeepFool, the former default, spends a forward per linearisation and a backward per candidate class.)"""
+    model = CountingModel(tiny_model())
+    attack = Universal(eps=0.05)
+    attack.fit(model, FIT, progress=False)
+    assert attack.method == "sgd"
+    assert model.images <= (1 + 2 * attack.max_passes) * len(FIT)  # 1: the clean reference predictions
+
+
+def test_the_progress_bar_shows_the_passes_and_the_fitting_sets_fooling_rate(monkeypatch):
+    import attacks.universal
+
+    shown, counted = [], []
+
+    class Bar:
+        def __init__(self, *args, total, **kwargs):
+            self.total = total
+
+        def update(self, n):
+            counted.append(n)
+
+        def set_postfix_str(self, text):
+            shown.append(text)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(attacks.universal, "tqdm", Bar)
+    model = tiny_model()
+    delta = Universal(eps=0.05, max_passes=3, fooling_goal=1.0, batch_size=64).fit(model, FIT)
+    assert sum(counted) == 3 * len(FIT) and shown[0].startswith("pass 1/3, fooling ≈")
+    assert shown[-1] == f"pass 3/3, fooling {fooling_rate(model, FIT, delta):.3f}"
