@@ -78,7 +78,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     data = open_dataset(dataset, data_dir, download)
     delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
-    norm = norm or saved_with.get("norm") or ATTACKS.get(attack_name).norms[0]
+    norm = norm or saved_with.get("norm") or ATTACKS.default(attack_name, "norm")
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     if pixels is not None and norm != "l0":
         raise ConfigError(f"--pixels is an L0 budget; the {norm} threat model takes --eps")
