@@ -28,3 +28,26 @@ def test_deepfool_runs_the_norm_it_lists(tmp_path):
                                   "--attack", "deepfool", "--n-samples", "8", "--output", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())[0]["norm"] == "l2"
+
+
+class Constant(nn.Module):
+    """Always class 0, whatever the pixels: no candidate ever fools it, so the whole budget is spent."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([1.0, 0.0]))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), 2)
+
+
+def test_one_pixel_defaults_cost_1100_queries_per_image_and_the_paper_is_a_named_choice():
+    x, _ = tiny_batch(3)
+    result = OnePixel()(Constant(), x, torch.zeros(3, dtype=torch.long))
+    assert result.queries.tolist() == [100 * (10 + 1)] * 3  # the paper's 400 × (100 + 1) = 40 400 each
+    paper = OnePixel.paper(eps=3)
+    assert (paper.eps, paper.population, paper.generations, paper.precision) == (3, 400, 100, "fp32")
+    assert OnePixel.paper(generations=5).generations == 5
+    helps = {p.name: p.help for p in evaluate.params}
+    assert helps["population"].endswith(f"[{OnePixel.population}; the paper's {paper.population}].")
+    assert helps["generations"].endswith(f"[{OnePixel.generations}; the paper's {paper.generations}].")

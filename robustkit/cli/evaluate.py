@@ -30,15 +30,15 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
 @dataset_options
 @click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
-@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), help="Threat model [the attack's first: linf; l0 for one-pixel].")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), help="Threat model [the attack's: linf; l2 for deepfool; l0 for one-pixel].")
 @click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1].")
-@click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [400].")
-@click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [100].")
+@click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [100; the paper's 400].")
+@click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [10; the paper's 100].")
 @click.option("--steps", type=click.IntRange(min=1), help="Iterations (iterative attacks).")
 @click.option("--step-size", type=str, help="Step size, e.g. 0.01 or 2/255 [2.5·ε/steps].")
 @click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
 @click.option("--loss", type=click.Choice(list(LOSSES)), help="Attack objective [ce].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32; bf16 for one-pixel].")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Any other attack setting, e.g. -o method=sgd -o max_passes=5 (repeatable).")  # fmt: skip
 @click.option("--fit-samples", type=click.IntRange(min=1), default=1000, show_default=True,
