@@ -88,7 +88,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
                     generations=generations)  # fmt: skip
     settings.update(_extra_settings(options, settings))
     if delta is not None:
-        settings["perturbation"] = delta
+        settings.update(_fitted_with(saved_with, perturbation_file, attack_name, settings), perturbation=delta)
     attack = ATTACKS.build(attack_name, **settings)
     device = resolve_device(device)
     distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
@@ -164,6 +164,24 @@ def _echo_checks(report: CheckReport) -> None:
     click.echo(f"gradient-masking checks: {len(report.flags)} flag(s)")
     for flag in report.flags:
         click.echo(f"  ⚑ {flag.line()}")
+
+
+def _fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> dict:
+    """The settings a saved δ was fitted with, so the record of applying it names them; a conflicting
+    setting is refused, since δ cannot change after fitting."""
+    made_by = saved_with.get("attack", attack_name)
+    if made_by not in ATTACKS or ATTACKS.get(made_by) is not ATTACKS.get(attack_name):
+        raise ConfigError(f"{path} was made by --attack {made_by}, not {attack_name}")
+    try:
+        fitted = json.loads(saved_with.get("attack_settings", "{}"))
+    except json.JSONDecodeError:
+        fitted = None
+    if not isinstance(fitted, dict):
+        raise ConfigError(f"{path}: its record's attack settings are not a JSON object")
+    for key, value in fitted.items():
+        if given.get(key) is not None and given[key] != value:
+            raise ConfigError(f"{path} was fitted with {key}={value!r}, not {given[key]!r}: drop that setting or fit anew")
+    return fitted
 
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
