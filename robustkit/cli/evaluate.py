@@ -151,7 +151,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         if ex:
             grid = save_example_grid(save_examples / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png",
                                      ex["clean"], ex["adversarial"], ex["label"], ex["adversarial_prediction"],
-                                     data.info.class_names)  # fmt: skip
+                                     data.info.class_names, norm=norm)  # fmt: skip
             click.echo(f"examples: {grid}")
         else:
             click.echo("examples: none (the attack broke no sample)")
