@@ -43,6 +43,10 @@ class Square(Attack):
     ``seed``; ``precision``. A sample stops costing queries once it is fooled.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` int64 N, model evaluations per
     sample (≤ the budget).
+    Cost of the defaults: at most 5000 forward passes per image (a fooled image stops); ~160 s for
+    1000 Fashion-MNIST images on smallcnn on 2 CPU cores (L∞ ε = 0.1), nearly all of it on the ~5 %
+    it cannot fool. ``queries=1000`` takes ~50 s there but leaves twice as many unbroken (robust
+    accuracy 0.095 vs 0.046), and ``patience=1000`` saved nothing; so the budget stays AutoAttack's.
 
     Example::
 

@@ -51,3 +51,9 @@ def test_one_pixel_defaults_cost_1100_queries_per_image_and_the_paper_is_a_named
     helps = {p.name: p.help for p in evaluate.params}
     assert helps["population"].endswith(f"[{OnePixel.population}; the paper's {paper.population}].")
     assert helps["generations"].endswith(f"[{OnePixel.generations}; the paper's {paper.generations}].")
+
+
+@pytest.mark.parametrize("name", ATTACKS.list())
+def test_every_attack_states_what_its_defaults_cost(name):
+    doc = " ".join(inspect.getdoc(ATTACKS.get(name)).split())
+    assert "Cost of the defaults:" in doc and "s for 1000 Fashion-MNIST images" in doc
