@@ -46,6 +46,8 @@ class APGD(LossGradientAttack):
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
     A sample stops costing passes once it is fooled, or once its gradient is exactly zero where it
     stands, since it would never move again (its own trajectory is unchanged by the others').
+    Cost of the defaults: 100 steps = at most 100 forward+backward passes per image; ~5 s for 1000
+    Fashion-MNIST images on smallcnn on 2 CPU cores (L∞ ε = 0.1: most images fall in a few steps).
 
     Example::
 

@@ -107,12 +107,15 @@ def _closest_boundary_step(
 class DeepFool(GradientAttack):
     """DeepFool (Moosavi-Dezfooli et al. 2016), a minimal-perturbation attack, bounded here by ε.
 
-    Threat model: L2 (the original) or L∞ (through the dual ℓ1 norm), the result clipped to the
-    ε-ball and [0, 1], so a sample whose minimal perturbation exceeds ε stays unbroken.
+    Threat model: L2 (the original, and the default) or L∞ (through the dual ℓ1 norm), the result
+    clipped to the ε-ball and [0, 1], so a sample whose minimal perturbation exceeds ε stays unbroken.
     Arguments: ``eps``; ``steps`` (50 linearisations); ``overshoot`` (0.02); ``candidates`` (the 10 most
-    likely other classes considered); ``norm``; ``precision``. Deterministic: ``seed`` is unused.
+    likely other classes considered); ``norm``; ``precision``; ``eot`` (logits and gradients averaged over
+    that many passes) and ``bpda`` (rounding layers differentiated as the identity). Deterministic: ``seed`` is unused.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N. ``extras["minimal_norm"]`` holds the norm of
     the unclipped DeepFool perturbation (inf where it failed), a per-sample robustness estimate.
+    Cost of the defaults: at most 50 × (1 forward + 10 backward) passes per image (a fooled image
+    stops); ~19 s for 1000 Fashion-MNIST images on smallcnn on 2 CPU cores (L2 ε = 1.5).
 
     Example::
 
@@ -123,6 +126,7 @@ class DeepFool(GradientAttack):
     name: ClassVar[str] = "deepfool"
     norms: ClassVar[tuple[str, ...]] = ("l2", "linf")
 
+    norm: str = "l2"
     steps: int = 50
     overshoot: float = 0.02
     candidates: int = 10

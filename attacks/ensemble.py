@@ -43,6 +43,9 @@ class Ensemble(GradientAttack):
     ``bpda`` (passed to every member, for randomised or non-differentiable defenses).
     Shapes: x N×C×H×W in [0, 1], y int64 N. ``extras["broken_by"]`` (int64 N) names, per sample,
     the member that broke it (0 APGD-CE, 1 APGD-T, 2 Square) or −1; ``extras["members"]`` their names.
+    Cost of the defaults: 100 APGD-CE steps, then 9 × 100 APGD-T steps, then up to 5000 Square
+    queries, each only on the samples still robust; ~42 s for 1000 Fashion-MNIST images on smallcnn on
+    2 CPU cores (L∞ ε = 0.1, where APGD-CE breaks almost all); on a robust model, many times that.
 
     Example::
 

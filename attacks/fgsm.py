@@ -23,6 +23,8 @@ class FGSM(LossGradientAttack):
     is ``step_scale``·ε, projected back onto the ball: 1.25 with a random start in Wong et al.),
     ``seed``, ``precision``.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N. One forward+backward pass per sample.
+    Cost of the defaults: that one pass; ~1.5 s for 1000 Fashion-MNIST images on smallcnn on 2 CPU
+    cores (L∞ ε = 0.1, the engine's clean pass and verification included).
 
     Example::
 

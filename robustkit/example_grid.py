@@ -21,8 +21,14 @@ def save_example_grid(
     labels: Tensor,
     predictions: Tensor,
     class_names: Sequence[str],
+    *,
+    norm: str | None = None,
 ) -> Path:
-    """One row per example; the perturbation is shown around mid-grey, scaled to the row's largest change."""
+    """One row per example; the perturbation is shown around mid-grey, scaled to the row's largest change.
+
+    Its caption gives that amplification, or under L0 (where a change may span the whole range, an
+    amplification below 1) the number of pixels changed, the budget that attack spends.
+    """
     from PIL import Image, ImageDraw
 
     path = Path(path)
@@ -35,7 +41,7 @@ def save_example_grid(
     for row in range(len(clean)):
         cells = [
             (clean[row], f"clean: {class_names[int(labels[row])]}"),
-            (perturbation[row], f"delta x{scale[row].item():.0f}"),
+            (perturbation[row], _delta_caption(delta[row], scale[row].item(), norm)),
             (adversarial[row], f"adv: {_name(class_names, int(predictions[row]))}"),
         ]
         for col, (image, caption) in enumerate(cells):
@@ -48,6 +54,13 @@ def save_example_grid(
 
 def _name(class_names: Sequence[str], label: int) -> str:
     return "no majority" if label == ABSTAIN else class_names[label]  # a randomised model's split vote
+
+
+def _delta_caption(delta: Tensor, scale: float, norm: str | None) -> str:
+    if norm == "l0":
+        changed = int((delta != 0).any(0).sum())
+        return f"delta: {changed} pixel" + ("" if changed == 1 else "s")
+    return f"delta x{scale:.3g}"
 
 
 def _to_pil(image: Tensor):

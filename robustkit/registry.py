@@ -97,6 +97,13 @@ class Registry(Generic[T]):
             raise ConfigError(f"{self.kind} '{name}': {problem}")
         return plugin(*args, **kwargs)
 
+    def default(self, name: str, setting: str) -> Any:
+        """The value ``setting`` takes when ``build`` is not given it: what runs, and what ``list`` shows."""
+        parameter = inspect.signature(self.get(name)).parameters.get(setting)
+        if parameter is None or parameter.default is inspect.Parameter.empty:
+            raise ConfigError(f"{self.kind} '{name}' has no default for '{setting}'")
+        return parameter.default
+
     def list(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern``, sorted."""
         self._ensure_loaded()

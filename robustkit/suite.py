@@ -214,7 +214,7 @@ def _attack(raw: Any, where: str) -> AttackEntry:
         cls = ATTACKS.get(data["attack"])
     except RobustkitError as err:
         raise ConfigError(f"{where}.attack: {err}") from None
-    norm = str(data.get("norm", cls.norms[0])).lower()
+    norm = str(data.get("norm", ATTACKS.default(cls.name, "norm"))).lower()
     if norm not in cls.norms:
         raise ConfigError(f"{where}.norm: {cls.name} attacks {', '.join(cls.norms)}, not '{norm}'")
     values = data["eps"] if isinstance(data["eps"], list) else [data["eps"]]

@@ -162,14 +162,15 @@ def test_evaluate_one_pixel_through_the_cli(tiny_checkpoint, tmp_path):
     assert bad.exit_code == 1 and "L0 budget" in bad.output
 
 
-def test_evaluate_universal_fits_on_training_images_and_reloads_its_saved_delta(tiny_checkpoint, tmp_path):
+def test_evaluate_universal_fits_on_training_images_and_reloads_its_saved_delta_with_its_settings(tiny_checkpoint,
+                                                                                                  tmp_path):  # fmt: skip
     import json
     from pathlib import Path
 
     out = tmp_path / "r.json"
     base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
             "--attack", "universal", "--n-samples", "32", "--output", str(out)]  # fmt: skip
-    result = run(*base, "--eps", "0.25", "--fit-samples", "128", "-o", "max_passes=3", "-o", "method=sgd",
+    result = run(*base, "--eps", "0.25", "--fit-samples", "128", "-o", "max_passes=3", "-o", "fooling_goal=0.5",
                  "--save-examples", str(tmp_path / "ex"))  # fmt: skip
     assert result.exit_code == 0, result.output
     fitted = json.loads(out.read_text())[0]
@@ -183,8 +184,13 @@ def test_evaluate_universal_fits_on_training_images_and_reloads_its_saved_delta(
     assert again.exit_code == 0, again.output
     applied = json.loads(out.read_text())[1]
     assert "fit_samples" not in applied and applied["perturbation_sha256"] == fitted["perturbation_sha256"]
-    for key in ("eps", "norm", "robust_accuracy", "fooling_rate"):
+    for key in ("eps", "norm", "robust_accuracy", "fooling_rate", "attack_settings"):  # as fitted, not the defaults
         assert applied[key] == fitted[key], key
+    assert json.loads(applied["attack_settings"])["fooling_goal"] == 0.5
+    for extra, message in [(["-o", "fooling_goal=0.9"], "was fitted with fooling_goal=0.5"),
+                           (["--attack", "pgd"], "made by --attack universal")]:  # fmt: skip
+        refused = run(*base, "--perturbation", str(saved), *extra)
+        assert refused.exit_code == 1 and message in refused.output, refused.output
 
 
 @pytest.mark.parametrize("extra, message", [(["-o", "steps"], "KEY=VALUE"), (["--steps", "3", "-o", "steps=4"], "set twice"),

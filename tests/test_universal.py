@@ -121,3 +121,76 @@ def test_broken_perturbation_files_are_one_line_errors(tmp_path):
                           ("missing.safetensors", "does not exist")]:  # fmt: skip
         with pytest.raises(CheckpointError, match=message):
             load_perturbation(tmp_path / name)
+
+
+def test_fitting_images_without_a_channel_axis_are_one_line_error():
+    with pytest.raises(ConfigError, match=r"N×C×H×W.*shape \(4, 28, 28\)") as err:
+        Universal(eps=0.1).fit(tiny_model(), torch.rand(4, 28, 28))
+    assert "\n" not in str(err.value)
+
+
+def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
+    """With ``target_class``, success, robust accuracy and the fooling rate count the target class only."""
+    from robustkit.evaluate import evaluate_attack
+
+    model, x, y = tiny_model(), HELD_OUT, DATA.test.labels
+    delta = Universal(eps=0.3, method="sgd", max_passes=2).fit(model, FIT, progress=False)  # errors go to 2 and 3
+    attack = Universal(eps=0.3, target_class=2).with_perturbation(delta)
+    with torch.no_grad():
+        clean, pred = model(x).argmax(1), model((x + attack.perturbation).clamp(0, 1)).argmax(1)
+    to_target = (pred == 2) & (y != 2)
+    assert ((pred != y) & (pred != 2)).any() and to_target.any()  # both kinds of misclassification occur
+    assert torch.equal(attack(model, x, y).success, to_target)
+    evaluation = evaluate_attack(model, x, y, attack, progress=False)
+    assert torch.equal(evaluation.robust, (clean == y) & ~to_target)
+    eligible = clean != 2
+    assert attack.extra_metrics(model, x)["fooling_rate"] == pytest.approx(
+        ((pred == 2) & eligible).sum().item() / eligible.sum().item())  # fmt: skip
+    assert fooling_rate(model, x, torch.zeros(x.shape[1:]), target_class=int(clean[0])) == 0  # none moved there
+
+
+class CountingModel(nn.Module):
+    """Counts the images the wrapped model sees, a measure of an attack's cost."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.model(x)
+
+
+def test_the_default_fit_costs_two_passes_per_image_per_sweep():
+    """The default method is SGD: a forward+backward per image per sweep, plus the sweep's fooling rate.
+    (DeepFool, the former default, spends a forward per linearisation and a backward per candidate class.)"""
+    model = CountingModel(tiny_model())
+    attack = Universal(eps=0.05)
+    attack.fit(model, FIT, progress=False)
+    assert attack.method == "sgd"
+    assert model.images <= (1 + 2 * attack.max_passes) * len(FIT)  # 1: the clean reference predictions
+
+
+def test_the_progress_bar_shows_the_passes_and_the_fitting_sets_fooling_rate(monkeypatch):
+    import attacks.universal
+
+    shown, counted = [], []
+
+    class Bar:
+        def __init__(self, *args, total, **kwargs):
+            self.total = total
+
+        def update(self, n):
+            counted.append(n)
+
+        def set_postfix_str(self, text):
+            shown.append(text)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(attacks.universal, "tqdm", Bar)
+    model = tiny_model()
+    delta = Universal(eps=0.05, max_passes=3, fooling_goal=1.0, batch_size=64).fit(model, FIT)
+    assert sum(counted) == 3 * len(FIT) and shown[0].startswith("pass 1/3, fooling ≈")
+    assert shown[-1] == f"pass 3/3, fooling {fooling_rate(model, FIT, delta):.3f}"

@@ -32,15 +32,15 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
 @dataset_options
 @click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
-@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), help="Threat model [the attack's first: linf; l0 for one-pixel].")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), help="Threat model [the attack's: linf; l2 for deepfool; l0 for one-pixel].")
 @click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1].")
-@click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [400].")
-@click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [100].")
+@click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [100; the paper's 400].")
+@click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [10; the paper's 100].")
 @click.option("--steps", type=click.IntRange(min=1), help="Iterations (iterative attacks).")
 @click.option("--step-size", type=str, help="Step size, e.g. 0.01 or 2/255 [2.5·ε/steps].")
 @click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
 @click.option("--loss", type=click.Choice(list(LOSSES)), help="Attack objective [ce].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32; bf16 for one-pixel].")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Any other attack setting, e.g. -o method=sgd -o max_passes=5 (repeatable).")  # fmt: skip
 @click.option("--fit-samples", type=click.IntRange(min=1), default=1000, show_default=True,
@@ -80,7 +80,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     data = open_dataset(dataset, data_dir, download)
     delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
-    norm = norm or saved_with.get("norm") or ATTACKS.get(attack_name).norms[0]
+    norm = norm or saved_with.get("norm") or ATTACKS.default(attack_name, "norm")
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     if pixels is not None and norm != "l0":
         raise ConfigError(f"--pixels is an L0 budget; the {norm} threat model takes --eps")
@@ -90,7 +90,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
                     generations=generations)  # fmt: skip
     settings.update(_extra_settings(options, settings))
     if delta is not None:
-        settings["perturbation"] = delta
+        settings.update(_fitted_with(saved_with, perturbation_file, attack_name, settings), perturbation=delta)
     attack = ATTACKS.build(attack_name, **settings)
     warn_if_covers_box(norm, budget, data.info.input_shape)
     device = resolve_device(device)
@@ -154,7 +154,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         if ex:
             grid = save_example_grid(save_examples / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png",
                                      ex["clean"], ex["adversarial"], ex["label"], ex["adversarial_prediction"],
-                                     data.info.class_names)  # fmt: skip
+                                     data.info.class_names, norm=norm)  # fmt: skip
             click.echo(f"examples: {grid}")
         else:
             click.echo("examples: none (the attack broke no sample)")
@@ -167,6 +167,24 @@ def _echo_checks(report: CheckReport) -> None:
     click.echo(f"gradient-masking checks: {len(report.flags)} flag(s)")
     for flag in report.flags:
         click.echo(f"  ⚑ {flag.line()}")
+
+
+def _fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> dict:
+    """The settings a saved δ was fitted with, so the record of applying it names them; a conflicting
+    setting is refused, since δ cannot change after fitting."""
+    made_by = saved_with.get("attack", attack_name)
+    if made_by not in ATTACKS or ATTACKS.get(made_by) is not ATTACKS.get(attack_name):
+        raise ConfigError(f"{path} was made by --attack {made_by}, not {attack_name}")
+    try:
+        fitted = json.loads(saved_with.get("attack_settings", "{}"))
+    except json.JSONDecodeError:
+        fitted = None
+    if not isinstance(fitted, dict):
+        raise ConfigError(f"{path}: its record's attack settings are not a JSON object")
+    for key, value in fitted.items():
+        if given.get(key) is not None and given[key] != value:
+            raise ConfigError(f"{path} was fitted with {key}={value!r}, not {given[key]!r}: drop that setting or fit anew")
+    return fitted
 
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
