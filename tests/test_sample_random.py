@@ -1,7 +1,5 @@
 """Randomness belongs to the sample: draws keyed by (seed, index), outcomes independent of batching."""
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -11,6 +9,7 @@ from attack_fixtures import DATA, tiny_model
 from attacks import PGD, OnePixel, Square
 from robustkit.evaluate import evaluate_attack
 from robustkit.sample_random import SampleRandom, mix_int
+from torchrun import torchrun
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -100,10 +99,7 @@ def test_two_torchrun_processes_give_the_same_per_sample_outcomes_as_one(tmp_pat
 
     script, path = tmp_path / "evaluate.py", tmp_path / "robust.pt"
     script.write_text(_TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent), path=str(path)))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29547",
-               str(script)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    torchrun([str(script)])
     two = torch.load(path, weights_only=True)
     images = torch.cat([DATA.test.images, DATA.train.images])[:120]
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:120]
