@@ -6,7 +6,6 @@ entry-point group through the same ``register``.
 """
 
 from attacks.apgd import APGD
-from attacks.base import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed
 from attacks.deepfool import DeepFool
 from attacks.ensemble import Ensemble
 from attacks.fgsm import FGSM
@@ -14,6 +13,7 @@ from attacks.one_pixel import OnePixel
 from attacks.pgd import PGD
 from attacks.square import Square
 from attacks.universal import Universal
+from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
 __all__ = ["APGD", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "Square", "Universal", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

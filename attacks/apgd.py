@@ -8,8 +8,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import LossGradientAttack, Perturbed
-from attacks.losses import confirmed_success
+from robustkit.attack import LossGradientAttack, Perturbed
+from robustkit.losses import confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
 from robustkit.threat import per_sample

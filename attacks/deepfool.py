@@ -13,8 +13,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import GradientAttack, Perturbed
-from attacks.losses import is_success
+from robustkit.attack import GradientAttack, Perturbed
+from robustkit.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
 from robustkit.threat import ThreatModel, clip_to_box

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.apgd import APGD
-from attacks.base import Attack, GradientAttack, Perturbed
+from robustkit.attack import Attack, GradientAttack, Perturbed
 from attacks.square import Square
 from robustkit.predict import num_classes
 from robustkit.registry import ATTACKS

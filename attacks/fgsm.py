@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import LossGradientAttack, Perturbed
+from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.registry import ATTACKS
 
 

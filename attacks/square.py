@@ -15,8 +15,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Perturbed
-from attacks.losses import attack_loss, confirmed_success
+from robustkit.attack import Attack, Perturbed
+from robustkit.losses import attack_loss, confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
 from robustkit.sample_random import SampleRandom

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks.base import AttackResult, LossGradientAttack, Perturbed, check_pixels
+from robustkit.attack import AttackResult, LossGradientAttack, Perturbed, check_pixels
 from attacks.deepfool import minimal_perturbation
-from attacks.losses import is_success
+from robustkit.losses import is_success
 from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -91,7 +91,7 @@ class Universal(LossGradientAttack):
         if delta is not None:
             if not isinstance(delta, Tensor) or not delta.is_floating_point() or delta.ndim != 3:
                 raise ConfigError("a universal perturbation is one floating-point image, C×H×W")
-            if not self.threat.contains(delta[None].float(), torch.zeros_like(delta[None], dtype=torch.float32)).all():
+            if not self.threat.contains(torch.zeros_like(delta[None], dtype=torch.float32), delta[None].float()).all():
                 raise ConfigError(f"the universal perturbation has {self.norm} norm "
                                   f"{self.threat.norm(delta[None]).item():.4g} > ε = {self.eps:.4g}")  # fmt: skip
 

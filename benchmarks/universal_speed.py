@@ -88,7 +88,7 @@ def main() -> None:
             print(f"{label:<36} skipped ({err.name} not installed)")
             continue
         seconds = time.perf_counter() - start
-        inside = bool(threat.contains(delta[None], torch.zeros_like(delta[None])))
+        inside = bool(threat.contains(torch.zeros_like(delta[None]), delta[None]))
         held_out = fooling_rate(model, x_test, delta) if inside else float("nan")
         rows.append((label, seconds, held_out))
         print(f"{label:<36} {seconds:>8.1f} {fooling_rate(model, x_fit, delta):>12.3f} {held_out:>17.3f} "

@@ -6,11 +6,11 @@ entry-point group through the same ``register``. Standard training (no defense) 
 ``robustkit.train``.
 """
 
-from defenses.base import Defense
 from defenses.fast import FastTraining
 from defenses.madry import MadryTraining
 from defenses.trades import TradesTraining
 from defenses.transforms import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
+from robustkit.defense import Defense  # the base lives in the core; re-exported for plugin authors
 
 __all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianNoise", "JpegQuantization", "MadryTraining",
            "TradesTraining", "Transformed"]

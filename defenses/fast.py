@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import FGSM, PGD
-from defenses.base import Defense
+from robustkit.defense import Defense
 from defenses.madry import adversarial_batch, clean_predictions
 from robustkit.data.base import Split
 from robustkit.modes import eval_mode

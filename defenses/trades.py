@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defenses.base import Defense
+from robustkit.defense import Defense
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.registry import DEFENSES

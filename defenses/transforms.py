@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defenses.base import Defense
+from robustkit.defense import Defense
 from robustkit.bpda import non_differentiable
 from robustkit.errors import ConfigError
 from robustkit.randomness import Randomised

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from attacks import APGD, PGD, Square
 from robustkit.evaluate import evaluate_attack
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
+from robustkit.registry import ATTACKS
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
 CHECKS_VERSION = 1  # part of stored check runs' keys: bump it when a check changes, and they run again
@@ -78,8 +78,11 @@ def run_checks(
     def robust(attack) -> Tensor:
         return evaluate_attack(model, images, labels, attack, batch_size=batch_size, progress=False).robust
 
-    base = robust(PGD(eps=eps, norm=norm, steps=steps, seed=seed))
-    sweep = {f: robust(PGD(eps=eps * f, norm=norm, steps=steps, seed=seed)).float().mean().item() if f != 1.0
+    # by registered name: the core names the attacks it needs, never imports a plugin module
+    pgd, apgd, square = (ATTACKS.get(name) for name in ("pgd", "apgd", "square"))
+
+    base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed))
+    sweep = {f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed)).float().mean().item() if f != 1.0
              else base.float().mean().item() for f in EPS_FACTORS}  # fmt: skip
     report.figures.update({f"pgd_accuracy_eps_x{f:g}": a for f, a in sweep.items()})
     rises = [(a, b) for a, b in zip(EPS_FACTORS, EPS_FACTORS[1:]) if sweep[b] > sweep[a] + slack]
@@ -91,7 +94,7 @@ def run_checks(
                                  "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16"))  # fmt: skip
 
     large = 1.0 if norm == "linf" else math.sqrt(images[0].numel())  # the whole [0, 1] box
-    unbounded = robust(PGD(eps=large, norm=norm, steps=max(steps, 20), seed=seed)).float().mean().item()
+    unbounded = robust(pgd(eps=large, norm=norm, steps=max(steps, 20), seed=seed)).float().mean().item()
     report.figures["pgd_accuracy_unbounded"] = unbounded
     if unbounded > 0.1:
         report.flags.append(Flag("unbounded-attack-fails",
@@ -99,7 +102,7 @@ def run_checks(
                                  "gradients do not lead anywhere: look for non-differentiable or randomised layers; "
                                  "try -o bpda=true, -o eot=16, or the square attack"))  # fmt: skip
 
-    strong = robust(PGD(eps=eps, norm=norm, steps=10 * steps, restarts=3, seed=seed))
+    strong = robust(pgd(eps=eps, norm=norm, steps=10 * steps, restarts=3, seed=seed))
     report.figures["pgd_accuracy"] = base.float().mean().item()
     report.figures["pgd_strong_accuracy"] = strong.float().mean().item()
     drop = report.figures["pgd_accuracy"] - report.figures["pgd_strong_accuracy"]
@@ -112,10 +115,10 @@ def run_checks(
 
     # the white-box side is the best of three gradient attacks: PGD-CE alone has blind spots (a fixed
     # step, a saturating loss) that a black-box margin search can beat without any masking
-    white = strong & robust(APGD(eps=eps, norm=norm, steps=10 * steps, seed=seed))
+    white = strong & robust(apgd(eps=eps, norm=norm, steps=10 * steps, seed=seed))
     if num_classes(model, images) >= 3:  # DLR needs three logits
-        white &= robust(APGD(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed))
-    black = robust(Square(eps=eps, norm=norm, queries=square_queries, seed=seed))
+        white &= robust(apgd(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed))
+    black = robust(square(eps=eps, norm=norm, queries=square_queries, seed=seed))
     only_black = (~black & white).float().mean().item()
     report.figures["square_accuracy"] = black.float().mean().item()
     report.figures["broken_only_by_square"] = only_black
@@ -150,7 +153,7 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: C
     The logit margin is differentiated, not cross-entropy, whose gradient underflows to 0 on very
     confident samples of a perfectly normal model.
     """
-    probe = PGD(eps=0.0, loss="margin")
+    probe = ATTACKS.get("pgd")(eps=0.0, loss="margin")
     with eval_mode(model):
         try:
             _, grad, _ = probe.loss_and_grad(model, images, labels, None)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks.base import Attack
+from robustkit.attack import Attack
 from robustkit import distributed
 from robustkit.data.base import Split
 from robustkit.predict import predict
@@ -99,11 +99,14 @@ def prepare_attack(
     return attack, {"fit_samples": len(fit), "fit_seconds": time.perf_counter() - start, **figures}
 
 
-def verify(model: nn.Module, attack: Attack, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:
-    """Per sample: inside the ε-ball, inside [0, 1], misclassified by a fresh eval-mode forward pass."""
+def verify(
+    model: nn.Module, attack: Attack, x: Tensor, x_adv: Tensor, y: Tensor, evidence: dict[str, Tensor] | None = None
+) -> Tensor:
+    """Per sample: allowed by the threat model (the ε-ball, or its own check on the attack's
+    ``evidence``), inside [0, 1], misclassified by a fresh eval-mode forward pass."""
     flat = x_adv.flatten(1)
     in_box = ((flat >= 0) & (flat <= 1)).all(1)
-    in_ball = attack.threat.contains(x_adv, x)
+    in_ball = attack.threat.contains(x, x_adv, evidence)
     wrong = predict(model, x_adv, batch_size=max(len(x_adv), 1)) != y
     return in_box & in_ball & wrong
 
@@ -185,7 +188,7 @@ def _evaluate(model, images, labels, positions, attack, batch_size, keep_example
         if len(index):
             result = attack(source if source is not None else model, x[index], y[index],
                             index=positions[lo : lo + batch_size].to(device)[index])  # fmt: skip
-            verified = verify(model, attack, x[index], result.x_adv, y[index])
+            verified = verify(model, attack, x[index], result.x_adv, y[index], result.evidence)
             if source is not None:  # the source's verdict says nothing about the target
                 hit = verified
             else:

@@ -19,6 +19,7 @@ import torch
 from robustkit.errors import ConfigError
 from robustkit.latex import tex
 from robustkit.store import unpack
+from robustkit.threat import threat_class
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
@@ -254,10 +255,11 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
         for entry, group in here.groupby("entry", sort=False):
             group = group.sort_values("eps")
             ax.plot([0.0, *group["eps"]], [clean[entry], *group["robust_accuracy"]], marker="o", label=entry)
-        ax.set(xlabel=f"ε ({norm})", ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())
-        if norm == "l0":  # ε counts pixels
+        threat = threat_class(norm)
+        ax.set(xlabel=threat.budget_axis if threat.budget_axis != "ε" else f"ε ({norm})",
+               ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())  # fmt: skip
+        if threat.whole_budget:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-            ax.set_xlabel("ε (l0: pixels changed)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defenses import Defense
+from robustkit.defense import Defense
 from robustkit import distributed, paths
 from robustkit.checkpoint import CheckpointRecord, load_model, save_checkpoint
 from robustkit.data.base import ImageDataset

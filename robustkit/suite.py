@@ -19,7 +19,7 @@ import yaml
 
 from robustkit.errors import ConfigError, RobustkitError
 from robustkit.registry import ATTACKS, DATASETS, DEFENSES, MODELS
-from robustkit.threat import parse_eps
+from robustkit.threat import ThreatModel, parse_eps, threat_class
 from robustkit.train import TrainConfig
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
@@ -83,8 +83,7 @@ class Cell:
         s = self.suite
         identity = {"dataset": s.dataset, "dataset_options": s.dataset_options, "n_samples": s.n_samples, "seed": s.seed,
                     "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": checkpoint_sha256,
-                    "attack": self.attack.attack, "norm": self.attack.norm, "eps": self.eps,
-                    "settings": self.attack.settings}  # fmt: skip
+                    "attack": self.attack.attack, **self.threat.describe(), "settings": self.attack.settings}  # fmt: skip
         if self.attack.name:  # only variants: the keys of cells stored before names existed stay as they were
             identity["name"] = self.attack.name
         if self.source is not None:
@@ -96,9 +95,14 @@ class Cell:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     @property
+    def threat(self) -> ThreatModel:
+        """The cell's threat model, with the settings the attack gives it beyond ε."""
+        return ATTACKS.build(self.attack.attack, eps=self.eps, norm=self.attack.norm, **self.attack.settings).threat
+
+    @property
     def title(self) -> str:
         source = f"{self.source.name} → " if self.source is not None else ""
-        return f"{source}{self.entry.name} × {self.attack.label} {self.attack.norm} ε={self.eps:.4g}"
+        return f"{source}{self.entry.name} × {self.attack.label} {self.threat.label()}"
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class Suite:
 
     def check_points(self) -> list[tuple[str, float]]:
         """The (norm, ε) pairs the gradient-masking checks run at: those of the gradient-norm attacks."""
-        return list(dict.fromkeys((a.norm, e) for a in self.attacks if a.norm in ("linf", "l2") for e in a.eps))
+        return list(dict.fromkeys((a.norm, e) for a in self.attacks if threat_class(a.norm).gradient_steps for e in a.eps))
 
 
 def load_suite(path: str | Path) -> Suite:

@@ -1,22 +1,25 @@
-"""Threat models: the ε-ball an attack may search, as small objects (after Foolbox).
+"""Threat models: what an attack may do to an input, as small registered objects (after Foolbox).
 
-Each knows how to measure a perturbation, project onto its ball, draw a random start and turn a
-gradient into a step direction. Inputs live in the box [0, 1]; ``clip_to_box`` is the other half of
-every projection.
+A threat model is named (``THREATS``, like every plugin kind) and holds its own budget. It says how
+records and leaderboards name it (``describe``) and decides, for every example the engine counts,
+whether it is allowed (``contains``). The Lp balls also measure, project, draw random starts and turn
+gradients into steps. Inputs live in the box [0, 1]; ``clip_to_box`` is the other half of every
+projection.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from robustkit.errors import ConfigError
+from robustkit.errors import ConfigError, UnknownNameError
+from robustkit.registry import THREATS
 from robustkit.sample_random import SampleRandom
 
 _TINY = 1e-12
@@ -32,14 +35,56 @@ def per_sample(values: Tensor, like: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class ThreatModel(ABC):
-    """The ball ‖δ‖ ≤ ε of one norm."""
+    """What an attack may do to an input: a named threat model, its budget ``eps`` and its settings.
+
+    ``eps`` is the one number a suite sweeps and a leaderboard column is headed by (a radius, a pixel
+    count, a patch side); further settings are further dataclass fields, part of ``describe``.
+    """
 
     eps: float
     name: ClassVar[str]
+    budget_axis: ClassVar[str] = "ε"  # what the budget measures, for plot axes
+    whole_budget: ClassVar[bool] = False  # budgets are counts (pixels), not lengths
+    gradient_steps: ClassVar[bool] = False  # gradient attacks (and adversarial training) can step in it
 
     def __post_init__(self) -> None:
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
             raise ConfigError(f"eps must be a finite number ≥ 0, got {self.eps!r}")
+
+    @classmethod
+    def default_eps(cls, channels: int) -> float:
+        """The field's usual budget for images with ``channels`` channels."""
+        raise ConfigError(f"the {cls.name} threat model has no default budget: give --eps")
+
+    def describe(self) -> dict[str, Any]:
+        """The threat model as plain values: what records store and cell keys hash (``norm``, ``eps``, settings)."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "eps"}
+        return {"norm": self.name, "eps": self.eps, **settings}
+
+    def label(self) -> str:
+        """How a leaderboard column names it, e.g. ``linf ε=0.1``."""
+        return f"{self.name} ε={self.eps:.4g}"
+
+    @abstractmethod
+    def contains(self, x: Tensor, x_adv: Tensor, evidence: dict[str, Tensor] | None = None) -> Tensor:
+        """Per sample (bool N): is ``x_adv`` a change of ``x`` this threat model allows?
+
+        ``evidence`` is what the attack reported beside x_adv (e.g. a spatial attack's transform
+        parameters) for threat models whose check needs it.
+        """
+
+    @abstractmethod
+    def size(self, x: Tensor, x_adv: Tensor, evidence: dict[str, Tensor] | None = None) -> Tensor:
+        """Per sample (float32 N): how much budget ``x_adv`` uses, in ``eps``'s unit (results' ``norms``)."""
+
+    def clip(self, x: Tensor, x_adv: Tensor) -> Tensor:
+        """``x_adv`` made admissible where a projection exists; every threat model keeps [0, 1]."""
+        return clip_to_box(x_adv)
+
+
+@dataclass(frozen=True)
+class LpBall(ThreatModel):
+    """The ball ‖δ‖ ≤ ε of one norm: measured, projected onto, sampled and stepped in by gradient attacks."""
 
     @abstractmethod
     def norm(self, delta: Tensor) -> Tensor:
@@ -81,14 +126,25 @@ class ThreatModel(ABC):
         """
         return torch.finfo(x.dtype).eps * (0.5 + self.eps)
 
-    def contains(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        """Per-sample: is ‖x_adv − x‖ ≤ ε (within the stated rounding tolerance)?"""
+    def contains(self, x: Tensor, x_adv: Tensor, evidence: dict[str, Tensor] | None = None) -> Tensor:
+        """Per sample: ‖x_adv − x‖ ≤ ε, within the stated rounding tolerance (no evidence needed)."""
         return self.norm(x_adv.float() - x.float()) <= self.eps + self.tolerance(x)
 
+    def size(self, x: Tensor, x_adv: Tensor, evidence: dict[str, Tensor] | None = None) -> Tensor:
+        return self.norm(x_adv - x)
 
+
+@THREATS.register
 @dataclass(frozen=True)
-class Linf(ThreatModel):
+class Linf(LpBall):
+    """Every pixel value may move by at most ``eps`` (the box ‖δ‖∞ ≤ ε)."""
+
     name: ClassVar[str] = "linf"
+    gradient_steps: ClassVar[bool] = True
+
+    @classmethod
+    def default_eps(cls, channels: int) -> float:
+        return 0.1 if channels == 1 else 8 / 255  # MNIST-like grey images; colour (CIFAR, ImageNet)
 
     def norm(self, delta: Tensor) -> Tensor:
         return delta.flatten(1).abs().amax(dim=1).float()
@@ -103,9 +159,17 @@ class Linf(ThreatModel):
         return grad.sign()
 
 
+@THREATS.register
 @dataclass(frozen=True)
-class L2(ThreatModel):
+class L2(LpBall):
+    """The perturbation's Euclidean length is at most ``eps`` (‖δ‖₂ ≤ ε)."""
+
     name: ClassVar[str] = "l2"
+    gradient_steps: ClassVar[bool] = True
+
+    @classmethod
+    def default_eps(cls, channels: int) -> float:
+        return 1.5 if channels == 1 else 0.5
 
     def norm(self, delta: Tensor) -> Tensor:
         return _flat_norm(delta, 2)
@@ -131,11 +195,18 @@ class L2(ThreatModel):
         return torch.finfo(x.dtype).eps * (0.5 * math.sqrt(x[0].numel()) + self.eps)
 
 
+@THREATS.register
 @dataclass(frozen=True)
-class L0(ThreatModel):
+class L0(LpBall):
     """At most ``eps`` pixel positions (all channels of a pixel count as one) may change, to anything in [0, 1]."""
 
     name: ClassVar[str] = "l0"
+    budget_axis: ClassVar[str] = "ε (l0: pixels changed)"
+    whole_budget: ClassVar[bool] = True
+
+    @classmethod
+    def default_eps(cls, channels: int) -> float:
+        return 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -164,15 +235,21 @@ class L0(ThreatModel):
         return 0.0  # pixel counts are exact
 
 
-THREAT_MODELS: dict[str, type[ThreatModel]] = {"linf": Linf, "l2": L2, "l0": L0}
+def threat_model(norm: str, eps: float, **settings: Any) -> ThreatModel:
+    """``threat_model("linf", 8/255)``: the registered threat model ``norm`` at budget ``eps``.
+
+    ``settings`` are the threat model's own beyond the budget (none for the Lp balls). An unknown
+    name is a one-line error that lists the registered ones.
+    """
+    return threat_class(norm)(float(eps), **settings)
 
 
-def threat_model(norm: str, eps: float) -> ThreatModel:
-    """``threat_model("linf", 8/255)``; an unknown norm is a one-line error."""
-    cls = THREAT_MODELS.get(norm.lower().replace("∞", "inf"))
-    if cls is None:
-        raise ConfigError(f"unknown norm '{norm}' (choose from {', '.join(THREAT_MODELS)})")
-    return cls(float(eps))
+def threat_class(norm: str) -> type[ThreatModel]:
+    """The registered threat model called ``norm`` (``L∞`` and ``linf`` alike)."""
+    try:
+        return THREATS.get(norm.lower().replace("∞", "inf"))
+    except UnknownNameError as err:
+        raise ConfigError(f"norm: {err}") from None
 
 
 def clip_to_box(x: Tensor) -> Tensor:
@@ -195,6 +272,5 @@ def parse_eps(text: str | float, what: str = "eps") -> float:
 
 
 def default_eps(norm: str, channels: int) -> float:
-    """The field's usual budgets: MNIST-like grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5; L0 one pixel."""
-    grey = channels == 1
-    return {"linf": 0.1 if grey else 8 / 255, "l2": 1.5 if grey else 0.5, "l0": 1}[norm.lower()]
+    """The field's usual budget of threat model ``norm``: grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5; L0 one pixel."""
+    return threat_class(norm).default_eps(channels)

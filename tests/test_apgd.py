@@ -6,7 +6,7 @@ import torch
 from attack_fixtures import DATA, tiny_model
 from attacks import APGD, PGD, Ensemble
 from attacks.apgd import checkpoints
-from attacks.losses import attack_loss
+from robustkit.losses import attack_loss
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.sample_random import SampleRandom

@@ -91,7 +91,7 @@ def test_restarts_are_never_worse_than_one_run():
 
 
 def test_margin_loss_is_positive_exactly_when_misclassified():
-    from attacks.losses import attack_loss
+    from robustkit.losses import attack_loss
 
     logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
     y = torch.tensor([0, 0])
@@ -152,7 +152,7 @@ def test_invariants_of_every_registered_attack(attack_name, norm):
     assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
     assert result.success.shape == y.shape and result.success.dtype == torch.bool
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    assert attack.threat.contains(result.x_adv, x).all()
+    assert attack.threat.contains(x, result.x_adv).all()
     assert [m.training for m in model.modules()] == modes
     assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
     assert [p.requires_grad for p in model.parameters()] == requires
@@ -171,9 +171,9 @@ def test_attacks_keep_reduced_precision_inputs(attack_name):
     attack = build(attack_name, eps=BUDGETS[norm], norm=norm)
     result = attack(model.to(torch.bfloat16), x.to(torch.bfloat16), y)
     assert result.x_adv.dtype == torch.bfloat16
-    assert attack.threat.contains(result.x_adv, x.to(torch.bfloat16)).all()
+    assert attack.threat.contains(x.to(torch.bfloat16), result.x_adv).all()
     autocast = build(attack_name, eps=BUDGETS[norm], norm=norm, precision="bf16")(tiny_model(), x, y)
-    assert autocast.x_adv.dtype == torch.float32 and attack.threat.contains(autocast.x_adv, x).all()
+    assert autocast.x_adv.dtype == torch.float32 and attack.threat.contains(x, autocast.x_adv).all()
 
 
 # ---- regressions found in review ----
@@ -195,8 +195,8 @@ def test_l2_steps_in_float16_never_produce_nan():
 def test_low_precision_tolerance_still_rejects_a_step_outside_the_ball():
     x = torch.full((1, 1, 8, 8), 0.5, dtype=torch.bfloat16)
     threat = get_attack("pgd", eps=8 / 255).threat
-    assert threat.contains(x + 8 / 255, x).all()
-    assert not threat.contains(x + 1.3 * 8 / 255, x).any()
+    assert threat.contains(x, x + 8 / 255).all()
+    assert not threat.contains(x, x + 1.3 * 8 / 255).any()
 
 
 def test_nan_pixels_and_pointless_restarts_are_refused():

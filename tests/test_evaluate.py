@@ -6,7 +6,7 @@ import torch
 
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD
-from attacks.base import Attack, Perturbed
+from robustkit.attack import Attack, Perturbed
 from robustkit.evaluate import evaluate_attack
 from robustkit.predict import ABSTAIN, DRAWS, predict, verdict_draws
 from robustkit.randomness import Randomised

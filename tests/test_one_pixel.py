@@ -40,7 +40,7 @@ def test_at_most_k_pixels_change_and_values_stay_in_range(pixels):
     assert (changed <= pixels).all() and (result.norms == changed.float()).all()
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
     assert result.extras["pixels"].shape == (8, pixels, 2)
-    assert threat_model("l0", pixels).contains(result.x_adv, x).all()
+    assert threat_model("l0", pixels).contains(x, result.x_adv).all()
 
 
 def test_best_fitness_never_worsens_and_fooled_images_stop_costing_queries():

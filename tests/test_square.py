@@ -6,7 +6,7 @@ from torch import nn
 
 from attack_fixtures import tiny_batch, tiny_model
 from attacks import Square
-from attacks.losses import attack_loss
+from robustkit.losses import attack_loss
 from robustkit.errors import ConfigError
 
 

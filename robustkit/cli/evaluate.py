@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
-from attacks.losses import LOSSES
+from robustkit.losses import LOSSES
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit import distributed
@@ -24,7 +24,7 @@ from robustkit.pipeline import obtain_model
 from robustkit.predict import verdict_draws
 from robustkit.records import append_record, file_sha256, run_metadata
 from robustkit.registry import ATTACKS, MODELS
-from robustkit.threat import default_eps, parse_eps
+from robustkit.threat import default_eps, parse_eps, threat_class
 
 
 @click.command()
@@ -32,7 +32,7 @@ from robustkit.threat import default_eps, parse_eps
 @click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
 @dataset_options
 @click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
-@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), help="Threat model [the attack's: linf; l2 for deepfool; l0 for one-pixel].")
+@click.option("--norm", help="Threat model (robustkit list threats) [the attack's: linf; l2 for deepfool; l0 for one-pixel].")
 @click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1].")
 @click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [100; the paper's 400].")
 @click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [10; the paper's 100].")
@@ -72,15 +72,15 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
-    if checks and norm == "l0":
-        raise ConfigError("--checks test gradient attacks, which need --norm linf or l2")
+    if checks and norm is not None and not threat_class(norm).gradient_steps:
+        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
     if source_model is not None:
         MODELS.get(source_model)  # an unknown name fails now, before anything is trained
     elif source_defense != "none" and source_checkpoint is None:
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     data = open_dataset(dataset, data_dir, download)
     delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
-    norm = norm or saved_with.get("norm") or ATTACKS.default(attack_name, "norm")
+    norm = threat_class(norm or saved_with.get("norm") or ATTACKS.default(attack_name, "norm")).name
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     if pixels is not None and norm != "l0":
         raise ConfigError(f"--pixels is an L0 budget; the {norm} threat model takes --eps")
@@ -96,13 +96,15 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     device = resolve_device(device)
     distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
     device = distributed.local_device(device)
-    trained_with = build_defense(defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
-                                 norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
+    # a defense trains in a ball gradients can step in: the evaluated one where it is such a ball, else L∞
+    steps_in = threat_class(norm).gradient_steps
+    trained_with = build_defense(defense, eps=defense_eps or (str(budget) if steps_in else None),
+                                 norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
     source, source_path = None, None
     if source_model is not None or source_checkpoint is not None:
-        source_with = build_defense(source_defense, eps=defense_eps or (None if norm == "l0" else str(budget)),
-                                    norm="linf" if norm == "l0" else norm, channels=data.info.input_shape[0])  # fmt: skip
+        source_with = build_defense(source_defense, eps=defense_eps or (str(budget) if steps_in else None),
+                                    norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
         source, _, source_path = obtain_model(source_model or model_name, data, checkpoint=source_checkpoint,
                                               defense=source_with, device=device, seed=seed)  # fmt: skip
     attack, fitted = prepare_attack(attack, source if source is not None else model, data.train,

@@ -8,9 +8,9 @@ import click
 
 from robustkit.cli.table import echo_table
 from robustkit.models import TORCHVISION_PREFIX
-from robustkit.registry import ATTACKS, DATASETS, DEFENSES, MODELS
+from robustkit.registry import ATTACKS, DATASETS, DEFENSES, MODELS, THREATS
 
-_REGISTRIES = {"models": MODELS, "datasets": DATASETS, "attacks": ATTACKS, "defenses": DEFENSES}
+_REGISTRIES = {"models": MODELS, "datasets": DATASETS, "attacks": ATTACKS, "defenses": DEFENSES, "threats": THREATS}
 _PLUMBING = {"self", "info", "data_dir", "download"}  # arguments every entry of a kind takes
 
 
@@ -33,7 +33,7 @@ def key_parameters(obj: object) -> str:
 @click.argument("kind", type=click.Choice(sorted(_REGISTRIES)))
 @click.argument("pattern", default="*")
 def list_command(kind: str, pattern: str) -> None:
-    """List registered models, datasets, attacks or defenses (PATTERN is a glob, e.g. 'resnet*')."""
+    """List registered models, datasets, attacks, defenses or threat models (PATTERN is a glob, e.g. 'resnet*')."""
     registry = _REGISTRIES[kind]
     rows = [[name, summary(registry.get(name)), key_parameters(registry.get(name))] for name in registry.list(pattern)]
     if kind == "models" and pattern == "*":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from defenses import Defense
+from robustkit.defense import Defense
 from robustkit.data import DEFAULT_DATASET, ImageDataset, get_dataset
 from robustkit.registry import DEFENSES
 from robustkit.threat import default_eps, parse_eps

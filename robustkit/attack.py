@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from attacks.losses import LOSSES, attack_loss, is_success
+from robustkit.losses import LOSSES, attack_loss, is_success
 from robustkit.bpda import straight_through
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -48,6 +48,8 @@ class AttackResult:
     norms: Tensor  # float32: ‖x_adv − x‖ in the attack's norm
     queries: Tensor | None = None  # int64: model evaluations (forward or forward+backward) spent per sample
     extras: dict[str, Any] = field(default_factory=dict)  # attack-specific (e.g. the universal δ)
+    # per-sample tensors the threat model's check needs beside x_adv (e.g. transform parameters)
+    evidence: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Perturbed:
     x_adv: Tensor
     queries: Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Tensor] = field(default_factory=dict)  # for ``ThreatModel.contains``
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +76,7 @@ class Attack(ABC):
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
 
     def __post_init__(self) -> None:
-        if threat_model(self.norm, self.eps).name not in self.norms:  # validates both, and the pairing
+        if self.threat.name not in self.norms:  # validates norm, ε and the threat settings, and the pairing
             raise ConfigError(f"{type(self).__name__} attacks {', '.join(self.norms)}, not '{self.norm}'")
         if self.precision not in _AUTOCAST:
             raise ConfigError(f"{type(self).__name__}: unknown precision '{self.precision}' (fp32, bf16, fp16)")
@@ -81,7 +84,11 @@ class Attack(ABC):
 
     @property
     def threat(self) -> ThreatModel:
-        return threat_model(self.norm, self.eps)
+        return threat_model(self.norm, self.eps, **self.threat_settings())
+
+    def threat_settings(self) -> dict[str, Any]:
+        """The attack's settings that belong to its threat model beyond ε (e.g. a spatial attack's translation)."""
+        return {}
 
     def settings(self) -> dict[str, Any]:
         """The attack's settings as plain values, for records."""
@@ -102,7 +109,8 @@ class Attack(ABC):
                 out = self.perturb(model, x, y, target=target, rng=rng)
             x_adv = self.threat.clip(x, out.x_adv.detach().to(x.dtype))
             success = is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
-        return AttackResult(x_adv, success, self.threat.norm(x_adv - x), out.queries, out.extras)
+        size = self.threat.size(x, x_adv, out.evidence)
+        return AttackResult(x_adv, success, size, out.queries, out.extras, out.evidence)
 
     def prepared(self, model: nn.Module, images: Tensor, *, progress: bool = False) -> Attack:
         """The attack ready to run on unseen images: data-fitted attacks learn from ``images`` here.
