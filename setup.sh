@@ -25,7 +25,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import robustkit, torch, torchvision, pytest, matplotlib" 2>/dev/null; then
   echo "setup: installing robustkit and its dependencies into .venv (torch is large: a few minutes)"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  log="$(mktemp)"  # pip's and the build backend's chatter, shown only if the install fails
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test]'; } >"$log" 2>&1; then
+    cat "$log"
+    echo "setup: pip install failed (output above)" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi
 echo "setup: ready ($(.venv/bin/python -c 'import robustkit, torch; print("robustkit", robustkit.__version__, "torch", torch.__version__)'))"
