@@ -107,6 +107,19 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointReco
     return _read_torch_file(path), None
 
 
+def read_record(path: str | Path) -> CheckpointRecord | None:
+    """A checkpoint's record without reading its tensors (None for a foreign or unreadable file)."""
+    path = Path(path).expanduser()
+    if not path.is_file() or not _looks_like_safetensors(path):
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return CheckpointRecord.from_json(meta[META_KEY], path) if META_KEY in meta else None
+
+
 def _looks_like_safetensors(path: Path) -> bool:
     # safetensors: 8-byte little-endian header length, then a JSON object
     with path.open("rb") as f:

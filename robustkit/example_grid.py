@@ -71,3 +71,23 @@ def _to_pil(image: Tensor):
         big = big.expand(3, -1, -1)
     array = (big * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     return Image.fromarray(array)
+
+
+def example_strip(clean: Tensor, adversarial: Tensor, size: int = 56) -> bytes:
+    """A small PNG for a leaderboard card: clean over adversarial, one column per example.
+
+    No captions: the card says which attack and budget it shows; the point is to *see* the change.
+    """
+    import io
+
+    from PIL import Image
+
+    pairs = torch.cat([clean, adversarial], dim=-2).float().clamp(0, 1)  # N×C×2H×W: clean on top
+    pairs = F.interpolate(pairs, size=(2 * size, size), mode="nearest")
+    pairs = pairs.expand(-1, 3, -1, -1) if pairs.shape[1] == 1 else pairs
+    gap = torch.ones(len(pairs), 3, 2 * size, 4)  # white gutters between examples
+    row = torch.cat([t for pair in zip(pairs, gap) for t in pair][:-1], dim=-1)
+    array = (row * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

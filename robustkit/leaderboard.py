@@ -8,9 +8,11 @@ accuracy. Accuracies are floats in [0, 1].
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,7 @@ import torch
 from robustkit.errors import ConfigError
 from robustkit.latex import tex
 from robustkit.store import unpack
-from robustkit.threat import threat_class
+from robustkit.threat import FAMILIES, threat_class, threat_family
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
@@ -122,10 +124,34 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
     order = sorted(table.index, key=lambda e: (-_or(table.loc[e, MEAN], -1.0), -table.loc[e, "clean_accuracy"], e))
     table = table.loc[order].join(provenance).reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", MEAN, *worst_columns,
-             *[c for c in table.columns if c.startswith("reliable ")]]  # fmt: skip
+    measured = sorted((c for c in table.columns if _MEASURED.match(c)), key=_column_place)
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", MEAN, *measured]
     back = ["attack_seconds", *provenance.columns]
     return table[front + [c for c in table.columns if c not in front + back] + back]
+
+
+# a figure column: "worst linf ε=0.1", "reliable l2 ε=1.5", "pgd-bpda linf ε=0.1" (names hold no spaces)
+_MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>\S+)$")
+
+
+def _column_place(column: str) -> tuple:
+    """Grouped by threat-model family (``FAMILIES`` order), the worst case first in each, then the
+    reliable ensemble, then each attack; within those by norm and ε."""
+    m = _MEASURED.match(column)
+    family = threat_family(m["norm"])
+    rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+    kind = {"worst": 0, "reliable": 1}.get(m["what"], 2)
+    return rank, family, kind, m["norm"], float(m["eps"]), m["what"]
+
+
+def column_groups(columns: list[str]) -> list[tuple[str, int]]:
+    """The page's header groups over ``columns``: (threat-model family or "", number of columns), in order."""
+    groups: list[tuple[str, int]] = []
+    for column in columns:
+        m = _MEASURED.match(str(column))
+        name = threat_family(m["norm"]) if m else ""
+        groups[-1:] = [(name, groups[-1][1] + 1)] if groups and groups[-1][0] == name else [*groups[-1:], (name, 1)]
+    return groups
 
 
 def _distinct(values: pd.Series):
@@ -209,8 +235,12 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
 
 
 def _html(table: pd.DataFrame, kind: str) -> str:
-    return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind,
+    text = table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind,
                          table_id="leaderboard" if kind == "leaderboard" else None)  # fmt: skip
+    if kind != "leaderboard":
+        return text
+    cells = "".join(f'<th colspan="{n}" class="group">{html.escape(name)}</th>' for name, n in column_groups(list(table.columns)))
+    return text.replace("<thead>", f'<thead>\n    <tr class="groups">{cells}</tr>', 1)
 
 
 def _text(value) -> str:
@@ -270,12 +300,49 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     return path
 
 
-def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None) -> str:
-    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load), the attack
-    settings, the plot and ``extra`` HTML (the transfer matrices)."""
+def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None,
+              cards: str = "") -> str:  # fmt: skip
+    """One self-contained page: the sortable table (click a header; ``#sort=column`` on load; the header
+    stays in view while the table scrolls), the attack settings, the plot, ``extra`` HTML (the transfer
+    matrices) and the entries' ``cards``."""
     body = render(table, "html", settings)
     svg = svg[svg.find("<svg") :] if "<svg" in svg else ""
-    return _PAGE.format(title=html.escape(title), table=body, plot=svg, extra=extra)
+    return _PAGE.format(title=html.escape(title), table=body, plot=svg, extra=extra, cards=cards)
+
+
+def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
+    """Per entry (in ``order``): what its weights are (architecture, defense and settings, epochs, training
+    time, clean accuracy, checkpoint SHA-256) and, per attack, a few clean-over-adversarial examples."""
+    cells = white_box(cells)
+    parts = ['<h2>Entries</h2>\n<div class="cards">']
+    for entry in order:
+        group = cells[cells["entry"] == entry]
+        if group.empty:
+            continue
+        first = group.iloc[0]
+        card = json.loads(first["training"]) if isinstance(first.get("training"), str) and first["training"] else {}
+        seconds = card.get("train_seconds")
+        facts = [("architecture", card.get("architecture", first["model"])),
+                 ("defense", first["defense"] + (f" ({_settings_text(card['defense_settings'])})" if card.get("defense_settings") else "")),
+                 ("epochs", card.get("epochs", "")), ("training time", f"{seconds:.0f} s" if seconds else ""),
+                 ("clean accuracy", f"{first['clean_accuracy']:.4f}"), ("checkpoint SHA-256", first["checkpoint_sha256"])]  # fmt: skip
+        rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts if v != "")
+        figures = []
+        for row in group.sort_values(["norm", "eps", "attack"]).itertuples():
+            blob = getattr(row, "examples", None)
+            if isinstance(blob, bytes) and blob:
+                source = "data:image/png;base64," + base64.b64encode(blob).decode()
+                caption = html.escape(f"{row.attack} {row.norm} ε={row.eps:.4g}")
+                figures.append(f'<figure><img src="{source}" alt="clean over adversarial: {caption}">'
+                               f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
+        shown = "".join(figures) or "<p>no broken examples to show</p>"
+        parts.append(f'<section class="card" id="entry-{html.escape(entry)}"><h3>{html.escape(entry)}</h3>'
+                     f'<dl>{rows}</dl><div class="examples">{shown}</div></section>')  # fmt: skip
+    return "\n".join(parts) + "\n</div>"
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
 
 _PAGE = """<!DOCTYPE html>
@@ -285,9 +352,18 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table.leaderboard, table.transfer, table.settings {{ border-collapse: collapse; font-size: 14px; }}
 table.leaderboard th, table.leaderboard td, table.transfer th, table.transfer td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
 table.settings th, table.settings td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; }}
-table.leaderboard th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
+table.leaderboard thead {{ position: sticky; top: 0; z-index: 1; }}
+table.leaderboard th {{ cursor: pointer; background: #f4f4f4; }}
+table.leaderboard tr.groups th {{ cursor: default; text-align: center; border-bottom: 2px solid #999; }}
+table.leaderboard tr.groups th:empty {{ border-bottom: none; }}
 table.leaderboard th[aria-sort]::after {{ content: " ▾"; }}
 figure svg {{ max-width: 100%; height: auto; }}
+.cards {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+.card {{ border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 1em; max-width: 46em; }}
+.card dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 1em; font-size: 14px; }}
+.card dt {{ color: #666; }} .card dd {{ margin: 0; word-break: break-all; }}
+.card .examples {{ display: flex; flex-wrap: wrap; gap: 0.8em; }}
+.card figure {{ margin: 0; font-size: 12px; }} .card img {{ image-rendering: pixelated; display: block; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Ranked by the mean worst case over the suite's (norm, ε): at each, a sample counts as robust only if every
@@ -295,10 +371,12 @@ attack failed on it. Click a column to sort.</p>
 {table}
 <figure>{plot}</figure>
 {extra}
+{cards}
 <script>
 (function () {{
   const table = document.getElementById("leaderboard");
-  const headers = Array.from(table.tHead.rows[0].cells);
+  const head = table.tHead.rows;
+  const headers = Array.from(head[head.length - 1].cells);  // the column names, under the threat-model groups
   function value(row, i) {{
     const text = row.cells[i].textContent.trim();
     const number = parseFloat(text);
@@ -353,7 +431,7 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
     written.append(folder / f"{name}.html")
     extra = render_transfer(matrices, "html") if matrices else ""
     written[-1].write_text(html_page(table, written[-4 if matrices else -2].read_text(), f"robustkit leaderboard: {name}",
-                                     extra, settings))  # fmt: skip
+                                     extra, settings, entry_cards(cells, list(table["entry"]))))  # fmt: skip
     return written
 
 

@@ -22,10 +22,11 @@ from tqdm.auto import tqdm
 from robustkit import distributed
 from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CHECKS_VERSION, run_checks
-from robustkit.checkpoint import load_model
+from robustkit.checkpoint import load_model, read_record
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
 from robustkit.evaluate import evaluate_attack, prepare_attack
+from robustkit.example_grid import example_strip
 from robustkit.paths import checkpoint_path
 from robustkit.pipeline import train_and_save
 from robustkit.predict import verdict_draws
@@ -36,6 +37,7 @@ from robustkit.suite import Cell, ModelEntry, Suite
 from robustkit.threat import default_eps
 
 log = logging.getLogger(__name__)
+CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
     attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
                                    progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
-                             source=source[0] if source is not None else None)  # fmt: skip
+                             source=source[0] if source is not None else None, keep_examples=CARD_EXAMPLES)  # fmt: skip
     extra.update(attack.extra_metrics(model, subset.images.to(device)), verify_draws=verdict_draws(model))
     m = result.metrics()
     meta = run_metadata(device, suite.seed)
@@ -226,4 +228,22 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
         "extra": extra, **meta, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
         "source": cell.source.name if cell.source is not None else None,
         "source_checkpoint_sha256": source[2] if source is not None else None,
+        "training": entry_card(path), "examples": _strip(result.examples),
     }  # fmt: skip
+
+
+def entry_card(path: Path) -> dict:
+    """What a leaderboard card says about an entry's weights, from its checkpoint's record (empty if foreign)."""
+    record = read_record(path)
+    if record is None:
+        return {}
+    history = record.train_settings.get("history") or []
+    return {"architecture": record.model, "defense": record.defense, "defense_settings": record.defense_settings,
+            "epochs": record.epochs, "train_seconds": sum(h.get("seconds", 0.0) for h in history) or None,
+            "pretrained": record.train_settings.get("pretrained"), "trained": record.created}  # fmt: skip
+
+
+def _strip(examples: dict) -> bytes | None:
+    if not examples or len(examples["clean"]) == 0:
+        return None
+    return example_strip(examples["clean"], examples["adversarial"])

@@ -29,6 +29,8 @@ _COLUMNS = {
     "n_unverified": "INTEGER", "seconds": "REAL", "extra": "TEXT", "device": "TEXT", "seed": "INTEGER",
     "robustkit_version": "TEXT", "torch_version": "TEXT", "created": "TEXT", "clean_correct": "BLOB", "robust": "BLOB",
     "source": "TEXT", "source_checkpoint_sha256": "TEXT",  # transfer cells: the entry the examples were crafted on
+    "training": "TEXT",  # the checkpoint's record in brief (architecture, defense, epochs, time): the entry's card
+    "examples": "BLOB",  # a small PNG of clean over adversarial examples (a few the attack broke)
 }  # fmt: skip
 _CHECK_COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "entry": "TEXT", "checkpoint_sha256": "TEXT", "norm": "TEXT",

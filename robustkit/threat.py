@@ -46,6 +46,7 @@ class ThreatModel(ABC):
     budget_axis: ClassVar[str] = "ε"  # what the budget measures, for plot axes
     whole_budget: ClassVar[bool] = False  # budgets are counts (pixels), not lengths
     gradient_steps: ClassVar[bool] = False  # gradient attacks (and adversarial training) can step in it
+    family: ClassVar[str] = ""  # the leaderboard group its columns go in (default: its name)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
@@ -141,6 +142,7 @@ class Linf(LpBall):
 
     name: ClassVar[str] = "linf"
     gradient_steps: ClassVar[bool] = True
+    family: ClassVar[str] = "Lp"
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -166,6 +168,7 @@ class L2(LpBall):
 
     name: ClassVar[str] = "l2"
     gradient_steps: ClassVar[bool] = True
+    family: ClassVar[str] = "Lp"
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -201,6 +204,7 @@ class L0(LpBall):
     """At most ``eps`` pixel positions (all channels of a pixel count as one) may change, to anything in [0, 1]."""
 
     name: ClassVar[str] = "l0"
+    family: ClassVar[str] = "L0"
     budget_axis: ClassVar[str] = "ε (l0: pixels changed)"
     whole_budget: ClassVar[bool] = True
 
@@ -250,6 +254,18 @@ def threat_class(norm: str) -> type[ThreatModel]:
         return THREATS.get(norm.lower().replace("∞", "inf"))
     except UnknownNameError as err:
         raise ConfigError(f"norm: {err}") from None
+
+
+FAMILIES = ("Lp", "L0", "patch", "spatial", "fooling")  # the order leaderboards show threat-model groups in
+
+
+def threat_family(norm: str) -> str:
+    """The leaderboard group of threat model ``norm``; a name no longer registered is its own group."""
+    try:
+        cls = threat_class(norm)
+    except ConfigError:
+        return norm
+    return cls.family or cls.name
 
 
 def clip_to_box(x: Tensor) -> Tensor:

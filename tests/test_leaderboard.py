@@ -175,3 +175,76 @@ def test_latex_compiles_with_pdflatex(shared, tmp_path):
     log = (tmp_path / "board.log").read_text(errors="replace")
     assert done.returncode == 0 and (tmp_path / "board.pdf").stat().st_size > 0, done.stdout[-2000:]
     assert "Missing character" not in log
+
+
+def _other_threats(cells: pd.DataFrame) -> pd.DataFrame:
+    """The shared cells plus copies under L2 and L0, as a suite with three threat models would store them."""
+    linf = white_box_rows(cells)
+    l2 = linf.assign(norm="l2", eps=linf["eps"] * 10, key=linf["key"] + "-l2")
+    l0 = linf[linf["eps"] == 0.1].assign(norm="l0", eps=1.0, attack="one-pixel", key=lambda f: f["key"] + "-l0")
+    return pd.concat([l0, linf, l2], ignore_index=True)
+
+
+def test_columns_are_grouped_by_threat_model_family_with_the_worst_case_first(shared):
+    from robustkit.leaderboard import column_groups
+
+    _, cells = shared
+    table = leaderboard(_other_threats(cells))
+    measured = [c for c in table.columns if " ε=" in c]
+    assert measured == ["worst l2 ε=1", "worst l2 ε=2", "worst linf ε=0.1", "worst linf ε=0.2",
+                        "fgsm l2 ε=1", "fgsm l2 ε=2", "fgsm linf ε=0.1", "fgsm linf ε=0.2",
+                        "worst l0 ε=1", "one-pixel l0 ε=1"]  # fmt: skip
+    groups = column_groups(list(table.columns))
+    assert [g for g, _ in groups] == ["", "Lp", "L0", ""] and [n for g, n in groups if g] == [8, 2]
+    assert sum(n for _, n in groups) == len(table.columns)
+    page = render(table, "html")
+    assert '<th colspan="8" class="group">Lp</th><th colspan="2" class="group">L0</th>' in page
+
+
+def test_the_page_has_a_card_per_entry_with_its_training_and_examples(shared, tmp_path):
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    from robustkit.leaderboard import of_suite, publish
+
+    store, cells = shared
+    members = read_stores([store], "members")
+    page = publish(of_suite(cells, members, "mine"), tmp_path, "mine")[-1].read_text()
+    cards = dict(re.findall(r'<section class="card" id="entry-(\w+)">(.*?)</section>', page, flags=re.S))
+    assert set(cards) == {"lenet5", "smallcnn"}
+    for entry, epochs in (("lenet5", 2), ("smallcnn", 1)):  # the suite's training recipes (MINE)
+        facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", cards[entry]))
+        row = white_box_rows(cells)[white_box_rows(cells)["entry"] == entry].iloc[0]
+        assert facts["epochs"] == str(epochs) and facts["checkpoint SHA-256"] == row["checkpoint_sha256"]
+        assert facts["architecture"] == entry and facts["clean accuracy"] == f"{row['clean_accuracy']:.4f}"
+        images = re.findall(r'src="data:image/png;base64,([^"]+)"', cards[entry])
+        broken = white_box_rows(cells)[(white_box_rows(cells)["entry"] == entry) & (white_box_rows(cells)["attack_success_rate"] > 0)]
+        assert len(images) == len(broken) > 0
+        strip = Image.open(BytesIO(base64.b64decode(images[0])))
+        assert strip.height == 2 * 56 and strip.width >= 56  # clean over adversarial, one column per example
+
+
+def test_the_header_stays_in_view_while_the_table_scrolls_in_a_real_browser(shared, tmp_path):
+    from robustkit.leaderboard import html_page
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: setup.sh installs it")
+        pytest.skip("no chromium on this machine")
+    _, cells = shared
+    table = leaderboard(white_box_rows(cells))
+    long = pd.concat([table] * 80, ignore_index=True)  # taller than the window, so it scrolls
+    probe = ("<script>window.scrollTo(0, 1500); const t = document.getElementById('leaderboard');"
+             "document.body.setAttribute('data-head-top', Math.round(t.tHead.getBoundingClientRect().top));"
+             "document.body.setAttribute('data-row-top', Math.round(t.tBodies[0].rows[0].getBoundingClientRect().top));"
+             "</script></body>")  # fmt: skip
+    page = tmp_path / "page.html"
+    page.write_text(html_page(long, "", "long").replace("</body>", probe))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,800", "--dump-dom",
+                          f"file://{page}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    head_top = int(re.search(r'data-head-top="(-?\d+)"', dom).group(1))
+    row_top = int(re.search(r'data-row-top="(-?\d+)"', dom).group(1))
+    assert row_top < -500 and head_top == 0  # the first row scrolled away; the header stuck to the top

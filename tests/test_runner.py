@@ -278,7 +278,7 @@ def test_renderers_round_trip_and_render_every_format(finished):
     markdown = render(table, "md").splitlines()
     assert len(markdown) == 2 + len(table) and markdown[0].startswith("| rank | entry")
     assert "\\begin{tabular}" in render(table, "latex")
-    assert render(table, "html").count("<tr") == 1 + len(table)
+    assert render(table, "html").count("<tr") == 2 + len(table)  # the threat-model groups, the names, the rows
     assert list(table["rank"]) == [1, 2] and set(table["entry"]) == {"lenet5", "smallcnn"}
 
 
