@@ -254,3 +254,56 @@ def test_robustkit_evaluate_runs_the_spatial_attack(tmp_path):
     bad = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "spatial",
                                     "--eps", "270", "--n-samples", "16"])  # fmt: skip
     assert bad.exit_code == 1 and "a rotation budget beyond 180°" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_fashion_mnist_suite_has_a_spatial_column_with_a_stable_key():
+    from pathlib import Path
+
+    from robustkit.suite import load_suite
+
+    suite = load_suite(Path(__file__).parents[1] / "benchmarks/suites/fashion-mnist.yaml")
+    cells = [c for c in suite.cells() if c.attack.norm == "spatial"]
+    assert len(cells) == len(suite.models) and cells[0].eps == 30
+    assert cells[0].threat.describe() == {"norm": "spatial", "eps": 30.0, "translation": 3.0, "scale": 0.0}
+    assert cells[0].title == "smallcnn × spatial spatial ±30° ±3px"
+    assert cells[0].key("abc") == "543d05bf30d9a4bbbda52502"  # computed once: a changed key would re-run stored cells
+
+
+def test_a_tiny_suite_with_a_spatial_column_runs_stores_and_ranks(tmp_path, monkeypatch):
+    import numpy as np
+    import yaml
+
+    from robustkit.checkpoint import load_model
+    from robustkit.data import get_dataset
+    from robustkit.leaderboard import leaderboard, publish
+    from robustkit.runner import run_suite
+    from robustkit.store import read_stores, unpack
+    from robustkit.suite import load_suite
+
+    suite = {"name": "tiny-spatial", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 16, "checks": False,
+             "models": [{"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
+             "attacks": [{"attack": "spatial", "norm": "spatial", "eps": [5, 30], "settings": {"translation": 1}},
+                         {"attack": "spatial", "name": "worst-of-10", "eps": [30],
+                          "settings": {"translation": 1, "search": "random"}},
+                         {"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}  # fmt: skip
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))
+    summary = run_suite(load_suite(path), tmp_path / "store.sqlite", device=torch.device("cpu"), progress=False)
+    assert summary.evaluated == 4
+    cells = read_stores([tmp_path / "store.sqlite"])
+    board = leaderboard(cells).set_index("entry")
+    assert {"worst spatial ε=5", "worst spatial ε=30", "spatial spatial ε=30", "worst-of-10 spatial ε=30",
+            "worst linf ε=0.1"} <= set(board.columns)  # fmt: skip
+    row = cells[(cells["attack"] == "spatial") & (cells["eps"] == 30)].iloc[0]
+    assert row["n_unverified"] == 0
+    model, _ = load_model(row["checkpoint"])
+    subset = get_dataset("synthetic").test.subset(32, seed=0)
+    direct = evaluate_attack(model, subset.images, subset.labels, SpatialAttack(eps=30, translation=1), batch_size=16,
+                             progress=False)  # fmt: skip
+    assert torch.equal(unpack(row["robust"], 32), direct.robust)
+    both = cells[cells["eps"] == 30]
+    bits = np.stack([np.unpackbits(np.frombuffer(b, dtype=np.uint8))[:32] for b in both["robust"]])
+    assert board.loc["lenet5", "worst spatial ε=30"] == pytest.approx(bits.all(axis=0).mean())
+    written = publish(cells, tmp_path / "board", "tiny-spatial")
+    assert any(p.suffix == ".html" for p in written) and "spatial" in (tmp_path / "board" / "tiny-spatial.md").read_text()
