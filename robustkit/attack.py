@@ -31,7 +31,7 @@ from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.sample_random import SampleRandom
-from robustkit.threat import ThreatModel, threat_model
+from robustkit.threat import ThreatModel, threat_class, threat_model
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -76,8 +76,9 @@ class Attack(ABC):
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
 
     def __post_init__(self) -> None:
-        if self.threat.name not in self.norms:  # validates norm, ε and the threat settings, and the pairing
+        if threat_class(self.norm).name not in self.norms:  # the pairing first: another model's settings differ
             raise ConfigError(f"{type(self).__name__} attacks {', '.join(self.norms)}, not '{self.norm}'")
+        _ = self.threat  # builds it: validates ε and the threat settings
         if self.precision not in _AUTOCAST:
             raise ConfigError(f"{type(self).__name__}: unknown precision '{self.precision}' (fp32, bf16, fp16)")
         _check_model_settings(self)

@@ -245,7 +245,11 @@ def threat_model(norm: str, eps: float, **settings: Any) -> ThreatModel:
     ``settings`` are the threat model's own beyond the budget (none for the Lp balls). An unknown
     name is a one-line error that lists the registered ones.
     """
-    return threat_class(norm)(float(eps), **settings)
+    cls = threat_class(norm)
+    unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"the {cls.name} threat model has no setting '{unknown[0]}'")
+    return cls(float(eps), **settings)
 
 
 def threat_class(norm: str) -> type[ThreatModel]:
@@ -290,3 +294,8 @@ def parse_eps(text: str | float, what: str = "eps") -> float:
 def default_eps(norm: str, channels: int) -> float:
     """The field's usual budget of threat model ``norm``: grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5; L0 one pixel."""
     return threat_class(norm).default_eps(channels)
+
+
+# ---- beyond the Lp balls: each further built-in threat model is its own module, registered on import ----
+
+import robustkit.spatial  # noqa: E402,F401  (rotations and translations; imports this module's ThreatModel)

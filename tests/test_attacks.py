@@ -116,7 +116,7 @@ def test_bad_inputs_are_one_line_errors():
 # ---- invariants, parametrised over the registry: every attack, present and future ----
 
 
-BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2}
+BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30}
 QUICK = {  # keep search attacks short in invariant tests
     "one-pixel": dict(population=16, generations=4),
     "square": dict(queries=50),
@@ -152,7 +152,7 @@ def test_invariants_of_every_registered_attack(attack_name, norm):
     assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
     assert result.success.shape == y.shape and result.success.dtype == torch.bool
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    assert attack.threat.contains(x, result.x_adv).all()
+    assert attack.threat.contains(x, result.x_adv, result.evidence).all()  # spatial: its reported transform
     assert [m.training for m in model.modules()] == modes
     assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
     assert [p.requires_grad for p in model.parameters()] == requires
@@ -171,9 +171,9 @@ def test_attacks_keep_reduced_precision_inputs(attack_name):
     attack = build(attack_name, eps=BUDGETS[norm], norm=norm)
     result = attack(model.to(torch.bfloat16), x.to(torch.bfloat16), y)
     assert result.x_adv.dtype == torch.bfloat16
-    assert attack.threat.contains(x.to(torch.bfloat16), result.x_adv).all()
+    assert attack.threat.contains(x.to(torch.bfloat16), result.x_adv, result.evidence).all()
     autocast = build(attack_name, eps=BUDGETS[norm], norm=norm, precision="bf16")(tiny_model(), x, y)
-    assert autocast.x_adv.dtype == torch.float32 and attack.threat.contains(x, autocast.x_adv).all()
+    assert autocast.x_adv.dtype == torch.float32 and attack.threat.contains(x, autocast.x_adv, autocast.evidence).all()
 
 
 # ---- regressions found in review ----
