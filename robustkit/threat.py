@@ -274,3 +274,6 @@ def parse_eps(text: str | float, what: str = "eps") -> float:
 def default_eps(norm: str, channels: int) -> float:
     """The field's usual budget of threat model ``norm``: grey images 0.1 (L∞) / 1.5 (L2); colour 8/255 / 0.5; L0 one pixel."""
     return threat_class(norm).default_eps(channels)
+
+
+from robustkit import patch_threat  # noqa: E402,F401  (registers ``patch``: THREATS loads this module only)
