@@ -70,7 +70,7 @@ class AdversarialPatch(LossGradientAttack):
     norm: str = "patch"
     steps: int = 10
     step_size: float | None = None
-    locations: int = 4
+    locations: int = 16
     early_stop: bool = True
 
     def __post_init__(self) -> None:
