@@ -48,9 +48,11 @@ class UniversalPatch(LossGradientAttack):
     Use: ``patch = attack.fit(model, train_images)``, then ``attack.with_perturbation(patch)`` on other
     images (``prepared`` does both). Called without a fitted patch, it fits on the batch itself.
     ``evidence`` holds each window's top-left ``row`` and ``col``; ``extras["patch"]`` the patch.
-    Cost of the defaults: 10 passes × 1 forward+backward per fitting image, ~25 s for 1000
+    Cost of the defaults: 10 passes × 1 forward+backward per fitting image, ~10 s for 1000
     Fashion-MNIST images (fitting, 4×4 patch) on smallcnn on 2 CPU cores, then one forward pass per
-    image to apply it.
+    image to apply it; scaled from 110 s measured on cores shared with other jobs, where PGD's default
+    took 37 s against its stated 3 s. A 4×4 patch (2 % of the image) fooled 8 % of unseen images
+    (robust accuracy 0.85, clean 0.91): a universal patch needs a larger side than a per-image one.
 
     Example::
 
@@ -205,7 +207,7 @@ class UniversalPatch(LossGradientAttack):
         placed = paste(torch.zeros((n, channels + 1, height, width), dtype=rendered.dtype, device=x.device),
                        rendered, rows, cols)  # fmt: skip
         mask = placed[:, -1:]
-        return x * (1 - mask) + placed[:, :-1] * mask
+        return (x * (1 - mask) + placed[:, :-1] * mask).to(x.dtype)  # rendered in float32, whatever x's dtype
 
 
 @torch.no_grad()
