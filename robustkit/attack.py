@@ -74,6 +74,7 @@ class Attack(ABC):
     name: ClassVar[str] = ""
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
+    learned_images: ClassVar[bool] = False  # True: ``learned`` holds images in [0, 1] (a patch), saved as they look
 
     def __post_init__(self) -> None:
         if threat_class(self.norm).name not in self.norms:  # the pairing first: another model's settings differ

@@ -298,4 +298,4 @@ def default_eps(norm: str, channels: int) -> float:
 
 # ---- beyond the Lp balls: each further built-in threat model is its own module, registered on import ----
 
-import robustkit.spatial  # noqa: E402,F401  (rotations and translations; imports this module's ThreatModel)
+from robustkit import patch_threat, spatial  # noqa: E402,F401  (patches; rotations and translations)

@@ -46,7 +46,7 @@ from robustkit.threat import default_eps, parse_eps, threat_class
 @click.option("--fit-samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Training images a data-fitted attack (universal) learns from.")  # fmt: skip
 @click.option("--perturbation", "perturbation_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="A saved universal perturbation (.safetensors or .png) to apply instead of fitting one.")  # fmt: skip
+              help="A saved universal perturbation or patch (.safetensors or .png) to apply instead of fitting one.")  # fmt: skip
 @click.option("--n-samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Size of the fixed, seeded evaluation subset of the test split.")  # fmt: skip
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -146,8 +146,9 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         if perturbation_file is not None:  # applied as given: cite the file, write no copy
             saved = perturbation_file
         else:
-            saved, png = save_perturbation(folder / stem, tensor, {k: v for k, v in record.items() if k != "n"})
-            click.echo(f"{name}: {saved} (amplified view: {png})")
+            saved, png = save_perturbation(folder / stem, tensor, {k: v for k, v in record.items() if k != "n"},
+                                           images=attack.learned_images)  # fmt: skip
+            click.echo(f"{name}: {saved} ({'printable' if attack.learned_images else 'amplified'} view: {png})")
         record.update({f"{name}_file": str(saved), f"{name}_sha256": file_sha256(saved)})
     if output:
         click.echo(f"record appended to {append_record(output, record)}")
