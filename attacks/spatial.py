@@ -44,8 +44,11 @@ class SpatialAttack(Attack):
     the sample's own (seed, index), and early stopping is judged per sample at fixed angles.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` int64 N, transforms evaluated
     per sample (at most 775 on the grid, exactly ``k`` at random).
-    Cost of the defaults: at most 775 forward passes per image; ~TODO s for 1000 Fashion-MNIST images
-    on smallcnn on 2 CPU cores.
+    Cost of the defaults: at most 775 forward passes per image; ~76 s for 1000 Fashion-MNIST images
+    on smallcnn on 2 CPU cores (shared with other jobs), robust accuracy 0.000: nearly every image
+    falls at the first angle, so ~26 passes each. An image no transform fools costs all 775 (±10°,
+    ±1 px leaves 55 % robust: ~520 passes per image). ``search="random"`` (worst-of-10) took ~21 s
+    there and left 0.102 robust.
 
     Example::
 
