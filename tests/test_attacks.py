@@ -120,6 +120,7 @@ BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30, "patch": 4}
 QUICK = {  # keep search attacks short in invariant tests
     "one-pixel": dict(population=16, generations=4),
     "square": dict(queries=50),
+    "sparse-rs": dict(queries=50),
     "apgd": dict(steps=10),
     "ensemble": dict(steps=5, queries=50),
     "patch": dict(steps=4),
@@ -225,9 +226,10 @@ def test_labels_outside_the_models_classes_are_one_clear_line(bad):
 def test_an_attack_refuses_the_settings_it_cannot_honour():
     # gradient settings belong to the gradient attacks; the others do not take them at all
     for name, setting in [("one-pixel", {"bpda": True}), ("one-pixel", {"loss": "margin"}), ("one-pixel", {"eot": 4}),
-                          ("square", {"bpda": True}), ("deepfool", {"loss": "margin"}), ("ensemble", {"loss": "margin"})]:
+                          ("square", {"bpda": True}), ("deepfool", {"loss": "margin"}), ("ensemble", {"loss": "margin"}),
+                          ("sparse-rs", {"bpda": True})]:
         with pytest.raises(ConfigError, match=f"unexpected keyword argument '{next(iter(setting))}'"):
-            ATTACKS.build(name, eps=1 if name == "one-pixel" else 0.1, **setting)
+            ATTACKS.build(name, eps=1 if name in ("one-pixel", "sparse-rs") else 0.1, **setting)
     for name in ("fgsm", "pgd", "apgd", "universal"):
         assert {"loss", "eot", "bpda"} <= set(ATTACKS.build(name, eps=0.1).settings())
 

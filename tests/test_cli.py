@@ -162,6 +162,26 @@ def test_evaluate_one_pixel_through_the_cli(tiny_checkpoint, tmp_path):
     assert bad.exit_code == 1 and "L0 budget" in bad.output
 
 
+def test_evaluate_sparse_rs_through_the_cli_takes_the_l0_defaults(tiny_checkpoint, tmp_path):
+    import json
+
+    out = tmp_path / "r.json"
+    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+            "--attack", "sparse-rs", "--n-samples", "16"]  # fmt: skip
+    result = run(*base, "-o", "queries=40", "--output", str(out))  # no --norm, no budget: l0, one pixel
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())[0]
+    assert record["norm"] == "l0" and record["eps"] == 1 and record["n_unverified"] == 0
+    assert json.loads(record["attack_settings"])["queries"] == 40
+    result = run(*base, "--pixels", "3", "-o", "queries=40", "-o", "alpha_init=0.5", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())[1]["eps"] == 3
+    for extra, message in [(["--pixels", "300"], "k = 300 pixels is more than the image's 16×16 = 256 positions"),
+                           (["-o", "queries=0"], "queries ≥ 1"), (["--norm", "linf"], "SparseRS attacks l0, not 'linf'")]:
+        bad = run(*base, *extra)
+        assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output, bad.output
+
+
 def test_evaluate_universal_fits_on_training_images_and_reloads_its_saved_delta_with_its_settings(tiny_checkpoint,
                                                                                                   tmp_path):  # fmt: skip
     import json
