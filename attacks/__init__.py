@@ -15,9 +15,10 @@ from attacks.pgd import PGD
 from attacks.sparse_rs import SparseRS
 from attacks.spatial import SpatialAttack
 from attacks.square import Square
+from attacks.stadv import StAdv
 from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "SparseRS", "SpatialAttack", "Square", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "AdversarialPatch", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.losses import attack_loss, confirmed_success, is_success
 from robustkit.registry import ATTACKS
 
 
@@ -104,13 +103,7 @@ class AdversarialPatch(LossGradientAttack):
             images = paste(x[active].repeat_interleave(tries, 0), patch[active].flatten(0, 1), r, c)
             ya = y[active].repeat_interleave(tries)
             ta = None if target is None else target[active].repeat_interleave(tries)
-            if last:
-                with torch.no_grad():
-                    logits = model(images)
-                loss, hit = attack_loss(logits.float(), ya, ta, self.loss), is_success(logits, ya, ta)
-            else:
-                loss, grad, logits = self.loss_and_grad(model, images, ya, ta)
-                hit = confirmed_success(model, images, logits, ya, ta, self.precision)
+            loss, hit, grad = self.score_iterate(model, images, ya, ta, final=last)
             queries[active] += tries * (1 if last else self.eot)
             score, where = torch.where(hit, float("inf"), loss.float()).view(-1, tries).max(1)
             better = score > best_loss[active]

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustkit.losses import LOSSES, attack_loss, is_success
+from robustkit.losses import LOSSES, attack_loss, confirmed_success, is_success
 from robustkit.bpda import straight_through
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -190,6 +190,21 @@ class LossGradientAttack(GradientAttack):
                 total_grad = grad.detach() if total_grad is None else total_grad + grad.detach()
                 total_logits = logits.detach() if total_logits is None else total_logits + logits.detach()
         return total_loss / self.eot, total_grad / self.eot, total_logits / self.eot
+
+    def score_iterate(
+        self, model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, *, final: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Per-sample loss, success and input gradient of an iterate (patch, stAdv).
+
+        The final iterate is only scored, in one pass without gradient (its gradient is None); the others
+        take ``loss_and_grad``'s passes, their successes confirmed at the model's precision.
+        """
+        if final:
+            with torch.no_grad():
+                logits = model(x_adv)
+            return attack_loss(logits.float(), y, target, self.loss), is_success(logits, y, target), None
+        loss, grad, logits = self.loss_and_grad(model, x_adv, y, target)
+        return loss, confirmed_success(model, x_adv, logits, y, target, self.precision), grad
 
 
 def _check_model_settings(attack: Attack) -> None:

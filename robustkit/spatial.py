@@ -49,7 +49,16 @@ def render(x: Tensor, angle_deg: Tensor, dx: Tensor, dy: Tensor, scale: Tensor |
             torch.stack([sin * w / h, cos, -2 / h * (sin * tx + cos * ty)], 1),
         ], 1) / zoom.view(n, 1, 1)  # fmt: skip
         grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
-        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sample(x, grid)
+
+
+def sample(x: Tensor, grid: Tensor) -> Tensor:
+    """x (N×C×H×W) read at ``grid`` (N×H×W×2, grid_sample's normalised (x, y)): the one resampling of every render.
+
+    Bilinear, zero fill, ``align_corners=False``, in float32 outside any autocast; x's dtype back.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        out = F.grid_sample(x.float(), grid.float(), mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.to(x.dtype)
 
 

@@ -298,4 +298,4 @@ def default_eps(norm: str, channels: int) -> float:
 
 # ---- beyond the Lp balls: each further built-in threat model is its own module, registered on import ----
 
-from robustkit import patch_threat, spatial  # noqa: E402,F401  (patches; rotations and translations)
+from robustkit import flow, patch_threat, spatial  # noqa: E402,F401  (flow fields; patches; rotations and translations)

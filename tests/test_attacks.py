@@ -116,7 +116,7 @@ def test_bad_inputs_are_one_line_errors():
 # ---- invariants, parametrised over the registry: every attack, present and future ----
 
 
-BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30, "patch": 4}
+BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30, "patch": 4, "flow": 20}
 QUICK = {  # keep search attacks short in invariant tests
     "one-pixel": dict(population=16, generations=4),
     "square": dict(queries=50),
@@ -125,6 +125,7 @@ QUICK = {  # keep search attacks short in invariant tests
     "ensemble": dict(steps=5, queries=50),
     "patch": dict(steps=4),
     "universal-patch": dict(passes=1),
+    "stadv": dict(steps=10),
 }
 CASES = [(name, norm) for name in ATTACKS.list() for norm in ATTACKS.get(name).norms]
 
