@@ -1,7 +1,9 @@
 """Sparse-RS vs one-pixel attacks: success rate against queries, same model, same images, k = 1, 3, 10 pixels.
 
-Two settings. Fashion-MNIST: the project's smallcnn (the cached checkpoint, trained with the default
-recipe if missing), as in ``one_pixel_speed.py``. Colour: a CIFAR-sized 3×32×32 model (lenet5
+Three settings. Fashion-MNIST: the project's smallcnn (the cached checkpoint, trained with the default
+recipe if missing), as in ``one_pixel_speed.py``; the same architecture Madry-trained, from the
+checkpoint given with ``--madry-checkpoint`` (e.g. the Fashion-MNIST suite's; skipped without one, as
+the default recipe's training takes long on a CPU). Colour: a CIFAR-sized 3×32×32 model (lenet5
 trained 2 epochs on seeded synthetic data, 10 classes), so the peers' colour handling is exercised.
 Both use the first ``--n`` correctly classified test images of a seeded pool.
 
@@ -15,6 +17,7 @@ image, counted by a wrapper around the model (robustkit's own label probe and fi
 averaged over the images: a fooled image stops costing queries in every tool.
 
     python benchmarks/sparse_rs_vs_one_pixel.py [--n 100] [--pixels 1 3 10] [--budgets 10 30 100 300] [--no-peers]
+        [--settings fashion-mnist madry colour] [--madry-checkpoint FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks import OnePixel, SparseRS
+from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.models import get_model
 from robustkit.pipeline import obtain_model
@@ -85,12 +89,23 @@ def fashion_mnist(args) -> tuple[str, nn.Module, Tensor, Tensor]:
     return ("fashion-mnist smallcnn", model, *_correct(model, data.test, args.n))
 
 
+def madry(args) -> tuple[str, nn.Module, Tensor, Tensor] | None:
+    if args.madry_checkpoint is None:
+        return None
+    data = get_dataset("fashion-mnist")
+    model, _ = load_model(args.madry_checkpoint, model="smallcnn", info=data.info)
+    return ("fashion-mnist smallcnn madry", model, *_correct(model, data.test, args.n))
+
+
 def colour(args) -> tuple[str, nn.Module, Tensor, Tensor]:
     data = get_dataset("synthetic", num_classes=10, channels=3, size=32, n_train=2048, n_test=4 * args.n, noise=0.5)
     model = get_model("lenet5", data.info, seed=0)
     train_model(model, data.train, TrainConfig(epochs=2, batch_size=64, lr=0.05, precision="fp32"), info=data.info,
                 progress=False)  # fmt: skip
     return ("colour 3×32×32 lenet5", model.eval(), *_correct(model, data.test, args.n))
+
+
+SETTINGS = {"fashion-mnist": fashion_mnist, "madry": madry, "colour": colour}
 
 
 def _correct(model: nn.Module, split, n: int) -> tuple[Tensor, Tensor]:
@@ -116,7 +131,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="correctly classified images per setting")
     parser.add_argument("--pixels", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--budgets", type=int, nargs="+", default=[10, 30, 100, 300], help="sparse-rs query budgets")
-    parser.add_argument("--settings", nargs="+", default=["fashion-mnist", "colour"], choices=["fashion-mnist", "colour"])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--madry-checkpoint", help="a Madry-trained Fashion-MNIST smallcnn checkpoint (the madry setting)")
     parser.add_argument("--no-peers", action="store_true", help="sparse-rs and robustkit OnePixel only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -130,7 +146,11 @@ def main() -> None:
     header = f"{'setting':<24} {'k':>3} {'attack':<26} {'budget/img':>10} {'queries/img':>11} {'success':>8} {'seconds':>8}"
     summary = []
     for setting in args.settings:
-        name, model, x, y = (fashion_mnist if setting == "fashion-mnist" else colour)(args)
+        chosen = SETTINGS[setting](args)
+        if chosen is None:
+            print(f"\n{setting}: skipped (no --madry-checkpoint given)")
+            continue
+        name, model, x, y = chosen
         print(f"\n{name}: {len(y)} correctly classified test images")
         print(header)
         for k in args.pixels:
