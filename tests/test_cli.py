@@ -34,6 +34,22 @@ def test_list(kind):
     assert "lenet5" not in run("list", "models", "small*").output
 
 
+def test_threads_sets_pytorchs_cpu_threads_and_refuses_zero(tiny_checkpoint):
+    import torch
+
+    before = torch.get_num_threads()
+    args = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+            "--attack", "fgsm", "--n-samples", "8"]  # fmt: skip
+    try:
+        wanted = 1 if before != 1 else 2
+        assert run(*args, "--threads", str(wanted)).exit_code == 0
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+    refused = run(*args, "--threads", "0")
+    assert refused.exit_code == 2 and "--threads" in refused.output
+
+
 def test_train_end_to_end_on_synthetic(tmp_path):
     out = tmp_path / "tiny.safetensors"
     result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "32", "--lr", "0.05",

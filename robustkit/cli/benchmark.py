@@ -12,6 +12,7 @@ from robustkit import distributed
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.checks import Flag
+from robustkit.cli.options import threads_option
 from robustkit.leaderboard import (attack_settings, format_name, latest, leaderboard, of_suite, publish, render,
                                    render_transfer, sort_table, suite_names, transfer_matrix)  # fmt: skip
 from robustkit.paths import home
@@ -53,6 +54,7 @@ def suite_path(text: str) -> Path:
               help="Write the leaderboard here in every format, with the plot and the HTML page.")  # fmt: skip
 @click.option("--shard", help="Run only share i of n of the cells (0-based, e.g. $SLURM_ARRAY_TASK_ID/4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@threads_option
 def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str | None, device: str) -> None:
     """Run every cell of SUITE (a YAML file, or a built-in name; default: reliable) not yet in the
     store, then print the leaderboard, the transfer matrices and any gradient-masking flags.

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import torch
 
 from robustkit.defense import Defense
 from robustkit.data import DEFAULT_DATASET, ImageDataset, get_dataset
@@ -23,8 +24,26 @@ def dataset_options(command: Callable) -> Callable:
     return click.option("--dataset", default=DEFAULT_DATASET, show_default=True, help="Registered data set name.")(command)
 
 
+def threads_option(command: Callable) -> Callable:
+    """``--threads N``: PyTorch's CPU threads, set as the option is parsed (default: ``$OMP_NUM_THREADS``, else every core).
+
+    On a machine shared with other jobs, more threads than free cores make every thread wait for the
+    others at each operation; one thread per free core is then much faster.
+    """
+
+    def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+        if value is not None:
+            torch.set_num_threads(value)
+
+    return click.option(
+        "--threads", type=click.IntRange(min=1), expose_value=False, callback=apply,
+        help="CPU threads for PyTorch [default: $OMP_NUM_THREADS, else all cores]; on a shared machine, the free cores.",
+    )(command)  # fmt: skip
+
+
 def runtime_options(command: Callable) -> Callable:
-    """``--device`` and ``--seed``."""
+    """``--device``, ``--seed`` and ``--threads``."""
+    command = threads_option(command)
     command = click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")(command)
     return click.option(
         "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps."
