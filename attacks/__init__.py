@@ -11,6 +11,7 @@ from attacks.ensemble import Ensemble
 from attacks.fgsm import FGSM
 from attacks.one_pixel import OnePixel
 from attacks.patch import AdversarialPatch
+from attacks.patch_rs import PatchRS
 from attacks.pgd import PGD
 from attacks.sparse_rs import SparseRS
 from attacks.spatial import SpatialAttack
@@ -20,5 +21,5 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "AdversarialPatch", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

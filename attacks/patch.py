@@ -1,6 +1,6 @@
 """Per-image adversarial patch: gradient ascent on the pixels of one s×s window (LaVAN-style, white box).
 
-Each sample tries ``locations`` random windows at once (one batch of N·L images), the patch starting
+Each sample tries ``locations`` random windows at once (N·L images, in passes of ``max_batch``), the patch starting
 from uniform noise and climbing the loss with signed steps kept in [0, 1]; the location with the best
 outcome (a success, else the highest loss) is kept. ``paste`` and ``cut`` place and read a window of
 every image with one scatter/gather, and serve the universal patch too.
@@ -50,7 +50,9 @@ class AdversarialPatch(LossGradientAttack):
     Arguments: ``eps`` (the side, in pixels); ``steps`` (10 signed gradient steps on the patch pixels);
     ``step_size`` (default 2/steps: the steps cross the range [0, 1] twice); ``locations`` (16: on
     Fashion-MNIST the place matters more than the steps, see below); ``early_stop`` (a fooled sample
-    stops costing passes); ``loss`` (ce | margin | dlr); ``eot``, ``bpda``; ``seed``; ``precision``.
+    stops costing passes); ``max_batch`` (images, sample × location, per pass: bounds memory for many
+    locations or large images; None, the default, puts all N·L in one pass; results do not depend on
+    it); ``loss`` (ce | margin | dlr); ``eot``, ``bpda``; ``seed``; ``precision``.
     Targeted with ``target``. ``evidence`` holds each window's top-left ``row`` and ``col`` (int64 N).
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample, all
     locations together (at most ``locations`` × (``steps`` + 1)).
@@ -75,12 +77,14 @@ class AdversarialPatch(LossGradientAttack):
     step_size: float | None = None
     locations: int = 16
     early_stop: bool = True
+    max_batch: int | None = None  # images (sample × location) per pass; None: all N·L at once
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.steps < 1 or self.locations < 1 or (self.step_size is not None and not self.step_size > 0):
-            raise ConfigError(f"patch needs steps ≥ 1, locations ≥ 1 and step_size > 0 "
-                              f"(got {self.steps}, {self.locations}, {self.step_size})")  # fmt: skip
+        if self.steps < 1 or self.locations < 1 or (self.step_size is not None and not self.step_size > 0) \
+                or (self.max_batch is not None and self.max_batch < 1):
+            raise ConfigError(f"patch needs steps ≥ 1, locations ≥ 1, step_size > 0 and max_batch ≥ 1 "
+                              f"(got {self.steps}, {self.locations}, {self.step_size}, {self.max_batch})")  # fmt: skip
 
     @property
     def alpha(self) -> float:
@@ -93,29 +97,45 @@ class AdversarialPatch(LossGradientAttack):
         side, tries = threat.side, self.locations
         rows, cols = rng.randint(height - side + 1, tries), rng.randint(width - side + 1, tries)  # N×L
         patch = rng.rand(tries, channels, side, side).to(x.dtype)  # Brown et al. start from noise
-        best, best_loss = x.clone(), torch.full((n,), float("-inf"), device=x.device)
+        best_patch, best_loss = patch[:, 0].clone(), torch.full((n,), float("-inf"), device=x.device)
         best_row, best_col = rows[:, 0].clone(), cols[:, 0].clone()
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         active = torch.arange(n, device=x.device)
         for step in range(self.steps + 1):
             last = step == self.steps  # the final iterate is scored, not stepped from
-            r, c = rows[active].flatten(), cols[active].flatten()
-            images = paste(x[active].repeat_interleave(tries, 0), patch[active].flatten(0, 1), r, c)
-            ya = y[active].repeat_interleave(tries)
-            ta = None if target is None else target[active].repeat_interleave(tries)
-            loss, hit, grad = self.score_iterate(model, images, ya, ta, final=last)
+            r, c, candidates = rows[active].flatten(), cols[active].flatten(), patch[active].flatten(0, 1)
+            loss, hit, step_dir = self._candidates(model, x, y, target, active.repeat_interleave(tries),
+                                                   candidates, r, c, last)  # fmt: skip
             queries[active] += tries * (1 if last else self.eot)
             score, where = torch.where(hit, float("inf"), loss.float()).view(-1, tries).max(1)
             better = score > best_loss[active]
             chosen, pick = active[better], (torch.arange(len(active), device=x.device) * tries + where)[better]
-            best[chosen], best_loss[chosen] = images[pick], score[better]
+            best_patch[chosen], best_loss[chosen] = candidates[pick], score[better]
             best_row[chosen], best_col[chosen] = r[pick], c[pick]
             if last:
                 break
-            step_dir = cut(grad, r, c, side).sign().view(len(active), tries, channels, side, side)
+            step_dir = step_dir.view(len(active), tries, channels, side, side)
             patch[active] = (patch[active] + self.alpha * step_dir.to(patch.dtype)).clamp(0, 1)
             if self.early_stop:
                 active = active[score != float("inf")]
                 if len(active) == 0:
                     break
+        best = paste(x, best_patch, best_row, best_col)
         return Perturbed(best, queries=queries, evidence={"row": best_row, "col": best_col})
+
+    def _candidates(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, owner: Tensor,
+                    patches: Tensor, rows: Tensor, cols: Tensor, last: bool) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+        """Loss, success and (unless ``last``) the signed gradient on the patch pixels of every candidate:
+        ``patches[i]`` pasted on image ``owner[i]`` at (``rows[i]``, ``cols[i]``), ``max_batch`` images per pass."""
+        chunk = self.max_batch or len(owner)
+        losses, hits, steps = [], [], []
+        for lo in range(0, len(owner), chunk):
+            part = slice(lo, lo + chunk)
+            images = paste(x[owner[part]], patches[part], rows[part], cols[part])
+            ya, ta = y[owner[part]], None if target is None else target[owner[part]]
+            loss, hit, grad = self.score_iterate(model, images, ya, ta, final=last)
+            losses.append(loss)
+            hits.append(hit)
+            if not last:
+                steps.append(cut(grad, rows[part], cols[part], patches.shape[-1]).sign())
+        return torch.cat(losses), torch.cat(hits), None if last else torch.cat(steps)

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
-from robustkit.losses import attack_loss, confirmed_success
 from robustkit.errors import ConfigError
+from robustkit.random_search import schedule_divisor, search_score
 from robustkit.registry import ATTACKS
 from robustkit.sample_random import SampleRandom
 
@@ -123,15 +123,11 @@ class SparseRS(Attack):
 
     def _moves(self, step: int, k: int, size: int) -> int:
         """How many of the k pixels step ``step`` moves: α(step)·k, at least 1, at most the free positions."""
-        rescaled = int(step / self.queries * 10000)
-        divisor = next((d for threshold, d in _SCHEDULE if rescaled > threshold), 1)
+        divisor = schedule_divisor(step, self.queries, _SCHEDULE)
         return min(max(int(self.alpha_init / divisor * k), 1), size - k if size > k else k)
 
     def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Loss to maximise and success per sample, from one forward pass (the mean of ``eot`` passes)."""
-        logits = model(x_adv).float() if self.eot == 1 else torch.stack([model(x_adv).float() for _ in range(self.eot)]).mean(0)
-        hit = confirmed_success(model, x_adv, logits, y, target, self.precision)  # retire only on a full-precision verdict
-        return attack_loss(logits, y, target, self.loss), hit
+        return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)
 
 
 def _paint(x: Tensor, positions: Tensor, values: Tensor) -> Tensor:

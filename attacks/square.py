@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
-from robustkit.losses import attack_loss, confirmed_success
 from robustkit.errors import ConfigError
+from robustkit.random_search import search_score
 from robustkit.registry import ATTACKS
 from robustkit.sample_random import SampleRandom
 from robustkit.threat import clip_to_box
@@ -108,10 +108,7 @@ class Square(Attack):
         return self.p_init / 2 ** sum(rescaled > t for t in _HALVINGS)
 
     def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Loss to maximise and success per sample, from one forward pass (the mean of ``eot`` passes)."""
-        logits = model(x_adv).float() if self.eot == 1 else torch.stack([model(x_adv).float() for _ in range(self.eot)]).mean(0)
-        hit = confirmed_success(model, x_adv, logits, y, target, self.precision)  # retire only on a full-precision verdict
-        return attack_loss(logits, y, target, self.loss), hit
+        return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)
 
     def _start(self, x: Tensor, rng: SampleRandom) -> Tensor:
         """L∞: vertical stripes of ±ε (one sign per column and channel); L2: ± pseudo-Gaussian tiles, norm ε."""

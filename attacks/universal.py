@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from robustkit.attack import AttackResult, LossGradientAttack, Perturbed, check_pixels
+from robustkit.attack import AttackResult, LossGradientAttack, Perturbed, fitting_images
 from attacks.deepfool import minimal_perturbation
 from robustkit.losses import is_success
 from robustkit.data.base import Split
@@ -140,7 +140,7 @@ class Universal(LossGradientAttack):
         Labels are not needed: an image counts as fooled when its prediction moves off the clean one
         (or, with ``target``/``target_class``, onto that class).
         """
-        x = _as_images(images)
+        x = fitting_images(images)
         param = next(model.parameters(), None)
         device = param.device if param is not None else x.device
         generator = torch.Generator(device=device).manual_seed(self.seed)
@@ -237,21 +237,3 @@ def fooling_rate(
         moved = pred == target_class if target_class is not None else pred != ref
         hits, eligible = hits + int((moved & counted).sum()), eligible + int(counted.sum())
     return hits / eligible if eligible else float("nan")
-
-
-def _as_images(images: Tensor | Split | Iterable) -> Tensor:
-    """A tensor of images from a tensor, a ``Split`` or an iterable of batches (tensors or (x, y) pairs)."""
-    if isinstance(images, Split):
-        return images.images
-    if isinstance(images, Tensor):
-        x = images
-    else:
-        batches = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
-        if not batches or not all(isinstance(b, Tensor) for b in batches):
-            raise ConfigError("fit needs images: a tensor N×C×H×W, a Split, or a loader of image batches")
-        x = torch.cat(batches)
-    if not x.is_floating_point() or x.ndim != 4 or len(x) == 0:
-        raise ConfigError(f"fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]; got "
-                          f"{x.dtype} of shape {tuple(x.shape)} (one channel: x.unsqueeze(1))")  # fmt: skip
-    check_pixels(x, "fitting images")
-    return x.detach()

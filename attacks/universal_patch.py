@@ -20,8 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from attacks.patch import paste
-from attacks.universal import _as_images
-from robustkit.attack import AttackResult, LossGradientAttack, Perturbed
+from robustkit.attack import AttackResult, LossGradientAttack, Perturbed, fitting_images
 from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -134,7 +133,7 @@ class UniversalPatch(LossGradientAttack):
             progress: bool = True) -> Tensor:  # fmt: skip
         """Fit the patch (C×s×s in [0, 1], float32, on the model's device) on ``images``; labels are not needed:
         an image counts as fooled when its prediction moves off the clean one (or onto ``target``/``target_class``)."""
-        x = _as_images(images)
+        x = fitting_images(images)
         self.threat.check_fits(x)
         param = next(model.parameters(), None)
         device = param.device if param is not None else x.device

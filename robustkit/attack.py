@@ -17,7 +17,7 @@ cannot use a setting does not take it, so asking for it is an error, not a silen
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from robustkit.losses import LOSSES, attack_loss, confirmed_success, is_success
 from robustkit.bpda import straight_through
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
@@ -264,3 +265,22 @@ def check_labels(labels: Tensor, classes: int, what: str) -> None:
         values = sorted(set(labels[bad].tolist()))
         shown = ", ".join(map(str, values[:5])) + (", …" if len(values) > 5 else "")
         raise ConfigError(f"{what} holds labels outside 0…{classes - 1} for this {classes}-class model: {shown}")
+
+
+def fitting_images(images: Tensor | Split | Iterable) -> Tensor:
+    """The images a data-fitted attack (``fit``) learns from, as one N×C×H×W tensor in [0, 1]: from a tensor,
+    a ``Split`` or an iterable of batches (tensors or (x, y) pairs); anything else is a one-line error."""
+    if isinstance(images, Split):
+        return images.images
+    if isinstance(images, Tensor):
+        x = images
+    else:
+        batches = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
+        if not batches or not all(isinstance(b, Tensor) for b in batches):
+            raise ConfigError("fit needs images: a tensor N×C×H×W, a Split, or a loader of image batches")
+        x = torch.cat(batches)
+    if not x.is_floating_point() or x.ndim != 4 or len(x) == 0:
+        raise ConfigError(f"fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]; got "
+                          f"{x.dtype} of shape {tuple(x.shape)} (one channel: x.unsqueeze(1))")  # fmt: skip
+    check_pixels(x, "fitting images")
+    return x.detach()

@@ -124,6 +124,7 @@ QUICK = {  # keep search attacks short in invariant tests
     "apgd": dict(steps=10),
     "ensemble": dict(steps=5, queries=50),
     "patch": dict(steps=4),
+    "patch-rs": dict(queries=50),
     "universal-patch": dict(passes=1),
     "stadv": dict(steps=10),
 }

@@ -156,6 +156,17 @@ def test_a_samples_patch_does_not_depend_on_its_batch():
     assert 0 < int(big.robust.sum()) < int(big.clean_correct.sum())
 
 
+def test_chunking_the_candidates_changes_nothing_but_memory():
+    model, (x, y) = tiny_model(), tiny_batch(24)
+    for target in (None, (y + 1) % 4):
+        whole = AdversarialPatch(eps=3, steps=3, locations=5)(model, x, y, target=target)
+        chunked = AdversarialPatch(eps=3, steps=3, locations=5, max_batch=7)(model, x, y, target=target)
+        assert torch.equal(whole.x_adv, chunked.x_adv) and torch.equal(whole.queries, chunked.queries)
+        assert all(torch.equal(whole.evidence[k], chunked.evidence[k]) for k in ("row", "col"))
+    with pytest.raises(ConfigError, match="max_batch ≥ 1"):
+        AdversarialPatch(eps=3, max_batch=0)
+
+
 # ---- the universal patch ----
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attack_fixtures import DATA, tiny_model
-from attacks import PGD, OnePixel, SparseRS, Square
+from attacks import PGD, OnePixel, PatchRS, SparseRS, Square
 from robustkit.evaluate import evaluate_attack
 from robustkit.sample_random import SampleRandom, mix_int
 from torchrun import torchrun
@@ -66,6 +66,7 @@ def _outcomes(attack, images, labels, batch_size):
     (Square(eps=0.15, queries=30, seed=3), 300, (300, 50)),
     (OnePixel(eps=1, population=12, generations=3, seed=4), 300, (300, 9)),
     (SparseRS(eps=2, queries=40, seed=5), 300, (300, 50)),
+    (PatchRS(eps=3, queries=40, seed=6), 300, (300, 50)),
 ])  # fmt: skip
 def test_one_cell_gives_the_same_per_sample_outcomes_at_any_batch_size(attack, n, sizes):
     images = torch.cat([DATA.test.images, DATA.train.images])[:n]
