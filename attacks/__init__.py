@@ -9,6 +9,7 @@ from attacks.apgd import APGD
 from attacks.deepfool import DeepFool
 from attacks.ensemble import Ensemble
 from attacks.fgsm import FGSM
+from attacks.fooling import Fooling
 from attacks.one_pixel import OnePixel
 from attacks.patch import AdversarialPatch
 from attacks.patch_rs import PatchRS
@@ -21,5 +22,5 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "FGSM", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "AdversarialPatch", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

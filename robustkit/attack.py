@@ -111,9 +111,14 @@ class Attack(ABC):
             with self._autocast(x.device):
                 out = self.perturb(model, x, y, target=target, rng=rng)
             x_adv = self.threat.clip(x, out.x_adv.detach().to(x.dtype))
-            success = is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
+            success = self.verdict(model, x_adv, y, target)
         size = self.threat.size(x, x_adv, out.evidence)
         return AttackResult(x_adv, success, size, out.queries, out.extras, out.evidence)
+
+    def verdict(self, model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """Per sample, by a fresh forward pass: misclassified (or at ``target``). Attacks whose threat model
+        has no clean image (fooling) judge success their own way."""
+        return is_success(predict(model, x_adv, batch_size=max(len(x_adv), 1)), y, target)
 
     def prepared(self, model: nn.Module, images: Tensor, *, progress: bool = False) -> Attack:
         """The attack ready to run on unseen images: data-fitted attacks learn from ``images`` here.

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from robustkit.attack import Attack
 from robustkit import distributed
 from robustkit.data.base import Split
+from robustkit.errors import ConfigError
 from robustkit.predict import predict
 from robustkit.randomness import randomised_modules
 
@@ -134,6 +135,8 @@ def evaluate_attack(
     Under torchrun every rank attacks its own strided share of the samples and the per-sample
     outcomes are gathered, so every rank returns the whole evaluation.
     """
+    if not attack.threat.clean_images:
+        raise ConfigError(f"the {attack.threat.name} threat model has no clean images: evaluate it with evaluate_fooling")
     world = distributed.world_size()
     if world > 1:
         mine = torch.arange(distributed.rank(), len(labels), world)

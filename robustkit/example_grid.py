@@ -52,6 +52,26 @@ def save_example_grid(
     return path
 
 
+def save_fooling_grid(path: str | Path, images: Tensor, classes: Tensor, confidence: Tensor, passed: Tensor,
+                      class_names: Sequence[str], *, columns: int = 5) -> Path:  # fmt: skip
+    """One cell per class sought: the image, and under it the class name and the verified confidence (✓ passed)."""
+    from PIL import Image, ImageDraw
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = max(-(-len(images) // columns), 1)
+    canvas = Image.new("RGB", (columns * _CELL, rows * (_CELL + 2 * _CAPTION)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, image in enumerate(images):
+        left, top = (i % columns) * _CELL, (i // columns) * (_CELL + 2 * _CAPTION)
+        canvas.paste(_to_pil(image), (left, top))
+        draw.text((left + 2, top + _CELL + 1), class_names[int(classes[i])][:20], fill="black")
+        mark = "ok" if passed[i] else "no"  # PIL's default font has no ✓
+        draw.text((left + 2, top + _CELL + _CAPTION), f"p={float(confidence[i]):.4f} {mark}", fill="black")
+    canvas.save(path)
+    return path
+
+
 def _name(class_names: Sequence[str], label: int) -> str:
     return "no majority" if label == ABSTAIN else class_names[label]  # a randomised model's split vote
 

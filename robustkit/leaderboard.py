@@ -4,6 +4,10 @@ The worst case for a model at one (norm, ε) is the per-sample AND of every atta
 outcome on the same fixed subset: a sample counts as robust only if no attack broke it. Entries are
 ranked by their mean worst-case robust accuracy over the suite's (norm, ε) pairs, then by clean
 accuracy. Accuracies are floats in [0, 1].
+
+Threat models without clean images (fooling) have no robust accuracy: their cells count classes, and
+the table shows per entry the share of classes fooled by any of their attacks (``<norm>-rate``, lower
+is better), outside the mean worst case.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from robustkit.threat import FAMILIES, threat_class, threat_family
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
-MEAN = "mean worst-case"  # the ranking key: worst-case robust accuracy averaged over the suite's (norm, ε)
+MEAN = "mean worst-case"  # the ranking key: worst-case robust accuracy averaged over the suite's ε-style (norm, ε)
 # Per entry, what its figures depend on besides the attacks: (table column, store column)
 PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "sample_seed"),
               ("checkpoint_sha256", "checkpoint_sha256"), ("robustkit_version", "robustkit_version"),
@@ -82,7 +86,18 @@ def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
             robust &= unpack(blob, n)
         rows.append({"entry": entry, "norm": norm, "eps": eps, "attacks": ", ".join(group["attack"]),
                      "robust_accuracy": robust.double().mean().item()})  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["entry", "norm", "eps", "attacks", "robust_accuracy"])
+
+
+def rated(cells: pd.DataFrame) -> pd.Series:
+    """Per row: is it a cell of a threat model without clean images (fooling), counted over classes?"""
+    def no_clean(norm: str) -> bool:
+        try:
+            return not threat_class(norm).clean_images
+        except ConfigError:  # a threat model no longer registered: an ε-style one, as all were before
+            return False
+
+    return cells["norm"].map(no_clean).astype(bool)
 
 
 def white_box(cells: pd.DataFrame) -> pd.DataFrame:
@@ -97,16 +112,20 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
     case per (norm, ε), the reliable ensemble's figure, each attack's figure, the gradient-masking
     checks' verdict, time, and what the figures depend on (data, subset, checkpoint hash, versions).
 
-    Transfer cells are not part of it (see ``transfer_matrix``).
+    Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
+    images give one column per (norm, ε): the share of classes fooled by any attack (``fooling-rate
+    fooling ε=0.99``, lower is better). It is not a robust accuracy, so it stays out of the mean
+    worst case, which averages the worst-case robust accuracies of the ε-style threat models.
     """
     cells = white_box(cells)
     if cells.empty:
         raise ConfigError("the results store holds no finished cells yet")
-    worst = worst_case(cells)
     table = cells.groupby("entry", sort=False).agg(model=("model", "first"), defense=("defense", "first"),
                                                    clean_accuracy=("clean_accuracy", "first"),
                                                    attack_seconds=("seconds", "sum"))  # fmt: skip
     provenance = cells.groupby("entry", sort=False).agg(**{c: (source, _distinct) for c, source in PROVENANCE})
+    classes, cells = cells[rated(cells)], cells[~rated(cells)]
+    worst = worst_case(cells)
     pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"])})
     for norm, eps in pairs:
         column = f"worst {norm} ε={eps:.4g}"
@@ -115,6 +134,10 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
     for (attack, norm, eps), group in sorted(cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])):
         name = "reliable" if attack == "ensemble" else attack  # the ensemble's figure is the one to trust
         table[f"{name} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
+    if not classes.empty:
+        fooled = worst_case(classes)  # per class: robust only if no attack found a verified image
+        for (norm, eps), group in fooled.groupby(["norm", "eps"], sort=True):
+            table[f"{norm}-rate {norm} ε={eps:.4g}"] = 1 - group.set_index("entry")["robust_accuracy"]
     if checks is not None and not checks.empty:
         scored = set(zip(cells["entry"], cells["checkpoint_sha256"]))  # checks of older weights do not count
         current = checks[[(e, s) in scored for e, s in zip(checks["entry"], checks["checkpoint_sha256"])]]
@@ -276,7 +299,7 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    worst = worst_case(cells)
+    worst = worst_case(cells[~rated(cells)])
     clean = cells.groupby("entry", sort=False)["clean_accuracy"].first()
     norms = list(dict.fromkeys(worst["norm"]))
     fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.8), squeeze=False)

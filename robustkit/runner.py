@@ -26,10 +26,11 @@ from robustkit.checkpoint import load_model, read_record
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
 from robustkit.evaluate import evaluate_attack, prepare_attack
+from robustkit.fooling_eval import evaluate_fooling
 from robustkit.example_grid import example_strip
 from robustkit.paths import checkpoint_path
 from robustkit.pipeline import train_and_save
-from robustkit.predict import verdict_draws
+from robustkit.predict import accuracy, verdict_draws
 from robustkit.records import file_sha256, run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.store import ResultStore, pack
@@ -209,6 +210,8 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
     warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
+    if not attack.threat.clean_images:
+        return _fooling_cell(cell, attack, model, data, subset, device, path, sha, key, progress)
     start = time.perf_counter()
     crafted_on = source[0] if source is not None else model
     attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
@@ -216,19 +219,42 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None, keep_examples=CARD_EXAMPLES)  # fmt: skip
     extra.update(attack.extra_metrics(model, subset.images.to(device)), verify_draws=verdict_draws(model))
-    m = result.metrics()
-    meta = run_metadata(device, suite.seed)
+    row = _row(cell, attack, result.metrics(), device, path, sha, key, time.perf_counter() - start, extra)
+    return {**row, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
+            "source": cell.source.name if cell.source is not None else None,
+            "source_checkpoint_sha256": source[2] if source is not None else None, "examples": _strip(result.examples)}  # fmt: skip
+
+
+def _fooling_cell(cell: Cell, attack, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device,
+                  path: Path, sha: str, key: str, progress: bool) -> dict:  # fmt: skip
+    """A threat model without clean images: one image sought per class, in the cells' schema over classes.
+
+    n is the number of classes, ``robust`` per class means no verified fooling image, robust accuracy
+    is 1 − the fooling rate; the clean accuracy is the model's on the suite's subset, as in its other cells.
+    """
+    start = time.perf_counter()
+    report = evaluate_fooling(model, attack, tuple(data.info.input_shape), batch_size=cell.suite.batch_size,
+                              progress=progress)  # fmt: skip
+    m = {**report.metrics(), "clean_accuracy": accuracy(model, subset, batch_size=cell.suite.batch_size)}
+    extra = {**report.extra(), "fooling_rate": report.fooling_rate, "verify_draws": verdict_draws(model)}
+    row = _row(cell, attack, m, device, path, sha, key, time.perf_counter() - start, extra)
+    every = torch.ones(len(report.classes), dtype=torch.bool)  # every class was sought
+    return {**row, "clean_correct": pack(every), "robust": pack(~report.passed), "source": None,
+            "source_checkpoint_sha256": None, "examples": None}  # fmt: skip
+
+
+def _row(cell: Cell, attack, m: dict, device: torch.device, path: Path, sha: str, key: str, seconds: float,
+         extra: dict) -> dict:  # fmt: skip
+    """A cell's store row apart from its per-sample outcomes, source and examples."""
+    suite, spec = cell.suite, cell.attack
     return {
         "key": key, "suite": suite.name, "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model,
         "defense": cell.entry.defense, "checkpoint": str(path), "checkpoint_sha256": sha, "attack": spec.label,
         "norm": spec.norm, "eps": cell.eps, "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
         "n_samples": suite.n_samples, "sample_seed": suite.seed, "n": m["n"], "clean_accuracy": m["clean_accuracy"],
         "robust_accuracy": m["robust_accuracy"], "attack_success_rate": m["attack_success_rate"],
-        "median_norm": m["median_norm"], "n_unverified": m["n_unverified"], "seconds": time.perf_counter() - start,
-        "extra": extra, **meta, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
-        "source": cell.source.name if cell.source is not None else None,
-        "source_checkpoint_sha256": source[2] if source is not None else None,
-        "training": entry_card(path), "examples": _strip(result.examples),
+        "median_norm": m["median_norm"], "n_unverified": m["n_unverified"], "seconds": seconds,
+        "extra": extra, **run_metadata(device, suite.seed), "training": entry_card(path),
     }  # fmt: skip
 
 

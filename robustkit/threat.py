@@ -47,6 +47,8 @@ class ThreatModel(ABC):
     whole_budget: ClassVar[bool] = False  # budgets are counts (pixels), not lengths
     gradient_steps: ClassVar[bool] = False  # gradient attacks (and adversarial training) can step in it
     family: ClassVar[str] = ""  # the leaderboard group its columns go in (default: its name)
+    # False: attacks make images from nothing (fooling images); evaluated per class, not per clean sample
+    clean_images: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
@@ -298,4 +300,4 @@ def default_eps(norm: str, channels: int) -> float:
 
 # ---- beyond the Lp balls: each further built-in threat model is its own module, registered on import ----
 
-from robustkit import flow, patch_threat, spatial  # noqa: E402,F401  (flow fields; patches; rotations and translations)
+from robustkit import flow, fooling, patch_threat, spatial  # noqa: E402,F401  (flow fields; fooling images; patches; rotations and translations)

@@ -116,7 +116,10 @@ def test_bad_inputs_are_one_line_errors():
 # ---- invariants, parametrised over the registry: every attack, present and future ----
 
 
-BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30, "patch": 4, "flow": 20}
+BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30, "patch": 4, "flow": 20, "fooling": 0.99}
+# Threat models without a clean image (fooling): y names the class each image is sought for, and success
+# is a verified confident image of it, not a misclassification of y. Their own check is in test_fooling.py.
+NO_CLEAN_IMAGE = {"fooling"}
 QUICK = {  # keep search attacks short in invariant tests
     "one-pixel": dict(population=16, generations=4),
     "square": dict(queries=50),
@@ -127,6 +130,7 @@ QUICK = {  # keep search attacks short in invariant tests
     "patch-rs": dict(queries=50),
     "universal-patch": dict(passes=1),
     "stadv": dict(steps=10),
+    "fooling": dict(steps=10),
 }
 CASES = [(name, norm) for name in ATTACKS.list() for norm in ATTACKS.get(name).norms]
 
@@ -167,7 +171,12 @@ def test_invariants_of_every_registered_attack(attack_name, norm):
     assert torch.equal(again.x_adv, result.x_adv) and torch.equal(again.success, result.success)
     with torch.no_grad():
         model.eval()
-        assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
+        if norm in NO_CLEAN_IMAGE:
+            probs = model(result.x_adv).softmax(1)
+            confident = (probs.argmax(1) == y) & (probs.gather(1, y[:, None]).squeeze(1) >= eps)
+            assert torch.equal(result.success, confident) and torch.equal(result.evidence["target"], y)
+        else:
+            assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
 
 
 def test_attacks_keep_reduced_precision_inputs(attack_name):

@@ -10,6 +10,7 @@ import yaml
 
 from robustkit.losses import LOSSES
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
+from robustkit.cli.fooling import report_fooling
 from robustkit.cli.table import echo_table
 from robustkit import distributed
 from robustkit.budget import warn_if_covers_box
@@ -101,6 +102,18 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     trained_with = build_defense(defense, eps=defense_eps or (str(budget) if steps_in else None),
                                  norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
     model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
+    base = {"model": model_name, "checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
+            "dataset": data.info.name, "defense": defense, "attack": attack_name,
+            "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
+                                          sort_keys=True),
+            "norm": norm, "eps": budget}  # fmt: skip
+    run = {"verify_draws": verdict_draws(model), **run_metadata(device, seed)}
+    if not attack.threat.clean_images:  # fooling images: one sought per class, nothing to attack in the subset
+        if source_model or source_checkpoint or perturbation_file or checks:
+            raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
+        report_fooling(model, attack, data, {**base, **run}, n_samples=n_samples, seed=seed, batch_size=batch_size,
+                       output=output, save_examples=save_examples)  # fmt: skip
+        return
     source, source_path = None, None
     if source_model is not None or source_checkpoint is not None:
         source_with = build_defense(source_defense, eps=defense_eps or (str(budget) if steps_in else None),
@@ -129,11 +142,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
           f"{m['robust_accuracy']:.4f}", f"{m['attack_success_rate']:.4f}", f"{m['median_norm']:.4g}",
           m["n_unverified"], f"{m['images_per_second']:.1f}", *[f"{m[k]:.4f}" for k in extra]]],
     )  # fmt: skip
-    record = {"model": model_name, "checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
-              "dataset": data.info.name, "defense": defense, "attack": attack_name,
-              "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
-                                            sort_keys=True),
-              "norm": norm, "eps": budget, **m, "verify_draws": verdict_draws(model), **run_metadata(device, seed)}  # fmt: skip
+    record = {**base, **m, **run}
     if source is not None:
         record.update({"source_model": source_model or model_name, "source_checkpoint": str(source_path),
                        "source_checkpoint_sha256": file_sha256(source_path)})  # fmt: skip

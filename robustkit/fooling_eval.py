@@ -1,0 +1,106 @@
+"""The fooling evaluation: one image sought per class, each confirmed by the model afresh.
+
+A threat model without clean images (``clean_images = False``) has no accuracy to measure: the
+figure is the fooling rate, the share of classes for which the attack found an image the model gives
+that class with probability ≥ the threshold. Every image counted passes the threat model's check
+(box, reported class) and ``confirm_fooling``; the attack's own claim is never taken.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from robustkit.attack import Attack
+from robustkit.errors import ConfigError
+from robustkit.fooling import confirm_fooling
+from robustkit.predict import num_classes
+
+
+@dataclass
+class FoolingReport:
+    """Per class sought: the verified confidence reached, whether it passed, and when (seconds)."""
+
+    classes: Tensor  # int64 K
+    confidence: Tensor  # float32 K: the model's probability of the class on the image kept (fresh pass)
+    passed: Tensor  # bool K: a verified fooling image
+    seconds: Tensor  # float32 K: time into its batch when the attack found it (NaN: never)
+    images: Tensor  # K×C×H×W, one per class
+    threshold: float
+    n_unverified: int = 0  # images the attack claimed that failed the check (should be 0)
+    total_seconds: float = 0.0
+
+    @property
+    def fooling_rate(self) -> float:
+        """Share of the classes sought with a verified fooling image."""
+        return self.passed.float().mean().item()
+
+    @property
+    def seconds_per_class(self) -> float:
+        return self.total_seconds / max(len(self.classes), 1)
+
+    def metrics(self) -> dict[str, float | int]:
+        """The keys of ``Evaluation.metrics`` over classes (robust: no verified image), plus the fooling figures."""
+        return {"n": len(self.classes), "robust_accuracy": 1 - self.fooling_rate, "attack_success_rate": self.fooling_rate,
+                "mean_norm": float("nan"), "median_norm": float("nan"), "n_unverified": self.n_unverified,
+                "seconds": self.total_seconds, "images_per_second": len(self.classes) / max(self.total_seconds, 1e-12),
+                "fooling_rate": self.fooling_rate, "seconds_per_class": self.seconds_per_class}  # fmt: skip
+
+    def extra(self) -> dict[str, list[float] | float]:
+        """Per-class figures for a record's JSON (NaN as None)."""
+        def plain(t: Tensor) -> list:
+            return [None if v != v else round(v, 6) for v in t.tolist()]
+
+        return {"classes": self.classes.tolist(), "confidence": plain(self.confidence), "class_seconds": plain(self.seconds),
+                "seconds_per_class": self.seconds_per_class, "threshold": self.threshold}  # fmt: skip
+
+
+def evaluate_fooling(
+    model: nn.Module,
+    attack: Attack,
+    image_shape: tuple[int, ...],
+    classes: Tensor | list[int] | None = None,
+    *,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> FoolingReport:
+    """Seek one fooling image per class in ``classes`` (default: every class of the model), batched.
+
+    Class c's random draws come from (seed, c), so its image is the same at any batch size. A class the
+    model does not have is a one-line error.
+    """
+    if attack.threat.clean_images:
+        raise ConfigError(f"{type(attack).__name__} attacks clean images; evaluate it with evaluate_attack")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    template = torch.full((1, *image_shape), 0.5, device=device)
+    have = num_classes(model, template)
+    classes = torch.arange(have) if classes is None else torch.as_tensor(classes).long().view(-1)
+    bad = [c for c in classes.tolist() if not 0 <= c < have]
+    if bad:
+        raise ConfigError(f"fooling: class {bad[0]} is not one of this {have}-class model's classes 0…{have - 1}")
+    parts: dict[str, list[Tensor]] = {"confidence": [], "passed": [], "seconds": [], "images": []}
+    unverified, start = 0, time.perf_counter()
+    bar = tqdm(total=len(classes), desc=f"{type(attack).__name__} {attack.threat.label()}", unit="class",
+               disable=None if progress else True, leave=False)  # fmt: skip
+    for chunk in classes.split(batch_size):
+        sought = chunk.to(device)
+        result = attack(model, template.expand(len(sought), *image_shape).clone(), sought, index=sought)
+        confidence, confirmed = confirm_fooling(model, result.x_adv, sought, attack.eps)
+        passed = confirmed & attack.threat.contains(result.x_adv, result.x_adv, result.evidence)
+        passed &= result.evidence["target"].to(device) == sought
+        unverified += int((result.success & ~passed).sum())
+        seconds = result.extras.get("seconds", torch.full((len(sought),), float("nan")))
+        for key, value in (("confidence", confidence), ("passed", passed), ("seconds", seconds), ("images", result.x_adv)):
+            parts[key].append(value.detach().cpu())
+        bar.update(len(sought))
+        bar.set_postfix(fooled=f"{torch.cat(parts['passed']).float().mean():.2f}")
+    bar.close()
+    merged = {k: torch.cat(v) for k, v in parts.items()}
+    merged["seconds"] = torch.where(merged["passed"], merged["seconds"].float(), float("nan"))
+    return FoolingReport(classes, threshold=attack.eps, n_unverified=unverified,
+                         total_seconds=time.perf_counter() - start, **merged)  # fmt: skip

@@ -1,0 +1,172 @@
+"""Fooling images: the check, a closed-form reference on a linear model, reproducibility, black box, CLI, runner."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from torch import nn
+
+from attack_fixtures import tiny_model
+from attacks import Fooling
+from robustkit.cli import main
+from robustkit.errors import ConfigError
+from robustkit.evaluate import evaluate_attack
+from robustkit.fooling import confirm_fooling
+from robustkit.fooling_eval import evaluate_fooling
+from robustkit.leaderboard import MEAN, leaderboard
+from robustkit.runner import run_suite
+from robustkit.store import read_stores, unpack
+from robustkit.suite import load_suite
+from robustkit.threat import threat_model
+
+SHAPE = (1, 6, 6)
+
+
+def linear_model(seed: int = 0) -> nn.Module:
+    """Two classes, logits W x + b: class c's probability is a sigmoid of (W_c − W_j)·x + b_c − b_j."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 2))
+    with torch.no_grad():
+        model[1].weight.mul_(1.5)  # the corner's confidence ≈ 0.99–0.999: not saturated
+    return model.eval()
+
+
+def corner(model: nn.Module, c: int) -> torch.Tensor:
+    """The closed form: the box corner sign(W_c − W_j) (as 0/1 pixels) maximises class c's probability."""
+    w = model[1].weight
+    return (w[c] > w[1 - c]).float().view(1, *SHAPE)
+
+
+def test_the_check_accepts_the_closed_form_image_and_rejects_unreached_or_unconfident_ones():
+    model = linear_model()
+    best = torch.cat([corner(model, 0), corner(model, 1)])
+    targets = torch.tensor([0, 1])
+    confidence, passed = confirm_fooling(model, best, targets, 0.9)
+    assert passed.all() and (confidence > 0.9).all()
+    wrong = confirm_fooling(model, best.flip(0), targets, 0.5)  # each the other class's image: class not reached
+    assert not wrong[1].any() and (wrong[0] < 0.1).all()
+    high = confirm_fooling(model, best, targets, confidence.max().item() + 1e-4)  # reached, below the threshold
+    assert not high[1].any()
+    threat = threat_model("fooling", 0.9)
+    assert threat.contains(best, best, {"target": targets}).all()
+    assert not threat.contains(best, best + 0.5, {"target": targets}).any()  # outside [0, 1]
+    assert not threat.contains(best, best).any()  # the class sought must be reported
+
+
+def test_gradient_ascent_reaches_the_closed_form_optimum_on_a_linear_model():
+    model = linear_model()
+    w, b = model[1].weight, model[1].bias
+
+    def margin(x, c):  # z_c − z_j, the quantity the corner maximises over the box
+        return ((w[c] - w[1 - c]) @ x.flatten() + b[c] - b[1 - c]).item()
+
+    for c in (0, 1):
+        best = margin(corner(model, c)[0], c)
+        report = evaluate_fooling(model, Fooling(eps=0.9, early_stop=False, steps=60, step_size=0.2), SHAPE, [c],
+                                  progress=False)  # fmt: skip
+        assert report.passed.all()
+        assert margin(report.images[0], c) == pytest.approx(best, abs=1e-3)  # nothing in the box does better
+        assert report.confidence.item() == pytest.approx(confirm_fooling(model, corner(model, c), torch.tensor([c]), 0)[0].item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradient", "evolution"])
+def test_reproducible_from_the_seed_and_independent_of_batch_size(method):
+    model = tiny_model()
+    attack = Fooling(method=method, steps=15, seed=3)
+    one = evaluate_fooling(model, attack, (1, 12, 12), batch_size=4, progress=False)
+    other = evaluate_fooling(model, attack, (1, 12, 12), batch_size=1, progress=False)
+    # equal up to float rounding: a batched convolution sums in another order than a single image's
+    assert torch.allclose(one.images, other.images, atol=1e-4) and torch.equal(one.passed, other.passed)
+    assert not torch.equal(evaluate_fooling(model, Fooling(method=method, steps=15, seed=4), (1, 12, 12),
+                                            progress=False).images, one.images)  # fmt: skip
+
+
+class NoBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("the black-box method took a gradient")
+
+
+class Sealed(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(NoBackward.apply(x))
+
+
+def test_evolution_only_queries_probabilities_and_leaves_the_model_alone():
+    model = Sealed(tiny_model()).train()
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    report = evaluate_fooling(model, Fooling(method="evolution", steps=40), (1, 12, 12), progress=False)
+    assert report.fooling_rate > 0 and model.training
+    assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+    result = Fooling(method="evolution", steps=5)(model, torch.zeros(4, 1, 12, 12), torch.arange(4))
+    assert (result.queries <= 1 + 5 * 16).all() and (result.queries >= 1).all()
+
+
+def test_bad_classes_and_settings_are_one_line_errors():
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="class 7 is not one of this 4-class model's classes 0…3"):
+        evaluate_fooling(model, Fooling(), (1, 12, 12), [1, 7], progress=False)
+    with pytest.raises(ConfigError, match="labels outside 0…3"):
+        Fooling()(model, torch.zeros(1, 1, 12, 12), torch.tensor([9]))
+    with pytest.raises(ConfigError, match="'blur' is a setting of the other method"):
+        Fooling(method="evolution", blur=1.0)
+    with pytest.raises(ConfigError, match="probability in"):
+        Fooling(eps=1.5)
+    with pytest.raises(ConfigError, match="evaluate_fooling"):
+        evaluate_attack(model, torch.zeros(2, 1, 12, 12), torch.zeros(2, dtype=torch.long), Fooling(), progress=False)
+
+
+def test_priors_keep_images_in_the_box_and_still_fool():
+    report = evaluate_fooling(tiny_model(), Fooling(eps=0.9, blur=0.5, jitter=2, decay=0.01, steps=60), (1, 12, 12), progress=False)
+    assert report.images.min() >= 0 and report.images.max() <= 1 and report.fooling_rate > 0
+
+
+def test_cli_prints_a_row_per_class_and_writes_the_grid(tmp_path):
+    runner = CliRunner()
+    checkpoint, out = tmp_path / "tiny.safetensors", tmp_path / "r.json"
+    trained = runner.invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1",
+                                   "--out", str(checkpoint)])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(checkpoint),
+                                  "--attack", "fooling", "--steps", "20", "--n-samples", "16", "--output", str(out),
+                                  "--save-examples", str(tmp_path / "grid")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:4] == ["class", "confidence", "passed", "seconds"] and len(lines) >= 5
+    assert all(("✓" in line) or ("✗" in line) for line in lines[1:5]) and "fooling rate:" in result.output
+    assert list((tmp_path / "grid").glob("*.png"))
+    record = json.loads(out.read_text())[0]
+    assert record["norm"] == "fooling" and record["eps"] == 0.99 and record["n"] == 4
+    assert len(json.loads(record["extra"])["confidence"]) == 4
+
+
+def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_out_of_the_ranking(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))
+    suite = {"name": "fool", "dataset": "synthetic", "n_samples": 16, "seed": 0, "batch_size": 32, "checks": False,
+             "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
+             "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1},
+                         {"attack": "fooling", "norm": "fooling", "eps": [0.99], "settings": {"steps": 20}}]}  # fmt: skip
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "r.sqlite", device=torch.device("cpu"), progress=False)
+    cells = read_stores([tmp_path / "r.sqlite"])
+    row = cells[cells["attack"] == "fooling"].iloc[0]
+    extra = json.loads(row["extra"])
+    robust = unpack(row["robust"], int(row["n"]))
+    assert row["n"] == 4 and len(extra["confidence"]) == 4 and "seconds_per_class" in extra
+    assert row["robust_accuracy"] == pytest.approx(robust.float().mean().item())
+    assert row["attack_success_rate"] == pytest.approx(1 - row["robust_accuracy"]) == pytest.approx(extra["fooling_rate"])
+    assert row["clean_accuracy"] == cells[cells["attack"] == "fgsm"].iloc[0]["clean_accuracy"]
+    table = leaderboard(cells)
+    assert table["fooling-rate fooling ε=0.99"].iloc[0] == pytest.approx(extra["fooling_rate"])
+    assert table[MEAN].iloc[0] == pytest.approx(table["worst linf ε=0.1"].iloc[0])  # the fooling rate is not in it
+    assert not any(c.startswith("worst fooling") for c in table.columns)
