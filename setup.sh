@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets robustkit up from nothing: Fashion-MNIST, Chromium (the leaderboard page's browser test) and
 # pdflatex with booktabs (the LaTeX leaderboard's compile test; ~50 MB download, ~1 min) from Debian,
-# a virtual environment, the package.
+# a virtual environment, the package with its test and zoo (timm, robustbench) extras.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,10 +23,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import robustkit, torch, torchvision, pytest, matplotlib" 2>/dev/null; then
+if ! .venv/bin/python -c "import robustkit, torch, torchvision, pytest, matplotlib, timm, pkg_resources
+import importlib.util; assert importlib.util.find_spec('robustbench')" 2>/dev/null; then
   echo "setup: installing robustkit and its dependencies into .venv (torch is large: a few minutes)"
   log="$(mktemp)"  # pip's and the build backend's chatter, shown only if the install fails
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test]'; } >"$log" 2>&1; then
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test,zoo]'; } >"$log" 2>&1; then
     cat "$log"
     echo "setup: pip install failed (output above)" >&2
     exit 1

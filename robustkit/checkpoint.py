@@ -25,6 +25,12 @@ from robustkit.data.base import DatasetInfo
 from robustkit.errors import CheckpointError
 
 META_KEY = "robustkit"
+WEIGHT_FILES = (".pt", ".pth", ".safetensors", ".bin")
+
+
+def is_weights_file(weights: str) -> bool:
+    """A path (by suffix or separator) rather than a library's weights name such as DEFAULT."""
+    return Path(weights).suffix.lower() in WEIGHT_FILES or "/" in weights or Path(weights).exists()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,9 @@
-"""Getting a model to attack: load a checkpoint, find it in the cache, or train it with the default recipe."""
+"""Training a model into the checkpoint cache: its paths, the recipe guard, and the shortcut scripts use."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +14,7 @@ from torch import nn
 
 from robustkit.defense import Defense
 from robustkit import distributed, paths
-from robustkit.checkpoint import CheckpointRecord, load_model, save_checkpoint
+from robustkit.checkpoint import CheckpointRecord, read_record, save_checkpoint
 from robustkit.data.base import ImageDataset
 from robustkit.errors import CheckpointError
 from robustkit.models import get_model
@@ -21,14 +23,29 @@ from robustkit.train import TrainConfig, TrainResult, train_model
 log = logging.getLogger(__name__)
 
 
-def cache_path(data: ImageDataset, model_name: str, defense: Defense | None) -> Path:
-    """The cached checkpoint of (dataset, model, defense, its threat model).
+def recipe_tag(overrides: dict[str, Any] | None) -> str | None:
+    """``recipe<8 hex>`` naming training settings beyond the default recipe (None for the default)."""
+    if not overrides:
+        return None
+    return "recipe" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None = None) -> Path:
+    """The cached checkpoint of (dataset, model, defense, its threat model, training overrides).
 
     A defense that trains no weights (an input transform) shares the undefended model's checkpoint.
+    Overrides of the default recipe (``train:`` in a suite, ``--epochs`` etc. on ``train``) get a
+    path of their own, so a checkpoint of one recipe never replaces another's.
     """
-    if defense is None or not defense.trains_weights:
-        return paths.checkpoint_path(data.info.name, model_name)
-    return paths.checkpoint_path(data.info.name, model_name, defense.name, tag=defense.tag())
+    trained = defense is not None and defense.trains_weights
+    tag = "-".join(t for t in (defense.tag() if trained else None, recipe_tag(recipe)) if t) or None
+    return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
+
+
+def same_recipe(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None) -> bool:
+    """Whether a cached checkpoint was trained exactly as ``config`` would train (device and history aside)."""
+    wanted = {**asdict(config), "n_train": n_train, "pretrained": weights}
+    return all(record.train_settings.get(k) == v for k, v in wanted.items())
 
 
 def train_and_save(
@@ -42,22 +59,34 @@ def train_and_save(
     n_train: int | None = None,
     weights: str | None = None,
     resume: bool = False,
+    force: bool = False,
     **overrides: Any,
 ) -> tuple[nn.Module, CheckpointRecord, TrainResult, Path]:
     """Train with the model's recipe, the defense's recipe, then ``overrides``; save with its record.
 
+    Without ``out`` the checkpoint goes to the cache, at a path of its own when anything (overrides,
+    ``n_train``, ``weights``) departs from the default recipe.
+
     Every epoch leaves a resume state beside the checkpoint (``<name>.resume.pt``); with ``resume``
-    a killed run continues from it, exactly. Under torchrun only rank 0 writes. A defense that trains
-    no weights gets the bare model trained and recorded without it (``obtain_model`` wraps it).
+    a killed run continues from it, exactly. Under torchrun only rank 0 writes. A file at the path
+    that holds a checkpoint of another recipe is never replaced unless ``force``: a ``CheckpointError``
+    names ``--out`` and ``--force`` instead (before any training). A defense that trains
+    no weights gets the bare model trained and recorded without it (``resolve_model`` wraps it).
     """
     if defense is not None and not defense.trains_weights:
         log.info("%s trains no weights: training the undefended model it is applied to", defense.name)
         defense = None
     config = TrainConfig.for_model(model_name, defense.recipe if defense else {}, seed=seed, **overrides)
-    model = get_model(model_name, data.info, seed=seed, weights=weights)
     train_split = data.train.subset(n_train, seed=seed)
-    path = Path(out) if out else cache_path(data, model_name, defense)
+    recipe = {k: v for k, v in {**overrides, "n_train": n_train, "weights": weights}.items() if v is not None}
+    path = Path(out) if out else cache_path(data, model_name, defense, recipe)
     resume_path = path.with_name(path.name + ".resume.pt")
+    existing = read_record(path) if path.is_file() and not (force or resume) else None
+    if existing is not None and not same_recipe(existing, config, len(train_split), weights):
+        raise CheckpointError(f"{path} holds a checkpoint trained with another recipe ({existing.epochs} epochs, "
+                              f"accuracy {existing.clean_accuracy}); write elsewhere with --out, or replace it "
+                              "with --force")  # fmt: skip
+    model = get_model(model_name, data.info, seed=seed, weights=weights)
     if not resume and distributed.is_main() and resume_path.exists():
         log.warning("%s holds an interrupted run; starting over (pass --resume to continue it)", resume_path)
         resume_path.unlink()
@@ -95,23 +124,8 @@ def obtain_model(
     device: torch.device,
     seed: int = 0,
 ) -> tuple[nn.Module, CheckpointRecord | None, Path]:
-    """The model to evaluate, in eval mode on ``device``, and the checkpoint it came from.
+    """Shortcut for scripts: ``resolve_model`` (trains when nothing is cached) as (model, record, path)."""
+    from robustkit.resolve import resolve_model
 
-    Without ``checkpoint``: the cached one for (dataset, model, defense, ε), trained with the default
-    recipe if missing. The model comes wrapped in the defense's inference-time part, if any.
-    """
-    wrap = defense.wrap if defense is not None else (lambda bare: bare)
-    if checkpoint is not None:
-        model, record = load_model(checkpoint, model=model_name, info=data.info, device=device)
-        if record is not None and record.dataset != data.info.name:
-            raise CheckpointError(f"{checkpoint} was trained on {record.dataset}, not {data.info.name}")
-        return wrap(model), record, Path(checkpoint)
-    path = cache_path(data, model_name, defense)
-    if path.is_file():
-        model, record = load_model(path, model=model_name, device=device)
-        return wrap(model), record, path
-    what = f"{defense.name} ({defense.tag()})" if defense and defense.trains_weights else "none"
-    log.info("no checkpoint cached for (%s, %s, %s) at %s: training one with the default recipe",
-             data.info.name, model_name, what, path)  # fmt: skip
-    model, record, _, path = train_and_save(model_name, data, device=device, defense=defense, seed=seed)
-    return wrap(model.to(device)), record, path
+    found = resolve_model(model_name, data, device=device, defense=defense, checkpoint=checkpoint, seed=seed)
+    return found.model, found.record, found.provenance.path

@@ -22,17 +22,17 @@ from tqdm.auto import tqdm
 from robustkit import distributed
 from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CHECKS_VERSION, run_checks
-from robustkit.checkpoint import load_model, read_record
+from robustkit.checkpoint import read_record
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, Split
 from robustkit.evaluate import evaluate_attack, prepare_attack
 from robustkit.fooling_eval import evaluate_fooling
 from robustkit.example_grid import example_strip
-from robustkit.paths import checkpoint_path
-from robustkit.pipeline import train_and_save
+from robustkit.pipeline import cache_path
 from robustkit.predict import accuracy, verdict_draws
-from robustkit.records import file_sha256, run_metadata
+from robustkit.records import run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
+from robustkit.resolve import Provenance, locate, resolve_model
 from robustkit.store import ResultStore, pack
 from robustkit.suite import Cell, ModelEntry, Suite
 from robustkit.threat import default_eps
@@ -51,19 +51,20 @@ class RunSummary:
 
 
 def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, shard: tuple[int, int] = (0, 1),
-              progress: bool = True) -> RunSummary:  # fmt: skip
+              progress: bool = True, allow_train: bool = True) -> RunSummary:  # fmt: skip
     """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet.
 
     Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then the
     transfer cells that score it (crafted on each entry in turn). Under torchrun the ranks split each
     cell's samples (see ``evaluate_attack``); rank 0 alone writes the store, and every skip decision
-    is rank 0's, so all ranks walk the same cells.
+    is rank 0's, so all ranks walk the same cells. Without ``allow_train`` a missing checkpoint is
+    an error instead of a training run.
     """
     start = time.perf_counter()
     data = get_dataset(suite.dataset, **suite.dataset_options)
     subset = data.test.subset(suite.n_samples, seed=suite.seed)
     cells = suite.cells(shard)
-    models = _Models(data, device, suite.seed)
+    models = _Models(data, device, suite.seed, allow_train)
     evaluated = skipped = 0
     keys: set[str] = set()
     quiet = not progress or not distributed.is_main()
@@ -79,7 +80,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
-            model, path, sha = models.get(entry)
+            model, provenance, sha = models.get(entry)
             for cell in mine:
                 bar.set_postfix_str(cell.title)
                 source_sha = models.cached_sha(cell.source) if cell.source is not None else None
@@ -91,7 +92,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     source = models.get(cell.source) if cell.source is not None else None
                     key = cell.key(sha, source[2] if source else None)
                     keys.add(key)
-                    row = _evaluate_cell(cell, model, data, subset, device, path, sha, key, progress and not quiet, source)
+                    row = _evaluate_cell(cell, model, data, subset, device, provenance, sha, key, progress and not quiet, source)
                     if distributed.is_main():
                         store.put(row)
                     evaluated += 1
@@ -112,29 +113,37 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
 
 
 class _Models:
-    """Each entry's model loaded (or trained) once per run, with its checkpoint and SHA-256."""
+    """Each entry's model resolved (loaded, or trained where allowed) once per run, with its provenance."""
 
-    def __init__(self, data: ImageDataset, device: torch.device, seed: int) -> None:
-        self.data, self.device, self.seed = data, device, seed
-        self._loaded: dict[str, tuple[nn.Module, Path, str]] = {}
-        self._sha: dict[Path, str | None] = {}
+    def __init__(self, data: ImageDataset, device: torch.device, seed: int, allow_train: bool = True) -> None:
+        self.data, self.device, self.seed, self.allow_train = data, device, seed, allow_train
+        self._loaded: dict[str, tuple[nn.Module, Provenance]] = {}
+        self._sha: dict[str, str | None] = {}
 
     def cached_sha(self, entry: ModelEntry) -> str | None:
-        """The checkpoint's hash if it exists already, without loading the model (hashed once per path)."""
-        path = _checkpoint_for(entry, self.data)
-        if path not in self._sha or self._sha[path] is None:
-            self._sha[path] = file_sha256(path) if path.is_file() else None
-        return self._sha[path]
+        """The weights' hash if they exist already, without loading the model (hashed once per entry)."""
+        if self._sha.get(entry.name) is None:
+            found = locate(entry.model, self.data, **_spec(entry, self.data))
+            self._sha[entry.name] = found.sha256 if found is not None else None
+        return self._sha[entry.name]
 
-    def get(self, entry: ModelEntry) -> tuple[nn.Module, Path, str]:
+    def get(self, entry: ModelEntry) -> tuple[nn.Module, Provenance, str]:
         if entry.name not in self._loaded:
-            path = _checkpoint_for(entry, self.data)
-            model, path = _model_for(entry, self.data, path, self.device, self.seed)  # may train it
-            self._loaded[entry.name] = (model, path, self.cached_sha(entry) or file_sha256(path))
-        return self._loaded[entry.name]
+            found = resolve_model(entry.model, self.data, device=self.device, seed=self.seed,
+                                  allow_train=self.allow_train, **_spec(entry, self.data))  # may train it
+            self._sha[entry.name] = found.provenance.sha256
+            self._loaded[entry.name] = (found.model, found.provenance)
+        model, provenance = self._loaded[entry.name]
+        return model, provenance, provenance.sha256
 
     def release(self, entry: ModelEntry) -> None:
         self._loaded.pop(entry.name, None)
+
+
+def _spec(entry: ModelEntry, data: ImageDataset) -> dict:
+    """The resolver's settings for an entry: its recipe is exact (``{}`` is the default recipe)."""
+    return {"defense": _defense(entry, data), "checkpoint": entry.checkpoint, "weights": entry.weights,
+            "recipe": dict(entry.train)}  # fmt: skip
 
 
 def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
@@ -170,16 +179,7 @@ def _run_checks(suite: Suite, entry: ModelEntry, model: nn.Module, subset: Split
 
 def _checkpoint_for(entry: ModelEntry, data: ImageDataset) -> Path:
     """The given checkpoint, or the cache path of (model, defense, ε, training overrides)."""
-    if entry.checkpoint is not None:
-        return entry.checkpoint
-    defense = _defense(entry, data)
-    if defense is not None and not defense.trains_weights:
-        defense = None  # an input transform is applied to the undefended model's checkpoint
-    tag = defense.tag() if defense else None
-    if entry.train:
-        digest = hashlib.sha256(json.dumps(entry.train, sort_keys=True).encode()).hexdigest()[:8]
-        tag = f"{tag}-recipe{digest}" if tag else f"recipe{digest}"
-    return checkpoint_path(data.info.name, entry.model, entry.defense if defense else "none", tag=tag)
+    return entry.checkpoint or cache_path(data, entry.model, _defense(entry, data), dict(entry.train))
 
 
 def _defense(entry: ModelEntry, data: ImageDataset):
@@ -191,27 +191,13 @@ def _defense(entry: ModelEntry, data: ImageDataset):
     return DEFENSES.build(entry.defense, **settings)
 
 
-def _model_for(entry: ModelEntry, data: ImageDataset, path: Path, device: torch.device, seed: int) -> tuple[nn.Module, Path]:
-    """The entry's model, wrapped in its defense's inference-time part (the checkpoint holds the bare model)."""
-    defense = _defense(entry, data)
-    wrap = defense.wrap if defense is not None else (lambda bare: bare)
-    if path.is_file():
-        model, _ = load_model(path, model=entry.model, info=data.info, device=device)
-        return wrap(model), path
-    log.info("training %s for the suite (no checkpoint at %s)", entry.name, path)
-    overrides = dict(entry.train)
-    model, _, _, path = train_and_save(entry.model, data, device=device, defense=defense, seed=seed,
-                                       out=path, n_train=overrides.pop("n_train", None), **overrides)  # fmt: skip
-    return wrap(model.to(device).eval()), path
-
-
-def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device, path: Path,
-                   sha: str, key: str, progress: bool, source: tuple[nn.Module, Path, str] | None = None) -> dict:  # fmt: skip
+def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device,
+                   provenance: Provenance, sha: str, key: str, progress: bool, source: tuple[nn.Module, Provenance, str] | None = None) -> dict:  # fmt: skip
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
     warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
     if not attack.threat.clean_images:
-        return _fooling_cell(cell, attack, model, data, subset, device, path, sha, key, progress)
+        return _fooling_cell(cell, attack, model, data, subset, device, provenance, sha, key, progress)
     start = time.perf_counter()
     crafted_on = source[0] if source is not None else model
     attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
@@ -219,14 +205,14 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
     result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None, keep_examples=CARD_EXAMPLES)  # fmt: skip
     extra.update(attack.extra_metrics(model, subset.images.to(device)), verify_draws=verdict_draws(model))
-    row = _row(cell, attack, result.metrics(), device, path, sha, key, time.perf_counter() - start, extra)
+    row = _row(cell, attack, result.metrics(), device, provenance, sha, key, time.perf_counter() - start, extra)
     return {**row, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
             "source": cell.source.name if cell.source is not None else None,
             "source_checkpoint_sha256": source[2] if source is not None else None, "examples": _strip(result.examples)}  # fmt: skip
 
 
 def _fooling_cell(cell: Cell, attack, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device,
-                  path: Path, sha: str, key: str, progress: bool) -> dict:  # fmt: skip
+                  provenance: Provenance, sha: str, key: str, progress: bool) -> dict:  # fmt: skip
     """A threat model without clean images: one image sought per class, in the cells' schema over classes.
 
     n is the number of classes, ``robust`` per class means no verified fooling image, robust accuracy
@@ -237,30 +223,31 @@ def _fooling_cell(cell: Cell, attack, model: nn.Module, data: ImageDataset, subs
                               progress=progress)  # fmt: skip
     m = {**report.metrics(), "clean_accuracy": accuracy(model, subset, batch_size=cell.suite.batch_size)}
     extra = {**report.extra(), "fooling_rate": report.fooling_rate, "verify_draws": verdict_draws(model)}
-    row = _row(cell, attack, m, device, path, sha, key, time.perf_counter() - start, extra)
+    row = _row(cell, attack, m, device, provenance, sha, key, time.perf_counter() - start, extra)
     every = torch.ones(len(report.classes), dtype=torch.bool)  # every class was sought
     return {**row, "clean_correct": pack(every), "robust": pack(~report.passed), "source": None,
             "source_checkpoint_sha256": None, "examples": None}  # fmt: skip
 
 
-def _row(cell: Cell, attack, m: dict, device: torch.device, path: Path, sha: str, key: str, seconds: float,
+def _row(cell: Cell, attack, m: dict, device: torch.device, provenance: Provenance, sha: str, key: str, seconds: float,
          extra: dict) -> dict:  # fmt: skip
     """A cell's store row apart from its per-sample outcomes, source and examples."""
     suite, spec = cell.suite, cell.attack
     return {
         "key": key, "suite": suite.name, "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model,
-        "defense": cell.entry.defense, "checkpoint": str(path), "checkpoint_sha256": sha, "attack": spec.label,
+        "defense": cell.entry.defense, "checkpoint": str(provenance.path) if provenance.path else None, "checkpoint_sha256": sha, "attack": spec.label,
         "norm": spec.norm, "eps": cell.eps, "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
         "n_samples": suite.n_samples, "sample_seed": suite.seed, "n": m["n"], "clean_accuracy": m["clean_accuracy"],
         "robust_accuracy": m["robust_accuracy"], "attack_success_rate": m["attack_success_rate"],
         "median_norm": m["median_norm"], "n_unverified": m["n_unverified"], "seconds": seconds,
-        "extra": extra, **run_metadata(device, suite.seed), "training": entry_card(path),
+        "extra": extra, **run_metadata(device, suite.seed), "training": entry_card(provenance.path),
+        "weights": provenance.description,
     }  # fmt: skip
 
 
-def entry_card(path: Path) -> dict:
+def entry_card(path: Path | None) -> dict:
     """What a leaderboard card says about an entry's weights, from its checkpoint's record (empty if foreign)."""
-    record = read_record(path)
+    record = read_record(path) if path is not None else None
     if record is None:
         return {}
     history = record.train_settings.get("history") or []

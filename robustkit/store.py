@@ -31,6 +31,7 @@ _COLUMNS = {
     "source": "TEXT", "source_checkpoint_sha256": "TEXT",  # transfer cells: the entry the examples were crafted on
     "training": "TEXT",  # the checkpoint's record in brief (architecture, defense, epochs, time): the entry's card
     "examples": "BLOB",  # a small PNG of clean over adversarial examples (a few the attack broke)
+    "weights": "TEXT",  # where the weights come from: "file PATH sha256 …" or a library's name and version
 }  # fmt: skip
 _CHECK_COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "entry": "TEXT", "checkpoint_sha256": "TEXT", "norm": "TEXT",

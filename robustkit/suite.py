@@ -17,14 +17,16 @@ from typing import Any
 
 import yaml
 
+from robustkit.checkpoint import is_weights_file
 from robustkit.errors import ConfigError, RobustkitError
-from robustkit.registry import ATTACKS, DATASETS, DEFENSES, MODELS
+from robustkit.models import check_model_name
+from robustkit.registry import ATTACKS, DATASETS, DEFENSES
 from robustkit.threat import ThreatModel, parse_eps, threat_class
 from robustkit.train import TrainConfig
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
               "transfer", "checks", "check_samples"}  # fmt: skip
-MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "train", "label"}
+MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label"}
 ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a variant's name heads leaderboard columns: no spaces
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {"n_train"}
@@ -40,14 +42,18 @@ class ModelEntry:
     checkpoint: Path | None = None  # given weights; else trained with the recipe (+ ``train``) and cached
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides and n_train
     label: str = ""
+    weights: str | None = None  # a state-dict file or the model library's weights name: evaluated, never trained
 
     @property
     def name(self) -> str:
         return self.label or (self.model if self.defense == "none" else f"{self.model}+{self.defense}")
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model, "defense": self.defense, "defense_settings": self.defense_settings,
-                "train": self.train, "label": self.name}  # fmt: skip
+        described = {"model": self.model, "defense": self.defense, "defense_settings": self.defense_settings,
+                     "train": self.train, "label": self.name}  # fmt: skip
+        if self.weights is not None:  # only when given: entries without weights keep their cells' keys
+            described["weights"] = self.weights
+        return described
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ def _suite(raw: Any, path: Path) -> Suite:
 def _model(raw: Any, where: str, base: Path) -> ModelEntry:
     data = _mapping(raw, where, MODEL_KEYS, required={"model"})
     try:
-        MODELS.get(data["model"])
+        check_model_name(str(data["model"]))
     except RobustkitError as err:
         raise ConfigError(f"{where}.model: {err}") from None
     defense = str(data.get("defense", "none"))
@@ -208,8 +214,17 @@ def _model(raw: Any, where: str, base: Path) -> ModelEntry:
         checkpoint = (base / str(checkpoint)).expanduser()
         if not checkpoint.is_file():
             raise ConfigError(f"{where}.checkpoint: {checkpoint} does not exist")
+    weights = data.get("weights")
+    if weights is not None:
+        weights = str(weights)
+        if checkpoint is not None or train:
+            raise ConfigError(f"{where}.weights: evaluated as given, so no checkpoint or train beside it")
+        if is_weights_file(weights):
+            weights = str((base / weights).expanduser())
+            if not Path(weights).is_file():
+                raise ConfigError(f"{where}.weights: {weights} does not exist")
     return ModelEntry(model=data["model"], defense=defense.lower(), defense_settings={k: _number(v) for k, v in settings.items()},
-                      checkpoint=checkpoint, train=train, label=str(data.get("label", "")))  # fmt: skip
+                      checkpoint=checkpoint, train=train, label=str(data.get("label", "")), weights=weights)  # fmt: skip
 
 
 def _attack(raw: Any, where: str) -> AttackEntry:

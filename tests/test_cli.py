@@ -5,6 +5,7 @@ from robustkit import __version__
 from robustkit.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import get_dataset
+from robustkit.pipeline import recipe_tag
 from robustkit.predict import accuracy
 
 
@@ -62,10 +63,11 @@ def test_train_end_to_end_on_synthetic(tmp_path):
     assert record.model == "lenet5" and record.epochs == 6 and record.train_settings["precision"] == "fp32"
 
 
-def test_train_saves_into_the_cache_by_default(isolated_home):
+def test_train_saves_into_the_cache_by_default_at_a_recipe_path_of_its_own(isolated_home):
     result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1")
     assert result.exit_code == 0, result.output
-    assert (isolated_home / "checkpoints" / "synthetic" / "lenet5-none.safetensors").is_file()
+    folder = isolated_home / "checkpoints" / "synthetic"
+    assert [p.name for p in folder.glob("lenet5-none*.safetensors")] == [f"lenet5-none-{recipe_tag({'epochs': 1})}.safetensors"]
 
 
 @pytest.mark.parametrize(

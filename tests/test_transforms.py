@@ -241,15 +241,16 @@ def test_transform_defenses_reuse_the_undefended_checkpoint(isolated_home, monke
     assert pipeline.cache_path(DATA, "lenet5", defense) == bare
     model, record, _, path = pipeline.train_and_save("lenet5", DATA, device=torch.device("cpu"), defense=defense,
                                                      n_train=64, epochs=1, batch_size=32, precision="fp32")  # fmt: skip
-    assert path == bare and record.defense == "none" and not isinstance(model, Transformed)
+    assert path.parent == bare.parent and path.name.startswith("lenet5-none-recipe")  # settings beyond the default
+    assert record.defense == "none" and not isinstance(model, Transformed)
     loaded, _ = load_model(path)  # the bare model's state dict, readable as ever
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(pipeline, "train_and_save", no_training)
+    monkeypatch.setattr("robustkit.resolve.train_and_save", no_training)
     wrapped, record, found = pipeline.obtain_model("lenet5", DATA, checkpoint=None, defense=defense, device=torch.device("cpu"))
-    assert found == bare and isinstance(wrapped, Transformed) and isinstance(wrapped.transform, BitDepth)
+    assert found == path and isinstance(wrapped, Transformed) and isinstance(wrapped.transform, BitDepth)
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in wrapped.model.state_dict().items())
     given, _, _ = pipeline.obtain_model("lenet5", DATA, checkpoint=path, defense=defense, device=torch.device("cpu"))
     assert isinstance(given, Transformed)
@@ -276,7 +277,7 @@ def test_cli_evaluates_the_standard_model_through_the_transform(isolated_home, t
                                     "--n-samples", "16", "--output", str(record)])  # fmt: skip
     assert evaluate.exit_code == 0, evaluate.output
     assert "training one" not in evaluate.output and "training mode" not in evaluate.output
-    assert str(isolated_home / "checkpoints" / "synthetic" / "lenet5-none.safetensors") in record.read_text()
+    assert str(isolated_home / "checkpoints" / "synthetic" / "lenet5-none-recipe") in record.read_text()
     noisy = runner.invoke(main, ["evaluate", *common, "--defense", "gaussian-noise", "--eps", "0.1", "--steps", "2",
                                  "--n-samples", "16", "--output", str(record)])  # fmt: skip
     assert noisy.exit_code == 0, noisy.output

@@ -54,8 +54,10 @@ def suite_path(text: str) -> Path:
               help="Write the leaderboard here in every format, with the plot and the HTML page.")  # fmt: skip
 @click.option("--shard", help="Run only share i of n of the cells (0-based, e.g. $SLURM_ARRAY_TASK_ID/4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--no-train", is_flag=True, help="Refuse to train an entry whose checkpoint is missing.")
 @threads_option
-def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str | None, device: str) -> None:
+def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str | None, device: str,
+              no_train: bool) -> None:  # fmt: skip
     """Run every cell of SUITE (a YAML file, or a built-in name; default: reliable) not yet in the
     store, then print the leaderboard, the transfer matrices and any gradient-masking flags.
 
@@ -69,7 +71,8 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
         store = (out / f"results{suffix}.sqlite") if out else home() / "results" / f"{suite.name}{suffix}.sqlite"
     device = resolve_device(device)
     distributed.init_from_env(device)  # under torchrun: the ranks share each cell's samples
-    summary = run_suite(suite, store, device=distributed.local_device(device), shard=(index, count))
+    summary = run_suite(suite, store, device=distributed.local_device(device), shard=(index, count),
+                        allow_train=not no_train)
     if not distributed.is_main():
         return
     click.echo(f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, "

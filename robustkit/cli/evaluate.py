@@ -9,6 +9,7 @@ import click
 import yaml
 
 from robustkit.losses import LOSSES
+from robustkit.models import check_model_name
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.fooling import report_fooling
 from robustkit.cli.table import echo_table
@@ -21,10 +22,10 @@ from robustkit.evaluate import evaluate_attack, prepare_attack
 from robustkit.example_grid import save_example_grid
 from robustkit.paths import home
 from robustkit.perturbation_file import load_perturbation, save_perturbation
-from robustkit.pipeline import obtain_model
 from robustkit.predict import verdict_draws
 from robustkit.records import append_record, file_sha256, run_metadata
-from robustkit.registry import ATTACKS, MODELS
+from robustkit.registry import ATTACKS
+from robustkit.resolve import resolve_model
 from robustkit.threat import default_eps, parse_eps, threat_class
 
 
@@ -52,6 +53,9 @@ from robustkit.threat import default_eps, parse_eps, threat_class
               help="Size of the fixed, seeded evaluation subset of the test split.")  # fmt: skip
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Weights to evaluate [the cached checkpoint; trained if missing].")  # fmt: skip
+@click.option("--weights", help="Evaluate these weights, training nothing: a state-dict file (.pt/.pth/.safetensors) "
+                                "or the model library's weights name (DEFAULT, IMAGENET1K_V2).")  # fmt: skip
+@click.option("--no-train", is_flag=True, help="Refuse to train a missing checkpoint (one line says what is missing).")
 @click.option("--defense", default="none", show_default=True, help="Defense the cached checkpoint was trained with.")
 @click.option("--defense-eps", help="ε the defense was trained at [--eps].")
 @click.option("--source-model", help="Transfer attack: craft the examples on this model, score them on --model.")
@@ -68,15 +72,16 @@ from robustkit.threat import default_eps, parse_eps, threat_class
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pixels, population, generations,
              steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
-             checkpoint, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, check_samples,
+             checkpoint, weights, no_train, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, check_samples,
              device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
+    check_model_name(model_name)  # an unknown name fails before anything else is said or done
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
     if checks and norm is not None and not threat_class(norm).gradient_steps:
         raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
     if source_model is not None:
-        MODELS.get(source_model)  # an unknown name fails now, before anything is trained
+        check_model_name(source_model)
     elif source_defense != "none" and source_checkpoint is None:
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     data = open_dataset(dataset, data_dir, download)
@@ -101,9 +106,10 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     steps_in = threat_class(norm).gradient_steps
     trained_with = build_defense(defense, eps=defense_eps or (str(budget) if steps_in else None),
                                  norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
-    model, _, path = obtain_model(model_name, data, checkpoint=checkpoint, defense=trained_with, device=device, seed=seed)
-    base = {"model": model_name, "checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
-            "dataset": data.info.name, "defense": defense, "attack": attack_name,
+    resolved = resolve_model(model_name, data, device=device, defense=trained_with, checkpoint=checkpoint,
+                             weights=weights, seed=seed, allow_train=not no_train)  # fmt: skip
+    model = resolved.model
+    base = {"model": model_name, **resolved.provenance.record(), "dataset": data.info.name, "defense": defense, "attack": attack_name,
             "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
                                           sort_keys=True),
             "norm": norm, "eps": budget}  # fmt: skip
@@ -114,12 +120,13 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         report_fooling(model, attack, data, {**base, **run}, n_samples=n_samples, seed=seed, batch_size=batch_size,
                        output=output, save_examples=save_examples)  # fmt: skip
         return
-    source, source_path = None, None
+    source, source_path, source_sha = None, None, None
     if source_model is not None or source_checkpoint is not None:
         source_with = build_defense(source_defense, eps=defense_eps or (str(budget) if steps_in else None),
                                     norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
-        source, _, source_path = obtain_model(source_model or model_name, data, checkpoint=source_checkpoint,
-                                              defense=source_with, device=device, seed=seed)  # fmt: skip
+        crafted_on = resolve_model(source_model or model_name, data, device=device, defense=source_with,
+                                   checkpoint=source_checkpoint, seed=seed, allow_train=not no_train)  # fmt: skip
+        source, source_path, source_sha = crafted_on.model, crafted_on.provenance.path, crafted_on.provenance.sha256
     attack, fitted = prepare_attack(attack, source if source is not None else model, data.train,
                                     fit_samples=fit_samples, seed=seed)  # fmt: skip
     subset = data.test.subset(n_samples, seed=seed)
@@ -134,7 +141,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         return
     extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]
     if source is not None:
-        click.echo(f"transfer: examples crafted on {source_model or model_name} ({source_path}), scored on {model_name}")
+        click.echo(f"transfer: examples crafted on {source_model or model_name} ({crafted_on.provenance.description}), scored on {model_name}")
     echo_table(
         ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
          "img/s", *[k.replace("_", " ") for k in extra]],
@@ -145,7 +152,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     record = {**base, **m, **run}
     if source is not None:
         record.update({"source_model": source_model or model_name, "source_checkpoint": str(source_path),
-                       "source_checkpoint_sha256": file_sha256(source_path)})  # fmt: skip
+                       "source_checkpoint_sha256": source_sha})  # fmt: skip
     if report is not None:
         _echo_checks(report)
         record.update({"checks": report.summary(), "check_details": json.dumps(report.to_dict(), sort_keys=True)})

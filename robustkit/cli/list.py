@@ -39,6 +39,8 @@ def list_command(kind: str, pattern: str) -> None:
     if kind == "models" and pattern == "*":
         rows.append([f"{TORCHVISION_PREFIX}<name>", "Any torchvision classifier, e.g. torchvision:mobilenet_v3_small",
                      "weights=None"])  # fmt: skip
+        rows.append(["timm:<name>", "Any timm architecture (pip install 'robustkit[zoo]')", "weights=None"])
+        rows.append(["robustbench:[L2/]<name>", "A RobustBench zoo model, its own weights (pip install 'robustkit[zoo]')", ""])
     if not rows:
         click.echo(f"no {kind} registered" + (f" matching '{pattern}'" if pattern != "*" else ""))
         return

@@ -10,6 +10,7 @@ from robustkit import distributed
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit.device import resolve_device
+from robustkit.models import check_model_name
 from robustkit.pipeline import train_and_save
 from robustkit.threat import parse_eps
 
@@ -32,14 +33,19 @@ from robustkit.threat import parse_eps
 @click.option("--weights", help="Pretrained weights for torchvision:<name> models (e.g. DEFAULT).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
 @runtime_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Checkpoint path [the cache].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint path [the cache; a path of its own for settings beyond the default recipe].")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace a checkpoint of another recipe at the path.")
 def train(model_name, dataset, data_dir, download, defense, eps, norm, steps, step_size, epochs, batch_size, lr,
-          optimizer, precision, augment, n_train, weights, resume, device, seed, out) -> None:  # fmt: skip
+          optimizer, precision, augment, n_train, weights, resume, device, seed, out, force) -> None:  # fmt: skip
     """Train MODEL on a data set and save a safetensors checkpoint with its metadata.
 
     Under torchrun (torchrun --nproc-per-node N -m robustkit train ...) every process trains on its
     shard through DistributedDataParallel (gloo on CPU, NCCL on GPU); rank 0 writes the checkpoint.
+    Settings beyond the default recipe write to a recipe-tagged cache path, so the default-recipe
+    checkpoint is never replaced by another recipe's (a path holding another recipe needs --force).
     """
+    check_model_name(model_name)  # an unknown name fails before anything else is said or done
     device = resolve_device(device)
     distributed.init_from_env(device)
     data = open_dataset(dataset, data_dir, download)
@@ -48,7 +54,7 @@ def train(model_name, dataset, data_dir, download, defense, eps, norm, steps, st
     device = distributed.local_device(device)
     _, record, result, path = train_and_save(
         model_name, data, device=device, defense=chosen, seed=seed, out=out, n_train=n_train, weights=weights,
-        resume=resume, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, precision=precision,
+        resume=resume, force=force, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, precision=precision,
         augment=augment,
     )  # fmt: skip
     if not distributed.is_main():

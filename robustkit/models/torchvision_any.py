@@ -11,6 +11,40 @@ from robustkit.errors import ConfigError, RobustkitError, UnknownNameError
 from robustkit.models.layers import GreyToRGB
 
 PREFIX = "torchvision:"
+PRETRAINED_ONLY = False
+
+
+def check(arch: str) -> None:
+    """An unknown classifier is one line (with close names), before anything else happens."""
+    import torchvision.models as tvm
+
+    known = tvm.list_models(module=tvm)
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=3)
+        hint = f"; did you mean {' or '.join(PREFIX + c for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown torchvision classifier '{arch}'{hint}")
+
+
+def build(arch: str, info: DatasetInfo, weights: str | None = None) -> tuple[nn.Module, None]:
+    """The model source's interface (see ``robustkit.models``): the data set's normalisation is kept."""
+    return torchvision_model(arch, info, weights), None
+
+
+def describe(arch: str, info: DatasetInfo, weights: str | None = None) -> str:
+    import torchvision
+
+    return f"torchvision {weights_enum(arch, weights or 'DEFAULT')} (torchvision {torchvision.__version__})"
+
+
+def weights_enum(arch: str, weights: str):
+    """torchvision's weights enum member for ``DEFAULT`` or a member's name (``IMAGENET1K_V2``)."""
+    import torchvision.models as tvm
+
+    enum = tvm.get_model_weights(arch)
+    try:
+        return enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights.split(".")[-1]]
+    except KeyError:
+        raise ConfigError(f"torchvision:{arch} has no weights '{weights}' (choose from {[w.name for w in enum]})") from None
 
 
 def torchvision_model(arch: str, info: DatasetInfo, weights: str | None = None) -> nn.Module:
@@ -21,11 +55,7 @@ def torchvision_model(arch: str, info: DatasetInfo, weights: str | None = None) 
     """
     import torchvision.models as tvm
 
-    known = tvm.list_models(module=tvm)
-    if arch not in known:
-        close = difflib.get_close_matches(arch, known, n=3)
-        hint = f"; did you mean {' or '.join(PREFIX + c for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown torchvision classifier '{arch}'{hint}")
+    check(arch)
     channels = info.input_shape[0]
     if channels not in (1, 3):
         raise ConfigError(f"torchvision:{arch} takes 1 or 3 channels, the data set has {channels}")
@@ -37,11 +67,7 @@ def torchvision_model(arch: str, info: DatasetInfo, weights: str | None = None) 
 
 
 def _pretrained(tvm, arch: str, weights: str, num_classes: int) -> nn.Module:
-    enum = tvm.get_model_weights(arch)
-    try:
-        chosen = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights.split(".")[-1]]
-    except KeyError:
-        raise ConfigError(f"torchvision:{arch} has no weights '{weights}' (choose from {[w.name for w in enum]})") from None
+    chosen = weights_enum(arch, weights)
     try:
         model = tvm.get_model(arch, weights=chosen)
     except Exception as err:  # URLError, hash mismatch, truncated file...

@@ -1,0 +1,184 @@
+"""The model resolver through the CLI: given weights, zoo models, cache matching, and never training unasked."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustkit import pipeline
+from robustkit.checkpoint import CheckpointRecord, save_checkpoint
+from robustkit.cli import main
+from robustkit.data import get_dataset
+from robustkit.models import get_model
+from robustkit.pipeline import recipe_tag
+from robustkit.registry import DATASETS
+
+DATA = get_dataset("synthetic")
+EVAL = ["evaluate", "--dataset", "synthetic", "--attack", "fgsm", "--n-samples", "8"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any training attempt fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained a model")
+
+    monkeypatch.setattr(pipeline, "train_model", refuse)
+    monkeypatch.setattr("robustkit.resolve.train_and_save", refuse)
+
+
+def _predictions(model, images):
+    with torch.no_grad():
+        return model(images).argmax(1)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_file_is_evaluated_as_written_and_nothing_trains(tmp_path, isolated_home, no_training, suffix):
+    from safetensors.torch import save_file
+
+    written = get_model("lenet5", DATA.info, seed=7).eval()
+    path = tmp_path / f"w{suffix}"
+    bare = {k: v.contiguous() for k, v in written.net.state_dict().items()}  # a bare network's, as other tools write
+    torch.save(bare, path) if suffix == ".pth" else save_file(bare, str(path))
+    out = tmp_path / "r.json"
+    result = run(*EVAL, "--model", "lenet5", "--weights", str(path), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert not (isolated_home / "checkpoints").exists()
+    import json
+
+    row = json.loads(out.read_text())[0]
+    assert row["checkpoint"] == str(path) and row["weights"].startswith(f"file {path} sha256 ")
+    from robustkit.resolve import resolve_model
+
+    loaded = resolve_model("lenet5", DATA, weights=str(path), allow_train=False).model
+    images = DATA.test.images[:32]
+    assert torch.equal(_predictions(loaded, images), _predictions(written, images))
+
+
+def test_weights_of_another_architecture_or_missing_is_one_line(tmp_path, no_training):
+    path = tmp_path / "other.pt"
+    torch.save(get_model("smallcnn", DATA.info).state_dict(), path)
+    result = run(*EVAL, "--model", "lenet5", "--weights", str(path))
+    assert result.exit_code == 1 and "does not fit this architecture" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    missing = run(*EVAL, "--model", "lenet5", "--weights", str(tmp_path / "nope.pt"))
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    named = run(*EVAL, "--model", "lenet5", "--weights", "DEFAULT")
+    assert named.exit_code == 1 and "no named weights" in named.output
+
+
+def test_torchvision_weights_name_loads_the_file_in_torch_home(tmp_path, monkeypatch, no_training):
+    import torchvision.models as tvm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    enum = tvm.get_model_weights("mobilenet_v3_small").IMAGENET1K_V1
+    placed = tvm.mobilenet_v3_small(num_classes=1000)
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(placed.state_dict(), folder / enum.url.rsplit("/", 1)[-1])  # hub checks the hash only on download
+    from robustkit.resolve import resolve_model
+
+    found = resolve_model("torchvision:mobilenet_v3_small", DATA, weights="IMAGENET1K_V1", allow_train=False)
+    assert "MobileNet_V3_Small_Weights.IMAGENET1K_V1" in found.provenance.description
+    got = found.model.net[1].features[0][0].weight  # net = GreyToRGB, then torchvision's model
+    assert torch.equal(got, placed.features[0][0].weight)
+    bad = run(*EVAL, "--model", "torchvision:mobilenet_v3_small", "--weights", "IMAGENET9K")
+    assert bad.exit_code == 1 and "has no weights 'IMAGENET9K'" in bad.output
+
+
+def test_no_train_with_nothing_cached_is_one_line_and_trains_nothing(isolated_home, no_training):
+    result = run(*EVAL, "--model", "lenet5", "--no-train")
+    assert result.exit_code == 1, result.output
+    assert "no checkpoint for (synthetic, lenet5, none)" in result.output and "robustkit train" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unknown_model_fails_before_any_other_output(caplog):
+    result = run(*EVAL, "--model", "smallcn")
+    assert result.exit_code == 1 and result.output.startswith("Error: unknown model 'smallcn'; did you mean smallcnn")
+    assert "training" not in caplog.text
+    assert run("train", "--model", "timm:resnet1888", "--dataset", "synthetic").exit_code == 1
+
+
+def _cached(path, epochs, model="lenet5"):
+    record = CheckpointRecord(model=model, dataset="synthetic", dataset_info=DATA.info.to_dict(), epochs=epochs,
+                              train_settings={"epochs": epochs})  # fmt: skip
+    save_checkpoint(get_model(model, DATA.info, seed=epochs), path, record)
+
+
+def test_evaluate_finds_the_runners_recipe_checkpoint(isolated_home, tmp_path, no_training):
+    recipe = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 200})
+    assert recipe.name == f"lenet5-none-{recipe_tag({'epochs': 1, 'n_train': 200})}.safetensors"
+    _cached(recipe, 1)
+    out = tmp_path / "r.json"
+    assert run(*EVAL, "--model", "lenet5", "--no-train", "--output", str(out)).exit_code == 0
+    assert str(recipe) in out.read_text()
+    _cached(pipeline.cache_path(DATA, "lenet5", None, {"epochs": 3}), 3)  # two candidates: ambiguous
+    two = run(*EVAL, "--model", "lenet5", "--no-train")
+    assert two.exit_code == 1 and "choose one with --checkpoint" in two.output
+    _cached(pipeline.cache_path(DATA, "lenet5", None), 4)  # the default recipe's comes first
+    assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
+
+
+def test_train_never_replaces_a_checkpoint_of_another_recipe(isolated_home, tmp_path):
+    default = pipeline.cache_path(DATA, "lenet5", None)
+    _cached(default, 4)
+    before = default.read_bytes()
+    result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--out", str(default), "--epochs", "1",
+                 "--n-train", "64")  # fmt: skip
+    assert result.exit_code == 1 and "another recipe" in result.output and "--force" in result.output
+    assert default.read_bytes() == before
+    tagged = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1", "--n-train", "64")
+    assert tagged.exit_code == 0 and default.read_bytes() == before
+
+
+def test_timm_model_builds_and_evaluates(tmp_path, no_training):
+    pytest.importorskip("timm", reason="the zoo extra (pip install 'robustkit[zoo]') is not installed")
+    path = tmp_path / "t.pt"
+    written = get_model("timm:resnet10t", DATA.info, seed=3).eval()
+    torch.save(written.state_dict(), path)
+    result = run(*EVAL, "--model", "timm:resnet10t", "--weights", str(path))
+    assert result.exit_code == 0, result.output
+    assert written.net.num_classes == 4 and written.net.conv1[0].in_channels == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("robustbench") is None,
+                    reason="robustbench (the zoo extra, pip install 'robustkit[zoo]') is not installed")  # fmt: skip
+def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_home, no_training):
+    from robustkit.evaluate import evaluate_attack
+    from robustkit.models import robustbench_zoo
+    from robustkit.registry import ATTACKS
+
+    robustbench_zoo._robustbench()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    info = DATASETS.get("cifar10").static_info
+    entry = model_dicts[BenchmarkDataset.cifar_10][ThreatModel.Linf]["Wong2020Fast"]
+    torch.manual_seed(0)
+    zoo_net = entry["model"]().eval()
+    target = isolated_home / "robustbench" / "cifar10" / "Linf" / "Wong2020Fast.pt"
+    target.parent.mkdir(parents=True)
+    torch.save(zoo_net.state_dict(), target)
+    model = get_model("robustbench:Wong2020Fast", info).eval()
+    images = torch.rand(6, 3, 32, 32)
+    assert torch.equal(_predictions(model, images), _predictions(zoo_net, images))  # no second normalisation
+    assert torch.equal(model.normalize.std.flatten(), torch.ones(3))
+    result = evaluate_attack(model, images, _predictions(zoo_net, images), ATTACKS.build("fgsm", eps=8 / 255))
+    assert result.metrics()["clean_accuracy"] == 1.0
+    from robustkit import resolve
+
+    assert "robustbench Wong2020Fast cifar10/Linf (robustbench " in resolve._named(
+        robustbench_zoo.describe("Wong2020Fast", info)).description  # fmt: skip
+    with pytest.raises(Exception, match="did you mean Carmon2019Unlabeled"):
+        get_model("robustbench:Carmon2019Unlabelled", info)
+    with pytest.raises(Exception, match="place its checkpoint at"):  # offline: no file, no download possible
+        get_model("robustbench:Carmon2019Unlabeled", info)
