@@ -121,6 +121,8 @@ class FileSplit(IndexedSplit):
     ) -> Iterator[tuple[Tensor, Tensor]]:
         device = torch.device(device or "cpu")
         order = torch.arange(len(self)) if order is None else order.cpu()
+        if len(order) == 0:
+            return
         chunks = order.split(batch_size)
         keys = [[(i, _item_seed(seed, i) if self.preprocess.random else None) for i in chunk.tolist()] for chunk in chunks]
         workers = min(default_workers() if self.workers is None else self.workers, len(chunks))
