@@ -11,13 +11,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import FGSM, PGD
 from robustkit.defense import Defense
 from defenses.madry import adversarial_batch, clean_predictions
-from robustkit.data.base import Split
+from robustkit.data.base import IndexedSplit, Split
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
@@ -54,11 +55,11 @@ class FastTraining(Defense):
 
         return loss
 
-    def held_out(self, train: Split) -> tuple[Split, Split | None]:
+    def held_out(self, train: IndexedSplit) -> tuple[IndexedSplit, Split | None]:
         n = min(self.guard_samples, len(train) // 5)
         if n == 0:
             return train, None
-        return Split(train.images[n:], train.labels[n:]), Split(train.images[:n], train.labels[:n])
+        return train.take(torch.arange(n, len(train))), train.take(torch.arange(n)).load()
 
     def on_epoch_end(self, guard: Split) -> EpochHook:
         return OverfittingGuard(guard, PGD(eps=self.eps, norm=self.norm, steps=10, seed=0), self.guard_drop)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from robustkit.losses import LOSSES, attack_loss, confirmed_success, is_success
 from robustkit.bpda import straight_through
-from robustkit.data.base import Split
+from robustkit.data.base import IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
@@ -272,11 +272,12 @@ def check_labels(labels: Tensor, classes: int, what: str) -> None:
         raise ConfigError(f"{what} holds labels outside 0…{classes - 1} for this {classes}-class model: {shown}")
 
 
-def fitting_images(images: Tensor | Split | Iterable) -> Tensor:
+def fitting_images(images: Tensor | IndexedSplit | Iterable) -> Tensor:
     """The images a data-fitted attack (``fit``) learns from, as one N×C×H×W tensor in [0, 1]: from a tensor,
-    a ``Split`` or an iterable of batches (tensors or (x, y) pairs); anything else is a one-line error."""
-    if isinstance(images, Split):
-        return images.images
+    a split (a streaming one is decoded whole: pass a subset) or an iterable of batches (tensors or (x, y)
+    pairs); anything else is a one-line error."""
+    if isinstance(images, IndexedSplit):
+        return images.load().images
     if isinstance(images, Tensor):
         x = images
     else:

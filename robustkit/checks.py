@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
+from robustkit.data.base import IndexedSplit, Split
+from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
@@ -51,8 +53,8 @@ class CheckReport:
 
 def run_checks(
     model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
+    images: IndexedSplit | Tensor,
+    labels: Tensor | None = None,
     *,
     norm: str,
     eps: float,
@@ -62,21 +64,29 @@ def run_checks(
     tolerance: float = 0.03,
     batch_size: int = 256,
 ) -> CheckReport:
-    """Run every check on ``images`` (a few hundred are plenty) at the evaluated ``norm`` and ``eps``.
+    """Run every check on a split (or ``images`` and ``labels``; a few hundred are plenty) at the
+    evaluated ``norm`` and ``eps``.
 
+    The split is decoded once and held (every check attacks the same images again), so memory grows
+    with its few hundred samples, not with the data set; forward passes go batch by batch.
     ``tolerance`` is the change in robust accuracy (absolute, plus one sample) taken as noticeable.
     """
+    if isinstance(images, IndexedSplit):
+        images, labels = images.load().images, images.labels
+    elif labels is None:
+        raise ConfigError("run_checks takes a split, or images and labels")
     report = CheckReport()
     param = next(model.parameters(), None)
     device = param.device if param is not None else images.device
     images, labels = images.to(device), labels.to(device)
     n = len(labels)
     slack = tolerance + 1.0 / max(n, 1)
-    _check_forward(model, images, report)
-    _check_gradients(model, images, labels, report)
+    _check_forward(model, images, report, batch_size)
+    _check_gradients(model, images, labels, report, batch_size)
+    resident = Split(images, labels)
 
     def robust(attack) -> Tensor:
-        return evaluate_attack(model, images, labels, attack, batch_size=batch_size, progress=False).robust
+        return evaluate_attack(model, resident, attack, batch_size=batch_size, progress=False).robust
 
     # by registered name: the core names the attacks it needs, never imports a plugin module
     pgd, apgd, square = (ATTACKS.get(name) for name in ("pgd", "apgd", "square"))
@@ -132,10 +142,11 @@ def run_checks(
     return report
 
 
-def _check_forward(model: nn.Module, images: Tensor, report: CheckReport) -> None:
+def _check_forward(model: nn.Module, images: Tensor, report: CheckReport, batch_size: int) -> None:
     """A randomised forward pass makes every single-draw gradient (and verdict) a sample."""
     with torch.no_grad(), eval_mode(model):
-        first, second = model(images).float(), model(images).float()
+        first = torch.cat([model(x).float() for x in images.split(batch_size)])
+        second = torch.cat([model(x).float() for x in images.split(batch_size)])
     differs = (first - second).abs().amax().item()
     report.figures["forward_max_difference"] = differs
     if differs > 1e-4 * max(first.abs().amax().item(), 1.0):
@@ -147,7 +158,7 @@ def _check_forward(model: nn.Module, images: Tensor, report: CheckReport) -> Non
                                  "report accuracy over several draws"))  # fmt: skip
 
 
-def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: CheckReport) -> None:
+def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: CheckReport, batch_size: int) -> None:
     """Zero or NaN input gradients leave gradient attacks blind.
 
     The logit margin is differentiated, not cross-entropy, whose gradient underflows to 0 on very
@@ -156,7 +167,8 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: C
     probe = ATTACKS.get("pgd")(eps=0.0, loss="margin")
     with eval_mode(model):
         try:
-            _, grad, _ = probe.loss_and_grad(model, images, labels, None)
+            grad = torch.cat([probe.loss_and_grad(model, x, y, None)[1]
+                              for x, y in zip(images.split(batch_size), labels.split(batch_size))])  # fmt: skip
         except RuntimeError:  # the output does not depend on the input through autograd at all
             grad = torch.zeros_like(images)
     flat = grad.flatten(1)

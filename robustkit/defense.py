@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robustkit.data.base import DatasetInfo, Split
+from robustkit.data.base import DatasetInfo, IndexedSplit, Split
 from robustkit.threat import ThreatModel, threat_model
 from robustkit.train import EpochHook, LossFn, TrainConfig, TrainResult, train_model
 
@@ -61,19 +61,19 @@ class Defense(ABC):
         """An optional guard run after every epoch; returning True stops training."""
         return None
 
-    def held_out(self, train: Split) -> tuple[Split, Split | None]:
-        """Split off data the guard needs (none by default): (trained on, held out)."""
+    def held_out(self, train: IndexedSplit) -> tuple[IndexedSplit, Split | None]:
+        """Split off data the guard needs (none by default): (trained on, held out, resident)."""
         return train, None
 
     def fit(
         self,
         model: nn.Module,
-        train: Split,
+        train: IndexedSplit,
         *,
         epochs: int | None = None,
         config: TrainConfig | None = None,
         info: DatasetInfo | None = None,
-        test: Split | None = None,
+        test: IndexedSplit | None = None,
         device: torch.device | str = "cpu",
         resume_path: Path | None = None,
         progress: bool = True,

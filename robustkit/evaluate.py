@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from robustkit.attack import Attack
 from robustkit import distributed
-from robustkit.data.base import Split
+from robustkit.data.base import IndexedSplit, Split
 from robustkit.errors import ConfigError
 from robustkit.predict import predict
 from robustkit.randomness import randomised_modules
@@ -82,22 +82,33 @@ class Evaluation:
 
 
 def prepare_attack(
-    attack: Attack, model: nn.Module, train: Split, *, fit_samples: int, seed: int, progress: bool = True
+    attack: Attack, model: nn.Module, train: IndexedSplit, *, fit_samples: int, seed: int, progress: bool = True
 ) -> tuple[Attack, dict[str, float | int]]:
     """A data-fitted attack (universal) learns on a seeded training subset; others pass through.
 
-    Returns the attack ready to evaluate and its fitting figures (``fit_samples``, ``fit_seconds``,
-    ``fit_<metric>``), empty when nothing was fitted.
+    Only the subset is decoded (it is read many times while fitting, so it is held resident: memory
+    grows with ``fit_samples``, never with the data set). Returns the attack ready to evaluate and its
+    fitting figures (``fit_samples``, ``fit_seconds``, ``fit_<metric>``), empty when nothing was fitted.
     """
     if not attack.learns_from_data or attack.learned():
         return attack, {}
     param = next(model.parameters(), None)
-    fit = train.subset(fit_samples, seed=seed).images
+    fit = train.subset(fit_samples, seed=seed).load().images
     fit = fit.to(param.device) if param is not None else fit
     start = time.perf_counter()
     attack = attack.prepared(model, fit, progress=progress)
     figures = {f"fit_{k}": v for k, v in attack.extra_metrics(model, fit).items()}
     return attack, {"fit_samples": len(fit), "fit_seconds": time.perf_counter() - start, **figures}
+
+
+def attack_figures(attack: Attack, model: nn.Module, subset: IndexedSplit) -> dict[str, float]:
+    """The attack's own figures on the evaluation subset (a fitted universal δ's fooling rate); only
+    attacks that learn from data have any, and only then is the subset loaded whole."""
+    if not attack.learns_from_data:
+        return {}
+    param = next(model.parameters(), None)
+    images = subset.load().images
+    return attack.extra_metrics(model, images.to(param.device) if param is not None else images)
 
 
 def verify(
@@ -114,36 +125,45 @@ def verify(
 
 def evaluate_attack(
     model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    attack: Attack,
-    *,
+    data: IndexedSplit | Tensor,
+    attack: Attack | Tensor,
+    *legacy: Attack,
     batch_size: int = 256,
     keep_examples: int = 0,
     progress: bool = True,
     source: nn.Module | None = None,
 ) -> Evaluation:
-    """Run ``attack`` over ``images`` in batches on the model's device; deterministic for a seed.
+    """Run ``attack`` over the split ``data`` batch by batch on the model's device; deterministic for a seed.
 
-    Sample i's random draws come from (seed, i), so its outcome is the same at any batch size and
-    under any number of torchrun processes.
+    Batches come from ``data.batches`` (resident slices, or images decoded from files by loader
+    workers), so memory holds a batch of images, never the whole split. Sample i's random draws come
+    from (seed, i), i its position in ``data``, so its outcome is the same at any batch size and under
+    any number of torchrun processes. The tensor form of earlier versions,
+    ``evaluate_attack(model, images, labels, attack)``, is ``data = Split(images, labels)``.
 
     With ``source`` the attack is a transfer attack: adversarial examples are crafted on ``source``
     (a surrogate on the same device) and scored on ``model``, which the attack never sees; a sample
     counts as broken when the verification on ``model`` says so, whatever the source's verdict.
 
-    Under torchrun every rank attacks its own strided share of the samples and the per-sample
-    outcomes are gathered, so every rank returns the whole evaluation.
+    Under torchrun every rank attacks its own strided share of the samples (``DistributedSampler``'s
+    striding, applied to the index) and the per-sample outcomes are gathered, so every rank returns
+    the whole evaluation.
     """
+    if isinstance(data, Tensor):
+        if not isinstance(attack, Tensor) or len(legacy) != 1:
+            raise ConfigError("evaluate_attack takes (model, split, attack) or (model, images, labels, attack)")
+        data, attack = Split(data, attack), legacy[0]
+    elif legacy or isinstance(attack, Tensor):
+        raise ConfigError("evaluate_attack takes (model, split, attack) or (model, images, labels, attack)")
     if not attack.threat.clean_images:
         raise ConfigError(f"the {attack.threat.name} threat model has no clean images: evaluate it with evaluate_fooling")
     world = distributed.world_size()
     if world > 1:
-        mine = torch.arange(distributed.rank(), len(labels), world)
-        local = _evaluate(model, images[mine], labels[mine], mine, attack, batch_size, keep_examples, progress, source)
-        return _gathered(local, mine, len(labels), world)
-    positions = torch.arange(len(labels))
-    return _evaluate(model, images, labels, positions, attack, batch_size, keep_examples, progress, source)
+        mine = torch.arange(distributed.rank(), len(data), world)
+        local = _evaluate(model, data.take(mine), mine, attack, batch_size, keep_examples, progress, source)
+        return _gathered(local, mine, len(data), world)
+    positions = torch.arange(len(data))
+    return _evaluate(model, data, positions, attack, batch_size, keep_examples, progress, source)
 
 
 def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation:
@@ -166,7 +186,7 @@ def reseed_randomness(model: nn.Module) -> None:
         module.reseed()
 
 
-def _evaluate(model, images, labels, positions, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
+def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
     reseed_randomness(model)
     if source is not None:
         reseed_randomness(source)
@@ -175,16 +195,16 @@ def _evaluate(model, images, labels, positions, attack, batch_size, keep_example
     if model.training:
         log.warning("the model was in training mode; evaluating in eval mode (its mode is restored afterwards)")
     param = next(model.parameters(), None)
-    device = param.device if param is not None else images.device
-    clean_correct = torch.zeros(len(labels), dtype=torch.bool)
-    robust = torch.zeros(len(labels), dtype=torch.bool)
-    norms = torch.full((len(labels),), float("nan"))
+    device = param.device if param is not None else torch.device("cpu")
+    clean_correct = torch.zeros(len(data), dtype=torch.bool)
+    robust = torch.zeros(len(data), dtype=torch.bool)
+    norms = torch.full((len(data),), float("nan"))
     n_unverified, kept = 0, {"clean": [], "adversarial": [], "label": [], "adversarial_prediction": []}
     start = time.perf_counter()
-    bar = tqdm(total=len(labels), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
+    bar = tqdm(total=len(data), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
                disable=None if progress else True, leave=False)  # fmt: skip
-    for lo in range(0, len(labels), batch_size):
-        x, y = images[lo : lo + batch_size].to(device), labels[lo : lo + batch_size].to(device)
+    lo = 0
+    for x, y in data.batches(batch_size, device=device):
         correct = predict(model, x, batch_size=len(x)) == y
         index = correct.nonzero().squeeze(1)
         broken = torch.zeros_like(correct)
@@ -205,6 +225,7 @@ def _evaluate(model, images, labels, positions, attack, batch_size, keep_example
         bar.update(len(y))
         bar.set_postfix(clean=f"{clean_correct[: lo + len(y)].float().mean():.3f}",
                         robust=f"{robust[: lo + len(y)].float().mean():.3f}")  # fmt: skip
+        lo += len(y)
     bar.close()
     if n_unverified:
         log.warning("%d adversarial examples claimed by %s failed verification and count as not broken",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustkit.data.base import Split
+from robustkit.data.base import IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.randomness import fixed_draws, randomised_modules
@@ -58,8 +58,11 @@ def num_classes(model: nn.Module, images: Tensor) -> int:
         return model(images[:1]).shape[1]
 
 
-def accuracy(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
-    """Fraction of ``split`` classified correctly, in [0, 1]."""
+def accuracy(model: nn.Module, split: IndexedSplit, *, batch_size: int = 512) -> float:
+    """Fraction of ``split`` classified correctly, in [0, 1], read batch by batch."""
     if len(split) == 0:
         return float("nan")
-    return (predict(model, split.images, batch_size=batch_size) == split.labels).float().mean().item()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else None
+    correct = sum(int((predict(model, x, batch_size=batch_size) == y).sum()) for x, y in split.batches(batch_size, device=device))
+    return correct / len(split)

@@ -24,8 +24,8 @@ from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CHECKS_VERSION, run_checks
 from robustkit.checkpoint import read_record
 from robustkit.data import get_dataset
-from robustkit.data.base import ImageDataset, Split
-from robustkit.evaluate import evaluate_attack, prepare_attack
+from robustkit.data.base import ImageDataset, IndexedSplit
+from robustkit.evaluate import attack_figures, evaluate_attack, prepare_attack
 from robustkit.fooling_eval import evaluate_fooling
 from robustkit.example_grid import example_strip
 from robustkit.pipeline import cache_path
@@ -167,11 +167,11 @@ def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[
             for norm, eps in suite.check_points()}  # fmt: skip
 
 
-def _run_checks(suite: Suite, entry: ModelEntry, model: nn.Module, subset: Split, norm: str, eps: float, sha: str,
+def _run_checks(suite: Suite, entry: ModelEntry, model: nn.Module, subset: IndexedSplit, norm: str, eps: float, sha: str,
                 key: str) -> dict:  # fmt: skip
     start = time.perf_counter()
     take = subset.subset(min(suite.check_samples, len(subset)), seed=suite.seed)
-    report = run_checks(model, take.images, take.labels, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size)
+    report = run_checks(model, take, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size)
     return {"key": key, "suite": suite.name, "entry": entry.name, "checkpoint_sha256": sha, "norm": norm, "eps": eps,
             "n": len(take), "summary": report.summary(), "details": report.to_dict(),
             "seconds": time.perf_counter() - start, "created": run_metadata(torch.device("cpu"), suite.seed)["created"]}  # fmt: skip
@@ -191,7 +191,7 @@ def _defense(entry: ModelEntry, data: ImageDataset):
     return DEFENSES.build(entry.defense, **settings)
 
 
-def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device,
+def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: IndexedSplit, device: torch.device,
                    provenance: Provenance, sha: str, key: str, progress: bool, source: tuple[nn.Module, Provenance, str] | None = None) -> dict:  # fmt: skip
     suite, spec = cell.suite, cell.attack
     attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
@@ -202,16 +202,16 @@ def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Spl
     crafted_on = source[0] if source is not None else model
     attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
                                    progress=progress)  # fmt: skip
-    result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=suite.batch_size, progress=progress,
+    result = evaluate_attack(model, subset, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None, keep_examples=CARD_EXAMPLES)  # fmt: skip
-    extra.update(attack.extra_metrics(model, subset.images.to(device)), verify_draws=verdict_draws(model))
+    extra.update(attack_figures(attack, model, subset), verify_draws=verdict_draws(model))
     row = _row(cell, attack, result.metrics(), device, provenance, sha, key, time.perf_counter() - start, extra)
     return {**row, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
             "source": cell.source.name if cell.source is not None else None,
             "source_checkpoint_sha256": source[2] if source is not None else None, "examples": _strip(result.examples)}  # fmt: skip
 
 
-def _fooling_cell(cell: Cell, attack, model: nn.Module, data: ImageDataset, subset: Split, device: torch.device,
+def _fooling_cell(cell: Cell, attack, model: nn.Module, data: ImageDataset, subset: IndexedSplit, device: torch.device,
                   provenance: Provenance, sha: str, key: str, progress: bool) -> dict:  # fmt: skip
     """A threat model without clean images: one image sought per class, in the cells' schema over classes.
 

@@ -1,4 +1,5 @@
-"""Training: a short, flat loop over data resident on the device (after airbench/nanoGPT).
+"""Training: a short, flat loop over data resident on the device (after airbench/nanoGPT), or
+streamed from files by loader workers when the split is too large to hold (``FileSplit``).
 
 Defenses plug in through ``loss_fn`` (the training objective) and ``on_epoch_end`` (a guard that may
 stop training): standard, Madry, fast and TRADES training all run this one loop. Every random
@@ -25,7 +26,8 @@ from tqdm.auto import tqdm
 
 from robustkit import distributed
 from robustkit.augment import random_crop, random_flip
-from robustkit.data.base import DatasetInfo, Split
+from robustkit.data.base import DatasetInfo, IndexedSplit, Split
+from robustkit.data.files import for_training
 from robustkit.device import bf16_is_fast
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.predict import accuracy
@@ -134,18 +136,23 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | s
 
 def train_model(
     model: nn.Module,
-    train: Split,
+    train: IndexedSplit,
     config: TrainConfig,
     *,
     info: DatasetInfo | None = None,
-    test: Split | None = None,
+    test: IndexedSplit | None = None,
     device: torch.device | str = "cpu",
     loss_fn: LossFn | None = None,
     on_epoch_end: EpochHook | None = None,
     resume_path: Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` in place on ``train``; with ``resume_path``, continue from its saved epoch state."""
+    """Train ``model`` in place on ``train``; with ``resume_path``, continue from its saved epoch state.
+
+    A resident split (or a file split small enough to decode once, see ``for_training``) sits on the
+    device and batches are gathered from it; a large file split streams each epoch's batches through
+    its loader, in the same order. Either way one loop trains.
+    """
     device = torch.device(device)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
@@ -154,14 +161,15 @@ def train_model(
         model.to(memory_format=torch.channels_last)
     world, rank = distributed.world_size(), distributed.rank()
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    images, labels = train.images.to(device), train.labels.to(device)
+    train = for_training(train)
+    resident = train.to(device) if isinstance(train, Split) else None
+    labels = train.labels
     batch_size = max(1, min(config.batch_size, len(labels)) // world)  # per rank
     steps = len(labels) // world // batch_size  # whole batches only: a batch of one breaks BatchNorm
     if steps == 0:
         raise ConfigError(f"{len(labels)} training images cannot fill a batch on {world} process(es)")
     optimizer, scheduler = _optimizer(model, config, steps * config.epochs)
     flip = info is None or info.flip_invariant
-    pad = max(1, images.shape[-1] // 8)
 
     result, start = TrainResult(), time.perf_counter()
     fingerprint = {**asdict(config), "n_train": len(labels), "processes": world}
@@ -170,8 +178,12 @@ def train_model(
              batch_size, world, device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
     for epoch in range(first_epoch, config.epochs):
         net.train()
-        order = torch.randperm(len(labels), generator=epoch_generator(config.seed, epoch, 0)).to(device)
+        order = torch.randperm(len(labels), generator=epoch_generator(config.seed, epoch, 0))
         order = order[rank : steps * batch_size * world : world]  # this rank's shard
+        if resident is not None:
+            batches = resident.batches(batch_size, order=order.to(device))
+        else:  # per-image random preprocessing is keyed by (seed, epoch, position): resumes repeat it
+            batches = train.batches(batch_size, device=device, order=order, seed=epoch_seed(config.seed, epoch, 4))
         augment_rng = epoch_generator(config.seed, epoch, 1, device)
         attack_rng = epoch_generator(config.seed, epoch, 2, device, rank)
         sums = torch.zeros(4, device=device)  # loss·n, correct, clean correct, clean seen
@@ -183,11 +195,9 @@ def train_model(
         # resumed epoch repeats exactly and the caller's RNG state is left as it was
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(epoch_seed(config.seed, epoch, 3, rank))
-            for step in bar:
-                index = order[step * batch_size : (step + 1) * batch_size]
-                x, y = images[index], labels[index]
+            for step, (x, y) in zip(bar, batches):
                 if config.augment:
-                    x = random_crop(x, pad, augment_rng)
+                    x = random_crop(x, max(1, x.shape[-1] // 8), augment_rng)
                     x = random_flip(x, augment_rng) if flip else x
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)

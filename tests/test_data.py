@@ -115,9 +115,9 @@ def test_imagefolder_reads_resizes_and_splits(tmp_path):
         for i in range(5):
             (tmp_path / "root" / cls).mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (40, 30), colour).save(tmp_path / "root" / cls / f"{i}.png")
-    data = get_dataset("imagefolder", data_dir=tmp_path / "root", size=16)
+    data = get_dataset("imagefolder", data_dir=tmp_path / "root", image_size=16, workers=0)
     assert data.info.class_names == ("cats", "dogs") and data.info.input_shape == (3, 16, 16)
-    train, test = data.train, data.test
+    train, test = data.train.load(), data.test
     assert len(train) == 8 and len(test) == 2 and train.images.shape[1:] == (3, 16, 16)
     red = train.images[train.labels == 0]
     assert torch.allclose(red[:, 0], torch.ones(1)) and torch.allclose(red[:, 2], torch.zeros(1))

@@ -18,7 +18,7 @@ from robustkit.budget import warn_if_covers_box
 from robustkit.checks import CheckReport, run_checks
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack, prepare_attack
+from robustkit.evaluate import attack_figures, evaluate_attack, prepare_attack
 from robustkit.example_grid import save_example_grid
 from robustkit.paths import home
 from robustkit.perturbation_file import load_perturbation, save_perturbation
@@ -70,7 +70,7 @@ from robustkit.threat import default_eps, parse_eps, threat_class
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
-def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pixels, population, generations,
+def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, workers, eps, norm, pixels, population, generations,
              steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
              checkpoint, weights, no_train, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, check_samples,
              device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
@@ -84,7 +84,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
         check_model_name(source_model)
     elif source_defense != "none" and source_checkpoint is None:
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
-    data = open_dataset(dataset, data_dir, download)
+    data = open_dataset(dataset, data_dir, download, image_size, workers)
     delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
     norm = threat_class(norm or saved_with.get("norm") or ATTACKS.default(attack_name, "norm")).name
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
@@ -130,13 +130,13 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, eps, norm, pi
     attack, fitted = prepare_attack(attack, source if source is not None else model, data.train,
                                     fit_samples=fit_samples, seed=seed)  # fmt: skip
     subset = data.test.subset(n_samples, seed=seed)
-    result = evaluate_attack(model, subset.images, subset.labels, attack, batch_size=batch_size,
+    result = evaluate_attack(model, subset, attack, batch_size=batch_size,
                              keep_examples=8 if save_examples else 0, source=source)  # fmt: skip
-    m = {**result.metrics(), **attack.extra_metrics(model, subset.images.to(device)), **fitted}
+    m = {**result.metrics(), **attack_figures(attack, model, subset), **fitted}
     report = None
     if checks:
         take = subset.subset(min(check_samples, len(subset)), seed=seed)
-        report = run_checks(model, take.images, take.labels, norm=norm, eps=budget, seed=seed, batch_size=batch_size)
+        report = run_checks(model, take, norm=norm, eps=budget, seed=seed, batch_size=batch_size)
     if not distributed.is_main():
         return
     extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]

@@ -15,7 +15,17 @@ from robustkit.threat import default_eps, parse_eps
 
 
 def dataset_options(command: Callable) -> Callable:
-    """``--dataset``, ``--data-dir`` and ``--download``."""
+    """``--dataset``, ``--data-dir``, ``--download``, and for data sets that stream from image files
+    (imagefolder, imagenet) ``--image-size`` and ``--workers``."""
+    command = click.option(
+        "--workers", type=click.IntRange(min=0),
+        help="Processes decoding images of a data set that streams from files (imagefolder, imagenet) "
+             "[one per core, at most 8; 0: in this process].",
+    )(command)  # fmt: skip
+    command = click.option(
+        "--image-size", type=click.IntRange(min=8),
+        help="Side in px that a resizing data set crops to (imagefolder [64], imagenet [224]).",
+    )(command)  # fmt: skip
     command = click.option("--download", is_flag=True, help="Fetch the data set if missing (needs internet).")(command)
     command = click.option(
         "--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -50,8 +60,10 @@ def runtime_options(command: Callable) -> Callable:
     )(command)
 
 
-def open_dataset(dataset: str, data_dir: Path | None, download: bool) -> ImageDataset:
-    return get_dataset(dataset, data_dir=data_dir, download=download or None)
+def open_dataset(dataset: str, data_dir: Path | None, download: bool, image_size: int | None = None,
+                 workers: int | None = None) -> ImageDataset:  # fmt: skip
+    """The data set; a setting it does not take (``--image-size`` on fashion-mnist) is a one-line error."""
+    return get_dataset(dataset, data_dir=data_dir, download=download or None, image_size=image_size, workers=workers)
 
 
 def build_defense(name: str, *, eps: str | None, norm: str, channels: int, **settings) -> Defense | None:

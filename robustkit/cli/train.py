@@ -36,7 +36,7 @@ from robustkit.threat import parse_eps
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint path [the cache; a path of its own for settings beyond the default recipe].")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace a checkpoint of another recipe at the path.")
-def train(model_name, dataset, data_dir, download, defense, eps, norm, steps, step_size, epochs, batch_size, lr,
+def train(model_name, dataset, data_dir, download, image_size, workers, defense, eps, norm, steps, step_size, epochs, batch_size, lr,
           optimizer, precision, augment, n_train, weights, resume, device, seed, out, force) -> None:  # fmt: skip
     """Train MODEL on a data set and save a safetensors checkpoint with its metadata.
 
@@ -48,7 +48,7 @@ def train(model_name, dataset, data_dir, download, defense, eps, norm, steps, st
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     device = resolve_device(device)
     distributed.init_from_env(device)
-    data = open_dataset(dataset, data_dir, download)
+    data = open_dataset(dataset, data_dir, download, image_size, workers)
     chosen = build_defense(defense, eps=eps, norm=norm, channels=data.info.input_shape[0], steps=steps,
                            step_size=parse_eps(step_size, "step size") if step_size else None)  # fmt: skip
     device = distributed.local_device(device)

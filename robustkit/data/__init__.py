@@ -1,14 +1,15 @@
-"""Data sets: registry entries that yield resident [0, 1] float tensors plus metadata."""
+"""Data sets: registry entries that yield indexed splits of [0, 1] images (resident or streaming) plus metadata."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from robustkit.data.base import DatasetInfo, ImageDataset, Split, uint8_to_float
+from robustkit.data.base import DatasetInfo, ImageDataset, IndexedSplit, Split, uint8_to_float
+from robustkit.data.files import FileSplit
 from robustkit.registry import DATASETS
 
 # Built-ins, listed explicitly: importing each module registers it.
-from robustkit.data import fashion_mnist, imagefolder, synthetic, torchvision_sets  # noqa: E402,F401
+from robustkit.data import fashion_mnist, imagefolder, imagenet, synthetic, torchvision_sets  # noqa: E402,F401
 
 DEFAULT_DATASET = "fashion-mnist"
 
@@ -18,4 +19,4 @@ def get_dataset(name: str = DEFAULT_DATASET, **kwargs: Any) -> ImageDataset:
     return DATASETS.build(name, **kwargs)
 
 
-__all__ = ["DEFAULT_DATASET", "DatasetInfo", "ImageDataset", "Split", "get_dataset", "uint8_to_float"]
+__all__ = ["DEFAULT_DATASET", "DatasetInfo", "FileSplit", "ImageDataset", "IndexedSplit", "Split", "get_dataset", "uint8_to_float"]

@@ -1,8 +1,9 @@
-"""What every data set yields: resident float tensors in [0, 1] plus the metadata models need."""
+"""What every data set yields: indexed splits (resident or streaming) of [0, 1] images, plus the metadata models need."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -42,8 +43,51 @@ class DatasetInfo:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+class IndexedSplit(ABC):
+    """One split known by its index: ``labels`` (int64 N) and where each item lives, without the pixels.
+
+    Every consumer reads it the same way: ``subset`` chooses from the index, ``take`` keeps given
+    positions, ``batches`` yields (images, labels) batches in [0, 1] on a device. ``Split`` holds its
+    images resident in one tensor (small sets: the fast path); ``FileSplit`` decodes each item from its
+    file when a batch needs it (``robustkit.data.files``), so memory does not grow with the data set.
+    """
+
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @abstractmethod
+    def take(self, index: Tensor) -> IndexedSplit:
+        """The items at ``index`` (positions in this split), in that order; nothing is decoded."""
+
+    @abstractmethod
+    def batches(
+        self, batch_size: int, *, device: torch.device | str | None = None, order: Tensor | None = None, seed: int = 0
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """(images float32 B×C×H×W in [0, 1], labels int64 B) over ``order`` (default: every item in
+        order), on ``device``. ``seed`` keys per-item random preprocessing, where a split has any."""
+
+    @abstractmethod
+    def load(self) -> Split:
+        """Every item decoded into one resident ``Split``: for small subsets that are read many times."""
+
+    def subset(self, n_samples: int | None, seed: int = 0) -> IndexedSplit:
+        """A fixed, seeded choice of ``n_samples`` (kept in data order) so every tool sees the same images.
+
+        The choice depends only on the split's length and the seed, so resident and streaming splits
+        of the same items choose the same ones, and only the chosen items are ever decoded.
+        """
+        if n_samples is None or n_samples >= len(self):
+            return self
+        if n_samples <= 0:
+            raise ConfigError(f"n_samples must be positive, got {n_samples}")
+        generator = torch.Generator().manual_seed(seed)
+        return self.take(torch.randperm(len(self), generator=generator)[:n_samples].sort().values)
+
+
 @dataclass(frozen=True)
-class Split:
+class Split(IndexedSplit):
     """One split, resident in memory: ``images`` float32 N×C×H×W in [0, 1], ``labels`` int64 N."""
 
     images: Tensor
@@ -55,18 +99,23 @@ class Split:
                 f"split shapes do not match: images {tuple(self.images.shape)}, labels {tuple(self.labels.shape)}"
             )
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, n_samples: int | None, seed: int = 0) -> Split:
-        """A fixed, seeded choice of ``n_samples`` (kept in data order) so every tool sees the same images."""
-        if n_samples is None or n_samples >= len(self):
-            return self
-        if n_samples <= 0:
-            raise ConfigError(f"n_samples must be positive, got {n_samples}")
-        generator = torch.Generator().manual_seed(seed)
-        index = torch.randperm(len(self), generator=generator)[:n_samples].sort().values
+    def take(self, index: Tensor) -> Split:
         return Split(self.images[index], self.labels[index])
+
+    def batches(
+        self, batch_size: int, *, device: torch.device | str | None = None, order: Tensor | None = None, seed: int = 0
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        device = device or self.images.device
+        for lo in range(0, len(self) if order is None else len(order), batch_size):
+            if order is None:
+                x, y = self.images[lo : lo + batch_size], self.labels[lo : lo + batch_size]
+            else:
+                chunk = order[lo : lo + batch_size].to(self.images.device)
+                x, y = self.images[chunk], self.labels[chunk]
+            yield x.to(device), y.to(device)
+
+    def load(self) -> Split:
+        return self
 
     def to(self, device: torch.device | str) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
@@ -85,16 +134,16 @@ class ImageDataset(ABC):
     def __init__(self, *, data_dir: str | Path | None = None, download: bool = False) -> None:
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.download = download
-        self._splits: dict[str, Split] = {}
+        self._splits: dict[str, IndexedSplit] = {}
 
     @property
     @abstractmethod
     def info(self) -> DatasetInfo: ...
 
     @abstractmethod
-    def load_split(self, split: SplitName) -> Split: ...
+    def load_split(self, split: SplitName) -> IndexedSplit: ...
 
-    def split(self, split: SplitName) -> Split:
+    def split(self, split: SplitName) -> IndexedSplit:
         if split not in ("train", "test"):
             raise ConfigError(f"unknown split '{split}' (train or test)")
         if split not in self._splits:
@@ -102,9 +151,9 @@ class ImageDataset(ABC):
         return self._splits[split]
 
     @property
-    def train(self) -> Split:
+    def train(self) -> IndexedSplit:
         return self.split("train")
 
     @property
-    def test(self) -> Split:
+    def test(self) -> IndexedSplit:
         return self.split("test")
