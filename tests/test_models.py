@@ -12,7 +12,8 @@ from robustkit.registry import DATASETS
 
 def dataset_infos() -> dict[str, DatasetInfo]:
     """Each registered data set's shape, plus a large-image shape for the ImageNet-style stems."""
-    infos = {name: get_dataset(name).info for name in DATASETS.list() if name != "imagefolder"}
+    folders = {"imagefolder", "imagenet"}  # their shape and classes come from a folder; stand-ins below
+    infos = {name: get_dataset(name).info for name in DATASETS.list() if name not in folders}
     infos["imagefolder-96px"] = DatasetInfo("imagefolder", 5, (3, 96, 96), tuple("abcde"), (0.5,) * 3, (0.25,) * 3)
     return infos
 
