@@ -109,14 +109,15 @@ def test_cli_caches_by_defense_and_eps_and_evaluate_finds_it(isolated_home):
     train = runner.invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry",
                                  "--eps", "0.2", "--steps", "3", "--epochs", "2"])  # fmt: skip
     assert train.exit_code == 0, train.output
-    path = isolated_home / "checkpoints" / "synthetic" / "lenet5-madry-linf-eps0.2.safetensors"
+    # --epochs is beyond the default recipe, so the checkpoint's name carries a recipe tag
+    (path,) = (isolated_home / "checkpoints" / "synthetic").glob("lenet5-madry-linf-eps0.2-recipe*.safetensors")
     _, record = load_model(path)
     assert record.defense == "madry" and record.defense_settings["eps"] == 0.2
     assert record.defense_settings["steps"] == 3 and not list(path.parent.glob("*.resume.pt"))
     evaluate = runner.invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry",
                                     "--eps", "0.2", "--n-samples", "16"])  # fmt: skip
     assert evaluate.exit_code == 0, evaluate.output
-    assert "training one" not in evaluate.output
+    assert "training one" not in evaluate.output and f"using {path}" in evaluate.output
 
 
 @pytest.mark.slow
