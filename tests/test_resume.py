@@ -160,3 +160,46 @@ def test_cli_checkpoint_every_then_resume(isolated_home, tmp_path, monkeypatch):
     assert "resuming epoch 1, step 5 of" in resumed.output
     assert not (tmp_path / "cut.safetensors.resume.pt").exists()  # finished: nothing left to resume
     assert_same_weights(load_model(tmp_path / "whole.safetensors")[0], load_model(tmp_path / "cut.safetensors")[0])
+
+
+_DDP_SCRIPT = '''
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from robustkit import distributed
+from robustkit.train import cross_entropy_loss, train_model
+from test_resume import CONFIG, DATA, Killed, dies_at, dropout_model
+
+distributed.init_from_env(torch.device("cpu"))
+out = Path(sys.argv[1])
+whole = dropout_model()
+train_model(whole, DATA.train, CONFIG, resume_path=out / "a.resume.pt", progress=False)
+try:  # 8 steps of 16 images an epoch per rank: saved after steps 3 and 6; killed after step 6 on both ranks
+    train_model(dropout_model(), DATA.train, CONFIG, loss_fn=dies_at(7, cross_entropy_loss()),
+                resume_path=out / "b.resume.pt", progress=False)
+except Killed:
+    pass
+dist.barrier()
+assert torch.load(out / "b.resume.pt", weights_only=True)["step"] == 6
+resumed = dropout_model()
+train_model(resumed, DATA.train, CONFIG, resume_path=out / "b.resume.pt", progress=False)
+same = all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+(out / f"rank{dist.get_rank()}").write_text(str(same))
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow
+def test_two_process_training_resumes_mid_epoch_exactly(tmp_path, monkeypatch):
+    import os
+
+    from torchrun import torchrun
+
+    script = tmp_path / "ddp_resume.py"
+    script.write_text(_DDP_SCRIPT)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
+    torchrun([str(script), str(tmp_path)])
+    assert (tmp_path / "rank0").read_text() == "True" == (tmp_path / "rank1").read_text()
