@@ -18,13 +18,15 @@ from robustkit.checkpoint import CheckpointRecord, read_record, save_checkpoint
 from robustkit.data.base import ImageDataset
 from robustkit.errors import CheckpointError
 from robustkit.models import get_model
-from robustkit.train import TrainConfig, TrainResult, train_model
+from robustkit.train import NOT_RECIPE, TrainConfig, TrainResult, train_model
 
 log = logging.getLogger(__name__)
 
 
 def recipe_tag(overrides: dict[str, Any] | None) -> str | None:
-    """``recipe<8 hex>`` naming training settings beyond the default recipe (None for the default)."""
+    """``recipe<8 hex>`` naming training settings beyond the default recipe (None for the default);
+    settings that leave the weights alone (``checkpoint_every``) name nothing."""
+    overrides = {k: v for k, v in (overrides or {}).items() if k not in NOT_RECIPE}
     if not overrides:
         return None
     return "recipe" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
@@ -44,7 +46,7 @@ def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, rec
 
 def same_recipe(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None) -> bool:
     """Whether a cached checkpoint was trained exactly as ``config`` would train (device and history aside)."""
-    wanted = {**asdict(config), "n_train": n_train, "pretrained": weights}
+    wanted = {**config.recipe(), "n_train": n_train, "pretrained": weights}
     return all(record.train_settings.get(k) == v for k, v in wanted.items())
 
 
@@ -67,8 +69,8 @@ def train_and_save(
     Without ``out`` the checkpoint goes to the cache, at a path of its own when anything (overrides,
     ``n_train``, ``weights``) departs from the default recipe.
 
-    Every epoch leaves a resume state beside the checkpoint (``<name>.resume.pt``); with ``resume``
-    a killed run continues from it, exactly. Under torchrun only rank 0 writes. A file at the path
+    Every epoch (and every ``checkpoint_every`` steps) leaves a resume state beside the checkpoint
+    (``<name>.resume.pt``); with ``resume`` a killed run continues from it, exactly. Under torchrun only rank 0 writes. A file at the path
     that holds a checkpoint of another recipe is never replaced unless ``force``: a ``CheckpointError``
     names ``--out`` and ``--force`` instead (before any training). A defense that trains
     no weights gets the bare model trained and recorded without it (``resolve_model`` wraps it).

@@ -2,17 +2,16 @@
 streamed from files by loader workers when the split is too large to hold (``FileSplit``).
 
 Defenses plug in through ``loss_fn`` (the training objective) and ``on_epoch_end`` (a guard that may
-stop training): standard, Madry, fast and TRADES training all run this one loop. Every random
-choice of an epoch comes from generators seeded by (seed, epoch), so a run resumed from its last
-epoch state (``resume_path``) continues exactly as if it had never stopped. Under torchrun, each
-rank trains on its shard of every epoch through DistributedDataParallel.
+stop training): standard, Madry, fast and TRADES training all run this one loop. An epoch's data
+order comes from (seed, epoch) and every random draw of a step from generators keyed by (seed, epoch,
+step, rank), so a run resumed from its last saved state (``resume_path``: every epoch, and every
+``checkpoint_every`` steps) continues exactly as if it had never stopped. Under torchrun, each rank
+trains on its shard of every epoch through DistributedDataParallel.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -31,6 +30,7 @@ from robustkit.data.files import for_training
 from robustkit.device import bf16_is_fast
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.predict import accuracy
+from robustkit.resume import TrainState, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class StepContext:
 
     epoch: int  # 0-based
     progress: float  # epochs completed, fractional: drives ε warm-up
-    generator: torch.Generator  # on the device, seeded by (seed, epoch): inner attacks draw from it
+    generator: torch.Generator  # on the device, seeded by (seed, epoch, step, rank): inner attacks draw from it
     model: nn.Module  # the bare model (never the DDP wrapper): inner attacks run on it
     want_clean: bool  # the progress bar will show clean accuracy for this step
 
@@ -55,6 +55,9 @@ class StepOutput:
 
 LossFn = Callable[[nn.Module, Tensor, Tensor, StepContext], StepOutput]
 EpochHook = Callable[[nn.Module, int], bool]  # (bare model, 0-based epoch) → stop training?
+
+
+NOT_RECIPE = frozenset({"checkpoint_every"})  # TrainConfig fields that leave the trained weights alone
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +76,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where it is fast) | bf16 | fp32
     channels_last: bool = True
     seed: int = 0
+    checkpoint_every: int | None = None  # optimisation steps between mid-epoch resume states (None: per epoch only)
 
     def __post_init__(self) -> None:
         checks = {
@@ -85,10 +89,15 @@ class TrainConfig:
             "warmup": 0 < self.warmup < 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "precision": self.precision in ("auto", "bf16", "fp32"),
+            "checkpoint_every": self.checkpoint_every is None or self.checkpoint_every >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"bad training setting {bad[0]}={getattr(self, bad[0])!r}")
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings that decide the weights (how often state is saved does not)."""
+        return {k: v for k, v in asdict(self).items() if k not in NOT_RECIPE}
 
     @classmethod
     def for_model(cls, model_name: str, *recipes: dict[str, Any], **overrides: Any) -> TrainConfig:
@@ -134,6 +143,16 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | s
     return torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, stream, rank))
 
 
+def step_seed(seed: int, epoch: int, step: int, stream: int, rank: int = 0) -> int:
+    """A step's own seed: a run resumed at any step draws what an uninterrupted one draws there."""
+    return hash((seed, epoch, step, stream, rank)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def step_generator(seed: int, epoch: int, step: int, stream: int, device: torch.device | str = "cpu",
+                   rank: int = 0) -> torch.Generator:  # fmt: skip
+    return torch.Generator(device=device).manual_seed(step_seed(seed, epoch, step, stream, rank))
+
+
 def train_model(
     model: nn.Module,
     train: IndexedSplit,
@@ -145,9 +164,13 @@ def train_model(
     loss_fn: LossFn | None = None,
     on_epoch_end: EpochHook | None = None,
     resume_path: Path | None = None,
+    resume_key: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` in place on ``train``; with ``resume_path``, continue from its saved epoch state.
+    """Train ``model`` in place on ``train``; with ``resume_path``, continue from its saved state.
+
+    The state is saved there after every epoch and, with ``config.checkpoint_every``, every that many
+    steps; ``resume_key`` (JSON: a defense's name and settings) must match too for a file to be resumed.
 
     A resident split (or a file split small enough to decode once, see ``for_training``) sits on the
     device and batches are gathered from it; a large file split streams each epoch's batches through
@@ -172,35 +195,40 @@ def train_model(
     flip = info is None or info.flip_invariant
 
     result, start = TrainResult(), time.perf_counter()
-    fingerprint = {**asdict(config), "n_train": len(labels), "processes": world}
-    first_epoch = _resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result) if resume_path else 0
+    if config.checkpoint_every and resume_path is None:
+        raise ConfigError("checkpoint_every needs a resume_path to save the state to")
+    fingerprint = {**config.recipe(), "n_train": len(labels), "processes": world, "objective": resume_key}
+    state = _resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result, steps)
     log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(labels), config.epochs,
              batch_size, world, device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
-    for epoch in range(first_epoch, config.epochs):
+    for epoch in range(state.epoch, config.epochs):
+        first = state.step if epoch == state.epoch else 0  # steps of this epoch already taken before a resume
         net.train()
         order = torch.randperm(len(labels), generator=epoch_generator(config.seed, epoch, 0))
-        order = order[rank : steps * batch_size * world : world]  # this rank's shard
+        order = order[rank : steps * batch_size * world : world][first * batch_size :]  # this rank's shard, the rest
         if resident is not None:
             batches = resident.batches(batch_size, order=order.to(device))
-        else:  # per-image random preprocessing is keyed by (seed, epoch, position): resumes repeat it
+        else:  # per-image random preprocessing is keyed by (seed, epoch, image): resumes repeat it
             batches = train.batches(batch_size, device=device, order=order, seed=epoch_seed(config.seed, epoch, 4))
-        augment_rng = epoch_generator(config.seed, epoch, 1, device)
-        attack_rng = epoch_generator(config.seed, epoch, 2, device, rank)
-        sums = torch.zeros(4, device=device)  # loss·n, correct, clean correct, clean seen
-        epoch_start = time.perf_counter()
+        # loss·n, correct, clean correct, clean seen; a resumed epoch's sums so far are shared out over the ranks
+        sums = torch.tensor(state.sums if first else [0.0] * 4, device=device) / world
+        epoch_start = time.perf_counter() - (state.seconds if first else 0.0)
         # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=None if progress and rank == 0 else True)  # fmt: skip
-        # dropout draws from the global RNG: seed it per (seed, epoch, rank) inside a fork, so a
-        # resumed epoch repeats exactly and the caller's RNG state is left as it was
+        bar = tqdm(range(first, steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, initial=first,
+                   total=steps, disable=None if progress and rank == 0 else True)  # fmt: skip
+        # every draw of a step comes from (seed, epoch, step, rank), seeded after its batch is read (a
+        # loader draws when it starts); dropout draws from the global RNG, so it is seeded inside a fork
+        # and the caller's RNG state is left as it was
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(epoch_seed(config.seed, epoch, 3, rank))
             for step, (x, y) in zip(bar, batches):
+                torch.manual_seed(step_seed(config.seed, epoch, step, 3, rank))
                 if config.augment:
+                    augment_rng = step_generator(config.seed, epoch, step, 1, device)
                     x = random_crop(x, max(1, x.shape[-1] // 8), augment_rng)
                     x = random_flip(x, augment_rng) if flip else x
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                attack_rng = step_generator(config.seed, epoch, step, 2, device, rank)
                 ctx = StepContext(epoch, epoch + step / steps, attack_rng, model, want_clean=step % 20 == 0)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     out = loss_fn(net, x, y, ctx)
@@ -216,6 +244,12 @@ def train_model(
                 if step % 20 == 0 or step == steps - 1:  # .item() syncs; not on every step
                     seen = (step + 1) * batch_size
                     bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
+                every = config.checkpoint_every
+                if every and (epoch * steps + step + 1) % every == 0 and step + 1 < steps:  # an epoch's end saves below
+                    so_far = distributed.all_reduce_sum(sums.clone()).tolist()
+                    mid = TrainState(epoch, step + 1, result.history, sums=so_far, seconds=time.perf_counter() - epoch_start)
+                    if distributed.is_main():
+                        save_state(resume_path, mid, fingerprint, model, optimizer, scheduler, on_epoch_end)
         row = _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), steps * batch_size * world,
                          time.perf_counter() - epoch_start)  # fmt: skip
         result.history.append(row)
@@ -228,7 +262,8 @@ def train_model(
             stop = False
         result.stopped_early = stop
         if resume_path and distributed.is_main():
-            _save_resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result, epoch + 1)
+            save_state(resume_path, TrainState(epoch + 1, 0, result.history, stop), fingerprint, model, optimizer,
+                       scheduler, on_epoch_end)  # fmt: skip
         if stop:
             log.info("stopping after epoch %d (the defense's guard)", epoch + 1)
             break
@@ -255,46 +290,20 @@ def _epoch_row(epoch: int, sums: list[float], seen: int, seconds: float) -> dict
     return {**row, "seconds": seconds, "images_per_second": seen / seconds}
 
 
-def _save_resume(path: Path, fingerprint, model, optimizer, scheduler, hook, result: TrainResult, next_epoch: int) -> None:
-    """Everything needed to continue; tensors and plain values only, so it loads with weights_only=True."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "next_epoch": next_epoch, "history": result.history, "stopped": result.stopped_early,
-             "settings": json.dumps(fingerprint, sort_keys=True),
-             "guard": hook.state_dict() if hasattr(hook, "state_dict") else None}  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _resume(path: Path, fingerprint, model, optimizer, scheduler, hook, result: TrainResult) -> int:
-    if not path.is_file():
-        return 0
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = json.loads(state["settings"])
-    except Exception as err:
-        raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
-    changed = sorted(k for k in fingerprint.keys() | saved.keys() if fingerprint.get(k) != saved.get(k))
-    if changed:
-        raise CheckpointError(f"{path} was made with other settings ({', '.join(changed)}); "
-                              "resume with the same ones, or drop --resume to start over")  # fmt: skip
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["guard"] is not None and hasattr(hook, "load_state_dict"):
-            hook.load_state_dict(state["guard"])
-    except Exception as err:
-        raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
-    result.history = list(state["history"])
-    result.stopped_early = bool(state["stopped"])
-    result.resumed_from_epoch = int(state["next_epoch"])
-    if result.stopped_early:
-        log.info("%s: the run had already been stopped by its guard after epoch %d", path, result.resumed_from_epoch)
-        return fingerprint["epochs"]  # nothing left to train
-    log.info("resuming from %s at epoch %d", path, result.resumed_from_epoch + 1)
-    return result.resumed_from_epoch
+def _resume(path: Path | None, fingerprint, model, optimizer, scheduler, hook, result: TrainResult, steps: int) -> TrainState:
+    """Where to start: the saved state at ``path`` (model, optimiser, scheduler and guard restored), or the beginning."""
+    state = load_state(path, fingerprint, model, optimizer, scheduler, hook) if path else None
+    if state is None:
+        return TrainState()
+    result.history, result.stopped_early, result.resumed_from_epoch = list(state.history), state.stopped, state.epoch
+    if state.stopped:
+        log.info("%s: the run had already been stopped by its guard after epoch %d", path, state.epoch)
+        return TrainState(fingerprint["epochs"])  # nothing left to train
+    if state.step:
+        log.info("resuming epoch %d, step %d of %d done (%s)", state.epoch + 1, state.step, steps, path)
+    else:
+        log.info("resuming from %s at epoch %d", path, state.epoch + 1)
+    return state
 
 
 def _optimizer(model: nn.Module, config: TrainConfig, total_steps: int):

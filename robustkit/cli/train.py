@@ -31,13 +31,15 @@ from robustkit.threat import parse_eps
 @click.option("--augment/--no-augment", default=None, help="Random crop and flip [off].")
 @click.option("--n-train", type=click.IntRange(min=1), help="Train on a seeded subset of this many images.")
 @click.option("--weights", help="Pretrained weights for torchvision:<name> models (e.g. DEFAULT).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved state.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N",
+              help="Also save the resume state every N optimisation steps, mid-epoch [every epoch only].")
 @runtime_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint path [the cache; a path of its own for settings beyond the default recipe].")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace a checkpoint of another recipe at the path.")
 def train(model_name, dataset, data_dir, download, image_size, workers, defense, eps, norm, steps, step_size, epochs, batch_size, lr,
-          optimizer, precision, augment, n_train, weights, resume, device, seed, out, force) -> None:  # fmt: skip
+          optimizer, precision, augment, n_train, weights, resume, checkpoint_every, device, seed, out, force) -> None:  # fmt: skip
     """Train MODEL on a data set and save a safetensors checkpoint with its metadata.
 
     Under torchrun (torchrun --nproc-per-node N -m robustkit train ...) every process trains on its
@@ -55,7 +57,7 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     _, record, result, path = train_and_save(
         model_name, data, device=device, defense=chosen, seed=seed, out=out, n_train=n_train, weights=weights,
         resume=resume, force=force, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, precision=precision,
-        augment=augment,
+        augment=augment, checkpoint_every=checkpoint_every,
     )  # fmt: skip
     if not distributed.is_main():
         return
