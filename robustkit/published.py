@@ -30,7 +30,8 @@ def read_published(path: str | Path) -> pd.DataFrame:
             reader = csv.DictReader(handle)
             header = tuple(reader.fieldnames or ())
             if sorted(header) != sorted(COLUMNS):
-                raise ConfigError(f"published table {path}: columns must be {', '.join(COLUMNS)}, got {', '.join(header) or 'none'}")
+                got = ", ".join(header) or "none"
+                raise ConfigError(f"published table {path}: columns must be {', '.join(COLUMNS)}, got {got}")
             rows = [_row(raw, path, number) for number, raw in enumerate(reader, start=2)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ConfigError(f"published table {path}: cannot be read ({err})") from None
@@ -40,7 +41,8 @@ def read_published(path: str | Path) -> pd.DataFrame:
     twice = table.duplicated(["model", "norm", "eps"])
     if twice.any():
         first = table[twice].iloc[0]
-        raise ConfigError(f"published table {path}: {first['model']} {first['norm']} ε={first['eps']:.4g} appears twice")
+        what = f"{first['model']} {first['norm']} ε={first['eps']:.4g}"
+        raise ConfigError(f"published table {path}: {what} appears twice")
     return table
 
 
@@ -78,12 +80,14 @@ def add_published(table: pd.DataFrame, published: pd.DataFrame | None) -> pd.Dat
     if published is None or published.empty:
         return table
     table = table.copy()
-    bare = table["defense"].fillna("none") == "none"
-    matches = {entry: published[published["model"] == table.at[entry, "model"]] if bare[entry] else published.iloc[:0]
-               for entry in table.index}  # fmt: skip
-    table[CLEAN] = pd.Series({e: rows["clean_accuracy"].iloc[0] for e, rows in matches.items() if len(rows)}, dtype=float)
-    table[SOURCE] = pd.Series({e: "; ".join(dict.fromkeys(rows["source"])) for e, rows in matches.items() if len(rows)},
-                              dtype=object).reindex(table.index)  # fmt: skip
+    matches = {}  # entry → its published rows: same model, no defense of ours
+    for entry, model, defense in zip(table.index, table["model"], table["defense"].fillna("none")):
+        rows = published[published["model"] == model]
+        if defense == "none" and len(rows):
+            matches[entry] = rows
+    table[CLEAN] = pd.Series({e: rows["clean_accuracy"].iloc[0] for e, rows in matches.items()}, dtype=float)
+    sources = {e: "; ".join(dict.fromkeys(rows["source"])) for e, rows in matches.items()}
+    table[SOURCE] = pd.Series(sources, dtype=object).reindex(table.index)
     for column in [c for c in table.columns if c.startswith("worst ")]:
         _, norm, eps = column.split(" ")
         value = float(eps.removeprefix("ε="))

@@ -193,7 +193,8 @@ def _suite(raw: Any, path: Path) -> Suite:
                   n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),
                   fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
                   path=path, transfer=transfer, checks=checks,
-                  check_samples=_positive(data, "check_samples", 200), published=_published(data, path.parent))  # fmt: skip
+                  check_samples=_positive(data, "check_samples", 200),
+                  published=_published(data, path.parent))  # fmt: skip
     return suite
 
 

@@ -58,5 +58,5 @@ def _nature(name: str, settings: dict[str, Any]) -> str:
     return f"{how} and {height}×{width}"
 
 
-__all__ = ["DEFAULT_DATASET", "DatasetInfo", "FileSplit", "ImageDataset", "IndexedSplit", "Split", "check_dataset_settings",
-           "get_dataset", "uint8_to_float"]
+__all__ = ["DEFAULT_DATASET", "DatasetInfo", "FileSplit", "ImageDataset", "IndexedSplit", "Split",
+           "check_dataset_settings", "get_dataset", "uint8_to_float"]
