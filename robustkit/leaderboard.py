@@ -24,6 +24,7 @@ import torch
 
 from robustkit.errors import ConfigError
 from robustkit.latex import tex
+from robustkit.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
 from robustkit.store import unpack
 from robustkit.threat import FAMILIES, threat_class, threat_family
 
@@ -107,10 +108,14 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["source"].isna() | (cells["source"] == "")]
 
 
-def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.DataFrame:
+def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
+                published: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ranked table: rank, model, defense, clean accuracy, the mean worst case it is ranked by, worst
     case per (norm, ε), the reliable ensemble's figure, each attack's figure, the gradient-masking
     checks' verdict, time, and what the figures depend on (data, subset, checkpoint hash, versions).
+
+    Given ``published`` figures (``robustkit.published``), matching entries also show the published
+    clean and AutoAttack accuracies beside ours, and their source with the provenance.
 
     Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
     images give one column per (norm, ε): the share of classes fooled by any attack (``fooling-rate
@@ -144,12 +149,14 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.D
         table["checks"] = _check_verdicts(current, table.index)
     worst_columns = [c for c in table.columns if c.startswith("worst ")]
     table[MEAN] = table[worst_columns].mean(axis=1, skipna=True)
+    table = add_published(table, published)
     order = sorted(table.index, key=lambda e: (-_or(table.loc[e, MEAN], -1.0), -table.loc[e, "clean_accuracy"], e))
     table = table.loc[order].join(provenance).reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
     measured = sorted((c for c in table.columns if _MEASURED.match(c)), key=_column_place)
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", MEAN, *measured]
-    back = ["attack_seconds", *provenance.columns]
+    beside = [PUBLISHED_CLEAN] if PUBLISHED_CLEAN in table else []
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, MEAN, *measured]
+    back = ["attack_seconds", *provenance.columns, *([PUBLISHED_SOURCE] if PUBLISHED_SOURCE in table else [])]
     return table[front + [c for c in table.columns if c not in front + back] + back]
 
 
@@ -159,11 +166,11 @@ _MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>\S+)$")
 
 def _column_place(column: str) -> tuple:
     """Grouped by threat-model family (``FAMILIES`` order), the worst case first in each, then the
-    reliable ensemble, then each attack; within those by norm and ε."""
+    reliable ensemble, then the published AutoAttack figure, then each attack; within those by norm and ε."""
     m = _MEASURED.match(column)
     family = threat_family(m["norm"])
     rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
-    kind = {"worst": 0, "reliable": 1}.get(m["what"], 2)
+    kind = {"worst": 0, "reliable": 1, PUBLISHED_AA: 2}.get(m["what"], 3)
     return rank, family, kind, m["norm"], float(m["eps"]), m["what"]
 
 
@@ -431,14 +438,14 @@ attack failed on it. Click a column to sort.</p>
 
 
 def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
-            checks: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+            checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
     """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``.
 
     ``cells`` are one suite's (``of_suite``): everything written is made of them alone.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table, settings = sort_table(leaderboard(cells, checks), sort), attack_settings(cells)
+    table, settings = sort_table(leaderboard(cells, checks, published), sort), attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")

@@ -18,14 +18,16 @@ from typing import Any
 import yaml
 
 from robustkit.checkpoint import is_weights_file
+from robustkit.data import check_dataset_settings
 from robustkit.errors import ConfigError, RobustkitError
 from robustkit.models import check_model_name
+from robustkit.published import read_published
 from robustkit.registry import ATTACKS, DATASETS, DEFENSES
 from robustkit.threat import ThreatModel, parse_eps, threat_class
 from robustkit.train import TrainConfig
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
-              "transfer", "checks", "check_samples"}  # fmt: skip
+              "transfer", "checks", "check_samples", "published"}  # fmt: skip
 MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label"}
 ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a variant's name heads leaderboard columns: no spaces
@@ -126,6 +128,7 @@ class Suite:
     transfer: tuple[AttackEntry, ...] = ()  # attacks crafted on every entry and scored on every entry
     checks: bool = True  # run the gradient-masking checks per (entry, norm, ε) of the gradient attacks
     check_samples: int = 200
+    published: Path | None = None  # a table of published figures to show beside ours (``robustkit.published``)
 
     def cells(self, shard: tuple[int, int] = (0, 1)) -> list[Cell]:
         """Every cell in suite order (transfer cells last); with ``shard=(i, n)`` the share i of n (0-based)."""
@@ -163,6 +166,11 @@ def _suite(raw: Any, path: Path) -> Suite:
         DATASETS.get(data["dataset"])
     except RobustkitError as err:
         raise ConfigError(f"dataset: {err}") from None
+    dataset_options = _mapping(data.get("dataset_options", {}), "dataset_options")
+    try:
+        check_dataset_settings(data["dataset"], dataset_options)
+    except RobustkitError as err:
+        raise ConfigError(f"dataset_options: {err}") from None
     models = tuple(_model(m, f"models[{i}]", path.parent) for i, m in enumerate(_list(data["models"], "models")))
     attacks = tuple(_attack(a, f"attacks[{i}]") for i, a in enumerate(_list(data["attacks"], "attacks")))
     transfer = tuple(_attack(a, f"transfer[{i}]") for i, a in enumerate(_list(data["transfer"], "transfer"))
@@ -181,12 +189,24 @@ def _suite(raw: Any, path: Path) -> Suite:
             raise ConfigError(f"{key}: {label} {norm} ε={eps:g} appears twice; "
                               "give a variant of an attack its own name (name: …)")  # fmt: skip
     suite = Suite(name=str(data.get("name", path.stem)), dataset=data["dataset"], models=models, attacks=attacks,
-                  dataset_options=_mapping(data.get("dataset_options", {}), "dataset_options"),
+                  dataset_options=dataset_options,
                   n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),
                   fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
                   path=path, transfer=transfer, checks=checks,
-                  check_samples=_positive(data, "check_samples", 200))  # fmt: skip
+                  check_samples=_positive(data, "check_samples", 200),
+                  published=_published(data, path.parent))  # fmt: skip
     return suite
+
+
+def _published(data: dict[str, Any], base: Path) -> Path | None:
+    """The suite's table of published figures (relative to the suite file), read once to validate it."""
+    if data.get("published") is None:
+        return None
+    path = (base / str(data["published"])).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"published: {path} does not exist")
+    read_published(path)
+    return path
 
 
 def _model(raw: Any, where: str, base: Path) -> ModelEntry:

@@ -134,3 +134,27 @@ def test_unknown_dataset_and_setting():
     with pytest.raises(ConfigError):
         get_dataset("synthetic", colour="red")
     assert {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"} <= set(DATASETS)
+
+
+@pytest.mark.parametrize("flag, value", [("--image-size", "64"), ("--workers", "2")])
+def test_streaming_settings_on_a_resident_data_set_are_one_clear_line(flag, value):
+    from click.testing import CliRunner
+
+    from robustkit.cli import main
+
+    result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "fashion-mnist", flag, value])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: fashion-mnist is resident and 28×28: {flag} applies to imagefolder and imagenet"
+
+
+def test_suite_dataset_options_a_data_set_does_not_take_fail_at_load(tmp_path):
+    import yaml
+
+    from robustkit.suite import load_suite
+
+    suite = {"dataset": "synthetic", "dataset_options": {"image_size": 32}, "models": [{"model": "lenet5"}],
+             "attacks": [{"attack": "fgsm", "eps": 0.1}]}  # fmt: skip
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    with pytest.raises(ConfigError, match=r"dataset_options: synthetic is resident and 16×16: image_size applies to "
+                                          r"imagefolder and imagenet"):  # fmt: skip
+        load_suite(tmp_path / "s.yaml")

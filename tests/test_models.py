@@ -11,9 +11,9 @@ from robustkit.registry import DATASETS
 
 
 def dataset_infos() -> dict[str, DatasetInfo]:
-    """Each registered data set's shape, plus a large-image shape for the ImageNet-style stems."""
-    folders = {"imagefolder", "imagenet"}  # their shape and classes come from a folder; stand-ins below
-    infos = {name: get_dataset(name).info for name in DATASETS.list() if name not in folders}
+    """Each resident data set's shape, plus a large-image shape for the ImageNet-style stems (the data sets that
+    stream from files, imagefolder and imagenet, need their folders to have a shape)."""
+    infos = {name: get_dataset(name).info for name in DATASETS.list() if not DATASETS.get(name).streams}
     infos["imagefolder-96px"] = DatasetInfo("imagefolder", 5, (3, 96, 96), tuple("abcde"), (0.5,) * 3, (0.25,) * 3)
     return infos
 

@@ -182,3 +182,23 @@ def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_ho
         get_model("robustbench:Carmon2019Unlabelled", info)
     with pytest.raises(Exception, match="place its checkpoint at"):  # offline: no file, no download possible
         get_model("robustbench:Carmon2019Unlabeled", info)
+
+
+def test_torchvision_pretrained_weights_bring_their_own_normalisation(tmp_path, monkeypatch):
+    """Weights trained on ImageNet expect ImageNet's statistics whatever data set they are evaluated on."""
+    import torchvision.models as tvm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    enum = tvm.get_model_weights("mobilenet_v3_small").IMAGENET1K_V1
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(tvm.mobilenet_v3_small(num_classes=1000).state_dict(), folder / enum.url.rsplit("/", 1)[-1])
+    colour = get_dataset("synthetic", channels=3).info  # its own statistics: 0.5 / 0.3 per channel
+    pretrained = get_model("torchvision:mobilenet_v3_small", colour, weights="IMAGENET1K_V1")
+    wanted = enum.transforms()
+    assert torch.allclose(pretrained.normalize.mean.flatten(), torch.tensor(wanted.mean))
+    assert torch.allclose(pretrained.normalize.std.flatten(), torch.tensor(wanted.std))
+    bare = get_model("torchvision:mobilenet_v3_small", colour)  # no weights: the data set's statistics
+    assert torch.allclose(bare.normalize.mean.flatten(), torch.tensor(colour.mean))
+    grey = get_model("torchvision:mobilenet_v3_small", DATA.info, weights="IMAGENET1K_V1")  # 1 channel, repeated after
+    assert torch.allclose(grey.normalize.mean.flatten(), torch.tensor(DATA.info.mean))

@@ -146,7 +146,7 @@ def make_imagenet(root: Path, wnids=("n01440764", "n01443537"), val: bool = True
 
 def test_imagenet_layout_and_preprocessing(tmp_path):
     data = get_dataset("imagenet", data_dir=make_imagenet(tmp_path / "in"), image_size=32, workers=0)
-    assert data.info.num_classes == 2 and data.info.class_names == ("n01440764", "n01443537")  # the folders present
+    assert data.info.num_classes == 1000 and data.info.class_names[:2] == ("tench", "goldfish")  # ILSVRC's labels
     assert data.info.input_shape == (3, 32, 32) and data.resize_size == 37
     test, train = data.test, data.train
     assert len(test) == 4 and test.labels.tolist() == [0, 0, 1, 1] and not test.preprocess.random
@@ -158,6 +158,11 @@ def test_imagenet_names_all_1000_classes(tmp_path):
         (tmp_path / "val" / f"n{i:08d}").mkdir(parents=True)
     info = get_dataset("imagenet", data_dir=tmp_path).info
     assert info.num_classes == 1000 and info.class_names[:2] == ("tench", "goldfish")
+
+
+def test_imagenet_folders_that_are_not_wnids_are_the_classes(tmp_path):
+    data = get_dataset("imagenet", data_dir=make_imagenet(tmp_path / "in", wnids=("cat", "dog")), image_size=32)
+    assert data.info.class_names == ("cat", "dog") and data.test.labels.tolist() == [0, 0, 1, 1]
 
 
 def test_imagenet_without_val_is_one_clear_line(tmp_path):

@@ -16,6 +16,7 @@ from robustkit.cli.options import threads_option
 from robustkit.leaderboard import (attack_settings, format_name, latest, leaderboard, of_suite, publish, render,
                                    render_transfer, sort_table, suite_names, transfer_matrix)  # fmt: skip
 from robustkit.paths import home
+from robustkit.published import read_published
 from robustkit.runner import run_suite
 from robustkit.store import read_stores
 from robustkit.suite import load_suite
@@ -83,14 +84,15 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     if older:
         click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
                    "are left out of this leaderboard)", err=True)  # fmt: skip
-    click.echo(render(leaderboard(cells, checks), "md"))
+    published = read_published(suite.published) if suite.published is not None else None
+    click.echo(render(leaderboard(cells, checks, published), "md"))
     for title, matrix in transfer_matrix(cells).items():
         click.echo(render_transfer({title: matrix}, "md"))
     for row in checks.itertuples():
         for flag in json.loads(row.details)["flags"]:
             click.echo(f"⚑ {row.entry} {row.norm} ε={row.eps:.4g}: {Flag(**flag).line()}")
     if out:
-        written = publish(cells, out, suite.name, checks=checks)
+        written = publish(cells, out, suite.name, checks=checks, published=published)
         click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
 
 
@@ -104,9 +106,13 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
 @click.option("--out", type=click.Path(path_type=Path), help="Write the table to FILE, or with --publish a folder.")
 @click.option("--publish", "publish_all", is_flag=True, help="Write every format, the plot and the HTML page into --out, "
               "as SUITE.* for each suite (or --suite).")  # fmt: skip
-def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all) -> None:
+@click.option("--published", "published_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A table of published figures (model,norm,eps,clean_accuracy,autoattack_accuracy,source) "
+                   "to show beside ours, as a suite's published: names.")  # fmt: skip
+def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
     fmt = format_name(fmt)
+    published = read_published(published_file) if published_file is not None else None
     cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
     names = suite_names(cells, members)
     if not names:
@@ -119,12 +125,14 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
             raise ConfigError("--publish needs --out FOLDER")
         for name in chosen:
             mine, mine_checks = _suite_rows(cells, checks, members, name)
-            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks)))
+            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks,
+                                                         published=published)))  # fmt: skip
         return
     if len(chosen) > 1:
         raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
     cells, checks = _suite_rows(cells, checks, members, chosen[0])
-    text = render(sort_table(leaderboard(cells, checks), sort, descending=not ascending), fmt, attack_settings(cells))
+    table = sort_table(leaderboard(cells, checks, published), sort, descending=not ascending)
+    text = render(table, fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)

@@ -63,7 +63,8 @@ def runtime_options(command: Callable) -> Callable:
 def open_dataset(dataset: str, data_dir: Path | None, download: bool, image_size: int | None = None,
                  workers: int | None = None) -> ImageDataset:  # fmt: skip
     """The data set; a setting it does not take (``--image-size`` on fashion-mnist) is a one-line error."""
-    return get_dataset(dataset, data_dir=data_dir, download=download or None, image_size=image_size, workers=workers)
+    return get_dataset(dataset, as_flags=True, data_dir=data_dir, download=download or None, image_size=image_size,
+                       workers=workers)  # fmt: skip
 
 
 def build_defense(name: str, *, eps: str | None, norm: str, channels: int, **settings) -> Defense | None:

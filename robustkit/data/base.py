@@ -130,6 +130,7 @@ class ImageDataset(ABC):
     """A registered data set. Subclasses give ``info`` and load a split; splits are cached."""
 
     name: ClassVar[str]
+    streams: ClassVar[bool] = False  # reads images from files as batches need them (else resident in memory)
 
     def __init__(self, *, data_dir: str | Path | None = None, download: bool = False) -> None:
         self.data_dir = Path(data_dir).expanduser() if data_dir else None

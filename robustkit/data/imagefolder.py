@@ -16,15 +16,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val")}
 
 
-def index_folder(root: Path, classes: tuple[str, ...]) -> tuple[tuple[str, ...], torch.Tensor]:
-    """Files and labels of ROOT/CLASS/**: torchvision's ImageFolder order (class, then path), nothing decoded."""
+def index_folder(root: Path, classes: tuple[str, ...], *, partial: bool = False) -> tuple[tuple[str, ...], torch.Tensor]:
+    """Files and labels of ROOT/CLASS/**: torchvision's ImageFolder order (class, then path), nothing decoded.
+
+    The label of a folder is its class's position in ``classes``; with ``partial`` ROOT may hold only
+    some of them (a part of ImageNet keeps the 1000-class labels), else exactly them.
+    """
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     try:
         found, _ = find_classes(str(root))
-        if tuple(found) != classes:
+        label = {c: i for i, c in enumerate(classes)}
+        if (not set(found) <= label.keys()) if partial else tuple(found) != classes:
             raise DataError(f"{root} has classes {found[:5]}…, expected {list(classes[:5])}… ({len(classes)})")
-        samples = make_dataset(str(root), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+        samples = make_dataset(str(root), {c: label[c] for c in found}, extensions=IMG_EXTENSIONS)
     except FileNotFoundError as err:
         raise DataError(f"cannot read image folder {root}: {err}") from None
     files = tuple(path for path, _ in samples)
@@ -40,6 +45,7 @@ class ImageFolder(ImageDataset):
     """
 
     name = "imagefolder"
+    streams = True
 
     def __init__(self, *, data_dir: str | Path | None = None, image_size: int = 64, seed: int = 0,
                  workers: int | None = None, download: bool = False):  # fmt: skip

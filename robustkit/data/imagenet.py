@@ -1,16 +1,22 @@
 """ImageNet (ILSVRC-2012) in its usual layout, streamed with the standard preprocessing.
 
-``--data-dir DIR`` holds ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (torchvision's
-``ImageNet`` arranges the archives so, and writes ``meta.bin`` from the devkit). Class names: the
-devkit's where ``meta.bin`` is present; else, with all 1000 wnid folders, torchvision's ImageNet
-categories (ordered by wnid, as every pretrained model's outputs are; no download); else (a partial
-tree) the classes are the wnid folders present, named by their wnids, labelled 0…k-1 in sorted order.
+``--data-dir DIR`` (default ``$ROBUSTKIT_DATA/imagenet``) holds ``train/<wnid>/*.JPEG`` and
+``val/<wnid>/*.JPEG`` (torchvision's ``ImageNet`` arranges the archives so, and writes ``meta.bin``
+from the devkit). Labels: when every folder is one of ILSVRC-2012's 1000 wnids (all of them or a
+part), a folder's label is its wnid's index in the sorted list of the 1000 (``imagenet_wnids.txt``,
+the order every pretrained model's outputs follow), so a 1000-class model scores a partial tree
+correctly. Other folders are the classes themselves, labelled 0…k-1 in sorted order, named by their
+folders. Class names: the devkit's where ``meta.bin`` is present, else torchvision's ImageNet
+categories for the 1000 (no download).
 """
 
 from __future__ import annotations
 
+import os
+from functools import cache
 from pathlib import Path
 
+from robustkit import paths
 from robustkit.data.base import DatasetInfo, ImageDataset, IndexedSplit, SplitName
 from robustkit.data.files import FileSplit, Preprocess
 from robustkit.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, index_folder
@@ -30,12 +36,14 @@ class ImageNet(ImageDataset):
     """
 
     name = "imagenet"
+    streams = True
 
     def __init__(self, *, data_dir: str | Path | None = None, image_size: int = 224, resize_size: int | None = None,
                  workers: int | None = None, download: bool = False):  # fmt: skip
-        super().__init__(data_dir=data_dir, download=download)
-        if self.data_dir is None or not self.data_dir.is_dir():
-            raise DataError(f"imagenet needs --data-dir pointing at a folder holding train/ and val/ (got {data_dir})")
+        super().__init__(data_dir=data_dir or default_dir(), download=download)
+        if not self.data_dir.is_dir():
+            raise DataError(f"imagenet needs --data-dir (or $ROBUSTKIT_DATA/imagenet) to be a folder holding train/ "
+                            f"and val/; {self.data_dir} is not")  # fmt: skip
         if download:
             raise ConfigError("imagenet cannot be downloaded: get ILSVRC-2012 from image-net.org and pass --data-dir")
         resize_size = resize_size or round(image_size * 256 / 224)
@@ -62,11 +70,11 @@ class ImageNet(ImageDataset):
         return self._info
 
     def _wnids(self) -> tuple[str, ...]:
-        """The classes: the wnid folders of val/, sorted (the standard label order)."""
-        wnids = tuple(sorted(p.name for p in self._folder("test").iterdir() if p.is_dir()))
-        if not wnids:
+        """The classes in label order: ILSVRC-2012's 1000 when val/ holds only those, else its folders, sorted."""
+        present = sorted(p.name for p in self._folder("test").iterdir() if p.is_dir())
+        if not present:
             raise DataError(f"imagenet: {self._folder('test')} holds no <wnid> folders")
-        return wnids
+        return ilsvrc_wnids() if set(present) <= set(ilsvrc_wnids()) else tuple(present)
 
     def _names(self, wnids: tuple[str, ...]) -> tuple[str, ...]:
         if (self.data_dir / "meta.bin").is_file():
@@ -81,9 +89,20 @@ class ImageNet(ImageDataset):
         return wnids
 
     def load_split(self, split: SplitName) -> IndexedSplit:
-        files, labels = index_folder(self._folder(split), self._wnids())
+        files, labels = index_folder(self._folder(split), self._wnids(), partial=True)
         if split == "train":
             preprocess = Preprocess(self.image_size, random=True)
         else:
             preprocess = Preprocess(self.image_size, resize=self.resize_size)
         return FileSplit(files, labels, preprocess, self.workers)
+
+
+def default_dir() -> Path:
+    """Where ImageNet is looked for without ``--data-dir``: ``$ROBUSTKIT_DATA/imagenet``, else the cache's."""
+    return Path(os.environ.get("ROBUSTKIT_DATA") or paths.data_root()).expanduser() / "imagenet"
+
+
+@cache
+def ilsvrc_wnids() -> tuple[str, ...]:
+    """ILSVRC-2012's 1000 class wnids, sorted: the label order of ImageNet models (torchvision ships no list)."""
+    return tuple((Path(__file__).parent / "imagenet_wnids.txt").read_text().split())

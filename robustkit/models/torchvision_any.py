@@ -25,9 +25,18 @@ def check(arch: str) -> None:
         raise UnknownNameError(f"unknown torchvision classifier '{arch}'{hint}")
 
 
-def build(arch: str, info: DatasetInfo, weights: str | None = None) -> tuple[nn.Module, None]:
-    """The model source's interface (see ``robustkit.models``): the data set's normalisation is kept."""
-    return torchvision_model(arch, info, weights), None
+def build(arch: str, info: DatasetInfo, weights: str | None = None) -> tuple[nn.Module, tuple | None]:
+    """The model source's interface (see ``robustkit.models``).
+
+    Pretrained weights expect the statistics they were trained with (their ``transforms()``: ImageNet's
+    for torchvision's classifiers), whatever data set they are evaluated on, so those move into the
+    model; on grey data (one channel, repeated to RGB after ``Normalize``) the data set's are kept.
+    """
+    net = torchvision_model(arch, info, weights)
+    if weights is None or info.input_shape[0] != 3:
+        return net, None
+    preprocessing = weights_enum(arch, weights).transforms()
+    return net, (tuple(preprocessing.mean), tuple(preprocessing.std))
 
 
 def describe(arch: str, info: DatasetInfo, weights: str | None = None) -> str:
