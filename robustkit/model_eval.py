@@ -210,7 +210,7 @@ def fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> 
     made_by = saved_with.get("attack", attack_name)
     if made_by not in ATTACKS or ATTACKS.get(made_by) is not ATTACKS.get(attack_name):
         raise ConfigError(f"{path} was made by --attack {made_by}, not {attack_name}")
-    fitted = saved_with.get("settings", saved_with.get("attack_settings", "{}"))  # attack_settings: files before 0.2
+    fitted = saved_with.get("settings", saved_with.get("attack_settings", "{}"))  # attack_settings: δ files written before one record schema
     try:
         fitted = json.loads(fitted) if isinstance(fitted, str) else fitted
     except json.JSONDecodeError:
