@@ -35,4 +35,13 @@ def get_defense(name: str, **kwargs: Any):
     return DEFENSES.build(name, **kwargs)
 
 
-__all__ = ["__version__", "get_attack", "get_dataset", "get_defense", "get_model"]
+def __getattr__(name: str) -> Any:
+    """``robustkit.evaluate_model`` and its ``Report``, imported on first use so ``import robustkit`` stays light."""
+    if name in ("evaluate_model", "Report"):
+        from robustkit import model_eval
+
+        return getattr(model_eval, name)
+    raise AttributeError(f"module 'robustkit' has no attribute '{name}'")
+
+
+__all__ = ["Report", "__version__", "evaluate_model", "get_attack", "get_dataset", "get_defense", "get_model"]

@@ -8,8 +8,6 @@ own robust accuracy is exact.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,25 +18,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustkit import distributed
-from robustkit.budget import warn_if_covers_box
-from robustkit.checks import CHECKS_VERSION, run_checks
-from robustkit.checkpoint import read_record
 from robustkit.data import get_dataset
-from robustkit.data.base import ImageDataset, IndexedSplit
-from robustkit.evaluate import attack_figures, evaluate_attack, prepare_attack
-from robustkit.fooling_eval import evaluate_fooling
-from robustkit.example_grid import example_strip
+from robustkit.data.base import ImageDataset
+from robustkit.evaluate_cell import check_entry, check_key, entry_defense, evaluate_cell
 from robustkit.pipeline import cache_path
-from robustkit.predict import accuracy, verdict_draws
-from robustkit.records import run_metadata
-from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.resolve import Provenance, locate, resolve_model
-from robustkit.store import ResultStore, pack
+from robustkit.store import ResultStore
 from robustkit.suite import Cell, ModelEntry, Suite
-from robustkit.threat import default_eps
 
 log = logging.getLogger(__name__)
-CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards
 
 
 @dataclass(frozen=True)
@@ -89,10 +77,10 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     keys.add(cell.key(sha, source_sha))
                     skipped += 1
                 else:
-                    source = models.get(cell.source) if cell.source is not None else None
-                    key = cell.key(sha, source[2] if source else None)
-                    keys.add(key)
-                    row = _evaluate_cell(cell, model, data, subset, device, provenance, sha, key, progress and not quiet, source)
+                    source = models.get(cell.source)[:2] if cell.source is not None else None
+                    row = evaluate_cell(cell, model, data, subset, device=device, provenance=provenance, source=source,
+                                        progress=progress and not quiet).row  # fmt: skip
+                    keys.add(row["key"])
                     if distributed.is_main():
                         store.put(row)
                     evaluated += 1
@@ -101,7 +89,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 keys.add(key)
                 if not distributed.agree(store.has(key, "checks"), device):
                     bar.set_postfix_str(f"{entry.name} checks {norm} ε={eps:.4g}")
-                    row = _run_checks(suite, entry, model, subset, norm, eps, sha, key)
+                    row = check_entry(suite, entry, model, subset, norm, eps, sha)[1]
                     if distributed.is_main():
                         store.put(row, "checks")
             if not suite.transfer:
@@ -142,7 +130,7 @@ class _Models:
 
 def _spec(entry: ModelEntry, data: ImageDataset) -> dict:
     """The resolver's settings for an entry: its recipe is exact (``{}`` is the default recipe)."""
-    return {"defense": _defense(entry, data), "checkpoint": entry.checkpoint, "weights": entry.weights,
+    return {"defense": entry_defense(entry, data), "checkpoint": entry.checkpoint, "weights": entry.weights,
             "recipe": dict(entry.train)}  # fmt: skip
 
 
@@ -158,105 +146,12 @@ def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
 
 
 def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float], str | None]:
-    """Store keys of an entry's check runs: everything their outcome depends on, hashed like a cell's."""
-    text = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
-            "seed": suite.seed, "n": suite.check_samples, "entry": entry.describe(), "checkpoint_sha256": sha,
-            "checks_version": CHECKS_VERSION}  # fmt: skip
-    return {(norm, eps): None if sha is None else hashlib.sha256(
-                json.dumps({**text, "norm": norm, "eps": eps}, sort_keys=True, default=str).encode()).hexdigest()[:24]
-            for norm, eps in suite.check_points()}  # fmt: skip
-
-
-def _run_checks(suite: Suite, entry: ModelEntry, model: nn.Module, subset: IndexedSplit, norm: str, eps: float, sha: str,
-                key: str) -> dict:  # fmt: skip
-    start = time.perf_counter()
-    take = subset.subset(min(suite.check_samples, len(subset)), seed=suite.seed)
-    report = run_checks(model, take, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size)
-    return {"key": key, "suite": suite.name, "entry": entry.name, "checkpoint_sha256": sha, "norm": norm, "eps": eps,
-            "n": len(take), "summary": report.summary(), "details": report.to_dict(),
-            "seconds": time.perf_counter() - start, "created": run_metadata(torch.device("cpu"), suite.seed)["created"]}  # fmt: skip
+    """Store keys of an entry's check runs (None while its weights do not exist)."""
+    return {(norm, eps): None if sha is None else check_key(suite, entry, sha, norm, eps) for norm, eps in suite.check_points()}
 
 
 def _checkpoint_for(entry: ModelEntry, data: ImageDataset) -> Path:
     """The given checkpoint, or the cache path of (model, defense, ε, training overrides)."""
-    return entry.checkpoint or cache_path(data, entry.model, _defense(entry, data), dict(entry.train))
+    return entry.checkpoint or cache_path(data, entry.model, entry_defense(entry, data), dict(entry.train))
 
 
-def _defense(entry: ModelEntry, data: ImageDataset):
-    if entry.defense == "none":
-        return None
-    settings = dict(entry.defense_settings)
-    norm = settings.setdefault("norm", "linf")
-    settings.setdefault("eps", default_eps(norm, data.info.input_shape[0]))
-    return DEFENSES.build(entry.defense, **settings)
-
-
-def _evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: IndexedSplit, device: torch.device,
-                   provenance: Provenance, sha: str, key: str, progress: bool, source: tuple[nn.Module, Provenance, str] | None = None) -> dict:  # fmt: skip
-    suite, spec = cell.suite, cell.attack
-    attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
-    warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
-    if not attack.threat.clean_images:
-        return _fooling_cell(cell, attack, model, data, subset, device, provenance, sha, key, progress)
-    start = time.perf_counter()
-    crafted_on = source[0] if source is not None else model
-    attack, extra = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
-                                   progress=progress)  # fmt: skip
-    result = evaluate_attack(model, subset, attack, batch_size=suite.batch_size, progress=progress,
-                             source=source[0] if source is not None else None, keep_examples=CARD_EXAMPLES)  # fmt: skip
-    extra.update(attack_figures(attack, model, subset), verify_draws=verdict_draws(model))
-    row = _row(cell, attack, result.metrics(), device, provenance, sha, key, time.perf_counter() - start, extra)
-    return {**row, "clean_correct": pack(result.clean_correct), "robust": pack(result.robust),
-            "source": cell.source.name if cell.source is not None else None,
-            "source_checkpoint_sha256": source[2] if source is not None else None, "examples": _strip(result.examples)}  # fmt: skip
-
-
-def _fooling_cell(cell: Cell, attack, model: nn.Module, data: ImageDataset, subset: IndexedSplit, device: torch.device,
-                  provenance: Provenance, sha: str, key: str, progress: bool) -> dict:  # fmt: skip
-    """A threat model without clean images: one image sought per class, in the cells' schema over classes.
-
-    n is the number of classes, ``robust`` per class means no verified fooling image, robust accuracy
-    is 1 − the fooling rate; the clean accuracy is the model's on the suite's subset, as in its other cells.
-    """
-    start = time.perf_counter()
-    report = evaluate_fooling(model, attack, tuple(data.info.input_shape), batch_size=cell.suite.batch_size,
-                              progress=progress)  # fmt: skip
-    m = {**report.metrics(), "clean_accuracy": accuracy(model, subset, batch_size=cell.suite.batch_size)}
-    extra = {**report.extra(), "fooling_rate": report.fooling_rate, "verify_draws": verdict_draws(model)}
-    row = _row(cell, attack, m, device, provenance, sha, key, time.perf_counter() - start, extra)
-    every = torch.ones(len(report.classes), dtype=torch.bool)  # every class was sought
-    return {**row, "clean_correct": pack(every), "robust": pack(~report.passed), "source": None,
-            "source_checkpoint_sha256": None, "examples": None}  # fmt: skip
-
-
-def _row(cell: Cell, attack, m: dict, device: torch.device, provenance: Provenance, sha: str, key: str, seconds: float,
-         extra: dict) -> dict:  # fmt: skip
-    """A cell's store row apart from its per-sample outcomes, source and examples."""
-    suite, spec = cell.suite, cell.attack
-    return {
-        "key": key, "suite": suite.name, "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model,
-        "defense": cell.entry.defense, "checkpoint": str(provenance.path) if provenance.path else None, "checkpoint_sha256": sha, "attack": spec.label,
-        "norm": spec.norm, "eps": cell.eps, "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
-        "n_samples": suite.n_samples, "sample_seed": suite.seed, "n": m["n"], "clean_accuracy": m["clean_accuracy"],
-        "robust_accuracy": m["robust_accuracy"], "attack_success_rate": m["attack_success_rate"],
-        "median_norm": m["median_norm"], "n_unverified": m["n_unverified"], "seconds": seconds,
-        "extra": extra, **run_metadata(device, suite.seed), "training": entry_card(provenance.path),
-        "weights": provenance.description,
-    }  # fmt: skip
-
-
-def entry_card(path: Path | None) -> dict:
-    """What a leaderboard card says about an entry's weights, from its checkpoint's record (empty if foreign)."""
-    record = read_record(path) if path is not None else None
-    if record is None:
-        return {}
-    history = record.train_settings.get("history") or []
-    return {"architecture": record.model, "defense": record.defense, "defense_settings": record.defense_settings,
-            "epochs": record.epochs, "train_seconds": sum(h.get("seconds", 0.0) for h in history) or None,
-            "pretrained": record.train_settings.get("pretrained"), "trained": record.created}  # fmt: skip
-
-
-def _strip(examples: dict) -> bytes | None:
-    if not examples or len(examples["clean"]) == 0:
-        return None
-    return example_strip(examples["clean"], examples["adversarial"])

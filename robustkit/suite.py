@@ -86,6 +86,7 @@ class Cell:
     attack: AttackEntry
     eps: float
     source: ModelEntry | None = None
+    perturbation_sha256: str | None = None  # a given δ (``evaluate --perturbation``) applied instead of fitting one
 
     def identity(self, checkpoint_sha256: str, source_sha256: str | None = None) -> dict[str, Any]:
         s = self.suite
@@ -94,6 +95,8 @@ class Cell:
                     "attack": self.attack.attack, **self.threat.describe(), "settings": self.attack.settings}  # fmt: skip
         if self.attack.name:  # only variants: the keys of cells stored before names existed stay as they were
             identity["name"] = self.attack.name
+        if self.perturbation_sha256 is not None:  # only when given: fitted cells keep their keys
+            identity["perturbation_sha256"] = self.perturbation_sha256
         if self.source is not None:
             identity.update(source=self.source.describe(), source_checkpoint_sha256=source_sha256)
         return identity

@@ -129,7 +129,7 @@ def test_evaluate_end_to_end_on_synthetic(tiny_checkpoint, tmp_path):
     assert pgd["n"] == 64 and pgd["eps"] == pytest.approx(40 / 255) and pgd["n_unverified"] == 0
     assert 0 <= pgd["robust_accuracy"] < pgd["clean_accuracy"]
     assert pgd["checkpoint_sha256"] == file_sha256(tiny_checkpoint)
-    assert json.loads(pgd["attack_settings"])["steps"] == 5
+    assert json.loads(pgd["settings"])["steps"] == 5
     assert list((tmp_path / "ex").glob("*.png"))
 
 
@@ -190,7 +190,7 @@ def test_evaluate_sparse_rs_through_the_cli_takes_the_l0_defaults(tiny_checkpoin
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "l0" and record["eps"] == 1 and record["n_unverified"] == 0
-    assert json.loads(record["attack_settings"])["queries"] == 40
+    assert json.loads(record["settings"])["queries"] == 40
     result = run(*base, "--pixels", "3", "-o", "queries=40", "-o", "alpha_init=0.5", "--output", str(out))
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())[1]["eps"] == 3
@@ -212,19 +212,23 @@ def test_evaluate_universal_fits_on_training_images_and_reloads_its_saved_delta_
                  "--save-examples", str(tmp_path / "ex"))  # fmt: skip
     assert result.exit_code == 0, result.output
     fitted = json.loads(out.read_text())[0]
-    assert fitted["fit_samples"] == 128 and 0 <= fitted["fit_fooling_rate"] <= 1 and 0 <= fitted["fooling_rate"] <= 1
-    assert fitted["perturbation_norm"] <= 0.25 + 1e-6 and fitted["n_unverified"] == 0
-    assert json.loads(fitted["attack_settings"])["max_passes"] == 3
-    saved = Path(fitted["perturbation_file"])
+    figures = json.loads(fitted["extra"])
+    assert figures["fit_samples"] == 128 and 0 <= figures["fit_fooling_rate"] <= 1 and 0 <= figures["fooling_rate"] <= 1
+    assert figures["perturbation_norm"] <= 0.25 + 1e-6 and fitted["n_unverified"] == 0
+    assert json.loads(fitted["settings"])["max_passes"] == 3
+    saved = Path(figures["perturbation_file"])
     assert saved.parent == tmp_path / "ex" and saved.with_suffix(".png").is_file()
 
     again = run(*base, "--perturbation", str(saved))  # ε and norm come from the file; nothing is fitted
     assert again.exit_code == 0, again.output
     applied = json.loads(out.read_text())[1]
-    assert "fit_samples" not in applied and applied["perturbation_sha256"] == fitted["perturbation_sha256"]
-    for key in ("eps", "norm", "robust_accuracy", "fooling_rate", "attack_settings"):  # as fitted, not the defaults
+    applied_figures = json.loads(applied["extra"])
+    assert "fit_samples" not in applied_figures
+    assert applied_figures["perturbation_sha256"] == figures["perturbation_sha256"]
+    for key in ("eps", "norm", "robust_accuracy", "settings"):  # as fitted, not the defaults
         assert applied[key] == fitted[key], key
-    assert json.loads(applied["attack_settings"])["fooling_goal"] == 0.5
+    assert applied_figures["fooling_rate"] == figures["fooling_rate"]
+    assert json.loads(applied["settings"])["fooling_goal"] == 0.5
     for extra, message in [(["-o", "fooling_goal=0.9"], "was fitted with fooling_goal=0.5"),
                            (["--attack", "pgd"], "made by --attack universal")]:  # fmt: skip
         refused = run(*base, "--perturbation", str(saved), *extra)

@@ -249,12 +249,14 @@ def test_evaluate_patch_attacks_through_the_cli(tmp_path):
                                   "-o", "passes=2", "--save-examples", str(tmp_path / "ex")])  # fmt: skip
     assert fitted.exit_code == 0, fitted.output
     first = json.loads(out.read_text())[1]
-    assert "printable view" in fitted.output and 0 <= first["fooling_rate"] <= 1 and first["fit_samples"] == 64
-    replayed = runner.invoke(main, [*base, "--attack", "universal-patch", "--perturbation", first["patch_file"]])
+    figures = json.loads(first["extra"])
+    assert "printable view" in fitted.output and 0 <= figures["fooling_rate"] <= 1 and figures["fit_samples"] == 64
+    replayed = runner.invoke(main, [*base, "--attack", "universal-patch", "--perturbation", figures["patch_file"]])
     assert replayed.exit_code == 0, replayed.output
     again = json.loads(out.read_text())[2]
-    for key in ("eps", "norm", "robust_accuracy", "fooling_rate", "attack_settings"):
+    for key in ("eps", "norm", "robust_accuracy", "settings"):
         assert again[key] == first[key], key
+    assert json.loads(again["extra"])["fooling_rate"] == figures["fooling_rate"]
     too_big = runner.invoke(main, [*base, "--attack", "patch", "--eps", "40"])
     assert too_big.exit_code == 1 and "a patch of side 40 does not fit a" in too_big.output, too_big.output
 

@@ -247,7 +247,7 @@ def test_robustkit_evaluate_runs_the_spatial_attack(tmp_path):
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "spatial" and record["eps"] == 30 and record["n_unverified"] == 0
     assert 0 <= record["robust_accuracy"] <= record["clean_accuracy"]
-    assert json.loads(record["attack_settings"])["translation"] == 3
+    assert json.loads(record["settings"])["translation"] == 3
     small = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "spatial",
                                       "--eps", "10", "-o", "translation=1", "-o", "search=random", "--n-samples", "16"])  # fmt: skip
     assert small.exit_code == 0, small.output

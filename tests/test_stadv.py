@@ -195,7 +195,7 @@ def test_robustkit_evaluate_runs_stadv(tmp_path):
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "flow" and record["eps"] == 100 and record["n_unverified"] == 0
     assert 0 <= record["robust_accuracy"] <= record["clean_accuracy"]
-    assert json.loads(record["attack_settings"])["max_displacement"] == 1
+    assert json.loads(record["settings"])["max_displacement"] == 1
     bad = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "stadv",
                                     "--eps", "-3", "--n-samples", "16"])  # fmt: skip
     assert bad.exit_code != 0 and "Traceback" not in bad.output

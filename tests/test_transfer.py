@@ -121,9 +121,10 @@ def test_evaluate_cli_transfer_and_checks(tmp_path):
     assert "transfer: examples crafted on smallcnn" in result.output and "gradient-masking checks" in result.output
     assert runner.invoke(main, base).exit_code == 0
     moved, direct = json.loads(out.read_text())
-    assert moved["source_model"] == "smallcnn" and moved["source_checkpoint_sha256"] != moved["checkpoint_sha256"]
-    assert moved["checks"] == "ok"  # a normally trained model: no flag
-    assert json.loads(moved["check_details"])["summary"] == moved["checks"]
+    assert moved["source"] == "smallcnn" and moved["source_checkpoint_sha256"] != moved["checkpoint_sha256"]
+    checked = json.loads(moved["extra"])
+    assert checked["checks"] == "ok"  # a normally trained model: no flag
+    assert checked["check_details"]["summary"] == checked["checks"]
     assert moved["robust_accuracy"] >= direct["robust_accuracy"]  # the white box is at least as strong
 
 

@@ -282,4 +282,5 @@ def test_cli_evaluates_the_standard_model_through_the_transform(isolated_home, t
                                  "--n-samples", "16", "--output", str(record)])  # fmt: skip
     assert noisy.exit_code == 0, noisy.output
     squeezed, noise = json.loads(record.read_text())
+    squeezed, noise = json.loads(squeezed["extra"]), {**noise, **json.loads(noise["extra"])}
     assert squeezed["verify_draws"] == 1 and noise["verify_draws"] == DRAWS and noise["n_unverified"] == 0

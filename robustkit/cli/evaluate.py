@@ -1,32 +1,28 @@
-"""``robustkit evaluate``: attack a model on the fixed evaluation subset and report robust accuracy."""
+"""``robustkit evaluate``: parse the options, call ``evaluate_model`` (one cell), print it and write its files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import yaml
 
+from robustkit import distributed
+from robustkit.cli.fooling import report_fooling
+from robustkit.cli.options import dataset_options, runtime_options
+from robustkit.cli.table import echo_table
+from robustkit.checks import CheckReport
+from robustkit.errors import ConfigError
+from robustkit.model_eval import Report, evaluate_model
+from robustkit.example_grid import save_example_grid
+from robustkit.fooling_eval import FoolingReport
 from robustkit.losses import LOSSES
 from robustkit.models import check_model_name
-from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
-from robustkit.cli.fooling import report_fooling
-from robustkit.cli.table import echo_table
-from robustkit import distributed
-from robustkit.budget import warn_if_covers_box
-from robustkit.checks import CheckReport, run_checks
-from robustkit.device import resolve_device
-from robustkit.errors import ConfigError
-from robustkit.evaluate import attack_figures, evaluate_attack, prepare_attack
-from robustkit.example_grid import save_example_grid
 from robustkit.paths import home
-from robustkit.perturbation_file import load_perturbation, save_perturbation
-from robustkit.predict import verdict_draws
-from robustkit.records import append_record, file_sha256, run_metadata
+from robustkit.perturbation_file import save_perturbation
+from robustkit.records import append_record, check_outputs, file_sha256
 from robustkit.registry import ATTACKS
-from robustkit.resolve import resolve_model
-from robustkit.threat import default_eps, parse_eps, threat_class
+from robustkit.threat import parse_eps, threat_class
 
 
 @click.command()
@@ -67,81 +63,46 @@ from robustkit.threat import default_eps, parse_eps, threat_class
               help="Samples of the subset the checks use.")  # fmt: skip
 @runtime_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Append the record to FILE.csv|.json.")
+@click.option("--output", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Append the record to FILE.csv|.json, or add it to a results store FILE.sqlite that "
+                   "`robustkit leaderboard` reads (repeatable; each checked before any work).")  # fmt: skip
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, workers, eps, norm, pixels, population, generations,
              steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
              checkpoint, weights, no_train, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, check_samples,
-             device, seed, batch_size, output, save_examples) -> None:  # fmt: skip
-    """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset."""
+             device, seed, batch_size, outputs, save_examples) -> None:  # fmt: skip
+    """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
+    run of ``robustkit.evaluate_model``; its record is a results-store row)."""
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
-    if output is not None and output.suffix not in (".csv", ".json"):
-        raise ConfigError(f"--output must end in .csv or .json, got {output.name}")
-    if checks and norm is not None and not threat_class(norm).gradient_steps:
-        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
-    if source_model is not None:
-        check_model_name(source_model)
-    elif source_defense != "none" and source_checkpoint is None:
-        raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
-    data = open_dataset(dataset, data_dir, download, image_size, workers)
-    delta, saved_with = load_perturbation(perturbation_file) if perturbation_file else (None, {})
-    norm = threat_class(norm or saved_with.get("norm") or ATTACKS.default(attack_name, "norm")).name
-    eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
-    if pixels is not None and norm != "l0":
-        raise ConfigError(f"--pixels is an L0 budget; the {norm} threat model takes --eps")
-    budget = pixels or (parse_eps(eps) if eps is not None else default_eps(norm, data.info.input_shape[0]))
-    settings = dict(eps=budget, norm=norm, steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None,
-                    restarts=restarts, loss=loss, precision=precision, seed=seed, population=population,
-                    generations=generations)  # fmt: skip
+    outputs = check_outputs(outputs)  # a file that cannot take the record is refused before any work
+    named = norm or ATTACKS.default(attack_name, "norm")
+    if pixels is not None and threat_class(named).name != "l0":
+        raise ConfigError(f"--pixels is an L0 budget; the {named} threat model takes --eps")
+    settings = dict(steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None, restarts=restarts,
+                    loss=loss, precision=precision, population=population, generations=generations)  # fmt: skip
     settings.update(_extra_settings(options, settings))
-    if delta is not None:
-        settings.update(_fitted_with(saved_with, perturbation_file, attack_name, settings), perturbation=delta)
-    attack = ATTACKS.build(attack_name, **settings)
-    warn_if_covers_box(norm, budget, data.info.input_shape)
-    device = resolve_device(device)
-    distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
-    device = distributed.local_device(device)
-    # a defense trains in a ball gradients can step in: the evaluated one where it is such a ball, else L∞
-    steps_in = threat_class(norm).gradient_steps
-    trained_with = build_defense(defense, eps=defense_eps or (str(budget) if steps_in else None),
-                                 norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
-    resolved = resolve_model(model_name, data, device=device, defense=trained_with, checkpoint=checkpoint,
-                             weights=weights, seed=seed, allow_train=not no_train)  # fmt: skip
-    model = resolved.model
-    base = {"model": model_name, **resolved.provenance.record(), "dataset": data.info.name, "defense": defense, "attack": attack_name,
-            "attack_settings": json.dumps({k: v for k, v in attack.settings().items() if k not in ("eps", "norm", "seed")},
-                                          sort_keys=True),
-            "norm": norm, "eps": budget}  # fmt: skip
-    run = {"verify_draws": verdict_draws(model), **run_metadata(device, seed)}
-    if not attack.threat.clean_images:  # fooling images: one sought per class, nothing to attack in the subset
-        if source_model or source_checkpoint or perturbation_file or checks:
-            raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
-        report_fooling(model, attack, data, {**base, **run}, n_samples=n_samples, seed=seed, batch_size=batch_size,
-                       output=output, save_examples=save_examples)  # fmt: skip
-        return
-    source, source_path, source_sha = None, None, None
-    if source_model is not None or source_checkpoint is not None:
-        source_with = build_defense(source_defense, eps=defense_eps or (str(budget) if steps_in else None),
-                                    norm=norm if steps_in else "linf", channels=data.info.input_shape[0])  # fmt: skip
-        crafted_on = resolve_model(source_model or model_name, data, device=device, defense=source_with,
-                                   checkpoint=source_checkpoint, seed=seed, allow_train=not no_train)  # fmt: skip
-        source, source_path, source_sha = crafted_on.model, crafted_on.provenance.path, crafted_on.provenance.sha256
-    attack, fitted = prepare_attack(attack, source if source is not None else model, data.train,
-                                    fit_samples=fit_samples, seed=seed)  # fmt: skip
-    subset = data.test.subset(n_samples, seed=seed)
-    result = evaluate_attack(model, subset, attack, batch_size=batch_size,
-                             keep_examples=8 if save_examples else 0, source=source)  # fmt: skip
-    m = {**result.metrics(), **attack_figures(attack, model, subset), **fitted}
-    report = None
-    if checks:
-        take = subset.subset(min(check_samples, len(subset)), seed=seed)
-        report = run_checks(model, take, norm=norm, eps=budget, seed=seed, batch_size=batch_size)
+    report = evaluate_model(
+        model_name, dataset, attack_name, data_dir=data_dir,
+        dataset_options={"download": download or None, "image_size": image_size, "workers": workers},
+        eps=pixels if pixels is not None else eps, norm=norm, n_samples=n_samples, seed=seed, weights=weights,
+        checkpoint=checkpoint, defense=defense, defense_eps=defense_eps, attack_settings=settings,
+        perturbation=perturbation_file, fit_samples=fit_samples, source=source_model, source_checkpoint=source_checkpoint,
+        source_defense=source_defense, checks=checks, check_samples=check_samples, device=device, batch_size=batch_size,
+        no_train=no_train,
+    )  # fmt: skip
     if not distributed.is_main():
         return
+    record = report.record
+    if isinstance(report.outcome, FoolingReport):
+        grid = report_fooling(report, save_examples)
+        record["extra"]["fooling_grid"] = str(grid)
+        _write(outputs, report)
+        return
+    m, budget, norm = report.figures, record["eps"], record["norm"]
     extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]
-    if source is not None:
-        click.echo(f"transfer: examples crafted on {source_model or model_name} ({crafted_on.provenance.description}), scored on {model_name}")
+    if report.source is not None:
+        click.echo(f"transfer: examples crafted on {source_model or model_name} ({report.source.description}), scored on {model_name}")
     echo_table(
         ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
          "img/s", *[k.replace("_", " ") for k in extra]],
@@ -149,34 +110,37 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
           f"{m['robust_accuracy']:.4f}", f"{m['attack_success_rate']:.4f}", f"{m['median_norm']:.4g}",
           m["n_unverified"], f"{m['images_per_second']:.1f}", *[f"{m[k]:.4f}" for k in extra]]],
     )  # fmt: skip
-    record = {**base, **m, **run}
-    if source is not None:
-        record.update({"source_model": source_model or model_name, "source_checkpoint": str(source_path),
-                       "source_checkpoint_sha256": source_sha})  # fmt: skip
-    if report is not None:
-        _echo_checks(report)
-        record.update({"checks": report.summary(), "check_details": json.dumps(report.to_dict(), sort_keys=True)})
-    for name, tensor in attack.learned().items():
-        folder = save_examples or home() / "perturbations" / data.info.name
-        stem = f"{model_name}-{defense}-{attack_name}-{norm}-eps{budget:.4g}-seed{seed}-{name}".replace("/", "_")
-        if perturbation_file is not None:  # applied as given: cite the file, write no copy
-            saved = perturbation_file
-        else:
-            saved, png = save_perturbation(folder / stem, tensor, {k: v for k, v in record.items() if k != "n"},
-                                           images=attack.learned_images)  # fmt: skip
-            click.echo(f"{name}: {saved} ({'printable' if attack.learned_images else 'amplified'} view: {png})")
-        record.update({f"{name}_file": str(saved), f"{name}_sha256": file_sha256(saved)})
-    if output:
-        click.echo(f"record appended to {append_record(output, record)}")
+    if report.checks is not None:
+        _echo_checks(report.checks)
+    if perturbation_file is None:  # a given δ is cited as given (the record names it); a fitted one is saved
+        for name, tensor in report.perturbation.items():
+            folder = save_examples or home() / "perturbations" / record["dataset"]
+            stem = f"{model_name}-{defense}-{attack_name}-{norm}-eps{budget:.4g}-seed{seed}-{name}".replace("/", "_")
+            saved, png = save_perturbation(folder / stem, tensor, {k: record[k] for k in _CITED},
+                                           images=report.attack.learned_images)  # fmt: skip
+            click.echo(f"{name}: {saved} ({'printable' if report.attack.learned_images else 'amplified'} view: {png})")
+            record["extra"].update({f"{name}_file": str(saved), f"{name}_sha256": file_sha256(saved)})
     if save_examples:
-        ex = result.examples
-        if ex:
-            grid = save_example_grid(save_examples / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png",
-                                     ex["clean"], ex["adversarial"], ex["label"], ex["adversarial_prediction"],
-                                     data.info.class_names, norm=norm)  # fmt: skip
-            click.echo(f"examples: {grid}")
-        else:
-            click.echo("examples: none (the attack broke no sample)")
+        _save_grid(report, save_examples, model_name, attack_name)
+    _write(outputs, report)
+
+
+_CITED = ("model", "dataset", "defense", "attack", "norm", "eps", "settings", "checkpoint_sha256", "key", "created")
+
+
+def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) -> None:
+    ex, norm, budget = report.examples, report.record["norm"], report.record["eps"]
+    if not ex:
+        click.echo("examples: none (the attack broke no sample)")
+        return
+    grid = save_example_grid(folder / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png", ex["clean"],
+                             ex["adversarial"], ex["label"], ex["adversarial_prediction"], report.class_names, norm=norm)  # fmt: skip
+    click.echo(f"examples: {grid}")
+
+
+def _write(outputs: list[Path], report: Report) -> None:
+    for path in outputs:
+        click.echo(f"record appended to {append_record(path, report.record, report.check_record)}")
 
 
 def _echo_checks(report: CheckReport) -> None:
@@ -186,24 +150,6 @@ def _echo_checks(report: CheckReport) -> None:
     click.echo(f"gradient-masking checks: {len(report.flags)} flag(s)")
     for flag in report.flags:
         click.echo(f"  ⚑ {flag.line()}")
-
-
-def _fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> dict:
-    """The settings a saved δ was fitted with, so the record of applying it names them; a conflicting
-    setting is refused, since δ cannot change after fitting."""
-    made_by = saved_with.get("attack", attack_name)
-    if made_by not in ATTACKS or ATTACKS.get(made_by) is not ATTACKS.get(attack_name):
-        raise ConfigError(f"{path} was made by --attack {made_by}, not {attack_name}")
-    try:
-        fitted = json.loads(saved_with.get("attack_settings", "{}"))
-    except json.JSONDecodeError:
-        fitted = None
-    if not isinstance(fitted, dict):
-        raise ConfigError(f"{path}: its record's attack settings are not a JSON object")
-    for key, value in fitted.items():
-        if given.get(key) is not None and given[key] != value:
-            raise ConfigError(f"{path} was fitted with {key}={value!r}, not {given[key]!r}: drop that setting or fit anew")
-    return fitted
 
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:

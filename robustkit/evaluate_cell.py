@@ -1,0 +1,169 @@
+"""One cell evaluated (a model, an attack at one ε, the fixed subset) and the one record it makes.
+
+The runner (every cell of a suite) and ``evaluate_model`` (one cell: ``robustkit evaluate`` and Python
+users) both come through ``evaluate_cell``, so they fit, attack, verify and record alike: every run,
+whatever its kind (white box, transfer, universal, fooling, with checks), is one row of the results
+store's ``cells`` table, which CSV, JSON and SQLite outputs all hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustkit.attack import Attack
+from robustkit.budget import warn_if_covers_box
+from robustkit.checks import CHECKS_VERSION, CheckReport, run_checks
+from robustkit.checkpoint import read_record
+from robustkit.data.base import ImageDataset, IndexedSplit
+from robustkit.defense import Defense
+from robustkit.evaluate import Evaluation, attack_figures, evaluate_attack, prepare_attack
+from robustkit.example_grid import example_strip
+from robustkit.fooling_eval import FoolingReport, evaluate_fooling
+from robustkit.predict import accuracy, verdict_draws
+from robustkit.records import run_metadata
+from robustkit.registry import ATTACKS, DEFENSES
+from robustkit.resolve import Provenance
+from robustkit.store import pack
+from robustkit.suite import Cell, ModelEntry, Suite
+from robustkit.threat import default_eps
+
+CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards
+_COLUMN_FIGURES = ("n", "clean_accuracy", "robust_accuracy", "attack_success_rate", "median_norm", "n_unverified")
+
+
+@dataclass
+class CellResult:
+    """What one cell gave: its record, the per-sample (or per-class) outcome, the attack as run (fitted)."""
+
+    row: dict[str, Any]  # the store's cell row: one schema for every kind of run
+    outcome: Evaluation | FoolingReport
+    attack: Attack
+    figures: dict[str, Any]  # every figure, flat (the row's columns and its ``extra``): what a table prints
+
+
+def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: IndexedSplit, *, device: torch.device,
+                  provenance: Provenance, source: tuple[nn.Module, Provenance] | None = None,
+                  attack: Attack | None = None, progress: bool = True, keep_examples: int = CARD_EXAMPLES) -> CellResult:  # fmt: skip
+    """Fit (a data-fitted attack), attack and verify one cell; ``attack`` overrides the cell's (a given δ).
+
+    With ``source`` the examples are crafted on it and scored on ``model`` (a transfer cell). A threat
+    model without clean images seeks one fooling image per class instead (``FoolingReport``).
+    """
+    suite, spec = cell.suite, cell.attack
+    if attack is None:
+        attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
+    warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
+    start = time.perf_counter()
+    if not attack.threat.clean_images:
+        return _fooling(cell, attack, model, data, subset, device, provenance, progress, start)
+    crafted_on = source[0] if source is not None else model
+    attack, fitted = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
+                                    progress=progress)  # fmt: skip
+    result = evaluate_attack(model, subset, attack, batch_size=suite.batch_size, progress=progress,
+                             source=source[0] if source is not None else None, keep_examples=keep_examples)  # fmt: skip
+    figures = {**result.metrics(), **fitted, **attack_figures(attack, model, subset), "verify_draws": verdict_draws(model)}
+    row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start,
+                   source=source[1] if source is not None else None)  # fmt: skip
+    row.update(clean_correct=pack(result.clean_correct), robust=pack(result.robust), examples=_strip(result.examples))
+    return CellResult(row, result, attack, figures)
+
+
+def _fooling(cell: Cell, attack: Attack, model: nn.Module, data: ImageDataset, subset: IndexedSplit, device: torch.device,
+             provenance: Provenance, progress: bool, start: float) -> CellResult:  # fmt: skip
+    """A threat model without clean images: one image sought per class, in the cells' schema over classes.
+
+    n is the number of classes, ``robust`` per class means no verified fooling image, robust accuracy
+    is 1 − the fooling rate; the clean accuracy is the model's on the subset, as in its other cells.
+    """
+    batch_size = cell.suite.batch_size
+    report = evaluate_fooling(model, attack, tuple(data.info.input_shape), batch_size=batch_size, progress=progress)
+    figures = {**report.metrics(), "clean_accuracy": accuracy(model, subset, batch_size=batch_size), **report.extra(),
+               "verify_draws": verdict_draws(model)}  # fmt: skip
+    row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start)
+    every = torch.ones(len(report.classes), dtype=torch.bool)  # every class was sought
+    row.update(clean_correct=pack(every), robust=pack(~report.passed), examples=None)
+    return CellResult(row, report, attack, figures)
+
+
+def cell_row(cell: Cell, attack: Attack, figures: dict[str, Any], *, device: torch.device, provenance: Provenance,
+             seconds: float, source: Provenance | None = None) -> dict[str, Any]:  # fmt: skip
+    """The one record builder: a cell's store row (its per-sample outcomes and examples are added by the caller).
+
+    Figures that have no column of their own (fitting, fooling, ``verify_draws``, what a caller adds
+    later) go to ``extra``, so every kind of run has the same columns.
+    """
+    suite, spec = cell.suite, cell.attack
+    extra = {k: _plain(v) for k, v in figures.items() if k not in _COLUMN_FIGURES and k != "seconds"}
+    return {
+        "key": cell.key(provenance.sha256, source.sha256 if source else None), "suite": suite.name,
+        "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model, "defense": cell.entry.defense,
+        **provenance.record(), "attack": spec.label, "norm": spec.norm, "eps": cell.eps,
+        "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
+        "n_samples": suite.n_samples, "sample_seed": suite.seed, **{k: figures[k] for k in _COLUMN_FIGURES},
+        "seconds": seconds, "extra": extra, **run_metadata(device, suite.seed), "training": entry_card(provenance.path),
+        "clean_correct": None, "robust": None, "examples": None,
+        "source": cell.source.name if cell.source is not None else None,
+        "source_checkpoint_sha256": source.sha256 if source else None,
+    }  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """NaN and ±∞ as None, so every output (JSON included) holds the figure as written."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def entry_card(path: Path | None) -> dict:
+    """What a leaderboard card says about an entry's weights, from its checkpoint's record (empty if foreign)."""
+    record = read_record(path) if path is not None else None
+    if record is None:
+        return {}
+    history = record.train_settings.get("history") or []
+    return {"architecture": record.model, "defense": record.defense, "defense_settings": record.defense_settings,
+            "epochs": record.epochs, "train_seconds": sum(h.get("seconds", 0.0) for h in history) or None,
+            "pretrained": record.train_settings.get("pretrained"), "trained": record.created}  # fmt: skip
+
+
+def entry_defense(entry: ModelEntry, data: ImageDataset) -> Defense | None:
+    """An entry's defense built from its settings (norm L∞ and the field's ε where not given)."""
+    if entry.defense == "none":
+        return None
+    settings = dict(entry.defense_settings)
+    norm = settings.setdefault("norm", "linf")
+    settings.setdefault("eps", default_eps(norm, data.info.input_shape[0]))
+    return DEFENSES.build(entry.defense, **settings)
+
+
+def check_key(suite: Suite, entry: ModelEntry, sha: str, norm: str, eps: float) -> str:
+    """Store key of an entry's check run: everything its outcome depends on, hashed like a cell's."""
+    text = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
+            "seed": suite.seed, "n": suite.check_samples, "entry": entry.describe(), "checkpoint_sha256": sha,
+            "checks_version": CHECKS_VERSION, "norm": norm, "eps": eps}  # fmt: skip
+    return hashlib.sha256(json.dumps(text, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def check_entry(suite: Suite, entry: ModelEntry, model: nn.Module, subset: IndexedSplit, norm: str, eps: float,
+                sha: str) -> tuple[CheckReport, dict[str, Any]]:  # fmt: skip
+    """The gradient-masking checks on the first ``check_samples`` of the subset, and their store row."""
+    start = time.perf_counter()
+    take = subset.subset(min(suite.check_samples, len(subset)), seed=suite.seed)
+    report = run_checks(model, take, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size)
+    row = {"key": check_key(suite, entry, sha, norm, eps), "suite": suite.name, "entry": entry.name,
+           "checkpoint_sha256": sha, "norm": norm, "eps": eps, "n": len(take), "summary": report.summary(),
+           "details": report.to_dict(), "seconds": time.perf_counter() - start,
+           "created": run_metadata(torch.device("cpu"), suite.seed)["created"]}  # fmt: skip
+    return report, row
+
+
+def _strip(examples: dict) -> bytes | None:
+    if not examples or len(examples["clean"]) == 0:
+        return None
+    return example_strip(examples["clean"][:CARD_EXAMPLES], examples["adversarial"][:CARD_EXAMPLES])

@@ -1,0 +1,224 @@
+"""``evaluate_model``: the whole evaluation use case as one call (RobustBench's ``benchmark()`` in spirit).
+
+Obtain the model (a name through the one resolver, or any ``nn.Module``), take the fixed seeded
+subset, fit a data-fitted attack (or apply a saved δ), attack and verify, optionally run the
+gradient-masking checks, and return a ``Report`` whose ``record`` is a results-store row. It is a
+one-cell suite run through the runner's own ``evaluate_cell``, so ``robustkit evaluate`` (which only
+parses and prints), the runner and Python users get the same figures and the same record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustkit import distributed
+from robustkit.attack import Attack
+from robustkit.checks import CheckReport
+from robustkit.data import get_dataset
+from robustkit.data.base import ImageDataset
+from robustkit.device import resolve_device
+from robustkit.errors import ConfigError
+from robustkit.evaluate import Evaluation
+from robustkit.evaluate_cell import check_entry, entry_defense, evaluate_cell
+from robustkit.fooling_eval import FoolingReport
+from robustkit.models import check_model_name
+from robustkit.modes import eval_mode
+from robustkit.perturbation_file import load_perturbation
+from robustkit.records import file_sha256
+from robustkit.registry import ATTACKS
+from robustkit.resolve import Provenance, resolve_model
+from robustkit.suite import AttackEntry, Cell, ModelEntry, Suite
+from robustkit.threat import default_eps, parse_eps, threat_class
+
+IN_MEMORY = "in-memory module"
+
+
+@dataclass
+class Report:
+    """An evaluation's results: the figures, the record, and what was made along the way."""
+
+    record: dict[str, Any]  # the results store's cell row (the schema of every --output and of the runner)
+    outcome: Evaluation | FoolingReport  # per sample (per class for fooling threat models)
+    figures: dict[str, Any]  # every figure, flat: metrics, fitting figures, fooling rate
+    attack: Attack  # as evaluated (fitted where it learns from data)
+    provenance: Provenance  # where the evaluated weights come from
+    perturbation: dict[str, Tensor] = field(default_factory=dict)  # a fitted or applied δ / patch, by name
+    checks: CheckReport | None = None
+    check_record: dict[str, Any] | None = None  # the results store's checks row
+    source: Provenance | None = None  # a transfer attack's source weights
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def clean_accuracy(self) -> float:
+        return self.figures["clean_accuracy"]
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.figures["robust_accuracy"]
+
+    @property
+    def examples(self) -> dict[str, Tensor]:
+        """A few clean/adversarial pairs the attack broke (``clean``, ``adversarial``, ``label``, ``adversarial_prediction``)."""
+        return self.outcome.examples if isinstance(self.outcome, Evaluation) else {}
+
+
+def evaluate_model(
+    model: str | nn.Module,
+    dataset: str | ImageDataset = "fashion-mnist",
+    attack: str = "pgd",
+    *,
+    eps: float | str | None = None,
+    norm: str | None = None,
+    n_samples: int = 1000,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    weights: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    defense: str = "none",
+    defense_eps: float | str | None = None,
+    attack_settings: dict[str, Any] | None = None,
+    perturbation: str | Path | None = None,
+    fit_samples: int = 1000,
+    source: str | nn.Module | None = None,
+    source_checkpoint: str | Path | None = None,
+    source_defense: str = "none",
+    checks: bool = False,
+    check_samples: int = 200,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    no_train: bool = False,
+    progress: bool = True,
+    keep_examples: int = 8,
+    suite: str = "evaluate",
+) -> Report:
+    """Attack ``model`` (a registered name, or any ``nn.Module`` taking [0, 1] pixels) on the test subset.
+
+    ``eps`` is the budget (a number or ``"8/255"``; pixels for L0) [the field's usual one for the
+    norm and data]; ``norm`` [the attack's]; ``attack_settings`` the attack's other settings.
+    ``perturbation`` applies a saved δ (its ε, norm and fitting settings come with it). ``source``
+    makes it a transfer attack crafted on that model. ``defense`` names the defense the cached
+    checkpoint was trained with. A module is evaluated as given (in eval mode, its modes restored;
+    moved only to an explicitly named ``device``); names are resolved (loaded, trained unless
+    ``no_train``). ``suite`` names the one-cell suite the record belongs to (a leaderboard's name).
+    """
+    settings = {k.replace("-", "_"): v for k, v in (attack_settings or {}).items() if v is not None}
+    for reserved in ("eps", "norm", "seed", "perturbation"):
+        if reserved in settings:
+            raise ConfigError(f"attack_settings cannot hold '{reserved}': it is an argument of its own")
+    if isinstance(model, str):
+        check_model_name(model)  # an unknown name fails before anything else is said or done
+    if isinstance(source, str):
+        check_model_name(source)
+    elif source is None and source_checkpoint is None and source_defense != "none":
+        raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
+    if checks and norm is not None and not threat_class(norm).gradient_steps:
+        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
+    options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
+    data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
+    delta, saved_with, given_sha = None, {}, None
+    if perturbation is not None:
+        delta, saved_with = load_perturbation(perturbation)
+        given_sha = file_sha256(perturbation)
+        settings.update(fitted_with(saved_with, Path(perturbation), attack, settings))
+    norm = threat_class(norm or saved_with.get("norm") or ATTACKS.default(attack, "norm")).name
+    eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
+    budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
+    built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
+    if checks and not threat_class(norm).gradient_steps:
+        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
+    if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or checks):
+        raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
+    device = _device(device, model)
+    distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
+    device = distributed.local_device(device)
+    steps_in = threat_class(norm).gradient_steps  # a defense trains in a ball gradients can step in, else L∞
+    trained = {"eps": parse_eps(str(defense_eps)) if defense_eps is not None else (budget if steps_in else None),
+               "norm": norm if steps_in else "linf"}  # fmt: skip
+    entry = _entry(model, defense, trained, checkpoint, weights)
+    crafted = None
+    if source is not None or source_checkpoint is not None:
+        crafted = _entry(source if source is not None else model, source_defense, trained, source_checkpoint, None)
+    described = {k: v for k, v in options.items() if k not in ("download", "workers")}  # what results depend on
+    one = Suite(name=suite, dataset=data.info.name, models=(entry,), dataset_options=described, n_samples=n_samples,
+                seed=seed, fit_samples=fit_samples, batch_size=batch_size, check_samples=check_samples,
+                attacks=(AttackEntry(attack, norm, (budget,), settings),))  # fmt: skip
+    cell = Cell(one, entry, one.attacks[0], budget, crafted, given_sha)
+    net, provenance = _obtain(model, entry, data, device, seed, no_train)
+    pair = _obtain(source if source is not None else model, crafted, data, device, seed, no_train) if crafted else None
+    subset = data.test.subset(n_samples, seed=seed)
+    with eval_mode(net):
+        result = evaluate_cell(cell, net, data, subset, device=device, provenance=provenance, source=pair, attack=built,
+                               progress=progress, keep_examples=keep_examples)  # fmt: skip
+        report, check_row = None, None
+        if checks:
+            report, check_row = check_entry(one, entry, net, subset, norm, budget, provenance.sha256)
+            result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
+    if pair is not None:
+        result.row["extra"]["source_checkpoint"] = str(pair[1].path) if pair[1].path else pair[1].description
+    if given_sha is not None:
+        result.row["extra"].update(perturbation_file=str(perturbation), perturbation_sha256=given_sha)
+    return Report(result.row, result.outcome, result.figures, result.attack, provenance, result.attack.learned(),
+                  report, check_row, pair[1] if pair else None, tuple(data.info.class_names))  # fmt: skip
+
+
+def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:
+    """The named device; for a module and ``auto``, the module's own (it is not moved)."""
+    if isinstance(model, nn.Module) and str(device) == "auto":
+        param = next(model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+    return resolve_device(str(device))
+
+
+def _entry(model: str | nn.Module, defense: str, trained: dict, checkpoint, weights) -> ModelEntry:
+    name = model if isinstance(model, str) else type(model).__name__
+    settings = {k: v for k, v in trained.items() if v is not None} if defense != "none" else {}
+    return ModelEntry(name, defense, settings, Path(checkpoint) if checkpoint is not None else None,
+                      weights=str(weights) if weights is not None else None)  # fmt: skip
+
+
+def _obtain(model: str | nn.Module, entry: ModelEntry, data: ImageDataset, device: torch.device, seed: int,
+            no_train: bool) -> tuple[nn.Module, Provenance]:  # fmt: skip
+    """A name through the one resolver; a module as given (on an explicit device, under the entry's defense)."""
+    defense = entry_defense(entry, data)
+    if isinstance(model, str):
+        found = resolve_model(model, data, device=device, defense=defense, checkpoint=entry.checkpoint,
+                              weights=entry.weights, seed=seed, allow_train=not no_train)  # fmt: skip
+        return found.model, found.provenance
+    if entry.checkpoint is not None or entry.weights is not None:
+        raise ConfigError("an nn.Module is evaluated as given: checkpoint and weights name a registered model's weights")
+    model = model.to(device)
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    sha = digest.hexdigest()[:16]
+    wrapped = defense.wrap(model) if defense is not None else model
+    return wrapped, Provenance(f"{IN_MEMORY} {type(model).__name__} sha256 {sha}", None, sha)
+
+
+def fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> dict:
+    """The settings a saved δ was fitted with, so the record of applying it names them; a conflicting
+    setting is refused, since δ cannot change after fitting."""
+    made_by = saved_with.get("attack", attack_name)
+    if made_by not in ATTACKS or ATTACKS.get(made_by) is not ATTACKS.get(attack_name):
+        raise ConfigError(f"{path} was made by --attack {made_by}, not {attack_name}")
+    fitted = saved_with.get("settings", saved_with.get("attack_settings", "{}"))  # attack_settings: δ files written before one record schema
+    try:
+        fitted = json.loads(fitted) if isinstance(fitted, str) else fitted
+    except json.JSONDecodeError:
+        fitted = None
+    if not isinstance(fitted, dict):
+        raise ConfigError(f"{path}: its record's attack settings are not a JSON object")
+    fitted = {k: v for k, v in fitted.items() if k != "seed"}  # the seed is the run's, not δ's
+    for key, value in fitted.items():
+        if given.get(key) is not None and given[key] != value:
+            raise ConfigError(f"{path} was fitted with {key}={value!r}, not {given[key]!r}: drop that setting or fit anew")
+    return fitted

@@ -1,0 +1,99 @@
+"""One evaluation path: ``evaluate_model`` from Python, the CLI and the runner give one record schema and the same figures."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+import robustkit
+from robustkit.checkpoint import load_model
+from robustkit.cli import main
+from robustkit.records import COLUMNS
+from robustkit.runner import run_suite
+from robustkit.store import read_stores
+from robustkit.suite import load_suite
+
+EVAL = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "16"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A lenet5 trained briefly on the synthetic set, once per module; the tests only read it."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    trained = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32",
+                  "--lr", "0.05", "--precision", "fp32", "--out", str(path))  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    return path
+
+
+def test_a_module_from_python_scores_as_the_cli_does(tiny, tmp_path):
+    model, _ = load_model(tiny)
+    model.train()  # left in training mode: evaluated in eval mode, its mode given back
+    report = robustkit.evaluate_model(model, "synthetic", "pgd", eps=0.1, attack_settings={"steps": 3}, n_samples=16,
+                                      progress=False)  # fmt: skip
+    assert model.training and all(m.training for m in model.modules())
+    out = tmp_path / "r.json"
+    cli = run(*EVAL, "--checkpoint", str(tiny), "--eps", "0.1", "--steps", "3", "--output", str(out))
+    assert cli.exit_code == 0, cli.output
+    row = json.loads(out.read_text())[0]
+    assert report.robust_accuracy == row["robust_accuracy"] and report.clean_accuracy == row["clean_accuracy"]
+    assert report.record["weights"].startswith("in-memory module") and report.record["checkpoint"] is None
+    assert set(report.record) == set(COLUMNS) and report.record["n"] == 16 and report.examples
+    assert len(report.outcome.robust) == 16  # per-sample outcomes kept
+
+
+def test_the_cli_record_is_the_runners_store_row(tiny, tmp_path):
+    suite = {"name": "same", "dataset": "synthetic", "n_samples": 16, "seed": 0, "checks": False,
+             "models": [{"model": "lenet5", "checkpoint": str(tiny)}],
+             "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1}]}  # fmt: skip
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "suite.sqlite", device=torch.device("cpu"), progress=False)
+    cli = run(*EVAL, "--checkpoint", str(tiny), "--attack", "fgsm", "--eps", "0.1", "--output", str(tmp_path / "cli.sqlite"),
+              "--output", str(tmp_path / "cli.csv"))  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    ours, theirs = read_stores([tmp_path / "cli.sqlite"]).iloc[0], read_stores([tmp_path / "suite.sqlite"]).iloc[0]
+    assert list(ours.index) == list(theirs.index) == COLUMNS
+    same = ["key", "dataset", "entry", "model", "defense", "checkpoint", "checkpoint_sha256", "attack", "norm", "eps",
+            "settings", "n_samples", "sample_seed", "n", "clean_accuracy", "robust_accuracy", "attack_success_rate",
+            "n_unverified", "clean_correct", "robust", "examples", "weights", "training"]  # fmt: skip
+    assert ours[same].to_dict() == theirs[same].to_dict()
+    text = pd.read_csv(tmp_path / "cli.csv")
+    assert text.columns.tolist() == COLUMNS and text["key"].iloc[0] == theirs["key"]
+
+
+def test_every_kind_of_run_appends_to_one_file_and_a_store_feeds_the_leaderboard(tiny, tmp_path):
+    csv, store = tmp_path / "runs.csv", tmp_path / "runs.sqlite"
+    base = [*EVAL, "--checkpoint", str(tiny), "--output", str(csv), "--output", str(store)]
+    for extra in (["--attack", "universal", "--fit-samples", "32", "-o", "max_passes=1", "--eps", "0.2"],
+                  ["--steps", "3", "--source-checkpoint", str(tiny)], ["--steps", "3", "--checks", "--check-samples", "8"],
+                  ["--attack", "fooling", "--steps", "5"]):  # fmt: skip
+        result = run(*base, *extra)
+        assert result.exit_code == 0 and result.output.count("record appended to") == 2, result.output
+    rows = pd.read_csv(csv)
+    assert rows.columns.tolist() == COLUMNS and rows["attack"].tolist() == ["universal", "pgd", "pgd", "fooling"]
+    assert rows["source"].tolist()[1] == "lenet5" and json.loads(rows["extra"].iloc[2])["checks"] == "ok"
+    board = run("leaderboard", str(store))
+    assert board.exit_code == 0, board.output
+    assert "lenet5" in board.output and "worst linf" in board.output and "checks" in board.output
+
+
+@pytest.mark.parametrize("content, name", [("a,b\n1,2\n", "old.csv"), ('[{"model": "x", "attack_settings": "{}"}]', "old.json"),
+                                           ("not a database, just text", "old.sqlite")])  # fmt: skip
+def test_a_foreign_output_is_refused_before_any_work(tiny, tmp_path, monkeypatch, content, name):
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation ran")
+
+    monkeypatch.setattr("robustkit.cli.evaluate.evaluate_model", never)
+    (tmp_path / name).write_text(content)
+    result = run(*EVAL, "--checkpoint", str(tiny), "--output", str(tmp_path / "fine.csv"), "--output", str(tmp_path / name))
+    assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1, result.output
+    assert name in result.output and not (tmp_path / "fine.csv").exists()
