@@ -10,6 +10,7 @@ import yaml
 from robustkit import distributed
 from robustkit.cli.fooling import report_fooling
 from robustkit.cli.options import dataset_options, runtime_options
+from robustkit.data import check_dataset_settings
 from robustkit.cli.table import echo_table
 from robustkit.checks import CheckReport
 from robustkit.errors import ConfigError
@@ -82,6 +83,8 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     settings = dict(steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None, restarts=restarts,
                     loss=loss, precision=precision, population=population, generations=generations)  # fmt: skip
     settings.update(_extra_settings(options, settings))
+    flags = {"image_size": image_size, "workers": workers}
+    check_dataset_settings(dataset, {k: v for k, v in flags.items() if v is not None}, as_flags=True)
     report = evaluate_model(
         model_name, dataset, attack_name, data_dir=data_dir,
         dataset_options={"download": download or None, "image_size": image_size, "workers": workers},
