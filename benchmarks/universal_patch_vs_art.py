@@ -5,7 +5,8 @@ recipe if missing), the same ``--fit`` training images, the same patch side, the
 optimisation steps (``--passes`` over the training images in mini-batches of ``--batch-size``: ART's
 ``max_iter`` is a pass over the data too) and the same Expectation over Transformation while fitting
 (rotation ±``--rotation``°, scale 0.8–1.0 of the side, a random place per image), toward
-``--target``. ART's patch is square (``patch_type="square"``), its learning rate ``--art-lr`` for
+``--target``. robustkit runs twice: in float32 like ART, and fitting in bfloat16 autocast (its
+``precision`` setting; the held-out figure is computed in float32 for every patch). ART's patch is square (``patch_type="square"``), its learning rate ``--art-lr`` for
 Adam on [0, 1] pixels (its default 5.0 assumes 0–255 pixels).
 
 Held-out evaluation, the same for both: each patch is pasted as fitted (no rotation, no scaling) at
@@ -34,10 +35,14 @@ from robustkit.data import get_dataset
 from robustkit.pipeline import obtain_model
 
 
-def robustkit_fit(model: nn.Module, x: torch.Tensor, args) -> torch.Tensor:
+def robustkit_fit(model: nn.Module, x: torch.Tensor, args, precision: str = "fp32") -> torch.Tensor:
     attack = UniversalPatch(eps=args.side, passes=args.passes, batch_size=args.batch_size, target_class=args.target,
-                            max_rotation=args.rotation, min_scale=0.8, max_scale=1.0, seed=0)  # fmt: skip
+                            max_rotation=args.rotation, min_scale=0.8, max_scale=1.0, seed=0, precision=precision)  # fmt: skip
     return attack.fit(model, x, progress=False)
+
+
+def robustkit_fit_bf16(model: nn.Module, x: torch.Tensor, args) -> torch.Tensor:
+    return robustkit_fit(model, x, args, precision="bf16")
 
 
 def art_fit(model: nn.Module, x: torch.Tensor, args) -> torch.Tensor:
@@ -86,7 +91,9 @@ def main() -> None:
           f"{torch.get_num_threads()} CPU thread(s)")  # fmt: skip
     print(f"{'attack':<30} {'targeted success':>16} {'seconds':>8} {'vs robustkit':>13}")
     ours = float("nan")
-    for label, run in [("robustkit UniversalPatch", robustkit_fit), ("ART AdversarialPatchPyTorch", art_fit)]:
+    runs = [("robustkit UniversalPatch", robustkit_fit), ("robustkit UniversalPatch bf16", robustkit_fit_bf16),
+            ("ART AdversarialPatchPyTorch", art_fit)]  # fmt: skip
+    for label, run in runs:
         start = time.perf_counter()
         try:
             patch = run(model, fit.clone(), args)
@@ -94,7 +101,7 @@ def main() -> None:
             print(f"{label:<30} skipped ({err.name} not installed: pip install adversarial-robustness-toolbox)")
             continue
         seconds = time.perf_counter() - start
-        ours = seconds if label.startswith("robustkit") else ours
+        ours = seconds if label == "robustkit UniversalPatch" else ours
         rate = patch_fooling_rate(model, held_out, patch, rows, cols, target_class=args.target)
         print(f"{label:<30} {rate:>16.3f} {seconds:>8.1f} {seconds / ours:>12.1f}×", flush=True)
 
