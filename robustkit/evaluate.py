@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from robustkit.attack import Attack
 from robustkit import distributed
-from robustkit.data.base import IndexedSplit, Split
+from robustkit.data.base import ImageDataset, IndexedSplit, Split
 from robustkit.errors import ConfigError
 from robustkit.predict import predict
 from robustkit.randomness import randomised_modules
@@ -82,18 +82,19 @@ class Evaluation:
 
 
 def prepare_attack(
-    attack: Attack, model: nn.Module, train: IndexedSplit, *, fit_samples: int, seed: int, progress: bool = True
+    attack: Attack, model: nn.Module, data: ImageDataset, *, fit_samples: int, seed: int, progress: bool = True
 ) -> tuple[Attack, dict[str, float | int]]:
-    """A data-fitted attack (universal) learns on a seeded training subset; others pass through.
+    """A data-fitted attack (universal) learns on a seeded subset of ``data``'s training split; others pass through.
 
-    Only the subset is decoded (it is read many times while fitting, so it is held resident: memory
+    The training split is opened only here (an evaluation of a data set of which the user holds only
+    the test split, e.g. ImageNet's ``val/``, never needs it). Only the subset is decoded (it is read many times while fitting, so it is held resident: memory
     grows with ``fit_samples``, never with the data set). Returns the attack ready to evaluate and its
     fitting figures (``fit_samples``, ``fit_seconds``, ``fit_<metric>``), empty when nothing was fitted.
     """
     if not attack.learns_from_data or attack.learned():
         return attack, {}
     param = next(model.parameters(), None)
-    fit = train.subset(fit_samples, seed=seed).load().images
+    fit = data.train.subset(fit_samples, seed=seed).load().images
     fit = fit.to(param.device) if param is not None else fit
     start = time.perf_counter()
     attack = attack.prepared(model, fit, progress=progress)

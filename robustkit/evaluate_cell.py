@@ -66,7 +66,7 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     if not attack.threat.clean_images:
         return _fooling(cell, attack, model, data, subset, device, provenance, progress, start)
     crafted_on = source[0] if source is not None else model
-    attack, fitted = prepare_attack(attack, crafted_on, data.train, fit_samples=suite.fit_samples, seed=suite.seed,
+    attack, fitted = prepare_attack(attack, crafted_on, data, fit_samples=suite.fit_samples, seed=suite.seed,
                                     progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None, keep_examples=keep_examples)  # fmt: skip

@@ -18,11 +18,11 @@ WNIDS = ilsvrc_wnids()
 PRESENT = (WNIDS[300], WNIDS[999])  # labels 300 and 999 of the 1000, not 0 and 1 of the folders present
 
 
-def make_tree(root: Path, per_class: int = 4) -> Path:
+def make_tree(root: Path, per_class: int = 4, splits: tuple[str, ...] = ("train", "val")) -> Path:
     """ILSVRC-2012's layout with two of its classes: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG."""
     from PIL import Image
 
-    for split in ("train", "val"):
+    for split in splits:
         for c, wnid in enumerate(PRESENT):
             (root / split / wnid).mkdir(parents=True)
             for i in range(per_class):
@@ -50,7 +50,8 @@ def test_imagenet_defaults_to_robustkit_data(tmp_path, monkeypatch):
 
 
 def test_evaluate_torchvision_weights_file_on_imagenet_tree(tmp_path, monkeypatch):
-    """``evaluate --model torchvision:resnet18 --weights FILE --dataset imagenet``: evaluated, verified, nothing trained."""
+    """``evaluate --model torchvision:resnet18 --weights FILE --dataset imagenet``: evaluated, verified, nothing
+    trained, on a tree holding only ``val/`` (evaluation never opens the training split)."""
     import torchvision.models as tvm
 
     def refuse(*args, **kwargs):
@@ -67,7 +68,7 @@ def test_evaluate_torchvision_weights_file_on_imagenet_tree(tmp_path, monkeypatc
     out = tmp_path / "runs.json"
     result = CliRunner().invoke(main, [
         "evaluate", "--model", "torchvision:resnet18", "--weights", str(weights), "--dataset", "imagenet",
-        "--data-dir", str(make_tree(tmp_path / "in")), "--attack", "fgsm", "--eps", "4/255", "--n-samples", "8",
+        "--data-dir", str(make_tree(tmp_path / "in", splits=("val",))), "--attack", "fgsm", "--eps", "4/255", "--n-samples", "8",
         "--image-size", "64", "--workers", "0", "--output", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     row = json.loads(out.read_text())[0]
