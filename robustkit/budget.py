@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
+
+from robustkit.threat import ThreatModel
 
 log = logging.getLogger(__name__)
 
 
-def warn_if_covers_box(norm: str, eps: float, image_shape: Sequence[int]) -> None:
-    """Warn when the ε-ball holds all of [0, 1]^(C·H·W): any image is in reach, robust accuracy is 0 by construction.
+def warn_if_covers_box(threat: ThreatModel, image_shape: Sequence[int]) -> None:
+    """Warn when ``threat`` reaches all of [0, 1]^(C·H·W): any image is in reach, robust accuracy is 0 by construction.
 
-    L∞ covers the box from ε = 1, L2 from its diameter √(C·H·W); an L0 budget counts pixels.
+    Each threat model says from which budget that happens (``whole_box_budget``): L∞ from ε = 1, L2
+    from the box's diameter √(C·H·W), L0 from every pixel, a patch from the image's side.
     """
-    dims = math.prod(image_shape)
-    whole = {"linf": (1.0, "1"), "l2": (math.sqrt(dims), f"the box's diameter √{dims} = {math.sqrt(dims):.4g}")}
-    if norm in whole and eps >= whole[norm][0]:
-        hint = f" (did you mean {eps:g}/255?)" if norm == "linf" and eps > 1 else ""
-        log.warning("%s ε = %g ≥ %s covers the whole [0, 1] input box: every image is within reach of every other, "
-                    "so robust accuracy is 0 by construction%s", norm, eps, whole[norm][1], hint)  # fmt: skip
+    whole = threat.whole_box_budget(tuple(image_shape))
+    if whole is None or threat.eps < whole[0]:
+        return
+    hint = f" (did you mean {threat.eps:g}/255?)" if threat.name == "linf" and threat.eps > 1 else ""
+    log.warning("%s ε = %g ≥ %s covers the whole [0, 1] input box: every image is within reach of every other, "
+                "so robust accuracy is 0 by construction%s", threat.name, threat.eps, whole[1], hint)  # fmt: skip

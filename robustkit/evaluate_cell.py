@@ -61,7 +61,7 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     suite, spec = cell.suite, cell.attack
     if attack is None:
         attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
-    warn_if_covers_box(spec.norm, cell.eps, data.info.input_shape)
+    warn_if_covers_box(attack.threat, data.info.input_shape)
     start = time.perf_counter()
     if not attack.threat.clean_images:
         return _fooling(cell, attack, model, data, subset, device, provenance, progress, start)

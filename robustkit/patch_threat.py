@@ -53,6 +53,10 @@ class Patch(ThreatModel):
         if self.side > height or self.side > width:
             raise ConfigError(f"a patch of side {self.side} does not fit a {height}×{width} image")
 
+    def whole_box_budget(self, image_shape: tuple[int, ...]) -> tuple[float, str]:
+        side = max(image_shape[-2:])
+        return float(side), f"the image's side ({side})"
+
     def contains(self, x: Tensor, x_adv: Tensor, evidence: dict[str, Tensor] | None = None) -> Tensor:
         """Per sample: every changed pixel (any channel) lies in one s×s window; found, not taken from ``evidence``."""
         self.check_fits(x)

@@ -84,6 +84,11 @@ class ThreatModel(ABC):
         """``x_adv`` made admissible where a projection exists; every threat model keeps [0, 1]."""
         return clip_to_box(x_adv)
 
+    def whole_box_budget(self, image_shape: tuple[int, ...]) -> tuple[float, str] | None:
+        """The budget from which every image of [0, 1]^(C·H·W) is within reach of every other, and how
+        to say it; None when no budget reaches that far (then robust accuracy is never 0 by construction)."""
+        return None
+
 
 @dataclass(frozen=True)
 class LpBall(ThreatModel):
@@ -162,6 +167,9 @@ class Linf(LpBall):
     def normalize_grad(self, grad: Tensor) -> Tensor:
         return grad.sign()
 
+    def whole_box_budget(self, image_shape: tuple[int, ...]) -> tuple[float, str]:
+        return 1.0, "1"
+
 
 @THREATS.register
 @dataclass(frozen=True)
@@ -198,6 +206,10 @@ class L2(LpBall):
     def tolerance(self, x: Tensor) -> float:
         # per-coordinate rounding errors of x + δ (≤ finfo.eps/4 each), at worst aligned: √d of them
         return torch.finfo(x.dtype).eps * (0.5 * math.sqrt(x[0].numel()) + self.eps)
+
+    def whole_box_budget(self, image_shape: tuple[int, ...]) -> tuple[float, str]:
+        dims = math.prod(image_shape)
+        return math.sqrt(dims), f"the box's diameter √{dims} = {math.sqrt(dims):.4g}"
 
 
 @THREATS.register
@@ -239,6 +251,10 @@ class L0(LpBall):
 
     def tolerance(self, x: Tensor) -> float:
         return 0.0  # pixel counts are exact
+
+    def whole_box_budget(self, image_shape: tuple[int, ...]) -> tuple[float, str]:
+        pixels = math.prod(image_shape[-2:])
+        return float(pixels), f"every pixel ({pixels})"
 
 
 def threat_model(norm: str, eps: float, **settings: Any) -> ThreatModel:
