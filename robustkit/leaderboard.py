@@ -309,7 +309,11 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     worst = worst_case(cells[~rated(cells)])
     clean = cells.groupby("entry", sort=False)["clean_accuracy"].first()
     norms = list(dict.fromkeys(worst["norm"]))
-    fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(norms), 1), figsize=(5 * max(len(norms), 1), 3.8), squeeze=False)
+    if not norms:  # only rated cells (fooling rates): no budget axis to draw along
+        axes[0][0].text(0.5, 0.5, "no robust-accuracy cells to plot\n(fooling rates are in the table)",
+                        ha="center", va="center")  # fmt: skip
+        axes[0][0].set_axis_off()
     for ax, norm in zip(axes[0], norms):
         here = worst[worst["norm"] == norm]
         for entry, group in here.groupby("entry", sort=False):

@@ -15,7 +15,7 @@ from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.fooling import confirm_fooling
 from robustkit.fooling_eval import evaluate_fooling
-from robustkit.leaderboard import MEAN, leaderboard
+from robustkit.leaderboard import MEAN, leaderboard, plot_curves
 from robustkit.runner import run_suite
 from robustkit.store import read_stores, unpack
 from robustkit.suite import load_suite
@@ -170,3 +170,5 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     assert table["fooling-rate fooling ε=0.99"].iloc[0] == pytest.approx(extra["fooling_rate"])
     assert table[MEAN].iloc[0] == pytest.approx(table["worst linf ε=0.1"].iloc[0])  # the fooling rate is not in it
     assert not any(c.startswith("worst fooling") for c in table.columns)
+    fooling_only = cells[cells["attack"] == "fooling"]
+    assert plot_curves(fooling_only, tmp_path / "only.svg").stat().st_size > 0  # no budget axis: a note, not a crash
