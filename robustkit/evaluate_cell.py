@@ -90,7 +90,9 @@ def _fooling(cell: Cell, attack: Attack, model: nn.Module, data: ImageDataset, s
                "verify_draws": verdict_draws(model)}  # fmt: skip
     row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start)
     every = torch.ones(len(report.classes), dtype=torch.bool)  # every class was sought
-    row.update(clean_correct=pack(every), robust=pack(~report.passed), examples=None)
+    found = report.images[report.passed]  # the card shows the fooling images found, one per class fooled
+    row.update(clean_correct=pack(every), robust=pack(~report.passed),
+               examples=example_strip(None, found) if len(found) else None)  # fmt: skip
     return CellResult(row, report, attack, figures)
 
 

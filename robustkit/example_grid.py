@@ -93,8 +93,9 @@ def _to_pil(image: Tensor):
     return Image.fromarray(array)
 
 
-def example_strip(clean: Tensor, adversarial: Tensor, size: int = 56) -> bytes:
-    """A small PNG for a leaderboard card: clean over adversarial, one column per example.
+def example_strip(clean: Tensor | None, adversarial: Tensor, size: int = 56) -> bytes:
+    """A small PNG for a leaderboard card: clean over adversarial, one column per example (``clean``
+    None: the adversarial images alone, e.g. fooling images, which have no clean image).
 
     No captions: the card says which attack and budget it shows; the point is to *see* the change.
     """
@@ -102,10 +103,11 @@ def example_strip(clean: Tensor, adversarial: Tensor, size: int = 56) -> bytes:
 
     from PIL import Image
 
-    pairs = torch.cat([clean, adversarial], dim=-2).float().clamp(0, 1)  # N×C×2H×W: clean on top
-    pairs = F.interpolate(pairs, size=(2 * size, size), mode="nearest")
+    rows = 1 if clean is None else 2
+    pairs = adversarial if clean is None else torch.cat([clean, adversarial], dim=-2)  # N×C×2H×W: clean on top
+    pairs = F.interpolate(pairs.float().clamp(0, 1), size=(rows * size, size), mode="nearest")
     pairs = pairs.expand(-1, 3, -1, -1) if pairs.shape[1] == 1 else pairs
-    gap = torch.ones(len(pairs), 3, 2 * size, 4)  # white gutters between examples
+    gap = torch.ones(len(pairs), 3, rows * size, 4)  # white gutters between examples
     row = torch.cat([t for pair in zip(pairs, gap) for t in pair][:-1], dim=-1)
     array = (row * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     buffer = io.BytesIO()

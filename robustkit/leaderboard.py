@@ -92,13 +92,14 @@ def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
 
 def rated(cells: pd.DataFrame) -> pd.Series:
     """Per row: is it a cell of a threat model without clean images (fooling), counted over classes?"""
-    def no_clean(norm: str) -> bool:
-        try:
-            return not threat_class(norm).clean_images
-        except ConfigError:  # a threat model no longer registered: an ε-style one, as all were before
-            return False
+    return cells["norm"].map(_no_clean_images).astype(bool)
 
-    return cells["norm"].map(no_clean).astype(bool)
+
+def _no_clean_images(norm: str) -> bool:
+    try:
+        return not threat_class(norm).clean_images
+    except ConfigError:  # a threat model no longer registered: an ε-style one, as all were before
+        return False
 
 
 def white_box(cells: pd.DataFrame) -> pd.DataFrame:
@@ -367,7 +368,8 @@ def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
             if isinstance(blob, bytes) and blob:
                 source = "data:image/png;base64," + base64.b64encode(blob).decode()
                 caption = html.escape(f"{row.attack} {row.norm} ε={row.eps:.4g}")
-                figures.append(f'<figure><img src="{source}" alt="clean over adversarial: {caption}">'
+                shows = "fooling images" if _no_clean_images(row.norm) else "clean over adversarial"
+                figures.append(f'<figure><img src="{source}" alt="{shows}: {caption}">'
                                f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
         shown = "".join(figures) or "<p>no broken examples to show</p>"
         parts.append(f'<section class="card" id="entry-{html.escape(entry)}"><h3>{html.escape(entry)}</h3>'

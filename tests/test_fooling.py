@@ -1,11 +1,13 @@
 """Fooling images: the check, a closed-form reference on a linear model, reproducibility, black box, CLI, runner."""
 
+import io
 import json
 
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from PIL import Image
 from torch import nn
 
 from attack_fixtures import tiny_model
@@ -155,11 +157,11 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     suite = {"name": "fool", "dataset": "synthetic", "n_samples": 16, "seed": 0, "batch_size": 32, "checks": False,
              "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
              "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1},
-                         {"attack": "fooling", "norm": "fooling", "eps": [0.99], "settings": {"steps": 20}}]}  # fmt: skip
+                         {"attack": "fooling", "norm": "fooling", "eps": [0.99, 0.25], "settings": {"steps": 20}}]}  # fmt: skip
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
     run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "r.sqlite", device=torch.device("cpu"), progress=False)
     cells = read_stores([tmp_path / "r.sqlite"])
-    row = cells[cells["attack"] == "fooling"].iloc[0]
+    row = cells[(cells["attack"] == "fooling") & (cells["eps"] == 0.99)].iloc[0]
     extra = json.loads(row["extra"])
     robust = unpack(row["robust"], int(row["n"]))
     assert row["n"] == 4 and len(extra["confidence"]) == 4 and "seconds_per_class" in extra
@@ -172,3 +174,7 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     assert not any(c.startswith("worst fooling") for c in table.columns)
     fooling_only = cells[cells["attack"] == "fooling"]
     assert plot_curves(fooling_only, tmp_path / "only.svg").stat().st_size > 0  # no budget axis: a note, not a crash
+    low = cells[(cells["attack"] == "fooling") & (cells["eps"] == 0.25)].iloc[0]  # a threshold this model reaches
+    strip = Image.open(io.BytesIO(low["examples"]))  # the card's strip: the fooling images found, no clean row
+    fooled = int((~unpack(low["robust"], int(low["n"]))).sum())
+    assert fooled > 0 and strip.size == (fooled * 56 + (fooled - 1) * 4, 56)
