@@ -27,7 +27,7 @@ from robustkit.predict import predict
 
 
 class Counting(nn.Module):
-    """Counts images passed through the model (forward evaluations)."""
+    """Counts images passed through the model (forward evaluations); ``scale`` maps a peer's pixel range to [0, 1]."""
 
     def __init__(self, model: nn.Module, scale: float = 1.0):
         super().__init__()

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks import OnePixel, SparseRS
+from one_pixel_speed import Counting  # benchmarks/, the script's folder: the one query counter
 from robustkit.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.models import get_model
@@ -39,18 +40,6 @@ from robustkit.predict import predict
 from robustkit.train import TrainConfig, train_model
 
 POPULATION, GENERATIONS, ART_ITERATIONS = 100, 10, 2
-
-
-class Counting(nn.Module):
-    """Counts images passed through the model (forward evaluations); ``scale`` maps a peer's pixel range to [0, 1]."""
-
-    def __init__(self, model: nn.Module, scale: float = 1.0):
-        super().__init__()
-        self.model, self.scale, self.count = model, scale, 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.count += len(x)
-        return self.model(x * self.scale)
 
 
 def sparse_rs(budget: int):
