@@ -163,7 +163,9 @@ def main() -> None:
     for name, k, best, ours, equal in summary:
         reach = next((r for r in ours if r[2] >= best[2]), None)
         at_equal = next(r for r in ours if r[1] == equal)
-        if reach is None:
+        if best[2] == 0:
+            verdict = "no peer fooled any image: nothing to compare against (use more images or a larger k)"
+        elif reach is None:
             verdict = f"sparse-rs never reached {best[2]:.3f} within {ours[-1][1]} queries"
         else:
             verdict = (f"sparse-rs reaches it at budget {reach[1]} ({reach[3]:.0f} queries/img, "
