@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ _CHECK_COLUMNS = {
 TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
 # A cell's key leaves out the suite's name, so suites share cells and a row's ``suite`` names only the
 # suite that evaluated it first; this table says which suites each cell and check run belongs to.
+_TIMEOUT = 60  # seconds a process waits for another's write (a shard's, a torchrun rank's) before failing
 _MEMBERS = "CREATE TABLE IF NOT EXISTS members (suite TEXT, key TEXT, PRIMARY KEY (suite, key))"
 
 
@@ -58,16 +61,32 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            for table, columns in TABLES.items():
-                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{k} {v}' for k, v in columns.items())})")
-                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                for name in columns.keys() - have:  # a store written by an older robustkit gains the new columns
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {columns[name]}")
-            self._db.commit()
+            self._db = sqlite3.connect(self.path, timeout=_TIMEOUT)
+            _use_wal(self._db)
+            with self._writing():
+                for table, columns in TABLES.items():
+                    self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{k} {v}' for k, v in columns.items())})")
+                    have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                    for name in columns.keys() - have:  # a store written by an older robustkit gains the new columns
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {columns[name]}")
         except sqlite3.DatabaseError as err:
             raise ConfigError(f"{self.path} is not a robustkit results store ({err})") from None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A transaction that takes the write lock first (waiting up to the timeout for it).
+
+        ``CREATE TABLE IF NOT EXISTS`` reads before it writes; if another process (a shard, a torchrun
+        rank) commits in between, SQLite fails the upgrade at once with 'database is locked' instead of
+        waiting, so two processes opening one new store could fail. Locking first makes them queue.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
 
     def __enter__(self) -> ResultStore:
         return self
@@ -97,15 +116,29 @@ class ResultStore:
 
     def add_members(self, suite: str, keys: Iterable[str]) -> None:
         """Record that these cells and check runs belong to ``suite`` (also those it reused from another)."""
-        self._db.execute(_MEMBERS)  # created on first write, so reading an older store leaves its file as it was
-        self._db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", [(suite, k) for k in keys])
-        self._db.commit()
+        with self._writing():
+            self._db.execute(_MEMBERS)  # created on first write, so reading an older store leaves its file as it was
+            self._db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", [(suite, k) for k in keys])
 
     def members(self) -> pd.DataFrame:
         """``suite``, ``key`` pairs (none in a store written before suites recorded their cells)."""
         if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'members'").fetchone() is None:
             return pd.DataFrame({"suite": pd.Series(dtype=str), "key": pd.Series(dtype=str)})
         return pd.read_sql_query("SELECT suite, key FROM members ORDER BY suite, key", self._db)
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch a store to WAL mode, retrying: the switch needs the file to itself, and SQLite answers
+    'database is locked' at once, not after the timeout, while another process opens the new file."""
+    deadline = time.monotonic() + _TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _table(name: str) -> str:

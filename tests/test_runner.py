@@ -2,6 +2,7 @@
 
 import io
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.leaderboard import html_page, leaderboard, render
 from robustkit.runner import run_suite
-from robustkit.store import read_stores, unpack
+from robustkit.store import ResultStore, read_stores, unpack
 from robustkit.suite import load_suite
 from torchrun import torchrun
 
@@ -238,6 +239,34 @@ def test_sharded_runs_merged_equal_the_unsharded_run(finished, shared_home, tmp_
     assert sum(sizes) == 10 and all(sizes)
     merged = leaderboard(read_stores(shards))
     assert without_timing(merged).equals(without_timing(leaderboard(read_stores([folder / "full.sqlite"]))))
+
+
+def _open_and_put(path, number, start, errors):
+    start.wait()  # every process opens the new file at the same moment
+    try:
+        with ResultStore(path) as store:
+            store.put({"key": f"cell{number}", "entry": "lenet5"})
+            store.add_members("tiny", [f"cell{number}"])
+    except ConfigError as err:
+        errors.put(str(err))
+
+
+def test_processes_opening_one_new_store_at_once_all_get_in(tmp_path):
+    """Shards or torchrun ranks pointed at one new store: SQLite answers 'database is locked' at once
+    (no waiting) to a WAL switch or a read-then-write race, which failed CI; every process must get in."""
+    context = multiprocessing.get_context("fork")
+    errors, n = context.Queue(), 6
+    for trial in range(8):
+        path, start = tmp_path / f"new{trial}.sqlite", context.Barrier(n)
+        processes = [context.Process(target=_open_and_put, args=(path, i, start, errors)) for i in range(n)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        assert [p.exitcode for p in processes] == [0] * n
+        assert errors.empty(), errors.get()
+        assert sorted(read_stores([path])["key"]) == [f"cell{i}" for i in range(n)]
+        assert len(read_stores([path], "members")) == n
 
 
 def test_a_run_killed_mid_way_resumes_without_losing_a_cell(finished, shared_home, tmp_path):
