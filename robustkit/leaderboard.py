@@ -192,7 +192,7 @@ def _distinct(values: pd.Series):
 
 
 def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per attack as it was run: name, norm, its ε values, white box or transfer, every setting.
+    """One row per attack as it was run: name, norm, its ε values, on the model or transfer, every setting.
 
     With the table's per-entry columns this is what a reader needs to reproduce a figure.
     """
@@ -201,7 +201,7 @@ def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
         moved = isinstance(row.source, str) and row.source != ""
         runs.setdefault((moved, row.norm, row.attack, row.settings or "{}"), set()).add(row.eps)
     rows = [{"attack": attack, "norm": norm, "ε": ", ".join(f"{e:.4g}" for e in sorted(eps)),
-             "run": "transfer" if moved else "white box",
+             "run": "transfer" if moved else "on the model",  # not "white box": one-pixel, square… query only
              "settings": ", ".join(f"{k}={v}" for k, v in sorted(json.loads(settings).items()))}
             for (moved, norm, attack, settings), eps in sorted(runs.items())]  # fmt: skip
     return pd.DataFrame(rows, columns=["attack", "norm", "ε", "run", "settings"])

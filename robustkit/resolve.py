@@ -15,13 +15,21 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 import torch
 from torch import nn
 
+from robustkit import distributed
 from robustkit.checkpoint import (WEIGHT_FILES, CheckpointRecord, is_weights_file, load_model, load_weights,
                                   read_checkpoint, read_record)
 from robustkit.data.base import ImageDataset
@@ -103,12 +111,33 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
         flags = f" --defense {defense.name}" if defense is not None and defense.trains_weights else ""
         raise CheckpointError(f"no checkpoint for {what} at {path}; make one with `robustkit train --model "
                               f"{model_name} --dataset {data.info.name}{flags}`, or pass --checkpoint/--weights")  # fmt: skip
-    overrides = dict(recipe or {})
-    log.info("no checkpoint for %s: training one%s, to be written to %s",
-             what, f" with {overrides}" if overrides else " with the default recipe", path)  # fmt: skip
-    model, record, _, path = train_and_save(model_name, data, device=device, defense=defense, seed=seed, out=path,
-                                            n_train=overrides.pop("n_train", None), **overrides)  # fmt: skip
+    with _training_lock(path):
+        if path.is_file():  # another process (a parallel shard) trained it while this one waited
+            return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe, seed=seed,
+                                 allow_train=False)  # fmt: skip
+        overrides = dict(recipe or {})
+        log.info("no checkpoint for %s: training one%s, to be written to %s",
+                 what, f" with {overrides}" if overrides else " with the default recipe", path)  # fmt: skip
+        model, record, _, path = train_and_save(model_name, data, device=device, defense=defense, seed=seed,
+                                                out=path, n_train=overrides.pop("n_train", None), **overrides)  # fmt: skip
     return Resolved(wrap(model.to(device).eval()), record, _file(path))
+
+
+@contextmanager
+def _training_lock(checkpoint: Path) -> Iterator[None]:
+    """One trainer per checkpoint among processes of one machine (``--shard i/n`` run in parallel):
+    the others wait, then load its weights rather than train their own (on a GPU, training is not
+    bit-reproducible, so two trainers would write two different checkpoints for one entry).
+
+    Not under torchrun, whose ranks train one model together, and not where ``fcntl`` is missing (Windows).
+    """
+    if distributed.world_size() > 1 or fcntl is None:
+        yield
+        return
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with open(checkpoint.parent / f"{checkpoint.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
 
 
 def cached_checkpoint(data: ImageDataset, model_name: str, defense: Defense | None,

@@ -100,7 +100,7 @@ def test_published_files_carry_samples_seed_settings_checkpoints_and_versions(sh
         text, shown = (tmp_path / f"big{suffix}").read_text(), tex if suffix == ".tex" else str
         for needle in ("n_samples", robustkit.__version__, torch.__version__, *shas.values(), expected_settings):
             assert shown(needle) in text, (suffix, needle)
-        assert "transfer" in text and "white box" in text  # the settings table names how each attack was run
+        assert "transfer" in text and "on the model" in text  # the settings table names how each attack was run
     for table in (pd.read_csv(tmp_path / "big.csv"), pd.read_json(tmp_path / "big.json", orient="records")):
         table = table.set_index("entry")
         for entry, sha in shas.items():
@@ -109,7 +109,7 @@ def test_published_files_carry_samples_seed_settings_checkpoints_and_versions(sh
             assert table.loc[entry, "dataset"] == "synthetic"
             assert table.loc[entry, "torch_version"] == torch.__version__
     settings = attack_settings(cells).set_index("run")
-    assert settings.loc["white box", "ε"] == "0.1, 0.2" and settings.loc["transfer", "ε"] == "0.1"
+    assert settings.loc["on the model", "ε"] == "0.1, 0.2" and settings.loc["transfer", "ε"] == "0.1"
 
 
 def test_format_aliases_and_one_line_error(shared):

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from robustkit import pipeline
+from robustkit import resolve as resolve_module
 from robustkit.checkpoint import CheckpointRecord, save_checkpoint
 from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.pipeline import recipe_tag
+from robustkit.pipeline import recipe_tag, train_and_save
+from robustkit.records import file_sha256
 from robustkit.registry import DATASETS
+from robustkit.resolve import resolve_model
 
 DATA = get_dataset("synthetic")
 EVAL = ["evaluate", "--dataset", "synthetic", "--attack", "fgsm", "--n-samples", "8"]
@@ -56,7 +60,6 @@ def test_weights_file_is_evaluated_as_written_and_nothing_trains(tmp_path, isola
 
     row = json.loads(out.read_text())[0]
     assert row["checkpoint"] == str(path) and row["weights"].startswith(f"file {path} sha256 ")
-    from robustkit.resolve import resolve_model
 
     loaded = resolve_model("lenet5", DATA, weights=str(path), allow_train=False).model
     images = DATA.test.images[:32]
@@ -84,7 +87,6 @@ def test_torchvision_weights_name_loads_the_file_in_torch_home(tmp_path, monkeyp
     folder = tmp_path / "torch" / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     torch.save(placed.state_dict(), folder / enum.url.rsplit("/", 1)[-1])  # hub checks the hash only on download
-    from robustkit.resolve import resolve_model
 
     found = resolve_model("torchvision:mobilenet_v3_small", DATA, weights="IMAGENET1K_V1", allow_train=False)
     assert "MobileNet_V3_Small_Weights.IMAGENET1K_V1" in found.provenance.description
@@ -202,3 +204,33 @@ def test_torchvision_pretrained_weights_bring_their_own_normalisation(tmp_path, 
     assert torch.allclose(bare.normalize.mean.flatten(), torch.tensor(colour.mean))
     grey = get_model("torchvision:mobilenet_v3_small", DATA.info, weights="IMAGENET1K_V1")  # 1 channel, repeated after
     assert torch.allclose(grey.normalize.mean.flatten(), torch.tensor(DATA.info.mean))
+
+
+def _resolve_and_report(start, shas, trained):
+    """A process that resolves one untrained entry, writing a line to ``trained`` if it trains."""
+
+    def counting(*args, **kwargs):
+        with open(trained, "a") as log:
+            log.write("trained\n")
+        return train_and_save(*args, **kwargs)
+
+    resolve_module.train_and_save = counting
+    start.wait()  # both processes find no checkpoint at the same moment
+    shas.put(resolve_model("lenet5", DATA, recipe={"epochs": 1, "n_train": 64}).provenance.sha256)
+
+
+def test_parallel_processes_train_an_entry_once_and_load_the_same_weights(isolated_home, tmp_path):
+    """Shards run side by side (``--shard i/n``) on one missing checkpoint: one trains, the other waits
+    and loads it, so every cell of the entry cites one SHA-256."""
+    trained = tmp_path / "trained.txt"
+    context = multiprocessing.get_context("spawn")  # not fork: a forked child of a process that ran torch can hang
+    start, shas = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_resolve_and_report, args=(start, shas, trained)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert trained.read_text() == "trained\n"
+    first, second = shas.get(timeout=5), shas.get(timeout=5)
+    assert first == second == file_sha256(pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64}))
