@@ -136,7 +136,11 @@ def _training_lock(checkpoint: Path) -> Iterator[None]:
         return
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with open(checkpoint.parent / f"{checkpoint.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is training %s; waiting for it", checkpoint.name)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if that process dies
         yield
 
 
