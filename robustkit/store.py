@@ -81,12 +81,8 @@ class ResultStore:
         waiting, so two processes opening one new store could fail. Locking first makes them queue.
         """
         self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db:  # the connection commits, or rolls back on an exception
             yield
-        except BaseException:
-            self._db.rollback()
-            raise
-        self._db.commit()
 
     def __enter__(self) -> ResultStore:
         return self
