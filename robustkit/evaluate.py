@@ -63,6 +63,16 @@ class Evaluation:
     def median_norm(self) -> float:
         return self.norms.nanmedian().item()
 
+    def robust_at(self, eps: float) -> Tensor:
+        """Per sample at budget ``eps``: correct, and no verified example of norm ≤ ``eps``. From a
+        minimum-norm attack's one run this holds at every ε (its ``norms`` are each sample's smallest
+        verified norm); for a bounded attack only up to the ε it ran at."""
+        return self.clean_correct & ~(self.norms <= eps)
+
+    def curve(self, budgets: list[float] | Tensor) -> list[float]:
+        """Robust accuracy at each budget of ``budgets`` (see ``robust_at``)."""
+        return [self.robust_at(float(e)).float().mean().item() for e in budgets]
+
     @property
     def images_per_second(self) -> float:
         return self.n / self.seconds if self.seconds > 0 else float("nan")
@@ -116,10 +126,11 @@ def verify(
     model: nn.Module, attack: Attack, x: Tensor, x_adv: Tensor, y: Tensor, evidence: dict[str, Tensor] | None = None
 ) -> Tensor:
     """Per sample: allowed by the threat model (the ε-ball, or its own check on the attack's
-    ``evidence``), inside [0, 1], misclassified by a fresh eval-mode forward pass."""
+    ``evidence``; for a minimum-norm attack the whole box, each example then counted at its own norm),
+    inside [0, 1], misclassified by a fresh eval-mode forward pass."""
     flat = x_adv.flatten(1)
     in_box = ((flat >= 0) & (flat <= 1)).all(1)
-    in_ball = attack.threat.contains(x, x_adv, evidence)
+    in_ball = attack.bound(x.shape[1:]).contains(x, x_adv, evidence)
     wrong = predict(model, x_adv, batch_size=max(len(x_adv), 1)) != y
     return in_box & in_ball & wrong
 
@@ -218,8 +229,14 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
             else:
                 n_unverified += int((result.success & ~verified).sum())
                 hit = result.success & verified
+            size = attack.threat.size(x[index], result.x_adv, result.evidence).float()  # measured here, not reported
+            if attack.minimum_norm:  # broken at the reported ε only where its own verified norm is within it
+                hit = hit & (size <= attack.eps)
+                found = result.success & verified
+                norms[lo + index[found].cpu()] = size[found].cpu()
+            else:
+                norms[lo + index[hit].cpu()] = size[hit].cpu()
             broken[index[hit]] = True
-            norms[lo + index[hit].cpu()] = result.norms[hit].float().cpu()
             _keep(kept, keep_examples, x[index][hit], result.x_adv[hit], y[index][hit], model)
         clean_correct[lo : lo + len(y)] = correct.cpu()
         robust[lo : lo + len(y)] = (correct & ~broken).cpu()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -88,6 +88,12 @@ class ThreatModel(ABC):
         """The budget from which every image of [0, 1]^(C·H·W) is within reach of every other, and how
         to say it; None when no budget reaches that far (then robust accuracy is never 0 by construction)."""
         return None
+
+    def widened(self, image_shape: tuple[int, ...]) -> ThreatModel:
+        """The same threat model with a budget that reaches the whole box (itself where none does): where a
+        minimum-norm attack's examples live, each then measured (``size``) rather than bounded by ``eps``."""
+        whole = self.whole_box_budget(tuple(image_shape))
+        return self if whole is None or whole[0] <= self.eps else replace(self, eps=whole[0])
 
 
 @dataclass(frozen=True)
