@@ -14,7 +14,7 @@ def warn_if_covers_box(threat: ThreatModel, image_shape: Sequence[int]) -> None:
     """Warn when ``threat`` reaches all of [0, 1]^(C·H·W): any image is in reach, robust accuracy is 0 by construction.
 
     Each threat model says from which budget that happens (``whole_box_budget``): L∞ from ε = 1, L2
-    from the box's diameter √(C·H·W), L0 from every pixel, a patch from the image's side.
+    from the box's diameter √(C·H·W), L1 from C·H·W, L0 from every pixel, a patch from the image's side.
     """
     whole = threat.whole_box_budget(tuple(image_shape))
     if whole is None or threat.eps < whole[0]:

@@ -7,7 +7,6 @@ what to try; a clean report means none of these symptoms showed, not that the mo
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -19,6 +18,7 @@ from robustkit.evaluate import evaluate_attack
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.registry import ATTACKS
+from robustkit.threat import threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
 CHECKS_VERSION = 1  # part of stored check runs' keys: bump it when a check changes, and they run again
@@ -103,7 +103,7 @@ def run_checks(
                                  "a larger ball contains the smaller one, so the attack is failing: the loss "
                                  "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16"))  # fmt: skip
 
-    large = 1.0 if norm == "linf" else math.sqrt(images[0].numel())  # the whole [0, 1] box
+    large, _ = threat_model(norm, eps).whole_box_budget(tuple(images.shape[1:]))  # a budget reaching the whole box
     unbounded = robust(pgd(eps=large, norm=norm, steps=max(steps, 20), seed=seed)).float().mean().item()
     report.figures["pgd_accuracy_unbounded"] = unbounded
     if unbounded > 0.1:

@@ -100,11 +100,12 @@ def test_the_core_never_imports_a_plugin_module():
 
 @pytest.mark.parametrize("norm, eps, settings, covers", [
     ("linf", 1.0, {}, True), ("linf", 0.99, {}, False), ("l2", 28.0, {}, True), ("l2", 27.9, {}, False),
+    ("l1", 784.0, {}, True), ("l1", 783.0, {}, False),
     ("l0", 784, {}, True), ("l0", 783, {}, False), ("patch", 28, {}, True), ("patch", 27, {}, False),
     ("spatial", 180, {"translation": 27}, False), ("fooling", 0.99, {}, False),
 ])  # fmt: skip
 def test_a_budget_that_reaches_every_image_is_pointed_out_by_each_threat_model(norm, eps, settings, covers, caplog):
-    """On 1×28×28 images: L∞ from 1, L2 from the diameter √784 = 28, L0 from all 784 pixels, a patch from side 28;
+    """On 1×28×28 images: L∞ from 1, L2 from the diameter √784 = 28, L1 from d = 784, L0 from all 784 pixels, a patch from side 28;
     a rotation or a fooling threshold never reaches every image."""
     from robustkit.budget import warn_if_covers_box
 
