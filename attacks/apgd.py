@@ -1,8 +1,9 @@
-"""APGD: Auto-PGD, PGD whose step size tunes itself (Croce & Hein, ICML 2020)."""
+"""APGD: Auto-PGD, PGD whose step size tunes itself (Croce & Hein, ICML 2020); APGD-L1 (ICML 2021)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -12,7 +13,7 @@ from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.losses import confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threat import per_sample
+from robustkit.threat import L1, per_sample
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -37,12 +38,19 @@ class APGD(LossGradientAttack):
     nor the best loss changed since the last checkpoint. No step size to tune: this is what makes it
     a reliable default (AutoAttack's first two attacks).
 
-    Threat model: L∞ or L2 ball of radius ``eps``, within [0, 1].
+    Under L1 it is APGD-L1 (Croce & Hein, "Mind the box", ICML 2021): no momentum; each step moves the
+    top share of coordinates by gradient magnitude (``L1.sparse_direction``), a share that follows the
+    sparsity of the best point so far; steps start at ε and shrink by 1.5 (or reset) every 4 % of the
+    budget; every iterate is projected exactly onto the L1 ball ∩ [0, 1]; and by default the run starts
+    in the 3ε and 2ε balls (``large_eps_first``, as AutoAttack runs it).
+
+    Threat model: L∞, L2 or L1 ball of radius ``eps``, within [0, 1].
     Arguments: ``eps``; ``steps`` (100); ``restarts`` (1; each from a new random point, run on the
     samples still unbroken); ``loss`` (ce | dlr | margin); ``targets`` (0: untargeted; k > 0: APGD-T,
     one run per class among the k highest-scoring wrong ones, with the targeted ``loss`` pulling
     toward it, success still meaning misclassification; the paper uses k = 9 with ``loss="dlr"``);
-    ``rho`` (0.75); ``momentum`` (0.75); ``seed``; ``precision``.
+    ``rho`` (0.75); ``momentum`` (0.75); ``large_eps_first`` (L1 only: the 3ε → 2ε → ε schedule,
+    30/30/40 % of the steps [on]; AutoAttack's L1 version also uses 5 restarts); ``seed``; ``precision``.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
     A sample stops costing passes once it is fooled, or once its gradient is exactly zero where it
     stands, since it would never move again (its own trajectory is unchanged by the others').
@@ -54,15 +62,18 @@ class APGD(LossGradientAttack):
         from attacks import APGD
         ce = APGD(eps=8/255)(model, x, y)
         t = APGD(eps=8/255, loss="dlr", targets=9)(model, x, y)
+        sparse = APGD(eps=12, norm="l1", restarts=5)(model, x, y)
     """
 
     name: ClassVar[str] = "apgd"
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
 
     steps: int = 100
     restarts: int = 1
     targets: int = 0
     rho: float = 0.75
     momentum: float = 0.75
+    large_eps_first: bool | None = None  # L1 only: the 3ε → 2ε → ε schedule [on under L1, as in AutoAttack]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +81,14 @@ class APGD(LossGradientAttack):
             raise ConfigError(f"APGD needs steps ≥ 1, restarts ≥ 1 and targets ≥ 0 (got {self})")
         if not (0 < self.rho <= 1 and 0 <= self.momentum < 1):
             raise ConfigError(f"APGD needs 0 < rho ≤ 1 and 0 ≤ momentum < 1 (got rho={self.rho}, momentum={self.momentum})")
+        if self.large_eps_first and not isinstance(self.threat, L1):
+            raise ConfigError(f"APGD's large_eps_first schedule is for the l1 threat model, not {self.norm}")
+        if self._large_eps_first and self.steps < 3:
+            raise ConfigError(f"APGD-L1's 3ε → 2ε → ε schedule needs steps ≥ 3 (got {self.steps}); or -o large_eps_first=false")
+
+    @property
+    def _large_eps_first(self) -> bool:
+        return isinstance(self.threat, L1) and self.large_eps_first is not False
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         runs = [(target, target)]  # (class the loss pulls toward, class that counts as success)
@@ -98,24 +117,52 @@ class APGD(LossGradientAttack):
 
     def _run(self, model, x, y, pull, goal, rng):
         """One APGD run. Returns the adversarial (or highest-loss) points, their loss (+inf if fooled),
-        the fooled mask and the passes spent, per sample."""
-        threat, n, device = self.threat, len(x), x.device
+        the fooled mask and the passes spent, per sample.
+
+        Under L1 with ``large_eps_first`` the run is AutoAttack's schedule: 30 % of the steps in the
+        3ε ball, 30 % in 2ε, 40 % in ε, each stage starting from the previous one's highest-loss point;
+        only the last stage's successes count (the others lie outside the ε-ball).
+        """
+        if not self._large_eps_first:
+            return self._descend(model, x, y, pull, goal, rng, self.threat, self.steps)
+        first = math.ceil(0.3 * self.steps)
+        stages = [(3.0, first), (2.0, first), (1.0, self.steps - 2 * first)]
+        start = replace(self.threat, eps=3.0 * self.eps).clip(x, x + rng.randn(*x.shape[1:]).to(x.dtype))
+        queries = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        for factor, steps in stages:
+            threat = replace(self.threat, eps=factor * self.eps)
+            start, loss, fooled, spent = self._descend(model, x, y, pull, goal, rng, threat, steps, start, final=factor == 1)
+            queries += spent
+        return start, loss, fooled, queries
+
+    def _descend(self, model, x, y, pull, goal, rng, threat, steps, start=None, final=True):
+        """``steps`` APGD iterations in ``threat`` from ``start`` (default: a random point). Only a ``final``
+        descent retires fooled samples: the earlier stages of the L1 schedule work in larger balls."""
+        n, device, sparse = len(x), x.device, isinstance(threat, L1)
         out, out_loss = x.clone(), torch.full((n,), float("-inf"), device=device)
         fooled = torch.zeros(n, dtype=torch.bool, device=device)
         queries = torch.zeros(n, dtype=torch.long, device=device)
         # per-sample state of the working set (the samples not fooled yet)
         idx, x0, ya = torch.arange(n, device=device), x, y
         ta, ga = pull, goal
-        xa = threat.random_point(x, rng)
+        if start is not None:
+            xa = threat.clip(x, start)
+        elif sparse:  # the official APGD-L1 start: a Gaussian draw projected onto the ball ∩ box (sparse, on its face)
+            xa = threat.clip(x, x + rng.randn(*x.shape[1:]).to(x.dtype))
+        else:
+            xa = threat.random_point(x, rng)
         loss, grad, logits = self.loss_and_grad(model, xa, ya, ta)
         queries += self.eot
-        step = torch.full((n,), 2.0 * self.eps, device=device)
+        state = self._sparse_state(x, xa, threat.eps, given=start is not None) if sparse else {
+            "step": torch.full((n,), 2.0 * threat.eps, device=device), "rises": torch.zeros(n, device=device),
+            "best_at_mark": loss.clone(), "reduced_at_mark": torch.ones(n, dtype=torch.bool, device=device)}  # fmt: skip
         x_prev, x_best, grad_best, loss_best = xa, xa, grad, loss
-        rises = torch.zeros(n, device=device)
-        best_at_mark, reduced_at_mark = loss_best.clone(), torch.ones(n, dtype=torch.bool, device=device)
-        marks, last_mark = set(checkpoints(self.steps)), 0
-        for i in range(self.steps + 1):
-            hit = confirmed_success(model, xa, logits, ya, ga, self.precision)
+        marks, last_mark = set(sparse_checkpoints(steps) if sparse else checkpoints(steps)), 0
+        for i in range(steps + 1):
+            if final:
+                hit = confirmed_success(model, xa, logits, ya, ga, self.precision)
+            else:
+                hit = torch.zeros(len(idx), dtype=torch.bool, device=device)
             # a zero gradient with no momentum left, at the best point (where a restart would return), is
             # a fixed point: every later step lands on it again (masked gradients do this), so stop there
             still = (xa == x_prev).flatten(1).all(1) & (xa == x_best).flatten(1).all(1)
@@ -127,29 +174,29 @@ class APGD(LossGradientAttack):
                 keep = ~leave
                 idx, x0, ya, xa, x_prev, grad = idx[keep], x0[keep], ya[keep], xa[keep], x_prev[keep], grad[keep]
                 x_best, grad_best, loss_best, loss = x_best[keep], grad_best[keep], loss_best[keep], loss[keep]
-                step, rises, best_at_mark, reduced_at_mark = step[keep], rises[keep], best_at_mark[keep], reduced_at_mark[keep]
+                state = {k: v[keep] for k, v in state.items()}
                 ta, ga = (None if ta is None else ta[keep]), (None if ga is None else ga[keep])
                 if len(idx) == 0:
                     break
-            if i == self.steps:
+            if i == steps:
                 break
             if i in marks:
-                stalled = rises < self.rho * (i - last_mark)
-                stuck = ~reduced_at_mark & (loss_best <= best_at_mark)
-                halve = stalled | stuck
-                step = torch.where(halve, step / 2, step)
-                xa = torch.where(_rows(halve, xa), x_best, xa)
-                grad = torch.where(_rows(halve, grad), grad_best, grad)
-                rises.zero_()
-                best_at_mark, reduced_at_mark, last_mark = loss_best.clone(), halve, i
-            size = _rows(step, xa)
-            z = threat.step(x0, xa, grad, size)
-            a = 1.0 if i == 0 else self.momentum
-            x_next = threat.clip(x0, xa + a * (z - xa) + (1 - a) * (xa - x_prev))
+                back = self._sparse_mark(state, x0, x_best, threat.eps) if sparse else self._halve_mark(state, loss_best, i - last_mark)
+                xa = torch.where(_rows(back, xa), x_best, xa)
+                grad = torch.where(_rows(back, grad), grad_best, grad)
+                last_mark = i
+            size = _rows(state["step"], xa)
+            if sparse:  # no momentum in APGD-L1: a sparse step of adaptive sparsity, projected exactly
+                x_next = threat.clip(x0, xa + size * threat.sparse_direction(grad, state["fraction"]))
+            else:
+                z = threat.step(x0, xa, grad, size)
+                a = 1.0 if i == 0 else self.momentum
+                x_next = threat.clip(x0, xa + a * (z - xa) + (1 - a) * (xa - x_prev))
             x_prev, xa = xa, x_next.detach()
             new_loss, grad, logits = self.loss_and_grad(model, xa, ya, ta)
             queries[idx] += self.eot
-            rises += (new_loss > loss).float()
+            if not sparse:
+                state["rises"] += (new_loss > loss).float()
             loss = new_loss
             up = loss > loss_best
             x_best = torch.where(_rows(up, xa), xa, x_best)
@@ -158,6 +205,45 @@ class APGD(LossGradientAttack):
         out[idx], out_loss[idx] = x_best, loss_best
         out_loss[fooled] = float("inf")
         return out, out_loss, fooled, queries
+
+    def _halve_mark(self, state: dict[str, Tensor], loss_best: Tensor, period: int) -> Tensor:
+        """At a checkpoint (L∞, L2): halve the step where the loss rose too rarely or nothing improved since
+        the last halving; those samples go back to their best point (the returned mask)."""
+        stalled = state["rises"] < self.rho * period
+        stuck = ~state["reduced_at_mark"] & (loss_best <= state["best_at_mark"])
+        halve = stalled | stuck
+        state["step"] = torch.where(halve, state["step"] / 2, state["step"])
+        state["rises"] = torch.zeros_like(state["rises"])
+        state["best_at_mark"], state["reduced_at_mark"] = loss_best.clone(), halve
+        return halve
+
+    @staticmethod
+    def _sparse_state(x: Tensor, xa: Tensor, eps: float, *, given: bool) -> dict[str, Tensor]:
+        """APGD-L1's per-sample state: step ε, and the share of coordinates a step moves (20 % from a random
+        start; from a given start, two thirds of the share it has changed)."""
+        n, dims = len(x), x[0].numel()
+        changed = (xa != x).flatten(1).sum(1).float()
+        return {"step": torch.full((n,), eps, device=x.device),
+                "fraction": changed / dims / 1.5 if given else torch.full((n,), 0.2, device=x.device),
+                "changed_at_mark": changed if given else torch.full((n,), float(dims), device=x.device)}  # fmt: skip
+
+    @staticmethod
+    def _sparse_mark(state: dict[str, Tensor], x0: Tensor, x_best: Tensor, eps: float) -> Tensor:
+        """At a checkpoint (L1, Croce & Hein 2021): the step share follows the best point's sparsity (two thirds
+        of the share it changed). Where that sparsity fell by 5 % or more, the step resets to ε and the sample
+        goes back to its best point (the returned mask); elsewhere the step shrinks by 1.5, within [ε/10, ε]."""
+        changed = (x_best != x0).flatten(1).sum(1).float()
+        sparser = changed / state["changed_at_mark"] < 0.95
+        state["fraction"] = changed / x0[0].numel() / 1.5
+        state["step"] = torch.where(sparser, torch.full_like(state["step"], eps), state["step"] / 1.5).clamp(eps / 10, eps)
+        state["changed_at_mark"] = changed
+        return sparser
+
+
+def sparse_checkpoints(steps: int) -> list[int]:
+    """Iterations at which APGD-L1 revisits its step and sparsity: every 4 % of the budget."""
+    period = max(int(0.04 * steps), 1)
+    return list(range(period, steps + 1, period))
 
 
 def _rows(values: Tensor, like: Tensor) -> Tensor:

@@ -19,7 +19,10 @@ from robustkit.registry import ATTACKS
 class PGD(LossGradientAttack):
     """Projected Gradient Descent: ``steps`` normalised-gradient steps, each projected onto the ball.
 
-    Threat model: L∞ (signed steps) or L2 (unit-L2 steps) ball of radius ``eps``, within [0, 1].
+    Threat model: L∞ (signed steps), L2 (unit-L2 steps) or L1 ball of radius ``eps``, within [0, 1].
+    Under L1 a step moves the 5 % of coordinates with the largest gradient (SLIDE's sparse step,
+    Tramèr & Boneh 2019) and is projected exactly onto the ball ∩ box; APGD adapts that share and is
+    the stronger L1 attack.
     Arguments: ``eps``; ``steps`` (10); ``step_size`` (default 2.5·ε/steps, Madry et al.);
     ``random_start`` (uniform point of the ball); ``restarts`` (independent runs, the per-sample best
     kept: a success over a failure, else the higher loss); ``early_stop`` (a sample stops costing
@@ -36,6 +39,7 @@ class PGD(LossGradientAttack):
     """
 
     name: ClassVar[str] = "pgd"
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
 
     steps: int = 10
     step_size: float | None = None

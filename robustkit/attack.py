@@ -31,6 +31,7 @@ from robustkit.data.base import IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
+from robustkit.registry import ATTACKS
 from robustkit.sample_random import SampleRandom
 from robustkit.threat import ThreatModel, threat_class, threat_model
 
@@ -78,12 +79,24 @@ class Attack(ABC):
     learned_images: ClassVar[bool] = False  # True: ``learned`` holds images in [0, 1] (a patch), saved as they look
 
     def __post_init__(self) -> None:
-        if threat_class(self.norm).name not in self.norms:  # the pairing first: another model's settings differ
-            raise ConfigError(f"{type(self).__name__} attacks {', '.join(self.norms)}, not '{self.norm}'")
+        problem = self.refuses_norm(self.norm)
+        if problem:  # the pairing first: another model's settings differ
+            raise ConfigError(problem)
         _ = self.threat  # builds it: validates ε and the threat settings
         if self.precision not in _AUTOCAST:
             raise ConfigError(f"{type(self).__name__}: unknown precision '{self.precision}' (fp32, bf16, fp16)")
         _check_model_settings(self)
+
+    @classmethod
+    def refuses_norm(cls, norm: str, called: str | None = None) -> str | None:
+        """Why the attack (``called``, default its class name) cannot work in threat model ``norm``, naming the
+        attacks that can; None when it can."""
+        norm = threat_class(norm).name  # an unknown name is its own one-line error
+        if norm in cls.norms:
+            return None
+        able = [name for name in ATTACKS.list() if norm in getattr(ATTACKS.get(name), "norms", ())]
+        instead = f" (attacks for {norm}: {', '.join(able)})" if able else ""
+        return f"{called or cls.__name__} attacks {', '.join(cls.norms)}, not '{norm}'{instead}"
 
     @property
     def threat(self) -> ThreatModel:

@@ -120,7 +120,7 @@ def evaluate_model(
     elif source is None and source_checkpoint is None and source_defense != "none":
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     if checks and norm is not None and not threat_class(norm).gradient_steps:
-        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
+        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
     options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
     data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
     delta, saved_with, given_sha = None, {}, None
@@ -133,7 +133,7 @@ def evaluate_model(
     budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
     built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
     if checks and not threat_class(norm).gradient_steps:
-        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf or l2)")
+        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
     if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or checks):
         raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
     device = _device(device, model)

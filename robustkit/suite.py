@@ -257,8 +257,12 @@ def _attack(raw: Any, where: str) -> AttackEntry:
     except RobustkitError as err:
         raise ConfigError(f"{where}.attack: {err}") from None
     norm = str(data.get("norm", ATTACKS.default(cls.name, "norm"))).lower()
-    if norm not in cls.norms:
-        raise ConfigError(f"{where}.norm: {cls.name} attacks {', '.join(cls.norms)}, not '{norm}'")
+    try:
+        problem = cls.refuses_norm(norm, cls.name)
+    except ConfigError as err:  # "norm: unknown threat model …"
+        raise ConfigError(f"{where}.{err}") from None
+    if problem:
+        raise ConfigError(f"{where}.norm: {problem}")
     values = data["eps"] if isinstance(data["eps"], list) else [data["eps"]]
     if not values:
         raise ConfigError(f"{where}.eps: give at least one value")

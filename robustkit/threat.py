@@ -252,8 +252,10 @@ class L1(LpBall):
         return clip_to_box(x + (delta.sign() * _shrink_to_budget(delta.abs(), room, self.eps)).to(x.dtype))
 
     def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, size: float | Tensor) -> Tensor:
-        """A sparse ascent step, then the exact projection onto the ball ∩ box (``clip``)."""
-        return self.clip(x, x_adv + size * self.normalize_grad(grad))
+        """A sparse ascent step among the coordinates the box lets move that way, then the exact projection
+        onto the ball ∩ box (``clip``): a sparse step spent on pixels already at 0 or 1 would be lost."""
+        blocked = ((x_adv >= 1) & (grad > 0)) | ((x_adv <= 0) & (grad < 0))
+        return self.clip(x, x_adv + size * self.normalize_grad(grad.masked_fill(blocked, 0)))
 
     def random_init(self, x: Tensor, rng: SampleRandom) -> Tensor:
         # uniform on the L1 sphere: exponential magnitudes with random signs, normalised (a flat Dirichlet);

@@ -116,7 +116,7 @@ def test_bad_inputs_are_one_line_errors():
 # ---- invariants, parametrised over the registry: every attack, present and future ----
 
 
-BUDGETS = {"linf": EPS, "l2": 1.0, "l0": 2, "spatial": 30, "patch": 4, "flow": 20, "fooling": 0.99}
+BUDGETS = {"linf": EPS, "l2": 1.0, "l1": 4.0, "l0": 2, "spatial": 30, "patch": 4, "flow": 20, "fooling": 0.99}
 # Threat models without a clean image (fooling): y names the class each image is sought for, and success
 # is a verified confident image of it, not a misclassification of y. Their own check is in test_fooling.py.
 NO_CLEAN_IMAGE = {"fooling"}

@@ -132,7 +132,7 @@ def test_evaluate_cli_transfer_and_checks(tmp_path):
     (["--checks", "--norm", "l0", "--attack", "one-pixel"], "--checks test gradient attacks"),
     (["--source-model", "lenet55"], "did you mean lenet5"),
     (["--source-defense", "madry"], "--source-defense needs --source-model"),
-    (["--attack", "pgd", "--norm", "l0"], "PGD attacks linf, l2, not 'l0'"),
+    (["--attack", "pgd", "--norm", "l0"], "PGD attacks linf, l2, l1, not 'l0'"),
 ])  # fmt: skip
 def test_evaluate_cli_errors_come_before_any_work(extra, message):
     result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", *extra])

@@ -30,7 +30,7 @@ from robustkit.threat import parse_eps, threat_class
 @click.option("--model", "model_name", required=True, help="Registered model name (robustkit list models).")
 @click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
 @dataset_options
-@click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
+@click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 / 10 L1 on grey data; 8/255 / 0.5 / 12 on colour].")
 @click.option("--norm", help="Threat model (robustkit list threats) [the attack's: linf; l2 for deepfool; l0 for one-pixel and sparse-rs].")
 @click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1].")
 @click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [100; the paper's 400].")
