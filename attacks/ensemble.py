@@ -21,8 +21,12 @@ class Ensemble(Cascade):
     ``targets`` highest-scoring wrong classes (for logits a defense has rescaled or saturated), then
     Square, which needs no gradients at all (for masked gradients). Per sample, the first verified
     adversarial example wins, so robust accuracy is the worst case over the three. This is the
-    leaderboard's "reliable" figure. Unlike AutoAttack's standard version it leaves out FAB-T,
-    which in AutoAttack's own reports almost never breaks a sample the other three miss.
+    leaderboard's "reliable" figure. How it differs from AutoAttack's standard version (``autoattack``,
+    the figure to put beside RobustBench's): it leaves out FAB-T, which in AutoAttack's own reports
+    almost never breaks a sample the other three miss; Square stops after ``patience`` fruitless
+    queries (AutoAttack spends all 5000 on every robust sample) and halves its window on the schedule
+    rescaled to the budget (AutoAttack: the raw query counts). APGD-CE (1 run), APGD-T (9 targets, DLR)
+    and the 100 steps are the same.
 
     Square is there to catch masked gradients: where it finds examples the gradient attacks missed,
     it keeps finding them, query after query; where the gradients were sound, it finds none. So it
