@@ -60,7 +60,7 @@ def fashion_model_and_images(n: int = 200):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("norm, eps", [("linf", 0.08), ("l2", 1.5)])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 2.0)])
 def test_autoattack_agrees_with_the_official_package(norm, eps):
     official = pytest.importorskip("pyautoattack")
     model, x, y = fashion_model_and_images()
@@ -71,5 +71,5 @@ def test_autoattack_agrees_with_the_official_package(norm, eps):
     size = (adv - x).flatten(1).abs().amax(1) if norm == "linf" else (adv - x).flatten(1).norm(dim=1)
     with torch.no_grad():
         theirs = 1 - ((model(adv).argmax(1) != y) & (size <= eps * (1 + 1e-5))).float().mean().item()
-    assert 0.05 < theirs < ours.clean_accuracy - 0.05  # a figure that tells attacks apart
-    assert abs(ours.robust_accuracy - theirs) <= 0.005 + 1e-9
+    assert 0 < theirs < ours.clean_accuracy - 0.3  # a figure that tells attacks apart
+    assert abs(ours.robust_accuracy - theirs) <= 0.005 + 1e-6  # one image in 200, float32 rounding aside
