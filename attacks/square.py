@@ -41,6 +41,8 @@ class Square(Attack):
     ``patience`` (0: spend the whole budget; P > 0: stop once P queries in a row have fooled no
     sample of the batch, so a model whose gradients already told the truth does not cost the full
     budget, while on a masked model, where Square keeps finding new examples, it runs on);
+    ``rescaled`` (True: p's halvings come at query counts scaled to the budget, as if it were 10 000, the
+    paper's code's default; False: at the raw counts, as AutoAttack's standard version runs it);
     ``eot`` (scores averaged over that many passes of a randomised model); ``seed``; ``precision``.
     A sample stops costing queries once it is fooled. Every random draw is the sample's own (seed,
     index), but ``patience`` > 0 is judged over the batch, so with it a sample's outcome can depend on
@@ -67,6 +69,7 @@ class Square(Attack):
     queries: int = 5000
     p_init: float = 0.8
     patience: int = 0
+    rescaled: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,8 +107,8 @@ class Square(Attack):
 
     def _p(self, step: int) -> float:
         """Fraction of the image a window covers at ``step``: large moves first, fine ones later."""
-        rescaled = int((step - 1) / self.queries * 10000)
-        return self.p_init / 2 ** sum(rescaled > t for t in _HALVINGS)
+        at = int((step - 1) / self.queries * 10000) if self.rescaled else step - 1
+        return self.p_init / 2 ** sum(at > t for t in _HALVINGS)
 
     def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)

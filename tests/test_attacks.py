@@ -126,6 +126,8 @@ QUICK = {  # keep search attacks short in invariant tests
     "sparse-rs": dict(queries=50),
     "apgd": dict(steps=10),
     "ensemble": dict(steps=5, queries=50),
+    "autoattack": dict(steps=5, queries=50),
+    "fab": dict(steps=10),
     "patch": dict(steps=4),
     "patch-rs": dict(queries=50),
     "universal-patch": dict(passes=1),
@@ -237,7 +239,7 @@ def test_labels_outside_the_models_classes_are_one_clear_line(bad):
 def test_an_attack_refuses_the_settings_it_cannot_honour():
     # gradient settings belong to the gradient attacks; the others do not take them at all
     for name, setting in [("one-pixel", {"bpda": True}), ("one-pixel", {"loss": "margin"}), ("one-pixel", {"eot": 4}),
-                          ("square", {"bpda": True}), ("deepfool", {"loss": "margin"}), ("ensemble", {"loss": "margin"}),
+                          ("square", {"bpda": True}), ("deepfool", {"loss": "margin"}), ("ensemble", {"loss": "margin"}), ("autoattack", {"loss": "margin"}), ("fab", {"loss": "ce"}),
                           ("sparse-rs", {"bpda": True})]:
         with pytest.raises(ConfigError, match=f"unexpected keyword argument '{next(iter(setting))}'"):
             ATTACKS.build(name, eps=1 if name in ("one-pixel", "sparse-rs") else 0.1, **setting)
