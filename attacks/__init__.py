@@ -6,9 +6,11 @@ entry-point group through the same ``register``.
 """
 
 from attacks.apgd import APGD
+from attacks.cw import CW
 from attacks.deepfool import DeepFool
 from attacks.ensemble import Ensemble
 from attacks.fgsm import FGSM
+from attacks.fmn import FMN
 from attacks.fooling import Fooling
 from attacks.one_pixel import OnePixel
 from attacks.patch import AdversarialPatch
@@ -22,5 +24,5 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "CW", "FMN", "AdversarialPatch", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]
