@@ -16,6 +16,10 @@ defaults (c = 1, 50 steps, lr 0.01, no search over c); torchattacks FAB its defa
 box, so its answer is its smallest example (it keeps only examples within ε); Foolbox FMN its defaults
 (100 steps). PGD in the sweep: 20 steps, robustkit's defaults otherwise. FAB of robustkit: a hook,
 run when an attack named ``fab`` is registered (another branch adds it).
+
+Time of table 2: PGD stops on an image once it is fooled, so on an undefended model most of the 8
+runs end after a few steps and the sweep costs about one FMN run (measured: 20 s vs 26 s at 200
+images); FMN's 100 steps do not shrink, so the one run pays off on models where PGD runs its steps.
 """
 
 from __future__ import annotations
