@@ -7,10 +7,12 @@ entry-point group through the same ``register``.
 
 from attacks.apgd import APGD
 from attacks.autoattack import AutoAttack
+from attacks.cw import CW
 from attacks.deepfool import DeepFool
 from attacks.ensemble import Ensemble
 from attacks.fab import FAB
 from attacks.fgsm import FGSM
+from attacks.fmn import FMN
 from attacks.fooling import Fooling
 from attacks.one_pixel import OnePixel
 from attacks.patch import AdversarialPatch
@@ -24,5 +26,5 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "FAB", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "CW", "FAB", "FMN", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

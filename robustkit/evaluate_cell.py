@@ -28,6 +28,7 @@ from robustkit.defense import Defense
 from robustkit.evaluate import Evaluation, attack_figures, evaluate_attack, prepare_attack
 from robustkit.example_grid import example_strip
 from robustkit.fooling_eval import FoolingReport, evaluate_fooling
+from robustkit.norm_curve import stored_norms
 from robustkit.predict import accuracy, verdict_draws
 from robustkit.records import run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
@@ -74,6 +75,8 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start,
                    source=source[1] if source is not None else None)  # fmt: skip
     row.update(clean_correct=pack(result.clean_correct), robust=pack(result.robust), examples=_strip(result.examples))
+    if attack.minimum_norm:  # each sample's smallest verified norm: the whole ε-curve, recomputable from the row
+        row["extra"]["norms"] = stored_norms(result.norms)
     return CellResult(row, result, attack, figures)
 
 

@@ -24,6 +24,7 @@ import torch
 
 from robustkit.errors import ConfigError
 from robustkit.latex import tex
+from robustkit.norm_curve import draw_curve, row_evaluation
 from robustkit.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
 from robustkit.store import unpack
 from robustkit.threat import FAMILIES, threat_class, threat_family
@@ -320,6 +321,7 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
         for entry, group in here.groupby("entry", sort=False):
             group = group.sort_values("eps")
             ax.plot([0.0, *group["eps"]], [clean[entry], *group["robust_accuracy"]], marker="o", label=entry)
+        _draw_one_run_curves(ax, cells[(cells["norm"] == norm) & ~rated(cells)])
         threat = threat_class(norm)
         ax.set(xlabel=threat.budget_axis if threat.budget_axis != "ε" else f"ε ({norm})",
                ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())  # fmt: skip
@@ -333,6 +335,16 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:
+    """Beside the worst-case points: each minimum-norm cell's whole curve, from the norms its row stores."""
+    if "extra" not in cells:
+        return
+    for row in cells.to_dict("records"):
+        evaluation = row_evaluation(row)
+        if evaluation is not None:
+            draw_curve(ax, evaluation, float(row["eps"]), f"{row['entry']} {row['attack']} (one run)", linestyle="--")
 
 
 def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None,

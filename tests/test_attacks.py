@@ -133,6 +133,8 @@ QUICK = {  # keep search attacks short in invariant tests
     "universal-patch": dict(passes=1),
     "stadv": dict(steps=10),
     "fooling": dict(steps=10),
+    "fmn": dict(steps=10),
+    "cw": dict(binary_steps=2, steps=10),
 }
 CASES = [(name, norm) for name in ATTACKS.list() for norm in ATTACKS.get(name).norms]
 
@@ -163,7 +165,7 @@ def test_invariants_of_every_registered_attack(attack_name, norm):
     assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
     assert result.success.shape == y.shape and result.success.dtype == torch.bool
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    assert attack.threat.contains(x, result.x_adv, result.evidence).all()  # spatial: its reported transform
+    assert attack.bound(x.shape[1:]).contains(x, result.x_adv, result.evidence).all()  # spatial: its reported transform; min-norm: the box
     assert [m.training for m in model.modules()] == modes
     assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
     assert [p.requires_grad for p in model.parameters()] == requires
@@ -187,9 +189,10 @@ def test_attacks_keep_reduced_precision_inputs(attack_name):
     attack = build(attack_name, eps=BUDGETS[norm], norm=norm)
     result = attack(model.to(torch.bfloat16), x.to(torch.bfloat16), y)
     assert result.x_adv.dtype == torch.bfloat16
-    assert attack.threat.contains(x.to(torch.bfloat16), result.x_adv, result.evidence).all()
+    bound = attack.bound(x.shape[1:])  # the ε-ball, or for a minimum-norm attack the box
+    assert bound.contains(x.to(torch.bfloat16), result.x_adv, result.evidence).all()
     autocast = build(attack_name, eps=BUDGETS[norm], norm=norm, precision="bf16")(tiny_model(), x, y)
-    assert autocast.x_adv.dtype == torch.float32 and attack.threat.contains(x, autocast.x_adv, autocast.evidence).all()
+    assert autocast.x_adv.dtype == torch.float32 and bound.contains(x, autocast.x_adv, autocast.evidence).all()
 
 
 # ---- regressions found in review ----

@@ -15,10 +15,12 @@ from robustkit.cli.table import echo_table
 from robustkit.checks import CheckReport
 from robustkit.errors import ConfigError
 from robustkit.model_eval import Report, evaluate_model
+from robustkit.evaluate import Evaluation
 from robustkit.example_grid import save_example_grid
 from robustkit.fooling_eval import FoolingReport
 from robustkit.losses import LOSSES
 from robustkit.models import check_model_name
+from robustkit.norm_curve import SCALES, save_curve_plot
 from robustkit.paths import home
 from robustkit.perturbation_file import save_perturbation
 from robustkit.records import append_record, check_outputs, file_sha256
@@ -113,6 +115,9 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
           f"{m['robust_accuracy']:.4f}", f"{m['attack_success_rate']:.4f}", f"{m['median_norm']:.4g}",
           m["n_unverified"], f"{m['images_per_second']:.1f}", *[f"{m[k]:.4f}" for k in extra]]],
     )  # fmt: skip
+    minimum_norm = report.attack.minimum_norm
+    if minimum_norm:
+        _echo_curve(report.outcome, budget)
     if report.checks is not None:
         _echo_checks(report.checks)
     if perturbation_file is None:  # a given δ is cited as given (the record names it); a fitted one is saved
@@ -125,6 +130,10 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
             record["extra"].update({f"{name}_file": str(saved), f"{name}_sha256": file_sha256(saved)})
     if save_examples:
         _save_grid(report, save_examples, model_name, attack_name)
+        if minimum_norm:
+            plot = save_curve_plot(report.outcome, save_examples / f"{model_name}-{attack_name}-{norm}-curve.png", norm=norm,
+                                   eps=budget, title=f"{model_name} {attack_name} {norm}")  # fmt: skip
+            click.echo(f"ε-curve: {plot}")
     _write(outputs, report)
 
 
@@ -139,6 +148,17 @@ def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) 
     grid = save_example_grid(folder / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png", ex["clean"],
                              ex["adversarial"], ex["label"], ex["adversarial_prediction"], report.class_names, norm=norm)  # fmt: skip
     click.echo(f"examples: {grid}")
+
+
+def _echo_curve(outcome: Evaluation, eps: float) -> None:
+    """A minimum-norm run's figure at ``eps``, its median verified norm and the curve at a few multiples of ε."""
+    budgets = [scale * eps for scale in SCALES]
+    points = "  ".join(f"{b:.4g}: {a:.4f}" for b, a in zip(budgets, outcome.curve(budgets)))
+    attacked = int(outcome.clean_correct.sum())
+    found = int((~outcome.norms.isnan()).sum())
+    click.echo(f"minimum-norm run: robust accuracy {outcome.robust_accuracy:.4f} at ε={eps:.4g}, median verified norm "
+               f"{outcome.median_norm:.4g} ({found} of {attacked} attacked samples broken at some ε)")  # fmt: skip
+    click.echo(f"robust accuracy vs ε (one run): {points}")
 
 
 def _write(outputs: list[Path], report: Report) -> None:
