@@ -105,7 +105,8 @@ def test_evaluate_warns_above_the_table_and_the_record_carries_the_flags(tiny, t
     text = result.output
     assert "WARNING" in text and "bpda=true" in text and text.index("WARNING") < text.index("robust acc")
     assert "⚑ zero-gradients" in text
-    extra = json.loads(out.read_text())[0]["extra"]
+    extra = json.loads(json.loads(out.read_text())[0]["extra"])
+    print(text)
     assert "zero-gradients" in extra["checks"] and extra["check_details"]["level"] == "default"
     assert extra["check_details"]["flags"] and extra["unadapted_layers"]
     adapted = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "-o", "bpda=true")
@@ -115,7 +116,7 @@ def test_evaluate_warns_above_the_table_and_the_record_carries_the_flags(tiny, t
 def test_no_checks_turns_them_off_and_with_checks_is_refused_before_any_work(tiny, tmp_path):
     quiet = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--no-checks", "--output", tmp_path / "q.json")
     assert quiet.exit_code == 0 and "⚑" not in quiet.output
-    assert "checks" not in json.loads((tmp_path / "q.json").read_text())[0]["extra"]
+    assert "checks" not in json.loads(json.loads((tmp_path / "q.json").read_text())[0]["extra"])
     both = invoke(*EVAL, "--checkpoint", tiny, "--checks", "--no-checks", "--output", tmp_path / "never.json")
     assert both.exit_code != 0 and both.output.count("\n") == 1 and "--no-checks" in both.output
     assert not (tmp_path / "never.json").exists()
