@@ -34,7 +34,7 @@ EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluat
 CHECKS_VERSION = 2  # part of stored check runs' keys: bump it when a check changes, and they run again
 LEVELS = ("none", "default", "full")
 DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
-DEFAULT_SQUARE_QUERIES = 100  # the default black-box probe: a short Square run on what the white box left
+DEFAULT_SQUARE_QUERIES = 50  # the default black-box probe: a short Square run on what the white box left
 DEFAULT_UNBOUNDED_STEPS = 5  # a whole-box ball needs few steps on a differentiable model
 
 
