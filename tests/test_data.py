@@ -180,3 +180,14 @@ def test_suite_dataset_options_a_data_set_does_not_take_fail_at_load(tmp_path):
     with pytest.raises(ConfigError, match=r"dataset_options: synthetic is resident and 16×16: image_size applies to "
                                           r"imagefolder and imagenet"):  # fmt: skip
         load_suite(tmp_path / "s.yaml")
+
+
+def test_the_record_names_the_data_files_read(tiny_fashion):
+    from robustkit import evaluate_model
+    from robustkit.models import get_model
+
+    folder, _, _ = tiny_fashion
+    data = get_dataset("fashion-mnist", data_dir=folder)
+    report = evaluate_model(get_model("lenet5", data.info), data, "fgsm", n_samples=2, checks="none", progress=False)
+    assert report.record["extra"]["data_files"] == [str(folder / "t10k-images-idx3-ubyte.gz"),
+                                                     str(folder / "t10k-labels-idx1-ubyte.gz")]  # fmt: skip

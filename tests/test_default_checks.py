@@ -146,3 +146,18 @@ def test_the_leaderboard_marks_flagged_figures_and_keeps_them(tiny, tmp_path):
         assert "flagged this figure" in render(leaderboard(cells, checks), fmt)
     frame = pd.read_csv(__import__("io").StringIO(render(leaderboard(cells, checks), "csv")))
     assert "⚑" not in frame.drop(columns=["flagged", "checks"]).to_csv() and "flagged" in frame
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, defense", [("smallcnn", "none"), ("lenet5", "none"), ("smallcnn", "madry")])
+def test_no_false_alarm_on_real_standard_and_madry_models(model, defense):
+    """Briefly trained on real Fashion-MNIST (5000 images, one epoch): default PGD raises no flag."""
+    from robustkit import evaluate_model
+    from robustkit.data import fashion_mnist
+
+    if not fashion_mnist.DEBIAN_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist not installed")
+    trained = invoke("train", "--model", model, "--defense", defense, "--epochs", "1", "--n-train", "5000")
+    assert trained.exit_code == 0, trained.output
+    report = evaluate_model(model, defense=defense, n_samples=200, no_train=True, progress=False)
+    assert report.checks is not None and report.checks.ok, [f.line() for f in report.checks.flags]
