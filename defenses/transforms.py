@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustkit.defense import Defense
-from robustkit.bpda import non_differentiable
+from robustkit.bpda import NonDifferentiable, non_differentiable
 from robustkit.errors import ConfigError
 from robustkit.randomness import Randomised
 from robustkit.registry import DEFENSES
@@ -56,7 +56,7 @@ class Transformed(nn.Module):
 # ---- the transforms: parameter-free modules on [0, 1] pixels ----
 
 
-class BitDepth(nn.Module):
+class BitDepth(NonDifferentiable):
     """Round every pixel to one of 2^bits levels (Xu et al., NDSS 2018, feature squeezing)."""
 
     def __init__(self, bits: int) -> None:
@@ -103,7 +103,7 @@ def _constants(quality: int, device: torch.device, dtype: torch.dtype) -> tuple[
     return tuple(t.to(device, dtype) for t in made)
 
 
-class Jpeg(nn.Module):
+class Jpeg(NonDifferentiable):
     """JPEG's lossy step in torch: 8×8 block DCT-II, quantise with the quality-scaled tables, invert.
 
     Colour images go through YCbCr (luma table for Y, chroma table for Cb and Cr; no chroma

@@ -3,25 +3,80 @@
 After Athalye, Carlini & Wagner (ICML 2018) and Carlini et al.'s evaluation checklist (2019). Each
 check measures something cheap on the evaluation subset and raises a ``Flag`` naming what it saw and
 what to try; a clean report means none of these symptoms showed, not that the model is robust.
+
+Two levels, one function: ``default`` (run by every evaluation unless turned off) looks for the
+symptoms of a non-differentiable, randomised or saturating model at a few percent of the attack's
+cost; ``full`` adds the ε sweep, the strong PGD and the APGD/Square comparison. The checks attack the
+model the way the evaluated attack does (``Adaptation``: its BPDA and EOT), so an adapted run is judged
+as adapted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustkit.bpda import non_differentiable_modules
 from robustkit.data.base import IndexedSplit, Split
 from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
+from robustkit.randomness import randomised_modules
 from robustkit.registry import ATTACKS
 from robustkit.threat import threat_class, threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
-CHECKS_VERSION = 1  # part of stored check runs' keys: bump it when a check changes, and they run again
+CHECKS_VERSION = 2  # part of stored check runs' keys: bump it when a check changes, and they run again
+LEVELS = ("none", "default", "full")
+DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
+DEFAULT_SQUARE_QUERIES = 50  # the default black-box probe: a short Square run on what the white box left
+DEFAULT_UNBOUNDED_STEPS = 5  # a whole-box ball needs few steps on a differentiable model
+
+
+def check_level(value: bool | str | None) -> str:
+    """``none``, ``default`` or ``full`` from what a caller passes (True: full; False or None: none)."""
+    if value is True or value is False or value is None:
+        return "full" if value else "none"
+    if value not in LEVELS:
+        raise ConfigError(f"checks must be one of {', '.join(LEVELS)} (or true / false), got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How the evaluated attack differentiates the model (BPDA, EOT): the checks attack it the same way."""
+
+    bpda: bool = False
+    eot: int = 1
+
+    @classmethod
+    def of(cls, attack: Any) -> Adaptation:
+        """From an attack, or its settings as a mapping (a stored cell's); attacks without them are plain."""
+        get = attack.get if isinstance(attack, Mapping) else lambda key, default: getattr(attack, key, default)
+        return cls(bool(get("bpda", False)), int(get("eot", 1) or 1))
+
+    def settings(self) -> dict[str, Any]:
+        return {"bpda": self.bpda, "eot": self.eot}
+
+
+def unadapted_layers(model: nn.Module, attack: Any) -> list[str]:
+    """Warnings from the model's modules alone, before any check runs: a non-differentiable layer under an
+    attack that could use BPDA and does not, a randomised one under an attack that could use EOT and does not."""
+    said = []
+    rounding = sorted({type(m).__name__ for m in non_differentiable_modules(model)})
+    if rounding and getattr(attack, "bpda", True) is False:
+        said.append(f"the model holds a non-differentiable layer ({', '.join(rounding)}) and the attack runs "
+                    "without BPDA: its gradients are zero or meaningless → try -o bpda=true")  # fmt: skip
+    random = sorted({type(m).__name__ for m in randomised_modules(model)})
+    if random and getattr(attack, "eot", 2) == 1:
+        said.append(f"the model holds a randomised layer ({', '.join(random)}) and the attack takes one draw per "
+                    "step → try -o eot=16 (Expectation over Transformation)")  # fmt: skip
+    return said
 
 
 @dataclass(frozen=True)
@@ -38,6 +93,8 @@ class Flag:
 class CheckReport:
     flags: list[Flag] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
+    level: str = "full"
+    adaptation: Adaptation = Adaptation()
 
     @property
     def ok(self) -> bool:
@@ -48,7 +105,8 @@ class CheckReport:
         return "ok" if self.ok else ", ".join(f.check for f in self.flags)
 
     def to_dict(self) -> dict:
-        return {"summary": self.summary(), "flags": [asdict(f) for f in self.flags], "figures": self.figures}
+        return {"summary": self.summary(), "flags": [asdict(f) for f in self.flags], "figures": self.figures,
+                "level": self.level, "adaptation": self.adaptation.settings()}  # fmt: skip
 
 
 def run_checks(
@@ -58,42 +116,104 @@ def run_checks(
     *,
     norm: str,
     eps: float,
+    level: str = "full",
+    adaptation: Adaptation = Adaptation(),
+    white: Tensor | None = None,
     steps: int = 10,
     square_queries: int = 1000,
     seed: int = 0,
     tolerance: float = 0.03,
     batch_size: int = 256,
 ) -> CheckReport:
-    """Run every check on a split (or ``images`` and ``labels``; a few hundred are plenty) at the
-    evaluated ``norm`` and ``eps``.
+    """Run the checks of ``level`` (``default`` or ``full``) on a split (or ``images`` and ``labels``; a
+    few hundred are plenty, ``default`` uses ``DEFAULT_SAMPLES``) at the evaluated ``norm`` and ``eps``.
 
-    The split is decoded once and held (every check attacks the same images again), so memory grows
-    with its few hundred samples, not with the data set; forward passes go batch by batch.
-    ``tolerance`` is the change in robust accuracy (absolute, plus one sample) taken as noticeable.
+    ``white`` (bool per sample: robust under the evaluated attack) lets the default level compare the
+    black box with the figure actually reported instead of running PGD again. The split is decoded once
+    and held (every check attacks the same images again), so memory grows with its few hundred samples,
+    not with the data set; forward passes go batch by batch. ``tolerance`` is the change in robust
+    accuracy (absolute, plus one sample) taken as noticeable.
     """
     if isinstance(images, IndexedSplit):
         images, labels = images.load().images, images.labels
     elif labels is None:
         raise ConfigError("run_checks takes a split, or images and labels")
-    report = CheckReport()
+    if level not in ("default", "full"):
+        raise ConfigError(f"run_checks runs the default or the full checks, not {level!r}")
+    quick = level == "default"
+    report = CheckReport(level=level, adaptation=adaptation)
     param = next(model.parameters(), None)
     device = param.device if param is not None else images.device
     images, labels = images.to(device), labels.to(device)
     n = len(labels)
     slack = tolerance + 1.0 / max(n, 1)
-    _check_forward(model, images, report, batch_size)
-    _check_gradients(model, images, labels, report, batch_size)
-    resident = Split(images, labels)
+    _check_forward(model, images, report, batch_size, averaged=adaptation.eot > 1)
+    _check_gradients(model, images, labels, report, batch_size, adaptation)
 
-    def robust(attack) -> Tensor:
-        return evaluate_attack(model, resident, attack, batch_size=batch_size, progress=False).robust
+    def robust(attack, keep: Tensor | None = None) -> Tensor:
+        """Per sample, robust under ``attack``; with ``keep`` only those samples are attacked (others: False)."""
+        chosen = Split(images, labels) if keep is None else Split(images[keep], labels[keep])
+        outcome = evaluate_attack(model, chosen, attack, batch_size=batch_size, progress=False).robust.to(device)
+        if keep is None:
+            return outcome
+        return torch.zeros(n, dtype=torch.bool, device=device).masked_scatter(keep, outcome)
 
     # by registered name: the core names the attacks it needs, never imports a plugin module
     pgd, apgd, square = (ATTACKS.get(name) for name in ("pgd", "apgd", "square"))
+    adapted = adaptation.settings()
 
-    base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed))
-    sweep = {f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed)).float().mean().item() if f != 1.0
-             else base.float().mean().item() for f in EPS_FACTORS}  # fmt: skip
+    base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed, **adapted)) if white is None or not quick else white.to(device)
+    report.figures["pgd_accuracy" if white is None or not quick else "evaluated_accuracy"] = base.float().mean().item()
+    if not quick:
+        _check_eps_sweep(report, base, lambda f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed, **adapted)), slack)
+
+    large, _ = threat_model(norm, eps).whole_box_budget(tuple(images.shape[1:]))  # a budget reaching the whole box
+    far = DEFAULT_UNBOUNDED_STEPS if quick else max(steps, 20)
+    unbounded = robust(pgd(eps=large, norm=norm, steps=far, seed=seed, **adapted)).float().mean().item()
+    report.figures["pgd_accuracy_unbounded"] = unbounded
+    if unbounded > 0.1:
+        report.flags.append(Flag("unbounded-attack-fails",
+                                 f"PGD with ε covering the whole input box leaves accuracy at {unbounded:.3f} (expected ≈ 0)",
+                                 "gradients do not lead anywhere: look for non-differentiable or randomised layers; "
+                                 "try -o bpda=true, -o eot=16, or the square attack"))  # fmt: skip
+
+    white_name, white_box = "the evaluated attack" if white is not None and quick else f"PGD-{steps}", base
+    if not quick:
+        strong = robust(pgd(eps=eps, norm=norm, steps=10 * steps, restarts=3, seed=seed, **adapted))
+        report.figures["pgd_strong_accuracy"] = strong.float().mean().item()
+        drop = report.figures["pgd_accuracy"] - report.figures["pgd_strong_accuracy"]
+        if drop > slack:
+            report.flags.append(Flag("more-iterations-help",
+                                     f"PGD-{steps}: {report.figures['pgd_accuracy']:.3f}, PGD-{10 * steps}×3 restarts: "
+                                     f"{report.figures['pgd_strong_accuracy']:.3f}",
+                                     "the weaker attack had not converged; report the ensemble (APGD + Square), not PGD-"
+                                     f"{steps}"))  # fmt: skip
+        # the white-box side is the best of three gradient attacks: PGD-CE alone has blind spots (a fixed
+        # step, a saturating loss) that a black-box margin search can beat without any masking
+        white_name, white_box = "PGD and APGD (CE, DLR)", strong & robust(apgd(eps=eps, norm=norm, steps=10 * steps, seed=seed, **adapted))
+        if num_classes(model, images) >= 3:  # DLR needs three logits
+            white_box &= robust(apgd(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed, **adapted))
+    if threat_class(norm).name not in square.norms:  # no black-box search in this ball (L1): no comparison to make
+        return report
+    # Square only attacks what the white box left: only those samples can show it beaten
+    queries = DEFAULT_SQUARE_QUERIES if quick else square_queries
+    black = robust(square(eps=eps, norm=norm, queries=queries, seed=seed, eot=adaptation.eot), keep=white_box)
+    only_black = (~black & white_box).float().mean().item()
+    report.figures["white_box_accuracy"] = white_box.float().mean().item()
+    report.figures["broken_only_by_square"] = only_black
+    if only_black > slack:
+        report.flags.append(Flag("black-box-beats-white-box",
+                                 f"Square ({queries} queries) broke {only_black:.3f} of the samples that {white_name} "
+                                 f"could not (white-box accuracy {report.figures['white_box_accuracy']:.3f}, with "
+                                 f"Square {black.float().mean().item():.3f})",
+                                 "gradients mislead the white-box attacks: try -o bpda=true (non-differentiable "
+                                 "layers) or -o eot=16 (randomness), and trust the ensemble's figure"))  # fmt: skip
+    return report
+
+
+def _check_eps_sweep(report: CheckReport, base: Tensor, robust_at: Callable[[float], Tensor], slack: float) -> None:
+    """A larger ball contains the smaller one: accuracy that rises with ε means the attack is failing."""
+    sweep = {f: (robust_at(f) if f != 1.0 else base).float().mean().item() for f in EPS_FACTORS}
     report.figures.update({f"pgd_accuracy_eps_x{f:g}": a for f, a in sweep.items()})
     rises = [(a, b) for a, b in zip(EPS_FACTORS, EPS_FACTORS[1:]) if sweep[b] > sweep[a] + slack]
     if rises:
@@ -103,55 +223,16 @@ def run_checks(
                                  "a larger ball contains the smaller one, so the attack is failing: the loss "
                                  "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16"))  # fmt: skip
 
-    large, _ = threat_model(norm, eps).whole_box_budget(tuple(images.shape[1:]))  # a budget reaching the whole box
-    unbounded = robust(pgd(eps=large, norm=norm, steps=max(steps, 20), seed=seed)).float().mean().item()
-    report.figures["pgd_accuracy_unbounded"] = unbounded
-    if unbounded > 0.1:
-        report.flags.append(Flag("unbounded-attack-fails",
-                                 f"PGD with ε covering the whole input box leaves accuracy at {unbounded:.3f} (expected ≈ 0)",
-                                 "gradients do not lead anywhere: look for non-differentiable or randomised layers; "
-                                 "try -o bpda=true, -o eot=16, or the square attack"))  # fmt: skip
 
-    strong = robust(pgd(eps=eps, norm=norm, steps=10 * steps, restarts=3, seed=seed))
-    report.figures["pgd_accuracy"] = base.float().mean().item()
-    report.figures["pgd_strong_accuracy"] = strong.float().mean().item()
-    drop = report.figures["pgd_accuracy"] - report.figures["pgd_strong_accuracy"]
-    if drop > slack:
-        report.flags.append(Flag("more-iterations-help",
-                                 f"PGD-{steps}: {report.figures['pgd_accuracy']:.3f}, PGD-{10 * steps}×3 restarts: "
-                                 f"{report.figures['pgd_strong_accuracy']:.3f}",
-                                 "the weaker attack had not converged; report the ensemble (APGD + Square), not PGD-"
-                                 f"{steps}"))  # fmt: skip
-
-    # the white-box side is the best of three gradient attacks: PGD-CE alone has blind spots (a fixed
-    # step, a saturating loss) that a black-box margin search can beat without any masking
-    white = strong & robust(apgd(eps=eps, norm=norm, steps=10 * steps, seed=seed))
-    if num_classes(model, images) >= 3:  # DLR needs three logits
-        white &= robust(apgd(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed))
-    if threat_class(norm).name not in square.norms:  # no black-box search in this ball (L1): no comparison to make
-        return report
-    black = robust(square(eps=eps, norm=norm, queries=square_queries, seed=seed))
-    only_black = (~black & white).float().mean().item()
-    report.figures["square_accuracy"] = black.float().mean().item()
-    report.figures["broken_only_by_square"] = only_black
-    if only_black > slack:
-        report.flags.append(Flag("black-box-beats-white-box",
-                                 f"Square broke {only_black:.3f} of the samples that PGD and APGD (CE, DLR) could "
-                                 f"not (Square accuracy {report.figures['square_accuracy']:.3f} vs white box "
-                                 f"{white.float().mean().item():.3f})",
-                                 "gradients mislead the white-box attacks: try -o bpda=true (non-differentiable "
-                                 "layers) or -o eot=16 (randomness), and trust the ensemble's figure"))  # fmt: skip
-    return report
-
-
-def _check_forward(model: nn.Module, images: Tensor, report: CheckReport, batch_size: int) -> None:
-    """A randomised forward pass makes every single-draw gradient (and verdict) a sample."""
+def _check_forward(model: nn.Module, images: Tensor, report: CheckReport, batch_size: int, *, averaged: bool) -> None:
+    """A randomised forward pass makes every single-draw gradient (and verdict) a sample; an attack that
+    averages over draws (``averaged``: EOT) has answered it, so the figure is kept and nothing is flagged."""
     with torch.no_grad(), eval_mode(model):
         first = torch.cat([model(x).float() for x in images.split(batch_size)])
         second = torch.cat([model(x).float() for x in images.split(batch_size)])
     differs = (first - second).abs().amax().item()
     report.figures["forward_max_difference"] = differs
-    if differs > 1e-4 * max(first.abs().amax().item(), 1.0):
+    if differs > 1e-4 * max(first.abs().amax().item(), 1.0) and not averaged:
         changed = (predict(model, images, draws=1) != first.argmax(1)).float().mean().item()  # one pass, no vote
         report.flags.append(Flag("randomised-forward",
                                  f"two eval-mode passes on the same inputs differ by up to {differs:.3g} in the "
@@ -160,23 +241,31 @@ def _check_forward(model: nn.Module, images: Tensor, report: CheckReport, batch_
                                  "report accuracy over several draws"))  # fmt: skip
 
 
-def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: CheckReport, batch_size: int) -> None:
-    """Zero or NaN input gradients leave gradient attacks blind.
+def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: CheckReport, batch_size: int,
+                     adaptation: Adaptation) -> None:  # fmt: skip
+    """Zero or NaN input gradients leave gradient attacks blind; a saturated softmax blinds cross-entropy.
 
-    The logit margin is differentiated, not cross-entropy, whose gradient underflows to 0 on very
-    confident samples of a perfectly normal model.
+    The logit margin is differentiated for the first, since it does not saturate. Cross-entropy's input
+    gradient is only exactly 0 when every other class's probability underflows (margins of ~100 in
+    float32), which a normally trained model does not reach: there even the sign of PGD's step is lost.
+    Gradients are taken as the attack takes them (BPDA, EOT).
     """
-    probe = ATTACKS.get("pgd")(eps=0.0, loss="margin")
-    with eval_mode(model):
-        try:
-            grad = torch.cat([probe.loss_and_grad(model, x, y, None)[1]
-                              for x, y in zip(images.split(batch_size), labels.split(batch_size))])  # fmt: skip
-        except RuntimeError:  # the output does not depend on the input through autograd at all
-            grad = torch.zeros_like(images)
-    flat = grad.flatten(1)
+    margin, ce = (ATTACKS.get("pgd")(eps=0.0, loss=loss, **adaptation.settings()) for loss in ("margin", "ce"))
+
+    def gradients(probe) -> Tensor:
+        with eval_mode(model):
+            try:
+                return torch.cat([probe.loss_and_grad(model, x, y, None)[1].flatten(1)
+                                  for x, y in zip(images.split(batch_size), labels.split(batch_size))])  # fmt: skip
+            except RuntimeError:  # the output does not depend on the input through autograd at all
+                return torch.zeros_like(images).flatten(1)
+
+    flat = gradients(margin)
     nan = (~torch.isfinite(flat)).any(1).float().mean().item()
-    zero = (flat == 0).all(1).float().mean().item()
-    report.figures.update({"gradient_nan_fraction": nan, "gradient_zero_fraction": zero})
+    zero = (flat == 0).all(1)
+    saturated = ((gradients(ce) == 0).all(1) & ~zero).float().mean().item()
+    zero = zero.float().mean().item()
+    report.figures.update({"gradient_nan_fraction": nan, "gradient_zero_fraction": zero, "ce_gradient_zero_fraction": saturated})
     if nan > 0:
         report.flags.append(Flag("nan-gradients", f"{nan:.3f} of the samples have NaN or infinite input gradients",
                                  "a layer is not differentiable where it is used; try -o bpda=true"))  # fmt: skip
@@ -184,3 +273,8 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: C
         report.flags.append(Flag("zero-gradients", f"{zero:.3f} of the samples have an input gradient of exactly 0",
                                  "a quantising or thresholding layer (e.g. bit-depth reduction, JPEG) blocks "
                                  "gradients: try -o bpda=true (straight-through backward), or the square attack"))  # fmt: skip
+    if saturated > 0.05:
+        report.flags.append(Flag("saturated-softmax",
+                                 f"{saturated:.3f} of the samples have a cross-entropy input gradient of exactly 0 "
+                                 "(the softmax saturates; the logit margin still has a gradient)",
+                                 "huge logits blind cross-entropy: try --loss margin (or dlr), or the ensemble"))  # fmt: skip

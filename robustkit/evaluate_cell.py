@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from robustkit.attack import Attack
 from robustkit.budget import warn_if_covers_box
-from robustkit.checks import CHECKS_VERSION, CheckReport, run_checks
+from robustkit.checks import CHECKS_VERSION, DEFAULT_SAMPLES, Adaptation, CheckReport, run_checks, unadapted_layers
 from robustkit.checkpoint import read_record
 from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.defense import Defense
@@ -37,6 +38,7 @@ from robustkit.store import pack
 from robustkit.suite import Cell, ModelEntry, Suite
 from robustkit.threat import default_eps
 
+log = logging.getLogger(__name__)
 CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards
 _COLUMN_FIGURES = ("n", "clean_accuracy", "robust_accuracy", "attack_success_rate", "median_norm", "n_unverified")
 
@@ -67,11 +69,15 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     if not attack.threat.clean_images:
         return _fooling(cell, attack, model, data, subset, device, provenance, progress, start)
     crafted_on = source[0] if source is not None else model
+    unadapted = unadapted_layers(crafted_on, attack)
+    for line in unadapted:  # said before any figure (or flag) is computed
+        log.warning("warning: %s", line)
     attack, fitted = prepare_attack(attack, crafted_on, data, fit_samples=suite.fit_samples, seed=suite.seed,
                                     progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None, keep_examples=keep_examples)  # fmt: skip
-    figures = {**result.metrics(), **fitted, **attack_figures(attack, model, subset), "verify_draws": verdict_draws(model)}
+    figures = {**result.metrics(), **fitted, **attack_figures(attack, model, subset), "verify_draws": verdict_draws(model),
+               **({"unadapted_layers": unadapted} if unadapted else {})}  # fmt: skip
     row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start,
                    source=source[1] if source is not None else None)  # fmt: skip
     row.update(clean_correct=pack(result.clean_correct), robust=pack(result.robust), examples=_strip(result.examples))
@@ -147,21 +153,35 @@ def entry_defense(entry: ModelEntry, data: ImageDataset) -> Defense | None:
     return DEFENSES.build(entry.defense, **settings)
 
 
-def check_key(suite: Suite, entry: ModelEntry, sha: str, norm: str, eps: float) -> str:
+def check_key(suite: Suite, entry: ModelEntry, sha: str, norm: str, eps: float, adaptation: Adaptation = Adaptation(),
+              level: str | None = None) -> str:  # fmt: skip
     """Store key of an entry's check run: everything its outcome depends on, hashed like a cell's."""
     text = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
             "seed": suite.seed, "n": suite.check_samples, "entry": entry.describe(), "checkpoint_sha256": sha,
-            "checks_version": CHECKS_VERSION, "norm": norm, "eps": eps}  # fmt: skip
+            "checks_version": CHECKS_VERSION, "norm": norm, "eps": eps, "level": level or suite.checks,
+            "adaptation": adaptation.settings()}  # fmt: skip
     return hashlib.sha256(json.dumps(text, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def check_entry(suite: Suite, entry: ModelEntry, model: nn.Module, subset: IndexedSplit, norm: str, eps: float,
-                sha: str) -> tuple[CheckReport, dict[str, Any]]:  # fmt: skip
-    """The gradient-masking checks on the first ``check_samples`` of the subset, and their store row."""
+                sha: str, *, adaptation: Adaptation = Adaptation(), level: str | None = None,
+                white: Tensor | None = None) -> tuple[CheckReport, dict[str, Any]]:  # fmt: skip
+    """The gradient-masking checks of ``level`` [the suite's] on the first ``check_samples`` of the subset
+    (at most ``DEFAULT_SAMPLES`` for the default level), and their store row.
+
+    ``white`` (per sample of ``subset``: robust under the evaluated attack) is what the default level's
+    black-box probe is compared with; without it the checks run PGD themselves.
+    """
     start = time.perf_counter()
-    take = subset.subset(min(suite.check_samples, len(subset)), seed=suite.seed)
-    report = run_checks(model, take, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size)
-    row = {"key": check_key(suite, entry, sha, norm, eps), "suite": suite.name, "entry": entry.name,
+    level = level or suite.checks
+    n = min(suite.check_samples, DEFAULT_SAMPLES) if level == "default" else suite.check_samples
+    chosen = subset.choose(min(n, len(subset)), seed=suite.seed)
+    take = subset if chosen is None else subset.take(chosen)
+    if white is not None and chosen is not None:
+        white = white[chosen.to(white.device)]
+    report = run_checks(model, take, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size, level=level,
+                        adaptation=adaptation, white=white)  # fmt: skip
+    row = {"key": check_key(suite, entry, sha, norm, eps, adaptation, level), "suite": suite.name, "entry": entry.name,
            "checkpoint_sha256": sha, "norm": norm, "eps": eps, "n": len(take), "summary": report.summary(),
            "details": report.to_dict(), "seconds": time.perf_counter() - start,
            "created": run_metadata(torch.device("cpu"), suite.seed)["created"]}  # fmt: skip

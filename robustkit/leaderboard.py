@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from robustkit.errors import ConfigError
+from robustkit.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
 from robustkit.latex import tex
 from robustkit.norm_curve import draw_curve, row_evaluation
 from robustkit.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
@@ -139,8 +140,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
         here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")["robust_accuracy"]
         table[column] = here
     for (attack, norm, eps), group in sorted(cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])):
-        name = "reliable" if attack == "ensemble" else attack  # the ensemble's figure is the one to trust
-        table[f"{name} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
+        table[f"{_figure_name(attack)} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
     if not classes.empty:
         fooled = worst_case(classes)  # per class: robust only if no attack found a verified image
         for (norm, eps), group in fooled.groupby(["norm", "eps"], sort=True):
@@ -149,6 +149,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
         scored = set(zip(cells["entry"], cells["checkpoint_sha256"]))  # checks of older weights do not count
         current = checks[[(e, s) in scored for e, s in zip(checks["entry"], checks["checkpoint_sha256"])]]
         table["checks"] = _check_verdicts(current, table.index)
+        table[FLAGGED] = flagged_columns(cells, current, table.index, _figure_name)
     worst_columns = [c for c in table.columns if c.startswith("worst ")]
     table[MEAN] = table[worst_columns].mean(axis=1, skipna=True)
     table = add_published(table, published)
@@ -160,6 +161,11 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
     front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, MEAN, *measured]
     back = ["attack_seconds", *provenance.columns, *([PUBLISHED_SOURCE] if PUBLISHED_SOURCE in table else [])]
     return table[front + [c for c in table.columns if c not in front + back] + back]
+
+
+def _figure_name(attack: str) -> str:
+    """An attack's column stem: the ensemble's figure is the one to trust, so it is called ``reliable``."""
+    return "reliable" if attack == "ensemble" else attack
 
 
 # a figure column: "worst linf ε=0.1", "reliable l2 ε=1.5", "pgd-bpda linf ε=0.1" (names hold no spaces)
@@ -257,13 +263,17 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
     if fmt == "json":
         return table.to_json(orient="records", indent=1, force_ascii=False)
     show = settings is not None and not settings.empty
+    table, numeric, legend = with_marks(table, _text)
     if fmt == "md":
-        return _markdown(table) + (f"\n**Attack settings**\n\n{_markdown(settings)}" if show else "")
+        legend = f"\n{legend}\n" if legend else ""
+        return _markdown(table, numeric) + legend + (f"\n**Attack settings**\n\n{_markdown(settings)}" if show else "")
     if fmt == "html":
+        legend = f'\n<p class="legend">{html.escape(legend)}</p>' if legend else ""
         after = f"\n<h2>Attack settings</h2>\n{_html(settings, 'settings')}" if show else ""
-        return _html(table, "leaderboard") + after
+        return _html(table, "leaderboard") + legend + after
+    legend = f"\n\\smallskip\n\n{tex(legend)}\n" if legend else ""
     after = f"\n\\medskip\n\n{_latex(settings, wrap='settings')}" if show else ""
-    return "% robustkit leaderboard: needs \\usepackage{booktabs}\n" + _latex(table) + after
+    return "% robustkit leaderboard: needs \\usepackage{booktabs}\n" + _latex(table, numeric=numeric) + legend + after
 
 
 def _html(table: pd.DataFrame, kind: str) -> str:
@@ -282,17 +292,19 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def _markdown(table: pd.DataFrame, numeric: set[str] | None = None) -> str:
+    """GitHub Markdown; ``numeric`` columns are right-aligned [those of a numeric dtype]."""
+    numeric = numeric if numeric is not None else {c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
     lines = ["| " + " | ".join(map(str, table.columns)) + " |",
-             "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"]
+             "|" + "|".join("---:" if c in numeric else "---" for c in table.columns) + "|"]
     lines += ["| " + " | ".join(_text(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
-def _latex(table: pd.DataFrame, wrap: str | None = None) -> str:
+def _latex(table: pd.DataFrame, wrap: str | None = None, numeric: set[str] | None = None) -> str:
     """A booktabs tabular, every header and cell escaped (``tex``); column ``wrap`` breaks its lines."""
-    align = "".join(r"p{0.5\linewidth}" if c == wrap else "r" if pd.api.types.is_numeric_dtype(table[c]) else "l"
-                    for c in table.columns)  # fmt: skip
+    numeric = numeric if numeric is not None else {c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
+    align = "".join(r"p{0.5\linewidth}" if c == wrap else "r" if c in numeric else "l" for c in table.columns)
     norms = [c == "norm" for c in table.columns]
     header = " & ".join(tex(str(c), norms=True) for c in table.columns) + r" \\"
     rows = [" & ".join(tex(_text(v), norms=n) for v, n in zip(row, norms)) + r" \\" for row in table.itertuples(index=False)]
@@ -426,7 +438,7 @@ attack failed on it. Click a column to sort.</p>
   const head = table.tHead.rows;
   const headers = Array.from(head[head.length - 1].cells);  // the column names, under the threat-model groups
   function value(row, i) {{
-    const text = row.cells[i].textContent.trim();
+    const text = row.cells[i].textContent.replace("⚑", "").trim();  // a flagged figure sorts as its number
     const number = parseFloat(text);
     return text !== "" && !isNaN(number) && /^[-+0-9.eE]+$/.test(text) ? number : text.toLowerCase();
   }}

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from robustkit import distributed
 from robustkit.attack import Attack
-from robustkit.checks import CheckReport
+from robustkit.checks import Adaptation, CheckReport, check_level
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.device import resolve_device
@@ -90,7 +90,7 @@ def evaluate_model(
     source: str | nn.Module | None = None,
     source_checkpoint: str | Path | None = None,
     source_defense: str = "none",
-    checks: bool = False,
+    checks: bool | str = "default",
     check_samples: int = 200,
     device: str | torch.device = "auto",
     batch_size: int = 256,
@@ -108,7 +108,11 @@ def evaluate_model(
     checkpoint was trained with. A module is evaluated as given (in eval mode, its modes restored;
     moved only to an explicitly named ``device``); names are resolved (loaded, trained unless
     ``no_train``). ``suite`` names the one-cell suite the record belongs to (a leaderboard's name).
+    ``checks``: the gradient-masking checks to run after the attack, ``default`` (cheap: on at most
+    ``DEFAULT_SAMPLES`` samples; skipped where gradient attacks cannot step), ``full`` (or True) or
+    ``none`` (or False); their flags go to ``Report.checks`` and the record's ``extra``.
     """
+    level = check_level(checks)
     settings = {k.replace("-", "_"): v for k, v in (attack_settings or {}).items() if v is not None}
     for reserved in ("eps", "norm", "seed", "perturbation"):
         if reserved in settings:
@@ -119,7 +123,7 @@ def evaluate_model(
         check_model_name(source)
     elif source is None and source_checkpoint is None and source_defense != "none":
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
-    if checks and norm is not None and not threat_class(norm).gradient_steps:
+    if level == "full" and norm is not None and not threat_class(norm).gradient_steps:
         raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
     options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
     data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
@@ -132,9 +136,9 @@ def evaluate_model(
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
     built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
-    if checks and not threat_class(norm).gradient_steps:
+    if level == "full" and not threat_class(norm).gradient_steps:
         raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
-    if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or checks):
+    if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or level == "full"):
         raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
     device = _device(device, model)
     distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
@@ -151,16 +155,22 @@ def evaluate_model(
                 seed=seed, fit_samples=fit_samples, batch_size=batch_size, check_samples=check_samples,
                 attacks=(AttackEntry(attack, norm, (budget,), settings),))  # fmt: skip
     cell = Cell(one, entry, one.attacks[0], budget, crafted, given_sha)
+    if not threat_class(norm).gradient_steps or not built.threat.clean_images:
+        level = "none"  # the default checks step with gradients: where they cannot, there is nothing to check
+    subset = data.test.subset(n_samples, seed=seed)  # before any training: missing data is said first
     net, provenance = _obtain(model, entry, data, device, seed, no_train)
     pair = _obtain(source if source is not None else model, crafted, data, device, seed, no_train) if crafted else None
-    subset = data.test.subset(n_samples, seed=seed)
     with eval_mode(net):
         result = evaluate_cell(cell, net, data, subset, device=device, provenance=provenance, source=pair, attack=built,
                                progress=progress, keep_examples=keep_examples)  # fmt: skip
         report, check_row = None, None
-        if checks:
-            report, check_row = check_entry(one, entry, net, subset, norm, budget, provenance.sha256)
+        if level != "none":
+            own = pair is None and delta is None and not result.attack.learns_from_data  # a per-sample figure of its own
+            report, check_row = check_entry(one, entry, net, subset, norm, budget, provenance.sha256, level=level,
+                                            adaptation=Adaptation.of(result.attack),
+                                            white=result.outcome.robust if own else None)  # fmt: skip
             result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
+    result.row["extra"]["data_files"] = list(data.files_read("test"))
     if pair is not None:
         result.row["extra"]["source_checkpoint"] = str(pair[1].path) if pair[1].path else pair[1].description
     if given_sha is not None:

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustkit import distributed
+from robustkit.checks import Adaptation
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.evaluate_cell import check_entry, check_key, entry_defense, evaluate_cell
@@ -60,7 +61,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
         bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=True if quiet else None)
         for number, entry in enumerate(suite.models):
             mine = [c for c in cells if c.entry is entry]
-            checks = _check_keys(suite, entry, models.cached_sha(entry)) if suite.checks and number % shard[1] == shard[0] else {}
+            mine_checks = suite.checks != "none" and number % shard[1] == shard[0]
+            checks = _check_keys(suite, entry, models.cached_sha(entry)) if mine_checks else {}
             cell_keys = _keys(mine, models)
             if distributed.agree(all(store.has(k) for k in cell_keys) and
                                  all(store.has(k, "checks") for k in checks.values()), device):  # fmt: skip
@@ -85,11 +87,11 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                         store.put(row)
                     evaluated += 1
                 bar.update(1)
-            for (norm, eps), key in _check_keys(suite, entry, sha).items() if checks else ():
+            for (norm, eps, adaptation), key in _check_keys(suite, entry, sha).items() if mine_checks else ():
                 keys.add(key)
                 if not distributed.agree(store.has(key, "checks"), device):
                     bar.set_postfix_str(f"{entry.name} checks {norm} ε={eps:.4g}")
-                    row = check_entry(suite, entry, model, subset, norm, eps, sha)[1]
+                    row = check_entry(suite, entry, model, subset, norm, eps, sha, adaptation=adaptation)[1]
                     if distributed.is_main():
                         store.put(row, "checks")
             if not suite.transfer:
@@ -145,9 +147,9 @@ def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
     return keys
 
 
-def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float], str | None]:
+def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float, Adaptation], str | None]:
     """Store keys of an entry's check runs (None while its weights do not exist)."""
-    return {(norm, eps): None if sha is None else check_key(suite, entry, sha, norm, eps) for norm, eps in suite.check_points()}
+    return {point: None if sha is None else check_key(suite, entry, sha, *point) for point in suite.check_points()}
 
 
 def _checkpoint_for(entry: ModelEntry, data: ImageDataset) -> Path:

@@ -19,6 +19,7 @@ import yaml
 
 from robustkit.checkpoint import is_weights_file
 from robustkit.data import check_dataset_settings
+from robustkit.checks import Adaptation, check_level
 from robustkit.errors import ConfigError, RobustkitError
 from robustkit.models import check_model_name
 from robustkit.published import read_published
@@ -129,7 +130,7 @@ class Suite:
     batch_size: int = 256
     path: Path | None = None
     transfer: tuple[AttackEntry, ...] = ()  # attacks crafted on every entry and scored on every entry
-    checks: bool = True  # run the gradient-masking checks per (entry, norm, ε) of the gradient attacks
+    checks: str = "default"  # gradient-masking checks per (entry, norm, ε, BPDA/EOT) of the gradient attacks: none | default | full
     check_samples: int = 200
     published: Path | None = None  # a table of published figures to show beside ours (``robustkit.published``)
 
@@ -141,9 +142,11 @@ class Suite:
                   for a in self.transfer for e in a.eps]  # fmt: skip
         return [c for j, c in enumerate(every) if j % count == index]
 
-    def check_points(self) -> list[tuple[str, float]]:
-        """The (norm, ε) pairs the gradient-masking checks run at: those of the gradient-norm attacks."""
-        return list(dict.fromkeys((a.norm, e) for a in self.attacks if threat_class(a.norm).gradient_steps for e in a.eps))
+    def check_points(self) -> list[tuple[str, float, Adaptation]]:
+        """Where the gradient-masking checks run: each (norm, ε) of the gradient-norm attacks, once per way
+        those attacks differentiate the model (BPDA, EOT), so an adapted attack's cells are judged as adapted."""
+        return list(dict.fromkeys((a.norm, e, Adaptation.of(a.settings)) for a in self.attacks
+                                  if threat_class(a.norm).gradient_steps for e in a.eps))  # fmt: skip
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -178,9 +181,7 @@ def _suite(raw: Any, path: Path) -> Suite:
     attacks = tuple(_attack(a, f"attacks[{i}]") for i, a in enumerate(_list(data["attacks"], "attacks")))
     transfer = tuple(_attack(a, f"transfer[{i}]") for i, a in enumerate(_list(data["transfer"], "transfer"))
                      ) if "transfer" in data else ()  # fmt: skip
-    checks = data.get("checks", True)
-    if not isinstance(checks, bool):
-        raise ConfigError(f"checks must be true or false, got {checks!r}")
+    checks = check_level(data.get("checks", "default"))  # true: the full set, as --checks
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"models: two entries are both called '{max(names, key=names.count)}'; give one a label")

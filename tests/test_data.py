@@ -44,11 +44,12 @@ def test_fashion_mnist_reads_idx_files_into_float_tensors(tiny_fashion):
     assert len(data.test) == 2
 
 
-def test_search_order_puts_data_dir_before_environment(tiny_fashion, monkeypatch, tmp_path):
+def test_a_data_dir_is_the_only_place_looked_and_the_environment_comes_before_the_system_copy(tiny_fashion, monkeypatch, tmp_path):
     folder, _, _ = tiny_fashion
     monkeypatch.setenv("ROBUSTKIT_DATA", str(tmp_path / "env"))
-    dirs = get_dataset("fashion-mnist", data_dir=folder).search_dirs()
-    assert dirs.index(folder) < dirs.index(tmp_path / "env") < dirs.index(fashion_mnist.DEBIAN_DIR)
+    assert all(folder in d.parents or d == folder for d in get_dataset("fashion-mnist", data_dir=folder).search_dirs())
+    dirs = get_dataset("fashion-mnist").search_dirs()
+    assert dirs.index(tmp_path / "env") < dirs.index(fashion_mnist.DEBIAN_DIR)
     # the environment variable alone is enough
     monkeypatch.setenv("ROBUSTKIT_DATA", str(folder))
     assert len(get_dataset("fashion-mnist").train) == 5
@@ -56,10 +57,31 @@ def test_search_order_puts_data_dir_before_environment(tiny_fashion, monkeypatch
 
 def test_missing_fashion_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, no_system_copy):
     with pytest.raises(DataError) as err:
-        get_dataset("fashion-mnist", data_dir=tmp_path / "empty").train
+        get_dataset("fashion-mnist").train
+    message = str(err.value)
+    assert "\n" not in message and "apt-get install dataset-fashion-mnist" in message and "--download" in message
+
+
+def test_a_data_dir_without_the_files_is_one_line_naming_them_and_never_falls_back(tmp_path, monkeypatch):
+    """The system copy and $ROBUSTKIT_DATA exist, but a folder named on purpose is the only one read."""
+    elsewhere = tmp_path / "elsewhere"
+    write_idx_pair(elsewhere, "t10k", torch.zeros(2, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.uint8))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", elsewhere)
+    monkeypatch.setenv("ROBUSTKIT_DATA", str(elsewhere))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "t10k-images-idx3-ubyte.gz").write_bytes(b"")  # one of the two is there
+    with pytest.raises(DataError) as err:
+        get_dataset("fashion-mnist", data_dir=tmp_path / "empty").test
     message = str(err.value)
     assert "\n" not in message and str(tmp_path / "empty") in message
-    assert "apt-get install dataset-fashion-mnist" in message and "--download" in message
+    assert "t10k-labels-idx1-ubyte" in message and "t10k-images" not in message
+    assert len(get_dataset("fashion-mnist").test) == 2  # without --data-dir the other copies are found
+
+
+def test_the_files_read_are_named(tiny_fashion):
+    folder, _, _ = tiny_fashion
+    data = get_dataset("fashion-mnist", data_dir=folder)
+    assert data.files_read("test") == (str(folder / "t10k-images-idx3-ubyte.gz"), str(folder / "t10k-labels-idx1-ubyte.gz"))
 
 
 @pytest.mark.skipif(not fashion_mnist.DEBIAN_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
@@ -158,3 +180,14 @@ def test_suite_dataset_options_a_data_set_does_not_take_fail_at_load(tmp_path):
     with pytest.raises(ConfigError, match=r"dataset_options: synthetic is resident and 16×16: image_size applies to "
                                           r"imagefolder and imagenet"):  # fmt: skip
         load_suite(tmp_path / "s.yaml")
+
+
+def test_the_record_names_the_data_files_read(tiny_fashion):
+    from robustkit import evaluate_model
+    from robustkit.models import get_model
+
+    folder, _, _ = tiny_fashion
+    data = get_dataset("fashion-mnist", data_dir=folder)
+    report = evaluate_model(get_model("lenet5", data.info), data, "fgsm", n_samples=2, checks="none", progress=False)
+    assert report.record["extra"]["data_files"] == [str(folder / "t10k-images-idx3-ubyte.gz"),
+                                                     str(folder / "t10k-labels-idx1-ubyte.gz")]  # fmt: skip

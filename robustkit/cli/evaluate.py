@@ -61,9 +61,12 @@ from robustkit.threat import parse_eps, threat_class
 @click.option("--source-checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Weights of the source model [its cached checkpoint; trained if missing].")  # fmt: skip
 @click.option("--source-defense", default="none", show_default=True, help="Defense the source model was trained with.")
-@click.option("--checks", is_flag=True, help="Also run the gradient-masking checks and print their flags.")
+@click.option("--checks", is_flag=True, help="Run the full set of gradient-masking checks (ε sweep, strong PGD, "
+              "APGD vs Square) instead of the cheap default ones.")  # fmt: skip
+@click.option("--no-checks", is_flag=True, help="Run no gradient-masking checks (by default a cheap subset runs "
+              "after the attack and a flagged figure is said to be suspect).")  # fmt: skip
 @click.option("--check-samples", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Samples of the subset the checks use.")  # fmt: skip
+              help="Samples of the subset the checks use (the default checks use at most 64 of them).")  # fmt: skip
 @runtime_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--output", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -73,10 +76,12 @@ from robustkit.threat import parse_eps, threat_class
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, workers, eps, norm, pixels, population, generations,
              steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
-             checkpoint, weights, no_train, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, check_samples,
+             checkpoint, weights, no_train, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, no_checks, check_samples,
              device, seed, batch_size, outputs, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
     run of ``robustkit.evaluate_model``; its record is a results-store row)."""
+    if checks and no_checks:
+        raise ConfigError("--checks (the full set) and --no-checks (none) contradict each other: give one")
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     outputs = check_outputs(outputs)  # a file that cannot take the record is refused before any work
     named = norm or ATTACKS.default(attack_name, "norm")
@@ -93,7 +98,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
         eps=pixels if pixels is not None else eps, norm=norm, n_samples=n_samples, seed=seed, weights=weights,
         checkpoint=checkpoint, defense=defense, defense_eps=defense_eps, attack_settings=settings,
         perturbation=perturbation_file, fit_samples=fit_samples, source=source_model, source_checkpoint=source_checkpoint,
-        source_defense=source_defense, checks=checks, check_samples=check_samples, device=device, batch_size=batch_size,
+        source_defense=source_defense, checks="none" if no_checks else "full" if checks else "default", check_samples=check_samples, device=device, batch_size=batch_size,
         no_train=no_train,
     )  # fmt: skip
     if not distributed.is_main():
@@ -106,6 +111,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
         return
     m, budget, norm = report.figures, record["eps"], record["norm"]
     extra = [k for k in ("fooling_rate", "fit_fooling_rate") if k in m]
+    _echo_warnings(report)
     if report.source is not None:
         click.echo(f"transfer: examples crafted on {source_model or model_name} ({report.source.description}), scored on {model_name}")
     echo_table(
@@ -118,7 +124,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     minimum_norm = report.attack.minimum_norm
     if minimum_norm:
         _echo_curve(report.outcome, budget)
-    if report.checks is not None:
+    if report.checks is not None and report.checks.ok:
         _echo_checks(report.checks)
     if perturbation_file is None:  # a given δ is cited as given (the record names it); a fitted one is saved
         for name, tensor in report.perturbation.items():
@@ -168,11 +174,29 @@ def _write(outputs: list[Path], report: Report) -> None:
 
 def _echo_checks(report: CheckReport) -> None:
     if report.ok:
-        click.echo("gradient-masking checks: no flags (" + ", ".join(f"{k} {v:.3g}" for k, v in report.figures.items()) + ")")
+        click.echo(f"gradient-masking checks ({report.level}): no flags ("
+                   + ", ".join(f"{k} {v:.3g}" for k, v in report.figures.items()) + ")")  # fmt: skip
         return
-    click.echo(f"gradient-masking checks: {len(report.flags)} flag(s)")
+    click.echo(f"gradient-masking checks ({report.level}): {len(report.flags)} flag(s)")
     for flag in report.flags:
         click.echo(f"  ⚑ {flag.line()}")
+
+
+def _echo_warnings(report: Report) -> None:
+    """The data read, then, above the table, what makes its figure suspect: layers the attack is not
+    adapted to, and the checks' flags with what to try."""
+    files = report.record["extra"].get("data_files") or []
+    click.echo(f"data: {report.record['dataset']} test split from {', '.join(files) if files else 'memory'}")
+    unadapted = report.record["extra"].get("unadapted_layers") or []
+    flagged = report.checks is not None and not report.checks.ok
+    if not unadapted and not flagged:
+        return
+    click.echo("⚠ WARNING: the robust accuracy below is likely too high (gradient masking)")
+    for line in unadapted:
+        click.echo(f"  ⚠ {line}")
+    if flagged:
+        _echo_checks(report.checks)
+    click.echo("  other routes: the ensemble (--attack ensemble), or the full checks (--checks)")
 
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:

@@ -78,12 +78,17 @@ class IndexedSplit(ABC):
         The choice depends only on the split's length and the seed, so resident and streaming splits
         of the same items choose the same ones, and only the chosen items are ever decoded.
         """
+        chosen = self.choose(n_samples, seed)
+        return self if chosen is None else self.take(chosen)
+
+    def choose(self, n_samples: int | None, seed: int = 0) -> Tensor | None:
+        """The positions ``subset`` keeps (None: every item), e.g. to pick per-sample outcomes alongside."""
         if n_samples is None or n_samples >= len(self):
-            return self
+            return None
         if n_samples <= 0:
             raise ConfigError(f"n_samples must be positive, got {n_samples}")
         generator = torch.Generator().manual_seed(seed)
-        return self.take(torch.randperm(len(self), generator=generator)[:n_samples].sort().values)
+        return torch.randperm(len(self), generator=generator)[:n_samples].sort().values
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,11 @@ class ImageDataset(ABC):
 
     @abstractmethod
     def load_split(self, split: SplitName) -> IndexedSplit: ...
+
+    def files_read(self, split: SplitName) -> tuple[str, ...]:
+        """Where a split's data came from (files, or the folder read), so a header and a record can name
+        them: the given data folder unless a data set knows better."""
+        return (str(self.data_dir),) if self.data_dir is not None else ()
 
     def split(self, split: SplitName) -> IndexedSplit:
         if split not in ("train", "test"):

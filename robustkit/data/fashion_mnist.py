@@ -31,13 +31,14 @@ class FashionMNIST(ImageDataset):
         return DatasetInfo(self.name, 10, (1, 28, 28), _CLASSES, mean=(0.2860,), std=(0.3530,))
 
     def search_dirs(self) -> list[Path]:
-        """Where the IDX files are looked for, in order."""
-        roots = [self.data_dir, os.environ.get("ROBUSTKIT_DATA"), paths.data_root()]
+        """Where the IDX files are looked for, in order: only the given ``data_dir`` when there is one
+        (a folder named on purpose that lacks the files is an error, never a silent fall-back)."""
+        roots = [self.data_dir] if self.data_dir else [os.environ.get("ROBUSTKIT_DATA"), paths.data_root()]
         dirs = []
         for root in (Path(r).expanduser() for r in roots if r):
             # the folder itself, our own layout, and torchvision's download layout
             dirs += [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
-        return [*dirs, DEBIAN_DIR]
+        return dirs if self.data_dir else [*dirs, DEBIAN_DIR]
 
     def _find(self, stem: str) -> Path | None:
         for directory in self.search_dirs():
@@ -46,11 +47,19 @@ class FashionMNIST(ImageDataset):
                     return candidate
         return None
 
+    def files_read(self, split: SplitName) -> tuple[str, ...]:
+        return tuple(str(self._find(stem)) for stem in _FILES[split] if self._find(stem) is not None)
+
     def load_split(self, split: SplitName) -> Split:
         image_stem, label_stem = _FILES[split]
         if self._find(image_stem) is None and self.download:
             self._download()
         image_file, label_file = self._find(image_stem), self._find(label_stem)
+        if (image_file is None or label_file is None) and self.data_dir is not None:
+            missing = ", ".join(stem for stem, found in ((image_stem, image_file), (label_stem, label_file)) if found is None)
+            raise DataError(f"--data-dir {self.data_dir} holds no fashion-mnist {split} files ({missing}[.gz], looked "
+                            "in it, its fashion-mnist/ and FashionMNIST/raw/); point it at the folder that holds them, "
+                            "or leave it out to use the system copy")  # fmt: skip
         if image_file is None or label_file is None:
             looked = ", ".join(str(d) for d in dict.fromkeys(self.search_dirs()))
             raise DataError(

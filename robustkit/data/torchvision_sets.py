@@ -43,6 +43,9 @@ class TorchvisionDataset(ImageDataset):
     def root(self) -> Path:
         return self.data_dir or Path(os.environ.get("ROBUSTKIT_DATA") or paths.data_root())
 
+    def files_read(self, split: SplitName) -> tuple[str, ...]:
+        return (str(self.root()),)
+
     def load_split(self, split: SplitName) -> Split:
         import torchvision.datasets
 

@@ -1,0 +1,163 @@
+"""The default (cheap) gradient-masking checks: on by default, silent on normal models, loud on masked ones,
+quiet again once the attack is adapted (BPDA, EOT); flagged figures marked in every leaderboard format."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from attack_fixtures import DATA, tiny_model
+from attacks import PGD, Square
+from defenses import BitDepthReduction, GaussianNoise, JpegQuantization
+from robustkit.checks import Adaptation, check_level, run_checks, unadapted_layers
+from robustkit.cli import main
+from robustkit.errors import ConfigError
+from robustkit.leaderboard import leaderboard, render
+from robustkit.runner import run_suite
+from robustkit.store import read_stores
+from robustkit.suite import load_suite
+
+X, Y = DATA.test.images[:48], DATA.test.labels[:48]
+MASKING = {"bit-depth": BitDepthReduction(bits=2), "jpeg": JpegQuantization(quality=20), "gaussian-noise": GaussianNoise(sigma=0.3)}
+
+
+def default_flags(model, adaptation=Adaptation()) -> set[str]:
+    return {f.check for f in run_checks(model, X, Y, norm="linf", eps=0.1, level="default", adaptation=adaptation).flags}
+
+
+def test_the_default_checks_stay_silent_on_a_normal_model():
+    report = run_checks(tiny_model(), X, Y, norm="linf", eps=0.1, level="default")
+    assert report.ok, [f.line() for f in report.flags]
+    assert report.figures["pgd_accuracy_unbounded"] == 0.0 and report.figures["gradient_zero_fraction"] == 0.0
+    assert "pgd_accuracy_eps_x0.5" not in report.figures  # the ε sweep is the full set's
+
+
+@pytest.mark.parametrize("name", list(MASKING))
+def test_the_default_checks_flag_masking_defenses_under_plain_pgd(name):
+    assert default_flags(MASKING[name].wrap(tiny_model()).eval())
+
+
+def test_the_default_checks_judge_an_adapted_attack_as_adapted():
+    """BPDA sees through rounding, EOT answers randomness: the same checks, run as the attack runs, are quiet."""
+    rounding = BitDepthReduction(bits=2).wrap(tiny_model()).eval()
+    assert {"zero-gradients", "unbounded-attack-fails"} <= default_flags(rounding)
+    assert not default_flags(rounding, Adaptation(bpda=True))
+    noisy = GaussianNoise(sigma=0.3).wrap(tiny_model()).eval()
+    assert "randomised-forward" in default_flags(noisy)
+    assert "randomised-forward" not in default_flags(noisy, Adaptation(eot=8))
+
+
+def test_a_saturated_softmax_is_flagged():
+    class Huge(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = tiny_model()
+
+        def forward(self, x):
+            return self.model(x) * 1e4  # CE's input gradient underflows to exactly 0; the margin's does not
+
+    assert "saturated-softmax" in default_flags(Huge().eval())
+
+
+def test_unadapted_layers_are_named_from_the_modules_alone():
+    rounding = BitDepthReduction(bits=2).wrap(tiny_model())
+    said = unadapted_layers(rounding, PGD(eps=0.1))
+    assert len(said) == 1 and "BitDepth" in said[0] and "bpda=true" in said[0]
+    assert unadapted_layers(rounding, PGD(eps=0.1, bpda=True)) == []
+    assert unadapted_layers(rounding, Square(eps=0.1)) == []  # takes no gradient: nothing to adapt
+    noisy = GaussianNoise(sigma=0.1).wrap(tiny_model())
+    assert "eot=16" in unadapted_layers(noisy, PGD(eps=0.1))[0] and unadapted_layers(noisy, PGD(eps=0.1, eot=4)) == []
+    assert unadapted_layers(tiny_model(), PGD(eps=0.1)) == []
+
+
+@pytest.mark.parametrize("value, level", [(True, "full"), (False, "none"), (None, "none"), ("default", "default")])
+def test_check_levels(value, level):
+    assert check_level(value) == level
+    with pytest.raises(ConfigError, match="none, default, full"):
+        check_level("some")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    trained = invoke("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32",
+                     "--lr", "0.05", "--precision", "fp32", "--out", path)  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    return path
+
+
+EVAL = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "32", "--steps", "5"]
+
+
+def test_evaluate_warns_above_the_table_and_the_record_carries_the_flags(tiny, tmp_path):
+    out = tmp_path / "r.json"
+    result = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--output", out)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "WARNING" in text and "bpda=true" in text and text.index("WARNING") < text.index("robust acc")
+    assert "⚑ zero-gradients" in text
+    extra = json.loads(json.loads(out.read_text())[0]["extra"])
+    print(text)
+    assert "zero-gradients" in extra["checks"] and extra["check_details"]["level"] == "default"
+    assert extra["check_details"]["flags"] and extra["unadapted_layers"]
+    adapted = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "-o", "bpda=true")
+    assert adapted.exit_code == 0 and "WARNING" not in adapted.output and "no flags" in adapted.output
+
+
+def test_no_checks_turns_them_off_and_with_checks_is_refused_before_any_work(tiny, tmp_path):
+    quiet = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--no-checks", "--output", tmp_path / "q.json")
+    assert quiet.exit_code == 0 and "⚑" not in quiet.output
+    assert "checks" not in json.loads(json.loads((tmp_path / "q.json").read_text())[0]["extra"])
+    both = invoke(*EVAL, "--checkpoint", tiny, "--checks", "--no-checks", "--output", tmp_path / "never.json")
+    assert both.exit_code != 0 and both.output.count("\n") == 1 and "--no-checks" in both.output
+    assert not (tmp_path / "never.json").exists()
+
+
+def test_the_leaderboard_marks_flagged_figures_and_keeps_them(tiny, tmp_path):
+    """Plain PGD on the bit-depth entry is marked; PGD with BPDA and the worst case (which BPDA keeps honest) are not."""
+    suite = {"name": "marks", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 32,
+             "models": [{"model": "lenet5", "checkpoint": str(tiny)},
+                        {"model": "lenet5", "checkpoint": str(tiny), "defense": "bit-depth", "label": "squeezed",
+                         "defense_settings": {"bits": 2}}],
+             "attacks": [{"attack": "pgd", "norm": "linf", "eps": 0.1, "settings": {"steps": 5}},
+                         {"attack": "pgd", "name": "pgd-bpda", "norm": "linf", "eps": 0.1,
+                          "settings": {"steps": 5, "bpda": True}}]}  # fmt: skip
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "r.sqlite", device=torch.device("cpu"), progress=False)
+    cells, checks = read_stores([tmp_path / "r.sqlite"]), read_stores([tmp_path / "r.sqlite"], "checks")
+    assert len(checks) == 4  # per entry: plain and BPDA
+    table = leaderboard(cells, checks).set_index("entry")
+    assert table.loc["squeezed", "flagged"] == "pgd linf ε=0.1" and table.loc["lenet5", "flagged"] == ""
+    assert isinstance(table.loc["squeezed", "pgd linf ε=0.1"], float)  # the figure stays a number
+    md = render(leaderboard(cells, checks), "md")
+    row = next(line for line in md.splitlines() if line.startswith("| 2 ") or "squeezed" in line)
+    assert f"{table.loc['squeezed', 'pgd linf ε=0.1']:.4f} ⚑" in row and "flagged" not in md.splitlines()[0]
+    assert "⚑ the gradient-masking checks flagged" in md
+    for fmt in ("html", "latex"):
+        assert "flagged this figure" in render(leaderboard(cells, checks), fmt)
+    frame = pd.read_csv(__import__("io").StringIO(render(leaderboard(cells, checks), "csv")))
+    assert "⚑" not in frame.drop(columns=["flagged", "checks"]).to_csv() and "flagged" in frame
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, defense", [("smallcnn", "none"), ("lenet5", "none"), ("smallcnn", "madry")])
+def test_no_false_alarm_on_real_standard_and_madry_models(model, defense):
+    """Briefly trained on real Fashion-MNIST (5000 images, one epoch): default PGD raises no flag."""
+    from robustkit import evaluate_model
+    from robustkit.data import fashion_mnist
+
+    if not fashion_mnist.DEBIAN_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist not installed")
+    trained = invoke("train", "--model", model, "--defense", defense, "--epochs", "1", "--n-train", "5000")
+    assert trained.exit_code == 0, trained.output
+    report = evaluate_model(model, defense=defense, n_samples=200, no_train=True, progress=False)
+    assert report.checks is not None and report.checks.ok, [f.line() for f in report.checks.flags]
