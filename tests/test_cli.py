@@ -67,7 +67,7 @@ def test_train_saves_into_the_cache_by_default_at_a_recipe_path_of_its_own(isola
     result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1")
     assert result.exit_code == 0, result.output
     folder = isolated_home / "checkpoints" / "synthetic"
-    assert [p.name for p in folder.glob("lenet5-none*.safetensors")] == [f"lenet5-none-{recipe_tag({'epochs': 1})}.safetensors"]
+    assert [p.name for p in folder.glob("lenet5-none*.safetensors")] == [f"lenet5-none-{recipe_tag('lenet5', None, {'epochs': 1})}.safetensors"]
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def _cached(path, epochs, model="lenet5"):
 
 def test_evaluate_finds_the_runners_recipe_checkpoint(isolated_home, tmp_path, no_training):
     recipe = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 200})
-    assert recipe.name == f"lenet5-none-{recipe_tag({'epochs': 1, 'n_train': 200})}.safetensors"
+    assert recipe.name == f"lenet5-none-{recipe_tag('lenet5', None, {'epochs': 1, 'n_train': 200})}.safetensors"
     _cached(recipe, 1)
     out = tmp_path / "r.json"
     assert run(*EVAL, "--model", "lenet5", "--no-train", "--output", str(out)).exit_code == 0

@@ -140,8 +140,8 @@ def test_checkpoint_every_is_validated_and_names_no_recipe():
         TrainConfig(checkpoint_every=0)
     with pytest.raises(ConfigError, match="resume_path"):
         train_model(dropout_model(), DATA.train, CONFIG, progress=False)
-    assert recipe_tag({"checkpoint_every": 100}) is None
-    assert recipe_tag({"epochs": 3, "checkpoint_every": 100}) == recipe_tag({"epochs": 3})
+    assert recipe_tag("lenet5", None, {"checkpoint_every": 100}) is None
+    assert recipe_tag("lenet5", None, {"epochs": 3, "checkpoint_every": 100}) == recipe_tag("lenet5", None, {"epochs": 3})
     assert "checkpoint_every" not in CONFIG.recipe()
 
 
