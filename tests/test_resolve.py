@@ -234,3 +234,27 @@ def test_parallel_processes_train_an_entry_once_and_load_the_same_weights(isolat
     assert trained.read_text() == "trained\n"
     first, second = shas.get(timeout=5), shas.get(timeout=5)
     assert first == second == file_sha256(pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64}))
+
+
+def test_a_setting_equal_to_the_models_own_default_trains_into_the_default_path(isolated_home):
+    """Issue 23: `train --model lenet5 --lr 0.05` (lenet5's own lr) is the default recipe, so evaluate finds
+    one checkpoint; only what departs from the filled-in recipe is hashed into a tag."""
+    import hashlib
+    import json
+
+    from defenses import MadryTraining
+
+    default = pipeline.cache_path(DATA, "lenet5", None)
+    assert default.name == "lenet5-none.safetensors"
+    assert pipeline.cache_path(DATA, "lenet5", None, {"lr": 0.05, "epochs": 4, "augment": False}) == default
+    changed = pipeline.cache_path(DATA, "lenet5", None, {"lr": 0.05, "epochs": 1})
+    assert changed.name == f"lenet5-none-recipe{hashlib.sha256(json.dumps({'epochs': 1}).encode()).hexdigest()[:8]}.safetensors"
+    madry = MadryTraining(eps=0.1)
+    assert pipeline.cache_path(DATA, "lenet5", madry, {"epochs": 10}) == pipeline.cache_path(DATA, "lenet5", madry)
+    assert pipeline.cache_path(DATA, "lenet5", None, {"epochs": 10}) != default  # 10 is madry's, not lenet5's
+    trained = run("train", "--model", "lenet5", "--dataset", "synthetic", "--lr", "0.05")
+    assert trained.exit_code == 0, trained.output
+    assert sorted(p.name for p in default.parent.glob("*.safetensors")) == [default.name]
+    assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
+    shown = run("train", "--help").output
+    assert "[0.1; lenet5 0.05]" in " ".join(shown.split()) and "lenet5 4, smallcnn 3" in " ".join(shown.split())

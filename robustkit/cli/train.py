@@ -107,6 +107,9 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     echo_table(
         ["model", "dataset", "defense", "epochs", "train acc", "test acc", "seconds", "img/s"],
         [[model_name, record.dataset, record.defense, record.epochs, f"{last['train_accuracy']:.4f}",
-          f"{result.test_accuracy:.4f}", f"{result.seconds:.0f}", f"{last['images_per_second']:.0f}"]],
+          f"{result.test_accuracy:.4f}", f"{result.seconds:.0f}", f"{result.images_per_second:.0f}"]],
     )  # fmt: skip
+    if result.resumed:  # the table's time and rate are the whole run's, as the epoch lines are
+        click.echo(f"seconds and img/s cover the whole run: {result.seconds_here:.0f} s of it since resuming at epoch "
+                   f"{result.resumed_from_epoch + 1}")  # fmt: skip
     click.echo(f"checkpoint: {path}")
