@@ -31,13 +31,18 @@ def recipe_tag(model_name: str, defense: Defense | None, overrides: dict[str, An
     (``--lr 0.05`` on lenet5, whose recipe says 0.05) changes nothing, so equal trainings share one
     path. Settings that leave the weights alone (``checkpoint_every``) name nothing either.
     """
-    trained = defense.recipe if defense is not None and defense.trains_weights else {}
-    default = TrainConfig.for_model(model_name, trained).recipe()
-    changed = {k: v for k, v in (overrides or {}).items()
-               if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)}  # fmt: skip
+    changed = departures(model_name, defense, overrides)
     if not changed:
         return None
     return "recipe" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def departures(model_name: str, defense: Defense | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The overrides that change the weights from what (model, defense)'s own recipe trains."""
+    trained = defense.recipe if defense is not None and defense.trains_weights else {}
+    default = TrainConfig.for_model(model_name, trained).recipe()
+    return {k: v for k, v in (overrides or {}).items()
+            if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)}  # fmt: skip
 
 
 def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None = None) -> Path:
