@@ -28,7 +28,7 @@ from robustkit.errors import ConfigError
 from robustkit.evaluate import Evaluation
 from robustkit.evaluate_cell import check_entry, entry_defense, evaluate_cell
 from robustkit.fooling_eval import FoolingReport
-from robustkit.models import check_model_name
+from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
 from robustkit.perturbation_file import load_perturbation
 from robustkit.records import file_sha256
@@ -188,7 +188,7 @@ def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:
 
 
 def _entry(model: str | nn.Module, defense: str, trained: dict, checkpoint, weights) -> ModelEntry:
-    name = model if isinstance(model, str) else type(model).__name__
+    name = model if isinstance(model, str) else model_name(model)
     settings = {k: v for k, v in trained.items() if v is not None} if defense != "none" else {}
     return ModelEntry(name, defense, settings, Path(checkpoint) if checkpoint is not None else None,
                       weights=str(weights) if weights is not None else None)  # fmt: skip
@@ -211,7 +211,7 @@ def _obtain(model: str | nn.Module, entry: ModelEntry, data: ImageDataset, devic
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     sha = digest.hexdigest()[:16]
     wrapped = defense.wrap(model) if defense is not None else model
-    return wrapped, Provenance(f"{IN_MEMORY} {type(model).__name__} sha256 {sha}", None, sha)
+    return wrapped, Provenance(f"{IN_MEMORY} {model_name(model)} sha256 {sha}", None, sha)
 
 
 def fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> dict:

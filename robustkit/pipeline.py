@@ -23,24 +23,37 @@ from robustkit.train import NOT_RECIPE, TrainConfig, TrainResult, train_model
 log = logging.getLogger(__name__)
 
 
-def recipe_tag(overrides: dict[str, Any] | None) -> str | None:
-    """``recipe<8 hex>`` naming training settings beyond the default recipe (None for the default);
-    settings that leave the weights alone (``checkpoint_every``) name nothing."""
-    overrides = {k: v for k, v in (overrides or {}).items() if k not in NOT_RECIPE}
-    if not overrides:
+def recipe_tag(model_name: str, defense: Defense | None, overrides: dict[str, Any] | None) -> str | None:
+    """``recipe<8 hex>`` naming what a training changes from the default recipe of (model, defense)
+    (None when it changes nothing).
+
+    The defaults are filled in first: an override equal to the model's or the defense's own value
+    (``--lr 0.05`` on lenet5, whose recipe says 0.05) changes nothing, so equal trainings share one
+    path. Settings that leave the weights alone (``checkpoint_every``) name nothing either.
+    """
+    changed = departures(model_name, defense, overrides)
+    if not changed:
         return None
-    return "recipe" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    return "recipe" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def departures(model_name: str, defense: Defense | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The overrides that change the weights from what (model, defense)'s own recipe trains."""
+    trained = defense.recipe if defense is not None and defense.trains_weights else {}
+    default = TrainConfig.for_model(model_name, trained).recipe()
+    return {k: v for k, v in (overrides or {}).items()
+            if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)}  # fmt: skip
 
 
 def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None = None) -> Path:
     """The cached checkpoint of (dataset, model, defense, its threat model, training overrides).
 
     A defense that trains no weights (an input transform) shares the undefended model's checkpoint.
-    Overrides of the default recipe (``train:`` in a suite, ``--epochs`` etc. on ``train``) get a
-    path of their own, so a checkpoint of one recipe never replaces another's.
+    Overrides that change the default recipe (``train:`` in a suite, ``--epochs`` etc. on ``train``)
+    get a path of their own (``recipe_tag``), so a checkpoint of one recipe never replaces another's.
     """
     trained = defense is not None and defense.trains_weights
-    tag = "-".join(t for t in (defense.tag() if trained else None, recipe_tag(recipe)) if t) or None
+    tag = "-".join(t for t in (defense.tag() if trained else None, recipe_tag(model_name, defense, recipe)) if t) or None
     return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
 
 

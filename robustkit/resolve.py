@@ -36,6 +36,7 @@ from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import check_model_name, get_model, model_source
+from robustkit.missing_checkpoint import missing_hint
 from robustkit.pipeline import cache_path, train_and_save
 from robustkit.records import file_sha256
 
@@ -108,9 +109,7 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
     path = cache_path(data, model_name, defense, recipe)
     what = f"({data.info.name}, {model_name}, {defense.name if defense else 'none'})"
     if not allow_train:
-        flags = f" --defense {defense.name}" if defense is not None and defense.trains_weights else ""
-        raise CheckpointError(f"no checkpoint for {what} at {path}; make one with `robustkit train --model "
-                              f"{model_name} --dataset {data.info.name}{flags}`, or pass --checkpoint/--weights")  # fmt: skip
+        raise CheckpointError(f"no checkpoint for {what} at {path}; {missing_hint(model_name, data, defense, recipe)}")
     with _training_lock(path):
         if path.is_file():  # another process (a parallel shard) trained it while this one waited
             return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe, seed=seed,

@@ -34,6 +34,7 @@ class TrainState:
     stopped: bool = False  # a defense's guard ended training
     sums: list[float] = field(default_factory=lambda: [0.0] * 4)  # the epoch's sums so far, over all ranks
     seconds: float = 0.0  # the epoch's training time so far
+    run_seconds: float = 0.0  # the whole run's training time so far, every process before this one included
 
 
 def architecture(model: nn.Module) -> str:
@@ -47,6 +48,7 @@ def save_state(path: Path, state: TrainState, settings: dict[str, Any], model: n
     """Write ``state`` atomically; ``settings`` (JSON) must match for a later ``load_state``."""
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                "next_epoch": state.epoch, "step": state.step, "sums": list(state.sums), "seconds": state.seconds,
+               "run_seconds": state.run_seconds,
                "history": state.history, "stopped": state.stopped,
                "settings": json.dumps({**settings, "model": architecture(model)}, sort_keys=True),
                "guard": guard.state_dict() if hasattr(guard, "state_dict") else None}  # fmt: skip
@@ -84,4 +86,6 @@ def load_state(path: Path, settings: dict[str, Any], model: nn.Module, optimizer
         raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
     return TrainState(epoch=int(payload["next_epoch"]), step=int(payload["step"]), history=list(payload["history"]),
                       stopped=bool(payload["stopped"]), sums=[float(s) for s in payload["sums"]],
-                      seconds=float(payload["seconds"]))  # fmt: skip
+                      seconds=float(payload["seconds"]),
+                      run_seconds=float(payload.get("run_seconds", sum(r["seconds"] for r in payload["history"]) +
+                                                    payload["seconds"])))  # files of older versions: the epochs' own times  # fmt: skip

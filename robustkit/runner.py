@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,15 +58,21 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
     evaluated = skipped = 0
     keys: set[str] = set()
     quiet = not progress or not distributed.is_main()
-    with ResultStore(store_path) as store:
+    # Only rank 0 opens the store: every decision is rank 0's (``agree``), so the others have nothing
+    # to read there, and ranks opening one new SQLite file at once race for its creation and its
+    # switch to WAL (retried in ``ResultStore``, but a wait that load can stretch past any timeout).
+    with ResultStore(store_path) if distributed.is_main() else nullcontext() as store:
+        def held(key: str | None, table: str = "cells") -> bool:
+            return store is not None and store.has(key, table)
+
         bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=True if quiet else None)
         for number, entry in enumerate(suite.models):
             mine = [c for c in cells if c.entry is entry]
             mine_checks = suite.checks != "none" and number % shard[1] == shard[0]
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if mine_checks else {}
             cell_keys = _keys(mine, models)
-            if distributed.agree(all(store.has(k) for k in cell_keys) and
-                                 all(store.has(k, "checks") for k in checks.values()), device):  # fmt: skip
+            if distributed.agree(all(held(k) for k in cell_keys) and
+                                 all(held(k, "checks") for k in checks.values()), device):  # fmt: skip
                 keys.update(cell_keys, checks.values())  # all present in the store, so none is None
                 skipped += len(mine)
                 bar.update(len(mine))
@@ -75,7 +82,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 bar.set_postfix_str(cell.title)
                 source_sha = models.cached_sha(cell.source) if cell.source is not None else None
                 known = cell.source is None or source_sha is not None  # an untrained source: the cell cannot be done
-                if distributed.agree(known and store.has(cell.key(sha, source_sha)), device):
+                if distributed.agree(known and held(cell.key(sha, source_sha)), device):
                     keys.add(cell.key(sha, source_sha))
                     skipped += 1
                 else:
@@ -89,7 +96,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 bar.update(1)
             for (norm, eps, adaptation), key in _check_keys(suite, entry, sha).items() if mine_checks else ():
                 keys.add(key)
-                if not distributed.agree(store.has(key, "checks"), device):
+                if not distributed.agree(held(key, "checks"), device):
                     bar.set_postfix_str(f"{entry.name} checks {norm} ε={eps:.4g}")
                     row = check_entry(suite, entry, model, subset, norm, eps, sha, adaptation=adaptation)[1]
                     if distributed.is_main():

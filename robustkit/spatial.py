@@ -10,7 +10,9 @@ Rendering conventions (``render``): one affine resampling with bilinear interpol
 padding (uncovered pixels are black, as in Engstrom et al.), ``align_corners=False`` (pixel i's centre
 sits at i + ½ of an image [0, W], so the rotation centre is the image's centre and an integer shift
 moves whole pixels); a positive angle turns the picture counter-clockwise as displayed (row 0 on
-top), positive dx/dy move it right/down; rotation and scaling about the centre come first, then the
+top): the sign of ``torchvision.transforms.functional.rotate``'s angle and the opposite of
+``TF.affine``'s (clockwise), so ``rotation`` r renders as ``TF.affine(x, angle=-r, translate=[dx, dy],
+scale=1, shear=0)`` with bilinear interpolation; positive dx/dy move it right/down; rotation and scaling about the centre come first, then the
 shift. It runs in float32 outside any autocast, whatever the input's dtype.
 """
 

@@ -121,9 +121,20 @@ class TrainResult:
 
     history: list[dict[str, float]] = field(default_factory=list)
     test_accuracy: float | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run's training time, parts before a resume included
+    seconds_here: float = 0.0  # of it, this process's (less than ``seconds`` after a resume)
+    images: int = 0  # trained on over the whole run (every epoch, every rank)
     resumed_from_epoch: int = 0
     stopped_early: bool = False  # a defense's guard ended training (its best epoch restored)
+
+    @property
+    def images_per_second(self) -> float:
+        """The whole run's rate: ``images`` over ``seconds``, so time, rate and summary agree after a resume."""
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def resumed(self) -> bool:
+        return self.seconds_here < self.seconds
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
@@ -199,6 +210,7 @@ def train_model(
         raise ConfigError("checkpoint_every needs a resume_path to save the state to")
     fingerprint = {**config.recipe(), "n_train": len(labels), "processes": world, "objective": resume_key}
     state = _resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result, steps)
+    before = state.run_seconds  # training time of the processes before a resume
     log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(labels), config.epochs,
              batch_size, world, device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
     for epoch in range(state.epoch, config.epochs):
@@ -247,7 +259,8 @@ def train_model(
                 every = config.checkpoint_every
                 if every and (epoch * steps + step + 1) % every == 0 and step + 1 < steps:  # an epoch's end saves below
                     so_far = distributed.all_reduce_sum(sums.clone()).tolist()
-                    mid = TrainState(epoch, step + 1, result.history, sums=so_far, seconds=time.perf_counter() - epoch_start)
+                    mid = TrainState(epoch, step + 1, result.history, sums=so_far, seconds=time.perf_counter() - epoch_start,
+                                     run_seconds=before + time.perf_counter() - start)  # fmt: skip
                     if distributed.is_main():
                         save_state(resume_path, mid, fingerprint, model, optimizer, scheduler, on_epoch_end)
         row = _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), steps * batch_size * world,
@@ -262,18 +275,26 @@ def train_model(
             stop = False
         result.stopped_early = stop
         if resume_path and distributed.is_main():
-            save_state(resume_path, TrainState(epoch + 1, 0, result.history, stop), fingerprint, model, optimizer,
-                       scheduler, on_epoch_end)  # fmt: skip
+            done = TrainState(epoch + 1, 0, result.history, stop, run_seconds=before + time.perf_counter() - start)
+            save_state(resume_path, done, fingerprint, model, optimizer, scheduler, on_epoch_end)
         if stop:
             log.info("stopping after epoch %d (the defense's guard)", epoch + 1)
             break
     if config.channels_last:
         model.to(memory_format=torch.contiguous_format)
-    result.seconds = time.perf_counter() - start
+    result.seconds_here = time.perf_counter() - start
+    result.seconds, result.images = before + result.seconds_here, len(result.history) * steps * batch_size * world
     if test is not None:
         result.test_accuracy = accuracy(model, test)
-        log.info("test accuracy %.4f after %.0f s", result.test_accuracy, result.seconds)
+        log.info("test accuracy %.4f after %.0f s of training%s", result.test_accuracy, result.seconds, since_resume(result))
     return result
+
+
+def since_resume(result: TrainResult) -> str:
+    """`` (the whole run; 90 s of it since resuming at epoch 2)`` after a resume, else nothing."""
+    if not result.resumed:
+        return ""
+    return f" (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch {result.resumed_from_epoch + 1})"
 
 
 def _postfix(sums: list[float], seen: int, rate: float) -> dict[str, str]:
@@ -298,7 +319,7 @@ def _resume(path: Path | None, fingerprint, model, optimizer, scheduler, hook, r
     result.history, result.stopped_early, result.resumed_from_epoch = list(state.history), state.stopped, state.epoch
     if state.stopped:
         log.info("%s: the run had already been stopped by its guard after epoch %d", path, state.epoch)
-        return TrainState(fingerprint["epochs"])  # nothing left to train
+        return TrainState(fingerprint["epochs"], run_seconds=state.run_seconds)  # nothing left to train
     if state.step:
         log.info("resuming epoch %d, step %d of %d done (%s)", state.epoch + 1, state.step, steps, path)
     else:

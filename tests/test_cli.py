@@ -67,7 +67,7 @@ def test_train_saves_into_the_cache_by_default_at_a_recipe_path_of_its_own(isola
     result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1")
     assert result.exit_code == 0, result.output
     folder = isolated_home / "checkpoints" / "synthetic"
-    assert [p.name for p in folder.glob("lenet5-none*.safetensors")] == [f"lenet5-none-{recipe_tag({'epochs': 1})}.safetensors"]
+    assert [p.name for p in folder.glob("lenet5-none*.safetensors")] == [f"lenet5-none-{recipe_tag('lenet5', None, {'epochs': 1})}.safetensors"]
 
 
 @pytest.mark.parametrize(
@@ -269,3 +269,32 @@ def test_a_budget_covering_the_whole_box_is_pointed_out(tiny_checkpoint, args, w
         assert warned in result.output and ("25/255" in result.output) == ("25" in args)
     else:
         assert "covers the whole" not in result.output
+
+
+def test_other_libraries_warnings_stay_off_the_terminal_and_robustkits_own_reach_it(monkeypatch, capsys):
+    """Issue 23: pkg_resources', torch.jit's and matplotlib's notes are hidden (shown with -v); ours are not."""
+    import logging
+    import warnings
+    from pathlib import Path
+
+    import robustkit
+    from robustkit.cli.messages import route_messages
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # given back after the test
+    ours = str(Path(robustkit.__file__).parent / "runner.py")
+    for everything in (False, True):
+        route_messages(logging.INFO, everything=everything)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn_explicit("pkg_resources is deprecated as an API", UserWarning,
+                                   "/venv/site-packages/robustbench/loaders.py", 4)  # fmt: skip
+            warnings.warn_explicit("`torch.jit.script` is deprecated", FutureWarning, "/venv/site-packages/torch/jit.py", 9)
+            warnings.warn_explicit("a warning of robustkit's own", UserWarning, ours, 1)
+        logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
+        logging.getLogger("robustkit.runner").info("a note of robustkit's own")
+        logging.getLogger("some.library").error("another library's error")
+        err = capsys.readouterr().err
+        assert "a warning of robustkit's own" in err and "a note of robustkit's own" in err and "another library's error" in err
+        for theirs in ("pkg_resources", "torch.jit", "fontManager"):
+            assert (theirs in err) == everything, (theirs, everything)
+    logging.basicConfig(level=logging.WARNING, force=True)

@@ -46,7 +46,8 @@ def test_a_module_from_python_scores_as_the_cli_does(tiny, tmp_path):
     assert cli.exit_code == 0, cli.output
     row = json.loads(out.read_text())[0]
     assert report.robust_accuracy == row["robust_accuracy"] and report.clean_accuracy == row["clean_accuracy"]
-    assert report.record["weights"].startswith("in-memory module") and report.record["checkpoint"] is None
+    assert report.record["weights"].startswith("in-memory module lenet5") and report.record["checkpoint"] is None
+    assert report.record["model"] == row["model"] == "lenet5"  # the name it was built under, not "Sequential"
     assert set(report.record) == set(COLUMNS) and report.record["n"] == 16 and report.examples
     assert len(report.outcome.robust) == 16  # per-sample outcomes kept
 

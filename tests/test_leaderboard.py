@@ -248,3 +248,15 @@ def test_the_header_stays_in_view_while_the_table_scrolls_in_a_real_browser(shar
     head_top = int(re.search(r'data-head-top="(-?\d+)"', dom).group(1))
     row_top = int(re.search(r'data-row-top="(-?\d+)"', dom).group(1))
     assert row_top < -500 and head_top == 0  # the first row scrolled away; the header stuck to the top
+
+
+def test_csv_and_json_round_away_float32_noise_and_keep_every_accuracy_distinct():
+    """An accuracy computed as a float32 mean (41/50 → 0.8199999928474426) prints as 41/50 does."""
+    noisy = float(torch.tensor([1.0] * 41 + [0.0] * 9).mean())
+    assert noisy != 0.82  # float32 noise, as the issue saw it
+    table = pd.DataFrame({"entry": ["a", "b"], "clean_accuracy": [noisy, 12345 / 100000],
+                          "fgsm linf ε=0.1": [0.5, 12346 / 100000]})  # fmt: skip
+    csv = render(table, "csv")
+    assert "0.82," in csv and "0.8199999" not in csv and "0.12345," in csv and "0.12346" in csv
+    records = json.loads(render(table, "json"))
+    assert records[0]["clean_accuracy"] == 0.82 and records[1]["fgsm linf ε=0.1"] == 12346 / 100000

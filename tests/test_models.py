@@ -6,7 +6,7 @@ from torch import nn
 from robustkit.data import get_dataset
 from robustkit.data.base import DatasetInfo
 from robustkit.errors import UnknownNameError
-from robustkit.models import MODELS, get_model, train_recipe
+from robustkit.models import MODELS, get_model, model_name, train_recipe
 from robustkit.registry import DATASETS
 
 
@@ -33,6 +33,7 @@ def test_every_model_builds_and_trains_on_every_dataset_shape(name, dataset):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert isinstance(train_recipe(name), dict)
+    assert model_name(model) == name  # what records call it (issue 23: not "Sequential")
 
 
 def test_normalisation_is_the_first_layer():
@@ -82,3 +83,8 @@ def test_pretrained_torchvision_weights_load_from_the_cache(tmp_path, monkeypatc
     model = get_model("torchvision:resnet18", INFOS["cifar10"], weights="DEFAULT").net
     assert torch.equal(model.conv1.weight, reference.conv1.weight)
     assert model.fc.out_features == 10  # the 1000-class head was replaced for this data set
+
+
+def test_a_library_models_name_survives_and_a_plain_module_is_named_by_its_class():
+    assert model_name(get_model("torchvision:resnet18", INFOS["cifar10"], seed=0)) == "torchvision:resnet18"
+    assert model_name(torch.nn.Linear(2, 2)) == "Linear"

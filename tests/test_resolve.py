@@ -118,7 +118,7 @@ def _cached(path, epochs, model="lenet5"):
 
 def test_evaluate_finds_the_runners_recipe_checkpoint(isolated_home, tmp_path, no_training):
     recipe = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 200})
-    assert recipe.name == f"lenet5-none-{recipe_tag({'epochs': 1, 'n_train': 200})}.safetensors"
+    assert recipe.name == f"lenet5-none-{recipe_tag('lenet5', None, {'epochs': 1, 'n_train': 200})}.safetensors"
     _cached(recipe, 1)
     out = tmp_path / "r.json"
     assert run(*EVAL, "--model", "lenet5", "--no-train", "--output", str(out)).exit_code == 0
@@ -234,3 +234,53 @@ def test_parallel_processes_train_an_entry_once_and_load_the_same_weights(isolat
     assert trained.read_text() == "trained\n"
     first, second = shas.get(timeout=5), shas.get(timeout=5)
     assert first == second == file_sha256(pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64}))
+
+
+def test_a_setting_equal_to_the_models_own_default_trains_into_the_default_path(isolated_home):
+    """Issue 23: `train --model lenet5 --lr 0.05` (lenet5's own lr) is the default recipe, so evaluate finds
+    one checkpoint; only what departs from the filled-in recipe is hashed into a tag."""
+    import hashlib
+    import json
+
+    from defenses import MadryTraining
+
+    default = pipeline.cache_path(DATA, "lenet5", None)
+    assert default.name == "lenet5-none.safetensors"
+    assert pipeline.cache_path(DATA, "lenet5", None, {"lr": 0.05, "epochs": 4, "augment": False}) == default
+    changed = pipeline.cache_path(DATA, "lenet5", None, {"lr": 0.05, "epochs": 1})
+    assert changed.name == f"lenet5-none-recipe{hashlib.sha256(json.dumps({'epochs': 1}).encode()).hexdigest()[:8]}.safetensors"
+    madry = MadryTraining(eps=0.1)
+    assert pipeline.cache_path(DATA, "lenet5", madry, {"epochs": 10}) == pipeline.cache_path(DATA, "lenet5", madry)
+    assert pipeline.cache_path(DATA, "lenet5", None, {"epochs": 10}) != default  # 10 is madry's, not lenet5's
+    trained = run("train", "--model", "lenet5", "--dataset", "synthetic", "--lr", "0.05")
+    assert trained.exit_code == 0, trained.output
+    assert sorted(p.name for p in default.parent.glob("*.safetensors")) == [default.name]
+    assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
+    shown = run("train", "--help").output
+    assert "[0.1; lenet5 0.05]" in " ".join(shown.split()) and "lenet5 4, smallcnn 3" in " ".join(shown.split())
+
+
+def test_no_train_suggests_the_command_that_makes_exactly_the_missing_checkpoint(isolated_home, monkeypatch):
+    """Issue 23: evaluating madry at ε = 0.05 names `train … --eps 0.05` (not madry's default ε) and the
+    --defense-eps alternative with the ε of the checkpoints that are cached; the command, run, makes the file."""
+    import re
+    import shlex
+
+    from defenses import MadryTraining
+    from robustkit.missing_checkpoint import eps_text
+    from robustkit.train import TrainResult
+
+    record = CheckpointRecord(model="lenet5", dataset="synthetic", dataset_info=DATA.info.to_dict(), defense="madry",
+                              defense_settings={"eps": 0.1, "norm": "linf"}, epochs=4)  # fmt: skip
+    save_checkpoint(get_model("lenet5", DATA.info, seed=0), pipeline.cache_path(DATA, "lenet5", MadryTraining(eps=0.1)), record)
+    wanted = ["--model", "lenet5", "--defense", "madry", "--eps", "0.05"]
+    missing = run(*EVAL, *wanted, "--no-train")
+    assert missing.exit_code == 1 and len(missing.output.strip().splitlines()) == 1
+    command = re.search(r"`robustkit (train [^`]*)`", missing.output)[1]
+    assert "--eps 0.05" in command and "--defense-eps (in the cache: 0.1)" in missing.output
+    fake = TrainResult(history=[{"epoch": 1, "train_accuracy": 0.5, "seconds": 1.0}], test_accuracy=0.5, seconds=1.0)
+    monkeypatch.setattr(MadryTraining, "fit", lambda self, model, train, **kw: fake)  # the path is what is tested
+    assert run(*shlex.split(command)).exit_code == 0
+    assert run(*EVAL, *wanted, "--no-train").exit_code == 0  # the checkpoint it wrote is the one that was missing
+    assert run(*EVAL, "--model", "lenet5", "--defense", "madry", "--eps", "0.05", "--defense-eps", "0.1", "--no-train").exit_code == 0
+    assert [eps_text(e) for e in (8 / 255, 0.1, 0.2, 0.05, 2 / 255)] == ["8/255", "0.1", "0.2", "0.05", "2/255"]

@@ -70,6 +70,30 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, cap
     assert_same_weights(whole, resumed)
 
 
+
+def test_after_a_resume_time_rate_and_summary_are_the_whole_runs(tmp_path, caplog):
+    """Issue 23: the epoch line, the summary and the table's time and rate describe one run, the part
+    before the kill included; the part since the resume is stated beside them."""
+    import time
+
+    def slow(loss_fn):
+        def loss(*args):
+            time.sleep(0.2)
+            return loss_fn(*args)
+        return loss
+
+    path = tmp_path / "slow.resume.pt"
+    with pytest.raises(Killed):  # 11 steps taken (0.2 s each), the last save after step 9
+        train_model(dropout_model(), DATA.train, CONFIG, loss_fn=dies_at(12, slow(cross_entropy_loss())),
+                    resume_path=path, progress=False)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="robustkit.train"):
+        result = train_model(dropout_model(), DATA.train, CONFIG, resume_path=path, test=DATA.test, progress=False)
+    assert result.resumed and result.seconds_here < 1.0 <= 9 * 0.2 <= result.seconds
+    assert result.images == 2 * 256 and result.images_per_second == pytest.approx(512 / result.seconds)
+    epochs = sum(row["seconds"] for row in result.history)
+    assert epochs <= result.seconds and epochs == pytest.approx(result.seconds, abs=0.5)  # not just this process's
+    assert f"after {result.seconds:.0f} s of training (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch 2)" in caplog.text
+
 def test_fast_training_resumes_mid_epoch_exactly(tmp_path, monkeypatch):
     import defenses.fast
 
@@ -140,8 +164,8 @@ def test_checkpoint_every_is_validated_and_names_no_recipe():
         TrainConfig(checkpoint_every=0)
     with pytest.raises(ConfigError, match="resume_path"):
         train_model(dropout_model(), DATA.train, CONFIG, progress=False)
-    assert recipe_tag({"checkpoint_every": 100}) is None
-    assert recipe_tag({"epochs": 3, "checkpoint_every": 100}) == recipe_tag({"epochs": 3})
+    assert recipe_tag("lenet5", None, {"checkpoint_every": 100}) is None
+    assert recipe_tag("lenet5", None, {"epochs": 3, "checkpoint_every": 100}) == recipe_tag("lenet5", None, {"epochs": 3})
     assert "checkpoint_every" not in CONFIG.recipe()
 
 
@@ -158,6 +182,7 @@ def test_cli_checkpoint_every_then_resume(isolated_home, tmp_path, monkeypatch):
     resumed = runner.invoke(main, [*args, "--out", str(tmp_path / "cut.safetensors"), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "resuming epoch 1, step 5 of" in resumed.output
+    assert "seconds and img/s cover the whole run: " in resumed.output
     assert not (tmp_path / "cut.safetensors.resume.pt").exists()  # finished: nothing left to resume
     assert_same_weights(load_model(tmp_path / "whole.safetensors")[0], load_model(tmp_path / "cut.safetensors")[0])
 

@@ -368,6 +368,18 @@ def test_two_processes_split_each_cell_and_store_the_same_outcomes(finished, sha
         assert one.loc[key, "clean_correct"] == two.loc[key, "clean_correct"]
 
 
+
+def test_only_rank_0_opens_the_store(finished, shared_home, tmp_path, monkeypatch):
+    """Issue 23: under torchrun every decision is rank 0's, so the other ranks never open (or create) the
+    SQLite file: two processes opening one new store is the race the torchrun test must not depend on."""
+    from robustkit import distributed
+
+    one = {**SUITE, "models": SUITE["models"][:1], "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}
+    store = tmp_path / "rank1.sqlite"
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    summary = run_suite(load_suite(write_suite(tmp_path, one)), store, device=CPU, progress=False)
+    assert summary.evaluated == 1 and not store.exists() and not list(tmp_path.glob("rank1.sqlite*"))
+
 def test_benchmark_resolves_built_in_suites_by_name(tmp_path):
     from robustkit.cli.benchmark import suite_path
 

@@ -55,6 +55,24 @@ def test_an_integer_shift_is_a_roll_with_black_fill(dx, dy):
     assert (out - expected).abs().max() < 1e-5
 
 
+
+@pytest.mark.parametrize("angle, dx, dy", [(20.0, 0, 0), (-35.0, 2, -1), (12.5, -3, 3)])
+def test_the_reported_rotation_is_torchvisions_affine_angle_negated(angle, dx, dy):
+    """Issue 23: a positive rotation turns counter-clockwise, as TF.rotate does; TF.affine's angle turns
+    clockwise. On an asymmetric image only the negated angle matches."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 4:10, 6:20], x[..., 10:24, 14:18] = 1.0, 0.5  # a "T" with its stem off-centre: no symmetry
+    ours = render(x, per_image(angle, 1), per_image(dx, 1), per_image(dy, 1))
+    def affine(a):
+        return TF.affine(x, angle=a, translate=[dx, dy], scale=1.0, shear=[0.0], interpolation=InterpolationMode.BILINEAR)
+    assert (ours - affine(-angle)).abs().max() < 1e-4
+    assert (ours - affine(angle)).abs().max() > 0.5
+    if dx == dy == 0:
+        assert (ours - TF.rotate(x, angle, interpolation=InterpolationMode.BILINEAR)).abs().max() < 1e-4
+
 def test_a_zoom_about_the_centre_doubles_distances_from_it():
     x = torch.zeros(1, 1, 9, 9)
     x[0, 0, 4, 6] = 1.0  # two pixels right of the centre

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
 from robustkit import __version__
+from robustkit.cli.messages import route_messages
 from robustkit.errors import RobustkitError
 
 
@@ -23,12 +23,12 @@ class RobustkitGroup(click.Group):
 
 @click.group(cls=RobustkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="robustkit")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, other libraries' warnings included.")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 def main(verbose: bool, quiet: bool) -> None:
     """Adversarial-robustness benchmarking: train models, attack them, rank them."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    route_messages(level, everything=verbose)  # other libraries' warnings only with -v
 
 
 def _add_commands() -> None:

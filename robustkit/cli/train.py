@@ -10,9 +10,46 @@ from robustkit import distributed
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
 from robustkit.device import resolve_device
-from robustkit.models import check_model_name
+from robustkit.models import TORCHVISION_PREFIX, check_model_name
 from robustkit.pipeline import train_and_save
 from robustkit.threat import parse_eps
+
+
+def recipe_defaults(setting: str) -> str:
+    """Each model's own default for ``setting``: the value most models train with, then every model
+    (and a library model) that trains otherwise, then the defenses that change it (``1; lenet5 4,
+    smallcnn 3; under fast, madry, trades 10``)."""
+    from collections import Counter
+
+    from robustkit.registry import DEFENSES, MODELS
+    from robustkit.train import TrainConfig
+
+    def shown(value) -> str:
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+    models = {name: TrainConfig.for_model(name).recipe()[setting] for name in MODELS.list()}
+    models["library models"] = TrainConfig.for_model(f"{TORCHVISION_PREFIX}any").recipe()[setting]
+    lead = Counter(models.values()).most_common(1)[0][0]
+    others = ", ".join(f"{name} {shown(value)}" for name, value in models.items() if value != lead)
+    text = shown(lead) + (f"; {others}" if others else "")
+    defenses: dict = {}
+    for name in DEFENSES.list():
+        if setting in DEFENSES.get(name).recipe:
+            defenses.setdefault(DEFENSES.get(name).recipe[setting], []).append(name)
+    return text + "".join(f"; under {', '.join(names)} {shown(value)}" for value, names in defenses.items())
+
+
+class RecipeOption(click.Option):
+    """A training setting whose help ends in each model's own default, read from the registries only
+    when help is shown (so starting the CLI loads no plugin)."""
+
+    def __init__(self, *args, setting: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting, self.plain_help = setting, self.help
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = f"{self.plain_help} [{recipe_defaults(self.setting)}]"
+        return super().get_help_record(ctx)
 
 
 @click.command()
@@ -23,12 +60,15 @@ from robustkit.threat import parse_eps
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True, help="Defense threat model.")
 @click.option("--steps", type=click.IntRange(min=1), help="Inner attack steps (madry, trades).")
 @click.option("--step-size", help="Inner attack step size, e.g. 0.01 or 2/255.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training set [model's/defense's recipe].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Global training batch size [128].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate [0.1].")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="SGD with Nesterov momentum, or AdamW [sgd].")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), help="bf16 autocast where fast [auto].")
-@click.option("--augment/--no-augment", default=None, help="Random crop and flip [off].")
+@click.option("--epochs", type=click.IntRange(min=1), cls=RecipeOption, setting="epochs", help="Passes over the training set.")
+@click.option("--batch-size", type=click.IntRange(min=1), cls=RecipeOption, setting="batch_size",
+              help="Global training batch size.")  # fmt: skip
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), cls=RecipeOption, setting="lr", help="Peak learning rate.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), cls=RecipeOption, setting="optimizer",
+              help="SGD with Nesterov momentum, or AdamW.")  # fmt: skip
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), cls=RecipeOption, setting="precision",
+              help="bf16 autocast where fast.")  # fmt: skip
+@click.option("--augment/--no-augment", default=None, cls=RecipeOption, setting="augment", help="Random crop and flip.")
 @click.option("--n-train", type=click.IntRange(min=1), help="Train on a seeded subset of this many images.")
 @click.option("--weights", help="Pretrained weights for torchvision:<name> models (e.g. DEFAULT).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved state.")
@@ -44,8 +84,10 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
 
     Under torchrun (torchrun --nproc-per-node N -m robustkit train ...) every process trains on its
     shard through DistributedDataParallel (gloo on CPU, NCCL on GPU); rank 0 writes the checkpoint.
-    Settings beyond the default recipe write to a recipe-tagged cache path, so the default-recipe
-    checkpoint is never replaced by another recipe's (a path holding another recipe needs --force).
+    Each model trains with its own recipe (the defaults in brackets below); settings that change it
+    write to a recipe-tagged cache path, so the default-recipe checkpoint is never replaced by another
+    recipe's (a path holding another recipe needs --force). A setting equal to the model's own default
+    changes nothing and writes to the default path.
     """
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     device = resolve_device(device)
@@ -65,6 +107,9 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     echo_table(
         ["model", "dataset", "defense", "epochs", "train acc", "test acc", "seconds", "img/s"],
         [[model_name, record.dataset, record.defense, record.epochs, f"{last['train_accuracy']:.4f}",
-          f"{result.test_accuracy:.4f}", f"{result.seconds:.0f}", f"{last['images_per_second']:.0f}"]],
+          f"{result.test_accuracy:.4f}", f"{result.seconds:.0f}", f"{result.images_per_second:.0f}"]],
     )  # fmt: skip
+    if result.resumed:  # the table's time and rate are the whole run's, as the epoch lines are
+        click.echo(f"seconds and img/s cover the whole run: {result.seconds_here:.0f} s of it since resuming at epoch "
+                   f"{result.resumed_from_epoch + 1}")  # fmt: skip
     click.echo(f"checkpoint: {path}")

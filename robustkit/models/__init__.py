@@ -65,7 +65,14 @@ def get_model(name: str, info: DatasetInfo | ImageDataset, *, seed: int | None =
     else:
         net = MODELS.build(name, info, **kwargs)
     mean, std = stats or (info.mean, info.std)
-    return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+    model = nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+    model.robustkit_name = name  # records name the model by it, not "Sequential" (``model_name``)
+    return model
+
+
+def model_name(model: nn.Module) -> str:
+    """The name a module was built under by ``get_model`` (``robustbench:Wong2020Fast``), else its class's."""
+    return getattr(model, "robustkit_name", None) or type(model).__name__
 
 
 def train_recipe(name: str) -> dict[str, Any]:
@@ -75,5 +82,5 @@ def train_recipe(name: str) -> dict[str, Any]:
     return dict(getattr(MODELS.get(name), "train_recipe", {}))
 
 
-__all__ = ["MODELS", "Normalize", "SOURCES", "TORCHVISION_PREFIX", "check_model_name", "get_model", "model_source",
-           "train_recipe"]
+__all__ = ["MODELS", "Normalize", "SOURCES", "TORCHVISION_PREFIX", "check_model_name", "get_model", "model_name",
+           "model_source", "train_recipe"]

@@ -1,0 +1,74 @@
+"""What to say when a checkpoint is missing and training is not allowed: the `robustkit train` command
+that writes exactly that checkpoint, and the checkpoints of the same model and defense at other ε."""
+
+from __future__ import annotations
+
+import glob
+from typing import Any
+
+from robustkit import paths
+from robustkit.checkpoint import read_record
+from robustkit.data.base import ImageDataset
+from robustkit.defense import Defense
+from robustkit.pipeline import departures
+
+# training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
+_TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
+                "precision": "--precision", "n_train": "--n-train", "weights": "--weights"}  # fmt: skip
+_DEFENSE_FLAGS = {"steps": "--steps", "step_size": "--step-size"}
+
+
+def eps_text(eps: float) -> str:
+    """ε as a user types it: ``8/255`` where it is a whole number of grey levels, else ``0.05``."""
+    levels = eps * 255
+    if abs(levels - round(levels)) < 1e-6 and round(levels) and abs(eps * 10_000 - round(eps * 10_000)) > 1e-6:
+        return f"{round(levels)}/255"
+    return f"{eps:g}"
+
+
+def missing_hint(model_name: str, data: ImageDataset, defense: Defense | None, recipe: dict[str, Any] | None) -> str:
+    """``make it with `robustkit train …`…; or evaluate one trained at another ε: --defense-eps 0.1``."""
+    trained = defense is not None and defense.trains_weights
+    flags = [f"--model {model_name}", f"--dataset {data.info.name}"]
+    unflagged = []
+    if trained:
+        flags += [f"--defense {defense.name}", f"--eps {eps_text(defense.eps)}"] + ([f"--norm {defense.norm}"] if defense.norm != "linf" else [])
+        default = type(defense)(eps=defense.eps, norm=defense.norm).settings()
+        for key, value in defense.settings().items():
+            if value != default.get(key):
+                if key in _DEFENSE_FLAGS:
+                    flags.append(f"{_DEFENSE_FLAGS[key]} {eps_text(value) if key == 'step_size' else value}")
+                else:
+                    unflagged.append(f"{defense.name} {key}={value}")
+    for key, value in departures(model_name, defense if trained else None, recipe).items():
+        if key == "augment":
+            flags.append("--augment" if value else "--no-augment")
+        elif key in _TRAIN_FLAGS:
+            flags.append(f"{_TRAIN_FLAGS[key]} {value}")
+        else:
+            unflagged.append(f"{key}={value}")
+    hint = f"make it with `robustkit train {' '.join(flags)}`"
+    if unflagged:
+        hint += f" (train sets no {', '.join(unflagged)}: run the suite without --no-train instead)"
+    hint += ", or pass --checkpoint/--weights"
+    if trained:
+        others = _other_budgets(model_name, data, defense)
+        found = f" (in the cache: {', '.join(others)})" if others else ""
+        hint += f"; to evaluate a {defense.name} checkpoint trained at another ε, give it with --defense-eps{found}"
+    return hint
+
+
+def _other_budgets(model_name: str, data: ImageDataset, defense: Defense) -> list[str]:
+    """The ε (and norm, where not L∞) of the cached checkpoints of this model and defense."""
+    untagged = paths.checkpoint_path(data.info.name, model_name, defense.name)  # <model>-<defense>, slugged
+    pattern = glob.escape(str(untagged.with_suffix("")) + "-") + "*.safetensors"
+    budgets = []
+    for path in sorted(glob.glob(pattern)):
+        record = read_record(path)
+        if record is None or record.model != model_name or record.defense != defense.name:
+            continue
+        settings = record.defense_settings or {}
+        if "eps" in settings:
+            norm = settings.get("norm", "linf")
+            budgets.append(eps_text(float(settings["eps"])) + ("" if norm == "linf" else f" ({norm})"))
+    return list(dict.fromkeys(budgets))
