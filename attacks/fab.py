@@ -28,7 +28,8 @@ class FAB(GradientAttack):
     overshooting by ``eta``). Once an iterate is adversarial it is kept if it is the smallest yet and
     pulled ``beta`` of the way back to the clean image, so the search closes in on the boundary.
 
-    Threat model: L∞ or L2 ball of radius ``eps``, within [0, 1].
+    Threat model: L∞, L2 or L1 ball of radius ``eps``, within [0, 1] (L1: the hyperplane projection moves
+    whole coordinates in order of |w|, as in the official FAB-L1).
     Arguments: ``eps``, ``norm``; ``steps`` (100); ``restarts`` (1; the first run starts at x, the others
     at random points ε/2 away); ``targets`` (0: untargeted, every class's boundary considered, one
     backward pass per class per step; k > 0: FAB-T, one run per class among the k highest-scoring
@@ -50,7 +51,7 @@ class FAB(GradientAttack):
     """
 
     name: ClassVar[str] = "fab"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
 
     steps: int = 100
     restarts: int = 1
@@ -99,7 +100,7 @@ class FAB(GradientAttack):
         return Perturbed(best, queries=queries)
 
     def _random_start(self, x: Tensor, rng: SampleRandom) -> Tensor:
-        """A random point at distance ε/2 (AutoAttack's FAB restarts), inside [0, 1]."""
+        """A random point at distance ε/2 in the attack's norm (AutoAttack's FAB restarts), inside [0, 1]."""
         t = 2 * rng.rand(*x.shape[1:]) - 1 if self.norm == "linf" else rng.randn(*x.shape[1:])
         t = t / per_sample(self.threat.norm(t).clamp_min(1e-12), t)
         return clip_to_box(x + 0.5 * self.eps * t.to(x.dtype))

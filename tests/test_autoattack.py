@@ -25,6 +25,14 @@ def test_standard_version_runs_the_published_cascade():
     assert isinstance(square, Square) and (square.queries, square.p_init, square.patience, square.rescaled) == (5000, 0.8, 0, False)
 
 
+def test_l1_version_takes_autoattacks_l1_settings_and_leaves_square_out():
+    members = AutoAttack(eps=10, norm="l1").members()
+    assert [name for name, _ in members] == ["apgd-ce", "apgd-t", "fab-t"]
+    (_, ce), (_, t), (_, fab) = members
+    assert (ce.restarts, t.targets, fab.targets) == (5, 5, 9)
+    assert ce.norm == t.norm == fab.norm == "l1" and ce._large_eps_first and t._large_eps_first
+
+
 def test_unknown_version_and_unsupported_norm_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"unknown version 'plus' \(known: standard\)"):
         AutoAttack(eps=0.1, version="plus")
@@ -60,15 +68,15 @@ def fashion_model_and_images(n: int = 200):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 2.0)])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 2.0), ("l1", 10.0)])
 def test_autoattack_agrees_with_the_official_package(norm, eps):
     official = pytest.importorskip("pyautoattack")
     model, x, y = fashion_model_and_images()
     ours = evaluate_attack(model, x, y, AutoAttack(eps=eps, norm=norm), batch_size=len(x), progress=False)
     assert ours.n_unverified == 0
-    adv, _ = official.AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm], seed=0,
+    adv, _ = official.AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], seed=0,
                                  version="standard", device="cpu").run_standard_evaluation(x, y, batch_size=len(x))  # fmt: skip
-    size = (adv - x).flatten(1).abs().amax(1) if norm == "linf" else (adv - x).flatten(1).norm(dim=1)
+    size = (adv - x).flatten(1).norm(p={"linf": float("inf"), "l2": 2, "l1": 1}[norm], dim=1)
     with torch.no_grad():
         theirs = 1 - ((model(adv).argmax(1) != y) & (size <= eps * (1 + 1e-5))).float().mean().item()
     assert 0 < theirs < ours.clean_accuracy - 0.3  # a figure that tells attacks apart

@@ -46,7 +46,7 @@ def test_projections_reach_the_hyperplane_in_the_box_as_short_as_the_official_on
     assert torch.allclose(project(t, w, b, norm), official(t, w.clone(), b.clone()), atol=1e-6)
 
 
-@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0), ("l1", 8.0)])
 @pytest.mark.parametrize("targets", [0, 3])
 def test_fab_examples_are_verified_and_inside_the_ball(norm, eps, targets):
     model, x, y = correct_samples()
@@ -89,7 +89,7 @@ def test_fab_is_reproducible_and_leaves_model_and_inputs_alone():
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(ConfigError, match=r"FAB attacks linf, l2, not 'l0'"):
+    with pytest.raises(ConfigError, match=r"FAB attacks linf, l2, l1, not 'l0'"):
         FAB(eps=1, norm="l0")
     with pytest.raises(ConfigError, match="steps"):
         FAB(eps=0.1, steps=0)
@@ -98,15 +98,15 @@ def test_bad_settings_are_one_line_errors():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("norm, eps", [("linf", 0.05), ("l2", 1.0)])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.05), ("l2", 1.0), ("l1", 5.0)])
 @pytest.mark.parametrize("targets", [0, 3])
 def test_fab_agrees_with_the_official_implementation(norm, eps, targets):
     fab_pt = pytest.importorskip("pyautoattack.fab_pt")
     model, x, y = correct_samples()
-    official = fab_pt.FABAttack_PT(model, norm={"linf": "Linf", "l2": "L2"}[norm], n_restarts=1, n_iter=100, eps=eps,
+    official = fab_pt.FABAttack_PT(model, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], n_restarts=1, n_iter=100, eps=eps,
                                    seed=0, targeted=bool(targets), n_target_classes=targets or 9, device="cpu")  # fmt: skip
     adv = official.perturb(x, y)
-    size = (adv - x).flatten(1).abs().amax(1) if norm == "linf" else (adv - x).flatten(1).norm(dim=1)
-    theirs = ((model(adv).argmax(1) != y) & (size <= eps)).sum().item()
+    size = (adv - x).flatten(1).norm(p={"linf": float("inf"), "l2": 2, "l1": 1}[norm], dim=1)
+    theirs = ((model(adv).argmax(1) != y) & (size <= eps * (1 + 1e-5))).sum().item()
     ours = FAB(eps=eps, norm=norm, targets=targets)(model, x, y).success.sum().item()
     assert abs(ours - theirs) <= 1 and theirs > 0
