@@ -182,7 +182,7 @@ def test_l1_settings_that_cannot_be_honoured_are_refused():
         ATTACKS.build("apgd", eps=4.0, norm="l1", steps=2)
     assert ATTACKS.build("apgd", eps=4.0, norm="l1", steps=2, large_eps_first=False).steps == 2
     for name in ("fgsm", "square", "deepfool"):
-        with pytest.raises(ConfigError, match=r"attacks .*not 'l1' \(attacks for l1: apgd, pgd\)"):
+        with pytest.raises(ConfigError, match=r"attacks .*not 'l1' \(attacks for l1: apgd, autoattack, fab, pgd\)"):
             ATTACKS.build(name, eps=4.0, norm="l1")
 
 
@@ -254,7 +254,7 @@ def test_an_attack_without_an_l1_step_is_refused_in_one_line_before_any_work(tmp
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))  # no checkpoint: any work would train one
     result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "fgsm", "--norm", "l1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output == "Error: FGSM attacks linf, l2, not 'l1' (attacks for l1: apgd, pgd)\n"
+    assert result.output == "Error: FGSM attacks linf, l2, not 'l1' (attacks for l1: apgd, autoattack, fab, pgd)\n"
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))
 
 
