@@ -365,12 +365,21 @@ def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:
     """Beside the worst-case points: each minimum-norm cell's whole curve, from the norms its row stores."""
     if "extra" not in cells:
         return
+    rows = [row for row in cells.to_dict("records") if _holds_norms(row["extra"])]
+    if not rows:
+        return
     from robustkit.norm_curve import draw_curve, row_evaluation  # torch: only a minimum-norm row's curve needs it
 
-    for row in cells.to_dict("records"):
+    for row in rows:
         evaluation = row_evaluation(row)
         if evaluation is not None:
             draw_curve(ax, evaluation, float(row["eps"]), f"{row['entry']} {row['attack']} (one run)", linestyle="--")
+
+
+def _holds_norms(extra) -> bool:
+    """Does a row's ``extra`` keep per-sample norms (a minimum-norm cell)? Read without torch."""
+    extra = json.loads(extra) if isinstance(extra, str) and extra else extra
+    return isinstance(extra, dict) and extra.get("norms") is not None
 
 
 def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None,
