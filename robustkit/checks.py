@@ -13,13 +13,14 @@ as adapted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustkit.adaptation import Adaptation  # its own light module: leaderboards read it without torch
 from robustkit.bpda import non_differentiable_modules
 from robustkit.data.base import IndexedSplit, Split
 from robustkit.errors import ConfigError
@@ -46,23 +47,6 @@ def check_level(value: bool | str | None) -> str:
     if value not in LEVELS:
         raise ConfigError(f"checks must be one of {', '.join(LEVELS)} (or true / false), got {value!r}")
     return value
-
-
-@dataclass(frozen=True)
-class Adaptation:
-    """How the evaluated attack differentiates the model (BPDA, EOT): the checks attack it the same way."""
-
-    bpda: bool = False
-    eot: int = 1
-
-    @classmethod
-    def of(cls, attack: Any) -> Adaptation:
-        """From an attack, or its settings as a mapping (a stored cell's); attacks without them are plain."""
-        get = attack.get if isinstance(attack, Mapping) else lambda key, default: getattr(attack, key, default)
-        return cls(bool(get("bpda", False)), int(get("eot", 1) or 1))
-
-    def settings(self) -> dict[str, Any]:
-        return {"bpda": self.bpda, "eot": self.eot}
 
 
 def unadapted_layers(model: nn.Module, attack: Any) -> list[str]:

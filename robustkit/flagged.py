@@ -13,7 +13,7 @@ import json
 
 import pandas as pd
 
-from robustkit.checks import Adaptation
+from robustkit.adaptation import Adaptation
 
 MARK = "⚑"
 COLUMN = "flagged"  # per entry: the flagged figure columns, "; "-separated ("" when none)

@@ -8,6 +8,9 @@ accuracy. Accuracies are floats in [0, 1].
 Threat models without clean images (fooling) have no robust accuracy: their cells count classes, and
 the table shows per entry the share of classes fooled by any of their attacks (``<norm>-rate``, lower
 is better), outside the mean worst case.
+
+Reading a store needs pandas and NumPy only: threat models' traits come from ``robustkit.plugin_index``,
+so ``robustkit leaderboard`` imports no torch, and matplotlib only when it draws.
 """
 
 from __future__ import annotations
@@ -19,16 +22,15 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import torch
 
 from robustkit.errors import ConfigError
 from robustkit.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
 from robustkit.latex import tex
-from robustkit.norm_curve import draw_curve, row_evaluation
+from robustkit.plugin_index import find
 from robustkit.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
-from robustkit.store import unpack
-from robustkit.threat import FAMILIES, threat_class, threat_family
+from robustkit.store import unpack_bits
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
@@ -39,6 +41,7 @@ PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "samp
               ("torch_version", "torch_version")]  # fmt: skip
 
 CELL = ["entry", "attack", "norm", "eps", "source"]  # one leaderboard cell, whatever its settings or weights
+FAMILIES = ("Lp", "L0", "patch", "spatial", "fooling")  # the order threat-model groups are shown in
 
 
 def format_name(text: str) -> str:
@@ -84,24 +87,27 @@ def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
         if (group["n"] != n).any() or group["checkpoint_sha256"].nunique() != 1:
             raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} cover different samples or weights; "
                               "merge stores of one suite run only")  # fmt: skip
-        robust = torch.ones(n, dtype=torch.bool)
+        robust = np.ones(n, dtype=bool)
         for blob in group["robust"]:
-            robust &= unpack(blob, n)
+            robust &= unpack_bits(blob, n)
         rows.append({"entry": entry, "norm": norm, "eps": eps, "attacks": ", ".join(group["attack"]),
-                     "robust_accuracy": robust.double().mean().item()})  # fmt: skip
+                     "robust_accuracy": float(robust.mean())})  # fmt: skip
     return pd.DataFrame(rows, columns=["entry", "norm", "eps", "attacks", "robust_accuracy"])
 
 
 def rated(cells: pd.DataFrame) -> pd.Series:
     """Per row: is it a cell of a threat model without clean images (fooling), counted over classes?"""
-    return cells["norm"].map(_no_clean_images).astype(bool)
+    return cells["norm"].map({norm: _no_clean_images(norm) for norm in set(cells["norm"])}).astype(bool)
 
 
 def _no_clean_images(norm: str) -> bool:
-    try:
-        return not threat_class(norm).clean_images
-    except ConfigError:  # a threat model no longer registered: an ε-style one, as all were before
-        return False
+    return not _traits(norm)["clean_images"]
+
+
+def _traits(norm: str) -> dict:
+    """The registered threat model's traits (``plugin_index.THREAT_TRAITS``); a threat model no longer
+    registered is an ε-style one, as all were before, and a group of its own."""
+    return find("threats", norm) or {"family": norm, "clean_images": True, "budget_axis": "ε", "whole_budget": False}
 
 
 def white_box(cells: pd.DataFrame) -> pd.DataFrame:
@@ -176,7 +182,7 @@ def _column_place(column: str) -> tuple:
     """Grouped by threat-model family (``FAMILIES`` order), the worst case first in each, then the
     reliable ensemble, then the published AutoAttack figure, then each attack; within those by norm and ε."""
     m = _MEASURED.match(column)
-    family = threat_family(m["norm"])
+    family = _traits(m["norm"])["family"]
     rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
     kind = {"worst": 0, "reliable": 1, PUBLISHED_AA: 2}.get(m["what"], 3)
     return rank, family, kind, m["norm"], float(m["eps"]), m["what"]
@@ -187,7 +193,7 @@ def column_groups(columns: list[str]) -> list[tuple[str, int]]:
     groups: list[tuple[str, int]] = []
     for column in columns:
         m = _MEASURED.match(str(column))
-        name = threat_family(m["norm"]) if m else ""
+        name = _traits(m["norm"])["family"] if m else ""
         groups[-1:] = [(name, groups[-1][1] + 1)] if groups and groups[-1][0] == name else [*groups[-1:], (name, 1)]
     return groups
 
@@ -340,10 +346,10 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
             group = group.sort_values("eps")
             ax.plot([0.0, *group["eps"]], [clean[entry], *group["robust_accuracy"]], marker="o", label=entry)
         _draw_one_run_curves(ax, cells[(cells["norm"] == norm) & ~rated(cells)])
-        threat = threat_class(norm)
-        ax.set(xlabel=threat.budget_axis if threat.budget_axis != "ε" else f"ε ({norm})",
+        threat = _traits(norm)
+        ax.set(xlabel=threat["budget_axis"] if threat["budget_axis"] != "ε" else f"ε ({norm})",
                ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())  # fmt: skip
-        if threat.whole_budget:
+        if threat["whole_budget"]:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -359,10 +365,21 @@ def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:
     """Beside the worst-case points: each minimum-norm cell's whole curve, from the norms its row stores."""
     if "extra" not in cells:
         return
-    for row in cells.to_dict("records"):
+    rows = [row for row in cells.to_dict("records") if _holds_norms(row["extra"])]
+    if not rows:
+        return
+    from robustkit.norm_curve import draw_curve, row_evaluation  # torch: only a minimum-norm row's curve needs it
+
+    for row in rows:
         evaluation = row_evaluation(row)
         if evaluation is not None:
             draw_curve(ax, evaluation, float(row["eps"]), f"{row['entry']} {row['attack']} (one run)", linestyle="--")
+
+
+def _holds_norms(extra) -> bool:
+    """Does a row's ``extra`` keep per-sample norms (a minimum-norm cell)? Read without torch."""
+    extra = json.loads(extra) if isinstance(extra, str) and extra else extra
+    return isinstance(extra, dict) and extra.get("norms") is not None
 
 
 def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None,

@@ -1,12 +1,16 @@
-"""Attack objectives, written so that an attack always *maximises* them."""
+"""Attack objectives, written so that an attack always *maximises* them.
+
+Torch is imported where a loss is computed, so the CLI offers ``LOSSES`` as choices without it.
+"""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
 
 from robustkit.errors import ConfigError
-from robustkit.predict import predict
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 LOSSES = ("ce", "margin", "dlr")
 
@@ -42,6 +46,8 @@ def attack_loss(logits: Tensor, y: Tensor, target: Tensor | None, kind: str) -> 
     if kind == "dlr":
         return _dlr(logits, y, target)
     if kind == "ce":
+        from torch.nn import functional as F
+
         if target is None:
             return F.cross_entropy(logits, y, reduction="none")
         return -F.cross_entropy(logits, target, reduction="none")
@@ -63,6 +69,8 @@ def confirmed_success(model: nn.Module, x_adv: Tensor, logits: Tensor, y: Tensor
     verdict the final verification would reverse."""
     hit = is_success(logits, y, target)
     if precision != "fp32" and hit.any():
+        from robustkit.predict import predict
+
         claimed = hit.nonzero().squeeze(1)
         hit[claimed] = is_success(predict(model, x_adv[claimed]), y[claimed], None if target is None else target[claimed])
     return hit

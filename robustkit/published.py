@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from robustkit.errors import ConfigError
-from robustkit.threat import parse_eps, threat_class
 
 COLUMNS = ("model", "norm", "eps", "clean_accuracy", "autoattack_accuracy", "source")
 CLEAN, SOURCE, AA = "published clean", "published source", "published-AA"  # AA columns: "published-AA linf ε=0.03137"
@@ -47,6 +46,8 @@ def read_published(path: str | Path) -> pd.DataFrame:
 
 
 def _row(raw: dict, path: Path, number: int) -> dict:
+    from robustkit.threat import parse_eps, threat_class  # here: a leaderboard without published figures needs no torch
+
     def problem(column: str, what: str) -> ConfigError:
         return ConfigError(f"published table {path}, line {number}, {column}: {what}, got {raw.get(column)!r}")
 

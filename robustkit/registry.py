@@ -18,7 +18,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar, overload
 
 from robustkit.errors import ConfigError, DuplicateNameError, UnknownNameError
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 DISABLE_AUTOLOAD_ENV = "ROBUSTKIT_DISABLE_PLUGIN_AUTOLOAD"
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
     # "Fashion_MNIST" and "fashion-mnist" name the same thing; users should not have to guess.
     return name.strip().lower().replace("_", "-")
 
@@ -62,7 +62,7 @@ class Registry(Generic[T]):
             key = name or getattr(item, "name", None) or getattr(item, "__name__", None)
             if not isinstance(key, str) or not key.strip():
                 raise ValueError(f"cannot register {item!r} as a {self.kind}: it has no name")
-            canon = _canonical(key)
+            canon = canonical_name(key)
             known = self._names.get(canon)
             if known is not None and self._entries[known] is not item:
                 raise DuplicateNameError(f"{self.kind} '{key}' is already registered by {self._entries[known]!r}")
@@ -75,9 +75,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The plugin called ``name``; an unknown name raises an error that suggests close ones."""
         self._ensure_loaded()
-        key = self._names.get(_canonical(name))
+        key = self._names.get(canonical_name(name))
         if key is None:
-            close = difflib.get_close_matches(_canonical(name), list(self._names), n=3, cutoff=0.5)
+            close = difflib.get_close_matches(canonical_name(name), list(self._names), n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(self._names[c] for c in close)}?" if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} '{name}'{hint} (available: {', '.join(self.list()) or 'none'})"
@@ -111,7 +111,7 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()
-        return isinstance(name, str) and _canonical(name) in self._names
+        return isinstance(name, str) and canonical_name(name) in self._names
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.list())
@@ -119,14 +119,21 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self.list())
 
+    def holds_only_builtins(self) -> bool:
+        """True while looking up would hold the built-ins alone: nothing is registered in this process yet
+        and no third-party plugin waits in the entry-point group (``robustkit.plugin_index`` then answers
+        for it without importing a plugin)."""
+        return not self._entries and not self._third_party()
+
+    def _third_party(self) -> list[EntryPoint]:
+        return [] if os.environ.get(DISABLE_AUTOLOAD_ENV) else list(entry_points(group=self.group))
+
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
         self._loaded = True  # set first: the imports below call back into register()
         importlib.import_module(self._builtins)
-        if os.environ.get(DISABLE_AUTOLOAD_ENV):
-            return
-        for ep in entry_points(group=self.group):
+        for ep in self._third_party():
             try:
                 self.register(ep.load(), name=ep.name)
             except Exception as err:  # a broken third-party plugin must not take the tool down
@@ -163,6 +170,7 @@ def _fits(kind: type, value: Any) -> bool:
     return isinstance(value, (int, float) if kind is float else kind)
 
 
+DEFAULT_DATASET = "fashion-mnist"  # here, not in robustkit.data, so the CLI shows it without importing torch
 MODELS: Registry = Registry("model", builtins="robustkit.models", group="robustkit.models")
 DATASETS: Registry = Registry("dataset", builtins="robustkit.data", group="robustkit.datasets")
 ATTACKS: Registry = Registry("attack", builtins="attacks", group="robustkit.attacks")

@@ -14,14 +14,15 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor
 
 from robustkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT",
@@ -51,7 +52,15 @@ def pack(mask: Tensor) -> bytes:
 
 
 def unpack(blob: bytes, n: int) -> Tensor:
-    return torch.from_numpy(np.unpackbits(np.frombuffer(blob, dtype=np.uint8))[:n].astype(bool))
+    """The ``n`` per-sample booleans ``pack`` stored, as a tensor."""
+    import torch  # here, not above: reading a store (a leaderboard) needs no torch
+
+    return torch.from_numpy(unpack_bits(blob, n))
+
+
+def unpack_bits(blob: bytes, n: int) -> np.ndarray:
+    """``unpack`` as a NumPy array: what a leaderboard reads, without torch."""
+    return np.unpackbits(np.frombuffer(blob, dtype=np.uint8))[:n].astype(bool)
 
 
 class ResultStore:

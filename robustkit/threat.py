@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from robustkit.errors import ConfigError, UnknownNameError
+from robustkit.plugin_index import find
 from robustkit.registry import THREATS
 from robustkit.sample_random import SampleRandom
 
@@ -391,16 +392,10 @@ def threat_class(norm: str) -> type[ThreatModel]:
         raise ConfigError(f"norm: {err}") from None
 
 
-FAMILIES = ("Lp", "L0", "patch", "spatial", "fooling")  # the order leaderboards show threat-model groups in
-
-
 def threat_family(norm: str) -> str:
     """The leaderboard group of threat model ``norm``; a name no longer registered is its own group."""
-    try:
-        cls = threat_class(norm)
-    except ConfigError:
-        return norm
-    return cls.family or cls.name
+    entry = find("threats", norm.lower().replace("∞", "inf"))
+    return entry["family"] if entry else norm
 
 
 def clip_to_box(x: Tensor) -> Tensor:

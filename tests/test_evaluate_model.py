@@ -93,7 +93,7 @@ def test_a_foreign_output_is_refused_before_any_work(tiny, tmp_path, monkeypatch
     def never(*args, **kwargs):
         raise AssertionError("the evaluation ran")
 
-    monkeypatch.setattr("robustkit.cli.evaluate.evaluate_model", never)
+    monkeypatch.setattr("robustkit.model_eval.evaluate_model", never)  # the command imports it when it runs
     (tmp_path / name).write_text(content)
     result = run(*EVAL, "--checkpoint", str(tiny), "--output", str(tmp_path / "fine.csv"), "--output", str(tmp_path / name))
     assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1, result.output

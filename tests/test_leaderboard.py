@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from fresh_python import python
 
 import robustkit
 from robustkit.cli import main
@@ -65,6 +66,16 @@ def test_suite_filter_finds_the_cells_a_suite_shares_with_another(shared):
         assert sorted(table.index) == ["lenet5", "smallcnn"]
         for row in white_box_rows(cells).itertuples():
             assert table.loc[row.entry, f"fgsm linf ε={row.eps:.4g}"] == pytest.approx(row.robust_accuracy)
+
+
+def test_a_leaderboard_is_read_without_torch_and_says_the_same(shared):
+    """What keeps ``robustkit leaderboard`` quick: in a fresh process it imports no torch and no matplotlib
+    (threat models' traits come from the plugin index), and its table is the one this process renders."""
+    store, _ = shared
+    code = (f"import sys\nfrom robustkit.cli import main\nmain(['leaderboard', {str(store)!r}, '--suite', 'big'], "
+            "standalone_mode=False)\nprint([m for m in ('torch', 'matplotlib') if m in sys.modules])")  # fmt: skip
+    *table, heavy = python(code).splitlines()
+    assert heavy == "[]" and "\n".join(table) + "\n" == invoke(store, "--suite", "big").output
 
 
 def test_an_unknown_or_missing_suite_name_is_one_line_listing_the_suites(shared):

@@ -1,4 +1,8 @@
-"""``robustkit benchmark SUITE.yaml`` and ``robustkit leaderboard STORE…``."""
+"""``robustkit benchmark SUITE.yaml`` and ``robustkit leaderboard STORE…``.
+
+Each command imports what it needs when it runs: ``leaderboard`` reads the store with pandas and
+never imports torch; matplotlib only when it draws (``--publish``).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,9 @@ from pathlib import Path
 
 import click
 
-from robustkit import distributed
-from robustkit.device import resolve_device
-from robustkit.errors import ConfigError
-from robustkit.checks import Flag
 from robustkit.cli.options import threads_option
-from robustkit.leaderboard import (attack_settings, format_name, latest, leaderboard, of_suite, publish, render,
-                                   render_transfer, sort_table, suite_names, transfer_matrix)  # fmt: skip
+from robustkit.errors import ConfigError
 from robustkit.paths import home
-from robustkit.published import read_published
-from robustkit.runner import run_suite
-from robustkit.store import read_stores
-from robustkit.suite import load_suite
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -65,6 +60,15 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     Under torchrun (torchrun --nproc-per-node N -m robustkit benchmark ...) the processes split each
     cell's samples; rank 0 writes the store.
     """
+    from robustkit import distributed
+    from robustkit.checks import Flag
+    from robustkit.device import resolve_device
+    from robustkit.leaderboard import leaderboard, publish, render, render_transfer, transfer_matrix
+    from robustkit.published import read_published
+    from robustkit.runner import run_suite
+    from robustkit.store import read_stores
+    from robustkit.suite import load_suite
+
     suite = load_suite(suite_path(suite_file))
     index, count = parse_shard(shard)
     if store is None:
@@ -111,8 +115,15 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
                    "to show beside ours, as a suite's published: names.")  # fmt: skip
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
+    from robustkit.leaderboard import attack_settings, format_name, leaderboard, publish, render, sort_table, suite_names
+    from robustkit.store import read_stores
+
     fmt = format_name(fmt)
-    published = read_published(published_file) if published_file is not None else None
+    published = None
+    if published_file is not None:
+        from robustkit.published import read_published
+
+        published = read_published(published_file)
     cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
     names = suite_names(cells, members)
     if not names:
@@ -143,6 +154,8 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
 
 def _suite_rows(cells, checks, members, name: str):
     """One suite's newest cells and its check runs."""
+    from robustkit.leaderboard import latest, of_suite
+
     mine, dropped = latest(of_suite(cells, members, name))
     if dropped:
         click.echo(f"({dropped} older evaluations of cells of suite {name} evaluated again later are left out)", err=True)

@@ -1,31 +1,27 @@
-"""``robustkit evaluate``: parse the options, call ``evaluate_model`` (one cell), print it and write its files."""
+"""``robustkit evaluate``: parse the options, call ``evaluate_model`` (one cell), print it and write its files.
+
+Torch and the plugins are imported when the command runs, so ``evaluate --help`` answers at once.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
-from robustkit import distributed
-from robustkit.cli.fooling import report_fooling
 from robustkit.cli.options import dataset_options, runtime_options
-from robustkit.data import check_dataset_settings
 from robustkit.cli.table import echo_table
-from robustkit.checks import CheckReport
 from robustkit.errors import ConfigError
-from robustkit.model_eval import Report, evaluate_model
-from robustkit.evaluate import Evaluation
-from robustkit.example_grid import save_example_grid
-from robustkit.fooling_eval import FoolingReport
 from robustkit.losses import LOSSES
-from robustkit.models import check_model_name
-from robustkit.norm_curve import SCALES, save_curve_plot
 from robustkit.paths import home
-from robustkit.perturbation_file import save_perturbation
-from robustkit.records import append_record, check_outputs, file_sha256
 from robustkit.registry import ATTACKS
-from robustkit.threat import parse_eps, threat_class
+
+if TYPE_CHECKING:
+    from robustkit.checks import CheckReport
+    from robustkit.evaluate import Evaluation
+    from robustkit.model_eval import Report
 
 
 @click.command()
@@ -80,6 +76,17 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
              device, seed, batch_size, outputs, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
     run of ``robustkit.evaluate_model``; its record is a results-store row)."""
+    from robustkit import distributed
+    from robustkit.cli.fooling import report_fooling
+    from robustkit.data import check_dataset_settings
+    from robustkit.fooling_eval import FoolingReport
+    from robustkit.model_eval import evaluate_model
+    from robustkit.models import check_model_name
+    from robustkit.norm_curve import save_curve_plot
+    from robustkit.perturbation_file import save_perturbation
+    from robustkit.records import check_outputs, file_sha256
+    from robustkit.threat import parse_eps, threat_class
+
     if checks and no_checks:
         raise ConfigError("--checks (the full set) and --no-checks (none) contradict each other: give one")
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
@@ -147,6 +154,8 @@ _CITED = ("model", "dataset", "defense", "attack", "norm", "eps", "settings", "c
 
 
 def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) -> None:
+    from robustkit.example_grid import save_example_grid
+
     ex, norm, budget = report.examples, report.record["norm"], report.record["eps"]
     if not ex:
         click.echo("examples: none (the attack broke no sample)")
@@ -158,6 +167,8 @@ def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) 
 
 def _echo_curve(outcome: Evaluation, eps: float) -> None:
     """A minimum-norm run's figure at ``eps``, its median verified norm and the curve at a few multiples of ε."""
+    from robustkit.norm_curve import SCALES
+
     budgets = [scale * eps for scale in SCALES]
     points = "  ".join(f"{b:.4g}: {a:.4f}" for b, a in zip(budgets, outcome.curve(budgets)))
     attacked = int(outcome.clean_correct.sum())
@@ -168,6 +179,8 @@ def _echo_curve(outcome: Evaluation, eps: float) -> None:
 
 
 def _write(outputs: list[Path], report: Report) -> None:
+    from robustkit.records import append_record
+
     for path in outputs:
         click.echo(f"record appended to {append_record(path, report.record, report.check_record)}")
 
@@ -201,6 +214,8 @@ def _echo_warnings(report: Report) -> None:
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
     """``-o key=value`` pairs; values are read as YAML scalars (5, 0.5, true, sgd), fractions as numbers."""
+    from robustkit.threat import parse_eps
+
     extra = {}
     for option in options:
         key, sep, text = option.partition("=")

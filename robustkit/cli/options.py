@@ -1,17 +1,18 @@
-"""Options several commands share, declared once."""
+"""Options several commands share, declared once; what they need of torch is imported when they run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 
-from robustkit.defense import Defense
-from robustkit.data import DEFAULT_DATASET, ImageDataset, get_dataset
-from robustkit.registry import DEFENSES
-from robustkit.threat import default_eps, parse_eps
+from robustkit.registry import DEFAULT_DATASET, DEFENSES
+
+if TYPE_CHECKING:
+    from robustkit.data import ImageDataset
+    from robustkit.defense import Defense
 
 
 def dataset_options(command: Callable) -> Callable:
@@ -43,6 +44,8 @@ def threads_option(command: Callable) -> Callable:
 
     def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
         if value is not None:
+            import torch
+
             torch.set_num_threads(value)
 
     return click.option(
@@ -63,12 +66,16 @@ def runtime_options(command: Callable) -> Callable:
 def open_dataset(dataset: str, data_dir: Path | None, download: bool, image_size: int | None = None,
                  workers: int | None = None) -> ImageDataset:  # fmt: skip
     """The data set; a setting it does not take (``--image-size`` on fashion-mnist) is a one-line error."""
+    from robustkit.data import get_dataset
+
     return get_dataset(dataset, as_flags=True, data_dir=data_dir, download=download or None, image_size=image_size,
                        workers=workers)  # fmt: skip
 
 
 def build_defense(name: str, *, eps: str | None, norm: str, channels: int, **settings) -> Defense | None:
     """``none`` → None; otherwise the registered defense, ε defaulting to the field's usual budget."""
+    from robustkit.threat import default_eps, parse_eps
+
     if name.lower() == "none":
         return None
     budget = parse_eps(eps) if eps is not None else default_eps(norm, channels)

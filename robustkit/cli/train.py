@@ -1,4 +1,7 @@
-"""``robustkit train``: train a registered model, optionally with a defense, and save a checkpoint."""
+"""``robustkit train``: train a registered model, optionally with a defense, and save a checkpoint.
+
+Torch and the plugins are imported when the command runs (and, for the recipe defaults, when its help is shown).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,8 @@ from pathlib import Path
 
 import click
 
-from robustkit import distributed
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
-from robustkit.device import resolve_device
-from robustkit.models import TORCHVISION_PREFIX, check_model_name
-from robustkit.pipeline import train_and_save
-from robustkit.threat import parse_eps
 
 
 def recipe_defaults(setting: str) -> str:
@@ -21,6 +19,7 @@ def recipe_defaults(setting: str) -> str:
     smallcnn 3; under fast, madry, trades 10``)."""
     from collections import Counter
 
+    from robustkit.models import TORCHVISION_PREFIX
     from robustkit.registry import DEFENSES, MODELS
     from robustkit.train import TrainConfig
 
@@ -89,6 +88,12 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     recipe's (a path holding another recipe needs --force). A setting equal to the model's own default
     changes nothing and writes to the default path.
     """
+    from robustkit import distributed
+    from robustkit.device import resolve_device
+    from robustkit.models import check_model_name
+    from robustkit.pipeline import train_and_save
+    from robustkit.threat import parse_eps
+
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     device = resolve_device(device)
     distributed.init_from_env(device)

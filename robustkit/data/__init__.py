@@ -8,12 +8,10 @@ from typing import Any
 from robustkit.data.base import DatasetInfo, ImageDataset, IndexedSplit, Split, uint8_to_float
 from robustkit.data.files import FileSplit
 from robustkit.errors import ConfigError
-from robustkit.registry import DATASETS
+from robustkit.registry import DATASETS, DEFAULT_DATASET
 
 # Built-ins, listed explicitly: importing each module registers it.
 from robustkit.data import fashion_mnist, imagefolder, imagenet, synthetic, torchvision_sets  # noqa: E402,F401
-
-DEFAULT_DATASET = "fashion-mnist"
 
 
 def get_dataset(name: str = DEFAULT_DATASET, *, as_flags: bool = False, **kwargs: Any) -> ImageDataset:
