@@ -56,7 +56,8 @@ class Report:
     class_names: tuple[str, ...] = ()
 
     @property
-    def clean_accuracy(self) -> float:
+    def clean_accuracy(self) -> float | None:
+        """None where the threat model uses no clean images (fooling)."""
         return self.figures["clean_accuracy"]
 
     @property
