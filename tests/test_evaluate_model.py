@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -98,3 +99,32 @@ def test_a_foreign_output_is_refused_before_any_work(tiny, tmp_path, monkeypatch
     result = run(*EVAL, "--checkpoint", str(tiny), "--output", str(tmp_path / "fine.csv"), "--output", str(tmp_path / name))
     assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1, result.output
     assert name in result.output and not (tmp_path / "fine.csv").exists()
+
+
+class AlwaysWrong(torch.nn.Module):
+    """Five logits, the last (a class the 4-class data never holds) always highest: clean accuracy 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor([0.1, 0.1, 0.1, 0.1, 0.2]))
+
+    def forward(self, x):
+        return 1 + x.flatten(1).mean(1, keepdim=True) * self.scale
+
+
+def test_figures_of_a_run_that_attacked_nothing_print_a_dash_and_are_stored_as_null(monkeypatch, tmp_path):
+    real = robustkit.cli.evaluate.evaluate_model
+    monkeypatch.setattr(robustkit.cli.evaluate, "evaluate_model", lambda model, *a, **k: real(AlwaysWrong(), *a, **k))
+    out = tmp_path / "r.json"
+    result = run(*EVAL, "--attack", "fgsm", "--eps", "0.1", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    row = lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["model", "attack"]) + 1].split()
+    assert row[5:9] == ["0.0000", "0.0000", "—", "—"]  # clean acc, robust acc, success, median norm
+    assert not re.search(r"\bnan\b", result.output, re.IGNORECASE)
+    record = json.loads(out.read_text())[0]
+    assert record["clean_accuracy"] == 0 and record["attack_success_rate"] is None and record["median_norm"] is None
+    assert json.loads(record["extra"])["mean_norm"] is None
+    report = robustkit.evaluate_model(AlwaysWrong(), "synthetic", "fgsm", eps=0.1, n_samples=16, checks="none",
+                                      progress=False)  # fmt: skip
+    assert report.record["attack_success_rate"] is None and report.record["median_norm"] is None  # the row as stored
