@@ -64,6 +64,7 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     suite, spec = cell.suite, cell.attack
     if attack is None:
         attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
+    attack.check_fits(data.info.input_shape)  # a budget that cannot run is refused before any warning about it
     warn_if_covers_box(attack.threat, data.info.input_shape)
     if not attack.threat.clean_images:
         return _fooling(cell, attack, model, data, device, provenance, progress)

@@ -137,6 +137,7 @@ def evaluate_model(
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
     built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
+    built.check_fits(data.info.input_shape)  # before a model is trained for a budget that cannot run
     if level == "full" and not threat_class(norm).gradient_steps:
         raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
     if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or level == "full"):
