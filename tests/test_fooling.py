@@ -226,6 +226,8 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     assert table["clean_accuracy"].iloc[0] == clean  # the entry's clean accuracy comes from its other cells
     cards = entry_cards(cells.sort_values("attack", ascending=False), ["lenet5"])  # the fooling cell first
     assert f"<dd>{clean:.4f}</dd>" in cards and "nan" not in cards
+    alone = entry_cards(cells[cells["attack"] == "fooling"], ["lenet5"])  # fooling cells only: no clean accuracy
+    assert "<dt>clean accuracy</dt><dd>—</dd>" in alone
     assert table["fooling-rate fooling ε=0.99"].iloc[0] == pytest.approx(extra["fooling_rate"])
     assert table[MEAN].iloc[0] == pytest.approx(table["worst linf ε=0.1"].iloc[0])  # the fooling rate is not in it
     assert not any(c.startswith("worst fooling") for c in table.columns)
