@@ -39,8 +39,9 @@ class Fooling(Attack):
     float32 pass gives c as the argmax with softmax probability ≥ ``eps`` (default 0.99).
     The class sought per image is ``target``, or without it ``y`` (there is no true label to leave);
     ``x`` only gives the images' shape, dtype and device. ``evidence["target"]`` reports it;
-    ``success`` is ``confirm_fooling``'s verdict; ``extras["seconds"]`` (float N) is when each image
-    passed (NaN: never) and ``queries`` counts model passes per image.
+    ``success`` is ``confirm_fooling``'s verdict; ``extras["seconds"]`` (float64 N) is each image's own
+    share of the run's time (every step's time split evenly among the images it worked on; the shares
+    add up to the run) and ``queries`` counts model passes per image.
     Arguments: ``eps`` (threshold); ``method`` (gradient | evolution); ``start`` (noise: uniform from
     the sample's own stream | blank: mid-grey); ``steps`` (iterations: 100 gradient steps / 300
     generations); ``early_stop`` (a passing image stops costing passes); gradient only: ``step_size``
@@ -159,10 +160,11 @@ class Fooling(Attack):
         lam, side, sigma = self.setting("population"), self.setting("block"), self.setting("sigma")
         _, c, h, w = image.shape
         side = min(side, h, w)
-        probs = _log_probs(model, image).exp()
+        log_probs = _log_probs(model, image)  # one pass gives the start's verdict and its score
+        probs = log_probs.exp()
         tracker.update(torch.arange(n, device=image.device), image, probs, sought, self._passes(model, image, probs, sought), 1,
                        stop=self.early_stop)  # fmt: skip
-        parent_score = _log_probs(model, image).gather(1, sought[:, None]).squeeze(1)
+        parent_score = log_probs.gather(1, sought[:, None]).squeeze(1)
         for _ in range(self.iterations):
             active = tracker.active
             if len(active) == 0:
@@ -189,23 +191,28 @@ class Fooling(Attack):
 
 class _Tracker:
     """Per image: the best image so far (a passing one over any other, then the higher probability),
-    model passes spent, when it passed, and which images are still being worked on."""
+    model passes spent, the time spent on it, and which images are still being worked on.
+
+    An image's time is its own share of the batch's: each step's time (since the previous update) is
+    split evenly among the images that step worked on, so the shares add up to the run's time and an
+    image retired early stops accruing any.
+    """
 
     def __init__(self, image: Tensor) -> None:
         n = len(image)
         self.best, self.score = image.clone(), torch.full((n,), -1.0, device=image.device)
         self.queries = torch.zeros(n, dtype=torch.long, device=image.device)
-        self.seconds = torch.full((n,), float("nan"))
-        self.active, self.began = torch.arange(n, device=image.device), time.perf_counter()
+        self.seconds = torch.zeros(n, dtype=torch.float64)
+        self.active, self.mark = torch.arange(n, device=image.device), time.perf_counter()
 
     def update(self, rows: Tensor, images: Tensor, probs: Tensor, sought: Tensor, hit: Tensor, cost: int, *, stop: bool) -> None:
+        now = time.perf_counter()
+        self.seconds[rows.cpu()] += (now - self.mark) / len(rows)
+        self.mark = now
         self.queries[rows] += cost
         score = probs.gather(1, sought[:, None]).squeeze(1).float() + 2 * hit.float()
         better = score > self.score[rows]
         self.best[rows[better]], self.score[rows[better]] = images[better].to(self.best.dtype), score[better]
-        first = rows[hit].cpu()
-        first = first[self.seconds[first].isnan()]
-        self.seconds[first] = time.perf_counter() - self.began
         if stop:
             self.active = self.active[~torch.isin(self.active, rows[hit])]
 

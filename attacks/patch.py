@@ -92,7 +92,7 @@ class AdversarialPatch(LossGradientAttack):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         threat = self.threat
-        threat.check_fits(x)
+        threat.check_fits(x.shape)
         n, channels, height, width = x.shape
         side, tries = threat.side, self.locations
         rows, cols = rng.randint(height - side + 1, tries), rng.randint(width - side + 1, tries)  # N×L

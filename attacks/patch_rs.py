@@ -92,7 +92,7 @@ class PatchRS(Attack):
 
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
-        self.threat.check_fits(x)
+        self.threat.check_fits(x.shape)
         n, channels, height, width = x.shape
         side = self.threat.side
         rows, cols = rng.randint(height - side + 1), rng.randint(width - side + 1)

@@ -9,6 +9,7 @@ it cheap in queries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -82,12 +83,18 @@ class SparseRS(Attack):
         if self.queries < 1 or not 0 < self.alpha_init <= 1:
             raise ConfigError(f"sparse-rs needs queries ≥ 1 and 0 < alpha_init ≤ 1 (got {self.queries}, {self.alpha_init})")
 
+    def check_fits(self, image_shape: Sequence[int]) -> None:
+        super().check_fits(image_shape)
+        height, width = image_shape[-2:]
+        if self.eps > height * width:
+            raise ConfigError(f"sparse-rs: k = {int(self.eps)} pixels is more than the image's {height}×{width} = "
+                              f"{height * width} positions")  # fmt: skip
+
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
+        self.check_fits(x.shape)
         n, channels, height, width = x.shape
         k, size = int(self.eps), height * width
-        if k > size:
-            raise ConfigError(f"sparse-rs: k = {k} pixels is more than the image's {height}×{width} = {size} positions")
         positions = rng.bits(size).argsort(dim=1, stable=True)[:, :k]  # a uniform k-subset per sample
         values = rng.randint(2, k, channels).to(x.dtype)
         best = _paint(x, positions, values)

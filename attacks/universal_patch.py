@@ -113,7 +113,7 @@ class UniversalPatch(LossGradientAttack):
 
     def places(self, x: Tensor, rng: SampleRandom | None = None) -> tuple[Tensor, Tensor]:
         """Each image's window corner (int64 N, N): sample i's from (seed, i) unless ``rng`` says otherwise."""
-        self.threat.check_fits(x)
+        self.threat.check_fits(x.shape)
         rng = rng or SampleRandom(self.seed, torch.arange(len(x), device=x.device))
         height, width = x.shape[-2:]
         side = self.threat.side
@@ -134,7 +134,7 @@ class UniversalPatch(LossGradientAttack):
         """Fit the patch (C×s×s in [0, 1], float32, on the model's device) on ``images``; labels are not needed:
         an image counts as fooled when its prediction moves off the clean one (or onto ``target``/``target_class``)."""
         x = fitting_images(images)
-        self.threat.check_fits(x)
+        self.threat.check_fits(x.shape)
         param = next(model.parameters(), None)
         device = param.device if param is not None else x.device
         generator = torch.Generator(device=device).manual_seed(self.seed)

@@ -17,7 +17,7 @@ cannot use a setting does not take it, so asking for it is an error, not a silen
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -115,6 +115,11 @@ class Attack(ABC):
         """The threat model the attack's output is clipped to and verified in: the ε-ball, or for a
         minimum-norm attack the whole box."""
         return self.threat.widened(tuple(image_shape)) if self.minimum_norm else self.threat
+
+    def check_fits(self, image_shape: Sequence[int]) -> None:
+        """A one-line error when the attack cannot run on images of ``image_shape`` (C×H×W or N×C×H×W) at
+        its budget; checked before anything is said about that budget (e.g. that it covers the box)."""
+        self.threat.check_fits(image_shape)
 
     def threat_settings(self) -> dict[str, Any]:
         """The attack's settings that belong to its threat model beyond ε (e.g. a spatial attack's translation)."""

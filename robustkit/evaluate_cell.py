@@ -30,7 +30,7 @@ from robustkit.evaluate import Evaluation, attack_figures, evaluate_attack, prep
 from robustkit.example_grid import example_strip
 from robustkit.fooling_eval import FoolingReport, evaluate_fooling
 from robustkit.norm_curve import stored_norms
-from robustkit.predict import accuracy, verdict_draws
+from robustkit.predict import verdict_draws
 from robustkit.records import run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.resolve import Provenance
@@ -64,10 +64,11 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     suite, spec = cell.suite, cell.attack
     if attack is None:
         attack = ATTACKS.build(spec.attack, eps=cell.eps, norm=spec.norm, seed=suite.seed, **spec.settings)
+    attack.check_fits(data.info.input_shape)  # a budget that cannot run is refused before any warning about it
     warn_if_covers_box(attack.threat, data.info.input_shape)
-    start = time.perf_counter()
     if not attack.threat.clean_images:
-        return _fooling(cell, attack, model, data, subset, device, provenance, progress, start)
+        return _fooling(cell, attack, model, data, device, provenance, progress)
+    start = time.perf_counter()
     crafted_on = source[0] if source is not None else model
     unadapted = unadapted_layers(crafted_on, attack)
     for line in unadapted:  # said before any figure (or flag) is computed
@@ -86,18 +87,18 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     return CellResult(row, result, attack, figures)
 
 
-def _fooling(cell: Cell, attack: Attack, model: nn.Module, data: ImageDataset, subset: IndexedSplit, device: torch.device,
-             provenance: Provenance, progress: bool, start: float) -> CellResult:  # fmt: skip
+def _fooling(cell: Cell, attack: Attack, model: nn.Module, data: ImageDataset, device: torch.device,
+             provenance: Provenance, progress: bool) -> CellResult:
     """A threat model without clean images: one image sought per class, in the cells' schema over classes.
 
     n is the number of classes, ``robust`` per class means no verified fooling image, robust accuracy
-    is 1 − the fooling rate; the clean accuracy is the model's on the subset, as in its other cells.
+    is 1 − the fooling rate. The clean accuracy is null: no clean image is used. The cell's seconds are
+    the sum of the per-class times (``class_seconds``), so the record agrees with itself.
     """
-    batch_size = cell.suite.batch_size
-    report = evaluate_fooling(model, attack, tuple(data.info.input_shape), batch_size=batch_size, progress=progress)
-    figures = {**report.metrics(), "clean_accuracy": accuracy(model, subset, batch_size=batch_size), **report.extra(),
-               "verify_draws": verdict_draws(model)}  # fmt: skip
-    row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start)
+    report = evaluate_fooling(model, attack, tuple(data.info.input_shape), batch_size=cell.suite.batch_size,
+                              progress=progress)  # fmt: skip
+    figures = {**report.metrics(), "clean_accuracy": None, **report.extra(), "verify_draws": verdict_draws(model)}
+    row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=report.total_seconds)
     every = torch.ones(len(report.classes), dtype=torch.bool)  # every class was sought
     found = report.images[report.passed]  # the card shows the fooling images found, one per class fooled
     row.update(clean_correct=pack(every), robust=pack(~report.passed),
@@ -110,7 +111,8 @@ def cell_row(cell: Cell, attack: Attack, figures: dict[str, Any], *, device: tor
     """The one record builder: a cell's store row (its per-sample outcomes and examples are added by the caller).
 
     Figures that have no column of their own (fitting, fooling, ``verify_draws``, what a caller adds
-    later) go to ``extra``, so every kind of run has the same columns.
+    later) go to ``extra``, so every kind of run has the same columns. A figure that does not apply
+    (NaN: a success rate with no sample attacked) is stored as None, in the columns as in ``extra``.
     """
     suite, spec = cell.suite, cell.attack
     extra = {k: _plain(v) for k, v in figures.items() if k not in _COLUMN_FIGURES and k != "seconds"}
@@ -119,7 +121,7 @@ def cell_row(cell: Cell, attack: Attack, figures: dict[str, Any], *, device: tor
         "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model, "defense": cell.entry.defense,
         **provenance.record(), "attack": spec.label, "norm": spec.norm, "eps": cell.eps,
         "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
-        "n_samples": suite.n_samples, "sample_seed": suite.seed, **{k: figures[k] for k in _COLUMN_FIGURES},
+        "n_samples": suite.n_samples, "sample_seed": suite.seed, **{k: _plain(figures[k]) for k in _COLUMN_FIGURES},
         "seconds": seconds, "extra": extra, **run_metadata(device, suite.seed), "training": entry_card(provenance.path),
         "clean_correct": None, "robust": None, "examples": None,
         "source": cell.source.name if cell.source is not None else None,

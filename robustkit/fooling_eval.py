@@ -23,16 +23,24 @@ from robustkit.predict import num_classes
 
 @dataclass
 class FoolingReport:
-    """Per class sought: the verified confidence reached, whether it passed, and when (seconds)."""
+    """Per class sought: the verified confidence reached, whether it passed, and the time spent on it.
+
+    A class's seconds are its own: its share of the attack's steps (each step's time split among the
+    classes it worked on) plus an even share of its batch's verification. They add up to
+    ``total_seconds``, so the per-class column, the summary and the rate are one measurement.
+    """
 
     classes: Tensor  # int64 K
     confidence: Tensor  # float32 K: the model's probability of the class on the image kept (fresh pass)
     passed: Tensor  # bool K: a verified fooling image
-    seconds: Tensor  # float32 K: time into its batch when the attack found it (NaN: never)
+    seconds: Tensor  # float64 K: time spent on the class, whether or not it was fooled
     images: Tensor  # K×C×H×W, one per class
     threshold: float
     n_unverified: int = 0  # images the attack claimed that failed the check (should be 0)
-    total_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        return float(self.seconds.sum())
 
     @property
     def fooling_rate(self) -> float:
@@ -41,7 +49,8 @@ class FoolingReport:
 
     @property
     def seconds_per_class(self) -> float:
-        return self.total_seconds / max(len(self.classes), 1)
+        """The mean of the per-class times (NaN when no class was sought)."""
+        return float(self.seconds.mean()) if len(self.seconds) else float("nan")
 
     def metrics(self) -> dict[str, float | int]:
         """The keys of ``Evaluation.metrics`` over classes (robust: no verified image), plus the fooling figures."""
@@ -84,23 +93,28 @@ def evaluate_fooling(
     if bad:
         raise ConfigError(f"fooling: class {bad[0]} is not one of this {have}-class model's classes 0…{have - 1}")
     parts: dict[str, list[Tensor]] = {"confidence": [], "passed": [], "seconds": [], "images": []}
-    unverified, start = 0, time.perf_counter()
+    unverified = 0
     bar = tqdm(total=len(classes), desc=f"{type(attack).__name__} {attack.threat.label()}", unit="class",
                disable=None if progress else True, leave=False)  # fmt: skip
     for chunk in classes.split(batch_size):
-        sought = chunk.to(device)
+        sought, start = chunk.to(device), time.perf_counter()
         result = attack(model, template.expand(len(sought), *image_shape).clone(), sought, index=sought)
         confidence, confirmed = confirm_fooling(model, result.x_adv, sought, attack.eps)
         passed = confirmed & attack.threat.contains(result.x_adv, result.x_adv, result.evidence)
         passed &= result.evidence["target"].to(device) == sought
         unverified += int((result.success & ~passed).sum())
-        seconds = result.extras.get("seconds", torch.full((len(sought),), float("nan")))
+        seconds = _own_seconds(result.extras.get("seconds"), len(sought), time.perf_counter() - start)
         for key, value in (("confidence", confidence), ("passed", passed), ("seconds", seconds), ("images", result.x_adv)):
             parts[key].append(value.detach().cpu())
         bar.update(len(sought))
         bar.set_postfix(fooled=f"{torch.cat(parts['passed']).float().mean():.2f}")
     bar.close()
     merged = {k: torch.cat(v) for k, v in parts.items()}
-    merged["seconds"] = torch.where(merged["passed"], merged["seconds"].float(), float("nan"))
-    return FoolingReport(classes, threshold=attack.eps, n_unverified=unverified,
-                         total_seconds=time.perf_counter() - start, **merged)  # fmt: skip
+    return FoolingReport(classes, threshold=attack.eps, n_unverified=unverified, **merged)
+
+
+def _own_seconds(shares: Tensor | None, n: int, elapsed: float) -> Tensor:
+    """Each class's time in a batch that took ``elapsed`` seconds: the attack's own per-image shares
+    (``extras["seconds"]``; none: nothing of its own) plus an even share of the rest (verification)."""
+    shares = torch.zeros(n, dtype=torch.float64) if shares is None else shares.detach().cpu().double()
+    return shares + max(elapsed - float(shares.sum()), 0.0) / n

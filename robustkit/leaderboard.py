@@ -402,12 +402,13 @@ def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
         if group.empty:
             continue
         first = group.iloc[0]
+        clean = pd.to_numeric(group["clean_accuracy"], errors="coerce").dropna()  # fooling cells have none
         card = json.loads(first["training"]) if isinstance(first.get("training"), str) and first["training"] else {}
         seconds = card.get("train_seconds")
         facts = [("architecture", card.get("architecture", first["model"])),
                  ("defense", first["defense"] + (f" ({_settings_text(card['defense_settings'])})" if card.get("defense_settings") else "")),
                  ("epochs", card.get("epochs", "")), ("training time", f"{seconds:.0f} s" if seconds else ""),
-                 ("clean accuracy", f"{first['clean_accuracy']:.4f}"), ("checkpoint SHA-256", first["checkpoint_sha256"])]  # fmt: skip
+                 ("clean accuracy", _text(float(clean.iloc[0])) if len(clean) else "—"), ("checkpoint SHA-256", first["checkpoint_sha256"])]  # fmt: skip
         rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts if v != "")
         figures = []
         for row in group.sort_values(["norm", "eps", "attack"]).itertuples():

@@ -9,7 +9,9 @@ parses and prints), the runner and Python users get the same figures and the sam
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 from robustkit import distributed
 from robustkit.attack import Attack
 from robustkit.checks import Adaptation, CheckReport, check_level
-from robustkit.data import get_dataset
+from robustkit.data import dataset_settings, get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
@@ -32,7 +34,7 @@ from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
 from robustkit.perturbation_file import load_perturbation
 from robustkit.records import file_sha256
-from robustkit.registry import ATTACKS
+from robustkit.registry import ATTACKS, DATASETS
 from robustkit.resolve import Provenance, resolve_model
 from robustkit.suite import AttackEntry, Cell, ModelEntry, Suite
 from robustkit.threat import default_eps, parse_eps, threat_class
@@ -56,7 +58,8 @@ class Report:
     class_names: tuple[str, ...] = ()
 
     @property
-    def clean_accuracy(self) -> float:
+    def clean_accuracy(self) -> float | None:
+        """None where the threat model uses no clean images (fooling)."""
         return self.figures["clean_accuracy"]
 
     @property
@@ -98,6 +101,7 @@ def evaluate_model(
     progress: bool = True,
     keep_examples: int = 8,
     suite: str = "evaluate",
+    **keywords: Any,
 ) -> Report:
     """Attack ``model`` (a registered name, or any ``nn.Module`` taking [0, 1] pixels) on the test subset.
 
@@ -111,21 +115,27 @@ def evaluate_model(
     ``checks``: the gradient-masking checks to run after the attack, ``default`` (cheap: on at most
     ``DEFAULT_SAMPLES`` samples; skipped where gradient attacks cannot step), ``full`` (or True) or
     ``none`` (or False); their flags go to ``Report.checks`` and the record's ``extra``.
+    Any other keyword is, as on the CLI, an attack setting (``steps=20``) or a data-set option
+    (``image_size=64``), checked against the attack's settings and the data set's options; the dicts
+    ``attack_settings`` and ``dataset_options`` hold the same.
     """
     level = check_level(checks)
-    settings = {k.replace("-", "_"): v for k, v in (attack_settings or {}).items() if v is not None}
+    if isinstance(model, str):
+        check_model_name(model)  # an unknown name fails before anything else is said or done
+    attack_settings, dataset_options = sort_keywords(keywords, attack, dataset, attack_settings, dataset_options)
+    settings = {k: v for k, v in attack_settings.items() if v is not None}
     for reserved in ("eps", "norm", "seed", "perturbation"):
         if reserved in settings:
             raise ConfigError(f"attack_settings cannot hold '{reserved}': it is an argument of its own")
-    if isinstance(model, str):
-        check_model_name(model)  # an unknown name fails before anything else is said or done
     if isinstance(source, str):
         check_model_name(source)
     elif source is None and source_checkpoint is None and source_defense != "none":
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
     if level == "full" and norm is not None and not threat_class(norm).gradient_steps:
         raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
-    options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
+    options = {k: v for k, v in dataset_options.items() if v is not None}
+    if isinstance(dataset, ImageDataset) and options:
+        raise ConfigError(f"data-set options ({', '.join(options)}) apply to a data set given by name, not to a built one")
     data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
     delta, saved_with, given_sha = None, {}, None
     if perturbation is not None:
@@ -136,6 +146,7 @@ def evaluate_model(
     eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
     budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
     built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
+    built.check_fits(data.info.input_shape)  # before a model is trained for a budget that cannot run
     if level == "full" and not threat_class(norm).gradient_steps:
         raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
     if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or level == "full"):
@@ -177,6 +188,38 @@ def evaluate_model(
         result.row["extra"].update(perturbation_file=str(perturbation), perturbation_sha256=given_sha)
     return Report(result.row, result.outcome, result.figures, result.attack, provenance, result.attack.learned(),
                   report, check_row, pair[1] if pair else None, tuple(data.info.class_names))  # fmt: skip
+
+
+def sort_keywords(keywords: dict[str, Any], attack: str, dataset: str | ImageDataset, attack_settings: dict | None,
+                  dataset_options: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """``evaluate_model``'s other keywords added to the attack's settings or the data set's options.
+
+    A key any data set takes goes to the data set (``get_dataset`` refuses it, in one line, where this
+    one does not take it). An unknown key, or one also in the dicts, is a one-line error naming the
+    keywords that are valid here.
+    """
+    settings = {k.replace("-", "_"): v for k, v in (attack_settings or {}).items()}
+    data_options = dict(dataset_options or {})
+    if not keywords:
+        return settings, data_options
+    takes = set(inspect.signature(ATTACKS.get(attack)).parameters) - _OWN
+    opens = set().union(*(dataset_settings(name) or set() for name in DATASETS.list())) - _OWN
+    for key, value in keywords.items():
+        into, named = (settings, "attack_settings") if key in takes else (data_options, "dataset_options")
+        if key not in takes | opens:
+            here = sorted((dataset_settings(dataset) or set()) - _OWN) if isinstance(dataset, str) else []
+            close = difflib.get_close_matches(key, [*takes, *here, *_OWN], n=1)
+            name = dataset if isinstance(dataset, str) else "a data set given built"
+            raise ConfigError(f"evaluate_model: '{key}' is not an argument, a setting of {attack} or an option of {name}"
+                              + (f" (did you mean {close[0]}?)" if close else "") + f"; {attack}'s settings: "
+                              f"{', '.join(sorted(takes))}; {name}'s options: {', '.join(here) or 'none'}")  # fmt: skip
+        if key in into:
+            raise ConfigError(f"evaluate_model: '{key}' is given twice, as a keyword and in {named}")
+        into[key] = value
+    return settings, data_options
+
+
+_OWN = set(inspect.signature(evaluate_model).parameters) - {"keywords"}  # never an attack's or data set's keyword
 
 
 def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:

@@ -8,6 +8,7 @@ so it needs no evidence from the attack and cannot be told a wrong location.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -47,9 +48,9 @@ class Patch(ThreatModel):
     def side(self) -> int:
         return int(self.eps)
 
-    def check_fits(self, x: Tensor) -> None:
-        """A one-line error when the window is larger than the images ``x`` (N×C×H×W)."""
-        height, width = x.shape[-2:]
+    def check_fits(self, image_shape: Sequence[int]) -> None:
+        """A one-line error when the window is larger than images of ``image_shape``."""
+        height, width = image_shape[-2:]
         if self.side > height or self.side > width:
             raise ConfigError(f"a patch of side {self.side} does not fit a {height}×{width} image")
 
@@ -59,7 +60,7 @@ class Patch(ThreatModel):
 
     def contains(self, x: Tensor, x_adv: Tensor, evidence: dict[str, Tensor] | None = None) -> Tensor:
         """Per sample: every changed pixel (any channel) lies in one s×s window; found, not taken from ``evidence``."""
-        self.check_fits(x)
+        self.check_fits(x.shape)
         height, width = changed_extent(x, x_adv)
         return (height <= self.side) & (width <= self.side)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -84,6 +85,10 @@ class ThreatModel(ABC):
     def clip(self, x: Tensor, x_adv: Tensor) -> Tensor:
         """``x_adv`` made admissible where a projection exists; every threat model keeps [0, 1]."""
         return clip_to_box(x_adv)
+
+    def check_fits(self, image_shape: Sequence[int]) -> None:
+        """A one-line error when the budget cannot be applied to images of ``image_shape`` (C×H×W or
+        N×C×H×W; e.g. a patch larger than the image); most budgets fit any image."""
 
     def whole_box_budget(self, image_shape: tuple[int, ...]) -> tuple[float, str] | None:
         """The budget from which every image of [0, 1]^(C·H·W) is within reach of every other, and how

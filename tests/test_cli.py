@@ -271,6 +271,19 @@ def test_a_budget_covering_the_whole_box_is_pointed_out(tiny_checkpoint, args, w
         assert "covers the whole" not in result.output
 
 
+@pytest.mark.parametrize("args, refused, fits", [
+    (["--attack", "patch", "--eps", "40"], "a patch of side 40 does not fit a 16×16 image", ["--eps", "16"]),
+    (["--attack", "sparse-rs", "--pixels", "1000", "-o", "queries=2"],
+     "sparse-rs: k = 1000 pixels is more than the image's 16×16 = 256 positions", ["--pixels", "256"])])  # fmt: skip
+def test_a_budget_that_cannot_run_is_refused_alone_before_any_warning_about_it(tiny_checkpoint, args, refused, fits):
+    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
+            "--n-samples", "8", "--no-checks", *args]  # fmt: skip
+    result = run(*base)
+    assert result.exit_code == 1 and result.output == f"Error: {refused}\n", result.output
+    largest = run(*base, *fits)  # the largest budget that fits still runs, and covers the box: said so
+    assert largest.exit_code == 0 and "covers the whole [0, 1] input box" in largest.output, largest.output
+
+
 def test_other_libraries_warnings_stay_off_the_terminal_and_robustkits_own_reach_it(monkeypatch, capsys):
     """Issue 23: pkg_resources', torch.jit's and matplotlib's notes are hidden (shown with -v); ours are not."""
     import logging

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 import robustkit
 from robustkit.checkpoint import load_model
 from robustkit.cli import main
+from robustkit.errors import ConfigError
 from robustkit.records import COLUMNS
 from robustkit.runner import run_suite
 from robustkit.store import read_stores
@@ -98,3 +100,68 @@ def test_a_foreign_output_is_refused_before_any_work(tiny, tmp_path, monkeypatch
     result = run(*EVAL, "--checkpoint", str(tiny), "--output", str(tmp_path / "fine.csv"), "--output", str(tmp_path / name))
     assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1, result.output
     assert name in result.output and not (tmp_path / "fine.csv").exists()
+
+
+class AlwaysWrong(torch.nn.Module):
+    """Five logits, the last (a class the 4-class data never holds) always highest: clean accuracy 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor([0.1, 0.1, 0.1, 0.1, 0.2]))
+
+    def forward(self, x):
+        return 1 + x.flatten(1).mean(1, keepdim=True) * self.scale
+
+
+def test_figures_of_a_run_that_attacked_nothing_print_a_dash_and_are_stored_as_null(monkeypatch, tmp_path):
+    real = robustkit.cli.evaluate.evaluate_model
+    monkeypatch.setattr(robustkit.cli.evaluate, "evaluate_model", lambda model, *a, **k: real(AlwaysWrong(), *a, **k))
+    out = tmp_path / "r.json"
+    result = run(*EVAL, "--attack", "fgsm", "--eps", "0.1", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    row = lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["model", "attack"]) + 1].split()
+    assert row[5:9] == ["0.0000", "0.0000", "—", "—"]  # clean acc, robust acc, success, median norm
+    assert not re.search(r"\bnan\b", result.output, re.IGNORECASE)
+    record = json.loads(out.read_text())[0]
+    assert record["clean_accuracy"] == 0 and record["attack_success_rate"] is None and record["median_norm"] is None
+    assert json.loads(record["extra"])["mean_norm"] is None
+    report = robustkit.evaluate_model(AlwaysWrong(), "synthetic", "fgsm", eps=0.1, n_samples=16, checks="none",
+                                      progress=False)  # fmt: skip
+    assert report.record["attack_success_rate"] is None and report.record["median_norm"] is None  # the row as stored
+
+
+def test_attack_settings_and_data_set_options_are_keywords_as_on_the_cli(tiny):
+    from robustkit.data import get_dataset
+
+    model, _ = load_model(tiny)
+    common = dict(eps=0.1, n_samples=16, checks="none", progress=False)
+    keywords = robustkit.evaluate_model(model, "synthetic", "pgd", steps=3, noise=0.3, **common)
+    dicts = robustkit.evaluate_model(model, "synthetic", "pgd", attack_settings={"steps": 3},
+                                     dataset_options={"noise": 0.3}, **common)  # fmt: skip
+    built = robustkit.evaluate_model(model, get_dataset("synthetic", noise=0.3), "pgd", attack_settings={"steps": 3}, **common)
+    assert keywords.record["key"] == dicts.record["key"] and keywords.record["settings"]["steps"] == 3
+    for other in (dicts, built):  # the same images (noise 0.3, not the default 0.2) and the same attack
+        assert torch.equal(keywords.outcome.clean_correct, other.outcome.clean_correct)
+        assert torch.equal(keywords.outcome.robust, other.outcome.robust)
+    plain = robustkit.evaluate_model(model, "synthetic", "pgd", steps=3, **common)
+    assert plain.record["key"] != keywords.record["key"]  # the option changed what was evaluated
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ({"stepz": 3}, r"^evaluate_model: 'stepz' is not an argument, a setting of pgd or an option of synthetic "
+                   r"\(did you mean steps\?\); pgd's settings: bpda, early_stop, eot, loss, precision, random_start, "
+                   r"restarts, step_size, steps; synthetic's options: channels, download, n_test, n_train, noise, "
+                   r"num_classes, size$"),
+    ({"steps": 3, "attack_settings": {"steps": 4}}, r"^evaluate_model: 'steps' is given twice, as a keyword and in attack_settings$"),
+    ({"image_size": 32}, r"^synthetic is resident and 16×16: image_size applies to imagefolder and imagenet$")])  # fmt: skip
+def test_a_keyword_neither_the_attack_nor_the_data_set_takes_is_one_line_naming_the_valid_ones(keywords, message):
+    with pytest.raises(ConfigError, match=message):
+        robustkit.evaluate_model(AlwaysWrong(), "synthetic", "pgd", progress=False, **keywords)
+
+
+def test_data_set_options_do_not_apply_to_a_built_data_set():
+    from robustkit.data import get_dataset
+
+    with pytest.raises(ConfigError, match=r"^data-set options \(noise\) apply to a data set given by name"):
+        robustkit.evaluate_model(AlwaysWrong(), get_dataset("synthetic"), "pgd", noise=0.3, progress=False)

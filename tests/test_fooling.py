@@ -2,7 +2,9 @@
 
 import io
 import json
+import time
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -17,7 +19,7 @@ from robustkit.errors import ConfigError
 from robustkit.evaluate import evaluate_attack
 from robustkit.fooling import confirm_fooling
 from robustkit.fooling_eval import evaluate_fooling
-from robustkit.leaderboard import MEAN, leaderboard, plot_curves
+from robustkit.leaderboard import MEAN, entry_cards, leaderboard, plot_curves
 from robustkit.runner import run_suite
 from robustkit.store import read_stores, unpack
 from robustkit.suite import load_suite
@@ -114,6 +116,50 @@ def test_evolution_only_queries_probabilities_and_leaves_the_model_alone():
     assert (result.queries <= 1 + 5 * 16).all() and (result.queries >= 1).all()
 
 
+class Clocked(nn.Module):
+    """The model on a fake clock: each forward pass advances ``clock`` by ``cost`` seconds per image, and
+    nothing else does, so every class's own time is known from the passes it was in."""
+
+    def __init__(self, model, clock: list[float], cost: float = 0.01):
+        super().__init__()
+        self.model, self.clock, self.cost = model, clock, cost
+
+    def forward(self, x):
+        self.clock[0] += self.cost * len(x)
+        return self.model(x)
+
+
+@pytest.fixture
+def clocked(monkeypatch):
+    clock = [0.0]
+    model = Clocked(tiny_model(), clock)  # trained (if not yet) on the real clock
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    return model
+
+
+@pytest.mark.parametrize("settings", [{"steps": 30}, {"method": "evolution", "steps": 15, "population": 4}])
+def test_each_image_gets_its_own_time_the_passes_it_was_in(clocked, settings):
+    result = Fooling(eps=0.9, **settings)(clocked, torch.full((4, 1, 12, 12), 0.5), torch.arange(4), index=torch.arange(4))
+    # a step over a images costs cost·a (per image: cost per pass it was in), so an image's share is cost × its passes
+    assert torch.allclose(result.extras["seconds"], clocked.cost * result.queries.double())
+    assert len(set(result.queries.tolist())) > 1  # images retired at different steps: different times
+
+
+def test_the_per_class_times_add_up_to_the_run_and_the_summary_is_their_mean(clocked):
+    attack = Fooling(eps=0.9, steps=30)
+    queries = attack(tiny_model(), torch.full((4, 1, 12, 12), 0.5), torch.arange(4), index=torch.arange(4)).queries
+    start = clocked.clock[0]
+    report = evaluate_fooling(clocked, attack, (1, 12, 12), progress=False)
+    spent = clocked.clock[0] - start - clocked.cost  # less the one pass that counts the model's classes
+    # per class: its attack passes, plus an even share of the batch's other passes: two verifications of
+    # every image (the attack's and the evaluation's) and the attack's one-image label check
+    assert torch.allclose(report.seconds, clocked.cost * (queries.double() + 2 + 1 / 4))
+    assert report.total_seconds == pytest.approx(spent) and report.seconds_per_class == pytest.approx(spent / 4)
+    figures = report.metrics()
+    assert figures["seconds"] == pytest.approx(spent) and figures["images_per_second"] == pytest.approx(4 / spent)
+    assert report.extra()["class_seconds"] == pytest.approx(report.seconds.tolist())
+
+
 def test_bad_classes_and_settings_are_one_line_errors():
     model = tiny_model()
     with pytest.raises(ConfigError, match="class 7 is not one of this 4-class model's classes 0…3"):
@@ -149,7 +195,14 @@ def test_cli_prints_a_row_per_class_and_writes_the_grid(tmp_path):
     assert list((tmp_path / "grid").glob("*.png"))
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "fooling" and record["eps"] == 0.99 and record["n"] == 4
-    assert len(json.loads(record["extra"])["confidence"]) == 4
+    extra = json.loads(record["extra"])
+    assert len(extra["confidence"]) == 4 and record["clean_accuracy"] is None  # no clean image was used
+    # one measurement: the column printed, the summary, the record's per-class times and its seconds agree
+    printed = [float(line.split()[3]) for line in lines[1:5]]
+    assert printed == pytest.approx(extra["class_seconds"], rel=1e-2)  # 3 significant digits printed
+    assert sum(extra["class_seconds"]) == pytest.approx(record["seconds"], abs=1e-5)
+    assert extra["seconds_per_class"] == pytest.approx(record["seconds"] / 4)
+    assert f"{extra['seconds_per_class']:.3g} s per class ({record['seconds']:.3g} s in all)" in result.output
 
 
 def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_out_of_the_ranking(tmp_path, monkeypatch):
@@ -167,8 +220,14 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     assert row["n"] == 4 and len(extra["confidence"]) == 4 and "seconds_per_class" in extra
     assert row["robust_accuracy"] == pytest.approx(robust.float().mean().item())
     assert row["attack_success_rate"] == pytest.approx(1 - row["robust_accuracy"]) == pytest.approx(extra["fooling_rate"])
-    assert row["clean_accuracy"] == cells[cells["attack"] == "fgsm"].iloc[0]["clean_accuracy"]
+    clean = cells[cells["attack"] == "fgsm"].iloc[0]["clean_accuracy"]
+    assert pd.isna(row["clean_accuracy"])  # no clean image was used: null, not the model's figure elsewhere
     table = leaderboard(cells)
+    assert table["clean_accuracy"].iloc[0] == clean  # the entry's clean accuracy comes from its other cells
+    cards = entry_cards(cells.sort_values("attack", ascending=False), ["lenet5"])  # the fooling cell first
+    assert f"<dd>{clean:.4f}</dd>" in cards and "nan" not in cards
+    alone = entry_cards(cells[cells["attack"] == "fooling"], ["lenet5"])  # fooling cells only: no clean accuracy
+    assert "<dt>clean accuracy</dt><dd>—</dd>" in alone
     assert table["fooling-rate fooling ε=0.99"].iloc[0] == pytest.approx(extra["fooling_rate"])
     assert table[MEAN].iloc[0] == pytest.approx(table["worst linf ε=0.1"].iloc[0])  # the fooling rate is not in it
     assert not any(c.startswith("worst fooling") for c in table.columns)

@@ -388,3 +388,10 @@ def test_benchmark_resolves_built_in_suites_by_name(tmp_path):
     assert suite_path(str(mine)) == mine
     result = CliRunner().invoke(main, ["benchmark", "nonexistent"])
     assert result.exit_code != 0 and "built-in: reliable" in result.output and "Traceback" not in result.output
+
+
+def test_a_cell_whose_budget_cannot_run_is_refused_before_any_warning_about_it(finished, shared_home, tmp_path, caplog):
+    suite = {**SUITE, "name": "too-big", "models": SUITE["models"][:1], "attacks": [{"attack": "patch", "eps": [40]}]}
+    with pytest.raises(ConfigError, match="^a patch of side 40 does not fit a 16×16 image$"):
+        run_suite(load_suite(write_suite(tmp_path, suite)), tmp_path / "r.sqlite", device=CPU, progress=False)
+    assert "covers the whole" not in caplog.text

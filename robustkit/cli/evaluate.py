@@ -12,7 +12,7 @@ import click
 import yaml
 
 from robustkit.cli.options import dataset_options, runtime_options
-from robustkit.cli.table import echo_table
+from robustkit.cli.table import echo_table, shown
 from robustkit.errors import ConfigError
 from robustkit.losses import LOSSES
 from robustkit.paths import home
@@ -124,9 +124,9 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     echo_table(
         ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
          "img/s", *[k.replace("_", " ") for k in extra]],
-        [[model_name, attack_name, norm, f"{budget:.4g}", m["n"], f"{m['clean_accuracy']:.4f}",
-          f"{m['robust_accuracy']:.4f}", f"{m['attack_success_rate']:.4f}", f"{m['median_norm']:.4g}",
-          m["n_unverified"], f"{m['images_per_second']:.1f}", *[f"{m[k]:.4f}" for k in extra]]],
+        [[model_name, attack_name, norm, f"{budget:.4g}", m["n"], shown(m["clean_accuracy"]), shown(m["robust_accuracy"]),
+          shown(m["attack_success_rate"]), shown(m["median_norm"], ".4g"), m["n_unverified"],
+          shown(m["images_per_second"], ".1f"), *[shown(m[k]) for k in extra]]],
     )  # fmt: skip
     minimum_norm = report.attack.minimum_norm
     if minimum_norm:
@@ -174,7 +174,7 @@ def _echo_curve(outcome: Evaluation, eps: float) -> None:
     attacked = int(outcome.clean_correct.sum())
     found = int((~outcome.norms.isnan()).sum())
     click.echo(f"minimum-norm run: robust accuracy {outcome.robust_accuracy:.4f} at ε={eps:.4g}, median verified norm "
-               f"{outcome.median_norm:.4g} ({found} of {attacked} attacked samples broken at some ε)")  # fmt: skip
+               f"{shown(outcome.median_norm, '.4g')} ({found} of {attacked} attacked samples broken at some ε)")  # fmt: skip
     click.echo(f"robust accuracy vs ε (one run): {points}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from robustkit.cli.table import echo_table
+from robustkit.cli.table import echo_table, shown
 from robustkit.model_eval import Report
 from robustkit.example_grid import save_fooling_grid
 from robustkit.paths import home
@@ -16,10 +16,11 @@ def report_fooling(report: Report, save_examples: Path | None) -> Path:
     """Print per class sought (confidence verified by a fresh pass) and the fooling rate; save the grid, return its path."""
     fooled, record, names = report.outcome, report.record, report.class_names
     echo_table(["class", "confidence", "passed", "seconds"],
-               [[names[c], f"{p:.4f}", "✓" if ok else "✗", "" if s != s else f"{s:.2f}"] for c, p, ok, s in
+               [[names[c], f"{p:.4f}", "✓" if ok else "✗", shown(s, ".3g")] for c, p, ok, s in
                 zip(fooled.classes.tolist(), fooled.confidence.tolist(), fooled.passed.tolist(), fooled.seconds.tolist())])  # fmt: skip
     click.echo(f"fooling rate: {fooled.fooling_rate:.4f} ({int(fooled.passed.sum())} of {len(fooled.classes)} classes "
-               f"at p ≥ {fooled.threshold:g}), {fooled.seconds_per_class:.3g} s per class, "
+               f"at p ≥ {fooled.threshold:g}), {shown(fooled.seconds_per_class, '.3g')} s per class "
+               f"({shown(fooled.total_seconds, '.3g')} s in all), "
                f"unverified: {fooled.n_unverified}")  # fmt: skip
     folder = save_examples or home() / "fooling" / record["dataset"]
     stem = f"{record['model']}-{record['defense']}-{record['attack']}-p{fooled.threshold:g}-seed{record['seed']}".replace("/", "_")

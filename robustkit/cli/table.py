@@ -7,6 +7,12 @@ from collections.abc import Sequence
 import click
 
 
+def shown(value: float | None, spec: str = ".4f") -> str:
+    """A figure as the terminal prints it: "—" where it does not apply (None or NaN, e.g. a success rate
+    with no sample attacked), never "nan"."""
+    return "—" if value is None or value != value else format(value, spec)
+
+
 def echo_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """Print left-aligned columns separated by two spaces."""
     cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]

@@ -26,18 +26,18 @@ def get_dataset(name: str = DEFAULT_DATASET, *, as_flags: bool = False, **kwargs
 
 def check_dataset_settings(name: str, settings: dict[str, Any], *, as_flags: bool = False) -> None:
     """Fails with one line when ``name`` does not take one of ``settings`` (e.g. ``image_size`` on fashion-mnist)."""
-    taken = _settings(name)
+    taken = dataset_settings(name)
     refused = [key for key in settings if taken is not None and key not in taken]
     if not refused:
         return
     key = refused[0]
     spelled = "--" + key.replace("_", "-") if as_flags else key
-    takers = [other for other in DATASETS.list() if key in (_settings(other) or ())]
+    takers = [other for other in DATASETS.list() if key in (dataset_settings(other) or ())]
     where = f"applies to {' and '.join(takers)}" if takers else "is a setting no data set takes"
     raise ConfigError(f"{name} is {_nature(name, {k: v for k, v in settings.items() if k in taken})}: {spelled} {where}")
 
 
-def _settings(name: str) -> set[str] | None:
+def dataset_settings(name: str) -> set[str] | None:
     """The keyword settings a data set's constructor takes; None if it takes any (``**kwargs``)."""
     parameters = inspect.signature(DATASETS.get(name)).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
@@ -57,4 +57,4 @@ def _nature(name: str, settings: dict[str, Any]) -> str:
 
 
 __all__ = ["DEFAULT_DATASET", "DatasetInfo", "FileSplit", "ImageDataset", "IndexedSplit", "Split",
-           "check_dataset_settings", "get_dataset", "uint8_to_float"]
+           "check_dataset_settings", "dataset_settings", "get_dataset", "uint8_to_float"]
