@@ -114,8 +114,10 @@ class AlwaysWrong(torch.nn.Module):
 
 
 def test_figures_of_a_run_that_attacked_nothing_print_a_dash_and_are_stored_as_null(monkeypatch, tmp_path):
-    real = robustkit.cli.evaluate.evaluate_model
-    monkeypatch.setattr(robustkit.cli.evaluate, "evaluate_model", lambda model, *a, **k: real(AlwaysWrong(), *a, **k))
+    import robustkit.model_eval  # the CLI imports evaluate_model from here when the command runs
+
+    real = robustkit.model_eval.evaluate_model
+    monkeypatch.setattr(robustkit.model_eval, "evaluate_model", lambda model, *a, **k: real(AlwaysWrong(), *a, **k))
     out = tmp_path / "r.json"
     result = run(*EVAL, "--attack", "fgsm", "--eps", "0.1", "--output", str(out))
     assert result.exit_code == 0, result.output
