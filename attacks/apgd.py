@@ -13,7 +13,7 @@ from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.losses import confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threat import L1, per_sample
+from robustkit.threats import L1, per_sample
 
 
 def checkpoints(steps: int) -> list[int]:

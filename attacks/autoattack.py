@@ -12,7 +12,7 @@ from attacks.square import Square
 from robustkit.attack import Attack
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threat import L1
+from robustkit.threats import L1
 
 
 def _standard(attack: AutoAttack) -> list[tuple[str, Attack]]:

@@ -17,7 +17,7 @@ from robustkit.attack import GradientAttack, Perturbed
 from robustkit.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threat import ThreatModel, clip_to_box
+from robustkit.threats import ThreatModel, clip_to_box
 
 _NUDGE = 1e-4  # DeepFool's step lands just past the linearised boundary, not on it
 

@@ -10,11 +10,11 @@ from torch import Tensor, nn
 
 from robustkit.attack import GradientAttack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.hyperplane import dual_norm, project
+from robustkit.threats.hyperplane import dual_norm, project
 from robustkit.losses import confirmed_success
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
-from robustkit.threat import clip_to_box, per_sample
+from robustkit.per_sample_random import SampleRandom
+from robustkit.threats import clip_to_box, per_sample
 
 
 @ATTACKS.register

@@ -19,7 +19,7 @@ from robustkit.attack import GradientAttack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss, confirmed_success
 from robustkit.registry import ATTACKS
-from robustkit.threat import LpBall, clip_to_box, per_sample
+from robustkit.threats import LpBall, clip_to_box, per_sample
 
 _GAMMA_FINAL = 0.001  # the paper's (and Foolbox's) final ε step
 

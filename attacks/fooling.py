@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.fooling import confirm_fooling
+from robustkit.threats.fooling import confirm_fooling
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
+from robustkit.per_sample_random import SampleRandom
 from attacks.patch import window_index
 
 _GRADIENT = {"step_size": 0.05, "objective": "logsoftmax", "blur": 0.0, "blur_every": 4, "jitter": 0, "decay": 0.0}
@@ -57,7 +57,7 @@ class Fooling(Attack):
     Example::
 
         from attacks import Fooling
-        from robustkit.fooling_eval import evaluate_fooling
+        from robustkit.evaluation.fooling import evaluate_fooling
         report = evaluate_fooling(model, Fooling(), (1, 28, 28))   # one image per class
         report.fooling_rate, report.confidence                     # verified by a fresh pass
         result = Fooling(method="evolution")(model, blank, classes)   # images, success per class

@@ -18,7 +18,7 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
+from robustkit.per_sample_random import SampleRandom
 
 
 @ATTACKS.register

@@ -18,9 +18,9 @@ from torch import Tensor, nn
 from attacks.patch import cut, paste
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.random_search import schedule_divisor, search_score
+from attacks.random_search import schedule_divisor, search_score
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
+from robustkit.per_sample_random import SampleRandom
 
 # the authors' schedule for patches: α is α_init / divisor once the step, rescaled to 10 000 queries, passes the threshold
 _SCHEDULE = ((8000, 128), (6000, 64), (4000, 64), (2000, 32), (1000, 32), (500, 16), (200, 8), (50, 4), (10, 2))

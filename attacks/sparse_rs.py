@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.random_search import schedule_divisor, search_score
+from attacks.random_search import schedule_divisor, search_score
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
+from robustkit.per_sample_random import SampleRandom
 
 # the authors' L0 schedule: α is α_init / divisor once the step, rescaled to a 10 000-query budget, passes the threshold
 _SCHEDULE = ((8000, 20), (6000, 15), (4000, 12), (2000, 10), (1000, 8), (500, 6), (200, 5), (50, 4), (0, 2))

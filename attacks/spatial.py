@@ -17,8 +17,8 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss, confirmed_success
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
-from robustkit.spatial import render
+from robustkit.per_sample_random import SampleRandom
+from robustkit.threats.spatial import render
 
 _SEARCHES = ("grid", "random")
 
@@ -30,7 +30,7 @@ class SpatialAttack(Attack):
 
     Threat model ``spatial``: turn by at most ``eps`` degrees (30) about the centre, shift by at most
     ``translation`` pixels per axis (3), optionally zoom by a factor in [1 − ``scale``, 1 + ``scale``]
-    (0: off); bilinear, black fill (``robustkit.spatial.render``). Black box: logits only.
+    (0: off); bilinear, black fill (``robustkit.threats.spatial.render``). Black box: logits only.
     Arguments: ``search`` (grid: the paper's exhaustive grid of ``rotations`` (31) angles ×
     ``translations`` (5) shifts per axis (× ``scales`` (3) zooms when ``scale`` > 0), 775 transforms,
     evaluated one angle (25 transforms) at a time; random: the paper's worst-of-``k`` (10) uniform

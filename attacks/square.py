@@ -17,10 +17,10 @@ from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.random_search import search_score
+from attacks.random_search import search_score
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
-from robustkit.threat import clip_to_box
+from robustkit.per_sample_random import SampleRandom
+from robustkit.threats import clip_to_box
 
 # p halves each time the step, rescaled to a 10 000-query budget, passes one of these (AutoAttack's schedule)
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.flow import DEFAULT_EPS, flow_loss, warp
+from robustkit.threats.flow import DEFAULT_EPS, flow_loss, warp
 from robustkit.registry import ATTACKS
 
 _TINY = 1e-8  # px², under L_flow's square roots while differentiating: a finite gradient at f = 0
@@ -31,7 +31,7 @@ class StAdv(LossGradientAttack):
     """Spatially transformed adversarial examples (Xiao, Zhu, Li, He, Liu & Song, ICLR 2018, arXiv:1801.02612).
 
     Threat model ``flow``: x warped by a per-pixel flow field (bilinear, black fill;
-    ``robustkit.flow.warp``) whose smoothness loss L_flow is at most ``eps`` and whose components are
+    ``robustkit.threats.flow.warp``) whose smoothness loss L_flow is at most ``eps`` and whose components are
     at most ``max_displacement`` pixels. White box. The paper minimises L_adv + τ·L_flow with L-BFGS;
     here Adam minimises −loss + τ·L_flow and every step is projected onto the budget, so the result
     is inside it by construction and a sample's optimisation is independent of its batch.

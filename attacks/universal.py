@@ -31,7 +31,7 @@ from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
-from robustkit.threat import L2, clip_to_box
+from robustkit.threats import L2, clip_to_box
 
 METHODS = ("deepfool", "sgd")
 

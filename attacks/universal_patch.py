@@ -26,7 +26,7 @@ from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
+from robustkit.per_sample_random import SampleRandom
 
 
 @ATTACKS.register

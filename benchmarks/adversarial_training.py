@@ -16,8 +16,8 @@ import torch
 
 from attacks import PGD
 from robustkit.data import get_dataset
-from robustkit.evaluate import evaluate_attack
-from robustkit.pipeline import train_and_save
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.weights.cache import train_and_save
 from robustkit.predict import accuracy
 from robustkit.registry import DEFENSES
 

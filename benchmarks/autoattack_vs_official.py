@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from attacks import AutoAttack, Ensemble
-from robustkit.checkpoint import load_model
+from robustkit.weights.checkpoint import load_model
 from robustkit.data import get_dataset
-from robustkit.evaluate import evaluate_attack
-from robustkit.pipeline import cache_path, obtain_model
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.weights.cache import cache_path
+from robustkit.weights.resolve import resolve_model
 from robustkit.registry import DEFENSES
 
 _OFFICIAL_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
@@ -37,7 +38,7 @@ def load(spec: str, data, eps: float, norm: str, checkpoints: dict[str, str]) ->
     defense = DEFENSES.build(defense_name, eps=0.1) if defense_name else None
     if defense is not None and cache_path(data, name, defense).is_file():
         return load_model(cache_path(data, name, defense), model=name, device="cpu")[0].eval()
-    return obtain_model(name, data, checkpoint=None, defense=defense, device=torch.device("cpu"))[0].eval()
+    return resolve_model(name, data, defense=defense, device=torch.device("cpu")).model.eval()
 
 
 def official(model: nn.Module, x, y, norm: str, eps: float) -> tuple[float, float]:

@@ -34,8 +34,8 @@ def build_store(home: Path) -> Path:
     """A results store of two cells, written through the public API (seconds on a CPU)."""
     import torch
 
-    from robustkit.runner import run_suite
-    from robustkit.suite import load_suite
+    from robustkit.evaluation.runner import run_suite
+    from robustkit.suites.spec import load_suite
 
     suite_file, store = home / "startup.yaml", home / "startup.sqlite"
     suite_file.write_text(yaml.safe_dump(SUITE))

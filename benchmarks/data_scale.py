@@ -35,7 +35,7 @@ from torch import nn
 from attacks import FGSM
 from robustkit.data import get_dataset
 from robustkit.data.files import Preprocess
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 import torchvision.datasets, torchvision.models  # imports are not indexing
 root, subset_n, workers, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 start = time.perf_counter()

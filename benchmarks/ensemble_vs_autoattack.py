@@ -23,9 +23,10 @@ from torch import Tensor, nn
 
 from attacks import PGD, Ensemble
 from robustkit.data import get_dataset
-from robustkit.evaluate import verify
-from robustkit.checkpoint import load_model
-from robustkit.pipeline import cache_path, obtain_model, train_and_save
+from robustkit.evaluation.engine import verify
+from robustkit.weights.checkpoint import load_model
+from robustkit.weights.cache import cache_path, train_and_save
+from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
 
@@ -36,10 +37,10 @@ def load(spec: str, data, eps: float) -> nn.Module:
     name, _, defense_name = spec.partition("+")
     device = torch.device("cpu")
     if not defense_name:
-        return obtain_model(name, data, checkpoint=None, defense=None, device=device)[0]
+        return resolve_model(name, data, defense=None, device=device).model
     defense = DEFENSES.build(defense_name, eps=eps)
     if not defense.trains_weights:
-        return obtain_model(name, data, checkpoint=None, defense=defense, device=device)[0]
+        return resolve_model(name, data, defense=defense, device=device).model
     path = cache_path(data, name, defense)
     if path.is_file():
         return load_model(path, model=name, device=device)[0].eval()

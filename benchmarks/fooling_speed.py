@@ -21,8 +21,8 @@ import torch
 
 from attacks import Fooling
 from robustkit.data import get_dataset
-from robustkit.fooling_eval import evaluate_fooling
-from robustkit.pipeline import obtain_model
+from robustkit.evaluation.fooling import evaluate_fooling
+from robustkit.weights.resolve import resolve_model
 
 METHODS = {"gradient": {}, "gradient+priors": {"blur": 0.5, "jitter": 1}, "evolution": {"method": "evolution"},
            "evolution (1000 gen.)": {"method": "evolution", "steps": 1000}}  # fmt: skip
@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model("smallcnn", data, checkpoint=None, defense=None, device=torch.device("cpu"))
+    model = resolve_model("smallcnn", data, defense=None, device=torch.device("cpu")).model
     shape = tuple(data.info.input_shape)
     print(f"| method | fooling rate (p ≥ {args.threshold:g}) | s/class | median s/fooled class | median passes/class |")
     print("|---|---:|---:|---:|---:|")

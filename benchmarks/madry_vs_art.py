@@ -20,9 +20,9 @@ from torch import nn
 from attacks import PGD
 from defenses import MadryTraining
 from robustkit.data import get_dataset
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.models import get_model
-from robustkit.train import TrainConfig
+from robustkit.training.loop import TrainConfig
 
 
 def robustkit_epoch(model, train, args, precision: str) -> None:

@@ -31,8 +31,8 @@ import torch
 
 from attacks import CW, FAB, FMN, PGD
 from robustkit.data import get_dataset
-from robustkit.evaluate import evaluate_attack
-from robustkit.pipeline import obtain_model
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
 
@@ -91,7 +91,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = get_dataset("fashion-mnist")
     defense = None if args.defense == "none" else DEFENSES.build(args.defense, eps=0.1)
-    model, _, _ = obtain_model("smallcnn", data, checkpoint=None, defense=defense, device=torch.device("cpu"))
+    model = resolve_model("smallcnn", data, defense=defense, device=torch.device("cpu")).model
     model.eval()
     subset = data.test.subset(args.n, seed=0)
     loaded = subset.load()

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from attacks import OnePixel
 from robustkit.data import get_dataset
 from robustkit.device import resolve_device
-from robustkit.pipeline import obtain_model
+from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 
 
@@ -81,7 +81,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model(args.model, data, checkpoint=None, defense=None, device=device)
+    model = resolve_model(args.model, data, defense=None, device=device).model
     pool = data.test.subset(4 * args.n, seed=0)
     images, labels = pool.images.to(device), pool.labels.to(device)
     correct = predict(model, images) == labels

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from attacks import PGD
 from robustkit.data import get_dataset
-from robustkit.pipeline import obtain_model
+from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 
 
@@ -80,7 +80,8 @@ def main() -> None:
     alpha = 2.5 * args.eps / args.steps
 
     data = get_dataset("fashion-mnist")
-    model, _, path = obtain_model(args.model, data, checkpoint=None, defense="none", device=torch.device("cpu"))
+    found = resolve_model(args.model, data, device=torch.device("cpu"))
+    model, path = found.model, found.provenance.path
     subset = data.test.subset(args.n, seed=0)
     contenders = {
         "limit (k fwd+bwd)": limit,

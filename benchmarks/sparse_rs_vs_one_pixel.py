@@ -32,12 +32,12 @@ from torch import Tensor, nn
 
 from attacks import OnePixel, SparseRS
 from one_pixel_speed import Counting  # benchmarks/, the script's folder: the one query counter
-from robustkit.checkpoint import load_model
+from robustkit.weights.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.pipeline import obtain_model
+from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
-from robustkit.train import TrainConfig, train_model
+from robustkit.training.loop import TrainConfig, train_model
 
 POPULATION, GENERATIONS, ART_ITERATIONS = 100, 10, 2
 
@@ -74,7 +74,7 @@ def art_pixel_attack(model, x, y, k):
 
 def fashion_mnist(args) -> tuple[str, nn.Module, Tensor, Tensor]:
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model("smallcnn", data, checkpoint=None, defense=None, device=torch.device("cpu"))
+    model = resolve_model("smallcnn", data, defense=None, device=torch.device("cpu")).model
     return ("fashion-mnist smallcnn", model, *_correct(model, data.test, args.n))
 
 

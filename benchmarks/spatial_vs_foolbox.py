@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from attacks import SpatialAttack
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.pipeline import obtain_model
+from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 
 
@@ -98,7 +98,7 @@ def setting(colour: bool, n: int) -> tuple[str, nn.Module, Tensor, Tensor]:
         x = data.test.images[:n]
         return "smallcnn (random init), 3×32×32 random images", model, x, predict(model, x)
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model("smallcnn", data, checkpoint=None, defense=None, device=torch.device("cpu"))
+    model = resolve_model("smallcnn", data, defense=None, device=torch.device("cpu")).model
     pool = data.test.subset(2 * n, seed=0)
     correct = predict(model, pool.images) == pool.labels
     return "smallcnn, fashion-mnist", model, pool.images[correct][:n], pool.labels[correct][:n]

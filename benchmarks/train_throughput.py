@@ -14,7 +14,7 @@ import logging
 from robustkit.data import get_dataset
 from robustkit.device import resolve_device
 from robustkit.models import get_model
-from robustkit.train import TrainConfig, train_model
+from robustkit.training.loop import TrainConfig, train_model
 
 VARIANTS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
 

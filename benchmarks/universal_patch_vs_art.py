@@ -32,7 +32,7 @@ from torch import nn
 from attacks import UniversalPatch
 from attacks.universal_patch import patch_fooling_rate
 from robustkit.data import get_dataset
-from robustkit.pipeline import obtain_model
+from robustkit.weights.resolve import resolve_model
 
 
 def robustkit_fit(model: nn.Module, x: torch.Tensor, args, precision: str = "fp32") -> torch.Tensor:
@@ -78,7 +78,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model("smallcnn", data, checkpoint=None, defense=None, device=torch.device("cpu"))
+    model = resolve_model("smallcnn", data, defense=None, device=torch.device("cpu")).model
     model.eval()
     fit = data.train.subset(args.fit, seed=0).images
     held_out = data.test.subset(args.held_out, seed=1).images

@@ -21,8 +21,8 @@ from torch import nn
 from attacks import Universal
 from attacks.universal import fooling_rate
 from robustkit.data import get_dataset
-from robustkit.pipeline import obtain_model
-from robustkit.threat import threat_model
+from robustkit.weights.resolve import resolve_model
+from robustkit.threats import threat_model
 
 
 def robustkit_run(method: str, **settings):
@@ -67,7 +67,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     data = get_dataset("fashion-mnist")
-    model, _, _ = obtain_model(args.model, data, checkpoint=None, defense=None, device=torch.device("cpu"))
+    model = resolve_model(args.model, data, defense=None, device=torch.device("cpu")).model
     x_fit = data.train.subset(args.fit, seed=0).images
     x_test = data.test.subset(args.test, seed=0).images
     threat = threat_model(args.norm, args.eps)

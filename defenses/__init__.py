@@ -3,7 +3,7 @@
 Built-in defenses are imported here explicitly (importing a module registers it in
 ``robustkit.registry.DEFENSES``); third-party defenses come from the ``robustkit.defenses``
 entry-point group through the same ``register``. Standard training (no defense) is
-``robustkit.train``.
+``robustkit.training.loop``.
 """
 
 from defenses.fast import FastTraining

@@ -22,7 +22,7 @@ from robustkit.data.base import IndexedSplit, Split
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
-from robustkit.train import EpochHook, LossFn, StepContext, StepOutput
+from robustkit.training.loop import EpochHook, LossFn, StepContext, StepOutput
 
 log = logging.getLogger(__name__)
 

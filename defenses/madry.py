@@ -17,8 +17,8 @@ from robustkit.defense import Defense
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.registry import DEFENSES
-from robustkit.sample_random import SampleRandom
-from robustkit.train import LossFn, StepContext, StepOutput
+from robustkit.per_sample_random import SampleRandom
+from robustkit.training.loop import LossFn, StepContext, StepOutput
 
 
 @DEFENSES.register

@@ -17,8 +17,8 @@ from robustkit.defense import Defense
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.registry import DEFENSES
-from robustkit.threat import clip_to_box
-from robustkit.train import LossFn, StepContext, StepOutput
+from robustkit.threats import clip_to_box
+from robustkit.training.loop import LossFn, StepContext, StepOutput
 
 
 @DEFENSES.register

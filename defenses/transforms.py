@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from robustkit.defense import Defense
 from robustkit.bpda import NonDifferentiable, non_differentiable
 from robustkit.errors import ConfigError
-from robustkit.randomness import Randomised
+from robustkit.random_forward import Randomised
 from robustkit.registry import DEFENSES
-from robustkit.train import LossFn, cross_entropy_loss
+from robustkit.training.loop import LossFn, cross_entropy_loss
 
 
 class Transformed(nn.Module):

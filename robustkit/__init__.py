@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from robustkit.version import __version__
 
 
 def get_model(name: str, info: Any, **kwargs: Any):
@@ -38,7 +38,7 @@ def get_defense(name: str, **kwargs: Any):
 def __getattr__(name: str) -> Any:
     """``robustkit.evaluate_model`` and its ``Report``, imported on first use so ``import robustkit`` stays light."""
     if name in ("evaluate_model", "Report"):
-        from robustkit import model_eval
+        from robustkit.evaluation import api as model_eval
 
         return getattr(model_eval, name)
     raise AttributeError(f"module 'robustkit' has no attribute '{name}'")

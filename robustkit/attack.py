@@ -32,8 +32,8 @@ from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
-from robustkit.threat import ThreatModel, threat_class, threat_model
+from robustkit.per_sample_random import SampleRandom
+from robustkit.threats import ThreatModel, threat_class, threat_model
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

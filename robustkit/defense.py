@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from robustkit.data.base import DatasetInfo, IndexedSplit, Split
-from robustkit.threat import ThreatModel, threat_model
-from robustkit.train import EpochHook, LossFn, TrainConfig, TrainResult, train_model
+from robustkit.threats import ThreatModel, threat_model
+from robustkit.training.loop import EpochHook, LossFn, TrainConfig, TrainResult, train_model
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from robustkit.data.base import IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
-from robustkit.randomness import fixed_draws, randomised_modules
+from robustkit.random_forward import fixed_draws, randomised_modules
 
 DRAWS = 9  # passes behind a randomised model's verdict; odd, so right and wrong cannot tie
 ABSTAIN = -1  # a randomised model's verdict when no class wins a majority of the draws (no label equals it)

@@ -175,4 +175,4 @@ MODELS: Registry = Registry("model", builtins="robustkit.models", group="robustk
 DATASETS: Registry = Registry("dataset", builtins="robustkit.data", group="robustkit.datasets")
 ATTACKS: Registry = Registry("attack", builtins="attacks", group="robustkit.attacks")
 DEFENSES: Registry = Registry("defense", builtins="defenses", group="robustkit.defenses")
-THREATS: Registry = Registry("threat model", builtins="robustkit.threat", group="robustkit.threats")
+THREATS: Registry = Registry("threat model", builtins="robustkit.threats", group="robustkit.threats")

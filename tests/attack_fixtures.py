@@ -9,7 +9,7 @@ from torch import nn
 
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.train import TrainConfig, train_model
+from robustkit.training.loop import TrainConfig, train_model
 
 DATA = get_dataset("synthetic", num_classes=4, channels=1, size=12, n_train=256, n_test=64, noise=0.3)
 

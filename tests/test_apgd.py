@@ -8,8 +8,8 @@ from attacks import APGD, PGD, Ensemble
 from attacks.apgd import checkpoints
 from robustkit.losses import attack_loss
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.sample_random import SampleRandom
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.per_sample_random import SampleRandom
 
 
 def correct_samples():

@@ -9,7 +9,7 @@ from attacks import FGSM, PGD
 from robustkit import get_attack
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.sample_random import SampleRandom
+from robustkit.per_sample_random import SampleRandom
 
 EPS = 0.15
 

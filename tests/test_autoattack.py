@@ -9,9 +9,9 @@ from attack_fixtures import DATA, tiny_model
 from attacks import APGD, FAB, AutoAttack, Square
 from robustkit.data import get_dataset
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.models import get_model
-from robustkit.train import TrainConfig, train_model
+from robustkit.training.loop import TrainConfig, train_model
 
 
 def test_standard_version_runs_the_published_cascade():

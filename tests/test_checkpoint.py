@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from robustkit import paths
-from robustkit.checkpoint import CheckpointRecord, load_model, read_checkpoint, save_checkpoint
+from robustkit.weights.checkpoint import CheckpointRecord, load_model, read_checkpoint, save_checkpoint
 from robustkit.data import get_dataset
 from robustkit.errors import CheckpointError
 
@@ -47,7 +47,7 @@ def test_wrong_architecture_is_one_line(saved):
         load_model(path, model="smallcnn")
     assert "holds a 'lenet5'" in str(err.value)
     state, _ = read_checkpoint(path)
-    from robustkit.checkpoint import load_weights
+    from robustkit.weights.checkpoint import load_weights
     from robustkit.models import get_model
 
     with pytest.raises(CheckpointError) as err:

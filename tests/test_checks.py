@@ -6,8 +6,8 @@ from torch import nn
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from defenses import BitDepthReduction, GaussianNoise
-from robustkit.checks import run_checks
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.checks import run_checks
+from robustkit.evaluation.engine import evaluate_attack
 
 X, Y = DATA.test.images[:48], DATA.test.labels[:48]
 

@@ -2,10 +2,10 @@ import pytest
 from click.testing import CliRunner
 
 from robustkit import __version__
-from robustkit.checkpoint import load_model
+from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import get_dataset
-from robustkit.pipeline import recipe_tag
+from robustkit.weights.cache import recipe_tag
 from robustkit.predict import accuracy
 
 
@@ -113,7 +113,7 @@ def tiny_checkpoint(tmp_path_factory):
 def test_evaluate_end_to_end_on_synthetic(tiny_checkpoint, tmp_path):
     import json
 
-    from robustkit.records import file_sha256
+    from robustkit.weights.checkpoint import file_sha256
 
     out = tmp_path / "records.json"
     args = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(tiny_checkpoint),
@@ -304,7 +304,7 @@ def test_other_libraries_warnings_stay_off_the_terminal_and_robustkits_own_reach
             warnings.warn_explicit("`torch.jit.script` is deprecated", FutureWarning, "/venv/site-packages/torch/jit.py", 9)
             warnings.warn_explicit("a warning of robustkit's own", UserWarning, ours, 1)
         logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
-        logging.getLogger("robustkit.runner").info("a note of robustkit's own")
+        logging.getLogger("robustkit.evaluation.runner").info("a note of robustkit's own")
         logging.getLogger("some.library").error("another library's error")
         err = capsys.readouterr().err
         assert "a warning of robustkit's own" in err and "a note of robustkit's own" in err and "another library's error" in err

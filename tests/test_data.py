@@ -172,7 +172,7 @@ def test_streaming_settings_on_a_resident_data_set_are_one_clear_line(flag, valu
 def test_suite_dataset_options_a_data_set_does_not_take_fail_at_load(tmp_path):
     import yaml
 
-    from robustkit.suite import load_suite
+    from robustkit.suites.spec import load_suite
 
     suite = {"dataset": "synthetic", "dataset_options": {"image_size": 32}, "models": [{"model": "lenet5"}],
              "attacks": [{"attack": "fgsm", "eps": 0.1}]}  # fmt: skip

@@ -14,13 +14,14 @@ from click.testing import CliRunner
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD, Square
 from defenses import BitDepthReduction, GaussianNoise, JpegQuantization
-from robustkit.checks import Adaptation, check_level, run_checks, unadapted_layers
+from robustkit.adaptation import Adaptation, check_level
+from robustkit.evaluation.checks import run_checks, unadapted_layers
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.leaderboard import leaderboard, render
-from robustkit.runner import run_suite
-from robustkit.store import read_stores
-from robustkit.suite import load_suite
+from robustkit.results.leaderboard import leaderboard, render
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import read_stores
+from robustkit.suites.spec import load_suite
 
 X, Y = DATA.test.images[:48], DATA.test.labels[:48]
 MASKING = {"bit-depth": BitDepthReduction(bits=2), "jpeg": JpegQuantization(quality=20), "gaussian-noise": GaussianNoise(sigma=0.3)}

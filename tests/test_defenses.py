@@ -7,13 +7,13 @@ from torch import nn
 
 from attacks import PGD
 from defenses import FastTraining, MadryTraining, TradesTraining
-from robustkit.checkpoint import load_model
+from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import get_dataset
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.models import get_model
 from robustkit.predict import accuracy
-from robustkit.train import StepContext, TrainConfig, train_model
+from robustkit.training.loop import StepContext, TrainConfig, train_model
 from torchrun import torchrun
 
 DATA = get_dataset("synthetic", num_classes=4, size=12, n_train=512, n_test=128, noise=0.3)

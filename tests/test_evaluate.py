@@ -7,9 +7,9 @@ import torch
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from robustkit.attack import Attack, Perturbed
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.predict import ABSTAIN, DRAWS, predict, verdict_draws
-from robustkit.randomness import Randomised
+from robustkit.random_forward import Randomised
 
 
 def test_figures_agree_with_an_independent_recount():

@@ -12,13 +12,13 @@ import yaml
 from click.testing import CliRunner
 
 import robustkit
-from robustkit.checkpoint import load_model
+from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.records import COLUMNS
-from robustkit.runner import run_suite
-from robustkit.store import read_stores
-from robustkit.suite import load_suite
+from robustkit.results.records import COLUMNS
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import read_stores
+from robustkit.suites.spec import load_suite
 
 EVAL = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "16"]
 
@@ -95,7 +95,7 @@ def test_a_foreign_output_is_refused_before_any_work(tiny, tmp_path, monkeypatch
     def never(*args, **kwargs):
         raise AssertionError("the evaluation ran")
 
-    monkeypatch.setattr("robustkit.model_eval.evaluate_model", never)  # the command imports it when it runs
+    monkeypatch.setattr("robustkit.evaluation.api.evaluate_model", never)  # the command imports it when it runs
     (tmp_path / name).write_text(content)
     result = run(*EVAL, "--checkpoint", str(tiny), "--output", str(tmp_path / "fine.csv"), "--output", str(tmp_path / name))
     assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1, result.output
@@ -114,10 +114,10 @@ class AlwaysWrong(torch.nn.Module):
 
 
 def test_figures_of_a_run_that_attacked_nothing_print_a_dash_and_are_stored_as_null(monkeypatch, tmp_path):
-    import robustkit.model_eval  # the CLI imports evaluate_model from here when the command runs
+    import robustkit.evaluation.api  # the CLI imports evaluate_model from here when the command runs
 
-    real = robustkit.model_eval.evaluate_model
-    monkeypatch.setattr(robustkit.model_eval, "evaluate_model", lambda model, *a, **k: real(AlwaysWrong(), *a, **k))
+    real = robustkit.evaluation.api.evaluate_model
+    monkeypatch.setattr(robustkit.evaluation.api, "evaluate_model", lambda model, *a, **k: real(AlwaysWrong(), *a, **k))
     out = tmp_path / "r.json"
     result = run(*EVAL, "--attack", "fgsm", "--eps", "0.1", "--output", str(out))
     assert result.exit_code == 0, result.output

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import ImageDraw
 
-from robustkit.example_grid import save_example_grid
+from robustkit.results.example_grid import save_example_grid
 
 
 @pytest.mark.parametrize("norm, changes, caption", [

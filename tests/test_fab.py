@@ -6,8 +6,8 @@ import torch
 from attack_fixtures import DATA, tiny_model
 from attacks import FAB
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.hyperplane import project
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.threats.hyperplane import project
 
 
 def correct_samples():

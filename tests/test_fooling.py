@@ -16,14 +16,14 @@ from attack_fixtures import tiny_model
 from attacks import Fooling
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.fooling import confirm_fooling
-from robustkit.fooling_eval import evaluate_fooling
-from robustkit.leaderboard import MEAN, entry_cards, leaderboard, plot_curves
-from robustkit.runner import run_suite
-from robustkit.store import read_stores, unpack
-from robustkit.suite import load_suite
-from robustkit.threat import threat_model
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.threats.fooling import confirm_fooling
+from robustkit.evaluation.fooling import evaluate_fooling
+from robustkit.results.leaderboard import MEAN, entry_cards, leaderboard, plot_curves
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import read_stores, unpack
+from robustkit.suites.spec import load_suite
+from robustkit.threats import threat_model
 
 SHAPE = (1, 6, 6)
 

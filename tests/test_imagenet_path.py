@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustkit import pipeline
+from robustkit.weights import cache as pipeline
 from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.data.imagenet import ilsvrc_wnids
@@ -58,7 +58,7 @@ def test_evaluate_torchvision_weights_file_on_imagenet_tree(tmp_path, monkeypatc
         raise AssertionError("trained a model")
 
     monkeypatch.setattr(pipeline, "train_model", refuse)
-    monkeypatch.setattr("robustkit.resolve.train_and_save", refuse)
+    monkeypatch.setattr("robustkit.weights.resolve.train_and_save", refuse)
     net = tvm.resnet18(num_classes=1000)
     with torch.no_grad():  # predicts class 300 for every image: clean accuracy 0.5 only if the labels are ImageNet's
         net.fc.weight.mul_(1e-3)

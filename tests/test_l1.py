@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from robustkit.errors import ConfigError
-from robustkit.sample_random import SampleRandom
-from robustkit.threat import L1, default_eps, threat_model
+from robustkit.per_sample_random import SampleRandom
+from robustkit.threats import L1, default_eps, threat_model
 
 
 def bisection_delta(v: torch.Tensor, room: torch.Tensor, eps: float) -> torch.Tensor:
@@ -219,9 +219,9 @@ def evaluate(home, *args):
 def test_apgd_l1_end_to_end_through_the_cli(tiny_home, tmp_path, monkeypatch):
     import json
 
-    from robustkit.checkpoint import load_model
+    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
-    from robustkit.evaluate import evaluate_attack
+    from robustkit.evaluation.engine import evaluate_attack
     from attacks import APGD
 
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tiny_home / "home"))
@@ -259,8 +259,8 @@ def test_an_attack_without_an_l1_step_is_refused_in_one_line_before_any_work(tmp
 
 
 def test_the_gradient_masking_checks_run_under_l1(tiny_home):
-    from robustkit.checkpoint import load_model
-    from robustkit.checks import run_checks
+    from robustkit.weights.checkpoint import load_model
+    from robustkit.evaluation.checks import run_checks
     from robustkit.data import get_dataset
 
     model, _ = load_model(tiny_home / "tiny.safetensors")

@@ -19,11 +19,11 @@ from fresh_python import python
 import robustkit
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.latex import tex
-from robustkit.leaderboard import MEAN, attack_settings, leaderboard, render, sort_table
-from robustkit.runner import run_suite
-from robustkit.store import read_stores
-from robustkit.suite import load_suite
+from robustkit.results.latex import tex
+from robustkit.results.leaderboard import MEAN, attack_settings, leaderboard, render, sort_table
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import read_stores
+from robustkit.suites.spec import load_suite
 
 TRAIN = {"batch_size": 32, "lr": 0.05, "precision": "fp32"}
 MINE = {
@@ -197,7 +197,7 @@ def _other_threats(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_columns_are_grouped_by_threat_model_family_with_the_worst_case_first(shared):
-    from robustkit.leaderboard import column_groups
+    from robustkit.results.leaderboard import column_groups
 
     _, cells = shared
     table = leaderboard(_other_threats(cells))
@@ -218,7 +218,7 @@ def test_the_page_has_a_card_per_entry_with_its_training_and_examples(shared, tm
 
     from PIL import Image
 
-    from robustkit.leaderboard import of_suite, publish
+    from robustkit.results.leaderboard import of_suite, publish
 
     store, cells = shared
     members = read_stores([store], "members")
@@ -238,7 +238,7 @@ def test_the_page_has_a_card_per_entry_with_its_training_and_examples(shared, tm
 
 
 def test_the_header_stays_in_view_while_the_table_scrolls_in_a_real_browser(shared, tmp_path):
-    from robustkit.leaderboard import html_page
+    from robustkit.results.leaderboard import html_page
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:

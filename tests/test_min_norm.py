@@ -16,11 +16,11 @@ from attacks import CW, FMN, PGD
 from robustkit.attack import Attack, Perturbed
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.model_eval import evaluate_model
-from robustkit.norm_curve import curve_budgets, row_evaluation
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.evaluation.api import evaluate_model
+from robustkit.results.norm_curve import curve_budgets, row_evaluation
 from robustkit.registry import ATTACKS
-from robustkit.store import ResultStore
+from robustkit.results.store import ResultStore
 
 
 # ---- the engine's rule, pinned with an attack whose norms are set by hand ----
@@ -191,8 +191,8 @@ def test_the_leaderboard_draws_a_min_norm_cells_curve_from_its_stored_norms():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from robustkit.leaderboard import _draw_one_run_curves
-    from robustkit.records import text_row
+    from robustkit.results.leaderboard import _draw_one_run_curves
+    from robustkit.results.records import text_row
 
     report = evaluate_model(tiny_model(), DATA, "fmn", eps=0.1, n_samples=32, progress=False)
     row = {**text_row(report.record), "clean_correct": report.record["clean_correct"], "robust": report.record["robust"]}

@@ -7,7 +7,7 @@ from torch import nn
 from attack_fixtures import tiny_batch, tiny_model
 from attacks import OnePixel
 from robustkit.errors import ConfigError
-from robustkit.threat import threat_model
+from robustkit.threats import threat_model
 
 SMALL = dict(population=24, generations=6)
 

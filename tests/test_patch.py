@@ -14,10 +14,10 @@ from attacks.patch import paste
 from attacks.universal_patch import patch_fooling_rate
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.perturbation_file import load_perturbation, save_perturbation
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.results.perturbation_file import load_perturbation, save_perturbation
 from robustkit.predict import predict
-from robustkit.threat import default_eps, threat_model
+from robustkit.threats import default_eps, threat_model
 
 FIT, HELD_OUT, LABELS = DATA.train.images, DATA.test.images, DATA.test.labels
 
@@ -262,10 +262,10 @@ def test_evaluate_patch_attacks_through_the_cli(tmp_path):
 
 
 def test_a_tiny_suite_with_patch_columns_runs_end_to_end(tmp_path):
-    from robustkit.leaderboard import leaderboard, publish
-    from robustkit.runner import run_suite
-    from robustkit.store import read_stores
-    from robustkit.suite import load_suite
+    from robustkit.results.leaderboard import leaderboard, publish
+    from robustkit.evaluation.runner import run_suite
+    from robustkit.results.store import read_stores
+    from robustkit.suites.spec import load_suite
 
     suite = {"name": "tiny-patch", "dataset": "synthetic", "n_samples": 24, "seed": 0, "fit_samples": 64,
              "batch_size": 16, "checks": False,

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from robustkit.cli import main
 from robustkit.data import DatasetInfo, get_dataset
 from robustkit.errors import ConfigError
-from robustkit.leaderboard import leaderboard, render
+from robustkit.results.leaderboard import leaderboard, render
 from robustkit.models import get_model
-from robustkit.published import read_published
-from robustkit.runner import run_suite
-from robustkit.store import read_stores
-from robustkit.suite import load_suite
+from robustkit.results.published import read_published
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import read_stores
+from robustkit.suites.spec import load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
 TABLE = """model,norm,eps,clean_accuracy,autoattack_accuracy,source

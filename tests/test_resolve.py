@@ -9,16 +9,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustkit import pipeline
-from robustkit import resolve as resolve_module
-from robustkit.checkpoint import CheckpointRecord, save_checkpoint
+from robustkit.weights import cache as pipeline
+from robustkit.weights import resolve as resolve_module
+from robustkit.weights.checkpoint import CheckpointRecord, save_checkpoint
 from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.pipeline import recipe_tag, train_and_save
-from robustkit.records import file_sha256
+from robustkit.weights.cache import recipe_tag, train_and_save
+from robustkit.weights.checkpoint import file_sha256
 from robustkit.registry import DATASETS
-from robustkit.resolve import resolve_model
+from robustkit.weights.resolve import resolve_model
 
 DATA = get_dataset("synthetic")
 EVAL = ["evaluate", "--dataset", "synthetic", "--attack", "fgsm", "--n-samples", "8"]
@@ -36,7 +36,7 @@ def no_training(monkeypatch):
         raise AssertionError("trained a model")
 
     monkeypatch.setattr(pipeline, "train_model", refuse)
-    monkeypatch.setattr("robustkit.resolve.train_and_save", refuse)
+    monkeypatch.setattr("robustkit.weights.resolve.train_and_save", refuse)
 
 
 def _predictions(model, images):
@@ -155,7 +155,7 @@ def test_timm_model_builds_and_evaluates(tmp_path, no_training):
 @pytest.mark.skipif(importlib.util.find_spec("robustbench") is None,
                     reason="robustbench (the zoo extra, pip install 'robustkit[zoo]') is not installed")  # fmt: skip
 def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_home, no_training):
-    from robustkit.evaluate import evaluate_attack
+    from robustkit.evaluation.engine import evaluate_attack
     from robustkit.models import robustbench_zoo
     from robustkit.registry import ATTACKS
 
@@ -176,7 +176,7 @@ def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_ho
     assert torch.equal(model.normalize.std.flatten(), torch.ones(3))
     result = evaluate_attack(model, images, _predictions(zoo_net, images), ATTACKS.build("fgsm", eps=8 / 255))
     assert result.metrics()["clean_accuracy"] == 1.0
-    from robustkit import resolve
+    from robustkit.weights import resolve
 
     assert "robustbench Wong2020Fast cifar10/Linf (robustbench " in resolve._named(
         robustbench_zoo.describe("Wong2020Fast", info)).description  # fmt: skip
@@ -267,8 +267,8 @@ def test_no_train_suggests_the_command_that_makes_exactly_the_missing_checkpoint
     import shlex
 
     from defenses import MadryTraining
-    from robustkit.missing_checkpoint import eps_text
-    from robustkit.train import TrainResult
+    from robustkit.weights.missing import eps_text
+    from robustkit.training.loop import TrainResult
 
     record = CheckpointRecord(model="lenet5", dataset="synthetic", dataset_info=DATA.info.to_dict(), defense="madry",
                               defense_settings={"eps": 0.1, "norm": "linf"}, epochs=4)  # fmt: skip

@@ -9,15 +9,15 @@ from click.testing import CliRunner
 from torch import nn
 
 from defenses import FastTraining, MadryTraining
-from robustkit import train as train_module
-from robustkit.checkpoint import load_model
+from robustkit.training import loop as train_module
+from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import FileSplit, get_dataset
 from robustkit.data.files import Preprocess
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import get_model
-from robustkit.pipeline import recipe_tag
-from robustkit.train import TrainConfig, cross_entropy_loss, train_model
+from robustkit.weights.cache import recipe_tag
+from robustkit.training.loop import TrainConfig, cross_entropy_loss, train_model
 from test_streaming import CLASSES, write_folder
 
 DATA = get_dataset("synthetic", num_classes=4, size=12, n_train=256, n_test=64, noise=0.3)
@@ -63,7 +63,7 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, cap
     saved = torch.load(path, weights_only=True)
     assert (saved["next_epoch"], saved["step"]) == (1, 1)
     resumed = dropout_model()
-    with caplog.at_level(logging.INFO, logger="robustkit.train"):
+    with caplog.at_level(logging.INFO, logger="robustkit.training.loop"):
         result = train_model(resumed, DATA.train, CONFIG, resume_path=path, progress=False)
     assert "resuming epoch 2, step 1 of 8 done" in caplog.text
     assert [r["epoch"] for r in result.history] == [1, 2] and result.resumed_from_epoch == 1
@@ -86,7 +86,7 @@ def test_after_a_resume_time_rate_and_summary_are_the_whole_runs(tmp_path, caplo
     with pytest.raises(Killed):  # 11 steps taken (0.2 s each), the last save after step 9
         train_model(dropout_model(), DATA.train, CONFIG, loss_fn=dies_at(12, slow(cross_entropy_loss())),
                     resume_path=path, progress=False)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="robustkit.train"):
+    with caplog.at_level(logging.INFO, logger="robustkit.training.loop"):
         result = train_model(dropout_model(), DATA.train, CONFIG, resume_path=path, test=DATA.test, progress=False)
     assert result.resumed and result.seconds_here < 1.0 <= 9 * 0.2 <= result.seconds
     assert result.images == 2 * 256 and result.images_per_second == pytest.approx(512 / result.seconds)
@@ -194,8 +194,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from robustkit import distributed
-from robustkit.train import cross_entropy_loss, train_model
+from robustkit.training import distributed
+from robustkit.training.loop import cross_entropy_loss, train_model
 from test_resume import CONFIG, DATA, Killed, dies_at, dropout_model
 
 distributed.init_from_env(torch.device("cpu"))

@@ -21,11 +21,11 @@ from click.testing import CliRunner
 
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.leaderboard import html_page, leaderboard, render
-from robustkit.runner import run_suite
-from robustkit.store import ResultStore, read_stores, unpack
-from robustkit.suite import load_suite
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.results.leaderboard import html_page, leaderboard, render
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import ResultStore, read_stores, unpack
+from robustkit.suites.spec import load_suite
 from torchrun import torchrun
 
 CPU = torch.device("cpu")
@@ -151,7 +151,7 @@ def test_worst_case_is_the_per_sample_and_of_the_attacks(finished):
 
 def test_stored_outcomes_match_an_independent_evaluation(finished, shared_home):
     from attacks import PGD
-    from robustkit.checkpoint import load_model
+    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
 
     folder, suite, _ = finished
@@ -167,7 +167,7 @@ def test_stored_outcomes_match_an_independent_evaluation(finished, shared_home):
 
 def test_two_named_variants_of_pgd_run_as_their_own_cells_and_columns(finished, shared_home, tmp_path, caplog):
     from attacks import PGD
-    from robustkit.checkpoint import load_model
+    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
 
     folder, _, _ = finished
@@ -372,7 +372,7 @@ def test_two_processes_split_each_cell_and_store_the_same_outcomes(finished, sha
 def test_only_rank_0_opens_the_store(finished, shared_home, tmp_path, monkeypatch):
     """Issue 23: under torchrun every decision is rank 0's, so the other ranks never open (or create) the
     SQLite file: two processes opening one new store is the race the torchrun test must not depend on."""
-    from robustkit import distributed
+    from robustkit.training import distributed
 
     one = {**SUITE, "models": SUITE["models"][:1], "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}
     store = tmp_path / "rank1.sqlite"

@@ -7,8 +7,8 @@ import torch
 
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD, OnePixel, PatchRS, SparseRS, Square
-from robustkit.evaluate import evaluate_attack
-from robustkit.sample_random import SampleRandom, mix_int
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.per_sample_random import SampleRandom, mix_int
 from torchrun import torchrun
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -82,8 +82,8 @@ _TORCHRUN_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from attack_fixtures import DATA, tiny_model
     from attacks import PGD, Square
-    from robustkit import distributed
-    from robustkit.evaluate import evaluate_attack
+    from robustkit.training import distributed
+    from robustkit.evaluation.engine import evaluate_attack
     distributed.init_from_env(torch.device("cpu"))
     images = torch.cat([DATA.test.images, DATA.train.images])[:120]
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:120]

@@ -12,7 +12,7 @@ from attack_fixtures import DATA, tiny_batch, tiny_model
 from attacks import SparseRS
 from robustkit.losses import attack_loss
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.registry import ATTACKS
 from test_square import ForwardOnly, Unfoolable
 

@@ -12,11 +12,11 @@ from attack_fixtures import DATA, tiny_batch, tiny_model
 from attacks import SpatialAttack
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.losses import attack_loss
 from robustkit.registry import ATTACKS, THREATS
-from robustkit.spatial import Spatial, render
-from robustkit.threat import default_eps, threat_model
+from robustkit.threats.spatial import Spatial, render
+from robustkit.threats import default_eps, threat_model
 
 SMALL = dict(eps=10, translation=1)  # the tiny 12×12 images: ±30° and ±3 px fool everything, ±10° ±1 px not
 
@@ -277,7 +277,7 @@ def test_robustkit_evaluate_runs_the_spatial_attack(tmp_path):
 def test_the_fashion_mnist_suite_has_a_spatial_column_with_a_stable_key():
     from pathlib import Path
 
-    from robustkit.suite import load_suite
+    from robustkit.suites.spec import load_suite
 
     suite = load_suite(Path(__file__).parents[1] / "benchmarks/suites/fashion-mnist.yaml")
     cells = [c for c in suite.cells() if c.attack.norm == "spatial"]
@@ -291,12 +291,12 @@ def test_a_tiny_suite_with_a_spatial_column_runs_stores_and_ranks(tmp_path, monk
     import numpy as np
     import yaml
 
-    from robustkit.checkpoint import load_model
+    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
-    from robustkit.leaderboard import leaderboard, publish
-    from robustkit.runner import run_suite
-    from robustkit.store import read_stores, unpack
-    from robustkit.suite import load_suite
+    from robustkit.results.leaderboard import leaderboard, publish
+    from robustkit.evaluation.runner import run_suite
+    from robustkit.results.store import read_stores, unpack
+    from robustkit.suites.spec import load_suite
 
     suite = {"name": "tiny-spatial", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 16, "checks": False,
              "models": [{"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],

@@ -10,10 +10,10 @@ from attack_fixtures import tiny_batch, tiny_model
 from attacks import StAdv
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
-from robustkit.flow import Flow, flow_loss, warp
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.threats.flow import Flow, flow_loss, warp
 from robustkit.registry import ATTACKS, THREATS
-from robustkit.threat import default_eps, threat_family, threat_model
+from robustkit.threats import default_eps, threat_family, threat_model
 
 # ---- the warp, against independent computations ----
 

@@ -13,8 +13,8 @@ from attacks import FGSM
 from robustkit.data import FileSplit, Split, get_dataset
 from robustkit.data import files as files_module
 from robustkit.errors import DataError
-from robustkit.evaluate import evaluate_attack
-from robustkit.train import TrainConfig, train_model
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.training.loop import TrainConfig, train_model
 
 CLASSES = ("ants", "bees", "cats")
 
@@ -97,7 +97,7 @@ import json, resource, sys, torch
 from torch import nn
 from attacks import FGSM
 from robustkit.data import get_dataset
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 data = get_dataset("imagefolder", data_dir=sys.argv[1], image_size=96, workers=0)
 model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten(), nn.LazyLinear(3)).eval()
 model(torch.zeros(1, 3, 96, 96))

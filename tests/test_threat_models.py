@@ -11,11 +11,11 @@ import torch
 from attack_fixtures import DATA, tiny_model
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.predict import predict
 from robustkit.registry import THREATS
-from robustkit.suite import load_suite
-from robustkit.threat import L0, L2, Linf, ThreatModel, default_eps, threat_model
+from robustkit.suites.spec import load_suite
+from robustkit.threats import L0, L2, Linf, ThreatModel, default_eps, threat_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,9 +107,9 @@ def test_the_core_never_imports_a_plugin_module():
 def test_a_budget_that_reaches_every_image_is_pointed_out_by_each_threat_model(norm, eps, settings, covers, caplog):
     """On 1×28×28 images: L∞ from 1, L2 from the diameter √784 = 28, L1 from d = 784, L0 from all 784 pixels, a patch from side 28;
     a rotation or a fooling threshold never reaches every image."""
-    from robustkit.budget import warn_if_covers_box
+    from robustkit.threats.budget import warn_if_covers_box
 
     threat = threat_model(norm, eps, **settings)
-    with caplog.at_level("WARNING", logger="robustkit.budget"):
+    with caplog.at_level("WARNING", logger="robustkit.threats.budget"):
         warn_if_covers_box(threat, (1, 28, 28))
     assert ("covers the whole [0, 1] input box" in caplog.text) == covers

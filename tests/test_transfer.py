@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from robustkit.cli import main
-from robustkit.evaluate import evaluate_attack
-from robustkit.leaderboard import leaderboard, publish, transfer_matrix
-from robustkit.runner import run_suite
-from robustkit.store import read_stores
-from robustkit.suite import load_suite
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.results.leaderboard import leaderboard, publish, transfer_matrix
+from robustkit.evaluation.runner import run_suite
+from robustkit.results.store import read_stores
+from robustkit.suites.spec import load_suite
 
 X, Y = DATA.test.images, DATA.test.labels
 

@@ -15,10 +15,11 @@ from PIL import Image
 from attacks import PGD
 from defenses import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
 from defenses.transforms import _LUMA, BitDepth, Jpeg, dct_matrix, quantisation_table
-from robustkit import pipeline
+from robustkit.weights import cache as pipeline
+from robustkit.weights.resolve import resolve_model
 from robustkit.bpda import is_straight_through, non_differentiable, straight_through
-from robustkit.checkpoint import load_model
-from robustkit.evaluate import evaluate_attack
+from robustkit.weights.checkpoint import load_model
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -248,19 +249,20 @@ def test_transform_defenses_reuse_the_undefended_checkpoint(isolated_home, monke
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr("robustkit.resolve.train_and_save", no_training)
-    wrapped, record, found = pipeline.obtain_model("lenet5", DATA, checkpoint=None, defense=defense, device=torch.device("cpu"))
+    monkeypatch.setattr("robustkit.weights.resolve.train_and_save", no_training)
+    resolved = resolve_model("lenet5", DATA, defense=defense)
+    wrapped, record, found = resolved.model, resolved.record, resolved.provenance.path
     assert found == path and isinstance(wrapped, Transformed) and isinstance(wrapped.transform, BitDepth)
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in wrapped.model.state_dict().items())
-    given, _, _ = pipeline.obtain_model("lenet5", DATA, checkpoint=path, defense=defense, device=torch.device("cpu"))
+    given = resolve_model("lenet5", DATA, checkpoint=path, defense=defense).model
     assert isinstance(given, Transformed)
-    plain, _, _ = pipeline.obtain_model("lenet5", DATA, checkpoint=None, defense=None, device=torch.device("cpu"))
+    plain = resolve_model("lenet5", DATA).model
     assert not isinstance(plain, Transformed)
 
 
 def test_suite_entries_with_a_transform_point_at_the_undefended_checkpoint():
-    from robustkit.runner import _checkpoint_for
-    from robustkit.suite import ModelEntry
+    from robustkit.evaluation.runner import _checkpoint_for
+    from robustkit.suites.spec import ModelEntry
 
     path = _checkpoint_for(ModelEntry(model="lenet5", defense="jpeg", defense_settings={"quality": 50}), DATA)
     assert path == checkpoint_path(DATA.info.name, "lenet5")

@@ -8,7 +8,7 @@ from attack_fixtures import DATA, tiny_model
 from attacks import DeepFool, Universal
 from attacks.universal import fooling_rate
 from robustkit.errors import CheckpointError, ConfigError
-from robustkit.perturbation_file import load_perturbation, save_perturbation
+from robustkit.results.perturbation_file import load_perturbation, save_perturbation
 
 FIT, HELD_OUT = DATA.train.images, DATA.test.images
 
@@ -131,7 +131,7 @@ def test_fitting_images_without_a_channel_axis_are_one_line_error():
 
 def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
     """With ``target_class``, success, robust accuracy and the fooling rate count the target class only."""
-    from robustkit.evaluate import evaluate_attack
+    from robustkit.evaluation.engine import evaluate_attack
 
     model, x, y = tiny_model(), HELD_OUT, DATA.test.labels
     delta = Universal(eps=0.3, method="sgd", max_passes=2).fit(model, FIT, progress=False)  # errors go to 2 and 3

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from robustkit import __version__
+from robustkit.version import __version__
 from robustkit.cli.messages import route_messages
 from robustkit.errors import RobustkitError
 

@@ -60,14 +60,14 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     Under torchrun (torchrun --nproc-per-node N -m robustkit benchmark ...) the processes split each
     cell's samples; rank 0 writes the store.
     """
-    from robustkit import distributed
-    from robustkit.checks import Flag
+    from robustkit.training import distributed
+    from robustkit.evaluation.checks import Flag
     from robustkit.device import resolve_device
-    from robustkit.leaderboard import leaderboard, publish, render, render_transfer, transfer_matrix
-    from robustkit.published import read_published
-    from robustkit.runner import run_suite
-    from robustkit.store import read_stores
-    from robustkit.suite import load_suite
+    from robustkit.results.leaderboard import leaderboard, publish, render, render_transfer, transfer_matrix
+    from robustkit.results.published import read_published
+    from robustkit.evaluation.runner import run_suite
+    from robustkit.results.store import read_stores
+    from robustkit.suites.spec import load_suite
 
     suite = load_suite(suite_path(suite_file))
     index, count = parse_shard(shard)
@@ -115,13 +115,13 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
                    "to show beside ours, as a suite's published: names.")  # fmt: skip
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    from robustkit.leaderboard import attack_settings, format_name, leaderboard, publish, render, sort_table, suite_names
-    from robustkit.store import read_stores
+    from robustkit.results.leaderboard import attack_settings, format_name, leaderboard, publish, render, sort_table, suite_names
+    from robustkit.results.store import read_stores
 
     fmt = format_name(fmt)
     published = None
     if published_file is not None:
-        from robustkit.published import read_published
+        from robustkit.results.published import read_published
 
         published = read_published(published_file)
     cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
@@ -154,7 +154,7 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
 
 def _suite_rows(cells, checks, members, name: str):
     """One suite's newest cells and its check runs."""
-    from robustkit.leaderboard import latest, of_suite
+    from robustkit.results.leaderboard import latest, of_suite
 
     mine, dropped = latest(of_suite(cells, members, name))
     if dropped:

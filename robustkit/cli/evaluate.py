@@ -19,9 +19,9 @@ from robustkit.paths import home
 from robustkit.registry import ATTACKS
 
 if TYPE_CHECKING:
-    from robustkit.checks import CheckReport
-    from robustkit.evaluate import Evaluation
-    from robustkit.model_eval import Report
+    from robustkit.evaluation.checks import CheckReport
+    from robustkit.evaluation.engine import Evaluation
+    from robustkit.evaluation.api import Report
 
 
 @click.command()
@@ -76,16 +76,17 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
              device, seed, batch_size, outputs, save_examples) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
     run of ``robustkit.evaluate_model``; its record is a results-store row)."""
-    from robustkit import distributed
+    from robustkit.training import distributed
     from robustkit.cli.fooling import report_fooling
     from robustkit.data import check_dataset_settings
-    from robustkit.fooling_eval import FoolingReport
-    from robustkit.model_eval import evaluate_model
+    from robustkit.evaluation.fooling import FoolingReport
+    from robustkit.evaluation.api import evaluate_model
     from robustkit.models import check_model_name
-    from robustkit.norm_curve import save_curve_plot
-    from robustkit.perturbation_file import save_perturbation
-    from robustkit.records import check_outputs, file_sha256
-    from robustkit.threat import parse_eps, threat_class
+    from robustkit.results.norm_curve import save_curve_plot
+    from robustkit.results.perturbation_file import save_perturbation
+    from robustkit.results.records import check_outputs
+    from robustkit.weights.checkpoint import file_sha256
+    from robustkit.threats import parse_eps, threat_class
 
     if checks and no_checks:
         raise ConfigError("--checks (the full set) and --no-checks (none) contradict each other: give one")
@@ -154,7 +155,7 @@ _CITED = ("model", "dataset", "defense", "attack", "norm", "eps", "settings", "c
 
 
 def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) -> None:
-    from robustkit.example_grid import save_example_grid
+    from robustkit.results.example_grid import save_example_grid
 
     ex, norm, budget = report.examples, report.record["norm"], report.record["eps"]
     if not ex:
@@ -167,7 +168,7 @@ def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) 
 
 def _echo_curve(outcome: Evaluation, eps: float) -> None:
     """A minimum-norm run's figure at ``eps``, its median verified norm and the curve at a few multiples of ε."""
-    from robustkit.norm_curve import SCALES
+    from robustkit.results.norm_curve import SCALES
 
     budgets = [scale * eps for scale in SCALES]
     points = "  ".join(f"{b:.4g}: {a:.4f}" for b, a in zip(budgets, outcome.curve(budgets)))
@@ -179,7 +180,7 @@ def _echo_curve(outcome: Evaluation, eps: float) -> None:
 
 
 def _write(outputs: list[Path], report: Report) -> None:
-    from robustkit.records import append_record
+    from robustkit.results.records import append_record
 
     for path in outputs:
         click.echo(f"record appended to {append_record(path, report.record, report.check_record)}")
@@ -214,7 +215,7 @@ def _echo_warnings(report: Report) -> None:
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
     """``-o key=value`` pairs; values are read as YAML scalars (5, 0.5, true, sgd), fractions as numbers."""
-    from robustkit.threat import parse_eps
+    from robustkit.threats import parse_eps
 
     extra = {}
     for option in options:

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from robustkit.cli.table import echo_table, shown
-from robustkit.model_eval import Report
-from robustkit.example_grid import save_fooling_grid
+from robustkit.evaluation.api import Report
+from robustkit.results.example_grid import save_fooling_grid
 from robustkit.paths import home
 
 

@@ -74,7 +74,7 @@ def open_dataset(dataset: str, data_dir: Path | None, download: bool, image_size
 
 def build_defense(name: str, *, eps: str | None, norm: str, channels: int, **settings) -> Defense | None:
     """``none`` → None; otherwise the registered defense, ε defaulting to the field's usual budget."""
-    from robustkit.threat import default_eps, parse_eps
+    from robustkit.threats import default_eps, parse_eps
 
     if name.lower() == "none":
         return None

@@ -21,7 +21,7 @@ def recipe_defaults(setting: str) -> str:
 
     from robustkit.models import TORCHVISION_PREFIX
     from robustkit.registry import DEFENSES, MODELS
-    from robustkit.train import TrainConfig
+    from robustkit.training.loop import TrainConfig
 
     def shown(value) -> str:
         return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
@@ -88,11 +88,11 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     recipe's (a path holding another recipe needs --force). A setting equal to the model's own default
     changes nothing and writes to the default path.
     """
-    from robustkit import distributed
+    from robustkit.training import distributed
     from robustkit.device import resolve_device
     from robustkit.models import check_model_name
-    from robustkit.pipeline import train_and_save
-    from robustkit.threat import parse_eps
+    from robustkit.weights.cache import train_and_save
+    from robustkit.threats import parse_eps
 
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     device = resolve_device(device)

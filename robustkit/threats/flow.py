@@ -28,8 +28,8 @@ from torch import Tensor
 
 from robustkit.errors import ConfigError
 from robustkit.registry import THREATS
-from robustkit.spatial import render_tolerance, sample
-from robustkit.threat import ThreatModel, per_sample
+from robustkit.threats.spatial import render_tolerance, sample
+from robustkit.threats.base import ThreatModel, per_sample
 
 DEFAULT_EPS = 100.0  # see Flow.default_eps
 _BUDGET_SLACK = 2.0**-16  # relative: float32 pairwise sums of 4HW terms err by ~log2(4HW)·2⁻²⁴, ≤ 2⁻¹⁹ up to 224²

@@ -24,29 +24,19 @@ from robustkit.adaptation import Adaptation  # its own light module: leaderboard
 from robustkit.bpda import non_differentiable_modules
 from robustkit.data.base import IndexedSplit, Split
 from robustkit.errors import ConfigError
-from robustkit.evaluate import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
-from robustkit.randomness import randomised_modules
+from robustkit.random_forward import randomised_modules
 from robustkit.registry import ATTACKS
-from robustkit.threat import threat_class, threat_model
+from robustkit.threats import threat_class, threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
 CHECKS_VERSION = 3  # part of stored check runs' keys: bump it when a check changes, and they run again
-LEVELS = ("none", "default", "full")
 DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
 DEFAULT_SQUARE_QUERIES = 30  # the default black-box probe: a short Square run on what the white box left
 DEFAULT_SQUARE_SAMPLES = 32  # … on at most this many of those samples (Square's share dominates the cost)
 DEFAULT_UNBOUNDED_STEPS = 5  # a whole-box ball needs few steps on a differentiable model
-
-
-def check_level(value: bool | str | None) -> str:
-    """``none``, ``default`` or ``full`` from what a caller passes (True: full; False or None: none)."""
-    if value is True or value is False or value is None:
-        return "full" if value else "none"
-    if value not in LEVELS:
-        raise ConfigError(f"checks must be one of {', '.join(LEVELS)} (or true / false), got {value!r}")
-    return value
 
 
 def unadapted_layers(model: nn.Module, attack: Any) -> list[str]:

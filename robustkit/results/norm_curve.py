@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustkit.evaluate import Evaluation
-from robustkit.store import unpack
-from robustkit.threat import threat_class
+from robustkit.results.outcome import Evaluation
+from robustkit.results.store import unpack
+from robustkit.threats import threat_class
 
 SCALES = (0.25, 0.5, 1.0, 2.0)  # the multiples of the run's ε the CLI prints
 

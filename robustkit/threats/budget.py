@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from robustkit.threat import ThreatModel
+from robustkit.threats.base import ThreatModel
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from robustkit import distributed
-from robustkit.augment import random_crop, random_flip
+from robustkit.training import distributed
+from robustkit.training.augment import random_crop, random_flip
 from robustkit.data.base import DatasetInfo, IndexedSplit, Split
 from robustkit.data.files import for_training
 from robustkit.device import bf16_is_fast
-from robustkit.errors import CheckpointError, ConfigError
+from robustkit.errors import ConfigError
 from robustkit.predict import accuracy
-from robustkit.resume import TrainState, load_state, save_state
+from robustkit.training.resume import TrainState, load_state, save_state
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from robustkit.attack import Attack
 from robustkit.errors import ConfigError
-from robustkit.fooling import confirm_fooling
+from robustkit.threats.fooling import confirm_fooling
 from robustkit.predict import num_classes
 
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import yaml
 
-from robustkit.checkpoint import is_weights_file
+from robustkit.weights.checkpoint import is_weights_file
 from robustkit.data import check_dataset_settings
-from robustkit.checks import Adaptation, check_level
+from robustkit.adaptation import Adaptation, check_level
 from robustkit.errors import ConfigError, RobustkitError
 from robustkit.models import check_model_name
-from robustkit.published import read_published
+from robustkit.results.published import read_published
 from robustkit.registry import ATTACKS, DATASETS, DEFENSES
-from robustkit.threat import ThreatModel, parse_eps, threat_class
-from robustkit.train import TrainConfig
+from robustkit.threats import ThreatModel, parse_eps, threat_class
+from robustkit.training.loop import TrainConfig
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
               "transfer", "checks", "check_samples", "published"}  # fmt: skip
@@ -132,7 +132,7 @@ class Suite:
     transfer: tuple[AttackEntry, ...] = ()  # attacks crafted on every entry and scored on every entry
     checks: str = "default"  # gradient-masking checks per (entry, norm, ε, BPDA/EOT) of the gradient attacks: none | default | full
     check_samples: int = 200
-    published: Path | None = None  # a table of published figures to show beside ours (``robustkit.published``)
+    published: Path | None = None  # a table of published figures to show beside ours (``robustkit.results.published``)
 
     def cells(self, shard: tuple[int, int] = (0, 1)) -> list[Cell]:
         """Every cell in suite order (transfer cells last); with ``shard=(i, n)`` the share i of n (0-based)."""

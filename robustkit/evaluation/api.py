@@ -20,24 +20,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustkit import distributed
+from robustkit.training import distributed
 from robustkit.attack import Attack
-from robustkit.checks import Adaptation, CheckReport, check_level
+from robustkit.adaptation import Adaptation, check_level
+from robustkit.evaluation.checks import CheckReport
 from robustkit.data import dataset_settings, get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
-from robustkit.evaluate import Evaluation
-from robustkit.evaluate_cell import check_entry, entry_defense, evaluate_cell
-from robustkit.fooling_eval import FoolingReport
+from robustkit.evaluation.engine import Evaluation
+from robustkit.evaluation.cell import check_entry, entry_defense, evaluate_cell
+from robustkit.evaluation.fooling import FoolingReport
 from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
-from robustkit.perturbation_file import load_perturbation
-from robustkit.records import file_sha256
+from robustkit.results.perturbation_file import load_perturbation
+from robustkit.weights.checkpoint import file_sha256
 from robustkit.registry import ATTACKS, DATASETS
-from robustkit.resolve import Provenance, resolve_model
-from robustkit.suite import AttackEntry, Cell, ModelEntry, Suite
-from robustkit.threat import default_eps, parse_eps, threat_class
+from robustkit.weights.resolve import Provenance, resolve_model
+from robustkit.suites.spec import AttackEntry, Cell, ModelEntry, Suite
+from robustkit.threats import default_eps, parse_eps, threat_class
 
 IN_MEMORY = "in-memory module"
 

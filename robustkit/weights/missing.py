@@ -7,10 +7,10 @@ import glob
 from typing import Any
 
 from robustkit import paths
-from robustkit.checkpoint import read_record
+from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
-from robustkit.pipeline import departures
+from robustkit.weights.cache import departures
 
 # training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
 _TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",

@@ -18,15 +18,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robustkit import distributed
-from robustkit.checks import Adaptation
+from robustkit.training import distributed
+from robustkit.evaluation.checks import Adaptation
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
-from robustkit.evaluate_cell import check_entry, check_key, entry_defense, evaluate_cell
-from robustkit.pipeline import cache_path
-from robustkit.resolve import Provenance, locate, resolve_model
-from robustkit.store import ResultStore
-from robustkit.suite import Cell, ModelEntry, Suite
+from robustkit.evaluation.cell import check_entry, check_key, entry_defense, evaluate_cell
+from robustkit.weights.cache import cache_path
+from robustkit.weights.resolve import Provenance, locate, resolve_model
+from robustkit.results.store import ResultStore
+from robustkit.suites.spec import Cell, ModelEntry, Suite
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from robustkit.errors import ConfigError
-from robustkit.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
-from robustkit.latex import tex
+from robustkit.results.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
+from robustkit.results.latex import tex
 from robustkit.plugin_index import find
-from robustkit.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
-from robustkit.store import unpack_bits
+from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
+from robustkit.results.store import unpack_bits
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
@@ -123,7 +123,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
     case per (norm, ε), the reliable ensemble's figure, each attack's figure, the gradient-masking
     checks' verdict, time, and what the figures depend on (data, subset, checkpoint hash, versions).
 
-    Given ``published`` figures (``robustkit.published``), matching entries also show the published
+    Given ``published`` figures (``robustkit.results.published``), matching entries also show the published
     clean and AutoAttack accuracies beside ours, and their source with the provenance.
 
     Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
@@ -368,7 +368,7 @@ def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:
     rows = [row for row in cells.to_dict("records") if _holds_norms(row["extra"])]
     if not rows:
         return
-    from robustkit.norm_curve import draw_curve, row_evaluation  # torch: only a minimum-norm row's curve needs it
+    from robustkit.results.norm_curve import draw_curve, row_evaluation  # torch: only a minimum-norm row's curve needs it
 
     for row in rows:
         evaluation = row_evaluation(row)

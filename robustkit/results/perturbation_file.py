@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustkit.checkpoint import read_safetensors, write_safetensors
+from robustkit.weights.checkpoint import read_safetensors, write_safetensors
 from robustkit.errors import CheckpointError
 
 KEY, META = "perturbation", "robustkit"

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from robustkit.defense import Defense
-from robustkit import distributed, paths
-from robustkit.checkpoint import CheckpointRecord, read_record, save_checkpoint
+from robustkit import paths
+from robustkit.training import distributed
+from robustkit.weights.checkpoint import CheckpointRecord, read_record, save_checkpoint
 from robustkit.data.base import ImageDataset
 from robustkit.errors import CheckpointError
 from robustkit.models import get_model
-from robustkit.train import NOT_RECIPE, TrainConfig, TrainResult, train_model
+from robustkit.training.loop import NOT_RECIPE, TrainConfig, TrainResult, train_model
 
 log = logging.getLogger(__name__)
 
@@ -128,19 +129,3 @@ def train_and_save(
         save_checkpoint(model, path, record)
         resume_path.unlink(missing_ok=True)
     return model.eval(), record, result, path
-
-
-def obtain_model(
-    model_name: str,
-    data: ImageDataset,
-    *,
-    checkpoint: Path | None,
-    defense: Defense | None,
-    device: torch.device,
-    seed: int = 0,
-) -> tuple[nn.Module, CheckpointRecord | None, Path]:
-    """Shortcut for scripts: ``resolve_model`` (trains when nothing is cached) as (model, record, path)."""
-    from robustkit.resolve import resolve_model
-
-    found = resolve_model(model_name, data, device=device, defense=defense, checkpoint=checkpoint, seed=seed)
-    return found.model, found.record, found.provenance.path

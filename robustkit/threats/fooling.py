@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import verdict_draws
-from robustkit.randomness import fixed_draws
+from robustkit.random_forward import fixed_draws
 from robustkit.registry import THREATS
-from robustkit.threat import ThreatModel
+from robustkit.threats.base import ThreatModel
 
 
 @THREATS.register

@@ -7,6 +7,7 @@ and weights never drift apart from their record. Foreign ``.pt``/``.pth`` files 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -20,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from robustkit import __version__
+from robustkit.version import __version__
 from robustkit.data.base import DatasetInfo
 from robustkit.errors import CheckpointError
 
@@ -185,3 +186,14 @@ def load_model(
     net = get_model(name, info or record.info, **(record.model_kwargs if record else {}))
     load_weights(net, state, path)
     return net.to(device).eval(), record
+
+
+def file_sha256(path: str | Path | None, length: int = 16) -> str | None:
+    """A short content hash that names exactly which weights were evaluated."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]

@@ -21,22 +21,22 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.attack import Attack
-from robustkit.budget import warn_if_covers_box
-from robustkit.checks import CHECKS_VERSION, DEFAULT_SAMPLES, Adaptation, CheckReport, run_checks, unadapted_layers
-from robustkit.checkpoint import read_record
+from robustkit.threats.budget import warn_if_covers_box
+from robustkit.evaluation.checks import CHECKS_VERSION, DEFAULT_SAMPLES, Adaptation, CheckReport, run_checks, unadapted_layers
+from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.defense import Defense
-from robustkit.evaluate import Evaluation, attack_figures, evaluate_attack, prepare_attack
-from robustkit.example_grid import example_strip
-from robustkit.fooling_eval import FoolingReport, evaluate_fooling
-from robustkit.norm_curve import stored_norms
+from robustkit.evaluation.engine import Evaluation, attack_figures, evaluate_attack, prepare_attack
+from robustkit.results.example_grid import example_strip
+from robustkit.evaluation.fooling import FoolingReport, evaluate_fooling
+from robustkit.results.norm_curve import stored_norms
 from robustkit.predict import verdict_draws
-from robustkit.records import run_metadata
+from robustkit.results.records import run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
-from robustkit.resolve import Provenance
-from robustkit.store import pack
-from robustkit.suite import Cell, ModelEntry, Suite
-from robustkit.threat import default_eps
+from robustkit.weights.resolve import Provenance
+from robustkit.results.store import pack
+from robustkit.suites.spec import Cell, ModelEntry, Suite
+from robustkit.threats import default_eps
 
 log = logging.getLogger(__name__)
 CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards

@@ -29,16 +29,16 @@ except ImportError:  # Windows
 import torch
 from torch import nn
 
-from robustkit import distributed
-from robustkit.checkpoint import (WEIGHT_FILES, CheckpointRecord, is_weights_file, load_model, load_weights,
+from robustkit.training import distributed
+from robustkit.weights.checkpoint import (WEIGHT_FILES, CheckpointRecord, is_weights_file, load_model, load_weights,
                                   read_checkpoint, read_record)
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import check_model_name, get_model, model_source
-from robustkit.missing_checkpoint import missing_hint
-from robustkit.pipeline import cache_path, train_and_save
-from robustkit.records import file_sha256
+from robustkit.weights.missing import missing_hint
+from robustkit.weights.cache import cache_path, train_and_save
+from robustkit.weights.checkpoint import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from robustkit.errors import ConfigError
 from robustkit.registry import THREATS
-from robustkit.threat import ThreatModel
+from robustkit.threats.base import ThreatModel
 
 
 @THREATS.register

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import os
@@ -17,22 +16,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from robustkit import __version__
+from robustkit.version import __version__
 from robustkit.errors import ConfigError
-from robustkit.store import TABLES, ResultStore
+from robustkit.results.store import TABLES, ResultStore
 
 COLUMNS = list(TABLES["cells"])  # one schema for every run: a CSV, a JSON list and a results store hold the same rows
-
-
-def file_sha256(path: str | Path | None, length: int = 16) -> str | None:
-    """A short content hash that names exactly which weights were evaluated."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
 
 
 def run_metadata(device: torch.device | str, seed: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from robustkit.errors import ConfigError
 from robustkit.registry import THREATS
-from robustkit.threat import ThreatModel
+from robustkit.threats.base import ThreatModel
 
 PARAMETERS = ("rotation", "dx", "dy")  # the evidence every spatial attack reports; "scale" too when scaling
 

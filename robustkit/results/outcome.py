@@ -1,0 +1,73 @@
+"""One attack's outcome on one model, per sample, and the figures derived from it: what the engine
+returns and what a stored row is turned back into (to draw its ε-curve)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+
+@dataclass
+class Evaluation:
+    """Per-sample outcomes of one attack on one model, and the figures derived from them."""
+
+    clean_correct: Tensor  # bool N
+    robust: Tensor  # bool N: correct, and no verified adversarial example found
+    norms: Tensor  # float32 N: perturbation norm of verified adversarial examples, NaN elsewhere
+    n_unverified: int = 0
+    seconds: float = 0.0
+    examples: dict[str, Tensor] = field(default_factory=dict)  # a few clean/adversarial pairs
+
+    @property
+    def n(self) -> int:
+        return len(self.clean_correct)
+
+    @property
+    def clean_accuracy(self) -> float:
+        return self.clean_correct.float().mean().item()
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.robust.float().mean().item()
+
+    @property
+    def attack_success_rate(self) -> float:
+        """Broken among the samples attacked (those classified correctly)."""
+        attacked = int(self.clean_correct.sum())
+        return (attacked - int(self.robust.sum())) / attacked if attacked else float("nan")
+
+    @property
+    def mean_norm(self) -> float:
+        return self.norms.nanmean().item()
+
+    @property
+    def median_norm(self) -> float:
+        return self.norms.nanmedian().item()
+
+    def robust_at(self, eps: float) -> Tensor:
+        """Per sample at budget ``eps``: correct, and no verified example of norm ≤ ``eps``. From a
+        minimum-norm attack's one run this holds at every ε (its ``norms`` are each sample's smallest
+        verified norm); for a bounded attack only up to the ε it ran at."""
+        return self.clean_correct & ~(self.norms <= eps)
+
+    def curve(self, budgets: list[float] | Tensor) -> list[float]:
+        """Robust accuracy at each budget of ``budgets`` (see ``robust_at``)."""
+        return [self.robust_at(float(e)).float().mean().item() for e in budgets]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else float("nan")
+
+    def metrics(self) -> dict[str, float | int]:
+        return {
+            "n": self.n,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "attack_success_rate": self.attack_success_rate,
+            "mean_norm": self.mean_norm,
+            "median_norm": self.median_norm,
+            "n_unverified": self.n_unverified,
+            "seconds": self.seconds,
+            "images_per_second": self.images_per_second,
+        }

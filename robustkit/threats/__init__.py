@@ -1,0 +1,21 @@
+"""Threat models by name: the base and its lookups (``base``), the Lp balls (``lp``) and the rest, one module each.
+
+May import torch and robustkit's leaf modules (errors, registry, plugin_index, per_sample_random, predict, modes, random_forward);
+nothing else of robustkit. Importing the package registers every built-in threat model.
+"""
+
+from robustkit.threats.base import (
+    ThreatModel,
+    clip_to_box,
+    default_eps,
+    parse_eps,
+    per_sample,
+    threat_class,
+    threat_family,
+    threat_model,
+)
+from robustkit.threats.lp import L0, L1, L2, LpBall, Linf
+from robustkit.threats import flow, fooling, patch, spatial  # noqa: E402,F401  (flow fields; fooling images; patches; rotations and translations)
+
+__all__ = ["L0", "L1", "L2", "Linf", "LpBall", "ThreatModel", "clip_to_box", "default_eps", "parse_eps", "per_sample",
+           "threat_class", "threat_family", "threat_model"]
