@@ -112,7 +112,7 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
         return Perturbed(x_adv, extras={"patch": patch}, evidence={"row": rows, "col": cols})
 
     def _fit(self, model: nn.Module, x: Tensor, goal: int | None, generator: torch.Generator, progress: bool) -> Tensor:
-        self.threat.check_fits(x.shape)
+        self.threat.check_fits(x.shape)  # ``fit`` comes here directly, without ``places``
         device = generator.device
         reference = predict(model, x)  # clean decisions: the labels the patch moves images off
         side = self.threat.side
