@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from attacks.patch import cut, paste
-from robustkit.attack import Attack, Perturbed
+from robustkit.attack import Perturbed
 from robustkit.errors import ConfigError
-from attacks.random_search import schedule_divisor, search_score
+from attacks.random_search import SparseRandomSearch, schedule_divisor
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
 
@@ -28,7 +28,7 @@ _SCHEDULE = ((8000, 128), (6000, 64), (4000, 64), (2000, 32), (1000, 32), (500, 
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class PatchRS(Attack):
+class PatchRS(SparseRandomSearch):
     """Sparse-RS, "patches" version (Croce, Andriushchenko, Singh, Flammarion & Hein, AAAI 2022, arXiv:2006.12834).
 
     Threat model ``patch``: one ``eps`` × ``eps`` window per image takes any values in [0, 1], placed
@@ -71,18 +71,9 @@ class PatchRS(Attack):
 
     eps: float = 4
     norm: str = "patch"
-    loss: str = "margin"
-    eot: int = 1  # a randomised model's logits averaged over this many passes per query
-    queries: int = 300
     alpha_init: float = 0.4
     location_every: int = 4
     early_stop: bool = True
-    precision: str = "bf16"
-
-    @classmethod
-    def paper(cls, **settings) -> PatchRS:
-        """The paper's budget (10 000 queries, full precision); ``settings`` override it."""
-        return cls(**{"queries": 10000, "precision": "fp32", **settings})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,9 +115,6 @@ class PatchRS(Attack):
         """Side of the square that step ``step`` repaints: √α(step)·s, at least 1."""
         alpha = self.alpha_init / schedule_divisor(step, self.queries, _SCHEDULE)
         return min(max(int(math.sqrt(alpha) * side), 1), side)
-
-    def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)
 
 
 def _repaint(patch: Tensor, rng: SampleRandom, size: int) -> Tensor:

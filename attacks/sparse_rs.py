@@ -16,9 +16,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustkit.attack import Attack, Perturbed
+from robustkit.attack import Perturbed
 from robustkit.errors import ConfigError
-from attacks.random_search import schedule_divisor, search_score
+from attacks.random_search import SparseRandomSearch, schedule_divisor
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
 
@@ -28,7 +28,7 @@ _SCHEDULE = ((8000, 20), (6000, 15), (4000, 12), (2000, 10), (1000, 8), (500, 6)
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class SparseRS(Attack):
+class SparseRS(SparseRandomSearch):
     """Sparse-RS, L0 "pixels" version (Croce, Singh, Andriushchenko, Flammarion & Hein, AAAI 2022, arXiv:2006.12834).
 
     Threat model: L0, ``eps`` = k pixel positions that may change (all channels of a pixel count as
@@ -67,16 +67,7 @@ class SparseRS(Attack):
 
     eps: float = 1
     norm: str = "l0"
-    loss: str = "margin"
-    eot: int = 1  # a randomised model's logits averaged over this many passes per query
-    queries: int = 300
     alpha_init: float = 0.3
-    precision: str = "bf16"
-
-    @classmethod
-    def paper(cls, **settings) -> SparseRS:
-        """The paper's budget (10 000 queries, full precision); ``settings`` override it."""
-        return cls(**{"queries": 10000, "precision": "fp32", **settings})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -132,9 +123,6 @@ class SparseRS(Attack):
         """How many of the k pixels step ``step`` moves: α(step)·k, at least 1, at most the free positions."""
         divisor = schedule_divisor(step, self.queries, _SCHEDULE)
         return min(max(int(self.alpha_init / divisor * k), 1), size - k if size > k else k)
-
-    def _score(self, model, x_adv: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)
 
 
 def _paint(x: Tensor, positions: Tensor, values: Tensor) -> Tensor:

@@ -15,20 +15,18 @@ where batches of 128 fooled 25 %.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from robustkit.attack import AttackResult, LossGradientAttack, Perturbed, fitting_images
+from robustkit.attack import LossGradientAttack, Perturbed
 from attacks.deepfool import minimal_perturbation
 from robustkit.losses import is_success
-from robustkit.data.base import Split
+from robustkit.data_fitted import DataFittedAttack
 from robustkit.errors import ConfigError
-from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
 from robustkit.threats import L2, clip_to_box
@@ -38,7 +36,7 @@ METHODS = ("deepfool", "sgd")
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class Universal(LossGradientAttack):
+class Universal(DataFittedAttack, LossGradientAttack):
     """Universal adversarial perturbation (Moosavi-Dezfooli et al. 2017; SGD variant: Shafahi et al. 2020).
 
     Threat model: one δ for every image, ‖δ‖ ≤ ε in L∞ or L2; each x + δ is clipped to [0, 1].
@@ -66,7 +64,6 @@ class Universal(LossGradientAttack):
     """
 
     name: ClassVar[str] = "universal"
-    learns_from_data: ClassVar[bool] = True
 
     method: str = "sgd"
     fooling_goal: float = 0.8
@@ -76,8 +73,6 @@ class Universal(LossGradientAttack):
     overshoot: float = 0.02
     candidates: int = 10
     step_size: float | None = None
-    target_class: int | None = None
-    perturbation: Tensor | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,19 +98,6 @@ class Universal(LossGradientAttack):
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else self.eps / 10
 
-    def settings(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "perturbation"}
-
-    def with_perturbation(self, delta: Tensor) -> Universal:
-        """This attack applying the fitted ``delta``."""
-        return replace(self, perturbation=delta.detach())
-
-    def prepared(self, model: nn.Module, images: Tensor, *, progress: bool = False) -> Universal:
-        return self.with_perturbation(self.fit(model, images, progress=progress))
-
-    def learned(self) -> dict[str, Tensor]:
-        return {} if self.perturbation is None else {"perturbation": self.perturbation}
-
     def extra_metrics(self, model: nn.Module, images: Tensor) -> dict[str, float]:
         if self.perturbation is None:
             return {}
@@ -123,40 +105,8 @@ class Universal(LossGradientAttack):
         return {"fooling_rate": fooling_rate(model, images, delta, target_class=self.target_class),
                 "perturbation_norm": self.threat.norm(delta[None].float()).item()}  # fmt: skip
 
-    def __call__(
-        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None, index: Tensor | None = None
-    ) -> AttackResult:
-        """As every attack; with ``target_class`` (and no ``target``), success means classified as that class."""
-        result = super().__call__(model, x, y, target=target, index=index)
-        if target is not None or self.target_class is None:
-            return result
-        hit = predict(model, result.x_adv, batch_size=max(len(x), 1)) == self.target_class
-        return replace(result, success=result.success & hit)  # success: misclassified, so y ≠ target_class
-
-    def fit(self, model: nn.Module, images: Tensor | Split | Iterable, *, target: int | None = None,
-            progress: bool = True) -> Tensor:  # fmt: skip
-        """Fit δ (C×H×W, float32, on the model's device) on ``images``: a tensor, a ``Split`` or a loader.
-
-        Labels are not needed: an image counts as fooled when its prediction moves off the clean one
-        (or, with ``target``/``target_class``, onto that class).
-        """
-        x = fitting_images(images)
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else x.device
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        goal = target if target is not None else self.target_class
-        with eval_mode(model), self._autocast(device):
-            return self._fit(model, x, goal, generator, progress)
-
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
-        delta = self.perturbation
-        if delta is None:
-            goal = self.target_class
-            if target is not None:
-                if len(target.unique()) != 1:
-                    raise ConfigError("a universal perturbation pushes toward one class: give one target for all")
-                goal = int(target[0])
-            delta = self._fit(model, x, goal, torch.Generator(device=x.device).manual_seed(self.seed), progress=False)
+        delta = self.fitted_for(model, x, target)
         if delta.shape != x.shape[1:]:
             raise ConfigError(f"the universal perturbation is {tuple(delta.shape)}, the images {tuple(x.shape[1:])}")
         return Perturbed(x + delta.to(x.device, x.dtype), extras={"perturbation": delta})

@@ -10,9 +10,8 @@ in one s×s window and the ``patch`` threat model's check holds exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +19,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from attacks.patch import paste
-from robustkit.attack import AttackResult, LossGradientAttack, Perturbed, fitting_images
-from robustkit.data.base import Split
+from robustkit.attack import LossGradientAttack, Perturbed
+from robustkit.data_fitted import DataFittedAttack
 from robustkit.errors import ConfigError
-from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
@@ -31,7 +29,7 @@ from robustkit.per_sample_random import SampleRandom
 
 @ATTACKS.register
 @dataclass(frozen=True, kw_only=True)
-class UniversalPatch(LossGradientAttack):
+class UniversalPatch(DataFittedAttack, LossGradientAttack):
     """Universal adversarial patch (Brown, Mané, Roy, Abadi & Gilmer, 2017, arXiv:1712.09665).
 
     Threat model ``patch``: one ``eps`` × ``eps`` window per image takes the patch's pixels; nothing
@@ -63,8 +61,9 @@ class UniversalPatch(LossGradientAttack):
 
     name: ClassVar[str] = "universal-patch"
     norms: ClassVar[tuple[str, ...]] = ("patch",)
-    learns_from_data: ClassVar[bool] = True
     learned_images: ClassVar[bool] = True
+    learned_name: ClassVar[str] = "patch"
+    what: ClassVar[str] = "universal patch"
 
     norm: str = "patch"
     passes: int = 10
@@ -73,8 +72,6 @@ class UniversalPatch(LossGradientAttack):
     max_rotation: float = 20.0
     min_scale: float = 0.8
     max_scale: float = 1.2
-    target_class: int | None = None
-    perturbation: Tensor | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,19 +88,6 @@ class UniversalPatch(LossGradientAttack):
             if not ((patch >= 0) & (patch <= 1)).all():
                 raise ConfigError("a universal patch holds pixels in [0, 1]")
 
-    def settings(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "perturbation"}
-
-    def with_perturbation(self, patch: Tensor) -> UniversalPatch:
-        """This attack applying the fitted ``patch``."""
-        return replace(self, perturbation=patch.detach())
-
-    def prepared(self, model: nn.Module, images: Tensor, *, progress: bool = False) -> UniversalPatch:
-        return self.with_perturbation(self.fit(model, images, progress=progress))
-
-    def learned(self) -> dict[str, Tensor]:
-        return {} if self.perturbation is None else {"patch": self.perturbation}
-
     def extra_metrics(self, model: nn.Module, images: Tensor) -> dict[str, float]:
         if self.perturbation is None:
             return {}
@@ -119,45 +103,16 @@ class UniversalPatch(LossGradientAttack):
         side = self.threat.side
         return rng.randint(height - side + 1), rng.randint(width - side + 1)
 
-    def __call__(
-        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None, index: Tensor | None = None
-    ) -> AttackResult:
-        """As every attack; with ``target_class`` (and no ``target``), success means classified as that class."""
-        result = super().__call__(model, x, y, target=target, index=index)
-        if target is not None or self.target_class is None:
-            return result
-        hit = predict(model, result.x_adv, batch_size=max(len(x), 1)) == self.target_class
-        return replace(result, success=result.success & hit)
-
-    def fit(self, model: nn.Module, images: Tensor | Split | Iterable, *, target: int | None = None,
-            progress: bool = True) -> Tensor:  # fmt: skip
-        """Fit the patch (C×s×s in [0, 1], float32, on the model's device) on ``images``; labels are not needed:
-        an image counts as fooled when its prediction moves off the clean one (or onto ``target``/``target_class``)."""
-        x = fitting_images(images)
-        self.threat.check_fits(x.shape)
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else x.device
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        goal = target if target is not None else self.target_class
-        with eval_mode(model), self._autocast(device):
-            return self._fit(model, x, goal, generator, progress)
-
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
-        patch = self.perturbation
         rows, cols = self.places(x, rng)
-        if patch is None:
-            goal = self.target_class
-            if target is not None:
-                if len(target.unique()) != 1:
-                    raise ConfigError("a universal patch pushes toward one class: give one target for all")
-                goal = int(target[0])
-            patch = self._fit(model, x, goal, torch.Generator(device=x.device).manual_seed(self.seed), progress=False)
+        patch = self.fitted_for(model, x, target)
         if patch.shape[0] != x.shape[1]:
             raise ConfigError(f"the patch has {patch.shape[0]} channel(s), the images {x.shape[1]}")
         x_adv = paste(x, patch.to(x.device, x.dtype).expand(len(x), -1, -1, -1), rows, cols)
         return Perturbed(x_adv, extras={"patch": patch}, evidence={"row": rows, "col": cols})
 
     def _fit(self, model: nn.Module, x: Tensor, goal: int | None, generator: torch.Generator, progress: bool) -> Tensor:
+        self.threat.check_fits(x.shape)  # ``fit`` comes here directly, without ``places``
         device = generator.device
         reference = predict(model, x)  # clean decisions: the labels the patch moves images off
         side = self.threat.side

@@ -17,17 +17,16 @@ cannot use a setting does not take it, so asking for it is an error, not a silen
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor, nn
 
 from robustkit.losses import LOSSES, attack_loss, confirmed_success, is_success
 from robustkit.bpda import straight_through
-from robustkit.data.base import IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
@@ -77,6 +76,14 @@ class Attack(ABC):
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
     learned_images: ClassVar[bool] = False  # True: ``learned`` holds images in [0, 1] (a patch), saved as they look
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that overrides a final method (``__call__``) fails at once, not in a silent mis-report."""
+        super().__init_subclass__(**kwargs)
+        for name in vars(cls):
+            if getattr(getattr(Attack, name, None), "__final__", False):
+                raise TypeError(f"{cls.__name__} overrides Attack.{name}, which is final: implement perturb "
+                                "(or verdict, prepared, learned) instead")  # fmt: skip
 
     def __post_init__(self) -> None:
         problem = self.refuses_norm(self.norm)
@@ -129,6 +136,7 @@ class Attack(ABC):
         """The attack's settings as plain values, for records."""
         return asdict(self)
 
+    @final
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None, index: Tensor | None = None
     ) -> AttackResult:
@@ -302,23 +310,3 @@ def check_labels(labels: Tensor, classes: int, what: str) -> None:
         values = sorted(set(labels[bad].tolist()))
         shown = ", ".join(map(str, values[:5])) + (", …" if len(values) > 5 else "")
         raise ConfigError(f"{what} holds labels outside 0…{classes - 1} for this {classes}-class model: {shown}")
-
-
-def fitting_images(images: Tensor | IndexedSplit | Iterable) -> Tensor:
-    """The images a data-fitted attack (``fit``) learns from, as one N×C×H×W tensor in [0, 1]: from a tensor,
-    a split (a streaming one is decoded whole: pass a subset) or an iterable of batches (tensors or (x, y)
-    pairs); anything else is a one-line error."""
-    if isinstance(images, IndexedSplit):
-        return images.load().images
-    if isinstance(images, Tensor):
-        x = images
-    else:
-        batches = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
-        if not batches or not all(isinstance(b, Tensor) for b in batches):
-            raise ConfigError("fit needs images: a tensor N×C×H×W, a Split, or a loader of image batches")
-        x = torch.cat(batches)
-    if not x.is_floating_point() or x.ndim != 4 or len(x) == 0:
-        raise ConfigError(f"fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]; got "
-                          f"{x.dtype} of shape {tuple(x.shape)} (one channel: x.unsqueeze(1))")  # fmt: skip
-    check_pixels(x, "fitting images")
-    return x.detach()
