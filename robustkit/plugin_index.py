@@ -34,6 +34,11 @@ def entries(kind: str) -> list[dict[str, Any]]:
     return live_entries(kind)
 
 
+def builtin_entries(kind: str) -> list[dict[str, Any]]:
+    """``entries`` of the built-in plugins alone, from the stored index (never imports a plugin)."""
+    return _stored()[kind]
+
+
 def find(kind: str, name: str) -> dict[str, Any] | None:
     """The entry registered as ``name`` (spelled any way the registry accepts), or None."""
     return next((e for e in entries(kind) if canonical_name(e["name"]) == canonical_name(name)), None)
