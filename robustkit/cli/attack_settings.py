@@ -21,15 +21,22 @@ OWN_ARGUMENTS = ("eps", "norm", "seed", "perturbation")  # evaluate's own option
 
 
 def setting_defaults() -> dict[str, dict[str, str]]:
-    """Per setting any built-in attack takes: attack → its default as written (``repr``)."""
+    """Per setting any built-in attack takes: attack → its default as written (``repr``), and the paper's
+    where the attack names the paper's settings and they differ (``100; the paper's 400``)."""
     found: dict[str, dict[str, str]] = defaultdict(dict)
     for entry in builtin_entries("attacks"):
-        if not entry["settings"]:
-            continue
-        for keyword in ast.parse(f"f({entry['settings']})", mode="eval").body.keywords:
-            if keyword.arg not in OWN_ARGUMENTS:
-                found[keyword.arg][entry["name"]] = ast.unparse(keyword.value)
+        paper = _written(entry.get("paper", ""))
+        for name, default in _written(entry["settings"]).items():
+            if name not in OWN_ARGUMENTS:
+                found[name][entry["name"]] = default + (f"; the paper's {paper[name]}" if name in paper else "")
     return dict(found)
+
+
+def _written(settings: str) -> dict[str, str]:
+    """``"steps=10, loss='ce'"`` → ``{"steps": "10", "loss": "'ce'"}``."""
+    if not settings:
+        return {}
+    return {k.arg: ast.unparse(k.value) for k in ast.parse(f"f({settings})", mode="eval").body.keywords}
 
 
 def add_setting_flags(command: click.Command, *, after: str) -> click.Command:
@@ -44,11 +51,11 @@ def add_setting_flags(command: click.Command, *, after: str) -> click.Command:
 
 
 def _help(defaults: dict[str, str]) -> str:
-    """The attacks that take the setting, grouped by their default: ``pgd, fgsm [10]; apgd [100]``."""
+    """The attacks that take the setting, grouped by their default: ``patch, pgd [10]; apgd [100].``"""
     by_default: dict[str, list[str]] = defaultdict(list)
     for attack, default in sorted(defaults.items()):
         by_default[default].append(attack)
-    return "; ".join(f"{', '.join(attacks)} [{default}]" for default, attacks in by_default.items())
+    return "; ".join(f"{', '.join(attacks)} [{default}]" for default, attacks in by_default.items()) + "."
 
 
 def flag_settings(flags: dict[str, str | None], attack: str) -> dict[str, Any]:
