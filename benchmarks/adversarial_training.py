@@ -17,6 +17,7 @@ import torch
 from attacks import PGD
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.weights.cache import train_and_save
 from robustkit.predict import accuracy
 from robustkit.registry import DEFENSES
@@ -42,7 +43,7 @@ def main() -> None:
             args.model, data, device=torch.device("cpu"), defense=defense,
             out=f"{args.out_dir}/{args.model}-{name}.safetensors",
         )  # fmt: skip
-        evaluation = evaluate_attack(model, subset.images, subset.labels, attack, progress=False)
+        evaluation = evaluate_attack(model, Split(subset.images, subset.labels), attack, progress=False)
         assert evaluation.n_unverified == 0
         rows.append((name, record.epochs, result.seconds, accuracy(model, data.test), evaluation.clean_accuracy,
                      evaluation.robust_accuracy))  # fmt: skip

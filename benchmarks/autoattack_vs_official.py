@@ -23,6 +23,7 @@ from attacks import AutoAttack, Ensemble
 from robustkit.weights.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.weights.cache import cache_path
 from robustkit.weights.resolve import resolve_model
 from robustkit.registry import DEFENSES
@@ -79,9 +80,9 @@ def main() -> None:
         model = load(spec, data, args.eps, args.norm, checkpoints)
         for p in model.parameters():
             p.requires_grad_(False)  # the official package must not accumulate parameter grads either
-        ours = evaluate_attack(model, x, y, AutoAttack(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False)
+        ours = evaluate_attack(model, Split(x, y), AutoAttack(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False)
         theirs, theirs_s = official(model, x, y, args.norm, args.eps)
-        fast = evaluate_attack(model, x, y, Ensemble(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False)
+        fast = evaluate_attack(model, Split(x, y), Ensemble(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False)
         print(f"| {spec} | {ours.clean_accuracy:.4f} | {ours.robust_accuracy:.4f} | {theirs:.4f} | "
               f"{fast.robust_accuracy:.4f} | {ours.seconds:.1f} | {theirs_s:.1f} | {fast.seconds:.1f} | "
               f"{theirs_s / ours.seconds:.2f}× | {ours.n_unverified + fast.n_unverified} |", flush=True)  # fmt: skip

@@ -21,6 +21,7 @@ from attacks import PGD
 from defenses import MadryTraining
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.models import get_model
 from robustkit.training.loop import TrainConfig
 
@@ -68,7 +69,7 @@ def main() -> None:
             print(f"{label:<32} skipped ({err.name} not installed)")
             continue
         seconds = time.perf_counter() - start
-        result = evaluate_attack(model.eval(), subset.images, subset.labels, PGD(eps=args.eps, steps=20), progress=False)
+        result = evaluate_attack(model.eval(), Split(subset.images, subset.labels), PGD(eps=args.eps, steps=20), progress=False)
         rows.append((label, seconds, result.clean_accuracy, result.robust_accuracy))
     art = next((s for label, s, *_ in rows if label.startswith("ART")), float("nan"))
     for label, seconds, clean, robust in rows:

@@ -36,12 +36,12 @@ def get_defense(name: str, **kwargs: Any):
 
 
 def __getattr__(name: str) -> Any:
-    """``robustkit.evaluate_model`` and its ``Report``, imported on first use so ``import robustkit`` stays light."""
-    if name in ("evaluate_model", "Report"):
+    """``robustkit.evaluate_model``, its ``Report`` and option objects, imported on first use so ``import robustkit`` stays light."""
+    if name in ("evaluate_model", "Report", "ModelOptions", "CraftOptions", "RunOptions"):
         from robustkit.evaluation import api as model_eval
 
         return getattr(model_eval, name)
     raise AttributeError(f"module 'robustkit' has no attribute '{name}'")
 
 
-__all__ = ["Report", "__version__", "evaluate_model", "get_attack", "get_dataset", "get_defense", "get_model"]
+__all__ = ["CraftOptions", "ModelOptions", "Report", "RunOptions", "__version__", "evaluate_model", "get_attack", "get_dataset", "get_defense", "get_model"]

@@ -10,6 +10,7 @@ process), the live registry answers instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -34,6 +35,11 @@ def entries(kind: str) -> list[dict[str, Any]]:
     return live_entries(kind)
 
 
+def builtin_entries(kind: str) -> list[dict[str, Any]]:
+    """``entries`` of the built-in plugins alone, from the stored index (never imports a plugin)."""
+    return _stored()[kind]
+
+
 def find(kind: str, name: str) -> dict[str, Any] | None:
     """The entry registered as ``name`` (spelled any way the registry accepts), or None."""
     return next((e for e in entries(kind) if canonical_name(e["name"]) == canonical_name(name)), None)
@@ -50,6 +56,8 @@ def describe(name: str, plugin: object, *, traits: bool = False) -> dict[str, An
     """One entry: the name, the docstring's first line and the settings with their defaults."""
     doc = inspect.getdoc(plugin) or ""
     entry = {"name": name, "description": doc.splitlines()[0] if doc else "", "settings": _settings(plugin)}
+    if callable(getattr(plugin, "paper", None)):  # an attack whose paper's settings are a named choice
+        entry["paper"] = _paper(plugin)
     if traits:
         entry.update({trait: getattr(plugin, trait) for trait in THREAT_TRAITS})
         entry["family"] = entry["family"] or name  # a threat model without a family is a group of its own
@@ -64,6 +72,13 @@ def _settings(plugin: object) -> str:
     return ", ".join(
         f"{p.name}={p.default!r}" for p in params if p.name not in _PLUMBING and p.default is not inspect.Parameter.empty
     )
+
+
+def _paper(plugin: Any) -> str:
+    """The settings of ``plugin.paper()`` that differ from the defaults, written as ``settings`` is."""
+    default, paper = plugin(), plugin.paper()
+    return ", ".join(f"{f.name}={getattr(paper, f.name)!r}" for f in dataclasses.fields(paper)
+                     if f.init and getattr(paper, f.name) != getattr(default, f.name))  # fmt: skip
 
 
 def _library_models() -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from attacks.apgd import checkpoints
 from robustkit.losses import attack_loss
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.per_sample_random import SampleRandom
 
 
@@ -123,7 +124,7 @@ def test_ensemble_is_a_cascade_over_the_still_robust_samples():
 
 def test_ensemble_figure_through_the_evaluation_engine():
     model, x, y = tiny_model(), DATA.test.images, DATA.test.labels
-    reliable = evaluate_attack(model, x, y, Ensemble(eps=0.08, steps=10, queries=100), progress=False)
-    pgd = evaluate_attack(model, x, y, PGD(eps=0.08, steps=10), progress=False)
+    reliable = evaluate_attack(model, Split(x, y), Ensemble(eps=0.08, steps=10, queries=100), progress=False)
+    pgd = evaluate_attack(model, Split(x, y), PGD(eps=0.08, steps=10), progress=False)
     assert reliable.n_unverified == 0
     assert reliable.robust_accuracy <= pgd.robust_accuracy

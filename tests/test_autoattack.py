@@ -10,6 +10,7 @@ from attacks import APGD, FAB, AutoAttack, Square
 from robustkit.data import get_dataset
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.models import get_model
 from robustkit.training.loop import TrainConfig, train_model
 
@@ -72,7 +73,7 @@ def fashion_model_and_images(n: int = 200):
 def test_autoattack_agrees_with_the_official_package(norm, eps):
     official = pytest.importorskip("pyautoattack")
     model, x, y = fashion_model_and_images()
-    ours = evaluate_attack(model, x, y, AutoAttack(eps=eps, norm=norm), batch_size=len(x), progress=False)
+    ours = evaluate_attack(model, Split(x, y), AutoAttack(eps=eps, norm=norm), batch_size=len(x), progress=False)
     assert ours.n_unverified == 0
     adv, _ = official.AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], seed=0,
                                  version="standard", device="cpu").run_standard_evaluation(x, y, batch_size=len(x))  # fmt: skip

@@ -8,6 +8,7 @@ from attacks import PGD
 from defenses import BitDepthReduction, GaussianNoise
 from robustkit.evaluation.checks import run_checks
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 
 X, Y = DATA.test.images[:48], DATA.test.labels[:48]
 
@@ -44,8 +45,8 @@ def test_checks_flag_a_thresholding_layer():
 def test_checks_flag_bit_depth_reduction_and_bpda_breaks_it():
     model = BitDepthReduction(bits=2).wrap(tiny_model()).eval()
     assert "zero-gradients" in flags(model)
-    plain = evaluate_attack(model, X, Y, PGD(eps=0.15, steps=10), progress=False)
-    bpda = evaluate_attack(model, X, Y, PGD(eps=0.15, steps=10, bpda=True), progress=False)
+    plain = evaluate_attack(model, Split(X, Y), PGD(eps=0.15, steps=10), progress=False)
+    bpda = evaluate_attack(model, Split(X, Y), PGD(eps=0.15, steps=10, bpda=True), progress=False)
     assert bpda.robust_accuracy < plain.robust_accuracy - 0.2
 
 
@@ -55,9 +56,9 @@ def test_checks_flag_a_randomised_forward_and_eot_is_no_weaker():
     assert "randomised-forward" in {f.check for f in report.flags}
     assert "eot" in next(f.advice for f in report.flags if f.check == "randomised-forward")
     torch.manual_seed(0)
-    plain = evaluate_attack(model, X, Y, PGD(eps=0.1, steps=10), progress=False)
+    plain = evaluate_attack(model, Split(X, Y), PGD(eps=0.1, steps=10), progress=False)
     torch.manual_seed(0)
-    eot = evaluate_attack(model, X, Y, PGD(eps=0.1, steps=10, eot=8), progress=False)
+    eot = evaluate_attack(model, Split(X, Y), PGD(eps=0.1, steps=10, eot=8), progress=False)
     assert eot.robust_accuracy <= plain.robust_accuracy + 0.05  # one random draw decides each verdict
 
 

@@ -11,6 +11,7 @@ from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.models import get_model
 from robustkit.predict import accuracy
 from robustkit.training.loop import StepContext, TrainConfig, train_model
@@ -22,7 +23,7 @@ CONFIG = TrainConfig(epochs=4, batch_size=32, lr=0.05, precision="fp32")
 
 
 def robust_accuracy(model) -> float:
-    return evaluate_attack(model.eval(), DATA.test.images, DATA.test.labels, PGD(eps=EPS, steps=10), progress=False).robust_accuracy
+    return evaluate_attack(model.eval(), Split(DATA.test.images, DATA.test.labels), PGD(eps=EPS, steps=10), progress=False).robust_accuracy
 
 
 def test_madry_training_buys_robustness_over_standard_training_at_equal_budget():

@@ -8,6 +8,7 @@ from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from robustkit.attack import Attack, Perturbed
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.predict import ABSTAIN, DRAWS, predict, verdict_draws
 from robustkit.random_forward import Randomised
 
@@ -15,7 +16,7 @@ from robustkit.random_forward import Randomised
 def test_figures_agree_with_an_independent_recount():
     model = tiny_model()
     x, y = DATA.test.images, DATA.test.labels
-    result = evaluate_attack(model, x, y, PGD(eps=0.1, steps=10), batch_size=20, keep_examples=4, progress=False)
+    result = evaluate_attack(model, Split(x, y), PGD(eps=0.1, steps=10), batch_size=20, keep_examples=4, progress=False)
     correct = predict(model, x) == y
     assert torch.equal(result.clean_correct, correct)
     assert result.clean_accuracy == correct.float().mean().item()
@@ -31,8 +32,8 @@ def test_figures_agree_with_an_independent_recount():
 def test_batching_and_seed_do_not_change_the_result():
     model = tiny_model()
     x, y = DATA.test.images, DATA.test.labels
-    a = evaluate_attack(model, x, y, PGD(eps=0.1, seed=4), batch_size=64, progress=False)
-    b = evaluate_attack(model, x, y, PGD(eps=0.1, seed=4), batch_size=64, progress=False)
+    a = evaluate_attack(model, Split(x, y), PGD(eps=0.1, seed=4), batch_size=64, progress=False)
+    b = evaluate_attack(model, Split(x, y), PGD(eps=0.1, seed=4), batch_size=64, progress=False)
     assert torch.equal(a.robust, b.robust)
 
 
@@ -50,7 +51,7 @@ class Cheater(Attack):
 def test_unverified_examples_are_not_counted_but_reported():
     model = tiny_model()
     x, y = DATA.test.images, DATA.test.labels
-    result = evaluate_attack(model, x, y, Cheater(eps=0.01), progress=False)
+    result = evaluate_attack(model, Split(x, y), Cheater(eps=0.01), progress=False)
     assert result.robust_accuracy == result.clean_accuracy  # nothing broken
     assert result.n_unverified > 0
 
@@ -58,7 +59,7 @@ def test_unverified_examples_are_not_counted_but_reported():
 def test_a_model_left_in_training_mode_is_evaluated_in_eval_mode(caplog):
     model = tiny_model().train()
     x, y = DATA.test.images[:16], DATA.test.labels[:16]
-    evaluate_attack(model, x, y, PGD(eps=0.05), progress=False)
+    evaluate_attack(model, Split(x, y), PGD(eps=0.05), progress=False)
     assert model.training and "training mode" in caplog.text
 
 
@@ -102,7 +103,7 @@ def test_a_randomised_model_counts_as_broken_only_when_wrong_in_most_draws():
     for wrong, broken in ((0, False), (3, False), (4, False), (5, True), (6, True), (9, True)):
         attack = Fill(eps=1.0, level=wrong / DRAWS)
         assert attack(model, x, y).success.tolist() == [broken, broken], wrong  # the attack's own claim
-        result = evaluate_attack(model, x, y, attack, progress=False)
+        result = evaluate_attack(model, Split(x, y), attack, progress=False)
         assert result.clean_accuracy == 1.0 and result.n_unverified == 0
         assert result.robust.tolist() == [not broken, not broken], wrong
 

@@ -7,6 +7,7 @@ from attack_fixtures import DATA, tiny_model
 from attacks import FAB
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.threats.hyperplane import project
 
 
@@ -54,7 +55,7 @@ def test_fab_examples_are_verified_and_inside_the_ball(norm, eps, targets):
     result = attack(model, x, y)
     assert result.success.any() and attack.threat.contains(x, result.x_adv).all()
     assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
-    evaluation = evaluate_attack(model, x, y, attack, progress=False)
+    evaluation = evaluate_attack(model, Split(x, y), attack, progress=False)
     assert evaluation.n_unverified == 0 and evaluation.robust_accuracy == pytest.approx(1 - result.success.float().mean().item())
 
 
@@ -73,7 +74,7 @@ def test_min_norm_mode_finds_norms_no_larger_than_the_bounded_run_and_positive()
     assert smallest.success.sum() > bounded.success.sum()  # examples beyond ε are returned too
     assert (smallest.norms[smallest.success] > 0).all()
     assert (smallest.norms[bounded.success] <= bounded.norms[bounded.success] + 1e-6).all()
-    curve = evaluate_attack(model, x, y, FAB(eps=0.1, steps=40, minimize=True), progress=False)
+    curve = evaluate_attack(model, Split(x, y), FAB(eps=0.1, steps=40, minimize=True), progress=False)
     assert curve.n_unverified == 0 and curve.curve([0.1])[0] == pytest.approx(1 - bounded.success.float().mean().item(), abs=0.02)
 
 

@@ -17,6 +17,7 @@ from attacks import Fooling
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.threats.fooling import confirm_fooling
 from robustkit.evaluation.fooling import evaluate_fooling
 from robustkit.results.leaderboard import MEAN, entry_cards, leaderboard, plot_curves
@@ -171,7 +172,7 @@ def test_bad_classes_and_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="probability in"):
         Fooling(eps=1.5)
     with pytest.raises(ConfigError, match="evaluate_fooling"):
-        evaluate_attack(model, torch.zeros(2, 1, 12, 12), torch.zeros(2, dtype=torch.long), Fooling(), progress=False)
+        evaluate_attack(model, Split(torch.zeros(2, 1, 12, 12), torch.zeros(2, dtype=torch.long)), Fooling(), progress=False)
 
 
 def test_priors_keep_images_in_the_box_and_still_fool():

@@ -17,6 +17,7 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.evaluation.api import evaluate_model
 from robustkit.results.norm_curve import curve_budgets, row_evaluation
 from robustkit.registry import ATTACKS
@@ -58,7 +59,7 @@ class Shift(Attack):
 
 def test_the_engine_verifies_each_min_norm_example_at_its_own_norm_and_counts_it_up_to_eps():
     model, x, y = Brightness(), torch.full((6, 1, 4, 4), 0.2), torch.zeros(6, dtype=torch.long)
-    evaluation = evaluate_attack(model, x, y, Shift(eps=1.4), progress=False, batch_size=4)
+    evaluation = evaluate_attack(model, Split(x, y), Shift(eps=1.4), progress=False, batch_size=4)
     # a shift of c fools the model iff 0.2 + c > 0.5; its norm is 4c whatever ε (outside the ball: not clipped)
     expected = torch.tensor([math.nan, 1.24, 1.36, 1.8, 2.4, 1.6])
     assert evaluation.n_unverified == 0
@@ -66,7 +67,7 @@ def test_the_engine_verifies_each_min_norm_example_at_its_own_norm_and_counts_it
     assert evaluation.robust.tolist() == [True, False, False, True, True, True]  # broken at ε=1.4 only up to 1.4
     assert evaluation.curve([0, 1.3, 1.4, 1.7, 2.0, 3.0]) == pytest.approx([1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
     assert evaluation.curve([1.4])[0] == evaluation.robust_accuracy
-    bounded = evaluate_attack(model, x, y, Shift(eps=1.4, min_norm=False), progress=False)  # clipped to the ε-ball
+    bounded = evaluate_attack(model, Split(x, y), Shift(eps=1.4, min_norm=False), progress=False)  # clipped to the ε-ball
     assert torch.allclose(bounded.norms, torch.tensor([math.nan, 1.24, 1.36, 1.4, 1.4, 1.4]), equal_nan=True, atol=1e-5)
 
 

@@ -15,6 +15,7 @@ from attacks.universal_patch import patch_fooling_rate
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.results.perturbation_file import load_perturbation, save_perturbation
 from robustkit.predict import predict
 from robustkit.threats import default_eps, threat_model
@@ -150,8 +151,8 @@ def test_a_samples_patch_does_not_depend_on_its_batch():
     assert torch.equal(whole.x_adv, torch.cat([p.x_adv for p in parts]))
     for key in ("row", "col"):
         assert torch.equal(whole.evidence[key], torch.cat([p.evidence[key] for p in parts]))
-    big = evaluate_attack(tiny_model(), x, y, attack, batch_size=32, progress=False)
-    small = evaluate_attack(tiny_model(), x, y, attack, batch_size=5, progress=False)
+    big = evaluate_attack(tiny_model(), Split(x, y), attack, batch_size=32, progress=False)
+    small = evaluate_attack(tiny_model(), Split(x, y), attack, batch_size=5, progress=False)
     assert torch.equal(big.robust, small.robust) and torch.allclose(big.norms, small.norms, equal_nan=True)
     assert 0 < int(big.robust.sum()) < int(big.clean_correct.sum())
 

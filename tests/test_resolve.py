@@ -156,6 +156,7 @@ def test_timm_model_builds_and_evaluates(tmp_path, no_training):
                     reason="robustbench (the zoo extra, pip install 'robustkit[zoo]') is not installed")  # fmt: skip
 def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_home, no_training):
     from robustkit.evaluation.engine import evaluate_attack
+    from robustkit.data.base import Split
     from robustkit.models import robustbench_zoo
     from robustkit.registry import ATTACKS
 
@@ -174,7 +175,7 @@ def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_ho
     images = torch.rand(6, 3, 32, 32)
     assert torch.equal(_predictions(model, images), _predictions(zoo_net, images))  # no second normalisation
     assert torch.equal(model.normalize.std.flatten(), torch.ones(3))
-    result = evaluate_attack(model, images, _predictions(zoo_net, images), ATTACKS.build("fgsm", eps=8 / 255))
+    result = evaluate_attack(model, Split(images, _predictions(zoo_net, images)), ATTACKS.build("fgsm", eps=8 / 255))
     assert result.metrics()["clean_accuracy"] == 1.0
     from robustkit.weights import resolve
 

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.results.leaderboard import html_page, leaderboard, render
 from robustkit.evaluation.runner import run_suite
 from robustkit.results.store import ResultStore, read_stores, unpack
@@ -159,7 +160,7 @@ def test_stored_outcomes_match_an_independent_evaluation(finished, shared_home):
     row = cells[(cells["entry"] == "lenet5") & (cells["attack"] == "pgd") & (cells["eps"] == 0.1)].iloc[0]
     model, _ = load_model(row["checkpoint"])
     subset = get_dataset("synthetic").test.subset(48, seed=0)
-    direct = evaluate_attack(model, subset.images, subset.labels, PGD(eps=0.1, steps=4, seed=0), batch_size=24,
+    direct = evaluate_attack(model, Split(subset.images, subset.labels), PGD(eps=0.1, steps=4, seed=0), batch_size=24,
                              progress=False)  # fmt: skip
     assert torch.equal(unpack(row["robust"], 48), direct.robust)
     assert torch.equal(unpack(row["clean_correct"], 48), direct.clean_correct)
@@ -188,7 +189,7 @@ def test_two_named_variants_of_pgd_run_as_their_own_cells_and_columns(finished, 
     bpda = cells[cells["attack"] == "pgd-bpda"].iloc[0]
     model, _ = load_model(bpda["checkpoint"])
     subset = get_dataset("synthetic").test.subset(48, seed=0)
-    direct = evaluate_attack(model, subset.images, subset.labels, PGD(eps=0.1, steps=4, bpda=True, seed=0),
+    direct = evaluate_attack(model, Split(subset.images, subset.labels), PGD(eps=0.1, steps=4, bpda=True, seed=0),
                              batch_size=24, progress=False)  # fmt: skip
     assert torch.equal(unpack(bpda["robust"], 48), direct.robust) and json.loads(bpda["settings"])["bpda"] is True
     assert board.loc["lenet5", "pgd-bpda linf ε=0.1"] == pytest.approx(direct.robust_accuracy)

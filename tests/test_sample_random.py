@@ -8,6 +8,7 @@ import torch
 from attack_fixtures import DATA, tiny_model
 from attacks import PGD, OnePixel, PatchRS, SparseRS, Square
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.per_sample_random import SampleRandom, mix_int
 from torchrun import torchrun
 
@@ -54,7 +55,7 @@ def test_distributions():
 
 
 def _outcomes(attack, images, labels, batch_size):
-    result = evaluate_attack(tiny_model(), images, labels, attack, batch_size=batch_size, progress=False)
+    result = evaluate_attack(tiny_model(), Split(images, labels), attack, batch_size=batch_size, progress=False)
     return result.clean_correct, result.robust, result.norms
 
 
@@ -89,7 +90,7 @@ _TORCHRUN_SCRIPT = textwrap.dedent("""
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:120]
     out = {{}}
     for name, attack in [("pgd", PGD(eps=0.05, steps=5, seed=1)), ("square", Square(eps=0.08, queries=40, seed=3))]:
-        out[name] = evaluate_attack(tiny_model(), images, labels, attack, batch_size=32, progress=False).robust
+        out[name] = evaluate_attack(tiny_model(), Split(images, labels), attack, batch_size=32, progress=False).robust
     if distributed.is_main():
         torch.save(out, {path!r})
 """)

@@ -13,6 +13,7 @@ from attacks import SparseRS
 from robustkit.losses import attack_loss
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.registry import ATTACKS
 from test_square import ForwardOnly, Unfoolable
 
@@ -92,7 +93,7 @@ def test_a_samples_outcome_does_not_depend_on_its_batch():
     images = torch.cat([DATA.test.images, DATA.train.images])[:300]
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:300]
     attack = SparseRS(eps=2, queries=60, seed=5)
-    big, small = (evaluate_attack(tiny_model(), images, labels, attack, batch_size=size, progress=False)
+    big, small = (evaluate_attack(tiny_model(), Split(images, labels), attack, batch_size=size, progress=False)
                   for size in (300, 50))  # fmt: skip
     assert torch.equal(big.robust, small.robust) and torch.equal(big.clean_correct, small.clean_correct)
     assert torch.allclose(big.norms, small.norms, equal_nan=True)

@@ -13,6 +13,7 @@ from attacks import SpatialAttack
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.losses import attack_loss
 from robustkit.registry import ATTACKS, THREATS
 from robustkit.threats.spatial import Spatial, render
@@ -125,7 +126,7 @@ def test_contains_accepts_the_attacks_outputs_and_rejects_anything_else():
 
 def test_the_engine_verifies_spatial_examples_with_their_evidence():
     model, (x, y) = tiny_model(), tiny_batch(64)
-    result = evaluate_attack(model, x, y, SpatialAttack(**SMALL), batch_size=16, progress=False)
+    result = evaluate_attack(model, Split(x, y), SpatialAttack(**SMALL), batch_size=16, progress=False)
     assert result.n_unverified == 0 and result.robust_accuracy < result.clean_accuracy
     broken = result.clean_correct & ~result.robust
     assert (result.norms[broken] <= 10).all() and result.norms[~broken].isnan().all()
@@ -317,7 +318,7 @@ def test_a_tiny_suite_with_a_spatial_column_runs_stores_and_ranks(tmp_path, monk
     assert row["n_unverified"] == 0
     model, _ = load_model(row["checkpoint"])
     subset = get_dataset("synthetic").test.subset(32, seed=0)
-    direct = evaluate_attack(model, subset.images, subset.labels, SpatialAttack(eps=30, translation=1), batch_size=16,
+    direct = evaluate_attack(model, Split(subset.images, subset.labels), SpatialAttack(eps=30, translation=1), batch_size=16,
                              progress=False)  # fmt: skip
     assert torch.equal(unpack(row["robust"], 32), direct.robust)
     both = cells[cells["eps"] == 30]

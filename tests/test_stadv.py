@@ -11,6 +11,7 @@ from attacks import StAdv
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.threats.flow import Flow, flow_loss, warp
 from robustkit.registry import ATTACKS, THREATS
 from robustkit.threats import default_eps, threat_family, threat_model
@@ -123,7 +124,7 @@ def test_contains_accepts_a_genuine_warp_and_rejects_hand_made_violations():
 def test_stadv_reduces_accuracy_and_every_example_verifies():
     model, (x, y) = tiny_model(), tiny_batch(64)
     attack = StAdv(eps=50, max_displacement=1)  # the tiny 12×12 model: 0.98 clean, ~0.56 left
-    result = evaluate_attack(model, x, y, attack, batch_size=16, progress=False)
+    result = evaluate_attack(model, Split(x, y), attack, batch_size=16, progress=False)
     assert result.n_unverified == 0 and result.robust_accuracy < result.clean_accuracy - 0.2
     broken = result.clean_correct & ~result.robust
     assert (result.norms[broken] <= 50 * (1 + 1e-5)).all()

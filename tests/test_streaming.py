@@ -14,6 +14,7 @@ from robustkit.data import FileSplit, Split, get_dataset
 from robustkit.data import files as files_module
 from robustkit.errors import DataError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.training.loop import TrainConfig, train_model
 
 CLASSES = ("ants", "bees", "cats")
@@ -69,7 +70,7 @@ def test_the_subset_is_the_resident_choice_and_results_match_bit_for_bit(folder)
     model(torch.zeros(1, 3, 16, 16))
     a = evaluate_attack(model, streamed, FGSM(eps=0.03), batch_size=16, progress=False)
     b = evaluate_attack(model, held, FGSM(eps=0.03), batch_size=16, progress=False)
-    c = evaluate_attack(model, held.images, held.labels, FGSM(eps=0.03), batch_size=16, progress=False)  # tensor form
+    c = evaluate_attack(model, Split(held.images, held.labels), FGSM(eps=0.03), batch_size=16, progress=False)  # tensor form
     for other in (b, c):
         assert torch.equal(a.clean_correct, other.clean_correct) and torch.equal(a.robust, other.robust)
         assert torch.equal(a.norms.nan_to_num(-1), other.norms.nan_to_num(-1))

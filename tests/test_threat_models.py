@@ -12,6 +12,7 @@ from attack_fixtures import DATA, tiny_model
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.predict import predict
 from robustkit.registry import THREATS
 from robustkit.suites.spec import load_suite
@@ -59,7 +60,7 @@ def mirror_registered(monkeypatch):
 def test_the_engine_counts_only_examples_the_threat_models_check_accepts_with_the_attacks_evidence(mirror_registered):
     model = tiny_model()
     x, y = DATA.test.images, DATA.test.labels
-    result = evaluate_attack(model, x, y, MirrorAttack(eps=1), batch_size=16, progress=False)
+    result = evaluate_attack(model, Split(x, y), MirrorAttack(eps=1), batch_size=16, progress=False)
     # independent recount: a sample is broken iff its label is even, it is correctly classified, and its
     # mirror is misclassified; the brightened odd ones fail the check and are reported, not counted
     even = y % 2 == 0

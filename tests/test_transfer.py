@@ -12,6 +12,7 @@ from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from robustkit.cli import main
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.results.leaderboard import leaderboard, publish, transfer_matrix
 from robustkit.evaluation.runner import run_suite
 from robustkit.results.store import read_stores
@@ -32,16 +33,16 @@ def other_model():
 
 def test_transfer_from_the_model_itself_is_the_white_box_result():
     model, attack = tiny_model(), PGD(eps=0.1, steps=5)
-    white = evaluate_attack(model, X, Y, attack, progress=False)
-    moved = evaluate_attack(model, X, Y, attack, progress=False, source=tiny_model())
+    white = evaluate_attack(model, Split(X, Y), attack, progress=False)
+    moved = evaluate_attack(model, Split(X, Y), attack, progress=False, source=tiny_model())
     assert torch.equal(white.robust, moved.robust) and torch.equal(white.clean_correct, moved.clean_correct)
 
 
 def test_transfer_is_crafted_on_the_source_and_scored_on_the_target():
     target, source, attack = tiny_model(), other_model(), PGD(eps=0.1, steps=5, early_stop=False)
-    moved = evaluate_attack(target, X, Y, attack, progress=False, source=source)
+    moved = evaluate_attack(target, Split(X, Y), attack, progress=False, source=source)
     # stopping at the source's decision boundary transfers badly: transfer always spends the full budget
-    default = evaluate_attack(target, X, Y, PGD(eps=0.1, steps=5), progress=False, source=source)
+    default = evaluate_attack(target, Split(X, Y), PGD(eps=0.1, steps=5), progress=False, source=source)
     assert torch.equal(default.robust, moved.robust)
     # by hand: clean-correct on the target, then the source's adversarial example must fool the target
     correct = target(X).argmax(1) == Y
@@ -49,7 +50,7 @@ def test_transfer_is_crafted_on_the_source_and_scored_on_the_target():
     fooled = torch.zeros_like(correct)
     fooled[correct.nonzero().squeeze(1)] = target(x_adv).argmax(1) != Y[correct]
     assert torch.equal(moved.robust, correct & ~fooled)
-    white = evaluate_attack(target, X, Y, attack, progress=False)
+    white = evaluate_attack(target, Split(X, Y), attack, progress=False)
     assert white.robust_accuracy <= moved.robust_accuracy  # a surrogate is no better than the model itself
 
 

@@ -20,6 +20,7 @@ from robustkit.weights.resolve import resolve_model
 from robustkit.bpda import is_straight_through, non_differentiable, straight_through
 from robustkit.weights.checkpoint import load_model
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.data.base import Split
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
@@ -112,7 +113,7 @@ def test_gaussian_noise_verdicts_are_majority_votes_so_every_claimed_example_ver
     # measured with single-draw verdicts (fresh noise each): 6 claimed examples failed verification
     x, y = DATA.test.images, DATA.test.labels
     noisy = GaussianNoise(sigma=0.2).wrap(tiny_model())
-    result = evaluate_attack(noisy, x, y, PGD(eps=0.1, steps=10), batch_size=64, progress=False)
+    result = evaluate_attack(noisy, Split(x, y), PGD(eps=0.1, steps=10), batch_size=64, progress=False)
     assert result.n_unverified == 0 and result.robust_accuracy < result.clean_accuracy
     noisy.transform.reseed()  # the vote by hand: draws 1…9 of the seeded stream, right in at least 5
     with torch.no_grad():
@@ -144,7 +145,7 @@ def test_wrapping_gives_the_wrapper_the_models_mode(name, caplog):
     wrapped = DEFENSES.build(name).wrap(model)
     assert not any(m.training for m in wrapped.modules())
     x, y = tiny_batch(8)
-    evaluate_attack(wrapped, x, y, PGD(eps=0.05, steps=1), progress=False)
+    evaluate_attack(wrapped, Split(x, y), PGD(eps=0.05, steps=1), progress=False)
     assert "training mode" not in caplog.text
     model.train().normalize.eval()  # a model training with one module kept in eval mode keeps it so
     modes = [m.training for m in model.modules()]

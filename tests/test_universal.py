@@ -132,6 +132,7 @@ def test_fitting_images_without_a_channel_axis_are_one_line_error():
 def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
     """With ``target_class``, success, robust accuracy and the fooling rate count the target class only."""
     from robustkit.evaluation.engine import evaluate_attack
+    from robustkit.data.base import Split
 
     model, x, y = tiny_model(), HELD_OUT, DATA.test.labels
     delta = Universal(eps=0.3, method="sgd", max_passes=2).fit(model, FIT, progress=False)  # errors go to 2 and 3
@@ -141,7 +142,7 @@ def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
     to_target = (pred == 2) & (y != 2)
     assert ((pred != y) & (pred != 2)).any() and to_target.any()  # both kinds of misclassification occur
     assert torch.equal(attack(model, x, y).success, to_target)
-    evaluation = evaluate_attack(model, x, y, attack, progress=False)
+    evaluation = evaluate_attack(model, Split(x, y), attack, progress=False)
     assert torch.equal(evaluation.robust, (clean == y) & ~to_target)
     eligible = clean != 2
     assert attack.extra_metrics(model, x)["fooling_rate"] == pytest.approx(

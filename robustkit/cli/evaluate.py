@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-import yaml
 
+from robustkit.cli.attack_settings import add_setting_flags, flag_settings, option_value
 from robustkit.cli.options import dataset_options, runtime_options
 from robustkit.cli.table import echo_table, shown
 from robustkit.errors import ConfigError
-from robustkit.losses import LOSSES
 from robustkit.paths import home
 from robustkit.registry import ATTACKS
 
@@ -29,17 +28,10 @@ if TYPE_CHECKING:
 @click.option("--attack", "attack_name", default="pgd", show_default=True, help="Registered attack name.")
 @dataset_options
 @click.option("--eps", help="Budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 / 10 L1 on grey data; 8/255 / 0.5 / 12 on colour].")
-@click.option("--norm", help="Threat model (robustkit list threats) [the attack's: linf; l2 for deepfool; l0 for one-pixel and sparse-rs].")
-@click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1].")
-@click.option("--population", type=click.IntRange(min=4), help="Population per image (one-pixel) [100; the paper's 400].")
-@click.option("--generations", type=click.IntRange(min=0), help="Generations (one-pixel) [10; the paper's 100].")
-@click.option("--steps", type=click.IntRange(min=1), help="Iterations (iterative attacks).")
-@click.option("--step-size", type=str, help="Step size, e.g. 0.01 or 2/255 [2.5·ε/steps].")
-@click.option("--restarts", type=click.IntRange(min=1), help="Random restarts (per-sample best kept).")
-@click.option("--loss", type=click.Choice(list(LOSSES)), help="Attack objective [ce].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the attack [fp32; bf16 for one-pixel].")
+@click.option("--norm", help="Threat model (robustkit list threats) [the attack's own: robustkit list attacks].")
+@click.option("--pixels", type=click.IntRange(min=1), help="L0 budget: pixels an L0 attack may change [1] (--eps for L0).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Any other attack setting, e.g. -o method=sgd -o max_passes=5 (repeatable).")  # fmt: skip
+              help="Any attack setting, also one without a flag of its own, e.g. -o batch_size=64 (repeatable).")  # fmt: skip
 @click.option("--fit-samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Training images a data-fitted attack (universal) learns from.")  # fmt: skip
 @click.option("--perturbation", "perturbation_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -70,44 +62,43 @@ if TYPE_CHECKING:
                    "`robustkit leaderboard` reads (repeatable; each checked before any work).")  # fmt: skip
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
-def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, workers, eps, norm, pixels, population, generations,
-             steps, step_size, restarts, loss, precision, options, fit_samples, perturbation_file, n_samples,
-             checkpoint, weights, no_train, defense, defense_eps, source_model, source_checkpoint, source_defense, checks, no_checks, check_samples,
-             device, seed, batch_size, outputs, save_examples) -> None:  # fmt: skip
+def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, workers, eps, norm, pixels, options,
+             fit_samples, perturbation_file, n_samples, checkpoint, weights, no_train, defense, defense_eps, source_model,
+             source_checkpoint, source_defense, checks, no_checks, check_samples, device, seed, batch_size, outputs,
+             save_examples, **setting_flags) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
-    run of ``robustkit.evaluate_model``; its record is a results-store row)."""
+    run of ``robustkit.evaluate_model``; its record is a results-store row). Each attack setting is a
+    flag (``--steps 20``) or ``-o KEY=VALUE``; ``robustkit list attacks`` shows which attack takes which."""
     from robustkit.training import distributed
     from robustkit.cli.fooling import report_fooling
     from robustkit.data import check_dataset_settings
     from robustkit.evaluation.fooling import FoolingReport
-    from robustkit.evaluation.api import evaluate_model
+    from robustkit.evaluation.api import CraftOptions, ModelOptions, RunOptions, evaluate_model
     from robustkit.models import check_model_name
     from robustkit.results.norm_curve import save_curve_plot
     from robustkit.results.perturbation_file import save_perturbation
     from robustkit.results.records import check_outputs
     from robustkit.weights.checkpoint import file_sha256
-    from robustkit.threats import parse_eps, threat_class
+    from robustkit.threats import L0, threat_class
 
     if checks and no_checks:
         raise ConfigError("--checks (the full set) and --no-checks (none) contradict each other: give one")
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     outputs = check_outputs(outputs)  # a file that cannot take the record is refused before any work
     named = norm or ATTACKS.default(attack_name, "norm")
-    if pixels is not None and threat_class(named).name != "l0":
+    if pixels is not None and threat_class(named).name != L0.name:
         raise ConfigError(f"--pixels is an L0 budget; the {named} threat model takes --eps")
-    settings = dict(steps=steps, step_size=parse_eps(step_size, "step size") if step_size else None, restarts=restarts,
-                    loss=loss, precision=precision, population=population, generations=generations)  # fmt: skip
+    settings = flag_settings(setting_flags, attack_name)
     settings.update(_extra_settings(options, settings))
     flags = {"image_size": image_size, "workers": workers}
     check_dataset_settings(dataset, {k: v for k, v in flags.items() if v is not None}, as_flags=True)
     report = evaluate_model(
-        model_name, dataset, attack_name, data_dir=data_dir,
-        dataset_options={"download": download or None, "image_size": image_size, "workers": workers},
-        eps=pixels if pixels is not None else eps, norm=norm, n_samples=n_samples, seed=seed, weights=weights,
-        checkpoint=checkpoint, defense=defense, defense_eps=defense_eps, attack_settings=settings,
-        perturbation=perturbation_file, fit_samples=fit_samples, source=source_model, source_checkpoint=source_checkpoint,
-        source_defense=source_defense, checks="none" if no_checks else "full" if checks else "default", check_samples=check_samples, device=device, batch_size=batch_size,
-        no_train=no_train,
+        model_name, dataset, attack_name, norm=norm, eps=pixels if pixels is not None else eps, n_samples=n_samples,
+        attack_settings=settings, dataset_options={"download": download or None, "image_size": image_size, "workers": workers},
+        model_options=ModelOptions(weights, checkpoint, defense, defense_eps, no_train),
+        craft=CraftOptions(source_model, source_checkpoint, source_defense, perturbation_file, fit_samples),
+        run=RunOptions(seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, check_samples=check_samples,
+                       checks="none" if no_checks else "full" if checks else "default"),
     )  # fmt: skip
     if not distributed.is_main():
         return
@@ -215,8 +206,6 @@ def _echo_warnings(report: Report) -> None:
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
     """``-o key=value`` pairs; values are read as YAML scalars (5, 0.5, true, sgd), fractions as numbers."""
-    from robustkit.threats import parse_eps
-
     extra = {}
     for option in options:
         key, sep, text = option.partition("=")
@@ -225,13 +214,8 @@ def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
             raise ConfigError(f"-o/--option takes KEY=VALUE, got '{option}'")
         if named.get(key) is not None:
             raise ConfigError(f"'{key}' is set twice: by its own flag and by -o {option}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"-o {option}: the value is not a plain number, word or boolean") from None
-        if isinstance(value, str) and "/" in value:
-            value = parse_eps(value, key)
-        if not isinstance(value, (int, float, str, bool, type(None))):
-            raise ConfigError(f"-o {option}: the value must be a number, word or boolean")
-        extra[key] = value
+        extra[key] = option_value(key, text, f"-o {option}")
     return extra
+
+
+add_setting_flags(evaluate, after="pixels")

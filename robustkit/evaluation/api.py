@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from robustkit.weights.checkpoint import file_sha256
 from robustkit.registry import ATTACKS, DATASETS
 from robustkit.weights.resolve import Provenance, resolve_model
 from robustkit.suites.spec import AttackEntry, Cell, ModelEntry, Suite
-from robustkit.threats import default_eps, parse_eps, threat_class
+from robustkit.threats import L1, L2, Linf, default_eps, parse_eps, threat_class
 
 IN_MEMORY = "in-memory module"
 
@@ -73,122 +73,202 @@ class Report:
         return self.outcome.examples if isinstance(self.outcome, Evaluation) else {}
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which weights of the model are evaluated: a name's are loaded (or trained); a module's are its own."""
+
+    weights: str | Path | None = None  # a state-dict file or a model library's weights name; trains nothing
+    checkpoint: str | Path | None = None  # [the cached checkpoint; trained if missing]
+    defense: str = "none"  # the defense the cached checkpoint was trained with
+    defense_eps: float | str | None = None  # ε it was trained at [the evaluation's, where gradients can step]
+    no_train: bool = False  # refuse to train a missing checkpoint
+
+
+@dataclass(frozen=True)
+class CraftOptions:
+    """Where the adversarial examples come from other than the attack on the model itself."""
+
+    source: str | nn.Module | None = None  # a transfer attack crafts on this model, scores on the model
+    source_checkpoint: str | Path | None = None
+    source_defense: str = "none"
+    perturbation: str | Path | None = None  # a saved δ applied (its ε, norm and fitting settings come with it)
+    fit_samples: int = 1000  # training images a data-fitted attack (universal) learns from
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the run goes and what it keeps; of these only ``seed`` and ``checks`` change the figures."""
+
+    seed: int = 0
+    device: str | torch.device = "auto"  # for a module, "auto" is its own device
+    batch_size: int = 256
+    data_dir: str | Path | None = None
+    checks: bool | str = "default"  # default (cheap), full (or True), none (or False)
+    check_samples: int = 200
+    progress: bool = True
+    keep_examples: int = 8
+    suite: str = "evaluate"  # the one-cell suite the record belongs to (a leaderboard's name)
+
+
+OPTION_CLASSES = (ModelOptions, CraftOptions, RunOptions)
+
+
 def evaluate_model(
     model: str | nn.Module,
     dataset: str | ImageDataset = "fashion-mnist",
     attack: str = "pgd",
     *,
-    eps: float | str | None = None,
     norm: str | None = None,
+    eps: float | str | None = None,
     n_samples: int = 1000,
-    seed: int = 0,
-    data_dir: str | Path | None = None,
-    dataset_options: dict[str, Any] | None = None,
-    weights: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    defense: str = "none",
-    defense_eps: float | str | None = None,
     attack_settings: dict[str, Any] | None = None,
-    perturbation: str | Path | None = None,
-    fit_samples: int = 1000,
-    source: str | nn.Module | None = None,
-    source_checkpoint: str | Path | None = None,
-    source_defense: str = "none",
-    checks: bool | str = "default",
-    check_samples: int = 200,
-    device: str | torch.device = "auto",
-    batch_size: int = 256,
-    no_train: bool = False,
-    progress: bool = True,
-    keep_examples: int = 8,
-    suite: str = "evaluate",
+    dataset_options: dict[str, Any] | None = None,
+    model_options: ModelOptions | None = None,
+    craft: CraftOptions | None = None,
+    run: RunOptions | None = None,
     **keywords: Any,
 ) -> Report:
     """Attack ``model`` (a registered name, or any ``nn.Module`` taking [0, 1] pixels) on the test subset.
 
     ``eps`` is the budget (a number or ``"8/255"``; pixels for L0) [the field's usual one for the
-    norm and data]; ``norm`` [the attack's]; ``attack_settings`` the attack's other settings.
-    ``perturbation`` applies a saved δ (its ε, norm and fitting settings come with it). ``source``
-    makes it a transfer attack crafted on that model. ``defense`` names the defense the cached
-    checkpoint was trained with. A module is evaluated as given (in eval mode, its modes restored;
-    moved only to an explicitly named ``device``); names are resolved (loaded, trained unless
-    ``no_train``). ``suite`` names the one-cell suite the record belongs to (a leaderboard's name).
-    ``checks``: the gradient-masking checks to run after the attack, ``default`` (cheap: on at most
-    ``DEFAULT_SAMPLES`` samples; skipped where gradient attacks cannot step), ``full`` (or True) or
-    ``none`` (or False); their flags go to ``Report.checks`` and the record's ``extra``.
-    Any other keyword is, as on the CLI, an attack setting (``steps=20``) or a data-set option
-    (``image_size=64``), checked against the attack's settings and the data set's options; the dicts
-    ``attack_settings`` and ``dataset_options`` hold the same.
+    norm and data]; ``norm`` [the attack's]. A module is evaluated as given (in eval mode, its modes
+    restored; moved only to an explicitly named ``device``); names are resolved through ``model_options``.
+    Any other keyword is, as on the CLI, a field of one of the option objects (``device="cuda"``,
+    ``checks="none"``, set over the object given), an attack setting (``steps=20``) or a data-set option
+    (``image_size=64``); the dicts ``attack_settings`` and ``dataset_options`` hold the same as the last two.
     """
-    level = check_level(checks)
+    chosen = _options(keywords, model_options or ModelOptions(), craft or CraftOptions(), run or RunOptions())
+    weights, crafting, running = chosen
+    level = check_level(running.checks)
     if isinstance(model, str):
         check_model_name(model)  # an unknown name fails before anything else is said or done
-    attack_settings, dataset_options = sort_keywords(keywords, attack, dataset, attack_settings, dataset_options)
-    settings = {k: v for k, v in attack_settings.items() if v is not None}
+    settings, options = _attack_and_data(keywords, attack, dataset, attack_settings, dataset_options)
+    _refuse_early(crafting, level, norm)
+    data = _open(dataset, options, running.data_dir)
+    built, settings, delta, given_sha, norm, budget = _build(attack, data, norm, eps, settings, crafting.perturbation,
+                                                             running.seed)  # fmt: skip
+    if level == "full":
+        _refuse_full_checks(norm)
+    if not built.threat.clean_images and (crafting.source is not None or crafting.source_checkpoint is not None
+                                          or delta is not None or level == "full"):  # fmt: skip
+        raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
+    device = _device(running.device, model)
+    distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
+    device = distributed.local_device(device)
+    cell = _cell(model, data, attack, n_samples, settings, options, given_sha, chosen, budget=budget, norm=norm)
+    if not threat_class(norm).gradient_steps or not built.threat.clean_images:
+        level = "none"  # the default checks step with gradients: where they cannot, there is nothing to check
+    subset = data.test.subset(n_samples, seed=running.seed)  # before any training: missing data is said first
+    net, provenance = _obtain(model, cell.entry, data, device, running.seed, weights.no_train)
+    source = crafting.source if crafting.source is not None else model
+    pair = _obtain(source, cell.source, data, device, running.seed, weights.no_train) if cell.source else None
+    with eval_mode(net):
+        result = evaluate_cell(cell, net, data, subset, device=device, provenance=provenance, source=pair, attack=built,
+                               progress=running.progress, keep_examples=running.keep_examples)  # fmt: skip
+        checked, check_row = _checks(cell, net, subset, provenance, result, level, own=pair is None and delta is None,
+                                     norm=norm, budget=budget)  # fmt: skip
+    extra = result.row["extra"]
+    extra["data_files"] = list(data.files_read("test"))
+    if pair is not None:
+        extra["source_checkpoint"] = str(pair[1].path) if pair[1].path else pair[1].description
+    if given_sha is not None:
+        extra.update(perturbation_file=str(crafting.perturbation), perturbation_sha256=given_sha)
+    return Report(result.row, result.outcome, result.figures, result.attack, provenance, result.attack.learned(),
+                  checked, check_row, pair[1] if pair else None, tuple(data.info.class_names))  # fmt: skip
+
+
+def _options(keywords: dict[str, Any], *given: Any) -> tuple[ModelOptions, CraftOptions, RunOptions]:
+    """The option objects with the keywords that name their fields set over them (taken out of ``keywords``)."""
+    chosen = []
+    for options in given:
+        mine = {f.name: keywords.pop(f.name) for f in fields(options) if f.name in keywords}
+        chosen.append(replace(options, **mine) if mine else options)
+    return tuple(chosen)
+
+
+def _attack_and_data(keywords: dict[str, Any], attack: str, dataset: str | ImageDataset, attack_settings: dict | None,
+                     dataset_options: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """The attack's settings and the data set's options that are set (not None); an argument of its own is refused."""
+    settings, options = sort_keywords(keywords, attack, dataset, attack_settings, dataset_options)
+    settings = {k: v for k, v in settings.items() if v is not None}
     for reserved in ("eps", "norm", "seed", "perturbation"):
         if reserved in settings:
             raise ConfigError(f"attack_settings cannot hold '{reserved}': it is an argument of its own")
-    if isinstance(source, str):
-        check_model_name(source)
-    elif source is None and source_checkpoint is None and source_defense != "none":
+    return settings, {k: v for k, v in options.items() if v is not None}
+
+
+def _refuse_early(crafting: CraftOptions, level: str, norm: str | None) -> None:
+    """What the arguments alone refuse, before any data is read."""
+    if isinstance(crafting.source, str):
+        check_model_name(crafting.source)
+    elif crafting.source is None and crafting.source_checkpoint is None and crafting.source_defense != "none":
         raise ConfigError("--source-defense needs --source-model (or --source-checkpoint)")
-    if level == "full" and norm is not None and not threat_class(norm).gradient_steps:
-        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
-    options = {k: v for k, v in dataset_options.items() if v is not None}
+    if level == "full" and norm is not None:
+        _refuse_full_checks(norm)
+
+
+def _refuse_full_checks(norm: str) -> None:
+    if not threat_class(norm).gradient_steps:
+        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model "
+                          f"(use {Linf.name}, {L2.name} or {L1.name})")  # fmt: skip
+
+
+def _open(dataset: str | ImageDataset, options: dict[str, Any], data_dir: str | Path | None) -> ImageDataset:
     if isinstance(dataset, ImageDataset) and options:
         raise ConfigError(f"data-set options ({', '.join(options)}) apply to a data set given by name, not to a built one")
-    data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
+    return dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
+
+
+def _build(attack: str, data: ImageDataset, norm: str | None, eps: float | str | None, settings: dict[str, Any],
+           perturbation: str | Path | None, seed: int) -> tuple[Attack, dict, Tensor | None, str | None, str, float]:  # fmt: skip
+    """The attack as evaluated, the settings its record names, a saved δ, that file's hash, the norm and budget.
+
+    A saved δ brings its own norm, budget and fitting settings; the budget is checked against the
+    image before a model is trained for one that cannot run.
+    """
     delta, saved_with, given_sha = None, {}, None
     if perturbation is not None:
         delta, saved_with = load_perturbation(perturbation)
         given_sha = file_sha256(perturbation)
-        settings.update(fitted_with(saved_with, Path(perturbation), attack, settings))
+        settings = {**settings, **fitted_with(saved_with, Path(perturbation), attack, settings)}
     norm = threat_class(norm or saved_with.get("norm") or ATTACKS.default(attack, "norm")).name
-    eps = eps if eps is not None else saved_with.get("eps")  # a saved δ brings its own budget
+    eps = eps if eps is not None else saved_with.get("eps")
     budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
     built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
-    built.check_fits(data.info.input_shape)  # before a model is trained for a budget that cannot run
-    if level == "full" and not threat_class(norm).gradient_steps:
-        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model (use linf, l2 or l1)")
-    if not built.threat.clean_images and (source is not None or source_checkpoint is not None or delta is not None or level == "full"):
-        raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
-    device = _device(device, model)
-    distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
-    device = distributed.local_device(device)
+    built.check_fits(data.info.input_shape)
+    return built, settings, delta, given_sha, norm, budget
+
+
+def _cell(model: str | nn.Module, data: ImageDataset, attack: str, n_samples: int, settings: dict[str, Any],
+          options: dict[str, Any], given_sha: str | None, chosen: tuple, *, budget: float, norm: str) -> Cell:  # fmt: skip
+    """The one-cell suite this evaluation is: the runner's unit, so its record is the runner's row."""
+    weights, crafting, running = chosen
     steps_in = threat_class(norm).gradient_steps  # a defense trains in a ball gradients can step in, else L∞
-    trained = {"eps": parse_eps(str(defense_eps)) if defense_eps is not None else (budget if steps_in else None),
-               "norm": norm if steps_in else "linf"}  # fmt: skip
-    entry = _entry(model, defense, trained, checkpoint, weights)
+    trained = {"eps": parse_eps(str(weights.defense_eps)) if weights.defense_eps is not None else (budget if steps_in else None),
+               "norm": norm if steps_in else Linf.name}  # fmt: skip
+    entry = _entry(model, weights.defense, trained, weights.checkpoint, weights.weights)
     crafted = None
-    if source is not None or source_checkpoint is not None:
-        crafted = _entry(source if source is not None else model, source_defense, trained, source_checkpoint, None)
+    if crafting.source is not None or crafting.source_checkpoint is not None:
+        source = crafting.source if crafting.source is not None else model
+        crafted = _entry(source, crafting.source_defense, trained, crafting.source_checkpoint, None)
     described = {k: v for k, v in options.items() if k not in ("download", "workers")}  # what results depend on
-    one = Suite(name=suite, dataset=data.info.name, models=(entry,), dataset_options=described, n_samples=n_samples,
-                seed=seed, fit_samples=fit_samples, batch_size=batch_size, check_samples=check_samples,
-                attacks=(AttackEntry(attack, norm, (budget,), settings),))  # fmt: skip
-    cell = Cell(one, entry, one.attacks[0], budget, crafted, given_sha)
-    if not threat_class(norm).gradient_steps or not built.threat.clean_images:
-        level = "none"  # the default checks step with gradients: where they cannot, there is nothing to check
-    subset = data.test.subset(n_samples, seed=seed)  # before any training: missing data is said first
-    net, provenance = _obtain(model, entry, data, device, seed, no_train)
-    pair = _obtain(source if source is not None else model, crafted, data, device, seed, no_train) if crafted else None
-    with eval_mode(net):
-        result = evaluate_cell(cell, net, data, subset, device=device, provenance=provenance, source=pair, attack=built,
-                               progress=progress, keep_examples=keep_examples)  # fmt: skip
-        report, check_row = None, None
-        if level != "none":
-            own = pair is None and delta is None and not result.attack.learns_from_data  # a per-sample figure of its own
-            report, check_row = check_entry(one, entry, net, subset, norm, budget, provenance.sha256, level=level,
-                                            adaptation=Adaptation.of(result.attack),
-                                            white=result.outcome.robust if own else None)  # fmt: skip
-            result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
-    result.row["extra"]["data_files"] = list(data.files_read("test"))
-    if pair is not None:
-        result.row["extra"]["source_checkpoint"] = str(pair[1].path) if pair[1].path else pair[1].description
-    if given_sha is not None:
-        result.row["extra"].update(perturbation_file=str(perturbation), perturbation_sha256=given_sha)
-    return Report(result.row, result.outcome, result.figures, result.attack, provenance, result.attack.learned(),
-                  report, check_row, pair[1] if pair else None, tuple(data.info.class_names))  # fmt: skip
+    one = Suite(name=running.suite, dataset=data.info.name, models=(entry,), dataset_options=described,
+                n_samples=n_samples, seed=running.seed, fit_samples=crafting.fit_samples, batch_size=running.batch_size,
+                check_samples=running.check_samples, attacks=(AttackEntry(attack, norm, (budget,), settings),))  # fmt: skip
+    return Cell(one, entry, one.attacks[0], budget, crafted, given_sha)
+
+
+def _checks(cell: Cell, net: nn.Module, subset, provenance: Provenance, result, level: str, *, own: bool, norm: str,
+            budget: float) -> tuple[CheckReport | None, dict[str, Any] | None]:  # fmt: skip
+    """The gradient-masking checks at ``level``, their flags added to the record's ``extra``."""
+    if level == "none":
+        return None, None
+    own = own and not result.attack.learns_from_data  # a per-sample figure of its own
+    report, check_row = check_entry(cell.suite, cell.entry, net, subset, norm, budget, provenance.sha256,
+                                    level=level, adaptation=Adaptation.of(result.attack),
+                                    white=result.outcome.robust if own else None)  # fmt: skip
+    result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
+    return report, check_row
 
 
 def sort_keywords(keywords: dict[str, Any], attack: str, dataset: str | ImageDataset, attack_settings: dict | None,
@@ -220,7 +300,8 @@ def sort_keywords(keywords: dict[str, Any], attack: str, dataset: str | ImageDat
     return settings, data_options
 
 
-_OWN = set(inspect.signature(evaluate_model).parameters) - {"keywords"}  # never an attack's or data set's keyword
+_OWN = (set(inspect.signature(evaluate_model).parameters) - {"keywords"}).union(
+    *({f.name for f in fields(options)} for options in OPTION_CLASSES))  # never an attack's or data set's keyword
 
 
 def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:
@@ -264,7 +345,7 @@ def fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> 
     made_by = saved_with.get("attack", attack_name)
     if made_by not in ATTACKS or ATTACKS.get(made_by) is not ATTACKS.get(attack_name):
         raise ConfigError(f"{path} was made by --attack {made_by}, not {attack_name}")
-    fitted = saved_with.get("settings", saved_with.get("attack_settings", "{}"))  # attack_settings: δ files written before one record schema
+    fitted = saved_with.get("settings", "{}")
     try:
         fitted = json.loads(fitted) if isinstance(fitted, str) else fitted
     except json.JSONDecodeError:

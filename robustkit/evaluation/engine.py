@@ -73,9 +73,9 @@ def verify(
 
 def evaluate_attack(
     model: nn.Module,
-    data: IndexedSplit | Tensor,
-    attack: Attack | Tensor,
-    *legacy: Attack,
+    data: IndexedSplit,
+    attack: Attack,
+    *,
     batch_size: int = 256,
     keep_examples: int = 0,
     progress: bool = True,
@@ -86,8 +86,7 @@ def evaluate_attack(
     Batches come from ``data.batches`` (resident slices, or images decoded from files by loader
     workers), so memory holds a batch of images, never the whole split. Sample i's random draws come
     from (seed, i), i its position in ``data``, so its outcome is the same at any batch size and under
-    any number of torchrun processes. The tensor form of earlier versions,
-    ``evaluate_attack(model, images, labels, attack)``, is ``data = Split(images, labels)``.
+    any number of torchrun processes. Tensors in memory are ``data = Split(images, labels)``.
 
     With ``source`` the attack is a transfer attack: adversarial examples are crafted on ``source``
     (a surrogate on the same device) and scored on ``model``, which the attack never sees; a sample
@@ -97,12 +96,6 @@ def evaluate_attack(
     striding, applied to the index) and the per-sample outcomes are gathered, so every rank returns
     the whole evaluation.
     """
-    if isinstance(data, Tensor):
-        if not isinstance(attack, Tensor) or len(legacy) != 1:
-            raise ConfigError("evaluate_attack takes (model, split, attack) or (model, images, labels, attack)")
-        data, attack = Split(data, attack), legacy[0]
-    elif legacy or isinstance(attack, Tensor):
-        raise ConfigError("evaluate_attack takes (model, split, attack) or (model, images, labels, attack)")
     if not attack.threat.clean_images:
         raise ConfigError(f"the {attack.threat.name} threat model has no clean images: evaluate it with evaluate_fooling")
     world = distributed.world_size()

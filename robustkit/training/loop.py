@@ -164,6 +164,34 @@ def step_generator(seed: int, epoch: int, step: int, stream: int, device: torch.
     return torch.Generator(device=device).manual_seed(step_seed(seed, epoch, step, stream, rank))
 
 
+@dataclass
+class _Run:
+    """What every epoch of one ``train_model`` call shares."""
+
+    model: nn.Module
+    net: nn.Module  # the model, or its DDP wrapper
+    train: IndexedSplit
+    resident: Split | None  # the split on the device, when it is held there
+    config: TrainConfig
+    device: torch.device
+    loss_fn: LossFn
+    use_bf16: bool
+    flip: bool
+    world: int
+    rank: int
+    batch_size: int  # per rank
+    steps: int  # per epoch
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    hook: EpochHook | None
+    resume_path: Path | None
+    fingerprint: dict[str, Any]
+    progress: bool
+    result: TrainResult = field(default_factory=TrainResult)
+    start: float = field(default_factory=time.perf_counter)
+    before: float = 0.0  # training time of the processes before a resume
+
+
 def train_model(
     model: nn.Module,
     train: IndexedSplit,
@@ -187,105 +215,144 @@ def train_model(
     device and batches are gathered from it; a large file split streams each epoch's batches through
     its loader, in the same order. Either way one loop trains.
     """
-    device = torch.device(device)
-    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
+    run = _setup(model, train, config, info, torch.device(device), loss_fn, on_epoch_end, resume_path, resume_key, progress)
+    state = _resume(resume_path, run.fingerprint, model, run.optimizer, run.scheduler, on_epoch_end, run.result, run.steps)
+    run.before = state.run_seconds
+    log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(run.train.labels), config.epochs,
+             run.batch_size, run.world, run.device, "bf16 autocast" if run.use_bf16 else "fp32")  # fmt: skip
+    for epoch in range(state.epoch, config.epochs):
+        first = state.step if epoch == state.epoch else 0  # steps of this epoch already taken before a resume
+        if _end_epoch(run, epoch, _train_epoch(run, epoch, first, state)):
+            log.info("stopping after epoch %d (the defense's guard)", epoch + 1)
+            break
+    return _finish(run, test)
+
+
+def _setup(model: nn.Module, train: IndexedSplit, config: TrainConfig, info: DatasetInfo | None, device: torch.device,
+           loss_fn: LossFn | None, hook: EpochHook | None, resume_path: Path | None, resume_key: dict[str, Any] | None,
+           progress: bool) -> _Run:  # fmt: skip
+    """The model on the device, the split ready to batch, the batch size per rank, optimiser and schedule."""
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     world, rank = distributed.world_size(), distributed.rank()
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     train = for_training(train)
-    resident = train.to(device) if isinstance(train, Split) else None
-    labels = train.labels
-    batch_size = max(1, min(config.batch_size, len(labels)) // world)  # per rank
-    steps = len(labels) // world // batch_size  # whole batches only: a batch of one breaks BatchNorm
+    n = len(train.labels)
+    batch_size = max(1, min(config.batch_size, n) // world)  # per rank
+    steps = n // world // batch_size  # whole batches only: a batch of one breaks BatchNorm
     if steps == 0:
-        raise ConfigError(f"{len(labels)} training images cannot fill a batch on {world} process(es)")
+        raise ConfigError(f"{n} training images cannot fill a batch on {world} process(es)")
     optimizer, scheduler = _optimizer(model, config, steps * config.epochs)
-    flip = info is None or info.flip_invariant
-
-    result, start = TrainResult(), time.perf_counter()
+    run = _Run(model, net, train, train.to(device) if isinstance(train, Split) else None, config, device,
+               loss_fn or cross_entropy_loss(config.label_smoothing),
+               config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device)),
+               info is None or info.flip_invariant, world, rank, batch_size, steps, optimizer, scheduler, hook, resume_path,
+               {**config.recipe(), "n_train": n, "processes": world, "objective": resume_key}, progress)  # fmt: skip
     if config.checkpoint_every and resume_path is None:
         raise ConfigError("checkpoint_every needs a resume_path to save the state to")
-    fingerprint = {**config.recipe(), "n_train": len(labels), "processes": world, "objective": resume_key}
-    state = _resume(resume_path, fingerprint, model, optimizer, scheduler, on_epoch_end, result, steps)
-    before = state.run_seconds  # training time of the processes before a resume
-    log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(labels), config.epochs,
-             batch_size, world, device, "bf16 autocast" if use_bf16 else "fp32")  # fmt: skip
-    for epoch in range(state.epoch, config.epochs):
-        first = state.step if epoch == state.epoch else 0  # steps of this epoch already taken before a resume
-        net.train()
-        order = torch.randperm(len(labels), generator=epoch_generator(config.seed, epoch, 0))
-        order = order[rank : steps * batch_size * world : world][first * batch_size :]  # this rank's shard, the rest
-        if resident is not None:
-            batches = resident.batches(batch_size, order=order.to(device))
-        else:  # per-image random preprocessing is keyed by (seed, epoch, image): resumes repeat it
-            batches = train.batches(batch_size, device=device, order=order, seed=epoch_seed(config.seed, epoch, 4))
-        # loss·n, correct, clean correct, clean seen; a resumed epoch's sums so far are shared out over the ranks
-        sums = torch.tensor(state.sums if first else [0.0] * 4, device=device) / world
-        epoch_start = time.perf_counter() - (state.seconds if first else 0.0)
-        # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
-        bar = tqdm(range(first, steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, initial=first,
-                   total=steps, disable=None if progress and rank == 0 else True)  # fmt: skip
-        # every draw of a step comes from (seed, epoch, step, rank), seeded after its batch is read (a
-        # loader draws when it starts); dropout draws from the global RNG, so it is seeded inside a fork
-        # and the caller's RNG state is left as it was
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for step, (x, y) in zip(bar, batches):
-                torch.manual_seed(step_seed(config.seed, epoch, step, 3, rank))
-                if config.augment:
-                    augment_rng = step_generator(config.seed, epoch, step, 1, device)
-                    x = random_crop(x, max(1, x.shape[-1] // 8), augment_rng)
-                    x = random_flip(x, augment_rng) if flip else x
-                if config.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                attack_rng = step_generator(config.seed, epoch, step, 2, device, rank)
-                ctx = StepContext(epoch, epoch + step / steps, attack_rng, model, want_clean=step % 20 == 0)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    out = loss_fn(net, x, y, ctx)
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                optimizer.step()
-                scheduler.step()
-                sums[0] += out.loss.detach() * len(y)
-                sums[1] += (out.logits.argmax(1) == y).sum()
-                if out.clean_logits is not None:
-                    sums[2] += (out.clean_logits.argmax(1) == y).sum()
-                    sums[3] += len(y)
-                if step % 20 == 0 or step == steps - 1:  # .item() syncs; not on every step
-                    seen = (step + 1) * batch_size
-                    bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
-                every = config.checkpoint_every
-                if every and (epoch * steps + step + 1) % every == 0 and step + 1 < steps:  # an epoch's end saves below
-                    so_far = distributed.all_reduce_sum(sums.clone()).tolist()
-                    mid = TrainState(epoch, step + 1, result.history, sums=so_far, seconds=time.perf_counter() - epoch_start,
-                                     run_seconds=before + time.perf_counter() - start)  # fmt: skip
-                    if distributed.is_main():
-                        save_state(resume_path, mid, fingerprint, model, optimizer, scheduler, on_epoch_end)
-        row = _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), steps * batch_size * world,
-                         time.perf_counter() - epoch_start)  # fmt: skip
-        result.history.append(row)
-        log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
-                 ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
-        if on_epoch_end is not None:
-            stop = distributed.agree(on_epoch_end(model, epoch), device)  # rank 0 decides for all
-            distributed.broadcast_module(model)  # a guard may have rolled rank 0's weights back
-        else:
-            stop = False
-        result.stopped_early = stop
-        if resume_path and distributed.is_main():
-            done = TrainState(epoch + 1, 0, result.history, stop, run_seconds=before + time.perf_counter() - start)
-            save_state(resume_path, done, fingerprint, model, optimizer, scheduler, on_epoch_end)
-        if stop:
-            log.info("stopping after epoch %d (the defense's guard)", epoch + 1)
-            break
+    return run
+
+
+def _batches(run: _Run, epoch: int, first: int):
+    """This rank's shard of the epoch's seeded order, from step ``first`` on, as (x, y) batches on the device."""
+    n, size = len(run.train.labels), run.batch_size
+    order = torch.randperm(n, generator=epoch_generator(run.config.seed, epoch, 0))
+    order = order[run.rank : run.steps * size * run.world : run.world][first * size :]  # this rank's shard, the rest
+    if run.resident is not None:
+        return run.resident.batches(size, order=order.to(run.device))
+    # per-image random preprocessing is keyed by (seed, epoch, image): resumes repeat it
+    return run.train.batches(size, device=run.device, order=order, seed=epoch_seed(run.config.seed, epoch, 4))
+
+
+def _train_epoch(run: _Run, epoch: int, first: int, state: TrainState) -> dict[str, float]:
+    """One epoch (from step ``first`` of a resumed one) and its history row."""
+    run.net.train()
+    batches = _batches(run, epoch, first)
+    # loss·n, correct, clean correct, clean seen; a resumed epoch's sums so far are shared out over the ranks
+    sums = torch.tensor(state.sums if first else [0.0] * 4, device=run.device) / run.world
+    epoch_start = time.perf_counter() - (state.seconds if first else 0.0)
+    # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
+    bar = tqdm(range(first, run.steps), desc=f"epoch {epoch + 1}/{run.config.epochs}", leave=False, initial=first,
+               total=run.steps, disable=None if run.progress and run.rank == 0 else True)  # fmt: skip
+    # every draw of a step comes from (seed, epoch, step, rank), seeded after its batch is read (a
+    # loader draws when it starts); dropout draws from the global RNG, so it is seeded inside a fork
+    # and the caller's RNG state is left as it was
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        for step, (x, y) in zip(bar, batches):
+            _step(run, epoch, step, x, y, sums)
+            if step % 20 == 0 or step == run.steps - 1:  # .item() syncs; not on every step
+                seen = (step + 1) * run.batch_size
+                bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
+            every = run.config.checkpoint_every
+            if every and (epoch * run.steps + step + 1) % every == 0 and step + 1 < run.steps:  # an epoch's end saves later
+                _save_mid_epoch(run, epoch, step + 1, sums, epoch_start)
+    return _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), run.steps * run.batch_size * run.world,
+                      time.perf_counter() - epoch_start)  # fmt: skip
+
+
+def _step(run: _Run, epoch: int, step: int, x: Tensor, y: Tensor, sums: Tensor) -> None:
+    """One optimiser step on a batch, its draws seeded by (seed, epoch, step, rank); adds to ``sums``."""
+    config = run.config
+    torch.manual_seed(step_seed(config.seed, epoch, step, 3, run.rank))
+    if config.augment:
+        augment_rng = step_generator(config.seed, epoch, step, 1, run.device)
+        x = random_crop(x, max(1, x.shape[-1] // 8), augment_rng)
+        x = random_flip(x, augment_rng) if run.flip else x
     if config.channels_last:
-        model.to(memory_format=torch.contiguous_format)
-    result.seconds_here = time.perf_counter() - start
-    result.seconds, result.images = before + result.seconds_here, len(result.history) * steps * batch_size * world
+        x = x.contiguous(memory_format=torch.channels_last)
+    attack_rng = step_generator(config.seed, epoch, step, 2, run.device, run.rank)
+    ctx = StepContext(epoch, epoch + step / run.steps, attack_rng, run.model, want_clean=step % 20 == 0)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.use_bf16):
+        out = run.loss_fn(run.net, x, y, ctx)
+    run.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    sums[0] += out.loss.detach() * len(y)
+    sums[1] += (out.logits.argmax(1) == y).sum()
+    if out.clean_logits is not None:
+        sums[2] += (out.clean_logits.argmax(1) == y).sum()
+        sums[3] += len(y)
+
+
+def _save_mid_epoch(run: _Run, epoch: int, done: int, sums: Tensor, epoch_start: float) -> None:
+    """The state after ``done`` steps of ``epoch`` (``config.checkpoint_every``), so a resume goes on from there."""
+    so_far = distributed.all_reduce_sum(sums.clone()).tolist()
+    mid = TrainState(epoch, done, run.result.history, sums=so_far, seconds=time.perf_counter() - epoch_start,
+                     run_seconds=run.before + time.perf_counter() - run.start)  # fmt: skip
+    if distributed.is_main():
+        save_state(run.resume_path, mid, run.fingerprint, run.model, run.optimizer, run.scheduler, run.hook)
+
+
+def _end_epoch(run: _Run, epoch: int, row: dict[str, float]) -> bool:
+    """Record the epoch, ask the guard whether to stop, save the state; True to stop."""
+    result = run.result
+    result.history.append(row)
+    log.info("epoch %d/%d: %s", epoch + 1, run.config.epochs,
+             ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
+    if run.hook is not None:
+        stop = distributed.agree(run.hook(run.model, epoch), run.device)  # rank 0 decides for all
+        distributed.broadcast_module(run.model)  # a guard may have rolled rank 0's weights back
+    else:
+        stop = False
+    result.stopped_early = stop
+    if run.resume_path and distributed.is_main():
+        done = TrainState(epoch + 1, 0, result.history, stop, run_seconds=run.before + time.perf_counter() - run.start)
+        save_state(run.resume_path, done, run.fingerprint, run.model, run.optimizer, run.scheduler, run.hook)
+    return stop
+
+
+def _finish(run: _Run, test: IndexedSplit | None) -> TrainResult:
+    """The model back in its usual memory format, the run's time and image count, and the test accuracy."""
+    result = run.result
+    if run.config.channels_last:
+        run.model.to(memory_format=torch.contiguous_format)
+    result.seconds_here = time.perf_counter() - run.start
+    result.seconds = run.before + result.seconds_here
+    result.images = len(result.history) * run.steps * run.batch_size * run.world
     if test is not None:
-        result.test_accuracy = accuracy(model, test)
+        result.test_accuracy = accuracy(run.model, test)
         log.info("test accuracy %.4f after %.0f s of training%s", result.test_accuracy, result.seconds, since_resume(result))
     return result
 
