@@ -20,6 +20,7 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from attacks.random_search import schedule_divisor, search_score
 from robustkit.registry import ATTACKS
+from robustkit.threats import L0, names
 from robustkit.per_sample_random import SampleRandom
 
 # the authors' L0 schedule: α is α_init / divisor once the step, rescaled to a 10 000-query budget, passes the threshold
@@ -63,10 +64,10 @@ class SparseRS(Attack):
     """
 
     name: ClassVar[str] = "sparse-rs"
-    norms: ClassVar[tuple[str, ...]] = ("l0",)
+    norms: ClassVar[tuple[str, ...]] = names(L0)
 
     eps: float = 1
-    norm: str = "l0"
+    norm: str = L0.name
     loss: str = "margin"
     eot: int = 1  # a randomised model's logits averaged over this many passes per query
     queries: int = 300
