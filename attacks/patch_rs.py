@@ -20,6 +20,8 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from attacks.random_search import schedule_divisor, search_score
 from robustkit.registry import ATTACKS
+from robustkit.threats import names
+from robustkit.threats.patch import Patch
 from robustkit.per_sample_random import SampleRandom
 
 # the authors' schedule for patches: α is α_init / divisor once the step, rescaled to 10 000 queries, passes the threshold
@@ -67,10 +69,10 @@ class PatchRS(Attack):
     """
 
     name: ClassVar[str] = "patch-rs"
-    norms: ClassVar[tuple[str, ...]] = ("patch",)
+    norms: ClassVar[tuple[str, ...]] = names(Patch)
 
     eps: float = 4
-    norm: str = "patch"
+    norm: str = Patch.name
     loss: str = "margin"
     eot: int = 1  # a randomised model's logits averaged over this many passes per query
     queries: int = 300

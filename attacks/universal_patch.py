@@ -26,6 +26,8 @@ from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
+from robustkit.threats import names
+from robustkit.threats.patch import Patch
 from robustkit.per_sample_random import SampleRandom
 
 
@@ -62,11 +64,11 @@ class UniversalPatch(LossGradientAttack):
     """
 
     name: ClassVar[str] = "universal-patch"
-    norms: ClassVar[tuple[str, ...]] = ("patch",)
+    norms: ClassVar[tuple[str, ...]] = names(Patch)
     learns_from_data: ClassVar[bool] = True
     learned_images: ClassVar[bool] = True
 
-    norm: str = "patch"
+    norm: str = Patch.name
     passes: int = 10
     batch_size: int = 128
     step_size: float = 0.05

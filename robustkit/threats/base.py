@@ -46,6 +46,7 @@ class ThreatModel(ABC):
     whole_budget: ClassVar[bool] = False  # budgets are counts (pixels), not lengths
     gradient_steps: ClassVar[bool] = False  # gradient attacks (and adversarial training) can step in it
     family: ClassVar[str] = ""  # the leaderboard group its columns go in (default: its name)
+    family_order: ClassVar[int] = 99  # where that group stands on a leaderboard, left to right (the same for a family)
     # False: attacks make images from nothing (fooling images); evaluated per class, not per clean sample
     clean_images: ClassVar[bool] = True
     default: ClassVar[bool] = False  # the one assumed where no threat model is named (``DEFAULT_NORM``)

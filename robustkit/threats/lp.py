@@ -79,6 +79,7 @@ class Linf(LpBall):
     latex: ClassVar[str] = r"$\ell_\infty$"
     gradient_steps: ClassVar[bool] = True
     family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -113,6 +114,7 @@ class L2(LpBall):
     latex: ClassVar[str] = r"$\ell_2$"
     gradient_steps: ClassVar[bool] = True
     family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -160,6 +162,7 @@ class L1(LpBall):
     latex: ClassVar[str] = r"$\ell_1$"
     gradient_steps: ClassVar[bool] = True
     family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0
     step_fraction: ClassVar[float] = 0.05  # share of coordinates a plain gradient step moves (``normalize_grad``)
 
     @classmethod
@@ -262,6 +265,7 @@ class L0(LpBall):
     name: ClassVar[str] = "l0"
     latex: ClassVar[str] = r"$\ell_0$"
     family: ClassVar[str] = "L0"
+    family_order: ClassVar[int] = 1
     budget_axis: ClassVar[str] = "ε (l0: pixels changed)"
     whole_budget: ClassVar[bool] = True
 
