@@ -13,7 +13,7 @@ from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.losses import confirmed_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threats import L1, per_sample
+from robustkit.threats import L1, L2, Linf, names, per_sample
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -66,7 +66,7 @@ class APGD(LossGradientAttack):
     """
 
     name: ClassVar[str] = "apgd"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2, L1)
 
     steps: int = 100
     restarts: int = 1

@@ -12,7 +12,7 @@ from attacks.square import Square
 from robustkit.attack import Attack
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threats import L1
+from robustkit.threats import L1, L2, Linf, names
 
 
 def _standard(attack: AutoAttack) -> list[tuple[str, Attack]]:
@@ -74,7 +74,7 @@ class AutoAttack(Cascade):
     """
 
     name: ClassVar[str] = "autoattack"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2, L1)
 
     version: str = "standard"
     steps: int = 100

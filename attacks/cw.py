@@ -17,6 +17,7 @@ from robustkit.attack import GradientAttack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss, confirmed_success
 from robustkit.registry import ATTACKS
+from robustkit.threats import L2, names
 
 _INSIDE = 1 - 1e-6  # atanh(±1) is infinite: pixels at 0 or 1 start just inside (as Foolbox does)
 
@@ -49,9 +50,9 @@ class CW(GradientAttack):
     """
 
     name: ClassVar[str] = "cw"
-    norms: ClassVar[tuple[str, ...]] = ("l2",)
+    norms: ClassVar[tuple[str, ...]] = names(L2)
 
-    norm: str = "l2"
+    norm: str = L2.name
     binary_steps: int = 5
     steps: int = 100
     lr: float = 0.05

@@ -17,7 +17,7 @@ from robustkit.attack import GradientAttack, Perturbed
 from robustkit.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
-from robustkit.threats import ThreatModel, clip_to_box
+from robustkit.threats import L2, Linf, ThreatModel, clip_to_box, names
 
 _NUDGE = 1e-4  # DeepFool's step lands just past the linearised boundary, not on it
 
@@ -124,9 +124,9 @@ class DeepFool(GradientAttack):
     """
 
     name: ClassVar[str] = "deepfool"
-    norms: ClassVar[tuple[str, ...]] = ("l2", "linf")
+    norms: ClassVar[tuple[str, ...]] = names(L2, Linf)
 
-    norm: str = "l2"
+    norm: str = L2.name
     steps: int = 50
     overshoot: float = 0.02
     candidates: int = 10

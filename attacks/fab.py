@@ -14,7 +14,7 @@ from robustkit.threats.hyperplane import dual_norm, project
 from robustkit.losses import confirmed_success
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
-from robustkit.threats import clip_to_box, per_sample
+from robustkit.threats import L1, L2, Linf, clip_to_box, names, per_sample
 
 
 @ATTACKS.register
@@ -52,7 +52,7 @@ class FAB(GradientAttack):
     """
 
     name: ClassVar[str] = "fab"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2, L1)
 
     steps: int = 100
     restarts: int = 1
@@ -102,7 +102,7 @@ class FAB(GradientAttack):
 
     def _random_start(self, x: Tensor, rng: SampleRandom) -> Tensor:
         """A random point at distance ε/2 in the attack's norm (AutoAttack's FAB restarts), inside [0, 1]."""
-        t = 2 * rng.rand(*x.shape[1:]) - 1 if self.norm == "linf" else rng.randn(*x.shape[1:])
+        t = 2 * rng.rand(*x.shape[1:]) - 1 if self.norm == Linf.name else rng.randn(*x.shape[1:])
         t = t / per_sample(self.threat.norm(t).clamp_min(1e-12), t)
         return clip_to_box(x + 0.5 * self.eps * t.to(x.dtype))
 

@@ -19,7 +19,7 @@ from robustkit.attack import GradientAttack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss, confirmed_success
 from robustkit.registry import ATTACKS
-from robustkit.threats import LpBall, clip_to_box, per_sample
+from robustkit.threats import L2, Linf, LpBall, clip_to_box, names, per_sample
 
 _GAMMA_FINAL = 0.001  # the paper's (and Foolbox's) final ε step
 
@@ -62,7 +62,7 @@ class FMN(GradientAttack):
     """
 
     name: ClassVar[str] = "fmn"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2)
 
     steps: int = 100
     step_size: float = 1.0

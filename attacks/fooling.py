@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.threats.fooling import confirm_fooling
+from robustkit.threats import names
+from robustkit.threats.fooling import Fooling as FoolingImages, confirm_fooling
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
 from attacks.patch import window_index
@@ -64,10 +65,10 @@ class Fooling(Attack):
     """
 
     name: ClassVar[str] = "fooling"
-    norms: ClassVar[tuple[str, ...]] = ("fooling",)
+    norms: ClassVar[tuple[str, ...]] = names(FoolingImages)
 
     eps: float = 0.99
-    norm: str = "fooling"
+    norm: str = FoolingImages.name
     method: str = "gradient"
     start: str = "noise"
     steps: int | None = None

@@ -18,6 +18,7 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.losses import is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.threats import L0, names
 from robustkit.per_sample_random import SampleRandom
 
 
@@ -51,10 +52,10 @@ class OnePixel(Attack):
     """
 
     name: ClassVar[str] = "one-pixel"
-    norms: ClassVar[tuple[str, ...]] = ("l0",)
+    norms: ClassVar[tuple[str, ...]] = names(L0)
 
     eps: float = 1
-    norm: str = "l0"
+    norm: str = L0.name
     population: int = 100
     generations: int = 10
     precision: str = "bf16"

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.threats import names
+from robustkit.threats.patch import Patch
 
 
 def window_index(rows: Tensor, cols: Tensor, side: int, width: int) -> Tensor:
@@ -70,9 +72,9 @@ class AdversarialPatch(LossGradientAttack):
     """
 
     name: ClassVar[str] = "patch"
-    norms: ClassVar[tuple[str, ...]] = ("patch",)
+    norms: ClassVar[tuple[str, ...]] = names(Patch)
 
-    norm: str = "patch"
+    norm: str = Patch.name
     steps: int = 10
     step_size: float | None = None
     locations: int = 16

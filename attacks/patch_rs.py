@@ -20,6 +20,8 @@ from robustkit.attack import Perturbed
 from robustkit.errors import ConfigError
 from attacks.random_search import SparseRandomSearch, schedule_divisor
 from robustkit.registry import ATTACKS
+from robustkit.threats import names
+from robustkit.threats.patch import Patch
 from robustkit.per_sample_random import SampleRandom
 
 # the authors' schedule for patches: α is α_init / divisor once the step, rescaled to 10 000 queries, passes the threshold
@@ -67,10 +69,10 @@ class PatchRS(SparseRandomSearch):
     """
 
     name: ClassVar[str] = "patch-rs"
-    norms: ClassVar[tuple[str, ...]] = ("patch",)
+    norms: ClassVar[tuple[str, ...]] = names(Patch)
 
     eps: float = 4
-    norm: str = "patch"
+    norm: str = Patch.name
     alpha_init: float = 0.4
     location_every: int = 4
     early_stop: bool = True

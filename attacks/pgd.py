@@ -12,6 +12,7 @@ from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.losses import attack_loss, confirmed_success, is_success
 from robustkit.errors import ConfigError
 from robustkit.registry import ATTACKS
+from robustkit.threats import L1, L2, Linf, names
 
 
 @ATTACKS.register
@@ -39,7 +40,7 @@ class PGD(LossGradientAttack):
     """
 
     name: ClassVar[str] = "pgd"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2, L1)
 
     steps: int = 10
     step_size: float | None = None

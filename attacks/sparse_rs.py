@@ -20,6 +20,7 @@ from robustkit.attack import Perturbed
 from robustkit.errors import ConfigError
 from attacks.random_search import SparseRandomSearch, schedule_divisor
 from robustkit.registry import ATTACKS
+from robustkit.threats import L0, names
 from robustkit.per_sample_random import SampleRandom
 
 # the authors' L0 schedule: α is α_init / divisor once the step, rescaled to a 10 000-query budget, passes the threshold
@@ -63,10 +64,10 @@ class SparseRS(SparseRandomSearch):
     """
 
     name: ClassVar[str] = "sparse-rs"
-    norms: ClassVar[tuple[str, ...]] = ("l0",)
+    norms: ClassVar[tuple[str, ...]] = names(L0)
 
     eps: float = 1
-    norm: str = "l0"
+    norm: str = L0.name
     alpha_init: float = 0.3
 
     def __post_init__(self) -> None:

@@ -18,7 +18,8 @@ from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss, confirmed_success
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
-from robustkit.threats.spatial import render
+from robustkit.threats import names
+from robustkit.threats.spatial import Spatial, render
 
 _SEARCHES = ("grid", "random")
 
@@ -59,10 +60,10 @@ class SpatialAttack(Attack):
     """
 
     name: ClassVar[str] = "spatial"
-    norms: ClassVar[tuple[str, ...]] = ("spatial",)
+    norms: ClassVar[tuple[str, ...]] = names(Spatial)
 
     eps: float = 30.0
-    norm: str = "spatial"
+    norm: str = Spatial.name
     translation: float = 3.0  # pixels per axis
     scale: float = 0.0  # relative zoom; 0: none
     search: str = "grid"  # grid | random

@@ -19,6 +19,7 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from attacks.random_search import search_score
 from robustkit.registry import ATTACKS
+from robustkit.threats import L2, Linf, names
 from robustkit.per_sample_random import SampleRandom
 from robustkit.threats import clip_to_box
 
@@ -62,7 +63,7 @@ class Square(Attack):
     """
 
     name: ClassVar[str] = "square"
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2)
 
     loss: str = "margin"
     eot: int = 1  # a randomised model's logits averaged over this many passes per query
@@ -86,7 +87,7 @@ class Square(Attack):
         idx = (~fooled).nonzero().squeeze(1)  # the working set: samples still being attacked
         xa, ba, la, ya, ra = x[idx], best[idx], loss[idx], y[idx], rng[idx]
         ta = None if target is None else target[idx]
-        propose = self._linf_step if self.norm == "linf" else self._l2_step
+        propose = self._linf_step if self.norm == Linf.name else self._l2_step
         made, last_hit = 1, 0  # queries made so far per remaining sample; the step that last fooled one
         for step in range(1, self.queries):
             if len(idx) == 0 or (self.patience and step - last_hit > self.patience):
@@ -116,7 +117,7 @@ class Square(Attack):
     def _start(self, x: Tensor, rng: SampleRandom) -> Tensor:
         """L∞: vertical stripes of ±ε (one sign per column and channel); L2: ± pseudo-Gaussian tiles, norm ε."""
         n, c, h, w = x.shape
-        if self.norm == "linf":
+        if self.norm == Linf.name:
             return clip_to_box(x + self.eps * _signs(rng, c, 1, w)).to(x.dtype)
         s = max(min(h, w) // 5, 1)  # a centred grid of (up to) 5×5 tiles, as the paper's code does
         th, tw = min(5, h // s), min(5, w // s)

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.threats.flow import DEFAULT_EPS, flow_loss, warp
+from robustkit.threats import names
+from robustkit.threats.flow import DEFAULT_EPS, Flow, flow_loss, warp
 from robustkit.registry import ATTACKS
 
 _TINY = 1e-8  # px², under L_flow's square roots while differentiating: a finite gradient at f = 0
@@ -58,10 +59,10 @@ class StAdv(LossGradientAttack):
     """
 
     name: ClassVar[str] = "stadv"
-    norms: ClassVar[tuple[str, ...]] = ("flow",)
+    norms: ClassVar[tuple[str, ...]] = names(Flow)
 
     eps: float = DEFAULT_EPS
-    norm: str = "flow"
+    norm: str = Flow.name
     max_displacement: float = 1.0
     steps: int = 50
     step_size: float = 0.05

@@ -24,6 +24,8 @@ from robustkit.data_fitted import DataFittedAttack
 from robustkit.errors import ConfigError
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
+from robustkit.threats import names
+from robustkit.threats.patch import Patch
 from robustkit.per_sample_random import SampleRandom
 
 
@@ -60,12 +62,12 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
     """
 
     name: ClassVar[str] = "universal-patch"
-    norms: ClassVar[tuple[str, ...]] = ("patch",)
+    norms: ClassVar[tuple[str, ...]] = names(Patch)
     learned_images: ClassVar[bool] = True
     learned_name: ClassVar[str] = "patch"
     what: ClassVar[str] = "universal patch"
 
-    norm: str = "patch"
+    norm: str = Patch.name
     passes: int = 10
     batch_size: int = 128
     step_size: float = 0.05

@@ -32,7 +32,7 @@ from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
-from robustkit.threats import ThreatModel, threat_class, threat_model
+from robustkit.threats import DEFAULT_NORM, L2, Linf, ThreatModel, names, threat_class, threat_model
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -68,12 +68,12 @@ class Attack(ABC):
     """Base of every attack: ε, norm, seed and precision are common to all."""
 
     eps: float
-    norm: str = "linf"  # linf | l2
+    norm: str = DEFAULT_NORM  # a threat model's name, one of ``norms``
     seed: int = 0  # with the sample's index, the source of every random draw
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the attack's own passes
 
     name: ClassVar[str] = ""
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # threat models the attack supports, default first
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2)  # threat models the attack supports, default first
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
     learned_images: ClassVar[bool] = False  # True: ``learned`` holds images in [0, 1] (a patch), saved as they look
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from robustkit.data.base import DatasetInfo, IndexedSplit, Split
-from robustkit.threats import ThreatModel, threat_model
+from robustkit.threats import DEFAULT_NORM, ThreatModel, threat_model
 from robustkit.training.loop import EpochHook, LossFn, TrainConfig, TrainResult, train_model
 
 
@@ -26,7 +26,7 @@ class Defense(ABC):
     """Base of every defense: the threat model it trains against."""
 
     eps: float
-    norm: str = "linf"
+    norm: str = DEFAULT_NORM
 
     name: ClassVar[str] = ""
     # training settings this defense needs beyond the model's own recipe (e.g. more epochs)

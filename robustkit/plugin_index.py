@@ -22,7 +22,8 @@ from robustkit.registry import ATTACKS, DATASETS, DEFENSES, DISABLE_AUTOLOAD_ENV
 
 REGISTRIES: dict[str, Registry] = {"models": MODELS, "datasets": DATASETS, "attacks": ATTACKS, "defenses": DEFENSES,
                                    "threats": THREATS}  # fmt: skip
-THREAT_TRAITS = ("family", "clean_images", "budget_axis", "whole_budget")  # the ``ThreatModel`` class attributes
+# the ``ThreatModel`` class attributes that torch-free code (leaderboards, ``robustkit train --help``) reads
+THREAT_TRAITS = ("family", "family_order", "clean_images", "budget_axis", "whole_budget", "default", "trains_defenses", "latex")
 INDEX_FILE = Path(__file__).with_suffix(".json")
 _PLUMBING = {"self", "info", "data_dir", "download"}  # arguments every entry of a kind takes
 

@@ -11,6 +11,7 @@ import click
 
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table
+from robustkit.plugin_index import entries
 
 
 def recipe_defaults(setting: str) -> str:
@@ -51,12 +52,23 @@ class RecipeOption(click.Option):
         return super().get_help_record(ctx)
 
 
+def _training_norms() -> list[str]:
+    """The threat models defenses train in (``ThreatModel.trains_defenses``), the default first: from the
+    plugin index, so the command's help imports no torch."""
+    offered = [entry for entry in entries("threats") if entry["trains_defenses"]]
+    return [entry["name"] for entry in sorted(offered, key=lambda entry: not entry["default"])]
+
+
+TRAINING_NORMS = _training_norms()
+
+
 @click.command()
 @click.option("--model", "model_name", required=True, help="Registered model name (robustkit list models).")
 @dataset_options
 @click.option("--defense", default="none", show_default=True, help="Registered defense (robustkit list defenses).")
 @click.option("--eps", help="Defense budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True, help="Defense threat model.")
+@click.option("--norm", type=click.Choice(TRAINING_NORMS), default=TRAINING_NORMS[0], show_default=True,
+              help="Defense threat model.")
 @click.option("--steps", type=click.IntRange(min=1), help="Inner attack steps (madry, trades).")
 @click.option("--step-size", help="Inner attack step size, e.g. 0.01 or 2/255.")
 @click.option("--epochs", type=click.IntRange(min=1), cls=RecipeOption, setting="epochs", help="Passes over the training set.")

@@ -36,7 +36,7 @@ from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.weights.resolve import Provenance
 from robustkit.results.store import pack
 from robustkit.suites.spec import Cell, ModelEntry, Suite
-from robustkit.threats import default_eps
+from robustkit.threats import DEFAULT_NORM, default_eps
 
 log = logging.getLogger(__name__)
 CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards
@@ -150,7 +150,7 @@ def entry_defense(entry: ModelEntry, data: ImageDataset) -> Defense | None:
     if entry.defense == "none":
         return None
     settings = dict(entry.defense_settings)
-    norm = settings.setdefault("norm", "linf")
+    norm = settings.setdefault("norm", DEFAULT_NORM)
     settings.setdefault("eps", default_eps(norm, data.info.input_shape[0]))
     return DEFENSES.build(entry.defense, **settings)
 

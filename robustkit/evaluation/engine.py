@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from robustkit.attack import Attack
 from robustkit.training import distributed
-from robustkit.data.base import ImageDataset, IndexedSplit, Split
+from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.predict import predict
 from robustkit.random_forward import randomised_modules

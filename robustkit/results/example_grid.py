@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustkit.predict import ABSTAIN
+from robustkit.threats import L0
 
 _CELL, _CAPTION = 120, 14
 
@@ -77,7 +78,7 @@ def _name(class_names: Sequence[str], label: int) -> str:
 
 
 def _delta_caption(delta: Tensor, scale: float, norm: str | None) -> str:
-    if norm == "l0":
+    if norm == L0.name:
         changed = int((delta != 0).any(0).sum())
         return f"delta: {changed} pixel" + ("" if changed == 1 else "s")
     return f"delta x{scale:.3g}"

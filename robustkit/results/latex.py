@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from robustkit.plugin_index import entries
+
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
         "|": r"\textbar{}"}  # fmt: skip
-_NORMS = {"linf": r"$\ell_\infty$", "l2": r"$\ell_2$", "l1": r"$\ell_1$", "l0": r"$\ell_0$"}
 _SYMBOLS = {"∞": r"$\infty$", "×": r"$\times$", "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↓": r"$\downarrow$",
             "↑": r"$\uparrow$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$", "≠": r"$\neq$", "±": r"$\pm$",
             "·": r"$\cdot$", "ℓ": r"$\ell$", "°": r"$^\circ$", "−": "-", "–": "--", "—": "---", "…": r"\dots{}",
@@ -29,10 +30,18 @@ _ACCENTS = {"\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304"
 
 def tex(text: str, *, norms: bool = False) -> str:
     """``text`` safe in a LaTeX document compiled by pdflatex: specials escaped, non-ASCII as commands
-    (``ε`` → ``$\\varepsilon$``); with ``norms``, the words linf/l2/l0 as ``$\\ell_\\infty$`` etc."""
-    if norms:
-        return "".join(_NORMS.get(word) or tex(word) for word in re.split(r"\b(linf|l[012])\b", text))
+    (``ε`` → ``$\\varepsilon$``); with ``norms``, threat models' names as they write themselves (``ThreatModel.latex``:
+    linf as ``$\\ell_\\infty$`` etc.)."""
+    symbols = _norm_symbols() if norms else {}
+    if symbols:
+        named = "|".join(re.escape(name) for name in sorted(symbols, key=len, reverse=True))
+        return "".join(symbols.get(word) or tex(word) for word in re.split(rf"\b({named})\b", text))
     return "".join(_TEX.get(ch) or (ch if ch.isascii() else _tex_unicode(ch)) for ch in text)
+
+
+def _norm_symbols() -> dict[str, str]:
+    """Threat model name → its LaTeX symbol, read from the plugin index (no torch) for those that have one."""
+    return {entry["name"]: entry["latex"] for entry in entries("threats") if entry.get("latex")}
 
 
 def _tex_unicode(ch: str) -> str:

@@ -41,7 +41,7 @@ PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "samp
               ("torch_version", "torch_version")]  # fmt: skip
 
 CELL = ["entry", "attack", "norm", "eps", "source"]  # one leaderboard cell, whatever its settings or weights
-FAMILIES = ("Lp", "L0", "patch", "spatial", "fooling")  # the order threat-model groups are shown in
+UNORDERED = 99  # ``ThreatModel.family_order`` of a threat model no longer registered: its group goes last
 
 
 def format_name(text: str) -> str:
@@ -107,7 +107,8 @@ def _no_clean_images(norm: str) -> bool:
 def _traits(norm: str) -> dict:
     """The registered threat model's traits (``plugin_index.THREAT_TRAITS``); a threat model no longer
     registered is an ε-style one, as all were before, and a group of its own."""
-    return find("threats", norm) or {"family": norm, "clean_images": True, "budget_axis": "ε", "whole_budget": False}
+    return find("threats", norm) or {"family": norm, "family_order": UNORDERED, "clean_images": True, "budget_axis": "ε",
+                                     "whole_budget": False}  # fmt: skip
 
 
 def white_box(cells: pd.DataFrame) -> pd.DataFrame:
@@ -179,11 +180,11 @@ _MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>\S+)$")
 
 
 def _column_place(column: str) -> tuple:
-    """Grouped by threat-model family (``FAMILIES`` order), the worst case first in each, then the
+    """Grouped by threat-model family (in ``ThreatModel.family_order``), the worst case first in each, then the
     reliable ensemble, then the published AutoAttack figure, then each attack; within those by norm and ε."""
     m = _MEASURED.match(column)
-    family = _traits(m["norm"])["family"]
-    rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+    traits = _traits(m["norm"])
+    family, rank = traits["family"], traits["family_order"]
     kind = {"worst": 0, "reliable": 1, PUBLISHED_AA: 2}.get(m["what"], 3)
     return rank, family, kind, m["norm"], float(m["eps"]), m["what"]
 

@@ -8,14 +8,15 @@ from robustkit.threats.base import (
     ThreatModel,
     clip_to_box,
     default_eps,
+    names,
     parse_eps,
     per_sample,
     threat_class,
     threat_family,
     threat_model,
 )
-from robustkit.threats.lp import L0, L1, L2, LpBall, Linf
+from robustkit.threats.lp import DEFAULT_NORM, L0, L1, L2, LpBall, Linf
 from robustkit.threats import flow, fooling, patch, spatial  # noqa: E402,F401  (flow fields; fooling images; patches; rotations and translations)
 
-__all__ = ["L0", "L1", "L2", "Linf", "LpBall", "ThreatModel", "clip_to_box", "default_eps", "parse_eps", "per_sample",
-           "threat_class", "threat_family", "threat_model"]
+__all__ = ["DEFAULT_NORM", "L0", "L1", "L2", "Linf", "LpBall", "ThreatModel", "clip_to_box", "default_eps", "names",
+           "parse_eps", "per_sample", "threat_class", "threat_family", "threat_model"]

@@ -46,8 +46,12 @@ class ThreatModel(ABC):
     whole_budget: ClassVar[bool] = False  # budgets are counts (pixels), not lengths
     gradient_steps: ClassVar[bool] = False  # gradient attacks (and adversarial training) can step in it
     family: ClassVar[str] = ""  # the leaderboard group its columns go in (default: its name)
+    family_order: ClassVar[int] = 99  # where that group stands on a leaderboard, left to right (the same for a family)
     # False: attacks make images from nothing (fooling images); evaluated per class, not per clean sample
     clean_images: ClassVar[bool] = True
+    default: ClassVar[bool] = False  # the one assumed where no threat model is named (``DEFAULT_NORM``)
+    trains_defenses: ClassVar[bool] = False  # ``robustkit train`` offers it to adversarial training (--norm)
+    latex: ClassVar[str] = ""  # its name as LaTeX tables write it (e.g. $\ell_\infty$); empty: the name as text
 
     def __post_init__(self) -> None:
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
@@ -118,6 +122,11 @@ def threat_class(norm: str) -> type[ThreatModel]:
         return THREATS.get(norm.lower().replace("∞", "inf"))
     except UnknownNameError as err:
         raise ConfigError(f"norm: {err}") from None
+
+
+def names(*threats: type[ThreatModel]) -> tuple[str, ...]:
+    """``names(Linf, L2)`` → ``("linf", "l2")``: the threat models a plugin supports, spelt as settings name them."""
+    return tuple(threat.name for threat in threats)
 
 
 def threat_family(norm: str) -> str:

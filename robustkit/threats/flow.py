@@ -69,6 +69,7 @@ class Flow(ThreatModel):
 
     name: ClassVar[str] = "flow"
     family: ClassVar[str] = "spatial"
+    family_order: ClassVar[int] = 3  # beside Spatial, its family
     budget_axis: ClassVar[str] = "flow smoothness L_flow"
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ class Fooling(ThreatModel):
     """
 
     name: ClassVar[str] = "fooling"
+    family_order: ClassVar[int] = 4
     budget_axis: ClassVar[str] = "confidence threshold"
     clean_images: ClassVar[bool] = False
 

@@ -74,8 +74,12 @@ class Linf(LpBall):
     """Every pixel value may move by at most ``eps`` (the box ‖δ‖∞ ≤ ε)."""
 
     name: ClassVar[str] = "linf"
+    default: ClassVar[bool] = True
+    trains_defenses: ClassVar[bool] = True
+    latex: ClassVar[str] = r"$\ell_\infty$"
     gradient_steps: ClassVar[bool] = True
     family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -97,14 +101,20 @@ class Linf(LpBall):
         return 1.0, "1"
 
 
+DEFAULT_NORM = Linf.name  # what attacks, defenses and suites assume where no threat model is named (``default``)
+
+
 @THREATS.register
 @dataclass(frozen=True)
 class L2(LpBall):
     """The perturbation's Euclidean length is at most ``eps`` (‖δ‖₂ ≤ ε)."""
 
     name: ClassVar[str] = "l2"
+    trains_defenses: ClassVar[bool] = True
+    latex: ClassVar[str] = r"$\ell_2$"
     gradient_steps: ClassVar[bool] = True
     family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -149,8 +159,10 @@ class L1(LpBall):
     """
 
     name: ClassVar[str] = "l1"
+    latex: ClassVar[str] = r"$\ell_1$"
     gradient_steps: ClassVar[bool] = True
     family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0
     step_fraction: ClassVar[float] = 0.05  # share of coordinates a plain gradient step moves (``normalize_grad``)
 
     @classmethod
@@ -251,7 +263,9 @@ class L0(LpBall):
     """At most ``eps`` pixel positions (all channels of a pixel count as one) may change, to anything in [0, 1]."""
 
     name: ClassVar[str] = "l0"
+    latex: ClassVar[str] = r"$\ell_0$"
     family: ClassVar[str] = "L0"
+    family_order: ClassVar[int] = 1
     budget_axis: ClassVar[str] = "ε (l0: pixels changed)"
     whole_budget: ClassVar[bool] = True
 

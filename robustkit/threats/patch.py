@@ -30,6 +30,7 @@ class Patch(ThreatModel):
     """
 
     name: ClassVar[str] = "patch"
+    family_order: ClassVar[int] = 2
     budget_axis: ClassVar[str] = "patch side (pixels)"
     whole_budget: ClassVar[bool] = True
 

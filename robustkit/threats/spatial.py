@@ -93,6 +93,7 @@ class Spatial(ThreatModel):
     scale: float = 0.0  # relative zoom: the factor lies in [1 − scale, 1 + scale]; 0 = no zoom
 
     name: ClassVar[str] = "spatial"
+    family_order: ClassVar[int] = 3
     budget_axis: ClassVar[str] = "max rotation (degrees)"
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from robustkit import paths
 from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
+from robustkit.threats import DEFAULT_NORM
 from robustkit.weights.cache import departures
 
 # training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
@@ -32,7 +33,8 @@ def missing_hint(model_name: str, data: ImageDataset, defense: Defense | None, r
     flags = [f"--model {model_name}", f"--dataset {data.info.name}"]
     unflagged = []
     if trained:
-        flags += [f"--defense {defense.name}", f"--eps {eps_text(defense.eps)}"] + ([f"--norm {defense.norm}"] if defense.norm != "linf" else [])
+        flags += [f"--defense {defense.name}", f"--eps {eps_text(defense.eps)}"]
+        flags += [f"--norm {defense.norm}"] if defense.norm != DEFAULT_NORM else []
         default = type(defense)(eps=defense.eps, norm=defense.norm).settings()
         for key, value in defense.settings().items():
             if value != default.get(key):
@@ -69,6 +71,6 @@ def _other_budgets(model_name: str, data: ImageDataset, defense: Defense) -> lis
             continue
         settings = record.defense_settings or {}
         if "eps" in settings:
-            norm = settings.get("norm", "linf")
-            budgets.append(eps_text(float(settings["eps"])) + ("" if norm == "linf" else f" ({norm})"))
+            norm = settings.get("norm", DEFAULT_NORM)
+            budgets.append(eps_text(float(settings["eps"])) + ("" if norm == DEFAULT_NORM else f" ({norm})"))
     return list(dict.fromkeys(budgets))
