@@ -27,6 +27,7 @@ import pandas as pd
 
 from robustkit.errors import ConfigError
 from robustkit.results.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
+from robustkit.results.figure_file import save_figure
 from robustkit.results.latex import tex
 from robustkit.plugin_index import find
 from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
@@ -354,12 +355,7 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:

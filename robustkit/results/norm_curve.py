@@ -19,6 +19,7 @@ from torch import Tensor
 
 from robustkit.results.outcome import Evaluation
 from robustkit.results.store import unpack
+from robustkit.results.figure_file import save_figure
 from robustkit.threats import threat_class
 
 SCALES = (0.25, 0.5, 1.0, 2.0)  # the multiples of the run's ε the CLI prints
@@ -76,9 +77,4 @@ def save_curve_plot(evaluation: Evaluation, path: str | Path, *, norm: str, eps:
     ax.set(xlabel=f"ε ({threat_class(norm).name})", ylabel="robust accuracy", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
