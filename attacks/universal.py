@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from robustkit.progress import progress_bar
 from robustkit.attack import LossGradientAttack, Perturbed
 from attacks.deepfool import minimal_perturbation
 from robustkit.losses import is_success
@@ -116,8 +116,8 @@ class Universal(DataFittedAttack, LossGradientAttack):
         reference = predict(model, x)  # clean decisions: the labels a universal perturbation moves off
         delta = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=device)
         update = self._deepfool_update if self.method == "deepfool" else self._sgd_update
-        bar = tqdm(total=self.max_passes * len(x), desc=f"universal {self.method} ε={self.eps:.4g}", unit="img",
-                   disable=None if progress else True, leave=False)  # fmt: skip
+        bar = progress_bar(total=self.max_passes * len(x), desc=f"universal {self.method} ε={self.eps:.4g}", unit="img",
+                   enabled=progress, leave=False)  # fmt: skip
         for number in range(1, self.max_passes + 1):
             order = torch.randperm(len(x), generator=generator, device=device)
             seen = fooled = 0

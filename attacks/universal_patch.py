@@ -16,9 +16,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from attacks.patch import paste
+from robustkit.progress import progress_bar
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.data_fitted import DataFittedAttack
 from robustkit.errors import ConfigError
@@ -119,8 +119,8 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
         reference = predict(model, x)  # clean decisions: the labels the patch moves images off
         side = self.threat.side
         patch = torch.rand((x.shape[1], side, side), generator=generator, device=device)
-        bar = tqdm(total=self.passes * len(x), desc=f"universal-patch {side}×{side}", unit="img",
-                   disable=None if progress else True, leave=False)  # fmt: skip
+        bar = progress_bar(total=self.passes * len(x), desc=f"universal-patch {side}×{side}", unit="img",
+                   enabled=progress, leave=False)  # fmt: skip
         for _ in range(self.passes):
             for index in torch.randperm(len(x), generator=generator, device=device).split(self.batch_size):
                 batch, ref = x[index.to(x.device)].to(device), reference[index.to(reference.device)].to(device)

@@ -190,7 +190,7 @@ def test_cli_prints_a_row_per_class_and_writes_the_grid(tmp_path):
                                   "--attack", "fooling", "--steps", "20", "--n-samples", "16", "--output", str(out),
                                   "--save-examples", str(tmp_path / "grid")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # the table; progress lines go to stderr
     assert lines[0].split()[:4] == ["class", "confidence", "passed", "seconds"] and len(lines) >= 5
     assert all(("✓" in line) or ("✗" in line) for line in lines[1:5]) and "fooling rate:" in result.output
     assert list((tmp_path / "grid").glob("*.png"))

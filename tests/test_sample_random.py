@@ -85,6 +85,7 @@ _TORCHRUN_SCRIPT = textwrap.dedent("""
     from attacks import PGD, Square
     from robustkit.training import distributed
     from robustkit.evaluation.engine import evaluate_attack
+    from robustkit.data.base import Split
     distributed.init_from_env(torch.device("cpu"))
     images = torch.cat([DATA.test.images, DATA.train.images])[:120]
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:120]

@@ -190,7 +190,7 @@ def test_the_progress_bar_shows_the_passes_and_the_fitting_sets_fooling_rate(mon
         def close(self):
             pass
 
-    monkeypatch.setattr(attacks.universal, "tqdm", Bar)
+    monkeypatch.setattr(attacks.universal, "progress_bar", Bar)
     model = tiny_model()
     delta = Universal(eps=0.05, max_passes=3, fooling_goal=1.0, batch_size=64).fit(model, FIT)
     assert sum(counted) == 3 * len(FIT) and shown[0].startswith("pass 1/3, fooling ≈")

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from robustkit.progress import progress_bar
 from robustkit.attack import Attack
 from robustkit.training import distributed
 from robustkit.data.base import ImageDataset, IndexedSplit
@@ -142,8 +142,8 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
     norms = torch.full((len(data),), float("nan"))
     n_unverified, kept = 0, {"clean": [], "adversarial": [], "label": [], "adversarial_prediction": []}
     start = time.perf_counter()
-    bar = tqdm(total=len(data), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
-               disable=None if progress else True, leave=False)  # fmt: skip
+    bar = progress_bar(total=len(data), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
+               enabled=progress, leave=False)  # fmt: skip
     lo = 0
     for x, y in data.batches(batch_size, device=device):
         correct = predict(model, x, batch_size=len(x)) == y

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from robustkit.progress import progress_bar
 from robustkit.attack import Attack
 from robustkit.errors import ConfigError
 from robustkit.threats.fooling import confirm_fooling
@@ -94,8 +94,8 @@ def evaluate_fooling(
         raise ConfigError(f"fooling: class {bad[0]} is not one of this {have}-class model's classes 0…{have - 1}")
     parts: dict[str, list[Tensor]] = {"confidence": [], "passed": [], "seconds": [], "images": []}
     unverified = 0
-    bar = tqdm(total=len(classes), desc=f"{type(attack).__name__} {attack.threat.label()}", unit="class",
-               disable=None if progress else True, leave=False)  # fmt: skip
+    bar = progress_bar(total=len(classes), desc=f"{type(attack).__name__} {attack.threat.label()}", unit="class",
+               enabled=progress, leave=False)  # fmt: skip
     for chunk in classes.split(batch_size):
         sought, start = chunk.to(device), time.perf_counter()
         result = attack(model, template.expand(len(sought), *image_shape).clone(), sought, index=sought)

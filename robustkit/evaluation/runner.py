@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from robustkit.progress import progress_bar
 from robustkit.training import distributed
 from robustkit.evaluation.checks import Adaptation
 from robustkit.data import get_dataset
@@ -65,7 +65,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
         def held(key: str | None, table: str = "cells") -> bool:
             return store is not None and store.has(key, table)
 
-        bar = tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=True if quiet else None)
+        bar = progress_bar(total=len(cells), desc=f"suite {suite.name}", unit="cell", enabled=not quiet)
         for number, entry in enumerate(suite.models):
             mine = [c for c in cells if c.entry is entry]
             mine_checks = suite.checks != "none" and number % shard[1] == shard[0]

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from robustkit.progress import progress_bar
 from robustkit.training import distributed
 from robustkit.training.augment import random_crop, random_flip
 from robustkit.data.base import DatasetInfo, IndexedSplit, Split
@@ -272,9 +272,9 @@ def _train_epoch(run: _Run, epoch: int, first: int, state: TrainState) -> dict[s
     # loss·n, correct, clean correct, clean seen; a resumed epoch's sums so far are shared out over the ranks
     sums = torch.tensor(state.sums if first else [0.0] * 4, device=run.device) / run.world
     epoch_start = time.perf_counter() - (state.seconds if first else 0.0)
-    # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes)
-    bar = tqdm(range(first, run.steps), desc=f"epoch {epoch + 1}/{run.config.epochs}", leave=False, initial=first,
-               total=run.steps, disable=None if run.progress and run.rank == 0 else True)  # fmt: skip
+    # on a terminal a live bar; elsewhere (CI logs, pipes, nohup) a line at every tenth of the epoch
+    bar = progress_bar(range(first, run.steps), desc=f"epoch {epoch + 1}/{run.config.epochs}", leave=False, initial=first,
+               total=run.steps, enabled=run.progress and run.rank == 0)  # fmt: skip
     # every draw of a step comes from (seed, epoch, step, rank), seeded after its batch is read (a
     # loader draws when it starts); dropout draws from the global RNG, so it is seeded inside a fork
     # and the caller's RNG state is left as it was
