@@ -20,6 +20,10 @@ from robustkit.threats.base import _TINY, ThreatModel, _flat_norm, clip_to_box, 
 class LpBall(ThreatModel):
     """The ball ‖δ‖ ≤ ε of one norm: measured, projected onto, sampled and stepped in by gradient attacks."""
 
+    gradient_steps: ClassVar[bool] = True
+    family: ClassVar[str] = "Lp"
+    family_order: ClassVar[int] = 0  # the Lp balls are stepped in by gradients and grouped as one family (L0 differs)
+
     @abstractmethod
     def norm(self, delta: Tensor) -> Tensor:
         """Per-sample norm of ``delta`` (float32, shape N)."""
@@ -77,9 +81,6 @@ class Linf(LpBall):
     default: ClassVar[bool] = True
     trains_defenses: ClassVar[bool] = True
     latex: ClassVar[str] = r"$\ell_\infty$"
-    gradient_steps: ClassVar[bool] = True
-    family: ClassVar[str] = "Lp"
-    family_order: ClassVar[int] = 0
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -112,9 +113,6 @@ class L2(LpBall):
     name: ClassVar[str] = "l2"
     trains_defenses: ClassVar[bool] = True
     latex: ClassVar[str] = r"$\ell_2$"
-    gradient_steps: ClassVar[bool] = True
-    family: ClassVar[str] = "Lp"
-    family_order: ClassVar[int] = 0
 
     @classmethod
     def default_eps(cls, channels: int) -> float:
@@ -160,9 +158,6 @@ class L1(LpBall):
 
     name: ClassVar[str] = "l1"
     latex: ClassVar[str] = r"$\ell_1$"
-    gradient_steps: ClassVar[bool] = True
-    family: ClassVar[str] = "Lp"
-    family_order: ClassVar[int] = 0
     step_fraction: ClassVar[float] = 0.05  # share of coordinates a plain gradient step moves (``normalize_grad``)
 
     @classmethod
@@ -264,6 +259,7 @@ class L0(LpBall):
 
     name: ClassVar[str] = "l0"
     latex: ClassVar[str] = r"$\ell_0$"
+    gradient_steps: ClassVar[bool] = False  # a count of pixels: no gradient step moves within it
     family: ClassVar[str] = "L0"
     family_order: ClassVar[int] = 1
     budget_axis: ClassVar[str] = "ε (l0: pixels changed)"
