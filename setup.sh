@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Sets robustkit up from nothing: Fashion-MNIST, Chromium (the leaderboard page's browser test) and
-# pdflatex with booktabs (the LaTeX leaderboard's compile test; ~50 MB download, ~1 min) from Debian,
-# a virtual environment, the package with its test and zoo (timm, robustbench) extras.
+# Sets robustkit up from nothing: Fashion-MNIST from Debian, a virtual environment, the package.
+#   ./setup.sh          what `robustkit` needs (the first run's minutes count: nothing else)
+#   ./setup.sh --test   also what the tests need: Chromium (the leaderboard page's browser test) and
+#                       pdflatex with booktabs (the LaTeX table's compile test; ~50 MB, ~1 min) from
+#                       Debian, and the test and zoo (timm, robustbench) extras
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+tests=false
+case "${1:-}" in
+  "") ;;
+  --test) tests=true ;;
+  *) echo "setup: unknown option ${1} (usage: ./setup.sh [--test])" >&2; exit 2 ;;
+esac
+
 packages=""
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || packages="$packages dataset-fashion-mnist"
-command -v chromium >/dev/null || packages="$packages chromium"
 tex=""  # without recommends, which would add ~180 MB (Ghostscript, MuPDF, fonts)
-{ command -v pdflatex && kpsewhich booktabs.sty; } >/dev/null 2>&1 || tex=" texlive-latex-base texlive-latex-recommended"
+if $tests; then
+  command -v chromium >/dev/null || packages="$packages chromium"
+  { command -v pdflatex && kpsewhich booktabs.sty; } >/dev/null 2>&1 || tex=" texlive-latex-base texlive-latex-recommended"
+fi
 if [ -n "$packages$tex" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing$packages$tex (apt)"
@@ -23,11 +34,17 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import robustkit, torch, torchvision, pytest, matplotlib, timm, pkg_resources
-import importlib.util; assert importlib.util.find_spec('robustbench')" 2>/dev/null; then
+check="import robustkit, torch, torchvision, matplotlib"
+target="."
+if $tests; then
+  check="$check, pytest, timm, pkg_resources
+import importlib.util; assert importlib.util.find_spec('robustbench')"
+  target=".[test,zoo]"
+fi
+if ! .venv/bin/python -c "$check" 2>/dev/null; then
   echo "setup: installing robustkit and its dependencies into .venv (torch is large: a few minutes)"
   log="$(mktemp)"  # pip's and the build backend's chatter, shown only if the install fails
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test,zoo]'; } >"$log" 2>&1; then
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e "$target"; } >"$log" 2>&1; then
     cat "$log"
     echo "setup: pip install failed (output above)" >&2
     exit 1

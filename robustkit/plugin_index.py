@@ -10,6 +10,8 @@ process), the live registry answers instead.
 
 from __future__ import annotations
 
+import ast
+
 import dataclasses
 import functools
 import inspect
@@ -44,6 +46,25 @@ def builtin_entries(kind: str) -> list[dict[str, Any]]:
 def find(kind: str, name: str) -> dict[str, Any] | None:
     """The entry registered as ``name`` (spelled any way the registry accepts), or None."""
     return next((e for e in entries(kind) if canonical_name(e["name"]) == canonical_name(name)), None)
+
+
+def written_settings(settings: str) -> dict[str, str]:
+    """An entry's ``settings`` as name → default as written: ``"steps=10, loss='ce'"`` → ``{"steps": "10", "loss": "'ce'"}``."""
+    if not settings:
+        return {}
+    return {k.arg: ast.unparse(k.value) for k in ast.parse(f"f({settings})", mode="eval").body.keywords}
+
+
+def setting_defaults(kind: str, name: str) -> dict[str, Any]:
+    """The defaults of a built-in plugin's settings that are literals (``{}`` for one the index does not hold)."""
+    entry = find(kind, name)
+    defaults = {}
+    for key, text in written_settings(entry["settings"] if entry else "").items():
+        try:
+            defaults[key] = ast.literal_eval(text)
+        except ValueError:  # a default that is no literal (an object): never equal to a stored value
+            continue
+    return defaults
 
 
 def live_entries(kind: str) -> list[dict[str, Any]]:

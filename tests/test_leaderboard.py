@@ -1,5 +1,6 @@
 """Leaderboards of suites that share cells, their provenance, formats, sorting and LaTeX that compiles."""
 
+import dataclasses
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from fresh_python import python
 
 import robustkit
+from attacks import FGSM, PGD
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.results.latex import tex
@@ -105,7 +107,9 @@ def test_published_files_carry_samples_seed_settings_checkpoints_and_versions(sh
     store, cells = shared
     assert invoke(store, "--suite", "big", "--publish", "--out", tmp_path).exit_code == 0
     fgsm = json.loads(cells["settings"].iloc[0])
-    expected_settings = ", ".join(f"{k}={v}" for k, v in sorted(fgsm.items()))  # e.g. "random_start=False, seed=0"
+    defaults = {f.name: f.default for f in dataclasses.fields(FGSM) if f.default is not dataclasses.MISSING}
+    differing = sorted((k, v) for k, v in fgsm.items() if k not in defaults or defaults[k] != v)
+    expected_settings = ", ".join(f"{k}={v}" for k, v in differing) or "defaults"  # issue 23: not every setting
     shas = dict(zip(cells["entry"], cells["checkpoint_sha256"]))
     for suffix in (".md", ".table.html", ".html", ".tex"):
         text, shown = (tmp_path / f"big{suffix}").read_text(), tex if suffix == ".tex" else str
@@ -171,8 +175,8 @@ def test_latex_compiles_with_pdflatex(shared, tmp_path):
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
         if os.environ.get("CI"):
-            pytest.fail("pdflatex is missing: setup.sh installs it")
-        pytest.skip("no pdflatex on this machine (setup.sh installs texlive-latex-base and -recommended)")
+            pytest.fail("pdflatex is missing: setup.sh --test installs it")
+        pytest.skip("no pdflatex on this machine (setup.sh --test installs texlive-latex-base and -recommended)")
     _, cells = shared
     cells = cells.assign(entry=cells["entry"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}),
                          source=cells["source"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}))  # fmt: skip
@@ -196,6 +200,17 @@ def _other_threats(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([l0, linf, l2], ignore_index=True)
 
 
+def test_the_settings_list_shows_only_what_differs_from_the_attacks_defaults():
+    """Issue 23: ``steps=20, restarts=2`` for a PGD run with those, not ``bpda=False, early_stop=True, …``;
+    a run at every default says so; an attack robustkit does not ship shows every setting."""
+    pgd = {f.name: f.default for f in dataclasses.fields(PGD) if f.default is not dataclasses.MISSING}
+    runs = [("pgd", {**pgd, "steps": 20, "restarts": 2}), ("fgsm", {"seed": 0, "loss": "ce"}), ("mine", {"seed": 0})]
+    cells = pd.DataFrame([{"source": None, "norm": "linf", "attack": a, "settings": json.dumps({k: v for k, v in s.items() if k not in ("eps", "norm")}), "eps": 0.1}
+                          for a, s in runs])  # fmt: skip
+    shown = attack_settings(cells).set_index("attack")["settings"]
+    assert shown["pgd"] == "restarts=2, steps=20" and shown["fgsm"] == "defaults" and shown["mine"] == "seed=0"
+
+
 def test_columns_are_grouped_by_threat_model_family_with_the_worst_case_first(shared):
     from robustkit.results.leaderboard import column_groups
 
@@ -208,8 +223,15 @@ def test_columns_are_grouped_by_threat_model_family_with_the_worst_case_first(sh
     groups = column_groups(list(table.columns))
     assert [g for g, _ in groups] == ["", "Lp", "L0", ""] and [n for g, n in groups if g] == [8, 2]
     assert sum(n for _, n in groups) == len(table.columns)
-    page = render(table, "html")
-    assert '<th colspan="8" class="group">Lp</th><th colspan="2" class="group">L0</th>' in page
+    linf = white_box_rows(cells)  # a second L∞ attack: two figures at a budget, so the Lp family gets its own part
+    second = linf.assign(attack="pgd", key=linf["key"] + "-pgd", robust_accuracy=linf["robust_accuracy"] / 2)
+    page = render(leaderboard(pd.concat([_other_threats(cells), second], ignore_index=True)), "html")
+    board, *folded = page.split("<details>")
+    assert '<th colspan="4" class="group">Lp</th><th colspan="1" class="group">L0</th>' in board  # the worst cases
+    assert "fgsm" not in board and "one-pixel" not in board
+    assert [re.search(r"<summary>([^<]+)</summary>", f)[1] for f in folded] == [
+        "Lp: each attack&#x27;s robust accuracy", "What the figures depend on"]  # one-pixel alone: the board's l0 figure
+    assert "<th>fgsm l2 ε=1</th>" in folded[0] and "<th>pgd linf ε=0.1</th>" in folded[0] and "one-pixel" not in page
 
 
 def test_the_page_has_a_card_per_entry_with_its_training_and_examples(shared, tmp_path):
@@ -243,7 +265,7 @@ def test_the_header_stays_in_view_while_the_table_scrolls_in_a_real_browser(shar
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is missing: setup.sh installs it")
+            pytest.fail("chromium is missing: setup.sh --test installs it")
         pytest.skip("no chromium on this machine")
     _, cells = shared
     table = leaderboard(white_box_rows(cells))
@@ -271,3 +293,29 @@ def test_csv_and_json_round_away_float32_noise_and_keep_every_accuracy_distinct(
     assert "0.82," in csv and "0.8199999" not in csv and "0.12345," in csv and "0.12346" in csv
     records = json.loads(render(table, "json"))
     assert records[0]["clean_accuracy"] == 0.82 and records[1]["fgsm linf ε=0.1"] == 12346 / 100000
+
+
+def test_the_published_boards_page_fits_1400_px_without_scrolling_sideways(tmp_path):
+    """Issue 23: the Fashion-MNIST board (6 entries, 9 attacks, 5 threat models) at 1400 px: the board fits
+    the window; each attack's figures and the provenance are folded below it, not columns to its right."""
+    from robustkit.results.leaderboard import html_page
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: setup.sh --test installs it")
+        pytest.skip("no chromium on this machine")
+    store = Path(__file__).parent.parent / "benchmarks" / "leaderboards" / "fashion-mnist" / "results.sqlite"
+    cells = read_stores([store])
+    table = leaderboard(cells)
+    assert len(table.columns) > 30  # the wide table CSV and JSON keep
+    probe = ("<script>const t = document.getElementById('leaderboard');"
+             "document.body.setAttribute('data-board-right', Math.ceil(t.getBoundingClientRect().right));"
+             "document.body.setAttribute('data-page-width', document.documentElement.scrollWidth);</script></body>")
+    page = tmp_path / "page.html"
+    page.write_text(html_page(table, "", "fashion-mnist", settings=attack_settings(cells)).replace("</body>", probe))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--dump-dom",
+                          f"file://{page}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    right = int(re.search(r'data-board-right="(\d+)"', dom).group(1))
+    width = int(re.search(r'data-page-width="(\d+)"', dom).group(1))
+    assert right <= 1400 and width <= 1400, (right, width)

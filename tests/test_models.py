@@ -58,10 +58,19 @@ def test_seed_makes_weights_reproducible_without_touching_global_rng():
 
 
 def test_resnet18_uses_the_cifar_stem_only_for_small_inputs():
-    small = get_model("resnet18", INFOS["fashion-mnist"]).net
+    """3×3 and no max-pool up to 64 px: stride 1 at CIFAR size (the common CIFAR ResNet-18), stride 2
+    below 32 px (MNIST-size: a quarter of the compute, issue 23's first run); ImageNet's stem above."""
+    mnist = get_model("resnet18", INFOS["fashion-mnist"]).net
+    cifar = get_model("resnet18", INFOS["cifar10"]).net
     large = get_model("resnet18", INFOS["imagefolder-96px"]).net
-    assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1) and isinstance(small.maxpool, nn.Identity)
+    for small, stride in ((mnist, 2), (cifar, 1)):
+        assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (stride, stride)
+        assert isinstance(small.maxpool, nn.Identity)
     assert large.conv1.kernel_size == (7, 7) and isinstance(large.maxpool, nn.MaxPool2d)
+    features = {}
+    mnist.layer4.register_forward_hook(lambda module, inputs, output: features.update(last=output.shape))
+    mnist(torch.rand(1, 1, 28, 28))
+    assert features["last"] == (1, 512, 2, 2)  # 28 → 14 → 7 → 4 → 2
 
 
 def test_any_torchvision_classifier_by_name():

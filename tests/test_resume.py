@@ -88,10 +88,11 @@ def test_after_a_resume_time_rate_and_summary_are_the_whole_runs(tmp_path, caplo
                     resume_path=path, progress=False)  # fmt: skip
     with caplog.at_level(logging.INFO, logger="robustkit.training.loop"):
         result = train_model(dropout_model(), DATA.train, CONFIG, resume_path=path, test=DATA.test, progress=False)
-    assert result.resumed and result.seconds_here < 1.0 <= 9 * 0.2 <= result.seconds
+    # the killed part slept ≥ 9 × 0.2 s and is counted; no bound on the resumed part's own time (load decides it)
+    assert result.resumed and 0 < result.seconds_here and result.seconds - result.seconds_here >= 9 * 0.2
     assert result.images == 2 * 256 and result.images_per_second == pytest.approx(512 / result.seconds)
     epochs = sum(row["seconds"] for row in result.history)
-    assert epochs <= result.seconds and epochs == pytest.approx(result.seconds, abs=0.5)  # not just this process's
+    assert 9 * 0.2 <= epochs <= result.seconds  # the epoch rows hold the killed part's sleeps: not just this process's
     assert f"after {result.seconds:.0f} s of training (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch 2)" in caplog.text
 
 def test_fast_training_resumes_mid_epoch_exactly(tmp_path, monkeypatch):

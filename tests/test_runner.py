@@ -306,9 +306,11 @@ def test_renderers_round_trip_and_render_every_format(finished):
     from_json = pd.read_json(io.StringIO(render(table, "json")), orient="records")
     pd.testing.assert_frame_equal(from_json, table, check_dtype=False)
     markdown = render(table, "md").splitlines()
-    assert len(markdown) == 2 + len(table) and markdown[0].startswith("| rank | entry")
+    assert markdown[0].startswith("| rank | entry | clean | mean worst-case |")  # the board first, short heads
+    assert all(line.startswith("|") for line in markdown[: 2 + len(table)]) and not markdown[2 + len(table)].startswith("|")
     assert "\\begin{tabular}" in render(table, "latex")
-    assert render(table, "html").count("<tr") == 2 + len(table)  # the threat-model groups, the names, the rows
+    board = render(table, "html").split("</table>")[0]
+    assert board.count("<tr") == 2 + len(table)  # the threat-model groups, the names, the rows
     assert list(table["rank"]) == [1, 2] and set(table["entry"]) == {"lenet5", "smallcnn"}
 
 
@@ -335,16 +337,16 @@ def test_html_page_sorts_in_a_real_browser(finished, tmp_path):
     browser = chromium()
     if browser is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is missing: setup.sh installs it")
+            pytest.fail("chromium is missing: setup.sh --test installs it")
         pytest.skip("no chromium on this machine")
     folder, _, _ = finished
     cells = read_stores([folder / "full.sqlite"])
     table = leaderboard(cells)
     page = tmp_path / "page.html"
     page.write_text(html_page(table, "<svg xmlns='http://www.w3.org/2000/svg'></svg>", "tiny"))
-    column = "clean_accuracy"
+    column, head = "clean_accuracy", "clean"  # the page shows short heads
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                          f"file://{page}#sort={column}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+                          f"file://{page}#sort={head}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
     body = dom[dom.index("<tbody>") : dom.index("</tbody>")]
     entries = [re.findall(r"<td>(.*?)</td>", row)[1] for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
     assert 'data-ready="true"' in dom and 'aria-sort="descending"' in dom

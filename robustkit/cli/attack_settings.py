@@ -7,7 +7,6 @@ settings are set with ``-o KEY=VALUE``.
 
 from __future__ import annotations
 
-import ast
 from collections import defaultdict
 from typing import Any
 
@@ -15,7 +14,7 @@ import click
 import yaml
 
 from robustkit.errors import ConfigError
-from robustkit.plugin_index import builtin_entries
+from robustkit.plugin_index import builtin_entries, written_settings
 
 OWN_ARGUMENTS = ("eps", "norm", "seed", "perturbation")  # evaluate's own options, never an attack-setting flag
 
@@ -25,18 +24,11 @@ def setting_defaults() -> dict[str, dict[str, str]]:
     where the attack names the paper's settings and they differ (``100; the paper's 400``)."""
     found: dict[str, dict[str, str]] = defaultdict(dict)
     for entry in builtin_entries("attacks"):
-        paper = _written(entry.get("paper", ""))
-        for name, default in _written(entry["settings"]).items():
+        paper = written_settings(entry.get("paper", ""))
+        for name, default in written_settings(entry["settings"]).items():
             if name not in OWN_ARGUMENTS:
                 found[name][entry["name"]] = default + (f"; the paper's {paper[name]}" if name in paper else "")
     return dict(found)
-
-
-def _written(settings: str) -> dict[str, str]:
-    """``"steps=10, loss='ce'"`` → ``{"steps": "10", "loss": "'ce'"}``."""
-    if not settings:
-        return {}
-    return {k.arg: ast.unparse(k.value) for k in ast.parse(f"f({settings})", mode="eval").body.keywords}
 
 
 def add_setting_flags(command: click.Command, *, after: str) -> click.Command:

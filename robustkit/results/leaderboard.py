@@ -19,7 +19,6 @@ import base64
 import html
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,15 @@ import pandas as pd
 from robustkit.errors import ConfigError
 from robustkit.results.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
 from robustkit.results.figure_file import save_figure
+from robustkit.results import layout
 from robustkit.results.latex import tex
-from robustkit.plugin_index import find
+from robustkit.plugin_index import find, setting_defaults
 from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
 from robustkit.results.store import unpack_bits
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
-MEAN = "mean worst-case"  # the ranking key: worst-case robust accuracy averaged over the suite's ε-style (norm, ε)
+MEAN = layout.MEAN
 # Per entry, what its figures depend on besides the attacks: (table column, store column)
 PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "sample_seed"),
               ("checkpoint_sha256", "checkpoint_sha256"), ("robustkit_version", "robustkit_version"),
@@ -176,8 +176,7 @@ def _figure_name(attack: str) -> str:
     return "reliable" if attack == "ensemble" else attack
 
 
-# a figure column: "worst linf ε=0.1", "reliable l2 ε=1.5", "pgd-bpda linf ε=0.1" (names hold no spaces)
-_MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>\S+)$")
+_MEASURED = layout.MEASURED
 
 
 def _column_place(column: str) -> tuple:
@@ -207,9 +206,11 @@ def _distinct(values: pd.Series):
 
 
 def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per attack as it was run: name, norm, its ε values, on the model or transfer, every setting.
+    """One row per attack as it was run: name, norm, its ε values, on the model or transfer, and the
+    settings that differ from the attack's defaults ("defaults" when none do).
 
-    With the table's per-entry columns this is what a reader needs to reproduce a figure.
+    With the table's per-entry columns this is what a reader needs to reproduce a figure; the stored
+    cells keep every setting.
     """
     runs: dict[tuple[bool, str, str, str], set[float]] = {}
     for row in cells.itertuples():
@@ -217,9 +218,16 @@ def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
         runs.setdefault((moved, row.norm, row.attack, row.settings or "{}"), set()).add(row.eps)
     rows = [{"attack": attack, "norm": norm, "ε": ", ".join(f"{e:.4g}" for e in sorted(eps)),
              "run": "transfer" if moved else "on the model",  # not "white box": one-pixel, square… query only
-             "settings": ", ".join(f"{k}={v}" for k, v in sorted(json.loads(settings).items()))}
+             "settings": _differing(attack, json.loads(settings))}
             for (moved, norm, attack, settings), eps in sorted(runs.items())]  # fmt: skip
     return pd.DataFrame(rows, columns=["attack", "norm", "ε", "run", "settings"])
+
+
+def _differing(attack: str, settings: dict) -> str:
+    """``steps=20, restarts=2``: the settings unlike the attack's defaults (all of a plugin not built in)."""
+    defaults = setting_defaults("attacks", attack)
+    shown = {k: v for k, v in settings.items() if k not in defaults or defaults[k] != v}
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "defaults"
 
 
 def _check_verdicts(checks: pd.DataFrame, entries: pd.Index) -> pd.Series:
@@ -265,11 +273,13 @@ MACHINE_DECIMALS = 6  # CSV and JSON figures; the formats people read show 4
 def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) -> str:
     """The table as Markdown (GitHub), CSV, HTML, LaTeX or JSON (records).
 
-    CSV and JSON round figures to ``MACHINE_DECIMALS``: enough to tell apart any two accuracies over
-    up to 10⁵ samples, few enough to drop float32 noise (0.8199999928474426 is 0.82).
+    CSV and JSON are the one wide table, every column under its machine name, figures rounded to
+    ``MACHINE_DECIMALS``: enough to tell apart any two accuracies over up to 10⁵ samples, few enough
+    to drop float32 noise (0.8199999928474426 is 0.82).
 
-    Given ``settings`` (``attack_settings``), the formats people read (md, html, latex) show every
-    attack's settings below the table.
+    The formats people read (md, html, latex) lay it out in parts that fit a page (``layout``): the
+    board, each family's per-attack figures, what the figures depend on, and given ``settings``
+    (``attack_settings``) how each attack was run.
     """
     fmt = format_name(fmt)
     if fmt == "csv":
@@ -277,26 +287,48 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
     if fmt == "json":
         return table.round(MACHINE_DECIMALS).to_json(orient="records", indent=1, force_ascii=False)
     show = settings is not None and not settings.empty
-    table, numeric, legend = with_marks(table, _text)
+    marked, numeric, legend = with_marks(table, _text)
+    pieces = layout.parts(marked, lambda norm: _traits(norm)["family"])
     if fmt == "md":
+        text = [_markdown(p.shown(), _renamed(numeric, p)) + f"\n{layout.title(p)}.\n" if p.kind == "board" else
+                f"\n**{layout.title(p)}**\n\n{_markdown(p.shown(), _renamed(numeric, p))}" for p in pieces]  # fmt: skip
         legend = f"\n{legend}\n" if legend else ""
-        return _markdown(table, numeric) + legend + (f"\n**Attack settings**\n\n{_markdown(settings)}" if show else "")
+        return "".join(text) + legend + (f"\n**Attack settings** (those that differ from the attack's defaults)\n\n"
+                                         f"{_markdown(settings)}" if show else "")  # fmt: skip
     if fmt == "html":
+        text = [_html(p, _renamed(numeric, p)) + f'\n<p class="caption">{html.escape(layout.title(p))}.</p>' if p.kind == "board" else
+                f"\n<details><summary>{html.escape(layout.title(p))}</summary>\n{_html(p, _renamed(numeric, p))}</details>"
+                for p in pieces]  # fmt: skip
         legend = f'\n<p class="legend">{html.escape(legend)}</p>' if legend else ""
-        after = f"\n<h2>Attack settings</h2>\n{_html(settings, 'settings')}" if show else ""
-        return _html(table, "leaderboard") + legend + after
+        after = (f"\n<details open><summary>Attack settings (those that differ from the attack's defaults)</summary>\n"
+                 f"{_html_plain(settings, 'settings')}</details>") if show else ""  # fmt: skip
+        return "".join(text) + legend + after
+    text = [_latex(p.shown(), numeric=_renamed(numeric, p)) + f"\n{tex(layout.title(p))}.\n" if p.kind == "board" else
+            f"\n\\medskip\n\n\\textbf{{{tex(layout.title(p))}}}\n\n\\smallskip\n{_latex(p.shown(), numeric=_renamed(numeric, p))}"
+            for p in pieces]  # fmt: skip
     legend = f"\n\\smallskip\n\n{tex(legend)}\n" if legend else ""
-    after = f"\n\\medskip\n\n{_latex(settings, wrap='settings')}" if show else ""
-    return "% robustkit leaderboard: needs \\usepackage{booktabs}\n" + _latex(table, numeric=numeric) + legend + after
+    after = (f"\n\\medskip\n\n\\textbf{{{tex('Attack settings (those that differ from the defaults)')}}}\n\n\\smallskip\n"
+             f"{_latex(settings, wrap='settings')}") if show else ""  # fmt: skip
+    return "% robustkit leaderboard: needs \\usepackage{booktabs}\n" + "".join(text) + legend + after
 
 
-def _html(table: pd.DataFrame, kind: str) -> str:
-    text = table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind,
-                         table_id="leaderboard" if kind == "leaderboard" else None)  # fmt: skip
-    if kind != "leaderboard":
+def _renamed(numeric: set[str], part: layout.Part) -> set[str]:
+    """The numeric columns of ``part`` under the heads it shows."""
+    return {part.heads.get(c, c) for c in numeric if c in part.table}
+
+
+def _html(part: layout.Part, numeric: set[str]) -> str:
+    """A part as an HTML table; the board is the sortable one, its figures grouped by threat-model family."""
+    board = part.kind == "board"
+    text = _html_plain(part.shown(), "leaderboard" if board else "detail", table_id="leaderboard" if board else None)
+    if not board:
         return text
-    cells = "".join(f'<th colspan="{n}" class="group">{html.escape(name)}</th>' for name, n in column_groups(list(table.columns)))
+    cells = "".join(f'<th colspan="{n}" class="group">{html.escape(name)}</th>' for name, n in column_groups(list(part.table.columns)))
     return text.replace("<thead>", f'<thead>\n    <tr class="groups">{cells}</tr>', 1)
+
+
+def _html_plain(table: pd.DataFrame, kind: str, table_id: str | None = None) -> str:
+    return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind, table_id=table_id)
 
 
 def _text(value) -> str:
@@ -447,8 +479,7 @@ figure svg {{ max-width: 100%; height: auto; }}
 .card figure {{ margin: 0; font-size: 12px; }} .card img {{ image-rendering: pixelated; display: block; }}
 </style></head><body>
 <h1>{title}</h1>
-<p>Ranked by the mean worst case over the suite's (norm, ε): at each, a sample counts as robust only if every
-attack failed on it. Click a column to sort.</p>
+<p>Click a column to sort; each attack's own figures, what they depend on and the settings are folded below the board.</p>
 {table}
 <figure>{plot}</figure>
 {extra}
@@ -526,7 +557,7 @@ def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:
         elif fmt == "csv":
             parts.append(frame.assign(attack=title).round(MACHINE_DECIMALS).to_csv(index=False))
         else:
-            parts.append(f"<h2>transfer: {html.escape(title)}</h2>\n{_html(frame, 'transfer')}")
+            parts.append(f"<h2>transfer: {html.escape(title)}</h2>\n{_html_plain(frame, 'transfer')}")
     return "\n".join(parts)
 
 
