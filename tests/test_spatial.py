@@ -275,17 +275,26 @@ def test_robustkit_evaluate_runs_the_spatial_attack(tmp_path):
     assert bad.exit_code == 1 and "a rotation budget beyond 180°" in bad.output and "Traceback" not in bad.output
 
 
-def test_the_fashion_mnist_suite_has_a_spatial_column_with_a_stable_key():
+def test_the_fashion_mnist_suite_has_a_spatial_column_with_a_stable_key(tmp_path):
     from pathlib import Path
+
+    import yaml
 
     from robustkit.suites.spec import load_suite
 
-    suite = load_suite(Path(__file__).parents[1] / "benchmarks/suites/fashion-mnist.yaml")
+    path = Path(__file__).parents[1] / "benchmarks/suites/fashion-mnist.yaml"
+    suite = load_suite(path)
     cells = [c for c in suite.cells() if c.attack.norm == "spatial"]
-    assert len(cells) == len(suite.models) and cells[0].eps == 30
-    assert cells[0].threat.describe() == {"norm": "spatial", "eps": 30.0, "translation": 3.0, "scale": 0.0}
-    assert cells[0].title == "smallcnn × spatial spatial ±30° ±3px"
-    assert cells[0].key("abc") == "543d05bf30d9a4bbbda52502"  # computed once: a changed key would re-run stored cells
+    assert len(cells) == len(suite.models) and cells[0].eps == 10  # issue 23: ±30°, ±3 px fooled every model
+    assert cells[0].threat.describe() == {"norm": "spatial", "eps": 10.0, "translation": 1.0, "scale": 0.0}
+    assert cells[0].title == "smallcnn × spatial spatial ±10° ±1px"
+    # the key of a cell stored under the earlier budget is what it was: stored cells are found, not re-run
+    earlier = yaml.safe_load(path.read_text())
+    earlier["attacks"] = [{"attack": "spatial", "norm": "spatial", "eps": [30], "settings": {"translation": 3}}]
+    (tmp_path / "earlier.yaml").write_text(yaml.safe_dump(earlier))
+    first = load_suite(tmp_path / "earlier.yaml").cells()[0]
+    assert first.title == "smallcnn × spatial spatial ±30° ±3px"
+    assert first.key("abc") == "543d05bf30d9a4bbbda52502"  # computed once: a changed key would re-run stored cells
 
 
 def test_a_tiny_suite_with_a_spatial_column_runs_stores_and_ranks(tmp_path, monkeypatch):
