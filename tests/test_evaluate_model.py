@@ -86,7 +86,7 @@ def test_every_kind_of_run_appends_to_one_file_and_a_store_feeds_the_leaderboard
     assert rows["source"].tolist()[1] == "lenet5" and json.loads(rows["extra"].iloc[2])["checks"] == "ok"
     board = run("leaderboard", str(store))
     assert board.exit_code == 0, board.output
-    assert "lenet5" in board.output and "worst linf" in board.output and "checks" in board.output
+    assert "lenet5" in board.output and "| linf ε=0.1 |" in board.output and "Worst case per threat model" in board.output and "checks" in board.output
 
 
 @pytest.mark.parametrize("content, name", [("a,b\n1,2\n", "old.csv"), ('[{"model": "x", "attack_settings": "{}"}]', "old.json"),
