@@ -286,30 +286,52 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
         return table.round(MACHINE_DECIMALS).to_csv(index=False)
     if fmt == "json":
         return table.round(MACHINE_DECIMALS).to_json(orient="records", indent=1, force_ascii=False)
-    show = settings is not None and not settings.empty
+    settings = settings if settings is not None and not settings.empty else None
     marked, numeric, legend = with_marks(table, _text)
     pieces = layout.parts(marked, lambda norm: _traits(norm)["family"])
-    if fmt == "md":
-        text = [_markdown(p.shown(), _renamed(numeric, p)) + f"\n{layout.title(p)}.\n" if p.kind == "board" else
-                f"\n**{layout.title(p)}**\n\n{_markdown(p.shown(), _renamed(numeric, p))}" for p in pieces]  # fmt: skip
-        legend = f"\n{legend}\n" if legend else ""
-        return "".join(text) + legend + (f"\n**Attack settings** (those that differ from the attack's defaults)\n\n"
-                                         f"{_markdown(settings)}" if show else "")  # fmt: skip
-    if fmt == "html":
-        text = [_html(p, _renamed(numeric, p)) + f'\n<p class="caption">{html.escape(layout.title(p))}.</p>' if p.kind == "board" else
-                f"\n<details><summary>{html.escape(layout.title(p))}</summary>\n{_html(p, _renamed(numeric, p))}</details>"
-                for p in pieces]  # fmt: skip
-        legend = f'\n<p class="legend">{html.escape(legend)}</p>' if legend else ""
-        after = (f"\n<details open><summary>Attack settings (those that differ from the attack's defaults)</summary>\n"
-                 f"{_html_plain(settings, 'settings')}</details>") if show else ""  # fmt: skip
-        return "".join(text) + legend + after
-    text = [_latex(p.shown(), numeric=_renamed(numeric, p)) + f"\n{tex(layout.title(p))}.\n" if p.kind == "board" else
-            f"\n\\medskip\n\n\\textbf{{{tex(layout.title(p))}}}\n\n\\smallskip\n{_latex(p.shown(), numeric=_renamed(numeric, p))}"
-            for p in pieces]  # fmt: skip
-    legend = f"\n\\smallskip\n\n{tex(legend)}\n" if legend else ""
-    after = (f"\n\\medskip\n\n\\textbf{{{tex('Attack settings (those that differ from the defaults)')}}}\n\n\\smallskip\n"
-             f"{_latex(settings, wrap='settings')}") if show else ""  # fmt: skip
-    return "% robustkit leaderboard: needs \\usepackage{booktabs}\n" + "".join(text) + legend + after
+    return {"md": _render_markdown, "html": _render_html, "latex": _render_latex}[fmt](pieces, numeric, legend, settings)
+
+
+SETTINGS_TITLE = "Attack settings (those that differ from the attack's defaults)"
+
+
+def _render_markdown(pieces: list[layout.Part], numeric: set[str], legend: str, settings: pd.DataFrame | None) -> str:
+    """The board first (its header is the text's first line), its caption, then each part under a bold title."""
+    text = []
+    for part in pieces:
+        table = _markdown(part.shown(), _renamed(numeric, part))
+        text.append(f"{table}\n{layout.title(part)}.\n" if part.kind == "board" else f"\n**{layout.title(part)}**\n\n{table}")
+    text += [f"\n{legend}\n"] if legend else []
+    text += [f"\n**{SETTINGS_TITLE}**\n\n{_markdown(settings)}"] if settings is not None else []
+    return "".join(text)
+
+
+def _render_html(pieces: list[layout.Part], numeric: set[str], legend: str, settings: pd.DataFrame | None) -> str:
+    """The sortable board and its caption; every other part folded under its title (the settings open)."""
+    text = []
+    for part in pieces:
+        table, title = _html(part, _renamed(numeric, part)), html.escape(layout.title(part))
+        text.append(f'{table}\n<p class="caption">{title}.</p>' if part.kind == "board" else
+                    f"\n<details><summary>{title}</summary>\n{table}</details>")  # fmt: skip
+    text += [f'\n<p class="legend">{html.escape(legend)}</p>'] if legend else []
+    if settings is not None:
+        text.append(f"\n<details open><summary>{html.escape(SETTINGS_TITLE)}</summary>\n{_html_plain(settings, 'settings')}</details>")
+    return "".join(text)
+
+
+def _render_latex(pieces: list[layout.Part], numeric: set[str], legend: str, settings: pd.DataFrame | None) -> str:
+    """One booktabs tabular per part, the board first; the rest under bold titles."""
+    text = ["% robustkit leaderboard: needs \\usepackage{booktabs}\n"]
+    for part in pieces:
+        table = _latex(part.shown(), numeric=_renamed(numeric, part))
+        text.append(f"{table}\n{tex(layout.title(part))}.\n" if part.kind == "board" else _latex_titled(layout.title(part), table))
+    text += [f"\n\\smallskip\n\n{tex(legend)}\n"] if legend else []
+    text += [_latex_titled(SETTINGS_TITLE, _latex(settings, wrap="settings"))] if settings is not None else []
+    return "".join(text)
+
+
+def _latex_titled(title: str, table: str) -> str:
+    return f"\n\\medskip\n\n\\textbf{{{tex(title)}}}\n\n\\smallskip\n{table}"
 
 
 def _renamed(numeric: set[str], part: layout.Part) -> set[str]:
