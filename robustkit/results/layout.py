@@ -12,8 +12,8 @@ the board, ``patch patch ε=4`` is ``patch ε=4`` and ``fooling-rate fooling ε=
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pandas as pd
 
