@@ -285,3 +285,24 @@ def test_no_train_suggests_the_command_that_makes_exactly_the_missing_checkpoint
     assert run(*EVAL, *wanted, "--no-train").exit_code == 0  # the checkpoint it wrote is the one that was missing
     assert run(*EVAL, "--model", "lenet5", "--defense", "madry", "--eps", "0.05", "--defense-eps", "0.1", "--no-train").exit_code == 0
     assert [eps_text(e) for e in (8 / 255, 0.1, 0.2, 0.05, 2 / 255)] == ["8/255", "0.1", "0.2", "0.05", "2/255"]
+
+
+def test_a_changed_architecture_never_takes_a_checkpoint_of_the_one_before(isolated_home):
+    """ResNet-18's stem got stride 2 below 32 px (revision 2): a revision-1 checkpoint has the same shapes and
+    would load without error into the new network, so the cache names the revision and never looks at it."""
+    from defenses import MadryTraining
+
+    old = pipeline.cache_path(DATA, "lenet5", None).with_name("resnet18-none.safetensors")
+    assert pipeline.cache_path(DATA, "resnet18", None).name == "resnet18-none-rev2.safetensors" != old.name
+    madry = pipeline.cache_path(DATA, "resnet18", MadryTraining(eps=0.1), {"epochs": 5}).name
+    assert madry.startswith("resnet18-madry-") and "-rev2-recipe" in madry
+    assert pipeline.cache_path(DATA, "lenet5", None).name == "lenet5-none.safetensors"  # unchanged models: as before
+    save_checkpoint(get_model("resnet18", DATA.info, seed=0), old, CheckpointRecord(model="resnet18", dataset=DATA.info.name, dataset_info=DATA.info.to_dict()))
+    calls = []
+    real = pipeline.train_model
+    pipeline.train_model = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        resolve_model("resnet18", DATA)  # the default recipe: the path the revision-1 file sits beside
+    finally:
+        pipeline.train_model = real
+    assert calls == [1]  # trained anew: the revision-1 file was not taken

@@ -82,5 +82,12 @@ def train_recipe(name: str) -> dict[str, Any]:
     return dict(getattr(MODELS.get(name), "train_recipe", {}))
 
 
+def model_revision(name: str) -> int:
+    """Which revision of a registered architecture its builder makes (1 unless it changed since release)."""
+    if model_source(name) is not None:
+        return 1
+    return int(getattr(MODELS.get(name), "revision", 1))
+
+
 __all__ = ["MODELS", "Normalize", "SOURCES", "TORCHVISION_PREFIX", "check_model_name", "get_model", "model_name",
-           "model_source", "train_recipe"]
+           "model_revision", "model_source", "train_recipe"]

@@ -31,3 +31,4 @@ def resnet18(info: DatasetInfo) -> nn.Module:
 
 
 resnet18.train_recipe = {"epochs": 1}
+resnet18.revision = 2  # 2: stride-2 stem below 32 px; a revision-1 checkpoint loads into it without error, wrongly

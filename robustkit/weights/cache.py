@@ -18,7 +18,7 @@ from robustkit.training import distributed
 from robustkit.weights.checkpoint import CheckpointRecord, read_record, save_checkpoint
 from robustkit.data.base import ImageDataset
 from robustkit.errors import CheckpointError
-from robustkit.models import get_model
+from robustkit.models import get_model, model_revision
 from robustkit.training.loop import NOT_RECIPE, TrainConfig, TrainResult, train_model
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,15 @@ def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, rec
     A defense that trains no weights (an input transform) shares the undefended model's checkpoint.
     Overrides that change the default recipe (``train:`` in a suite, ``--epochs`` etc. on ``train``)
     get a path of their own (``recipe_tag``), so a checkpoint of one recipe never replaces another's.
+    A model whose architecture changed since its first release (``revision`` ≥ 2) names its revision,
+    so a checkpoint of the earlier architecture, which may load into the new one without a shape
+    error, is never taken for it.
     """
     trained = defense is not None and defense.trains_weights
-    tag = "-".join(t for t in (defense.tag() if trained else None, recipe_tag(model_name, defense, recipe)) if t) or None
+    revision = model_revision(model_name)
+    parts = (defense.tag() if trained else None, f"rev{revision}" if revision > 1 else None,
+             recipe_tag(model_name, defense, recipe))  # fmt: skip
+    tag = "-".join(t for t in parts if t) or None
     return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
 
 

@@ -4,12 +4,14 @@ that writes exactly that checkpoint, and the checkpoints of the same model and d
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 from typing import Any
 
 from robustkit import paths
 from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
+from robustkit.models import model_revision
 from robustkit.threats import DEFAULT_NORM
 from robustkit.weights.cache import departures
 
@@ -64,8 +66,10 @@ def _other_budgets(model_name: str, data: ImageDataset, defense: Defense) -> lis
     """The ε (and norm, where not L∞) of the cached checkpoints of this model and defense."""
     untagged = paths.checkpoint_path(data.info.name, model_name, defense.name)  # <model>-<defense>, slugged
     pattern = glob.escape(str(untagged.with_suffix("")) + "-") + "*.safetensors"
-    budgets = []
-    for path in sorted(glob.glob(pattern)):
+    budgets, revision = [], model_revision(model_name)
+    for path in map(Path, sorted(glob.glob(pattern))):
+        if revision > 1 and f"-rev{revision}" not in path.name:
+            continue  # a checkpoint of the architecture before (``cache_path``)
         record = read_record(path)
         if record is None or record.model != model_name or record.defense != defense.name:
             continue
