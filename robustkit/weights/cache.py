@@ -46,6 +46,12 @@ def departures(model_name: str, defense: Defense | None, overrides: dict[str, An
             if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)}  # fmt: skip
 
 
+def revision_tag(model_name: str) -> str | None:
+    """``rev2`` for an architecture changed since its first release (``model_revision``), else None."""
+    revision = model_revision(model_name)
+    return f"rev{revision}" if revision > 1 else None
+
+
 def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None = None) -> Path:
     """The cached checkpoint of (dataset, model, defense, its threat model, training overrides).
 
@@ -57,9 +63,7 @@ def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, rec
     error, is never taken for it.
     """
     trained = defense is not None and defense.trains_weights
-    revision = model_revision(model_name)
-    parts = (defense.tag() if trained else None, f"rev{revision}" if revision > 1 else None,
-             recipe_tag(model_name, defense, recipe))  # fmt: skip
+    parts = (defense.tag() if trained else None, revision_tag(model_name), recipe_tag(model_name, defense, recipe))
     tag = "-".join(t for t in parts if t) or None
     return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
 

@@ -11,9 +11,8 @@ from robustkit import paths
 from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
-from robustkit.models import model_revision
 from robustkit.threats import DEFAULT_NORM
-from robustkit.weights.cache import departures
+from robustkit.weights.cache import departures, revision_tag
 
 # training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
 _TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
@@ -66,9 +65,9 @@ def _other_budgets(model_name: str, data: ImageDataset, defense: Defense) -> lis
     """The ε (and norm, where not L∞) of the cached checkpoints of this model and defense."""
     untagged = paths.checkpoint_path(data.info.name, model_name, defense.name)  # <model>-<defense>, slugged
     pattern = glob.escape(str(untagged.with_suffix("")) + "-") + "*.safetensors"
-    budgets, revision = [], model_revision(model_name)
+    budgets, revision = [], revision_tag(model_name)
     for path in map(Path, sorted(glob.glob(pattern))):
-        if revision > 1 and f"-rev{revision}" not in path.name:
+        if revision and f"-{revision}" not in path.name:
             continue  # a checkpoint of the architecture before (``cache_path``)
         record = read_record(path)
         if record is None or record.model != model_name or record.defense != defense.name:
