@@ -231,6 +231,21 @@ def test_after_a_cell_changes_the_leaderboards_count_only_its_newest_evaluation(
     pd.testing.assert_frame_equal(without_timing(pd.read_csv(io.StringIO(merged.stdout))), expected, check_dtype=False)
 
 
+def test_a_shard_says_the_other_shards_cells_are_left_out_not_that_they_are_older(finished, shared_home, tmp_path):
+    """Shards sharing one store: a shard's own board leaves out the other shards' cells, which are the
+    same weights and settings; it says so, and which command ranks them all."""
+    folder, suite, _ = finished
+    store = tmp_path / "shared.sqlite"
+    shutil.copy(folder / "full.sqlite", store)
+    mine = run_suite(suite, store, device=CPU, shard=(0, 3), progress=False)  # every cell already held
+    assert mine.evaluated == 0 and 0 < mine.skipped < 10
+    shard = CliRunner().invoke(main, ["benchmark", str(folder / "suite.yaml"), "--store", str(store), "--shard", "0/3",
+                                      "--device", "cpu"])  # fmt: skip
+    assert shard.exit_code == 0, shard.output
+    assert f"{10 - mine.skipped} other cells of suite tiny" in shard.stderr and "from the other shards" in shard.stderr
+    assert "older cells" not in shard.stderr and f"robustkit leaderboard {store} --suite tiny" in shard.stderr
+
+
 def test_sharded_runs_merged_equal_the_unsharded_run(finished, shared_home, tmp_path):
     folder, suite, _ = finished
     shards = [tmp_path / f"shard{i}.sqlite" for i in range(3)]

@@ -85,7 +85,11 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     cells, checks = read_stores([store]), read_stores([store], "checks")
     older = int(((cells["suite"] == suite.name) & ~cells["key"].isin(summary.keys)).sum())
     cells, checks = cells[cells["key"].isin(summary.keys)], checks[checks["key"].isin(summary.keys)]
-    if older:
+    if older and count > 1:  # the other shards' cells are not older: say where the whole board is
+        click.echo(f"(this shard's cells only: {older} other cells of suite {suite.name} in the store, from the other "
+                   f"shards or from other weights or settings, are left out; `robustkit leaderboard {store} --suite "
+                   f"{suite.name}` ranks the newest of them all)", err=True)  # fmt: skip
+    elif older:
         click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
                    "are left out of this leaderboard)", err=True)  # fmt: skip
     published = read_published(suite.published) if suite.published is not None else None
