@@ -111,3 +111,27 @@ def test_two_torchrun_processes_give_the_same_per_sample_outcomes_as_one(tmp_pat
         one = _outcomes(attack, images, labels, 120)[1]
         assert torch.equal(one, two[name]), name
         assert 0 < one.sum() < len(one)
+
+
+_LEAVE_SCRIPT = textwrap.dedent("""
+    import atexit, torch, torch.distributed as dist
+    from robustkit.training import distributed
+    distributed.init_from_env(torch.device("cpu"))
+    assert dist.is_initialized()
+    distributed.all_reduce_sum(torch.ones(1))  # work the gloo threads have seen
+    rank = distributed.rank()
+    atexit._run_exitfuncs()  # what the interpreter runs at exit, before its teardown
+    assert not dist.is_initialized(), "the process group was left to interpreter teardown"
+    print("left", rank)
+""")
+
+
+@pytest.mark.slow
+def test_a_torchrun_process_destroys_its_process_group_at_exit_not_in_teardown(tmp_path):
+    """Issue 23 (item 15): a finished two-process run once aborted at exit (SIGABRT in both ranks,
+    "terminate called without an active exception"): gloo's process group was left to interpreter
+    teardown. ``init_from_env`` registers its destruction at exit; this fails without that."""
+    script = tmp_path / "leave.py"
+    script.write_text(_LEAVE_SCRIPT)
+    done = torchrun([str(script)])
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("left")) == ["left 0", "left 1"]
