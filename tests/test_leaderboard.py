@@ -319,3 +319,18 @@ def test_the_published_boards_page_fits_1400_px_without_scrolling_sideways(tmp_p
     right = int(re.search(r'data-board-right="(\d+)"', dom).group(1))
     width = int(re.search(r'data-page-width="(\d+)"', dom).group(1))
     assert right <= 1400 and width <= 1400, (right, width)
+
+
+def test_the_seconds_column_is_whole_seconds_summed_over_an_entrys_cells(shared):
+    """A timing is not a figure: the board prints each entry's attack time as whole seconds (issue 23 saw
+    `261.9794`), the sum of its white-box cells' times as the store holds them."""
+    store, cells = shared
+    markdown = invoke(store, "--suite", "mine").output
+    heads = [h.strip() for h in markdown.splitlines()[0].strip("|").split("|")]
+    column = heads.index("seconds")
+    for line in markdown.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        row = [c.strip() for c in line.strip().strip("|").split("|")]
+        spent = white_box_rows(cells)[white_box_rows(cells)["entry"] == row[heads.index("entry")]]["seconds"].sum()
+        assert row[column] == str(round(spent)) and "." not in row[column]

@@ -306,3 +306,85 @@ def test_a_changed_architecture_never_takes_a_checkpoint_of_the_one_before(isola
     finally:
         pipeline.train_model = real
     assert calls == [1]  # trained anew: the revision-1 file was not taken
+
+
+def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(monkeypatch):
+    """A path names only what departs from today's defaults: when lenet5's default lr changes, the checkpoint
+    trained at the old lr must not pass for the new recipe (issue 23). Its record says how it was trained."""
+    from robustkit.models import MODELS
+    from robustkit.weights.cache import same_recipe, stale_reason
+    from robustkit.errors import CheckpointError
+
+    model, record, _, path = pipeline.train_and_save("lenet5", DATA, device=torch.device("cpu"))
+    assert path == pipeline.cache_path(DATA, "lenet5", None) and record.train_settings["lr"] == 0.05
+    assert stale_reason(path, record, DATA, "lenet5", None) is None
+    assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
+    seeded = CheckpointRecord(**{**record.__dict__, "train_settings": {**record.train_settings, "seed": 3}})
+    assert stale_reason(path, seeded, DATA, "lenet5", None) is None  # another draw of the same recipe
+
+    monkeypatch.setattr(MODELS.get("lenet5"), "train_recipe", {"epochs": 4, "lr": 0.02})  # the default changes
+    assert pipeline.cache_path(DATA, "lenet5", None) == path  # … and the path does not
+    with pytest.raises(CheckpointError, match="trained with lr 0.05"):
+        resolve_model("lenet5", DATA, allow_train=False)
+    stale = run(*EVAL, "--model", "lenet5", "--no-train")
+    assert stale.exit_code == 1 and len(stale.output.strip().splitlines()) == 1, stale.output
+    assert "no longer matches the recipe" in stale.output and "`robustkit train --model lenet5 --dataset synthetic --force`" in stale.output
+    assert not same_recipe(record, pipeline.TrainConfig.for_model("lenet5"), len(DATA.train), None)
+
+
+def test_a_defense_setting_off_its_default_names_a_checkpoint_of_its_own(monkeypatch):
+    """madry steps 3 trains other weights than madry's default steps 7: it gets its own path, the hint for the
+    missing file names --steps 3 and writes that file, and a steps-3 file at the default path is refused."""
+    import shlex
+    import re
+
+    from defenses import MadryTraining
+    from robustkit.errors import CheckpointError
+    from robustkit.training.loop import TrainResult
+    from robustkit.weights.missing import missing_hint
+
+    default, three = MadryTraining(eps=0.1), MadryTraining(eps=0.1, steps=3)
+    assert pipeline.cache_path(DATA, "lenet5", MadryTraining(eps=0.1, steps=7)) == pipeline.cache_path(DATA, "lenet5", default)
+    assert pipeline.cache_path(DATA, "lenet5", three) != pipeline.cache_path(DATA, "lenet5", default)
+    assert pipeline.cache_path(DATA, "lenet5", three, {"epochs": 2}) not in {
+        pipeline.cache_path(DATA, "lenet5", three), pipeline.cache_path(DATA, "lenet5", default, {"epochs": 2})}
+    command = re.search(r"`robustkit (train [^`]*)`", missing_hint("lenet5", DATA, three, None))[1]
+    assert "--steps 3" in command
+    fake = TrainResult(history=[{"epoch": 1, "train_accuracy": 0.5, "seconds": 1.0}], test_accuracy=0.5, seconds=1.0)
+    monkeypatch.setattr(MadryTraining, "fit", lambda self, model, train, **kw: fake)  # the paths are what is tested
+    assert run(*shlex.split(command)).exit_code == 0
+    found = resolve_model("lenet5", DATA, defense=three, allow_train=False)
+    assert found.provenance.path == pipeline.cache_path(DATA, "lenet5", three) and found.record.defense_settings["steps"] == 3
+
+    at_default = pipeline.cache_path(DATA, "lenet5", default)  # a steps-3 training written where steps 7 belongs
+    assert run(*shlex.split(command), "--out", str(at_default)).exit_code == 0
+    with pytest.raises(CheckpointError, match="madry.steps 3|steps 3"):
+        resolve_model("lenet5", DATA, defense=default, allow_train=False)
+    replaced = run("train", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry", "--out", str(at_default))
+    assert replaced.exit_code == 1 and "another recipe" in replaced.output  # never overwritten unasked
+
+
+def test_train_waits_for_a_process_training_the_same_checkpoint(monkeypatch):
+    """`robustkit train` writing into the cache takes the runner's lock (issue 23): beside a shard training the same
+    file it waits rather than train a second copy at once; the resolver, which already holds the lock, passes."""
+    import fcntl
+    import threading
+    import time
+
+    path = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    said = []
+    monkeypatch.setattr(pipeline.log, "info", lambda message, *args: said.append(message % args))
+    with open(path.parent / f"{path.name}.lock", "a") as other:  # the other process's hold
+        fcntl.flock(other, fcntl.LOCK_EX)
+        done = []
+        worker = threading.Thread(target=lambda: done.append(run("train", "--model", "lenet5", "--dataset", "synthetic",
+                                                                 "--epochs", "1")))  # fmt: skip
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not any("another process is training" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"another process is training {path.name}; waiting for it" in said and not path.exists() and not done
+    worker.join(120)
+    assert done and done[0].exit_code == 0 and path.is_file()
+    assert resolve_model("lenet5", DATA, recipe={"epochs": 1}, allow_train=False).provenance.path == path

@@ -139,6 +139,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
     table = cells.groupby("entry", sort=False).agg(model=("model", "first"), defense=("defense", "first"),
                                                    clean_accuracy=("clean_accuracy", "first"),
                                                    attack_seconds=("seconds", "sum"))  # fmt: skip
+    table["attack_seconds"] = table["attack_seconds"].round().astype("Int64")  # whole seconds: a timing, not a figure
     provenance = cells.groupby("entry", sort=False).agg(**{c: (source, _distinct) for c, source in PROVENANCE})
     classes, cells = cells[rated(cells)], cells[~rated(cells)]
     worst = worst_case(cells)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import torch
 from torch import nn
@@ -17,7 +25,7 @@ from robustkit import paths
 from robustkit.training import distributed
 from robustkit.weights.checkpoint import CheckpointRecord, read_record, save_checkpoint
 from robustkit.data.base import ImageDataset
-from robustkit.errors import CheckpointError
+from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import get_model, model_revision
 from robustkit.training.loop import NOT_RECIPE, TrainConfig, TrainResult, train_model
 
@@ -30,9 +38,11 @@ def recipe_tag(model_name: str, defense: Defense | None, overrides: dict[str, An
 
     The defaults are filled in first: an override equal to the model's or the defense's own value
     (``--lr 0.05`` on lenet5, whose recipe says 0.05) changes nothing, so equal trainings share one
-    path. Settings that leave the weights alone (``checkpoint_every``) name nothing either.
+    path. Settings that leave the weights alone (``checkpoint_every``) name nothing either. A defense
+    setting other than its own default (madry ``steps 3``) changes the weights as much, so it counts too.
     """
     changed = departures(model_name, defense, overrides)
+    changed.update({f"{defense.name}.{k}": v for k, v in defense_departures(defense).items()})
     if not changed:
         return None
     return "recipe" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
@@ -44,6 +54,14 @@ def departures(model_name: str, defense: Defense | None, overrides: dict[str, An
     default = TrainConfig.for_model(model_name, trained).recipe()
     return {k: v for k, v in (overrides or {}).items()
             if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)}  # fmt: skip
+
+
+def defense_departures(defense: Defense | None) -> dict[str, Any]:
+    """The settings of a weight-training defense that differ from its own defaults at its ε and norm."""
+    if defense is None or not defense.trains_weights:
+        return {}
+    default = type(defense)(eps=defense.eps, norm=defense.norm).settings()
+    return {k: v for k, v in defense.settings().items() if v != default.get(k)}
 
 
 def revision_tag(model_name: str) -> str | None:
@@ -68,10 +86,74 @@ def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, rec
     return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
 
 
-def same_recipe(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None) -> bool:
-    """Whether a cached checkpoint was trained exactly as ``config`` would train (device and history aside)."""
+def same_recipe(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None,
+                defense: Defense | None = None) -> bool:  # fmt: skip
+    """Whether a cached checkpoint was trained exactly as ``config`` (under ``defense``) would train
+    (device and history aside)."""
     wanted = {**config.recipe(), "n_train": n_train, "pretrained": weights}
-    return all(record.train_settings.get(k) == v for k, v in wanted.items())
+    same_defense = record.defense == (defense.name if defense else "none") and (
+        defense is None or record.defense_settings == defense.settings())
+    return same_defense and all(record.train_settings.get(k) == v for k, v in wanted.items())
+
+
+def stale_reason(path: Path, record: CheckpointRecord, data: ImageDataset, model_name: str,
+                 defense: Defense | None) -> str | None:  # fmt: skip
+    """Why a cached checkpoint no longer stands for the recipe its path names, else None.
+
+    A path names only what departs from today's defaults, so when a default changes (a model's lr, a
+    defense's steps) a checkpoint trained under the old one would be taken silently. Its record says how
+    it was trained: the path those settings give today must be its own. A record that does not say
+    (hand-made, or from before records held every setting) is not judged. The seed is a draw, not a recipe.
+    """
+    settings = record.train_settings or {}
+    keys = [k for k in TrainConfig().recipe() if k != "seed"]
+    if any(k not in settings for k in keys):
+        return None
+    recorded = {k: settings[k] for k in keys}
+    n_train = settings.get("n_train")
+    recorded["n_train"] = None if n_train in (None, len(data.train)) else n_train
+    recorded["weights"] = settings.get("pretrained")
+    trained = defense if defense is not None and defense.trains_weights else None
+    if trained is not None and record.defense_settings:
+        try:
+            trained = dataclasses.replace(trained, **record.defense_settings)
+        except (TypeError, ValueError, ConfigError) as error:
+            return f"its record's {trained.name} settings are not today's ({error})"
+    if cache_path(data, model_name, trained, recorded) == path:
+        return None
+    changed = {**departures(model_name, trained, recorded), **defense_departures(trained)}
+    said = ", ".join(f"{k} {v}" for k, v in changed.items()) or "every setting at its default"
+    return f"its record says it was trained with {said}, which today names {cache_path(data, model_name, trained, recorded).name}"
+
+
+_HELD: set[Path] = set()  # checkpoints whose training lock this process holds (``resolve_model`` → ``train_and_save``)
+
+
+@contextmanager
+def training_lock(checkpoint: Path) -> Iterator[None]:
+    """One trainer per checkpoint among processes of one machine (``--shard i/n`` run in parallel, or
+    ``robustkit train`` beside a suite): the others wait, then load its weights rather than train their own
+    (on a GPU, training is not bit-reproducible, so two trainers would write two different checkpoints for
+    one entry). Taken again by the process that holds it, it lets it through.
+
+    Not under torchrun, whose ranks train one model together, and not where ``fcntl`` is missing (Windows).
+    """
+    key = checkpoint.resolve()
+    if distributed.world_size() > 1 or fcntl is None or key in _HELD:
+        yield
+        return
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with open(checkpoint.parent / f"{checkpoint.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is training %s; waiting for it", checkpoint.name)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if that process dies
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
 
 
 def train_and_save(
@@ -107,35 +189,36 @@ def train_and_save(
     recipe = {k: v for k, v in {**overrides, "n_train": n_train, "weights": weights}.items() if v is not None}
     path = Path(out) if out else cache_path(data, model_name, defense, recipe)
     resume_path = path.with_name(path.name + ".resume.pt")
-    existing = read_record(path) if path.is_file() and not (force or resume) else None
-    if existing is not None and not same_recipe(existing, config, len(train_split), weights):
-        raise CheckpointError(f"{path} holds a checkpoint trained with another recipe ({existing.epochs} epochs, "
-                              f"accuracy {existing.clean_accuracy}); write elsewhere with --out, or replace it "
-                              "with --force")  # fmt: skip
-    model = get_model(model_name, data.info, seed=seed, weights=weights)
-    if not resume and distributed.is_main() and resume_path.exists():
-        log.warning("%s holds an interrupted run; starting over (pass --resume to continue it)", resume_path)
-        resume_path.unlink()
-    distributed.barrier()  # every rank, always: a barrier only some ranks reach hangs the run
-    fit_kwargs = dict(info=data.info, test=data.test, device=device, resume_path=resume_path)
-    if defense is None:
-        result = train_model(model, train_split, config, **fit_kwargs)
-    else:
-        result = defense.fit(model, train_split, config=config, **fit_kwargs)
-    record = CheckpointRecord(
-        model=model_name,
-        dataset=data.info.name,
-        dataset_info=data.info.to_dict(),
-        defense=defense.name if defense else "none",
-        defense_settings=defense.settings() if defense else {},
-        train_settings={**asdict(config), "n_train": len(train_split), "pretrained": weights, "device": str(device),
-                        "processes": distributed.world_size(), "history": result.history,
-                        "stopped_by_guard": result.stopped_early},  # fmt: skip
-        epochs=len(result.history),
-        seed=seed,
-        clean_accuracy=result.test_accuracy,
-    )
-    if distributed.is_main():
-        save_checkpoint(model, path, record)
-        resume_path.unlink(missing_ok=True)
+    with training_lock(path):  # the same one the resolver takes: one trainer per file
+        existing = read_record(path) if path.is_file() and not (force or resume) else None
+        if existing is not None and not same_recipe(existing, config, len(train_split), weights, defense):
+            raise CheckpointError(f"{path} holds a checkpoint trained with another recipe ({existing.epochs} epochs, "
+                                  f"accuracy {existing.clean_accuracy}); write elsewhere with --out, or replace it "
+                                  "with --force")  # fmt: skip
+        model = get_model(model_name, data.info, seed=seed, weights=weights)
+        if not resume and distributed.is_main() and resume_path.exists():
+            log.warning("%s holds an interrupted run; starting over (pass --resume to continue it)", resume_path)
+            resume_path.unlink()
+        distributed.barrier()  # every rank, always: a barrier only some ranks reach hangs the run
+        fit_kwargs = dict(info=data.info, test=data.test, device=device, resume_path=resume_path)
+        if defense is None:
+            result = train_model(model, train_split, config, **fit_kwargs)
+        else:
+            result = defense.fit(model, train_split, config=config, **fit_kwargs)
+        record = CheckpointRecord(
+            model=model_name,
+            dataset=data.info.name,
+            dataset_info=data.info.to_dict(),
+            defense=defense.name if defense else "none",
+            defense_settings=defense.settings() if defense else {},
+            train_settings={**asdict(config), "n_train": len(train_split), "pretrained": weights, "device": str(device),
+                            "processes": distributed.world_size(), "history": result.history,
+                            "stopped_by_guard": result.stopped_early},  # fmt: skip
+            epochs=len(result.history),
+            seed=seed,
+            clean_accuracy=result.test_accuracy,
+        )
+        if distributed.is_main():
+            save_checkpoint(model, path, record)
+            resume_path.unlink(missing_ok=True)
     return model.eval(), record, result, path

@@ -12,7 +12,7 @@ from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
 from robustkit.threats import DEFAULT_NORM
-from robustkit.weights.cache import departures, revision_tag
+from robustkit.weights.cache import defense_departures, departures, revision_tag
 
 # training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
 _TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
@@ -30,19 +30,33 @@ def eps_text(eps: float) -> str:
 
 def missing_hint(model_name: str, data: ImageDataset, defense: Defense | None, recipe: dict[str, Any] | None) -> str:
     """``make it with `robustkit train …`…; or evaluate one trained at another ε: --defense-eps 0.1``."""
+    command, unflagged = train_command(model_name, data, defense, recipe)
+    hint = f"make it with `{command}`"
+    if unflagged:
+        hint += f" (train sets no {', '.join(unflagged)}: run the suite without --no-train instead)"
+    hint += ", or pass --checkpoint/--weights"
+    if defense is not None and defense.trains_weights:
+        others = _other_budgets(model_name, data, defense)
+        found = f" (in the cache: {', '.join(others)})" if others else ""
+        hint += f"; to evaluate a {defense.name} checkpoint trained at another ε, give it with --defense-eps{found}"
+    return hint
+
+
+def train_command(model_name: str, data: ImageDataset, defense: Defense | None,
+                  recipe: dict[str, Any] | None) -> tuple[str, list[str]]:  # fmt: skip
+    """The `robustkit train` command that writes (model, defense, recipe)'s cached checkpoint, and the
+    settings it has no flag for (``["madry clean_weight=0.5"]``)."""
     trained = defense is not None and defense.trains_weights
     flags = [f"--model {model_name}", f"--dataset {data.info.name}"]
     unflagged = []
     if trained:
         flags += [f"--defense {defense.name}", f"--eps {eps_text(defense.eps)}"]
         flags += [f"--norm {defense.norm}"] if defense.norm != DEFAULT_NORM else []
-        default = type(defense)(eps=defense.eps, norm=defense.norm).settings()
-        for key, value in defense.settings().items():
-            if value != default.get(key):
-                if key in _DEFENSE_FLAGS:
-                    flags.append(f"{_DEFENSE_FLAGS[key]} {eps_text(value) if key == 'step_size' else value}")
-                else:
-                    unflagged.append(f"{defense.name} {key}={value}")
+        for key, value in defense_departures(defense).items():
+            if key in _DEFENSE_FLAGS:
+                flags.append(f"{_DEFENSE_FLAGS[key]} {eps_text(value) if key == 'step_size' else value}")
+            else:
+                unflagged.append(f"{defense.name} {key}={value}")
     for key, value in departures(model_name, defense if trained else None, recipe).items():
         if key == "augment":
             flags.append("--augment" if value else "--no-augment")
@@ -50,15 +64,7 @@ def missing_hint(model_name: str, data: ImageDataset, defense: Defense | None, r
             flags.append(f"{_TRAIN_FLAGS[key]} {value}")
         else:
             unflagged.append(f"{key}={value}")
-    hint = f"make it with `robustkit train {' '.join(flags)}`"
-    if unflagged:
-        hint += f" (train sets no {', '.join(unflagged)}: run the suite without --no-train instead)"
-    hint += ", or pass --checkpoint/--weights"
-    if trained:
-        others = _other_budgets(model_name, data, defense)
-        found = f" (in the cache: {', '.join(others)})" if others else ""
-        hint += f"; to evaluate a {defense.name} checkpoint trained at another ε, give it with --defense-eps{found}"
-    return hint
+    return f"robustkit train {' '.join(flags)}", unflagged
 
 
 def _other_budgets(model_name: str, data: ImageDataset, defense: Defense) -> list[str]:

@@ -15,16 +15,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
 
 import torch
 from torch import nn
@@ -36,8 +29,8 @@ from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import check_model_name, get_model, model_source
-from robustkit.weights.missing import missing_hint
-from robustkit.weights.cache import cache_path, train_and_save
+from robustkit.weights.missing import missing_hint, train_command
+from robustkit.weights.cache import cache_path, stale_reason, train_and_save, training_lock
 from robustkit.weights.checkpoint import file_sha256
 
 log = logging.getLogger(__name__)
@@ -110,7 +103,7 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
     what = f"({data.info.name}, {model_name}, {defense.name if defense else 'none'})"
     if not allow_train:
         raise CheckpointError(f"no checkpoint for {what} at {path}; {missing_hint(model_name, data, defense, recipe)}")
-    with _training_lock(path):
+    with training_lock(path):
         if path.is_file():  # another process (a parallel shard) trained it while this one waited
             return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe, seed=seed,
                                  allow_train=False)  # fmt: skip
@@ -122,33 +115,12 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
     return Resolved(wrap(model.to(device).eval()), record, _file(path))
 
 
-@contextmanager
-def _training_lock(checkpoint: Path) -> Iterator[None]:
-    """One trainer per checkpoint among processes of one machine (``--shard i/n`` run in parallel):
-    the others wait, then load its weights rather than train their own (on a GPU, training is not
-    bit-reproducible, so two trainers would write two different checkpoints for one entry).
-
-    Not under torchrun, whose ranks train one model together, and not where ``fcntl`` is missing (Windows).
-    """
-    if distributed.world_size() > 1 or fcntl is None:
-        yield
-        return
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    with open(checkpoint.parent / f"{checkpoint.name}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another process is training %s; waiting for it", checkpoint.name)
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if that process dies
-        yield
-
-
 def cached_checkpoint(data: ImageDataset, model_name: str, defense: Defense | None,
                       recipe: dict[str, Any] | None) -> Path | None:  # fmt: skip
     """The cache's checkpoint by the matching rule (module docstring); None if there is none."""
     path = cache_path(data, model_name, defense, recipe)
     if path.is_file() or recipe is not None:
-        return path if path.is_file() else None
+        return _current(path, data, model_name, defense, recipe) if path.is_file() else None
     pattern = glob.escape(str(path.with_suffix(""))) + "-recipe*.safetensors"
     others = [Path(p) for p in sorted(glob.glob(pattern)) if _holds(Path(p), model_name)]
     if len(others) > 1:
@@ -156,7 +128,21 @@ def cached_checkpoint(data: ImageDataset, model_name: str, defense: Defense | No
                               f"({', '.join(p.name for p in others)}): choose one with --checkpoint")  # fmt: skip
     if others:
         log.info("using %s (trained with another recipe than the default; none at %s)", others[0], path.name)
-    return others[0] if others else None
+    return _current(others[0], data, model_name, defense, None) if others else None
+
+
+def _current(path: Path, data: ImageDataset, model_name: str, defense: Defense | None,
+             recipe: dict[str, Any] | None) -> Path:  # fmt: skip
+    """``path``, unless its record says it was trained under defaults that have changed since (``stale_reason``)."""
+    record = read_record(path)
+    reason = stale_reason(path, record, data, model_name, defense) if record is not None else None
+    if reason is None:
+        return path
+    fix = "move it out of the cache"
+    if path == cache_path(data, model_name, defense, recipe):
+        fix = f"replace it with `{train_command(model_name, data, defense, recipe)[0]} --force`"
+    raise CheckpointError(f"the cached {path} no longer matches the recipe it is named for: {reason}; {fix}, "
+                          "or evaluate it as it is with --checkpoint")  # fmt: skip
 
 
 def _holds(path: Path, model_name: str) -> bool:
