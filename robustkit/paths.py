@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,13 @@ def data_root() -> Path:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-")
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file that guards writing ``target`` (one trainer per checkpoint): under the cache's
+    ``locks/``, not beside the file, so a folder of checkpoints holds only checkpoints."""
+    key = hashlib.sha256(str(Path(target).resolve()).encode()).hexdigest()[:12]
+    return home() / "locks" / f"{Path(target).name}-{key}.lock"
 
 
 def checkpoint_path(dataset: str, model: str, defense: str = "none", tag: str | None = None) -> Path:

@@ -94,7 +94,7 @@ def test_smallcnn_on_real_fashion_mnist():
         pytest.skip("dataset-fashion-mnist not installed")
     result = run("train", "--model", "smallcnn", "--epochs", "1", "--n-train", "20000")
     assert result.exit_code == 0, result.output
-    _, record = load_model(next(__import__("robustkit").paths.home().glob("checkpoints/fashion-mnist/*")))
+    _, record = load_model(next(__import__("robustkit").paths.home().glob("checkpoints/fashion-mnist/*.safetensors")))
     assert record.clean_accuracy > 0.85
 
 

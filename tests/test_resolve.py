@@ -372,10 +372,12 @@ def test_train_waits_for_a_process_training_the_same_checkpoint(monkeypatch):
     import time
 
     path = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1})
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from robustkit import paths
+
     said = []
     monkeypatch.setattr(pipeline.log, "info", lambda message, *args: said.append(message % args))
-    with open(path.parent / f"{path.name}.lock", "a") as other:  # the other process's hold
+    paths.lock_path(path).parent.mkdir(parents=True)
+    with open(paths.lock_path(path), "a") as other:  # the other process's hold
         fcntl.flock(other, fcntl.LOCK_EX)
         done = []
         worker = threading.Thread(target=lambda: done.append(run("train", "--model", "lenet5", "--dataset", "synthetic",
@@ -388,3 +390,4 @@ def test_train_waits_for_a_process_training_the_same_checkpoint(monkeypatch):
     worker.join(120)
     assert done and done[0].exit_code == 0 and path.is_file()
     assert resolve_model("lenet5", DATA, recipe={"epochs": 1}, allow_train=False).provenance.path == path
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # the lock lives under locks/, not beside it

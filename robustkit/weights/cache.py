@@ -142,8 +142,9 @@ def training_lock(checkpoint: Path) -> Iterator[None]:
     if distributed.world_size() > 1 or fcntl is None or key in _HELD:
         yield
         return
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    with open(checkpoint.parent / f"{checkpoint.name}.lock", "a") as handle:
+    lock = paths.lock_path(checkpoint)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
