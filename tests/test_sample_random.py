@@ -114,7 +114,7 @@ def test_two_torchrun_processes_give_the_same_per_sample_outcomes_as_one(tmp_pat
 
 
 _LEAVE_SCRIPT = textwrap.dedent("""
-    import atexit, torch, torch.distributed as dist
+    import atexit, pathlib, sys, torch, torch.distributed as dist
     from robustkit.training import distributed
     distributed.init_from_env(torch.device("cpu"))
     assert dist.is_initialized()
@@ -122,7 +122,7 @@ _LEAVE_SCRIPT = textwrap.dedent("""
     rank = distributed.rank()
     atexit._run_exitfuncs()  # what the interpreter runs at exit, before its teardown
     assert not dist.is_initialized(), "the process group was left to interpreter teardown"
-    print("left", rank)
+    pathlib.Path(sys.argv[1], f"left {rank}").touch()  # a file each: two ranks' prints can interleave mid-line
 """)
 
 
@@ -133,5 +133,5 @@ def test_a_torchrun_process_destroys_its_process_group_at_exit_not_in_teardown(t
     teardown. ``init_from_env`` registers its destruction at exit; this fails without that."""
     script = tmp_path / "leave.py"
     script.write_text(_LEAVE_SCRIPT)
-    done = torchrun([str(script)])
-    assert sorted(line for line in done.stdout.splitlines() if line.startswith("left")) == ["left 0", "left 1"]
+    torchrun([str(script), str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.glob("left *")) == ["left 0", "left 1"]
