@@ -169,9 +169,9 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
             _keep(kept, keep_examples, x[index][hit], result.x_adv[hit], y[index][hit], model)
         clean_correct[lo : lo + len(y)] = correct.cpu()
         robust[lo : lo + len(y)] = (correct & ~broken).cpu()
-        bar.update(len(y))
         bar.set_postfix(clean=f"{clean_correct[: lo + len(y)].float().mean():.3f}",
-                        robust=f"{robust[: lo + len(y)].float().mean():.3f}")  # fmt: skip
+                        robust=f"{robust[: lo + len(y)].float().mean():.3f}", refresh=False)  # fmt: skip
+        bar.update(len(y))  # after the figures: a line written per tenth (and the last) shows this batch's
         lo += len(y)
     bar.close()
     if n_unverified:
