@@ -321,6 +321,8 @@ def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(
     assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
     seeded = CheckpointRecord(**{**record.__dict__, "train_settings": {**record.train_settings, "seed": 3}})
     assert stale_reason(path, seeded, DATA, "lenet5", None) is None  # another draw of the same recipe
+    whole = pipeline.cache_path(DATA, "lenet5", None, {"n_train": len(DATA.train)})  # `--n-train 512`: all of it, by number
+    assert whole != path and stale_reason(whole, record, DATA, "lenet5", None) is None
 
     monkeypatch.setattr(MODELS.get("lenet5"), "train_recipe", {"epochs": 4, "lr": 0.02})  # the default changes
     assert pipeline.cache_path(DATA, "lenet5", None) == path  # … and the path does not

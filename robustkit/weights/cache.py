@@ -110,17 +110,18 @@ def stale_reason(path: Path, record: CheckpointRecord, data: ImageDataset, model
     if any(k not in settings for k in keys):
         return None
     recorded = {k: settings[k] for k in keys}
-    n_train = settings.get("n_train")
-    recorded["n_train"] = None if n_train in (None, len(data.train)) else n_train
     recorded["weights"] = settings.get("pretrained")
+    n_train = settings.get("n_train")  # the whole split is the default, whether or not it was asked for by number
+    sizes = [None, n_train] if n_train in (None, len(data.train)) else [n_train]
     trained = defense if defense is not None and defense.trains_weights else None
     if trained is not None and record.defense_settings:
         try:
             trained = dataclasses.replace(trained, **record.defense_settings)
         except (TypeError, ValueError, ConfigError) as error:
             return f"its record's {trained.name} settings are not today's ({error})"
-    if cache_path(data, model_name, trained, recorded) == path:
+    if any(cache_path(data, model_name, trained, {**recorded, "n_train": n}) == path for n in sizes):
         return None
+    recorded["n_train"] = sizes[0]
     changed = {**departures(model_name, trained, recorded), **defense_departures(trained)}
     said = ", ".join(f"{k} {v}" for k, v in changed.items()) or "every setting at its default"
     return f"its record says it was trained with {said}, which today names {cache_path(data, model_name, trained, recorded).name}"
