@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustkit.training import distributed
 from robustkit.weights.checkpoint import (WEIGHT_FILES, CheckpointRecord, is_weights_file, load_model, load_weights,
                                   read_checkpoint, read_record)
 from robustkit.data.base import ImageDataset
