@@ -334,3 +334,26 @@ def test_the_seconds_column_is_whole_seconds_summed_over_an_entrys_cells(shared)
         row = [c.strip() for c in line.strip().strip("|").split("|")]
         spent = white_box_rows(cells)[white_box_rows(cells)["entry"] == row[heads.index("entry")]]["seconds"].sum()
         assert row[column] == str(round(spent)) and "." not in row[column]
+
+
+def test_the_published_fashion_mnist_board_is_its_suites_and_meets_issue_23s_madry_bar():
+    """The published files come from the published store, its entries are the suite's as it stands (every
+    Madry model trained with the entry's recipe), and Madry ResNet-18 is not under-trained: ≥ 0.85 clean
+    and at least Madry smallcnn's worst case at L∞ 0.1, the training ε (issue 23, item 16)."""
+    board = Path(__file__).parent.parent / "benchmarks" / "leaderboards" / "fashion-mnist"
+    suite = load_suite(Path(__file__).parent.parent / "benchmarks" / "suites" / "fashion-mnist.yaml")
+    cells = read_stores([board / "results.sqlite"])
+    table = leaderboard(cells).set_index("entry")
+    published = pd.read_csv(board / "fashion-mnist.csv").set_index("entry")
+    assert set(published.index) == set(table.index) == {entry.name for entry in suite.models}
+    for column in ("clean_accuracy", "worst linf ε=0.1", "mean worst-case"):
+        assert np.allclose(published[column], table.loc[published.index, column], atol=1e-6), column
+    for entry in suite.models:
+        if entry.defense == "none":
+            continue
+        training = json.loads(cells.loc[cells["entry"] == entry.name, "training"].iloc[0])
+        assert training["epochs"] == entry.train["epochs"]
+        assert {k: training["defense_settings"][k] for k in entry.defense_settings} == entry.defense_settings
+    madry_resnet, madry_small = table.loc["resnet18+madry"], table.loc["smallcnn+madry"]
+    assert madry_resnet["clean_accuracy"] >= 0.85
+    assert madry_resnet["worst linf ε=0.1"] >= madry_small["worst linf ε=0.1"]
