@@ -34,7 +34,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-check="import robustkit, torch, torchvision, matplotlib"
+check="import robustkit, torch, torchvision, matplotlib, scipy"
 target="."
 if $tests; then
   check="$check, pytest, timm, pkg_resources
