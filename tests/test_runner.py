@@ -413,3 +413,51 @@ def test_a_cell_whose_budget_cannot_run_is_refused_before_any_warning_about_it(f
     with pytest.raises(ConfigError, match="^a patch of side 40 does not fit a 16×16 image$"):
         run_suite(load_suite(write_suite(tmp_path, suite)), tmp_path / "r.sqlite", device=CPU, progress=False)
     assert "covers the whole" not in caplog.text
+
+
+def test_a_store_keyed_by_the_files_hash_prefix_is_rekeyed_where_that_file_is_at_hand(tmp_path):
+    """Issue 33, item 10: keys named the weights by the file's SHA-256 prefix (16 hex digits) before they named
+    the weights' digest. A run with that file at hand moves such rows, checks included, to the keys a fresh
+    store gets, evaluates nothing again and cites the whole SHA-256; where the file has changed, it evaluates."""
+    import hashlib
+
+    from robustkit.data import get_dataset
+    from robustkit.evaluation.cell import check_key
+    from robustkit.models import get_model
+
+    weights = tmp_path / "w.pt"
+    torch.save(get_model("lenet5", get_dataset("synthetic").info, seed=1).state_dict(), weights)
+    suite = {"name": "old", "dataset": "synthetic", "n_samples": 16, "batch_size": 16, "check_samples": 8,
+             "models": [{"model": "lenet5", "weights": "w.pt"}], "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}  # fmt: skip
+    loaded = load_suite(write_suite(tmp_path, suite))
+    fresh, old = tmp_path / "fresh.sqlite", tmp_path / "old.sqlite"
+    run_suite(loaded, fresh, device=CPU, progress=False, allow_train=False)
+    whole = hashlib.sha256(weights.read_bytes()).hexdigest()
+    prefix, entry, (cell,) = whole[:16], loaded.models[0], loaded.cells()
+    digest = read_stores([fresh])["weights_sha256"].iloc[0]
+    legacy = {cell.key(digest): cell.key(prefix)}  # what robustkit computed before, from the file's prefix
+    legacy.update({check_key(loaded, entry, digest, *point): check_key(loaded, entry, prefix, *point)
+                   for point in loaded.check_points()})  # fmt: skip
+    shutil.copy(fresh, old)
+    db = sqlite3.connect(old)  # as robustkit wrote it before: prefix keys, no weights digest
+    with db:
+        for new, before in legacy.items():
+            for table in ("cells", "checks", "members"):
+                db.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (before, new))
+        for table in ("cells", "checks"):
+            db.execute(f"UPDATE {table} SET checkpoint_sha256 = ?, weights_sha256 = NULL", (prefix,))
+    db.close()  # the last connection: its write-ahead log goes into the file, which is copied next
+    untouched = shutil.copy(old, tmp_path / "untouched.sqlite")
+    assert set(read_stores([old])["key"]) == {cell.key(prefix)} and len(legacy) == 2  # one cell, one check run
+
+    summary = run_suite(loaded, old, device=CPU, progress=False, allow_train=False)
+    assert summary.evaluated == 0 and summary.skipped == 1
+    for table in ("cells", "checks"):
+        moved, expected = read_stores([old], table), read_stores([fresh], table)
+        assert sorted(moved["key"]) == sorted(expected["key"])
+        assert set(moved["checkpoint_sha256"]) == {whole} and set(moved["weights_sha256"]) == {digest}
+    assert sorted(read_stores([old], "members")["key"]) == sorted(read_stores([fresh], "members")["key"])
+
+    torch.save(get_model("lenet5", get_dataset("synthetic").info, seed=2).state_dict(), weights)  # not that file
+    assert run_suite(load_suite(tmp_path / "suite.yaml"), untouched, device=CPU, progress=False, allow_train=False).evaluated == 1
+    assert cell.key(prefix) in set(read_stores([untouched])["key"])  # the other weights' row is left as it was

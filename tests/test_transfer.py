@@ -98,7 +98,8 @@ def test_suite_checks_are_stored_and_shown(transferred, tmp_path):
     for row in checks.itertuples():
         expected = "ok" if row.summary == "ok" else f"{row.summary} (linf ε=0.1)"
         assert board.loc[row.entry, "checks"] == expected
-    stale = checks.iloc[:1].assign(checkpoint_sha256="older weights", summary="zero-gradients", key="x")
+    stale = checks.iloc[:1].assign(checkpoint_sha256="older file", weights_sha256="older weights", summary="zero-gradients",
+                                   key="x")  # fmt: skip
     again = leaderboard(cells, pd.concat([checks, stale])).set_index("entry")
     assert again["checks"].equals(board["checks"])  # checks of other weights are not shown
     written = {p.name for p in publish(cells, tmp_path, "transfer", checks=checks)}

@@ -10,7 +10,6 @@ parses and prints), the runner and Python users get the same figures and the sam
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field, fields, replace
@@ -34,7 +33,7 @@ from robustkit.evaluation.fooling import FoolingReport
 from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
 from robustkit.results.perturbation_file import load_perturbation
-from robustkit.weights.checkpoint import file_sha256
+from robustkit.weights.checkpoint import file_sha256, weights_sha256
 from robustkit.registry import ATTACKS, DATASETS
 from robustkit.weights.resolve import Provenance, resolve_model
 from robustkit.suites.spec import AttackEntry, Cell, ModelEntry, Suite
@@ -264,7 +263,7 @@ def _checks(cell: Cell, net: nn.Module, subset, provenance: Provenance, result, 
     if level == "none":
         return None, None
     own = own and not result.attack.learns_from_data  # a per-sample figure of its own
-    report, check_row = check_entry(cell.suite, cell.entry, net, subset, norm, budget, provenance.sha256,
+    report, check_row = check_entry(cell.suite, cell.entry, net, subset, norm, budget, provenance,
                                     level=level, adaptation=Adaptation.of(result.attack),
                                     white=result.outcome.robust if own else None)  # fmt: skip
     result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
@@ -330,13 +329,10 @@ def _obtain(model: str | nn.Module, entry: ModelEntry, data: ImageDataset, devic
     if entry.checkpoint is not None or entry.weights is not None:
         raise ConfigError("an nn.Module is evaluated as given: checkpoint and weights name a registered model's weights")
     model = model.to(device)
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    sha = digest.hexdigest()[:16]
+    digest = weights_sha256(model.state_dict())  # no file: the weights alone name it
     wrapped = defense.wrap(model) if defense is not None else model
-    return wrapped, Provenance(f"{IN_MEMORY} {model_name(model)} sha256 {sha}", None, sha)
+    described = f"{IN_MEMORY} {model_name(model)} weights sha256 {digest}"
+    return wrapped, Provenance(description=described, weights_sha256=digest)
 
 
 def fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> dict:

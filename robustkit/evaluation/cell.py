@@ -117,7 +117,7 @@ def cell_row(cell: Cell, attack: Attack, figures: dict[str, Any], *, device: tor
     suite, spec = cell.suite, cell.attack
     extra = {k: _plain(v) for k, v in figures.items() if k not in _COLUMN_FIGURES and k != "seconds"}
     return {
-        "key": cell.key(provenance.sha256, source.sha256 if source else None), "suite": suite.name,
+        "key": cell.key(provenance.identity, source.identity if source else None), "suite": suite.name,
         "dataset": suite.dataset, "entry": cell.entry.name, "model": cell.entry.model, "defense": cell.entry.defense,
         **provenance.record(), "attack": spec.label, "norm": spec.norm, "eps": cell.eps,
         "settings": {k: v for k, v in attack.settings().items() if k not in ("eps", "norm")},
@@ -157,7 +157,8 @@ def entry_defense(entry: ModelEntry, data: ImageDataset) -> Defense | None:
 
 def check_key(suite: Suite, entry: ModelEntry, sha: str, norm: str, eps: float, adaptation: Adaptation = Adaptation(),
               level: str | None = None) -> str:  # fmt: skip
-    """Store key of an entry's check run: everything its outcome depends on, hashed like a cell's."""
+    """Store key of an entry's check run: everything its outcome depends on, hashed like a cell's (``sha``:
+    the weights' ``Provenance.identity``)."""
     text = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
             "seed": suite.seed, "n": suite.check_samples, "entry": entry.describe(), "checkpoint_sha256": sha,
             "checks_version": CHECKS_VERSION, "norm": norm, "eps": eps, "level": level or suite.checks,
@@ -166,7 +167,7 @@ def check_key(suite: Suite, entry: ModelEntry, sha: str, norm: str, eps: float, 
 
 
 def check_entry(suite: Suite, entry: ModelEntry, model: nn.Module, subset: IndexedSplit, norm: str, eps: float,
-                sha: str, *, adaptation: Adaptation = Adaptation(), level: str | None = None,
+                provenance: Provenance, *, adaptation: Adaptation = Adaptation(), level: str | None = None,
                 white: Tensor | None = None) -> tuple[CheckReport, dict[str, Any]]:  # fmt: skip
     """The gradient-masking checks of ``level`` [the suite's] on the first ``check_samples`` of the subset
     (at most ``DEFAULT_SAMPLES`` for the default level), and their store row.
@@ -183,8 +184,9 @@ def check_entry(suite: Suite, entry: ModelEntry, model: nn.Module, subset: Index
         white = white[chosen.to(white.device)]
     report = run_checks(model, take, norm=norm, eps=eps, seed=suite.seed, batch_size=suite.batch_size, level=level,
                         adaptation=adaptation, white=white)  # fmt: skip
-    row = {"key": check_key(suite, entry, sha, norm, eps, adaptation, level), "suite": suite.name, "entry": entry.name,
-           "checkpoint_sha256": sha, "norm": norm, "eps": eps, "n": len(take), "summary": report.summary(),
+    row = {"key": check_key(suite, entry, provenance.identity, norm, eps, adaptation, level), "suite": suite.name,
+           "entry": entry.name, "checkpoint_sha256": provenance.sha256, "weights_sha256": provenance.weights_sha256,
+           "norm": norm, "eps": eps, "n": len(take), "summary": report.summary(),
            "details": report.to_dict(), "seconds": time.perf_counter() - start,
            "created": run_metadata(torch.device("cpu"), suite.seed)["created"]}  # fmt: skip
     return report, row

@@ -69,6 +69,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
         for number, entry in enumerate(suite.models):
             mine = [c for c in cells if c.entry is entry]
             mine_checks = suite.checks != "none" and number % shard[1] == shard[0]
+            if store is not None:
+                _rekey_older_rows(store, suite, entry, mine, models, mine_checks)
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if mine_checks else {}
             cell_keys = _keys(mine, models)
             if distributed.agree(all(held(k) for k in cell_keys) and
@@ -77,7 +79,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
-            model, provenance, sha = models.get(entry)
+            model, provenance = models.get(entry)
+            sha = provenance.identity
             for cell in mine:
                 bar.set_postfix_str(cell.title)
                 source_sha = models.cached_sha(cell.source) if cell.source is not None else None
@@ -98,7 +101,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 keys.add(key)
                 if not distributed.agree(held(key, "checks"), device):
                     bar.set_postfix_str(f"{entry.name} checks {norm} ε={eps:.4g}")
-                    row = check_entry(suite, entry, model, subset, norm, eps, sha, adaptation=adaptation)[1]
+                    row = check_entry(suite, entry, model, subset, norm, eps, provenance, adaptation=adaptation)[1]
                     if distributed.is_main():
                         store.put(row, "checks")
             if not suite.transfer:
@@ -115,23 +118,26 @@ class _Models:
     def __init__(self, data: ImageDataset, device: torch.device, seed: int, allow_train: bool = True) -> None:
         self.data, self.device, self.seed, self.allow_train = data, device, seed, allow_train
         self._loaded: dict[str, tuple[nn.Module, Provenance]] = {}
-        self._sha: dict[str, str | None] = {}
+        self._found: dict[str, Provenance | None] = {}
+
+    def located(self, entry: ModelEntry) -> Provenance | None:
+        """The weights' provenance if they exist already, without loading the model (hashed once per entry)."""
+        if self._found.get(entry.name) is None:
+            self._found[entry.name] = locate(entry.model, self.data, **_spec(entry, self.data))
+        return self._found[entry.name]
 
     def cached_sha(self, entry: ModelEntry) -> str | None:
-        """The weights' hash if they exist already, without loading the model (hashed once per entry)."""
-        if self._sha.get(entry.name) is None:
-            found = locate(entry.model, self.data, **_spec(entry, self.data))
-            self._sha[entry.name] = found.sha256 if found is not None else None
-        return self._sha[entry.name]
+        """What keys the entry's cells (``Provenance.identity``), if its weights exist already."""
+        found = self.located(entry)
+        return found.identity if found is not None else None
 
-    def get(self, entry: ModelEntry) -> tuple[nn.Module, Provenance, str]:
+    def get(self, entry: ModelEntry) -> tuple[nn.Module, Provenance]:
         if entry.name not in self._loaded:
             found = resolve_model(entry.model, self.data, device=self.device, seed=self.seed,
                                   allow_train=self.allow_train, **_spec(entry, self.data))  # may train it
-            self._sha[entry.name] = found.provenance.sha256
+            self._found[entry.name] = found.provenance
             self._loaded[entry.name] = (found.model, found.provenance)
-        model, provenance = self._loaded[entry.name]
-        return model, provenance, provenance.sha256
+        return self._loaded[entry.name]
 
     def release(self, entry: ModelEntry) -> None:
         self._loaded.pop(entry.name, None)
@@ -152,6 +158,34 @@ def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
         missing = sha is None or (cell.source is not None and source is None)
         keys.append(None if missing else cell.key(sha, source))
     return keys
+
+
+LEGACY_DIGITS = 16  # before issue 33 a key named the file by its SHA-256's first 16 hex digits
+
+
+def _rekey_older_rows(store: ResultStore, suite: Suite, entry: ModelEntry, cells: list[Cell], models: _Models,
+                      checks: bool) -> int:  # fmt: skip
+    """Move the entry's rows stored under keys of the file's hash prefix (before issue 33) to keys of its
+    weights' digest, where the file at hand still has that prefix: it is the file they were evaluated on.
+    Rows whose file is gone or changed keep their old keys, and their cells are evaluated again."""
+    found = models.located(entry)
+    if found is None or found.sha256 is None:
+        return 0
+    moved = 0
+    for cell in cells:
+        source = models.located(cell.source) if cell.source is not None else None
+        if cell.source is not None and (source is None or source.sha256 is None):
+            continue
+        old = cell.key(found.sha256[:LEGACY_DIGITS], source.sha256[:LEGACY_DIGITS] if source else None)
+        moved += store.rekey(old, cell.key(found.identity, source.identity if source else None), **found.record(),
+                             source_checkpoint_sha256=source.sha256 if source else None)  # fmt: skip
+    for point in suite.check_points() if checks else ():
+        moved += store.rekey(check_key(suite, entry, found.sha256[:LEGACY_DIGITS], *point),
+                             check_key(suite, entry, found.identity, *point), "checks",
+                             checkpoint_sha256=found.sha256, weights_sha256=found.weights_sha256)  # fmt: skip
+    if moved:
+        log.info("%s: %d stored rows keyed by the file's hash prefix re-keyed by the weights' digest", entry.name, moved)
+    return moved
 
 
 def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float, Adaptation], str | None]:

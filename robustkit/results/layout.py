@@ -24,7 +24,10 @@ MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>\S+)$")
 MEAN = "mean worst-case"  # the ranking key: worst-case robust accuracy averaged over the suite's ε-style (norm, ε)
 IDENTITY = ["rank", "entry"]
 BOARD_OTHERS = ["clean_accuracy", CLEAN, MEAN, "checks", "attack_seconds"]  # besides the figures it shows
-HEADS = {"clean_accuracy": "clean", "attack_seconds": "seconds", "checkpoint_sha256": "checkpoint SHA-256"}
+PREFIX_DIGITS = 16  # of a SHA-256 where a page is narrow (LaTeX, an entry's card): shown as a prefix, and called one
+PREFIX_HEAD = "checkpoint SHA-256 prefix"
+HEADS = {"clean_accuracy": "clean", "attack_seconds": "seconds", "checkpoint_sha256": "checkpoint SHA-256",
+         "checkpoint_sha256_prefix": PREFIX_HEAD}  # fmt: skip
 ON_THE_BOARD = ("worst", "reliable", AA)  # figure kinds the board shows; the rest are per attack
 
 
@@ -67,6 +70,21 @@ def parts(table: pd.DataFrame, family_of: Callable[[str], str]) -> list[Part]:
     if provenance:
         result.append(Part("provenance", "", table[identity + provenance], {c: HEADS.get(c, c) for c in provenance}))
     return result
+
+
+def digest_prefix(value: object) -> str:
+    """The first ``PREFIX_DIGITS`` of each digest in a cell (merged runs list several, comma-separated)."""
+    if not isinstance(value, str):
+        return ""
+    return ", ".join(digest[:PREFIX_DIGITS] for digest in value.split(", "))
+
+
+def digest_prefixes(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the checkpoint's SHA-256 cut to a prefix, under a head that says so."""
+    if "checkpoint_sha256" not in table:
+        return table
+    shortened = table.assign(checkpoint_sha256=table["checkpoint_sha256"].map(digest_prefix))
+    return shortened.rename(columns={"checkpoint_sha256": "checkpoint_sha256_prefix"})
 
 
 def short_head(column: str) -> str:

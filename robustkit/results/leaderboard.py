@@ -31,7 +31,7 @@ from robustkit.results import layout
 from robustkit.results.latex import tex
 from robustkit.plugin_index import find, setting_defaults
 from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
-from robustkit.results.store import unpack_bits
+from robustkit.results.store import unpack_bits, weights_identity
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
@@ -85,7 +85,7 @@ def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (entry, norm, eps), group in cells.groupby(["entry", "norm", "eps"], sort=False):
         n = int(group["n"].iloc[0])
-        if (group["n"] != n).any() or group["checkpoint_sha256"].nunique() != 1:
+        if (group["n"] != n).any() or weights_identity(group).nunique() != 1:
             raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} cover different samples or weights; "
                               "merge stores of one suite run only")  # fmt: skip
         robust = np.ones(n, dtype=bool)
@@ -155,8 +155,8 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
         for (norm, eps), group in fooled.groupby(["norm", "eps"], sort=True):
             table[f"{norm}-rate {norm} ε={eps:.4g}"] = 1 - group.set_index("entry")["robust_accuracy"]
     if checks is not None and not checks.empty:
-        scored = set(zip(cells["entry"], cells["checkpoint_sha256"]))  # checks of older weights do not count
-        current = checks[[(e, s) in scored for e, s in zip(checks["entry"], checks["checkpoint_sha256"])]]
+        scored = set(zip(cells["entry"], weights_identity(cells)))  # checks of older weights do not count
+        current = checks[[(e, s) in scored for e, s in zip(checks["entry"], weights_identity(checks))]]
         table["checks"] = _check_verdicts(current, table.index)
         table[FLAGGED] = flagged_columns(cells, current, table.index, _figure_name)
     worst_columns = [c for c in table.columns if c.startswith("worst ")]
@@ -288,6 +288,7 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
     if fmt == "json":
         return table.round(MACHINE_DECIMALS).to_json(orient="records", indent=1, force_ascii=False)
     settings = settings if settings is not None and not settings.empty else None
+    table = layout.digest_prefixes(table) if fmt == "latex" else table  # a page is narrower than 64 hex digits
     marked, numeric, legend = with_marks(table, _text)
     pieces = layout.parts(marked, lambda norm: _traits(norm)["family"])
     return {"md": _render_markdown, "html": _render_html, "latex": _render_latex}[fmt](pieces, numeric, legend, settings)
@@ -460,7 +461,8 @@ def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
         facts = [("architecture", card.get("architecture", first["model"])),
                  ("defense", first["defense"] + (f" ({_settings_text(card['defense_settings'])})" if card.get("defense_settings") else "")),
                  ("epochs", card.get("epochs", "")), ("training time", f"{seconds:.0f} s" if seconds else ""),
-                 ("clean accuracy", _text(float(clean.iloc[0])) if len(clean) else "—"), ("checkpoint SHA-256", first["checkpoint_sha256"])]  # fmt: skip
+                 ("clean accuracy", _text(float(clean.iloc[0])) if len(clean) else "—"),
+                 (layout.PREFIX_HEAD, layout.digest_prefix(first["checkpoint_sha256"]))]  # fmt: skip
         rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts if v != "")
         figures = []
         for row in group.sort_values(["norm", "eps", "attack"]).itertuples():

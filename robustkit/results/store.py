@@ -35,10 +35,12 @@ _COLUMNS = {
     "training": "TEXT",  # the checkpoint's record in brief (architecture, defense, epochs, time): the entry's card
     "examples": "BLOB",  # a small PNG of clean over adversarial examples (a few the attack broke)
     "weights": "TEXT",  # where the weights come from: "file PATH sha256 …" or a library's name and version
+    "weights_sha256": "TEXT",  # of the tensors alone (what keys the cell); checkpoint_sha256 is the whole file's
 }  # fmt: skip
 _CHECK_COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "entry": "TEXT", "checkpoint_sha256": "TEXT", "norm": "TEXT",
     "eps": "REAL", "n": "INTEGER", "summary": "TEXT", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
+    "weights_sha256": "TEXT",
 }  # fmt: skip
 TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
 # A cell's key leaves out the suite's name, so suites share cells and a row's ``suite`` names only the
@@ -119,6 +121,19 @@ class ResultStore:
         """Every row; outcome bits stay bytes (``unpack`` them with ``n``)."""
         return pd.read_sql_query(f"SELECT * FROM {_table(table)} ORDER BY created, key", self._db)
 
+    def rekey(self, old: str, new: str, table: str = "cells", **columns: Any) -> bool:
+        """Move the row stored under ``old`` to ``new``, setting ``columns`` (and its suites' membership);
+        False (nothing done) where there is no such row or ``new`` is taken."""
+        if old == new or not self.has(old, table) or self.has(new, table):
+            return False
+        with self._writing():
+            names = ["key", *columns]
+            self._db.execute(f"UPDATE {_table(table)} SET {', '.join(f'{k} = ?' for k in names)} WHERE key = ?",
+                             [new, *columns.values(), old])  # fmt: skip
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'members'").fetchone() is not None:
+                self._db.execute("UPDATE OR IGNORE members SET key = ? WHERE key = ?", (new, old))
+        return True
+
     def add_members(self, suite: str, keys: Iterable[str]) -> None:
         """Record that these cells and check runs belong to ``suite`` (also those it reused from another)."""
         with self._writing():
@@ -150,6 +165,13 @@ def _table(name: str) -> str:
     if name not in TABLES:
         raise ValueError(f"no table '{name}' in a results store (have {', '.join(TABLES)})")
     return name
+
+
+def weights_identity(rows: pd.DataFrame) -> pd.Series:
+    """Per row, which weights it scored: their digest, else (rows stored before it was recorded, named
+    weights) the file's SHA-256. Two files of one training's weights are one identity."""
+    digest = rows["weights_sha256"] if "weights_sha256" in rows else pd.Series(None, index=rows.index, dtype=object)
+    return digest.fillna(rows["checkpoint_sha256"])
 
 
 def read_stores(paths: Iterable[str | Path], table: str = "cells") -> pd.DataFrame:

@@ -89,10 +89,14 @@ class Cell:
     source: ModelEntry | None = None
     perturbation_sha256: str | None = None  # a given δ (``evaluate --perturbation``) applied instead of fitting one
 
-    def identity(self, checkpoint_sha256: str, source_sha256: str | None = None) -> dict[str, Any]:
+    def identity(self, weights_sha256: str, source_sha256: str | None = None) -> dict[str, Any]:
+        """What the cell's result depends on. The weights are named by their digest (``Provenance.identity``),
+        not the file's hash, so a retrain with bit-identical weights shares its cells. The field keeps its
+        name from when it held the file's first 16 hex digits, so a key of that time is this function's
+        value at them (``runner`` re-keys such rows where the file is at hand)."""
         s = self.suite
         identity = {"dataset": s.dataset, "dataset_options": s.dataset_options, "n_samples": s.n_samples, "seed": s.seed,
-                    "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": checkpoint_sha256,
+                    "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": weights_sha256,
                     "attack": self.attack.attack, **self.threat.describe(), "settings": self.attack.settings}  # fmt: skip
         if self.attack.name:  # only variants: the keys of cells stored before names existed stay as they were
             identity["name"] = self.attack.name
@@ -102,8 +106,8 @@ class Cell:
             identity.update(source=self.source.describe(), source_checkpoint_sha256=source_sha256)
         return identity
 
-    def key(self, checkpoint_sha256: str, source_sha256: str | None = None) -> str:
-        text = json.dumps(self.identity(checkpoint_sha256, source_sha256), sort_keys=True, default=str)
+    def key(self, weights_sha256: str, source_sha256: str | None = None) -> str:
+        text = json.dumps(self.identity(weights_sha256, source_sha256), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     @property

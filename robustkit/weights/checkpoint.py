@@ -188,12 +188,27 @@ def load_model(
     return net.to(device).eval(), record
 
 
-def file_sha256(path: str | Path | None, length: int = 16) -> str | None:
-    """A short content hash that names exactly which weights were evaluated."""
+def file_sha256(path: str | Path | None) -> str | None:
+    """The file's SHA-256, all 64 hex digits: what ``sha256sum`` prints, so a user can check the file cited."""
     if path is None:
         return None
     digest = hashlib.sha256()
     with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:length]
+    return digest.hexdigest()
+
+
+def weights_sha256(state: dict[str, Tensor]) -> str:
+    """A SHA-256 of the tensors alone (name, dtype, shape, bytes; by name): what an evaluation depends on.
+
+    A checkpoint's file hash also covers its header (when it was written, how fast it trained), so two
+    trainings with bit-identical weights give two files; this digest is the same for both, and for the
+    same weights in another format (a ``.pt`` state dict) or in memory.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()  # logical order: channels_last gives the same digest
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

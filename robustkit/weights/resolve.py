@@ -30,23 +30,29 @@ from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import check_model_name, get_model, model_source
 from robustkit.weights.missing import missing_hint, train_command
 from robustkit.weights.cache import cache_path, stale_reason, train_and_save, training_lock
-from robustkit.weights.checkpoint import file_sha256
+from robustkit.weights.checkpoint import file_sha256, weights_sha256
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Provenance:
     """Where evaluated weights come from: a file (path + SHA-256) or a library's name for them."""
 
     description: str  # one line for people: "file x.pth sha256 …", "torchvision ResNet50_Weights… (torchvision 0.x)"
     path: Path | None = None
-    sha256: str | None = None  # of the file; for named weights, of the description (name + version)
+    sha256: str | None = None  # of the file (``sha256sum``); for named weights, of the description (name + version)
+    weights_sha256: str | None = None  # of the tensors alone: equal weights, equal digest, whatever the file
+
+    @property
+    def identity(self) -> str | None:
+        """What a result depends on, so what keys it: the weights' digest, else (named weights) the description's."""
+        return self.weights_sha256 or self.sha256
 
     def record(self) -> dict[str, Any]:
         """The record's columns naming the weights, the same in ``--output`` rows and store rows."""
         return {"checkpoint": str(self.path) if self.path else None, "checkpoint_sha256": self.sha256,
-                "weights": self.description}  # fmt: skip
+                "weights_sha256": self.weights_sha256, "weights": self.description}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,11 @@ def _holds(path: Path, model_name: str) -> bool:
 
 
 def _file(path: Path) -> Provenance:
+    """A file's provenance: both digests, from one reading of its tensors (``resolve_model`` loads them again)."""
     sha = file_sha256(path)
-    return Provenance(f"file {path} sha256 {sha}", path, sha)
+    return Provenance(description=f"file {path} sha256 {sha}", path=path, sha256=sha,
+                      weights_sha256=weights_sha256(read_checkpoint(path)[0]))  # fmt: skip
 
 
 def _named(description: str) -> Provenance:
-    return Provenance(description, None, hashlib.sha256(description.encode()).hexdigest()[:16])
+    return Provenance(description=description, sha256=hashlib.sha256(description.encode()).hexdigest())
