@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+from pathlib import Path
 
 import pytest
 import torch
@@ -312,7 +313,7 @@ def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(
     """A path names only what departs from today's defaults: when lenet5's default lr changes, the checkpoint
     trained at the old lr must not pass for the new recipe (issue 23). Its record says how it was trained."""
     from robustkit.models import MODELS
-    from robustkit.weights.cache import same_recipe, stale_reason
+    from robustkit.weights.cache import recipe_changes, stale_reason
     from robustkit.errors import CheckpointError
 
     model, record, _, path = pipeline.train_and_save("lenet5", DATA, device=torch.device("cpu"))
@@ -320,7 +321,7 @@ def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(
     assert stale_reason(path, record, DATA, "lenet5", None) is None
     assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
     seeded = CheckpointRecord(**{**record.__dict__, "train_settings": {**record.train_settings, "seed": 3}})
-    assert stale_reason(path, seeded, DATA, "lenet5", None) is None  # another draw of the same recipe
+    assert "seed 3" in stale_reason(path, seeded, DATA, "lenet5", None)  # the seed decides the weights: named too
     whole = pipeline.cache_path(DATA, "lenet5", None, {"n_train": len(DATA.train)})  # `--n-train 512`: all of it, by number
     assert whole != path and stale_reason(whole, record, DATA, "lenet5", None) is None
 
@@ -331,7 +332,7 @@ def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(
     stale = run(*EVAL, "--model", "lenet5", "--no-train")
     assert stale.exit_code == 1 and len(stale.output.strip().splitlines()) == 1, stale.output
     assert "no longer matches the recipe" in stale.output and "`robustkit train --model lenet5 --dataset synthetic --force`" in stale.output
-    assert not same_recipe(record, pipeline.TrainConfig.for_model("lenet5"), len(DATA.train), None)
+    assert recipe_changes(record, pipeline.TrainConfig.for_model("lenet5"), len(DATA.train), None) == ["lr 0.05 → 0.02"]
 
 
 def test_a_defense_setting_off_its_default_names_a_checkpoint_of_its_own(monkeypatch):
@@ -393,3 +394,54 @@ def test_train_waits_for_a_process_training_the_same_checkpoint(monkeypatch):
     assert done and done[0].exit_code == 0 and path.is_file()
     assert resolve_model("lenet5", DATA, recipe={"epochs": 1}, allow_train=False).provenance.path == path
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # the lock lives under locks/, not beside it
+
+
+TINY_TRAIN = ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1", "--n-train", "64"]
+
+
+def test_a_retrain_with_identical_weights_is_said_and_shares_its_cells(tmp_path):
+    """Issue 33, item 10: training twice gives two files (each header holds its run's time and speed) with
+    the same weights; the second run says so, and either file, evaluated, is one cell: one key."""
+    import hashlib
+    import json
+    import shutil
+
+    from robustkit.weights.checkpoint import read_checkpoint
+
+    assert run(*TINY_TRAIN).exit_code == 0
+    path = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64})
+    first = Path(shutil.copy(path, tmp_path / "first.safetensors"))
+    again = run(*TINY_TRAIN)
+    assert again.exit_code == 0 and "weights identical to the cached checkpoint's" in again.output, again.output
+    files = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, path)]
+    assert files[0] != files[1]
+    one, two = read_checkpoint(first)[0], read_checkpoint(path)[0]
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+    records = []
+    for file in (first, path):
+        out = tmp_path / f"{file.stem}.json"
+        assert run(*EVAL, "--model", "lenet5", "--checkpoint", str(file), "--output", str(out)).exit_code == 0
+        records.append(json.loads(out.read_text())[0])
+    assert [r["checkpoint_sha256"] for r in records] == files  # each record cites its own file, whole
+    assert records[0]["weights_sha256"] == records[1]["weights_sha256"] and records[0]["key"] == records[1]["key"]
+    module = resolve_model("lenet5", DATA, checkpoint=first).model  # the same weights in memory: the same cell
+    from robustkit import evaluate_model
+
+    assert evaluate_model(module, "synthetic", "fgsm", n_samples=8, progress=False).record["key"] == records[0]["key"]
+
+
+def test_a_refusal_names_what_differs_and_the_seed_names_a_file_of_its_own():
+    """Issue 33, item 11: `train --seed 1` where a seed-0 checkpoint lies is refused naming `seed 0 → 1`; without
+    --out the seed is part of the recipe's file name, as every other setting is, so both checkpoints stay."""
+    from robustkit.weights.checkpoint import read_record
+    from robustkit.weights.missing import missing_hint
+
+    assert run(*TINY_TRAIN).exit_code == 0
+    path = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64})
+    refused = run(*TINY_TRAIN, "--seed", "1", "--out", str(path))
+    assert refused.exit_code == 1 and "(seed 0 → 1;" in refused.output and "--force" in refused.output, refused.output
+    assert run(*TINY_TRAIN, "--seed", "1").exit_code == 0
+    seeded = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64, "seed": 1})
+    assert seeded != path and read_record(seeded).seed == 1 and read_record(path).seed == 0
+    assert pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64, "seed": 0}) == path  # 0 is the default
+    assert "--seed 1" in missing_hint("lenet5", DATA, None, {"seed": 1})

@@ -158,9 +158,9 @@ def evaluate_model(
     if not threat_class(norm).gradient_steps or not built.threat.clean_images:
         level = "none"  # the default checks step with gradients: where they cannot, there is nothing to check
     subset = data.test.subset(n_samples, seed=running.seed)  # before any training: missing data is said first
-    net, provenance = _obtain(model, cell.entry, data, device, running.seed, weights.no_train)
+    net, provenance = _obtain(model, cell.entry, data, device, weights.no_train)
     source = crafting.source if crafting.source is not None else model
-    pair = _obtain(source, cell.source, data, device, running.seed, weights.no_train) if cell.source else None
+    pair = _obtain(source, cell.source, data, device, weights.no_train) if cell.source else None
     with eval_mode(net):
         result = evaluate_cell(cell, net, data, subset, device=device, provenance=provenance, source=pair, attack=built,
                                progress=running.progress, keep_examples=running.keep_examples)  # fmt: skip
@@ -318,13 +318,13 @@ def _entry(model: str | nn.Module, defense: str, trained: dict, checkpoint, weig
                       weights=str(weights) if weights is not None else None)  # fmt: skip
 
 
-def _obtain(model: str | nn.Module, entry: ModelEntry, data: ImageDataset, device: torch.device, seed: int,
+def _obtain(model: str | nn.Module, entry: ModelEntry, data: ImageDataset, device: torch.device,
             no_train: bool) -> tuple[nn.Module, Provenance]:  # fmt: skip
     """A name through the one resolver; a module as given (on an explicit device, under the entry's defense)."""
     defense = entry_defense(entry, data)
     if isinstance(model, str):
         found = resolve_model(model, data, device=device, defense=defense, checkpoint=entry.checkpoint,
-                              weights=entry.weights, seed=seed, allow_train=not no_train)  # fmt: skip
+                              weights=entry.weights, allow_train=not no_train)  # fmt: skip
         return found.model, found.provenance
     if entry.checkpoint is not None or entry.weights is not None:
         raise ConfigError("an nn.Module is evaluated as given: checkpoint and weights name a registered model's weights")

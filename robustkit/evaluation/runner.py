@@ -54,7 +54,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
     data = get_dataset(suite.dataset, **suite.dataset_options)
     subset = data.test.subset(suite.n_samples, seed=suite.seed)
     cells = suite.cells(shard)
-    models = _Models(data, device, suite.seed, allow_train)
+    models = _Models(data, device, allow_train)
     evaluated = skipped = 0
     keys: set[str] = set()
     quiet = not progress or not distributed.is_main()
@@ -115,8 +115,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
 class _Models:
     """Each entry's model resolved (loaded, or trained where allowed) once per run, with its provenance."""
 
-    def __init__(self, data: ImageDataset, device: torch.device, seed: int, allow_train: bool = True) -> None:
-        self.data, self.device, self.seed, self.allow_train = data, device, seed, allow_train
+    def __init__(self, data: ImageDataset, device: torch.device, allow_train: bool = True) -> None:
+        self.data, self.device, self.allow_train = data, device, allow_train
         self._loaded: dict[str, tuple[nn.Module, Provenance]] = {}
         self._found: dict[str, Provenance | None] = {}
 
@@ -133,8 +133,8 @@ class _Models:
 
     def get(self, entry: ModelEntry) -> tuple[nn.Module, Provenance]:
         if entry.name not in self._loaded:
-            found = resolve_model(entry.model, self.data, device=self.device, seed=self.seed,
-                                  allow_train=self.allow_train, **_spec(entry, self.data))  # may train it
+            found = resolve_model(entry.model, self.data, device=self.device, allow_train=self.allow_train,
+                                  **_spec(entry, self.data))  # may train it
             self._found[entry.name] = found.provenance
             self._loaded[entry.name] = (found.model, found.provenance)
         return self._loaded[entry.name]

@@ -23,7 +23,7 @@ from torch import nn
 from robustkit.defense import Defense
 from robustkit import paths
 from robustkit.training import distributed
-from robustkit.weights.checkpoint import CheckpointRecord, read_record, save_checkpoint
+from robustkit.weights.checkpoint import CheckpointRecord, read_checkpoint, read_record, save_checkpoint, weights_sha256
 from robustkit.data.base import ImageDataset
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import get_model, model_revision
@@ -86,14 +86,23 @@ def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, rec
     return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
 
 
-def same_recipe(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None,
-                defense: Defense | None = None) -> bool:  # fmt: skip
-    """Whether a cached checkpoint was trained exactly as ``config`` (under ``defense``) would train
-    (device and history aside)."""
+def recipe_changes(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None,
+                   defense: Defense | None = None) -> list[str]:  # fmt: skip
+    """How ``config`` (under ``defense``) departs from the recipe a cached checkpoint was trained with,
+    as ``setting old → new`` (``["seed 0 → 1"]``); empty when it would train exactly that (device and
+    history aside)."""
     wanted = {**config.recipe(), "n_train": n_train, "pretrained": weights}
-    same_defense = record.defense == (defense.name if defense else "none") and (
-        defense is None or record.defense_settings == defense.settings())
-    return same_defense and all(record.train_settings.get(k) == v for k, v in wanted.items())
+    held = record.train_settings or {}
+    changes = [f"{k} {held[k]} → {v}" for k, v in wanted.items() if k in held and held[k] != v]
+    unsaid = [k for k, v in wanted.items() if k not in held and v is not None]  # a hand-made or older record
+    changes += [f"{', '.join(unsaid)} not in its record"] if unsaid else []
+    name = defense.name if defense else "none"
+    if record.defense != name:
+        changes.insert(0, f"defense {record.defense} → {name}")
+    elif defense is not None and record.defense_settings != defense.settings():
+        old, new = record.defense_settings, defense.settings()
+        changes += [f"{name}.{k} {old.get(k)} → {new.get(k)}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return changes
 
 
 def stale_reason(path: Path, record: CheckpointRecord, data: ImageDataset, model_name: str,
@@ -103,10 +112,11 @@ def stale_reason(path: Path, record: CheckpointRecord, data: ImageDataset, model
     A path names only what departs from today's defaults, so when a default changes (a model's lr, a
     defense's steps) a checkpoint trained under the old one would be taken silently. Its record says how
     it was trained: the path those settings give today must be its own. A record that does not say
-    (hand-made, or from before records held every setting) is not judged. The seed is a draw, not a recipe.
+    (hand-made, or from before records held every setting) is not judged. The seed is a setting like the
+    others (it decides the weights), so a file trained with seed 1 where seed 0's belongs is stale too.
     """
     settings = record.train_settings or {}
-    keys = [k for k in TrainConfig().recipe() if k != "seed"]
+    keys = list(TrainConfig().recipe())
     if any(k not in settings for k in keys):
         return None
     recorded = {k: settings[k] for k in keys}
@@ -188,15 +198,18 @@ def train_and_save(
         defense = None
     config = TrainConfig.for_model(model_name, defense.recipe if defense else {}, seed=seed, **overrides)
     train_split = data.train.subset(n_train, seed=seed)
-    recipe = {k: v for k, v in {**overrides, "n_train": n_train, "weights": weights}.items() if v is not None}
+    asked = {**overrides, "n_train": n_train, "weights": weights, "seed": seed}  # the seed too: it decides the weights
+    recipe = {k: v for k, v in asked.items() if v is not None}
     path = Path(out) if out else cache_path(data, model_name, defense, recipe)
     resume_path = path.with_name(path.name + ".resume.pt")
     with training_lock(path):  # the same one the resolver takes: one trainer per file
         existing = read_record(path) if path.is_file() and not (force or resume) else None
-        if existing is not None and not same_recipe(existing, config, len(train_split), weights, defense):
-            raise CheckpointError(f"{path} holds a checkpoint trained with another recipe ({existing.epochs} epochs, "
+        changes = recipe_changes(existing, config, len(train_split), weights, defense) if existing is not None else []
+        if changes:
+            raise CheckpointError(f"{path} holds a checkpoint trained with another recipe ({', '.join(changes)}; "
                                   f"accuracy {existing.clean_accuracy}); write elsewhere with --out, or replace it "
                                   "with --force")  # fmt: skip
+        replaced = _weights_digest(path)
         model = get_model(model_name, data.info, seed=seed, weights=weights)
         if not resume and distributed.is_main() and resume_path.exists():
             log.warning("%s holds an interrupted run; starting over (pass --resume to continue it)", resume_path)
@@ -223,4 +236,28 @@ def train_and_save(
         if distributed.is_main():
             save_checkpoint(model, path, record)
             resume_path.unlink(missing_ok=True)
+            if replaced is not None:
+                _say_if_identical(model, replaced, path)
     return model.eval(), record, result, path
+
+
+def _weights_digest(path: Path) -> str | None:
+    """The weights digest of the checkpoint a training is about to replace (None if none is there, or
+    it is unreadable: it is replaced all the same)."""
+    if not path.is_file():
+        return None
+    try:
+        return weights_sha256(read_checkpoint(path)[0])
+    except CheckpointError:
+        return None
+
+
+def _say_if_identical(model: nn.Module, replaced: str, path: Path) -> None:
+    """A retrain of the same recipe on the CPU is bit-identical: say so, since the file's SHA-256 differs
+    anyway (its header holds the time and speed of the run); cells keyed on the weights are reused."""
+    if weights_sha256(model.state_dict()) == replaced:
+        log.info("weights identical to the cached checkpoint's, which this file replaces (weights sha256 %s…): its "
+                 "evaluations are reused; the file's SHA-256 differs only by its header (the run's time and speed)",
+                 replaced[:16])  # fmt: skip
+    else:
+        log.info("weights differ from those of the checkpoint it replaced at %s", path)

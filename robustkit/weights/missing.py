@@ -16,7 +16,7 @@ from robustkit.weights.cache import defense_departures, departures, revision_tag
 
 # training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
 _TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
-                "precision": "--precision", "n_train": "--n-train", "weights": "--weights"}  # fmt: skip
+                "precision": "--precision", "n_train": "--n-train", "weights": "--weights", "seed": "--seed"}  # fmt: skip
 _DEFENSE_FLAGS = {"steps": "--steps", "step_size": "--step-size"}
 
 

@@ -87,8 +87,12 @@ def locate(model_name: str, data: ImageDataset, *, defense: Defense | None = Non
 
 def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device | str = "cpu",
                   defense: Defense | None = None, checkpoint: Path | None = None, weights: str | None = None,
-                  recipe: dict[str, Any] | None = None, seed: int = 0, allow_train: bool = True) -> Resolved:  # fmt: skip
-    """The model to evaluate and where its weights come from (see the module's docstring for the order)."""
+                  recipe: dict[str, Any] | None = None, allow_train: bool = True) -> Resolved:  # fmt: skip
+    """The model to evaluate and where its weights come from (see the module's docstring for the order).
+
+    A checkpoint it trains follows the recipe exactly, its seed included (0 unless ``recipe`` names one):
+    never an evaluation's seed, which the file's name would not say.
+    """
     wrap = defense.wrap if defense is not None else (lambda bare: bare)
     found = locate(model_name, data, defense=defense, checkpoint=checkpoint, weights=weights, recipe=recipe)
     if found is not None and found.path is None:  # named weights: the library loads them
@@ -96,7 +100,7 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
         return Resolved(wrap(model), None, found)
     if found is not None and weights is not None:  # a state-dict file for this architecture
         state, record = read_checkpoint(found.path)
-        model = get_model(model_name, data.info, seed=seed)
+        model = get_model(model_name, data.info)
         load_weights(model, state, found.path)
         return Resolved(wrap(model.to(device).eval()), record, found)
     if found is not None:
@@ -110,12 +114,12 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
         raise CheckpointError(f"no checkpoint for {what} at {path}; {missing_hint(model_name, data, defense, recipe)}")
     with training_lock(path):
         if path.is_file():  # another process (a parallel shard) trained it while this one waited
-            return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe, seed=seed,
+            return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe,
                                  allow_train=False)  # fmt: skip
         overrides = dict(recipe or {})
         log.info("no checkpoint for %s: training one%s, to be written to %s",
                  what, f" with {overrides}" if overrides else " with the default recipe", path)  # fmt: skip
-        model, record, _, path = train_and_save(model_name, data, device=device, defense=defense, seed=seed,
+        model, record, _, path = train_and_save(model_name, data, device=device, defense=defense,
                                                 out=path, n_train=overrides.pop("n_train", None), **overrides)  # fmt: skip
     return Resolved(wrap(model.to(device).eval()), record, _file(path))
 
