@@ -321,7 +321,7 @@ def test_renderers_round_trip_and_render_every_format(finished):
     from_json = pd.read_json(io.StringIO(render(table, "json")), orient="records")
     pd.testing.assert_frame_equal(from_json, table, check_dtype=False)
     markdown = render(table, "md").splitlines()
-    assert markdown[0].startswith("| rank | entry | clean | mean worst-case |")  # the board first, short heads
+    assert markdown[0].startswith("| rank | entry | clean | headline linf ε=")  # the board first, short heads
     assert all(line.startswith("|") for line in markdown[: 2 + len(table)]) and not markdown[2 + len(table)].startswith("|")
     assert "\\begin{tabular}" in render(table, "latex")
     board = render(table, "html").split("</table>")[0]

@@ -93,14 +93,14 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
         click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
                    "are left out of this leaderboard)", err=True)  # fmt: skip
     published = read_published(suite.published) if suite.published is not None else None
-    click.echo(render(leaderboard(cells, checks, published), "md"))
+    click.echo(render(leaderboard(cells, checks, published, suite.headline), "md"))
     for title, matrix in transfer_matrix(cells).items():
         click.echo(render_transfer({title: matrix}, "md"))
     for row in checks.itertuples():
         for flag in json.loads(row.details)["flags"]:
             click.echo(f"⚑ {row.entry} {row.norm} ε={row.eps:.4g}: {Flag(**flag).line()}")
     if out:
-        written = publish(cells, out, suite.name, checks=checks, published=published)
+        written = publish(cells, out, suite.name, checks=checks, published=published, headline=suite.headline)
         click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
 
 
@@ -117,12 +117,15 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
 @click.option("--published", "published_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A table of published figures (model,norm,eps,clean_accuracy,autoattack_accuracy,source) "
                    "to show beside ours, as a suite's published: names.")  # fmt: skip
-def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file) -> None:
+@click.option("--headline", "headline_text", metavar="NORM:EPS", help="Rank by the worst case at this budget, e.g. "
+              "linf:0.1 or linf:8/255, as a suite's headline: names [the smallest L∞ ε evaluated].")  # fmt: skip
+def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file, headline_text) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
     from robustkit.results.leaderboard import attack_settings, format_name, leaderboard, publish, render, sort_table, suite_names
     from robustkit.results.store import read_stores
 
     fmt = format_name(fmt)
+    headline = _headline(headline_text) if headline_text else None
     published = None
     if published_file is not None:
         from robustkit.results.published import read_published
@@ -141,12 +144,12 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
         for name in chosen:
             mine, mine_checks = _suite_rows(cells, checks, members, name)
             click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks,
-                                                         published=published)))  # fmt: skip
+                                                         published=published, headline=headline)))  # fmt: skip
         return
     if len(chosen) > 1:
         raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
     cells, checks = _suite_rows(cells, checks, members, chosen[0])
-    table = sort_table(leaderboard(cells, checks, published), sort, descending=not ascending)
+    table = sort_table(leaderboard(cells, checks, published, headline), sort, descending=not ascending)
     text = render(table, fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +157,16 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
         click.echo(f"written to {out}")
     else:
         click.echo(text, nl=False)
+
+
+def _headline(text: str) -> tuple[str, float]:
+    """``linf:0.1`` → ("linf", 0.1); a suite's ``headline:`` on the command line."""
+    from robustkit.threats import parse_eps  # here: only a named headline pays for the threat models' import
+
+    norm, sep, eps = text.partition(":")
+    if not sep or not norm.strip():
+        raise ConfigError(f"--headline takes NORM:EPS (e.g. linf:0.1), got '{text}'")
+    return norm.strip().lower(), parse_eps(eps.strip(), "--headline's ε")
 
 
 def _suite_rows(cells, checks, members, name: str):

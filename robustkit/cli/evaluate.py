@@ -62,10 +62,12 @@ if TYPE_CHECKING:
                    "`robustkit leaderboard` reads (repeatable; each checked before any work).")  # fmt: skip
 @click.option("--save-examples", type=click.Path(file_okay=False, path_type=Path),
               help="Write a PNG grid of clean / perturbation / adversarial images (and any fitted δ) here.")  # fmt: skip
+@click.option("--per-class", "per_class", is_flag=True, help="Also print clean and robust accuracy per class, "
+              "with 95 % intervals (the record always keeps them).")  # fmt: skip
 def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, workers, eps, norm, pixels, options,
              fit_samples, perturbation_file, n_samples, checkpoint, weights, no_train, defense, defense_eps, source_model,
              source_checkpoint, source_defense, checks, no_checks, check_samples, device, seed, batch_size, outputs,
-             save_examples, **setting_flags) -> None:  # fmt: skip
+             save_examples, per_class, **setting_flags) -> None:  # fmt: skip
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
     run of ``robustkit.evaluate_model``; its record is a results-store row). Each attack setting is a
     flag (``--steps 20``) or ``-o KEY=VALUE``; ``robustkit list attacks`` shows which attack takes which."""
@@ -120,6 +122,8 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
           shown(m["attack_success_rate"]), shown(m["median_norm"], ".4g"), m["n_unverified"],
           shown(m["images_per_second"], ".1f"), *[shown(m[k]) for k in extra]]],
     )  # fmt: skip
+    if per_class:
+        _echo_per_class(record["extra"]["per_class"])
     minimum_norm = report.attack.minimum_norm
     if minimum_norm:
         _echo_curve(report.outcome, budget)
@@ -155,6 +159,18 @@ def _save_grid(report: Report, folder: Path, model_name: str, attack_name: str) 
     grid = save_example_grid(folder / f"{model_name}-{attack_name}-{norm}-eps{budget:.4g}.png", ex["clean"],
                              ex["adversarial"], ex["label"], ex["adversarial_prediction"], report.class_names, norm=norm)  # fmt: skip
     click.echo(f"examples: {grid}")
+
+
+def _echo_per_class(figures: dict[str, dict]) -> None:
+    """The record's per-class figures, one row per class, each with its 95 % interval."""
+    from robustkit.results.intervals import Interval
+    from robustkit.results.per_class import FIGURES, per_class_table
+
+    table = per_class_table(figures)
+    click.echo("per class (95 % intervals, Clopper–Pearson):")
+    echo_table(["class", "n", "clean acc", "robust acc"],
+               [[row["class"], row["n"], *(f"{shown(row[f])} {Interval(row[f'{f}_low'], row[f'{f}_high']).text()}" for f in FIGURES)]
+                for row in table.to_dict("records")])  # fmt: skip
 
 
 def _echo_curve(outcome: Evaluation, eps: float) -> None:

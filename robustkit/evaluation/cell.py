@@ -30,6 +30,7 @@ from robustkit.evaluation.engine import Evaluation, attack_figures, evaluate_att
 from robustkit.results.example_grid import example_strip
 from robustkit.evaluation.fooling import FoolingReport, evaluate_fooling
 from robustkit.results.norm_curve import stored_norms
+from robustkit.results.per_class import per_class
 from robustkit.predict import verdict_draws
 from robustkit.results.records import run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
@@ -82,6 +83,8 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start,
                    source=source[1] if source is not None else None)  # fmt: skip
     row.update(clean_correct=pack(result.clean_correct), robust=pack(result.robust), examples=_strip(result.examples))
+    row["extra"]["per_class"] = per_class(subset.labels.cpu().numpy(), result.clean_correct.cpu().numpy(),
+                                          result.robust.cpu().numpy(), data.info.class_names)  # fmt: skip
     if attack.minimum_norm:  # each sample's smallest verified norm: the whole ε-curve, recomputable from the row
         row["extra"]["norms"] = stored_norms(result.norms)
     return CellResult(row, result, attack, figures)

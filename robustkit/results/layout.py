@@ -1,8 +1,9 @@
 """How the formats people read (Markdown, HTML, LaTeX) lay a leaderboard out: a board that fits the page.
 
 CSV and JSON keep the one wide table with every column under its machine name. The formats people
-read split it into parts: the board (rank, entry, clean accuracy, the mean worst case it is ranked by,
-the worst case per threat model and budget, rates, checks, time), then per threat-model family each
+read split it into parts: the board (rank, entry, clean accuracy, the headline it is ranked by and
+whether the next rank is separated from it, the worst case per threat model and budget, rates, checks,
+time), then per threat-model family each
 attack's own figure, then what the figures depend on (data, subset, checkpoint, versions). A part's
 title says what its columns share, so heads repeat nothing: ``worst linf ε=0.1`` is ``linf ε=0.1`` on
 the board, ``patch patch ε=4`` is ``patch ε=4`` and ``fooling-rate fooling ε=0.99`` is
@@ -20,15 +21,17 @@ import pandas as pd
 from robustkit.results.published import AA, CLEAN
 
 # a figure column: "worst linf ε=0.1", "reliable l2 ε=1.5", "pgd-bpda linf ε=0.1" (names hold no spaces)
-MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>\S+)$")
-MEAN = "mean worst-case"  # the ranking key: worst-case robust accuracy averaged over the suite's ε-style (norm, ε)
+# (an ε holds no "_": "worst linf ε=0.1_low" is that figure's interval bound, not a figure)
+MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>[^\s_]+)$")
+HEADLINE = "headline"  # the ranking key: "headline linf ε=0.1", the worst case at the headline budget
+NOT_SEPARATED = "≈ next"  # people's formats: "≈" where the paired test does not separate a rank from the next
 IDENTITY = ["rank", "entry"]
-BOARD_OTHERS = ["clean_accuracy", CLEAN, MEAN, "checks", "attack_seconds"]  # besides the figures it shows
+BOARD_OTHERS = ["clean_accuracy", CLEAN, NOT_SEPARATED, "checks", "attack_seconds"]  # besides the figures it shows
 PREFIX_DIGITS = 16  # of a SHA-256 where a page is narrow (LaTeX, an entry's card): shown as a prefix, and called one
 PREFIX_HEAD = "checkpoint SHA-256 prefix"
 HEADS = {"clean_accuracy": "clean", "attack_seconds": "seconds", "checkpoint_sha256": "checkpoint SHA-256",
          "checkpoint_sha256_prefix": PREFIX_HEAD}  # fmt: skip
-ON_THE_BOARD = ("worst", "reliable", AA)  # figure kinds the board shows; the rest are per attack
+ON_THE_BOARD = (HEADLINE, "worst", "reliable", AA)  # figure kinds the board shows; the rest are per attack
 
 
 @dataclass
@@ -113,13 +116,23 @@ def _attack_head(figure: re.Match, single_norm: bool) -> str:
 
 
 BOARD_TITLE = ("Worst case per threat model and budget: a sample counts as robust only if every attack failed on it; "
-               "ranked by their mean")  # fmt: skip
+               "in brackets the 95 % interval (Clopper–Pearson, exact)")  # fmt: skip
+
+
+def board_title(headline: str | None) -> str:
+    """The board's caption: what its figures are, which column ranks, and what ``≈ next`` says."""
+    if headline is None:
+        return f"{BOARD_TITLE}; ranked by clean accuracy (no robust accuracy to rank by)"
+    m = MEASURED.match(headline)
+    return (f"{BOARD_TITLE}; ranked by the headline, the worst case at {m['norm']} ε={m['eps']} (ties: the higher clean "
+            f"accuracy); {NOT_SEPARATED}: ≈ where that rank is not separated from the one below it (McNemar's exact "
+            "test on the same images, p ≥ 0.05; ? where the store holds no per-image outcomes)")  # fmt: skip
 
 
 def title(part: Part) -> str:
     """What a part's heading says."""
     if part.kind == "board":
-        return BOARD_TITLE
+        return part.title or BOARD_TITLE
     if part.kind == "family":
         return f"{part.title}: each attack's robust accuracy"
     return "What the figures depend on"

@@ -2,8 +2,19 @@
 
 The worst case for a model at one (norm, ε) is the per-sample AND of every attack's ``robust``
 outcome on the same fixed subset: a sample counts as robust only if no attack broke it. Entries are
-ranked by their mean worst-case robust accuracy over the suite's (norm, ε) pairs, then by clean
-accuracy. Accuracies are floats in [0, 1].
+ranked by one figure that means something on its own, the **headline**: the worst case at one
+(norm, ε), the suite's ``headline:`` where it names one, else the smallest L∞ budget evaluated (the
+field's usual headline threat model), else the first ε-style budget in column order; ties go to the
+higher clean accuracy. An average over threat models (L∞, L2, L0, patch, spatial) would mean nothing,
+so there is none: the worst case per (norm, ε) stands beside the headline, grouped by threat model.
+Accuracies are floats in [0, 1].
+
+Every accuracy carries its 95 % interval (``robustkit.results.intervals``): Clopper–Pearson on the
+count, from the per-sample bits where the store has them (the worst case is one yes/no per image), else
+from the stored fraction and n. CSV and JSON hold ``<column>_low`` and ``<column>_high``; the formats
+people read show it in brackets. Adjacent ranks are compared on the same images with McNemar's exact
+test on the headline's per-image outcomes (``next_pvalue``); the board marks ``≈`` where a rank is
+not separated from the one below it.
 
 Threat models without clean images (fooling) have no robust accuracy: their cells count classes, and
 the table shows per entry the share of classes fooled by any of their attacks (``<norm>-rate``, lower
@@ -31,11 +42,15 @@ from robustkit.results import layout
 from robustkit.results.latex import tex
 from robustkit.plugin_index import find, setting_defaults
 from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
+from robustkit.results.intervals import NO_INTERVAL, Interval, fraction_interval, mcnemar_pvalue, proportion_interval, separated
+from robustkit.results.per_class import per_class_table
 from robustkit.results.store import unpack_bits, weights_identity
 
 FORMATS = ("md", "csv", "html", "latex", "json")
 _ALIASES = {"markdown": "md", "tex": "latex", "htm": "html"}
-MEAN = layout.MEAN
+HEADLINE, NEXT_PVALUE, NOT_SEPARATED = layout.HEADLINE, "next_pvalue", layout.NOT_SEPARATED
+PRIMARY_NORM = "linf"  # the headline's threat model where a suite names none: the field ranks by L∞ (RobustBench)
+LOW, HIGH = "_low", "_high"  # a figure's interval columns: "<column>_low", "<column>_high"
 # Per entry, what its figures depend on besides the attacks: (table column, store column)
 PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "sample_seed"),
               ("checkpoint_sha256", "checkpoint_sha256"), ("robustkit_version", "robustkit_version"),
@@ -81,19 +96,40 @@ def latest(cells: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (entry, norm, ε): the AND of the attacks' per-sample robust outcomes, and its accuracy."""
+    """Per (entry, norm, ε): the AND of the attacks' per-sample robust outcomes (``bits``), its accuracy and n.
+
+    A row written before outcomes were stored has no bits: alone at its (norm, ε) its own figure is the
+    worst case (``bits`` None: an interval from the fraction, no paired test); beside others it cannot be.
+    """
     rows = []
     for (entry, norm, eps), group in cells.groupby(["entry", "norm", "eps"], sort=False):
         n = int(group["n"].iloc[0])
         if (group["n"] != n).any() or weights_identity(group).nunique() != 1:
             raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} cover different samples or weights; "
                               "merge stores of one suite run only")  # fmt: skip
-        robust = np.ones(n, dtype=bool)
-        for blob in group["robust"]:
-            robust &= unpack_bits(blob, n)
+        blobs = [b for b in group["robust"] if isinstance(b, bytes)]
+        if len(blobs) < len(group) and len(group) > 1:
+            raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} lack per-sample outcomes (written by an older "
+                              "robustkit), so their worst case cannot be taken; evaluate them again")  # fmt: skip
+        robust = None
+        if blobs:
+            robust = np.ones(n, dtype=bool)
+            for blob in blobs:
+                robust &= unpack_bits(blob, n)
+        accuracy = float(robust.mean()) if robust is not None else float(group["robust_accuracy"].iloc[0])
         rows.append({"entry": entry, "norm": norm, "eps": eps, "attacks": ", ".join(group["attack"]),
-                     "robust_accuracy": float(robust.mean())})  # fmt: skip
-    return pd.DataFrame(rows, columns=["entry", "norm", "eps", "attacks", "robust_accuracy"])
+                     "robust_accuracy": accuracy, "n": n, "bits": robust})  # fmt: skip
+    return pd.DataFrame(rows, columns=["entry", "norm", "eps", "attacks", "robust_accuracy", "n", "bits"])
+
+
+def count_interval(bits: np.ndarray | None, fraction: float | None, n: int | None) -> Interval:
+    """The Clopper–Pearson interval of a proportion: counted from its per-sample bits, else from the fraction."""
+    return proportion_interval(int(bits.sum()), len(bits)) if _has_bits(bits) else fraction_interval(fraction, n)
+
+
+def _has_bits(bits) -> bool:
+    """Are these per-sample outcomes (a row of an older store has none: None, or NaN once in a frame)?"""
+    return isinstance(bits, np.ndarray)
 
 
 def rated(cells: pd.DataFrame) -> pd.Series:
@@ -119,19 +155,24 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["source"].isna() | (cells["source"] == "")]
 
 
-def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
-                published: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
-    """The ranked table: rank, model, defense, clean accuracy, the mean worst case it is ranked by, worst
-    case per (norm, ε), the reliable ensemble's figure, each attack's figure, the gradient-masking
-    checks' verdict, time, and what the figures depend on (data, subset, checkpoint hash, versions).
+def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
+                headline: tuple[str, float] | None = None) -> pd.DataFrame:  # fmt: skip
+    """The ranked table: rank, model, defense, clean accuracy, the headline it is ranked by, whether the
+    next rank is separated from it, worst case per (norm, ε), the reliable ensemble's figure, each
+    attack's figure, the gradient-masking checks' verdict, time, and what the figures depend on (data,
+    subset, checkpoint hash, versions); every accuracy with its interval (``<column>_low``/``_high``).
+
+    ``headline`` (norm, ε) names the budget whose worst case ranks (a suite's ``headline:``); by default
+    the smallest L∞ budget evaluated, else the first ε-style one in column order. Its column is
+    ``headline <norm> ε=<ε>``; ``next_pvalue`` is McNemar's exact paired test of its per-image outcomes
+    against the next rank's (NaN for the last rank, or where the store has no per-sample bits).
 
     Given ``published`` figures (``robustkit.results.published``), matching entries also show the published
     clean and AutoAttack accuracies beside ours, and their source with the provenance.
 
     Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
     images give one column per (norm, ε): the share of classes fooled by any attack (``fooling-rate
-    fooling ε=0.99``, lower is better). It is not a robust accuracy, so it stays out of the mean
-    worst case, which averages the worst-case robust accuracies of the ε-style threat models.
+    fooling ε=0.99``, lower is better). It is not a robust accuracy and never the headline.
     """
     cells = white_box(cells)
     if cells.empty:
@@ -142,34 +183,98 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None,
     table["attack_seconds"] = table["attack_seconds"].round().astype("Int64")  # whole seconds: a timing, not a figure
     provenance = cells.groupby("entry", sort=False).agg(**{c: (source, _distinct) for c, source in PROVENANCE})
     classes, cells = cells[rated(cells)], cells[~rated(cells)]
+    n_images = cells.groupby("entry", sort=False)["n"].first()
+    intervals: dict[str, dict[str, Interval]] = {
+        "clean_accuracy": {e: fraction_interval(_or(a, None), n_images.get(e)) for e, a in table["clean_accuracy"].items()}}
     worst = worst_case(cells)
     pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"])})
     for norm, eps in pairs:
         column = f"worst {norm} ε={eps:.4g}"
-        here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")["robust_accuracy"]
-        table[column] = here
+        here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")
+        table[column] = here["robust_accuracy"]
+        intervals[column] = {e: count_interval(r.bits, r.robust_accuracy, r.n) for e, r in here.iterrows()}
     for (attack, norm, eps), group in sorted(cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])):
-        table[f"{_figure_name(attack)} {norm} ε={eps:.4g}"] = group.set_index("entry")["robust_accuracy"]
+        column = f"{_figure_name(attack)} {norm} ε={eps:.4g}"
+        table[column] = group.set_index("entry")["robust_accuracy"]
+        intervals[column] = {r.entry: fraction_interval(_or(r.robust_accuracy, None), r.n) for r in group.itertuples()}
     if not classes.empty:
         fooled = worst_case(classes)  # per class: robust only if no attack found a verified image
         for (norm, eps), group in fooled.groupby(["norm", "eps"], sort=True):
-            table[f"{norm}-rate {norm} ε={eps:.4g}"] = 1 - group.set_index("entry")["robust_accuracy"]
+            column = f"{norm}-rate {norm} ε={eps:.4g}"
+            table[column] = 1 - group.set_index("entry")["robust_accuracy"]
+            intervals[column] = {r.entry: count_interval(~r.bits if _has_bits(r.bits) else None, 1 - r.robust_accuracy, r.n)
+                                 for r in group.itertuples()}  # fmt: skip
+    top = headline_budget(pairs, headline)
+    top_column = f"{HEADLINE} {top[0]} ε={top[1]:.4g}" if top else None
+    if top_column:
+        table[top_column] = table[f"worst {top[0]} ε={top[1]:.4g}"]
+        intervals[top_column] = intervals[f"worst {top[0]} ε={top[1]:.4g}"]
     if checks is not None and not checks.empty:
         scored = set(zip(cells["entry"], weights_identity(cells)))  # checks of older weights do not count
         current = checks[[(e, s) in scored for e, s in zip(checks["entry"], weights_identity(checks))]]
         table["checks"] = _check_verdicts(current, table.index)
         table[FLAGGED] = flagged_columns(cells, current, table.index, _figure_name)
-    worst_columns = [c for c in table.columns if c.startswith("worst ")]
-    table[MEAN] = table[worst_columns].mean(axis=1, skipna=True)
+        if top_column:  # the headline is the worst case under another name: flagged alike
+            table[FLAGGED] = [f"{f}; {top_column}" if f"worst {top[0]} ε={top[1]:.4g}" in f.split("; ") else f
+                              for f in table[FLAGGED]]  # fmt: skip
     table = add_published(table, published)
-    order = sorted(table.index, key=lambda e: (-_or(table.loc[e, MEAN], -1.0), -table.loc[e, "clean_accuracy"], e))
-    table = table.loc[order].join(provenance).reset_index()
+    ranking = table[top_column] if top_column else pd.Series(np.nan, index=table.index)
+    order = sorted(table.index, key=lambda e: (-_or(ranking[e], -1.0), -_or(table.loc[e, "clean_accuracy"], -1.0), e))
+    table = table.loc[order]
+    if top_column:
+        bits = worst[(worst["norm"] == top[0]) & (worst["eps"] == top[1])].set_index("entry")["bits"]
+        table[NEXT_PVALUE] = next_pvalues([bits.get(e) for e in order])
+    table = table.join(provenance).reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
-    measured = sorted((c for c in table.columns if _MEASURED.match(c)), key=_column_place)
+    measured = sorted((c for c in table.columns if _MEASURED.match(c) and c != top_column), key=_column_place)
     beside = [PUBLISHED_CLEAN] if PUBLISHED_CLEAN in table else []
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, MEAN, *measured]
+    ranked = [top_column, NEXT_PVALUE] if top_column else []
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, *ranked, *measured]
     back = ["attack_seconds", *provenance.columns, *([PUBLISHED_SOURCE] if PUBLISHED_SOURCE in table else [])]
-    return table[front + [c for c in table.columns if c not in front + back] + back]
+    return with_intervals(table[front + [c for c in table.columns if c not in front + back] + back], intervals)
+
+
+def headline_budget(pairs: list[tuple[str, float]], named: tuple[str, float] | None = None) -> tuple[str, float] | None:
+    """The (norm, ε) whose worst case ranks: ``named`` (it must have been evaluated), else the smallest L∞
+    budget, else the first ε-style budget in column order; None where there is none (fooling rates only)."""
+    if named is not None:
+        norm, eps = named
+        found = [(n, e) for n, e in pairs if n == norm and math.isclose(e, eps, rel_tol=1e-6)]
+        if not found:
+            have = ", ".join(f"{n} {e:.4g}" for n, e in pairs) or "none"
+            raise ConfigError(f"headline {norm} ε={eps:.4g} was not evaluated (the board has: {have})")
+        return found[0]
+    primary = sorted(e for n, e in pairs if n == PRIMARY_NORM)
+    if primary:
+        return PRIMARY_NORM, primary[0]
+    return min(pairs, key=lambda p: _column_place(f"worst {p[0]} ε={p[1]:.4g}")) if pairs else None
+
+
+def next_pvalues(bits: list[np.ndarray | None]) -> list[float]:
+    """Per rank: McNemar's exact paired p-value of its per-image outcomes against the next rank's (NaN for
+    the last, or where either has no bits)."""
+    pairs = zip(bits, bits[1:] + [None])
+    return [round(mcnemar_pvalue(a, b), MACHINE_DECIMALS) if _has_bits(a) and _has_bits(b) and len(a) == len(b)
+            else math.nan for a, b in pairs]  # fmt: skip
+
+
+def with_intervals(table: pd.DataFrame, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
+    """``table`` with ``<column>_low`` and ``<column>_high`` right after each figure that has intervals
+    (bounds rounded to ``MACHINE_DECIMALS``, as CSV and JSON write them)."""
+    columns = []
+    for column in table.columns:
+        columns.append(table[column])
+        if column in intervals:
+            per_entry = [intervals[column].get(e, NO_INTERVAL) for e in table["entry"]]
+            for suffix, bound in ((LOW, "low"), (HIGH, "high")):
+                values = [getattr(i, bound) for i in per_entry]
+                columns.append(pd.Series([math.nan if v is None else round(v, MACHINE_DECIMALS) for v in values],
+                                         index=table.index, name=f"{column}{suffix}", dtype=float))  # fmt: skip
+    return pd.concat(columns, axis=1)
+
+
+def _is_interval(column: str) -> bool:
+    return column.endswith(LOW) or column.endswith(HIGH)
 
 
 def _figure_name(attack: str) -> str:
@@ -194,8 +299,8 @@ def column_groups(columns: list[str]) -> list[tuple[str, int]]:
     """The page's header groups over ``columns``: (threat-model family or "", number of columns), in order."""
     groups: list[tuple[str, int]] = []
     for column in columns:
-        m = _MEASURED.match(str(column))
-        name = _traits(m["norm"])["family"] if m else ""
+        m = _MEASURED.match(str(column).removesuffix(LOW).removesuffix(HIGH))  # an interval's bounds go with their figure
+        name = _traits(m["norm"])["family"] if m and m["what"] != HEADLINE else ""  # the headline stands before the groups
         groups[-1:] = [(name, groups[-1][1] + 1)] if groups and groups[-1][0] == name else [*groups[-1:], (name, 1)]
     return groups
 
@@ -260,7 +365,7 @@ def sort_table(table: pd.DataFrame, column: str | None, descending: bool = True)
     """Sort by a column named exactly or by a prefix of exactly one column; ``None`` keeps the ranking."""
     if column is None:
         return table
-    matches = [c for c in table.columns if c == column] or [c for c in table.columns if c.startswith(column)]
+    matches = [c for c in table.columns if c == column] or [c for c in table.columns if c.startswith(column) and not _is_interval(c)]
     if not matches:
         raise ConfigError(f"--sort '{column}' names no column (have: {', '.join(table.columns)})")
     if len(matches) > 1:
@@ -289,9 +394,36 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
         return table.round(MACHINE_DECIMALS).to_json(orient="records", indent=1, force_ascii=False)
     settings = settings if settings is not None and not settings.empty else None
     table = layout.digest_prefixes(table) if fmt == "latex" else table  # a page is narrower than 64 hex digits
-    marked, numeric, legend = with_marks(table, _text)
+    bracketed, with_brackets = _bracketed(table)
+    marked, numeric, legend = with_marks(bracketed, _text)
     pieces = layout.parts(marked, lambda norm: _traits(norm)["family"])
+    pieces[0].title = layout.board_title(next((c for c in table.columns if c.startswith(f"{HEADLINE} ")), None))
+    numeric |= with_brackets
     return {"md": _render_markdown, "html": _render_html, "latex": _render_latex}[fmt](pieces, numeric, legend, settings)
+
+
+def _bracketed(table: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
+    """For the formats people read: each figure as ``0.8060 [0.769, 0.839]`` (its interval columns dropped)
+    and ``next_pvalue`` as the ``≈ next`` mark; also the columns turned to text. The page's board breaks a
+    cell's line at its spaces: with every interval shown it still fits 1400 px."""
+    shown, figures = table.copy(), set()
+    for column in [c for c in table.columns if f"{c}{LOW}" in table]:
+        low, high = table[f"{column}{LOW}"], table[f"{column}{HIGH}"]
+        shown[column] = [_text(v) + (f" {Interval(a, b).text('.3f')}" if _number(a) and _number(b) else "")
+                         for v, a, b in zip(table[column], low, high)]  # fmt: skip
+        shown = shown.drop(columns=[f"{column}{LOW}", f"{column}{HIGH}"])
+        figures.add(column)
+    if NEXT_PVALUE in table:
+        last = table["rank"] == table["rank"].max()
+        marks = ["" if is_last else "?" if not _number(p) else "" if separated(p) else "≈"
+                 for p, is_last in zip(table[NEXT_PVALUE], last)]  # fmt: skip
+        shown.insert(shown.columns.get_loc(NEXT_PVALUE), NOT_SEPARATED, marks)
+        shown = shown.drop(columns=[NEXT_PVALUE])
+    return shown, figures
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value)
 
 
 SETTINGS_TITLE = "Attack settings (those that differ from the attack's defaults)"
@@ -383,7 +515,14 @@ def _latex(table: pd.DataFrame, wrap: str | None = None, numeric: set[str] | Non
 
 
 def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Worst-case robust accuracy vs ε, one line per model entry and one panel per norm (ε = 0: clean)."""
+    """Worst-case robust accuracy vs ε, one line per model entry and one panel per norm (ε = 0: clean),
+    each point with its 95 % interval; saved at ``path``."""
+    return save_figure(curves_figure(cells, title), path)
+
+
+def curves_figure(cells: pd.DataFrame, title: str = ""):
+    """``plot_curves``'s figure. Only measured points are joined: an entry with one budget in a panel shows
+    its clean and robust points without a line, which would read as measured values in between."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -392,6 +531,7 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
 
     worst = worst_case(cells[~rated(cells)])
     clean = cells.groupby("entry", sort=False)["clean_accuracy"].first()
+    n_images = cells[~rated(cells)].groupby("entry", sort=False)["n"].first()
     norms = list(dict.fromkeys(worst["norm"]))
     fig, axes = plt.subplots(1, max(len(norms), 1), figsize=(5 * max(len(norms), 1), 3.8), squeeze=False)
     if not norms:  # only rated cells (fooling rates): no budget axis to draw along
@@ -402,16 +542,24 @@ def plot_curves(cells: pd.DataFrame, path: str | Path, title: str = "") -> Path:
         here = worst[worst["norm"] == norm]
         for entry, group in here.groupby("entry", sort=False):
             group = group.sort_values("eps")
-            ax.plot([0.0, *group["eps"]], [clean[entry], *group["robust_accuracy"]], marker="o", label=entry)
+            bounds = [fraction_interval(clean[entry], n_images[entry]),
+                      *(count_interval(r.bits, r.robust_accuracy, r.n) for r in group.itertuples())]  # fmt: skip
+            y = [clean[entry], *group["robust_accuracy"]]
+            yerr = [[_or(v - (b.low if b.low is not None else v), 0.0) for v, b in zip(y, bounds)],
+                    [_or((b.high if b.high is not None else v) - v, 0.0) for v, b in zip(y, bounds)]]  # fmt: skip
+            joined = len(group) > 1  # two points only (clean, one budget): nothing measured between them
+            ax.errorbar([0.0, *group["eps"]], y, yerr=yerr, marker="o", linestyle="-" if joined else "none",
+                        capsize=3, label=entry)  # fmt: skip
         _draw_one_run_curves(ax, cells[(cells["norm"] == norm) & ~rated(cells)])
         threat = _traits(norm)
         ax.set(xlabel=threat["budget_axis"] if threat["budget_axis"] != "ε" else f"ε ({norm})",
-               ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip())  # fmt: skip
+               ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip()
+               + ("\n(one budget: measured points, no curve between them)" if here.groupby("entry").size().max() == 1 else ""))  # fmt: skip
         if threat["whole_budget"]:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return fig
 
 
 def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:
@@ -480,7 +628,8 @@ def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
 
 
 def _settings_text(settings: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    """``eps=0.1, steps=3``: a setting left at None means "the default" and says nothing, so it is left out."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()) if v is not None)
 
 
 _PAGE = """<!DOCTYPE html>
@@ -515,7 +664,7 @@ figure svg {{ max-width: 100%; height: auto; }}
   const head = table.tHead.rows;
   const headers = Array.from(head[head.length - 1].cells);  // the column names, under the threat-model groups
   function value(row, i) {{
-    const text = row.cells[i].textContent.replace("⚑", "").trim();  // a flagged figure sorts as its number
+    const text = row.cells[i].textContent.replace("⚑", "").split("[")[0].trim();  // a figure sorts as its number
     const number = parseFloat(text);
     return text !== "" && !isNaN(number) && /^[-+0-9.eE]+$/.test(text) ? number : text.toLowerCase();
   }}
@@ -545,14 +694,15 @@ figure svg {{ max-width: 100%; height: auto; }}
 
 
 def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
-            checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+            checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
+            headline: tuple[str, float] | None = None) -> list[Path]:  # fmt: skip
     """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``.
 
     ``cells`` are one suite's (``of_suite``): everything written is made of them alone.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table, settings = sort_table(leaderboard(cells, checks, published), sort), attack_settings(cells)
+    table, settings = sort_table(leaderboard(cells, checks, published, headline), sort), attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")
@@ -566,10 +716,44 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
         written.append(folder / f"{name}.transfer.csv")
         written[-1].write_text(render_transfer(matrices, "csv"))
     written.append(folder / f"{name}.html")
-    extra = render_transfer(matrices, "html") if matrices else ""
+    extra = per_class_html(cells, table) + (render_transfer(matrices, "html") if matrices else "")
     written[-1].write_text(html_page(table, written[-4 if matrices else -2].read_text(), f"robustkit leaderboard: {name}",
                                      extra, settings, entry_cards(cells, list(table["entry"]))))  # fmt: skip
     return written
+
+
+def per_class_html(cells: pd.DataFrame, table: pd.DataFrame) -> str:
+    """A folded table of clean and robust accuracy per class (with intervals) at the headline budget: per
+    entry and class, each attack's figure there; "" where no cell keeps ``extra["per_class"]`` (older stores)."""
+    headline = next((_MEASURED.match(c) for c in table.columns if c.startswith(f"{HEADLINE} ")), None)
+    if headline is None:
+        return ""
+    norm, eps = headline["norm"], float(headline["eps"])
+    here = white_box(cells)
+    here = here[(here["norm"] == norm) & np.isclose(here["eps"], eps, rtol=1e-4)]
+    frames = []
+    for entry in table["entry"]:
+        attacks = {}
+        for row in here[here["entry"] == entry].itertuples():
+            extra = json.loads(row.extra) if isinstance(row.extra, str) and row.extra else (row.extra or {})
+            if isinstance(extra, dict) and extra.get("per_class"):
+                attacks[_figure_name(row.attack)] = per_class_table(extra["per_class"])
+        if not attacks:
+            continue
+        first = next(iter(attacks.values()))
+        frame = pd.DataFrame({"entry": entry, "class": first["class"], "n": first["n"], "clean": _brackets(first, "clean")})
+        for attack, figures in attacks.items():
+            frame[f"{attack} robust"] = _brackets(figures, "robust")
+        frames.append(frame)
+    if not frames:
+        return ""
+    summary = (f"Per class at the headline budget ({norm} ε={headline['eps']}): clean and each attack's robust "
+               "accuracy, 95 % intervals in brackets")  # fmt: skip
+    return f"<details><summary>{html.escape(summary)}</summary>\n{_html_plain(pd.concat(frames), 'detail')}</details>\n"
+
+
+def _brackets(frame: pd.DataFrame, figure: str) -> list[str]:
+    return [f"{_text(v)} {Interval(a, b).text('.3f')}" for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"])]
 
 
 def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:

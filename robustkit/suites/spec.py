@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,7 +29,7 @@ from robustkit.threats import ThreatModel, parse_eps, threat_class
 from robustkit.training.loop import TrainConfig
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
-              "transfer", "checks", "check_samples", "published"}  # fmt: skip
+              "transfer", "checks", "check_samples", "published", "headline"}  # fmt: skip
 MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label"}
 ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a variant's name heads leaderboard columns: no spaces
@@ -137,6 +138,7 @@ class Suite:
     checks: str = "default"  # gradient-masking checks per (entry, norm, ε, BPDA/EOT) of the gradient attacks: none | default | full
     check_samples: int = 200
     published: Path | None = None  # a table of published figures to show beside ours (``robustkit.results.published``)
+    headline: tuple[str, float] | None = None  # (norm, ε) whose worst case ranks the leaderboard [its smallest L∞ ε]
 
     def cells(self, shard: tuple[int, int] = (0, 1)) -> list[Cell]:
         """Every cell in suite order (transfer cells last); with ``shard=(i, n)`` the share i of n (0-based)."""
@@ -202,8 +204,21 @@ def _suite(raw: Any, path: Path) -> Suite:
                   fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
                   path=path, transfer=transfer, checks=checks,
                   check_samples=_positive(data, "check_samples", 200),
-                  published=_published(data, path.parent))  # fmt: skip
+                  published=_published(data, path.parent), headline=_headline(data, attacks))  # fmt: skip
     return suite
+
+
+def _headline(data: dict[str, Any], attacks: tuple[AttackEntry, ...]) -> tuple[str, float] | None:
+    """``headline: {norm: linf, eps: 0.1}``: the budget the leaderboard ranks by; one the suite evaluates."""
+    if data.get("headline") is None:
+        return None
+    raw = _mapping(data["headline"], "headline", {"norm", "eps"}, required={"norm", "eps"})
+    norm, eps = str(raw["norm"]).lower(), parse_eps(raw["eps"], "headline.eps")
+    budgets = [(a.norm, e) for a in attacks if threat_class(a.norm).clean_images for e in a.eps]
+    if not any(n == norm and math.isclose(e, eps, rel_tol=1e-9) for n, e in budgets):
+        have = ", ".join(f"{n} {e:.4g}" for n, e in dict.fromkeys(budgets)) or "none"
+        raise ConfigError(f"headline: {norm} ε={eps:.4g} is not a budget the suite's attacks evaluate (they have: {have})")
+    return norm, eps
 
 
 def _published(data: dict[str, Any], base: Path) -> Path | None:
