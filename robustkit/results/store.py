@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +161,30 @@ def _use_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _read_only(path: Path, table: str) -> pd.DataFrame:
+    """One table of a store, opened read-only: reading (a leaderboard, a published board's test) never
+    changes the file, not even by the journal switch or the columns a newer robustkit adds on writing;
+    a column the store predates reads as null."""
+    try:
+        # Not ``mode=ro``: a read-only connection to a WAL store leaves its -wal and -shm files behind.
+        with closing(sqlite3.connect(path, timeout=_TIMEOUT)) as db:
+            db.execute("PRAGMA query_only = ON")
+            present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if table == "members":
+                if "members" not in present:
+                    return pd.DataFrame({"suite": pd.Series(dtype=str), "key": pd.Series(dtype=str)})
+                return pd.read_sql_query("SELECT suite, key FROM members ORDER BY suite, key", db)
+            if _table(table) not in present:
+                return pd.DataFrame(columns=list(TABLES[table]))
+            frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY created, key", db)
+    except sqlite3.DatabaseError as err:
+        raise ConfigError(f"{path} is not a robustkit results store ({err})") from None
+    for column in TABLES[table]:
+        if column not in frame:
+            frame[column] = None
+    return frame
+
+
 def _table(name: str) -> str:
     if name not in TABLES:
         raise ValueError(f"no table '{name}' in a results store (have {', '.join(TABLES)})")
@@ -181,8 +205,7 @@ def read_stores(paths: Iterable[str | Path], table: str = "cells") -> pd.DataFra
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"results store {path} does not exist")
-        with ResultStore(path) as store:
-            frames.append(store.members() if table == "members" else store.frame(table))
+        frames.append(_read_only(Path(path), table))
     if not frames:
         raise ConfigError("name at least one results store")
     frame = pd.concat(frames, ignore_index=True)
