@@ -28,7 +28,10 @@ _COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT",
     "defense": "TEXT", "checkpoint": "TEXT", "checkpoint_sha256": "TEXT", "attack": "TEXT", "norm": "TEXT",
     "eps": "REAL", "settings": "TEXT", "n_samples": "INTEGER", "sample_seed": "INTEGER", "n": "INTEGER",
-    "clean_accuracy": "REAL", "robust_accuracy": "REAL", "attack_success_rate": "REAL", "median_norm": "REAL",
+    "clean_accuracy": "REAL", "clean_accuracy_low": "REAL", "clean_accuracy_high": "REAL",  # its 95 % interval
+    "robust_accuracy": "REAL", "robust_accuracy_low": "REAL", "robust_accuracy_high": "REAL",
+    "attack_success_rate": "REAL", "attack_success_rate_low": "REAL", "attack_success_rate_high": "REAL",
+    "median_norm": "REAL",
     "n_unverified": "INTEGER", "seconds": "REAL", "extra": "TEXT", "device": "TEXT", "seed": "INTEGER",
     "robustkit_version": "TEXT", "torch_version": "TEXT", "created": "TEXT", "clean_correct": "BLOB", "robust": "BLOB",
     "source": "TEXT", "source_checkpoint_sha256": "TEXT",  # transfer cells: the entry the examples were crafted on
