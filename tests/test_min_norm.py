@@ -208,6 +208,25 @@ def test_the_leaderboard_draws_a_min_norm_cells_curve_from_its_stored_norms():
     plt.close("all")
 
 
+def test_the_curve_plot_shades_each_steps_95_percent_interval():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robustkit.results.norm_curve import draw_curve
+
+    outcome = evaluate_model(tiny_model(), DATA, "fmn", eps=0.1, n_samples=32, checks="none", progress=False).outcome
+    _, ax = plt.subplots()
+    draw_curve(ax, outcome, 0.1, "one run", band=True)
+    budgets = curve_budgets(outcome.norms, 0.1)
+    robust = [int((outcome.clean_correct & ~(outcome.norms <= b)).sum()) for b in budgets]  # per step, from the norms
+    ends = {round(end, 12) for k in robust for end in (proportion_interval(k, 32).low, proportion_interval(k, 32).high)}
+    (band,) = ax.collections
+    assert len(set(robust)) > 2 and {round(y, 12) for y in band.get_paths()[0].vertices[:, 1]} == ends
+    plt.close("all")
+
+
 def test_cli_fmn_prints_the_figure_at_eps_the_median_norm_and_writes_the_curve(tmp_path):
     runner = CliRunner()
     checkpoint, out = tmp_path / "tiny.safetensors", tmp_path / "r.json"
