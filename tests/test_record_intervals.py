@@ -105,16 +105,22 @@ def test_an_older_csv_or_json_is_refused_in_one_line_that_says_why(tmp_path):
         assert ".sqlite" in message  # where the record can go instead
 
 
-def test_an_older_store_gains_the_columns_and_its_rows_get_the_interval_of_their_fraction(tmp_path):
+def test_an_older_store_is_read_as_it_is_gains_the_columns_when_written_and_its_rows_get_their_fractions_interval(tmp_path):
     old = [c for c in COLUMNS if c not in NEW]
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
         db.execute(f"CREATE TABLE cells ({', '.join(old)})")
         db.execute("INSERT INTO cells (key, n, clean_accuracy, robust_accuracy, attack_success_rate) VALUES "
                    "('a', 300, 275 / 300.0, 8 / 300.0, 267 / 275.0), ('b', 4, NULL, 0.75, 0.25)")  # fmt: skip
-    with ResultStore(path) as store:
+    before = path.read_bytes()
+    read = read_stores([path])  # what a leaderboard does: the file stays as it was (a published store too)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite"]
+    assert read.columns.tolist() == COLUMNS and read[NEW].isna().all().all()
+    with ResultStore(path) as store:  # opened to write: it gains the columns, null in its older rows
         rows = store.frame().set_index("key")
-    assert set(NEW) <= set(rows.columns) and rows[NEW].isna().all().all()
+    with sqlite3.connect(path) as db:
+        have = [row[1] for row in db.execute("PRAGMA table_info(cells)")]
+    assert set(NEW) <= set(have) and rows[NEW].isna().all().all()
     plain = rows.loc["a"].to_dict()
     assert row_interval(plain, "clean_accuracy") == proportion_interval(275, 300)
     assert row_interval(plain, "robust_accuracy") == proportion_interval(8, 300)

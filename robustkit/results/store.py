@@ -69,10 +69,17 @@ def unpack_bits(blob: bytes, n: int) -> np.ndarray:
 class ResultStore:
     """``with ResultStore(path) as store: store.put(row)``; ``store.has(key)``; ``store.frame()``."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """Open (or make) a store; an older one gains today's columns. ``read_only`` leaves the file byte for
+        byte as it is (a published store read by a leaderboard or a test): no table is made, no column
+        added, and an older store's missing columns read as null."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if read_only:  # not SQLite's mode=ro: a read-only connection leaves a WAL store's -wal/-shm files behind
+                self._db = sqlite3.connect(self.path, timeout=_TIMEOUT)
+                self._db.execute("SELECT 1 FROM sqlite_master").fetchone()  # a file that is not a store fails here
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=_TIMEOUT)
             _use_wal(self._db)
             with self._writing():
@@ -119,8 +126,13 @@ class ResultStore:
         self._db.commit()
 
     def frame(self, table: str = "cells") -> pd.DataFrame:
-        """Every row; outcome bits stay bytes (``unpack`` them with ``n``)."""
-        return pd.read_sql_query(f"SELECT * FROM {_table(table)} ORDER BY created, key", self._db)
+        """Every row, in today's columns (null where an older store, read as it is, lacks one; a newer
+        one's own columns last); outcome bits stay bytes (``unpack`` them with ``n``)."""
+        columns = list(TABLES[_table(table)])
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is None:
+            return pd.DataFrame(columns=columns)
+        frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY created, key", self._db)
+        return frame.reindex(columns=[*columns, *(c for c in frame.columns if c not in columns)])
 
     def add_members(self, suite: str, keys: Iterable[str]) -> None:
         """Record that these cells and check runs belong to ``suite`` (also those it reused from another)."""
@@ -157,12 +169,12 @@ def _table(name: str) -> str:
 
 def read_stores(paths: Iterable[str | Path], table: str = "cells") -> pd.DataFrame:
     """All rows of one table (or ``"members"``) of several stores (shards) in one frame; a row present
-    twice is kept once."""
+    twice is kept once. The files are only read (an older store is not upgraded)."""
     frames = []
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"results store {path} does not exist")
-        with ResultStore(path) as store:
+        with ResultStore(path, read_only=True) as store:
             frames.append(store.members() if table == "members" else store.frame(table))
     if not frames:
         raise ConfigError("name at least one results store")
