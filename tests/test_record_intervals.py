@@ -128,3 +128,19 @@ def test_an_older_store_is_read_as_it_is_gains_the_columns_when_written_and_its_
     fooling = rows.loc["b"].to_dict()  # no clean images: the rate is out of every class sought
     assert row_interval(fooling, "attack_success_rate") == proportion_interval(1, 4)
     assert row_interval(fooling, "clean_accuracy").text() == ""
+
+
+def test_the_python_report_gives_each_figures_interval_as_its_record_holds_it():
+    from attack_fixtures import DATA, tiny_model
+    from robustkit import evaluate_model
+
+    report = evaluate_model(tiny_model(), DATA, "fgsm", eps=0.1, n_samples=N, checks="none", progress=False)
+    clean, robust = report.outcome.clean_correct, report.outcome.robust
+    recounted = {"clean_accuracy": (int(clean.sum()), N), "robust_accuracy": (int(robust.sum()), N),
+                 "attack_success_rate": (int((clean & ~robust).sum()), int(clean.sum()))}  # fmt: skip
+    for figure, count in recounted.items():
+        assert report.interval(figure) == proportion_interval(*count)
+        assert (report.record[f"{figure}_low"], report.record[f"{figure}_high"]) == (report.interval(figure).low,
+                                                                                     report.interval(figure).high)  # fmt: skip
+    with pytest.raises(ConfigError, match="no interval for 'median_norm'"):
+        report.interval("median_norm")
