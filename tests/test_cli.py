@@ -7,6 +7,7 @@ from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.weights.cache import recipe_tag
 from robustkit.predict import accuracy
+from robustkit.results.intervals import proportion_interval
 
 
 def run(*args: str):
@@ -58,8 +59,11 @@ def test_train_end_to_end_on_synthetic(tmp_path):
     assert result.exit_code == 0, result.output
     assert "test acc" in result.output and str(out) in result.output
     model, record = load_model(out)
-    recomputed = accuracy(model, get_dataset("synthetic").test)
+    test = get_dataset("synthetic").test
+    recomputed = accuracy(model, test)
     assert record.clean_accuracy == pytest.approx(recomputed) and recomputed > 0.9
+    correct = sum(int((model.eval()(x).argmax(1) == y).sum()) for x, y in test.batches(256))
+    assert f"{correct / len(test):.4f} {proportion_interval(correct, len(test)).text()}" in result.output  # test acc [95 % CI]
     assert record.model == "lenet5" and record.epochs == 6 and record.train_settings["precision"] == "fp32"
 
 

@@ -122,11 +122,13 @@ def test_figures_of_a_run_that_attacked_nothing_print_a_dash_and_are_stored_as_n
     result = run(*EVAL, "--attack", "fgsm", "--eps", "0.1", "--output", str(out))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    row = lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["model", "attack"]) + 1].split()
-    assert row[5:9] == ["0.0000", "0.0000", "—", "—"]  # clean acc, robust acc, success, median norm
+    row = re.split(r"\s{2,}", lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["model", "attack"]) + 1])
+    none_of_16 = f"0.0000 [0.0000, {1 - 0.025 ** (1 / 16):.4f}]"  # Clopper–Pearson's upper end for 0 of n: 1 − (α/2)^(1/n)
+    assert row[5:9] == [none_of_16, none_of_16, "—", "—"]  # clean acc, robust acc, success (none attacked), median norm
     assert not re.search(r"\bnan\b", result.output, re.IGNORECASE)
     record = json.loads(out.read_text())[0]
     assert record["clean_accuracy"] == 0 and record["attack_success_rate"] is None and record["median_norm"] is None
+    assert record["attack_success_rate_low"] is None and record["attack_success_rate_high"] is None
     assert json.loads(record["extra"])["mean_norm"] is None
     report = robustkit.evaluate_model(AlwaysWrong(), "synthetic", "fgsm", eps=0.1, n_samples=16, checks="none",
                                       progress=False)  # fmt: skip

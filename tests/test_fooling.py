@@ -20,6 +20,7 @@ from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
 from robustkit.threats.fooling import confirm_fooling
 from robustkit.evaluation.fooling import evaluate_fooling
+from robustkit.results.intervals import proportion_interval
 from robustkit.results.leaderboard import entry_cards, leaderboard, plot_curves
 from robustkit.evaluation.runner import run_suite
 from robustkit.results.store import read_stores, unpack
@@ -198,6 +199,11 @@ def test_cli_prints_a_row_per_class_and_writes_the_grid(tmp_path):
     assert record["norm"] == "fooling" and record["eps"] == 0.99 and record["n"] == 4
     extra = json.loads(record["extra"])
     assert len(extra["confidence"]) == 4 and record["clean_accuracy"] is None  # no clean image was used
+    fooled = sum("✓" in line for line in lines[1:5])  # the classes the table says were fooled
+    interval = proportion_interval(fooled, 4)
+    assert (record["attack_success_rate_low"], record["attack_success_rate_high"]) == (interval.low, interval.high)
+    assert f"fooling rate: {fooled / 4:.4f} {interval.text()} (95 % CI; {fooled} of 4 classes" in result.output
+    assert record["clean_accuracy_low"] is None and record["clean_accuracy_high"] is None
     # one measurement: the column printed, the summary, the record's per-class times and its seconds agree
     printed = [float(line.split()[3]) for line in lines[1:5]]
     assert printed == pytest.approx(extra["class_seconds"], rel=1e-2)  # 3 significant digits printed

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from robustkit.results.intervals import (
+    Interval,
     bootstrap_mean_interval,
     fraction_interval,
     mcnemar_pvalue,
@@ -99,3 +100,15 @@ def test_paired_bootstrap_tells_a_real_difference_from_none():
     assert separated(paired_bootstrap_pvalue(better, base))
     noise = base ^ (rng.random((500, 2)) < 0.01)
     assert not separated(paired_bootstrap_pvalue(noise, base))
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 45), (8, 300), (275, 300), (45, 45), (517, 1000)])
+def test_clopper_pearson_is_scipys_exact_binomial_interval(k, n):
+    from scipy.stats import beta, binomtest
+
+    ours = proportion_interval(k, n)
+    peer = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")  # found by root finding
+    assert (ours.low, ours.high) == pytest.approx((peer.low, peer.high), rel=1e-9, abs=1e-15)
+    tail = (1 - 0.95) / 2
+    textbook = Interval(float(beta.ppf(tail, k, n - k + 1)) if k else 0.0, float(beta.ppf(1 - tail, k + 1, n - k)) if k < n else 1.0)
+    assert ours == textbook  # scipy.stats' beta quantiles, bit for bit, without importing scipy.stats

@@ -3,6 +3,7 @@ PGD and peer libraries, the record, the CLI and the leaderboard's line."""
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,6 +20,7 @@ from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
 from robustkit.evaluation.api import evaluate_model
+from robustkit.results.intervals import Interval, proportion_interval
 from robustkit.results.norm_curve import curve_budgets, row_evaluation
 from robustkit.registry import ATTACKS
 from robustkit.results.store import ResultStore
@@ -206,6 +208,25 @@ def test_the_leaderboard_draws_a_min_norm_cells_curve_from_its_stored_norms():
     plt.close("all")
 
 
+def test_the_curve_plot_shades_each_steps_95_percent_interval():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robustkit.results.norm_curve import draw_curve
+
+    outcome = evaluate_model(tiny_model(), DATA, "fmn", eps=0.1, n_samples=32, checks="none", progress=False).outcome
+    _, ax = plt.subplots()
+    draw_curve(ax, outcome, 0.1, "one run", band=True)
+    budgets = curve_budgets(outcome.norms, 0.1)
+    robust = [int((outcome.clean_correct & ~(outcome.norms <= b)).sum()) for b in budgets]  # per step, from the norms
+    ends = {round(end, 12) for k in robust for end in (proportion_interval(k, 32).low, proportion_interval(k, 32).high)}
+    (band,) = ax.collections
+    assert len(set(robust)) > 2 and {round(y, 12) for y in band.get_paths()[0].vertices[:, 1]} == ends
+    plt.close("all")
+
+
 def test_cli_fmn_prints_the_figure_at_eps_the_median_norm_and_writes_the_curve(tmp_path):
     runner = CliRunner()
     checkpoint, out = tmp_path / "tiny.safetensors", tmp_path / "r.json"
@@ -219,8 +240,10 @@ def test_cli_fmn_prints_the_figure_at_eps_the_median_norm_and_writes_the_curve(t
     extra = json.loads(record["extra"])
     norms = torch.tensor([math.nan if v is None else v for v in extra["norms"]])
     median = norms.nanmedian().item()
-    assert f"robust accuracy {record['robust_accuracy']:.4f} at ε=0.1, median verified norm {median:.4g}" in result.output
+    at_eps = Interval(record["robust_accuracy_low"], record["robust_accuracy_high"]).text()
+    assert f"robust accuracy {record['robust_accuracy']:.4f} {at_eps} at ε=0.1, median verified norm {median:.4g}" in result.output
     assert record["norm"] == "linf" and record["median_norm"] == pytest.approx(median)
-    half = (record["clean_accuracy"] * 32 - (norms <= 0.05).sum().item()) / 32
-    assert f"0.05: {half:.4f}" in result.output  # the curve line: robust accuracy at ½ε from the norms
+    robust_at_half = round(record["clean_accuracy"] * 32) - (norms <= 0.05).sum().item()
+    point = f"{robust_at_half / 32:.4f} {proportion_interval(robust_at_half, 32).text()}"
+    assert re.search(rf"ε=0\.05:\s+{re.escape(point)}\n", result.output)  # the curve at ½ε from the norms, with its interval
     assert (tmp_path / "ex" / "lenet5-fmn-linf-curve.png").is_file()

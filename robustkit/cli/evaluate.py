@@ -12,7 +12,7 @@ import click
 
 from robustkit.cli.attack_settings import add_setting_flags, flag_settings, option_value
 from robustkit.cli.options import dataset_options, runtime_options
-from robustkit.cli.table import echo_table, shown
+from robustkit.cli.table import echo_table, shown, with_interval
 from robustkit.errors import ConfigError
 from robustkit.paths import home
 from robustkit.registry import ATTACKS
@@ -79,6 +79,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     from robustkit.models import check_model_name
     from robustkit.results.norm_curve import save_curve_plot
     from robustkit.results.perturbation_file import save_perturbation
+    from robustkit.results.intervals import PROPORTIONS, row_interval
     from robustkit.results.records import check_outputs
     from robustkit.weights.checkpoint import file_sha256
     from robustkit.threats import L0, threat_class
@@ -116,11 +117,11 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     if report.source is not None:
         click.echo(f"transfer: examples crafted on {source_model or model_name} ({report.source.description}), scored on {model_name}")
     echo_table(
-        ["model", "attack", "norm", "eps", "n", "clean acc", "robust acc", "success", "median norm", "unverified",
-         "img/s", *[k.replace("_", " ") for k in extra]],
-        [[model_name, attack_name, norm, f"{budget:.4g}", m["n"], shown(m["clean_accuracy"]), shown(m["robust_accuracy"]),
-          shown(m["attack_success_rate"]), shown(m["median_norm"], ".4g"), m["n_unverified"],
-          shown(m["images_per_second"], ".1f"), *[shown(m[k]) for k in extra]]],
+        ["model", "attack", "norm", "eps", "n", "clean acc [95 % CI]", "robust acc [95 % CI]", "success [95 % CI]",
+         "median norm", "unverified", "img/s", *[k.replace("_", " ") for k in extra]],
+        [[model_name, attack_name, norm, f"{budget:.4g}", m["n"], *[with_interval(m[k], row_interval(m, k)) for k in PROPORTIONS],
+          shown(m["median_norm"], ".4g"), m["n_unverified"], shown(m["images_per_second"], ".1f"),
+          *[shown(m[k]) for k in extra]]],
     )  # fmt: skip
     if per_class:
         _echo_per_class(record["extra"]["per_class"])
@@ -178,12 +179,16 @@ def _echo_curve(outcome: Evaluation, eps: float) -> None:
     from robustkit.results.norm_curve import SCALES
 
     budgets = [scale * eps for scale in SCALES]
-    points = "  ".join(f"{b:.4g}: {a:.4f}" for b, a in zip(budgets, outcome.curve(budgets)))
+    labels = [f"ε={b:.4g}:" for b in budgets]
+    points = [f"  {label:<{max(map(len, labels))}} {with_interval(a, i)}"
+              for label, a, i in zip(labels, outcome.curve(budgets), outcome.curve_intervals(budgets))]  # fmt: skip
     attacked = int(outcome.clean_correct.sum())
     found = int((~outcome.norms.isnan()).sum())
-    click.echo(f"minimum-norm run: robust accuracy {outcome.robust_accuracy:.4f} at ε={eps:.4g}, median verified norm "
+    at_eps = with_interval(outcome.robust_accuracy, outcome.curve_intervals([eps])[0])
+    click.echo(f"minimum-norm run: robust accuracy {at_eps} at ε={eps:.4g}, median verified norm "
                f"{shown(outcome.median_norm, '.4g')} ({found} of {attacked} attacked samples broken at some ε)")  # fmt: skip
-    click.echo(f"robust accuracy vs ε (one run): {points}")
+    click.echo("robust accuracy [95 % CI] vs ε (one run):")
+    click.echo("\n".join(points))
 
 
 def _write(outputs: list[Path], report: Report) -> None:

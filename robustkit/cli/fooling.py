@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from robustkit.cli.table import echo_table, shown
+from robustkit.cli.table import echo_table, shown, with_interval
 from robustkit.evaluation.api import Report
 from robustkit.results.example_grid import save_fooling_grid
+from robustkit.results.intervals import row_interval
 from robustkit.paths import home
 
 
@@ -18,7 +19,8 @@ def report_fooling(report: Report, save_examples: Path | None) -> Path:
     echo_table(["class", "confidence", "passed", "seconds"],
                [[names[c], f"{p:.4f}", "✓" if ok else "✗", shown(s, ".3g")] for c, p, ok, s in
                 zip(fooled.classes.tolist(), fooled.confidence.tolist(), fooled.passed.tolist(), fooled.seconds.tolist())])  # fmt: skip
-    click.echo(f"fooling rate: {fooled.fooling_rate:.4f} ({int(fooled.passed.sum())} of {len(fooled.classes)} classes "
+    rate = with_interval(fooled.fooling_rate, row_interval(report.figures, "attack_success_rate"))
+    click.echo(f"fooling rate: {rate} (95 % CI; {int(fooled.passed.sum())} of {len(fooled.classes)} classes "
                f"at p ≥ {fooled.threshold:g}), {shown(fooled.seconds_per_class, '.3g')} s per class "
                f"({shown(fooled.total_seconds, '.3g')} s in all), "
                f"unverified: {fooled.n_unverified}")  # fmt: skip

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from robustkit.results.intervals import Interval  # imports NumPy: not at the CLI's start
 
 
 def shown(value: float | None, spec: str = ".4f") -> str:
     """A figure as the terminal prints it: "—" where it does not apply (None or NaN, e.g. a success rate
     with no sample attacked), never "nan"."""
     return "—" if value is None or value != value else format(value, spec)
+
+
+def with_interval(value: float | None, interval: Interval, spec: str = ".4f") -> str:
+    """A proportion and its 95 % interval as a table prints them: ``0.0267 [0.0116, 0.0518]``; the figure
+    alone where there is no interval, "—" where the figure does not apply."""
+    return f"{shown(value, spec)} {interval.text(spec)}".rstrip()
 
 
 def echo_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

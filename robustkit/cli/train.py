@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
-from robustkit.cli.table import echo_table
+from robustkit.cli.table import echo_table, with_interval
 from robustkit.plugin_index import entries
 
 
@@ -103,6 +103,7 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     from robustkit.training import distributed
     from robustkit.device import resolve_device
     from robustkit.models import check_model_name
+    from robustkit.results.intervals import fraction_interval
     from robustkit.weights.cache import train_and_save
     from robustkit.threats import parse_eps
 
@@ -121,10 +122,11 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     if not distributed.is_main():
         return
     last = result.history[-1]
+    tested = fraction_interval(result.test_accuracy, len(data.test))  # the fraction is correct / len(test): exact
     echo_table(
-        ["model", "dataset", "defense", "epochs", "train acc", "test acc", "seconds", "img/s"],
+        ["model", "dataset", "defense", "epochs", "train acc", "test acc [95 % CI]", "seconds", "img/s"],
         [[model_name, record.dataset, record.defense, record.epochs, f"{last['train_accuracy']:.4f}",
-          f"{result.test_accuracy:.4f}", f"{result.seconds:.0f}", f"{result.images_per_second:.0f}"]],
+          with_interval(result.test_accuracy, tested), f"{result.seconds:.0f}", f"{result.images_per_second:.0f}"]],
     )  # fmt: skip
     if result.resumed:  # the table's time and rate are the whole run's, as the epoch lines are
         click.echo(f"seconds and img/s cover the whole run: {result.seconds_here:.0f} s of it since resuming at epoch "

@@ -32,6 +32,7 @@ from robustkit.evaluation.cell import check_entry, entry_defense, evaluate_cell
 from robustkit.evaluation.fooling import FoolingReport
 from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
+from robustkit.results.intervals import PROPORTIONS, Interval, row_interval
 from robustkit.results.perturbation_file import load_perturbation
 from robustkit.weights.checkpoint import file_sha256, weights_sha256
 from robustkit.registry import ATTACKS, DATASETS
@@ -48,7 +49,7 @@ class Report:
 
     record: dict[str, Any]  # the results store's cell row (the schema of every --output and of the runner)
     outcome: Evaluation | FoolingReport  # per sample (per class for fooling threat models)
-    figures: dict[str, Any]  # every figure, flat: metrics, fitting figures, fooling rate
+    figures: dict[str, Any]  # every figure, flat: metrics with their 95 % intervals, fitting figures, fooling rate
     attack: Attack  # as evaluated (fitted where it learns from data)
     provenance: Provenance  # where the evaluated weights come from
     perturbation: dict[str, Tensor] = field(default_factory=dict)  # a fitted or applied δ / patch, by name
@@ -65,6 +66,13 @@ class Report:
     @property
     def robust_accuracy(self) -> float:
         return self.figures["robust_accuracy"]
+
+    def interval(self, figure: str = "robust_accuracy") -> Interval:
+        """The 95 % interval (Clopper–Pearson, from the counts) of ``clean_accuracy``, ``robust_accuracy`` or
+        ``attack_success_rate``; ``figures`` and ``record`` hold it as ``{figure}_low`` and ``{figure}_high``."""
+        if figure not in PROPORTIONS:
+            raise ConfigError(f"no interval for '{figure}': the figures with one are {', '.join(PROPORTIONS)}")
+        return row_interval(self.figures, figure)
 
     @property
     def examples(self) -> dict[str, Tensor]:

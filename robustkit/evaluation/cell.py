@@ -32,6 +32,7 @@ from robustkit.evaluation.fooling import FoolingReport, evaluate_fooling
 from robustkit.results.norm_curve import stored_norms
 from robustkit.results.per_class import per_class
 from robustkit.predict import verdict_draws
+from robustkit.results.intervals import PROPORTIONS
 from robustkit.results.records import run_metadata
 from robustkit.registry import ATTACKS, DEFENSES
 from robustkit.weights.resolve import Provenance
@@ -41,7 +42,8 @@ from robustkit.threats import DEFAULT_NORM, default_eps
 
 log = logging.getLogger(__name__)
 CARD_EXAMPLES = 4  # broken examples per cell kept for the leaderboard page's cards
-_COLUMN_FIGURES = ("n", "clean_accuracy", "robust_accuracy", "attack_success_rate", "median_norm", "n_unverified")
+_COLUMN_FIGURES = ("n", *PROPORTIONS, *(f"{p}_{end}" for p in PROPORTIONS for end in ("low", "high")), "median_norm",
+                   "n_unverified")  # fmt: skip
 
 
 @dataclass
@@ -116,6 +118,7 @@ def cell_row(cell: Cell, attack: Attack, figures: dict[str, Any], *, device: tor
     Figures that have no column of their own (fitting, fooling, ``verify_draws``, what a caller adds
     later) go to ``extra``, so every kind of run has the same columns. A figure that does not apply
     (NaN: a success rate with no sample attacked) is stored as None, in the columns as in ``extra``.
+    Each proportion's 95 % interval (``{figure}_low``/``_high``) is the outcome's, computed from its counts.
     """
     suite, spec = cell.suite, cell.attack
     extra = {k: _plain(v) for k, v in figures.items() if k not in _COLUMN_FIGURES and k != "seconds"}

@@ -29,6 +29,7 @@ from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.random_forward import randomised_modules
 from robustkit.registry import ATTACKS
+from robustkit.results.outcome import share
 from robustkit.threats import threat_class, threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
@@ -138,13 +139,13 @@ def run_checks(
     adapted = adaptation.settings()
 
     base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed, **adapted)) if white is None or not quick else white.to(device)
-    report.figures["pgd_accuracy" if white is None or not quick else "evaluated_accuracy"] = base.float().mean().item()
+    report.figures["pgd_accuracy" if white is None or not quick else "evaluated_accuracy"] = share(base)
     if not quick:
         _check_eps_sweep(report, base, lambda f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed, **adapted)), slack)
 
     large, _ = threat_model(norm, eps).whole_box_budget(tuple(images.shape[1:]))  # a budget reaching the whole box
     far = DEFAULT_UNBOUNDED_STEPS if quick else max(steps, 20)
-    unbounded = robust(pgd(eps=large, norm=norm, steps=far, seed=seed, **adapted)).float().mean().item()
+    unbounded = share(robust(pgd(eps=large, norm=norm, steps=far, seed=seed, **adapted)))
     report.figures["pgd_accuracy_unbounded"] = unbounded
     if unbounded > 0.1:
         report.flags.append(Flag("unbounded-attack-fails",
@@ -155,7 +156,7 @@ def run_checks(
     white_name, white_box = "the evaluated attack" if white is not None and quick else f"PGD-{steps}", base
     if not quick:
         strong = robust(pgd(eps=eps, norm=norm, steps=10 * steps, restarts=3, seed=seed, **adapted))
-        report.figures["pgd_strong_accuracy"] = strong.float().mean().item()
+        report.figures["pgd_strong_accuracy"] = share(strong)
         drop = report.figures["pgd_accuracy"] - report.figures["pgd_strong_accuracy"]
         if drop > slack:
             report.flags.append(Flag("more-iterations-help",
@@ -177,7 +178,7 @@ def run_checks(
     if quick:
         probed[probed.nonzero().squeeze(1)[DEFAULT_SQUARE_SAMPLES:]] = False
     black = robust(square(eps=eps, norm=norm, queries=queries, seed=seed, eot=adaptation.eot), keep=probed)
-    white_share = white_box.float().mean().item()
+    white_share = share(white_box)
     broken_share = (~black & probed).float().sum().item() / max(probed.sum().item(), 1)  # of the probed unbroken ones
     only_black = broken_share * white_share
     report.figures["white_box_accuracy"] = white_share
@@ -193,7 +194,7 @@ def run_checks(
 
 def _check_eps_sweep(report: CheckReport, base: Tensor, robust_at: Callable[[float], Tensor], slack: float) -> None:
     """A larger ball contains the smaller one: accuracy that rises with ε means the attack is failing."""
-    sweep = {f: (robust_at(f) if f != 1.0 else base).float().mean().item() for f in EPS_FACTORS}
+    sweep = {f: share(robust_at(f) if f != 1.0 else base) for f in EPS_FACTORS}
     report.figures.update({f"pgd_accuracy_eps_x{f:g}": a for f, a in sweep.items()})
     rises = [(a, b) for a, b in zip(EPS_FACTORS, EPS_FACTORS[1:]) if sweep[b] > sweep[a] + slack]
     if rises:
@@ -213,7 +214,7 @@ def _check_forward(model: nn.Module, images: Tensor, report: CheckReport, batch_
     differs = (first - second).abs().amax().item()
     report.figures["forward_max_difference"] = differs
     if differs > 1e-4 * max(first.abs().amax().item(), 1.0) and not averaged:
-        changed = (predict(model, images, draws=1) != first.argmax(1)).float().mean().item()  # one pass, no vote
+        changed = share(predict(model, images, draws=1) != first.argmax(1))  # one pass, no vote
         report.flags.append(Flag("randomised-forward",
                                  f"two eval-mode passes on the same inputs differ by up to {differs:.3g} in the "
                                  f"logits ({changed:.3f} of predictions change on a third pass)",
@@ -241,10 +242,10 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, report: C
                 return torch.zeros_like(images).flatten(1)
 
     flat = gradients(margin)
-    nan = (~torch.isfinite(flat)).any(1).float().mean().item()
+    nan = share((~torch.isfinite(flat)).any(1))
     zero = (flat == 0).all(1)
-    saturated = ((gradients(ce) == 0).all(1) & ~zero).float().mean().item()
-    zero = zero.float().mean().item()
+    saturated = share((gradients(ce) == 0).all(1) & ~zero)
+    zero = share(zero)
     report.figures.update({"gradient_nan_fraction": nan, "gradient_zero_fraction": zero, "ce_gradient_zero_fraction": saturated})
     if nan > 0:
         report.flags.append(Flag("nan-gradients", f"{nan:.3f} of the samples have NaN or infinite input gradients",

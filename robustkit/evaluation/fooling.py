@@ -19,6 +19,8 @@ from robustkit.attack import Attack
 from robustkit.errors import ConfigError
 from robustkit.threats.fooling import confirm_fooling
 from robustkit.predict import num_classes
+from robustkit.results.intervals import interval_figures
+from robustkit.results.outcome import share
 
 
 @dataclass
@@ -45,7 +47,7 @@ class FoolingReport:
     @property
     def fooling_rate(self) -> float:
         """Share of the classes sought with a verified fooling image."""
-        return self.passed.float().mean().item()
+        return share(self.passed)
 
     @property
     def seconds_per_class(self) -> float:
@@ -54,7 +56,10 @@ class FoolingReport:
 
     def metrics(self) -> dict[str, float | int]:
         """The keys of ``Evaluation.metrics`` over classes (robust: no verified image), plus the fooling figures."""
-        return {"n": len(self.classes), "robust_accuracy": 1 - self.fooling_rate, "attack_success_rate": self.fooling_rate,
+        fooled, sought = int(self.passed.sum()), len(self.classes)
+        return {"n": sought, "robust_accuracy": share(~self.passed), "attack_success_rate": self.fooling_rate,
+                **interval_figures({"clean_accuracy": None, "robust_accuracy": (sought - fooled, sought),
+                                    "attack_success_rate": (fooled, sought)}),
                 "mean_norm": float("nan"), "median_norm": float("nan"), "n_unverified": self.n_unverified,
                 "seconds": self.total_seconds, "images_per_second": len(self.classes) / max(self.total_seconds, 1e-12),
                 "fooling_rate": self.fooling_rate, "seconds_per_class": self.seconds_per_class}  # fmt: skip

@@ -58,22 +58,28 @@ def curve_budgets(norms: Tensor, eps: float) -> list[float]:
     return [0.0, *found, end]
 
 
-def draw_curve(ax, evaluation: Evaluation, eps: float, label: str, **style) -> None:
-    """The one-run curve on a matplotlib axis, as steps (robust accuracy falls at each verified norm)."""
+def draw_curve(ax, evaluation: Evaluation, eps: float, label: str, *, band: bool = False, **style) -> None:
+    """The one-run curve on a matplotlib axis, as steps (robust accuracy falls at each verified norm);
+    with ``band``, each step's 95 % interval shaded around it."""
     budgets = curve_budgets(evaluation.norms, eps)
-    ax.step(budgets, evaluation.curve(budgets), where="post", label=label, **style)
+    (line,) = ax.step(budgets, evaluation.curve(budgets), where="post", label=label, **style)
+    if band:
+        intervals = evaluation.curve_intervals(budgets)
+        ax.fill_between(budgets, [i.low for i in intervals], [i.high for i in intervals], step="post",
+                        color=line.get_color(), alpha=0.2, linewidth=0, label="95 % interval (Clopper–Pearson)")  # fmt: skip
 
 
 def save_curve_plot(evaluation: Evaluation, path: str | Path, *, norm: str, eps: float, title: str) -> Path:
-    """A PNG of robust accuracy versus ε from one minimum-norm run, the run's ε marked."""
+    """A PNG of robust accuracy versus ε from one minimum-norm run, its 95 % interval shaded, the run's ε marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.8))
-    draw_curve(ax, evaluation, eps, "robust accuracy (one run)")
-    ax.axvline(eps, color="grey", linestyle=":", label=f"ε = {eps:.4g}: {evaluation.robust_accuracy:.4f}")
+    draw_curve(ax, evaluation, eps, "robust accuracy (one run)", band=True)
+    at_eps = evaluation.curve_intervals([eps])[0].text()
+    ax.axvline(eps, color="grey", linestyle=":", label=f"ε = {eps:.4g}: {evaluation.robust_accuracy:.4f} {at_eps}")
     ax.set(xlabel=f"ε ({threat_class(norm).name})", ylabel="robust accuracy", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from robustkit.results.intervals import Interval, interval_figures, proportion_interval
+
+
+def share(mask: Tensor) -> float:
+    """The share of True in ``mask`` as count / n in Python floats: the exact fraction's rounding, where a
+    float32 mean would store 275/300 as 0.9166666865348816. NaN for no samples."""
+    n = mask.numel()
+    return int(mask.sum()) / n if n else float("nan")
+
 
 @dataclass
 class Evaluation:
@@ -25,11 +34,11 @@ class Evaluation:
 
     @property
     def clean_accuracy(self) -> float:
-        return self.clean_correct.float().mean().item()
+        return share(self.clean_correct)
 
     @property
     def robust_accuracy(self) -> float:
-        return self.robust.float().mean().item()
+        return share(self.robust)
 
     @property
     def attack_success_rate(self) -> float:
@@ -53,7 +62,17 @@ class Evaluation:
 
     def curve(self, budgets: list[float] | Tensor) -> list[float]:
         """Robust accuracy at each budget of ``budgets`` (see ``robust_at``)."""
-        return [self.robust_at(float(e)).float().mean().item() for e in budgets]
+        return [share(self.robust_at(float(e))) for e in budgets]
+
+    def curve_intervals(self, budgets: list[float] | Tensor) -> list[Interval]:
+        """The 95 % interval of each point of ``curve``."""
+        return [proportion_interval(int(self.robust_at(float(e)).sum()), self.n) for e in budgets]
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Each proportion as (count, out of): what its interval is computed from."""
+        attacked, robust = int(self.clean_correct.sum()), int(self.robust.sum())
+        return {"clean_accuracy": (attacked, self.n), "robust_accuracy": (robust, self.n),
+                "attack_success_rate": (attacked - robust, attacked)}  # fmt: skip
 
     @property
     def images_per_second(self) -> float:
@@ -65,6 +84,7 @@ class Evaluation:
             "clean_accuracy": self.clean_accuracy,
             "robust_accuracy": self.robust_accuracy,
             "attack_success_rate": self.attack_success_rate,
+            **interval_figures(self.counts()),
             "mean_norm": self.mean_norm,
             "median_norm": self.median_norm,
             "n_unverified": self.n_unverified,

@@ -62,15 +62,29 @@ def _check_existing(path: Path) -> None:
             if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'cells'").fetchone() is None:
                 raise ConfigError(f"{path} is not a robustkit results store (no cells table); write to a new file")
     elif path.suffix == ".csv":
-        if pd.read_csv(path, nrows=0).columns.tolist() != COLUMNS:
-            raise ConfigError(foreign.replace("records", "records (other columns)"))
+        columns = pd.read_csv(path, nrows=0).columns.tolist()
+        if columns != COLUMNS:
+            raise ConfigError(_older(path, [columns]) or foreign.replace("records", "records (other columns)"))
     else:
         try:
             records = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path} is not valid JSON ({err}); write to a new file") from None
         if not isinstance(records, list) or any(not isinstance(r, dict) or list(r) != COLUMNS for r in records):
-            raise ConfigError(foreign)
+            older = isinstance(records, list) and all(isinstance(r, dict) for r in records)
+            raise ConfigError((older and _older(path, [list(r) for r in records])) or foreign)
+
+
+def _older(path: Path, columns: list[list[str]]) -> str | None:
+    """Why a file of an older robustkit's records (each row's columns a part of today's, in order) cannot
+    take a new one; None for a file that holds something else. Rows of one file share one schema, so a
+    row with more columns than its file would be read wrongly; a results store gains the new columns."""
+    if not columns or any(not c or [k for k in COLUMNS if k in c] != c for c in columns):
+        return None
+    missing = [k for k in COLUMNS if any(k not in c for c in columns)]
+    named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (f"{path} holds records of an older robustkit, without today's columns {named}: write to a new file, "
+            "or to a .sqlite results store (a store gains new columns)")
 
 
 def append_record(path: str | Path, row: dict[str, Any], checks: dict[str, Any] | None = None) -> Path:

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,10 @@ _COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT",
     "defense": "TEXT", "checkpoint": "TEXT", "checkpoint_sha256": "TEXT", "attack": "TEXT", "norm": "TEXT",
     "eps": "REAL", "settings": "TEXT", "n_samples": "INTEGER", "sample_seed": "INTEGER", "n": "INTEGER",
-    "clean_accuracy": "REAL", "robust_accuracy": "REAL", "attack_success_rate": "REAL", "median_norm": "REAL",
+    "clean_accuracy": "REAL", "clean_accuracy_low": "REAL", "clean_accuracy_high": "REAL",  # its 95 % interval
+    "robust_accuracy": "REAL", "robust_accuracy_low": "REAL", "robust_accuracy_high": "REAL",
+    "attack_success_rate": "REAL", "attack_success_rate_low": "REAL", "attack_success_rate_high": "REAL",
+    "median_norm": "REAL",
     "n_unverified": "INTEGER", "seconds": "REAL", "extra": "TEXT", "device": "TEXT", "seed": "INTEGER",
     "robustkit_version": "TEXT", "torch_version": "TEXT", "created": "TEXT", "clean_correct": "BLOB", "robust": "BLOB",
     "source": "TEXT", "source_checkpoint_sha256": "TEXT",  # transfer cells: the entry the examples were crafted on
@@ -68,10 +71,18 @@ def unpack_bits(blob: bytes, n: int) -> np.ndarray:
 class ResultStore:
     """``with ResultStore(path) as store: store.put(row)``; ``store.has(key)``; ``store.frame()``."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """Open (or make) a store; an older one gains today's columns. ``read_only`` leaves the file byte for
+        byte as it is (a published store read by a leaderboard or a test): no table is made, no column
+        added, and an older store's missing columns read as null."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if read_only:  # not SQLite's mode=ro: a read-only connection leaves a WAL store's -wal/-shm files behind
+                self._db = sqlite3.connect(self.path, timeout=_TIMEOUT)
+                self._db.execute("PRAGMA query_only = ON")
+                self._db.execute("SELECT 1 FROM sqlite_master").fetchone()  # a file that is not a store fails here
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=_TIMEOUT)
             _use_wal(self._db)
             with self._writing():
@@ -118,8 +129,13 @@ class ResultStore:
         self._db.commit()
 
     def frame(self, table: str = "cells") -> pd.DataFrame:
-        """Every row; outcome bits stay bytes (``unpack`` them with ``n``)."""
-        return pd.read_sql_query(f"SELECT * FROM {_table(table)} ORDER BY created, key", self._db)
+        """Every row, in today's columns (null where an older store, read as it is, lacks one; a newer
+        one's own columns last); outcome bits stay bytes (``unpack`` them with ``n``)."""
+        columns = list(TABLES[_table(table)])
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is None:
+            return pd.DataFrame(columns=columns)
+        frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY created, key", self._db)
+        return frame.reindex(columns=[*columns, *(c for c in frame.columns if c not in columns)])
 
     def rekey(self, old: str, new: str, table: str = "cells", **columns: Any) -> bool:
         """Move the row stored under ``old`` to ``new``, setting ``columns`` (and its suites' membership);
@@ -161,30 +177,6 @@ def _use_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
-def _read_only(path: Path, table: str) -> pd.DataFrame:
-    """One table of a store, opened read-only: reading (a leaderboard, a published board's test) never
-    changes the file, not even by the journal switch or the columns a newer robustkit adds on writing;
-    a column the store predates reads as null."""
-    try:
-        # Not ``mode=ro``: a read-only connection to a WAL store leaves its -wal and -shm files behind.
-        with closing(sqlite3.connect(path, timeout=_TIMEOUT)) as db:
-            db.execute("PRAGMA query_only = ON")
-            present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if table == "members":
-                if "members" not in present:
-                    return pd.DataFrame({"suite": pd.Series(dtype=str), "key": pd.Series(dtype=str)})
-                return pd.read_sql_query("SELECT suite, key FROM members ORDER BY suite, key", db)
-            if _table(table) not in present:
-                return pd.DataFrame(columns=list(TABLES[table]))
-            frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY created, key", db)
-    except sqlite3.DatabaseError as err:
-        raise ConfigError(f"{path} is not a robustkit results store ({err})") from None
-    for column in TABLES[table]:
-        if column not in frame:
-            frame[column] = None
-    return frame
-
-
 def _table(name: str) -> str:
     if name not in TABLES:
         raise ValueError(f"no table '{name}' in a results store (have {', '.join(TABLES)})")
@@ -200,12 +192,13 @@ def weights_identity(rows: pd.DataFrame) -> pd.Series:
 
 def read_stores(paths: Iterable[str | Path], table: str = "cells") -> pd.DataFrame:
     """All rows of one table (or ``"members"``) of several stores (shards) in one frame; a row present
-    twice is kept once."""
+    twice is kept once. The files are only read (an older store is not upgraded)."""
     frames = []
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"results store {path} does not exist")
-        frames.append(_read_only(Path(path), table))
+        with ResultStore(path, read_only=True) as store:
+            frames.append(store.members() if table == "members" else store.frame(table))
     if not frames:
         raise ConfigError("name at least one results store")
     frame = pd.concat(frames, ignore_index=True)
