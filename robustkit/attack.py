@@ -63,6 +63,12 @@ class Perturbed:
     evidence: dict[str, Tensor] = field(default_factory=dict)  # for ``ThreatModel.contains``
 
 
+def keep_rows(mask: Tensor, *tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """The rows of each tensor where ``mask`` (bool, N) holds, None passing through: the one way an attack
+    shrinks its set of still-active samples, so a retired sample stops costing passes."""
+    return tuple(None if tensor is None else tensor[mask] for tensor in tensors)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Attack(ABC):
     """Base of every attack: ε, norm, seed and precision are common to all."""

@@ -124,11 +124,15 @@ def test_cli_caches_by_defense_and_eps_and_evaluate_finds_it(isolated_home):
 @pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     out = tmp_path / "ddp.safetensors"
-    torchrun(["-m", "robustkit", "train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6",
-               "--batch-size", "64", "--lr", "0.05", "--precision", "fp32", "--out", str(out)])  # fmt: skip
+    done = torchrun(["-m", "robustkit", "train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6",
+                      "--batch-size", "64", "--lr", "0.05", "--precision", "fp32", "--out", str(out)])  # fmt: skip
     model, record = load_model(out)
     assert record.train_settings["processes"] == 2
     assert accuracy(model, get_dataset("synthetic").test) > 0.9
+    # only rank 0 speaks, as only rank 0 writes: each of its lines once, not once per process
+    lines = (done.stdout + done.stderr).splitlines()
+    said = [f"epoch {k}/6: loss" for k in range(1, 7)] + ["training 512 images", "test accuracy", "checkpoint:"]
+    assert {start: sum(line.startswith(start) for line in lines) for start in said} == dict.fromkeys(said, 1)
 
 
 def test_resume_refuses_a_run_made_with_other_settings(tmp_path):

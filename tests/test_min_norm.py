@@ -17,6 +17,7 @@ from attacks import CW, FMN, PGD
 from robustkit.attack import Attack, Perturbed
 from robustkit.cli import main
 from robustkit.errors import ConfigError
+from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
 from robustkit.evaluation.api import evaluate_model
@@ -124,6 +125,31 @@ def test_the_one_run_curve_agrees_with_pgd_runs_at_each_eps(norm, budgets):
     assert max(abs(a - b) for a, b in zip(curve, swept)) <= 4 / 64, (curve, swept)
     cw = evaluate_attack(model, DATA.test, CW(eps=eps), progress=False).curve(budgets) if norm == "l2" else curve
     assert max(abs(a - b) for a, b in zip(cw, swept)) <= 4 / 64, (cw, swept)
+
+
+# the tiny model's data with 512 test images, so that 0.01 of robust accuracy is 5 images, not a third of one
+WIDE = get_dataset("synthetic", num_classes=4, channels=1, size=12, n_train=256, n_test=512, noise=0.3)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_fmn_early_stop_saves_passes_and_moves_the_curve_by_at_most_001_at_any_eps(norm, eps):
+    model, x, y = tiny_model(), WIDE.test.images, WIDE.test.labels
+    every, early = FMN(eps=eps, norm=norm)(model, x, y), FMN(eps=eps, norm=norm, early_stop=True)(model, x, y)
+    assert (every.queries == 100).all() and early.queries.float().mean() < 90
+    # the same search until a sample stops: its norm is its full run's best at that step, never smaller
+    found = every.success & early.success
+    assert torch.equal(found, every.success)
+    ran_on = early.queries == 100
+    assert torch.equal(early.norms[found & ran_on], every.norms[found & ran_on])
+    assert (early.norms[found] >= every.norms[found]).all() and (early.norms[found] > every.norms[found]).any()
+    # robust accuracy at ε counts the images no example of norm ≤ ε broke; it only steps at a found norm
+    correct = model(x).argmax(1) == y
+
+    def robust(result, e):
+        return (correct & ~(result.success & (result.norms <= e))).float().mean().item()
+
+    steps = torch.cat([every.norms[found], early.norms[found]]).tolist()
+    assert max(abs(robust(every, e) - robust(early, e)) for e in steps) <= 0.01
 
 
 def _median(norms):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 
 import torch
@@ -13,7 +14,7 @@ def init_from_env(device: torch.device) -> None:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
 
     The backend follows the device training runs on: NCCL for CUDA, gloo otherwise (a CPU run on a
-    GPU machine too).
+    GPU machine too). Ranks other than 0 then log errors only.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -21,6 +22,10 @@ def init_from_env(device: torch.device) -> None:
         atexit.register(leave)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if not is_main():
+            # every rank runs the same code, so its notes and warnings would repeat once per process; rank 0
+            # speaks for all, as it alone writes (errors still show: a rank that fails says why)
+            logging.getLogger().setLevel(logging.ERROR)
 
 
 def leave() -> None:
