@@ -132,7 +132,9 @@ WIDE = get_dataset("synthetic", num_classes=4, channels=1, size=12, n_train=256,
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
-def test_fmn_early_stop_saves_passes_and_moves_the_curve_by_at_most_001_at_any_eps(norm, eps):
+def test_fmn_early_stop_saves_passes_and_moves_the_curve_by_a_few_images_at_most(norm, eps):
+    """Opt-in, as README says: it moved the curve by 0.007 (L∞) and 0.013 (L2) on smallcnn at n = 300, so
+    it cannot promise 0.01; the bound checked here is 0.015 (0.0078 and 0.0098 measured on this model)."""
     model, x, y = tiny_model(), WIDE.test.images, WIDE.test.labels
     every, early = FMN(eps=eps, norm=norm)(model, x, y), FMN(eps=eps, norm=norm, early_stop=True)(model, x, y)
     assert (every.queries == 100).all() and early.queries.float().mean() < 90
@@ -149,7 +151,7 @@ def test_fmn_early_stop_saves_passes_and_moves_the_curve_by_at_most_001_at_any_e
         return (correct & ~(result.success & (result.norms <= e))).float().mean().item()
 
     steps = torch.cat([every.norms[found], early.norms[found]]).tolist()
-    assert max(abs(robust(every, e) - robust(early, e)) for e in steps) <= 0.01
+    assert max(abs(robust(every, e) - robust(early, e)) for e in steps) <= 0.015
 
 
 def _median(norms):
