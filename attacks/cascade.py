@@ -50,6 +50,7 @@ class Cascade(GradientAttack):
 
 
 def _needs_more_classes(attack: Attack, target: Tensor | None, model: nn.Module, x: Tensor) -> bool:
-    """Targeted DLR (APGD-T) is undefined with fewer than 4 classes: the cascade goes on without it."""
-    return isinstance(attack, APGD) and attack.targets > 0 and attack.loss == "dlr" and target is None \
-        and num_classes(model, x) < 4
+    """The DLR loss is undefined below 3 classes (4 targeted, APGD-T): the cascade goes on without it."""
+    if not isinstance(attack, APGD) or attack.loss != "dlr" or target is not None:
+        return False
+    return num_classes(model, x) < (4 if attack.targets > 0 else 3)

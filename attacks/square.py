@@ -1,4 +1,5 @@
-"""Square attack: score-based black-box random search over square windows (Andriushchenko et al., ECCV 2020).
+"""Square attack: score-based black-box random search over square windows (Andriushchenko et al., ECCV 2020;
+its L1 version: Croce & Hein, "Mind the box", ICML 2021).
 
 Only forward passes, all under ``torch.no_grad()``: the attack reads the model's logits and never a
 gradient, so it also works on models whose backward is broken, masked or unavailable. Each step
@@ -19,7 +20,7 @@ from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from attacks.random_search import search_score
 from robustkit.registry import ATTACKS
-from robustkit.threats import L2, Linf, names
+from robustkit.threats import L1, L2, Linf, names
 from robustkit.per_sample_random import SampleRandom
 from robustkit.threats import clip_to_box
 
@@ -32,11 +33,13 @@ _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 class Square(Attack):
     """Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020, arXiv:1912.00049).
 
-    Threat model: L∞ or L2 ball of radius ``eps`` around x, within [0, 1]; score-based black box
+    Threat model: L∞, L2 or L1 ball of radius ``eps`` around x, within [0, 1]; score-based black box
     (logits only, no gradients). L∞ starts from vertical stripes x ± ε and sets a random s×s window
     to ±ε per channel; L2 starts from pseudo-Gaussian tiles of norm ε and moves mass between two
-    windows with the paper's ± pseudo-Gaussian pattern, keeping ‖δ‖₂ ≤ ε.
-    Arguments: ``eps``; ``norm`` (linf | l2); ``queries`` (5000: model evaluations per sample, the
+    windows with the paper's ± pseudo-Gaussian pattern, keeping ‖δ‖₂ ≤ ε. L1 ("Mind the box") does the
+    same with a sharper pattern (weights 1/(k+1)⁴, unit L1 mass) and L1 masses, and projects every
+    proposal exactly onto the L1 ball ∩ [0, 1] (``L1.clip``), so a coordinate the box stops wastes nothing.
+    Arguments: ``eps``; ``norm`` (linf | l2 | l1); ``queries`` (5000: model evaluations per sample, the
     initial point included); ``p_init`` (0.8: fraction of the image the first windows cover);
     ``loss`` (margin | ce, maximised; a proposal is kept if it raises the loss or fools the model);
     ``patience`` (0: spend the whole budget; P > 0: stop once P queries in a row have fooled no
@@ -63,7 +66,7 @@ class Square(Attack):
     """
 
     name: ClassVar[str] = "square"
-    norms: ClassVar[tuple[str, ...]] = names(Linf, L2)
+    norms: ClassVar[tuple[str, ...]] = names(Linf, L2, L1)
 
     loss: str = "margin"
     eot: int = 1  # a randomised model's logits averaged over this many passes per query
@@ -87,7 +90,7 @@ class Square(Attack):
         idx = (~fooled).nonzero().squeeze(1)  # the working set: samples still being attacked
         xa, ba, la, ya, ra = x[idx], best[idx], loss[idx], y[idx], rng[idx]
         ta = None if target is None else target[idx]
-        propose = self._linf_step if self.norm == Linf.name else self._l2_step
+        propose = {Linf.name: self._linf_step, L2.name: self._l2_step, L1.name: self._l1_step}[self.norm]
         made, last_hit = 1, 0  # queries made so far per remaining sample; the step that last fooled one
         for step in range(1, self.queries):
             if len(idx) == 0 or (self.patience and step - last_hit > self.patience):
@@ -115,18 +118,21 @@ class Square(Attack):
         return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)
 
     def _start(self, x: Tensor, rng: SampleRandom) -> Tensor:
-        """L∞: vertical stripes of ±ε (one sign per column and channel); L2: ± pseudo-Gaussian tiles, norm ε."""
+        """L∞: vertical stripes of ±ε (one sign per column and channel); L2: ± pseudo-Gaussian tiles, norm ε;
+        L1: ± tiles of unit L1 mass each, projected onto the ball ∩ box (the sharpest of them survive)."""
         n, c, h, w = x.shape
         if self.norm == Linf.name:
             return clip_to_box(x + self.eps * _signs(rng, c, 1, w)).to(x.dtype)
         s = max(min(h, w) // 5, 1)  # a centred grid of (up to) 5×5 tiles, as the paper's code does
         th, tw = min(5, h // s), min(5, w // s)
-        tiles = _pattern(s, rng.rand(th * tw, 1, 1) < 0.5).view(n, 1, th, tw, s, s)
+        tiles = _pattern(s, rng.rand(th * tw, 1, 1) < 0.5, self.norm).view(n, 1, th, tw, s, s)
         tiles = tiles * _signs(rng, c, th, tw, 1, 1)
         delta = torch.zeros(x.shape, device=x.device)
         top, left = (h - th * s) // 2, (w - tw * s) // 2
         grid = tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, c, th * s, tw * s)  # tile row, pixel row, tile col, …
         delta[:, :, top : top + th * s, left : left + tw * s] = grid
+        if self.norm == L1.name:  # the tiles hold far more than ε of mass: the exact projection keeps their peaks
+            return self.threat.clip(x, x + delta).to(x.dtype)
         return self.threat.clip(x, x + self.eps * self.threat.normalize_grad(delta)).to(x.dtype)
 
     def _linf_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
@@ -155,9 +161,32 @@ class Square(Attack):
         unused = (self.eps**2 - delta.flatten(1).square().sum(1)).clamp_min(0)  # budget the box clipped away
         available = ((d.square() * union).sum((1, 2)) + unused[:, None] / c).sqrt()  # per channel, n×c
         old = d[win1]  # n×s×s×c
-        bump = _pattern(s, rng.rand(1, 1) < 0.5)[..., None] * _signs(rng, 1, 1, c)
+        bump = _pattern(s, rng.rand(1, 1) < 0.5, L2.name)[..., None] * _signs(rng, 1, 1, c)
         new = bump + old / old.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12)
         new = new / new.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12) * available[:, None, None, :]
+        d[win2] = 0.0
+        d[win1] = new
+        return self.threat.clip(x, x + delta).to(x.dtype)
+
+    def _l1_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
+        """The L2 step in L1 masses ("Mind the box"): window 2 is emptied into window 1, which gets the
+        sharper ± pattern plus its old content's direction, then the exact projection onto ball ∩ box."""
+        n, c, h, w = x.shape
+        s = max(round(math.sqrt(p * h * w)), 3)
+        s = min(s + 1 - s % 2, h, w)  # odd, as the official code sizes its L1 windows
+        win1, win2 = _window(rng, h, w, s), _window(rng, h, w, s)
+        delta = (best - x).float()
+        d = _hwc(delta)
+        union = torch.zeros((n, h, w, 1), device=x.device)
+        union[win1], union[win2] = 1.0, 1.0
+        unused = (self.eps - delta.flatten(1).abs().sum(1)).clamp_min(0)  # budget the box or the start left
+        # per channel, c × the windows' mass plus the unused budget, as the official code moves it: exactly the
+        # mass at hand for grey images; colour ones over-fill, and the projection takes the excess back evenly
+        available = c * (d.abs() * union).sum((1, 2)) + unused[:, None]  # n×c
+        old = d[win1]  # n×s×s×c
+        bump = _pattern(s, rng.rand(1, 1) < 0.5, L1.name)[..., None] * _signs(rng, 1, 1, c)
+        new = bump + old / old.abs().sum((1, 2), keepdim=True).clamp_min(1e-12)
+        new = new / new.abs().sum((1, 2), keepdim=True).clamp_min(1e-12) * available[:, None, None, :]
         d[win2] = 0.0
         d[win1] = new
         return self.threat.clip(x, x + delta).to(x.dtype)
@@ -181,18 +210,24 @@ def _signs(rng: SampleRandom, *shape: int) -> Tensor:
     return rng.randint(2, *shape).float() * 2 - 1
 
 
-def _rings(h: int, w: int, device) -> Tensor:
-    """Nested rectangles about the centre, the k-th weighted 1/(k+1)²: a cheap pseudo-Gaussian bump."""
+# per threat model: (power, p): ring k weighs 1/(k+1)^power, and a pattern has unit p-norm
+_SHAPES = {L2.name: (2, 2), L1.name: (4, 1)}  # L1's sharper bump puts its mass on few pixels, as L1 favours
+
+
+def _rings(h: int, w: int, device, norm: str) -> Tensor:
+    """Nested rectangles about the centre, the k-th weighted 1/(k+1)^power: a cheap pseudo-Gaussian bump."""
+    power, p = _SHAPES[norm]
     ring = torch.maximum((torch.arange(h, device=device) - h // 2).abs()[:, None],
                          (torch.arange(w, device=device) - w // 2).abs()[None, :])  # fmt: skip
-    weights = 1.0 / torch.arange(1, max(h // 2, w // 2) + 2, device=device, dtype=torch.float32) ** 2
+    weights = 1.0 / torch.arange(1, max(h // 2, w // 2) + 2, device=device, dtype=torch.float32) ** power
     bump = weights.flip(0).cumsum(0).flip(0)[ring]  # a cell in ring m lies in every rectangle k ≥ m
-    return bump / bump.norm().clamp_min(1e-12)
+    return bump / bump.norm(p).clamp_min(1e-12)
 
 
-def _pattern(s: int, flip: Tensor) -> Tensor:
-    """The paper's s×s pattern, a positive bump over a negative one, transposed where ``flip`` (…×1×1) is set."""
+def _pattern(s: int, flip: Tensor, norm: str) -> Tensor:
+    """The paper's s×s pattern, a positive bump over a negative one, transposed where ``flip`` (…×1×1) is set;
+    unit size in ``norm``'s p-norm."""
     half = s // 2
-    eta = torch.cat([_rings(half, s, flip.device), -_rings(s - half, s, flip.device)])
-    eta = eta / eta.norm()
+    eta = torch.cat([_rings(half, s, flip.device, norm), -_rings(s - half, s, flip.device, norm)])
+    eta = eta / eta.norm(_SHAPES[norm][1])
     return torch.where(flip, eta.T, eta)

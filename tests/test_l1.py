@@ -181,8 +181,8 @@ def test_l1_settings_that_cannot_be_honoured_are_refused():
     with pytest.raises(ConfigError, match="needs steps ≥ 3"):
         ATTACKS.build("apgd", eps=4.0, norm="l1", steps=2)
     assert ATTACKS.build("apgd", eps=4.0, norm="l1", steps=2, large_eps_first=False).steps == 2
-    for name in ("fgsm", "square", "deepfool"):
-        with pytest.raises(ConfigError, match=r"attacks .*not 'l1' \(attacks for l1: apgd, autoattack, fab, pgd\)"):
+    for name in ("fgsm", "deepfool"):
+        with pytest.raises(ConfigError, match=r"attacks .*not 'l1' \(attacks for l1: apgd, autoattack, fab, pgd, square\)"):
             ATTACKS.build(name, eps=4.0, norm="l1")
 
 
@@ -254,7 +254,7 @@ def test_an_attack_without_an_l1_step_is_refused_in_one_line_before_any_work(tmp
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))  # no checkpoint: any work would train one
     result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "fgsm", "--norm", "l1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output == "Error: FGSM attacks linf, l2, not 'l1' (attacks for l1: apgd, autoattack, fab, pgd)\n"
+    assert result.output == "Error: FGSM attacks linf, l2, not 'l1' (attacks for l1: apgd, autoattack, fab, pgd, square)\n"
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))
 
 
@@ -269,4 +269,4 @@ def test_the_gradient_masking_checks_run_under_l1(tiny_home):
     # which is true there: fixed sparse steps converge slowly in the L1 ball (APGD-L1 adapts them)
     assert {f.check for f in report.flags} <= {"more-iterations-help"}, report.flags
     assert report.figures["pgd_accuracy_unbounded"] == 0.0  # ε = d reaches every image
-    assert "square_accuracy" not in report.figures  # no black-box L1 search to compare with: not a stale figure
+    assert "broken_only_by_square" in report.figures  # the black-box comparison ran, with Square-L1

@@ -169,7 +169,7 @@ def run_checks(
         white_name, white_box = "PGD and APGD (CE, DLR)", strong & robust(apgd(eps=eps, norm=norm, steps=10 * steps, seed=seed, **adapted))
         if num_classes(model, images) >= 3:  # DLR needs three logits
             white_box &= robust(apgd(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed, **adapted))
-    if threat_class(norm).name not in square.norms:  # no black-box search in this ball (L1): no comparison to make
+    if threat_class(norm).name not in square.norms:  # no black-box search in this ball: no comparison to make
         return report
     # Square only attacks what the white box left: only those samples can show it beaten. The default level
     # probes at most DEFAULT_SQUARE_SAMPLES of them and scales what it breaks to the whole unbroken share.

@@ -151,8 +151,9 @@ class Suite:
     def check_points(self) -> list[tuple[str, float, Adaptation]]:
         """Where the gradient-masking checks run: each (norm, ε) of the gradient-norm attacks, once per way
         those attacks differentiate the model (BPDA, EOT), so an adapted attack's cells are judged as adapted."""
-        return list(dict.fromkeys((a.norm, e, Adaptation.of(a.settings)) for a in self.attacks
-                                  if threat_class(a.norm).gradient_steps for e in a.eps))  # fmt: skip
+        # from the built attack, not its written settings: a setting's default can bring EOT (autoattack's rand)
+        return list(dict.fromkeys((a.norm, e, Adaptation.of(ATTACKS.build(a.attack, eps=e, norm=a.norm, **a.settings)))
+                                  for a in self.attacks if threat_class(a.norm).gradient_steps for e in a.eps))  # fmt: skip
 
 
 def load_suite(path: str | Path) -> Suite:
