@@ -39,19 +39,49 @@ DEFAULT_SQUARE_SAMPLES = 32  # … on at most this many of those samples (Square
 DEFAULT_UNBOUNDED_STEPS = 5  # a whole-box ball needs few steps on a differentiable model
 
 
+# what blinds gradient attacks only: an attack with a gradient-free member (``gradient_free_members``) searched
+# without them, so on its figure these say where BPDA may still lower it, not that the figure is masked
+GRADIENT_BLIND = frozenset({"nan-gradients", "zero-gradients", "saturated-softmax", "unbounded-attack-fails"})
+
+
 def unadapted_layers(model: nn.Module, attack: Any) -> list[str]:
     """Warnings from the model's modules alone, before any check runs: a non-differentiable layer under an
-    attack that could use BPDA and does not, a randomised one under an attack that could use EOT and does not."""
+    attack that could use BPDA and does not (unless a gradient-free member bounds its figure: ``bounded_layers``),
+    a randomised one under an attack that could use EOT and does not."""
     said = []
-    rounding = sorted({type(m).__name__ for m in non_differentiable_modules(model)})
-    if rounding and getattr(attack, "bpda", True) is False:
-        said.append(f"the model holds a non-differentiable layer ({', '.join(rounding)}) and the attack runs "
+    rounding = _rounding_layers(model)
+    if rounding and getattr(attack, "bpda", True) is False and not attack.gradient_free_members():
+        said.append(f"the model holds a non-differentiable layer ({rounding}) and the attack runs "
                     "without BPDA: its gradients are zero or meaningless → try -o bpda=true")  # fmt: skip
     random = sorted({type(m).__name__ for m in randomised_modules(model)})
     if random and getattr(attack, "eot", 2) == 1:
         said.append(f"the model holds a randomised layer ({', '.join(random)}) and the attack takes one draw per "
                     "step → try -o eot=16 (Expectation over Transformation)")  # fmt: skip
     return said
+
+
+def bounded_layers(model: nn.Module, attack: Any) -> list[str]:
+    """Notes, where ``unadapted_layers`` is silent because the attack's gradient-free member answered the
+    layer: it bounded the figure without gradients, and BPDA may still lower it."""
+    rounding = _rounding_layers(model)
+    free = attack.gradient_free_members()
+    if not rounding or not free or getattr(attack, "bpda", False) is True:
+        return []
+    remedy = "-o bpda=true" if hasattr(attack, "bpda") else "a gradient attack with -o bpda=true"
+    return [f"the model holds a non-differentiable layer ({rounding}), attacked without BPDA: {', '.join(free)}, "
+            f"which needs no gradient, bounded the figure → {remedy} may still lower it"]  # fmt: skip
+
+
+def answered_flags(flags: list[Flag], attack: Any) -> tuple[list[Flag], list[Flag]]:
+    """The flags split into (alarms, answered): a symptom that blinds gradients only (``GRADIENT_BLIND``) is
+    answered by an attack with a gradient-free member, which searched without them."""
+    free = bool(attack.gradient_free_members())
+    answered = [f for f in flags if free and f.check in GRADIENT_BLIND]
+    return [f for f in flags if f not in answered], answered
+
+
+def _rounding_layers(model: nn.Module) -> str:
+    return ", ".join(sorted({type(m).__name__ for m in non_differentiable_modules(model)}))
 
 
 @dataclass(frozen=True)
