@@ -53,6 +53,21 @@ def test_the_default_checks_judge_an_adapted_attack_as_adapted():
     assert "randomised-forward" not in default_flags(noisy, Adaptation(eot=8))
 
 
+def test_the_default_probes_run_only_where_they_can_raise_a_flag():
+    """Whole-box PGD and Square attack only what the evaluated attack left, and only when that is enough to cross
+    their thresholds (0.1; the tolerance plus one sample): a probe that ran gives its figure, one that could not
+    flag is left out of the figures."""
+    few = torch.zeros(len(Y), dtype=torch.bool)
+    few[:2] = True  # 2 of 48 left: 0.042, under both thresholds (0.1 and 0.03 + 1/48)
+    quiet = run_checks(tiny_model(), X, Y, norm="linf", eps=0.1, level="default", white=few)
+    assert quiet.ok and quiet.figures["white_box_accuracy"] == pytest.approx(2 / 48)
+    assert "pgd_accuracy_unbounded" not in quiet.figures and "broken_only_by_square" not in quiet.figures
+    rounding = BitDepthReduction(bits=2).wrap(tiny_model()).eval()
+    loud = run_checks(rounding, X, Y, norm="linf", eps=0.1, level="default", white=torch.ones(len(Y), dtype=torch.bool))
+    assert "pgd_accuracy_unbounded" in loud.figures and "broken_only_by_square" in loud.figures
+    assert {"zero-gradients", "unbounded-attack-fails"} <= {f.check for f in loud.flags}
+
+
 def test_a_saturated_softmax_is_flagged():
     class Huge(torch.nn.Module):
         def __init__(self):
