@@ -218,8 +218,9 @@ def run_checks(
         return report
     # Square only attacks what the white box left: only those samples can show it beaten. The default level
     # probes at most DEFAULT_SQUARE_SAMPLES of them and scales what it breaks to the whole unbroken share.
-    if white_box.float().mean().item() <= slack:  # breaking all of it would stay within the tolerance: no flag can come
-        report.figures["white_box_accuracy"] = white_box.float().mean().item()
+    white_share = white_box.float().mean().item()
+    report.figures["white_box_accuracy"] = white_share
+    if white_share <= slack:  # breaking all of it would stay within the tolerance: no flag can come
         return report
     queries = DEFAULT_SQUARE_QUERIES if quick else square_queries
     probed = white_box.clone()
@@ -227,10 +228,8 @@ def run_checks(
         probed[probed.nonzero().squeeze(1)[DEFAULT_SQUARE_SAMPLES:]] = False
     patience = DEFAULT_SQUARE_PATIENCE if quick else 0
     black = robust(square(eps=eps, norm=norm, queries=queries, patience=patience, seed=seed, eot=adaptation.eot), keep=probed)
-    white_share = white_box.float().mean().item()
     broken_share = (~black & probed).float().sum().item() / max(probed.sum().item(), 1)  # of the probed unbroken ones
     only_black = broken_share * white_share
-    report.figures["white_box_accuracy"] = white_share
     report.figures["broken_only_by_square"] = only_black
     if only_black > slack:
         report.flags.append(Flag("black-box-beats-white-box",
@@ -303,8 +302,9 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: T
     """
     nan = (~torch.isfinite(flat)).any(1).float().mean().item()
     zero = (flat == 0).all(1)
-    z = logits.detach().requires_grad_(True)
-    (at_logits,) = torch.autograd.grad(F.cross_entropy(z, labels, reduction="sum"), z)
+    with torch.enable_grad():
+        z = logits.detach().requires_grad_(True)
+        (at_logits,) = torch.autograd.grad(F.cross_entropy(z, labels, reduction="sum"), z)
     suspect = (at_logits.abs().amax(1) < _CE_UNDERFLOW) & ~zero
     saturated = torch.zeros_like(zero)
     if suspect.any():
