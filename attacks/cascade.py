@@ -26,6 +26,9 @@ class Cascade(GradientAttack):
     def members(self) -> list[tuple[str, Attack]]:
         """(name, attack) in the order they run."""
 
+    def gradient_free_members(self) -> tuple[str, ...]:
+        return tuple(name for name, attack in self.members() if attack.gradient_free_members())
+
     def _autocast(self, device: torch.device):
         return nullcontext()  # each member applies its own precision (and re-checks at full precision)
 

@@ -182,6 +182,11 @@ class Attack(ABC):
         """Attack-specific figures on the evaluation images, beyond robust accuracy (most attacks: none)."""
         return {}
 
+    def gradient_free_members(self) -> tuple[str, ...]:
+        """Names of the parts of this attack that read no gradient (itself, for a black-box search): on a model
+        whose gradients are blind (zero, NaN, saturated), they bound the figure the gradient parts could not."""
+        return (self.name,)
+
     @abstractmethod
     def perturb(
         self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None, rng: SampleRandom
@@ -211,6 +216,9 @@ class GradientAttack(Attack):
         if self.eot == 1:
             return model(x)
         return torch.stack([model(x) for _ in range(self.eot)]).mean(0)
+
+    def gradient_free_members(self) -> tuple[str, ...]:
+        return ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from attack_fixtures import DATA, tiny_model
 from attacks import PGD, Square
 from defenses import BitDepthReduction, GaussianNoise, JpegQuantization
 from robustkit.adaptation import Adaptation, check_level
-from robustkit.evaluation.checks import run_checks, unadapted_layers
+from robustkit.evaluation.checks import Flag, answered_flags, bounded_layers, run_checks, unadapted_layers
 from robustkit.cli import main
 from robustkit.errors import ConfigError
 from robustkit.results.leaderboard import leaderboard, render
@@ -51,6 +51,21 @@ def test_the_default_checks_judge_an_adapted_attack_as_adapted():
     noisy = GaussianNoise(sigma=0.3).wrap(tiny_model()).eval()
     assert "randomised-forward" in default_flags(noisy)
     assert "randomised-forward" not in default_flags(noisy, Adaptation(eot=8))
+
+
+def test_the_default_probes_run_only_where_they_can_raise_a_flag():
+    """Whole-box PGD and Square attack only what the evaluated attack left, and only when that is enough to cross
+    their thresholds (0.1; the tolerance plus one sample): a probe that ran gives its figure, one that could not
+    flag is left out of the figures."""
+    few = torch.zeros(len(Y), dtype=torch.bool)
+    few[:2] = True  # 2 of 48 left: 0.042, under both thresholds (0.1 and 0.03 + 1/48)
+    quiet = run_checks(tiny_model(), X, Y, norm="linf", eps=0.1, level="default", white=few)
+    assert quiet.ok and quiet.figures["white_box_accuracy"] == pytest.approx(2 / 48)
+    assert "pgd_accuracy_unbounded" not in quiet.figures and "broken_only_by_square" not in quiet.figures
+    rounding = BitDepthReduction(bits=2).wrap(tiny_model()).eval()
+    loud = run_checks(rounding, X, Y, norm="linf", eps=0.1, level="default", white=torch.ones(len(Y), dtype=torch.bool))
+    assert "pgd_accuracy_unbounded" in loud.figures and "broken_only_by_square" in loud.figures
+    assert {"zero-gradients", "unbounded-attack-fails"} <= {f.check for f in loud.flags}
 
 
 def test_a_saturated_softmax_is_flagged():
@@ -163,3 +178,57 @@ def test_no_false_alarm_on_real_standard_and_madry_models(model, defense):
     assert trained.exit_code == 0, trained.output
     report = evaluate_model(model, defense=defense, n_samples=200, no_train=True, progress=False)
     assert report.checks is not None and report.checks.ok, [f.line() for f in report.checks.flags]
+
+
+def test_gradient_free_members_are_declared_by_the_attack():
+    from attacks import AutoAttack, Ensemble
+
+    assert Ensemble(eps=0.1).gradient_free_members() == ("square",) == AutoAttack(eps=0.1).gradient_free_members()
+    assert AutoAttack(eps=10.0, norm="l1").gradient_free_members() == ()  # its L1 cascade has no black-box member
+    assert PGD(eps=0.1).gradient_free_members() == () and Square(eps=0.1).gradient_free_members() == ("square",)
+
+
+def test_a_gradient_free_member_turns_the_layer_warning_into_a_note():
+    from attacks import AutoAttack, Ensemble
+
+    rounding = BitDepthReduction(bits=2).wrap(tiny_model())
+    assert unadapted_layers(rounding, Ensemble(eps=0.1)) == []
+    [note] = bounded_layers(rounding, Ensemble(eps=0.1))
+    assert "square" in note and "-o bpda=true may still lower it" in note
+    assert bounded_layers(rounding, Ensemble(eps=0.1, bpda=True)) == [] == bounded_layers(rounding, PGD(eps=0.1))
+    assert "a gradient attack with -o bpda=true" in bounded_layers(rounding, Square(eps=0.1))[0]  # Square takes no BPDA
+    assert "bpda=true" in unadapted_layers(rounding, AutoAttack(eps=10.0, norm="l1"))[0]  # no member bounds it
+    flags = [Flag("zero-gradients", "", ""), Flag("randomised-forward", "", "")]
+    assert answered_flags(flags, Ensemble(eps=0.1)) == (flags[1:], flags[:1])
+    assert answered_flags(flags, PGD(eps=0.1)) == (flags, [])
+
+
+def test_a_run_whose_figure_answers_the_masking_says_so_as_a_note(tiny, tmp_path):
+    """The ensemble on bit-depth without BPDA: its Square bounded the figure, so the run prints a note with the
+    remedy (BPDA), not the masking alarm, and never suggests itself; PGD on the same model still gets the alarm."""
+    out = tmp_path / "e.json"
+    ensemble = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--attack", "ensemble", "--targets", "2",
+                      "--queries", "100", "--output", out)  # fmt: skip
+    assert ensemble.exit_code == 0, ensemble.output
+    text = ensemble.output
+    assert "WARNING" not in text and "other routes" not in text and "--attack ensemble" not in text, text
+    note = next(line for line in text.splitlines() if line.startswith("note:"))
+    assert "square" in note and "bpda=true" in note and text.index("note:") < text.index("robust acc")
+    assert "zero-gradients" in text  # the checks did flag: the note says what they saw
+    extra = json.loads(json.loads(out.read_text())[0]["extra"])
+    assert extra["bounded_layers"] and "unadapted_layers" not in extra and "zero-gradients" in extra["checks"]
+    pgd = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth")
+    assert "WARNING" in pgd.output and "other routes: the ensemble (--attack ensemble)" in pgd.output
+    assert "note:" not in pgd.output
+
+
+def test_a_clean_run_says_no_flags_in_one_line_and_its_figures_under_verbose(tiny, tmp_path):
+    out = tmp_path / "c.json"
+    plain = invoke(*EVAL, "--checkpoint", tiny, "--output", out)
+    assert plain.exit_code == 0, plain.output
+    assert "checks: no flags (default set)" in plain.output and "forward_max_difference" not in plain.output
+    figures = json.loads(json.loads(out.read_text())[0]["extra"])["check_details"]["figures"]
+    verbose = invoke("-v", *EVAL, "--checkpoint", tiny)
+    assert verbose.exit_code == 0, verbose.output
+    logged = next(line for line in verbose.output.splitlines() if "checks' figures" in line)
+    assert all(f"{name} {value:.3g}" in logged for name, value in figures.items())

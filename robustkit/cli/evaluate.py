@@ -5,6 +5,7 @@ Torch and the plugins are imported when the command runs, so ``evaluate --help``
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,10 @@ from robustkit.errors import ConfigError
 from robustkit.paths import home
 from robustkit.registry import ATTACKS
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
-    from robustkit.evaluation.checks import CheckReport
+    from robustkit.evaluation.checks import CheckReport, Flag
     from robustkit.evaluation.engine import Evaluation
     from robustkit.evaluation.api import Report
 
@@ -198,31 +201,51 @@ def _write(outputs: list[Path], report: Report) -> None:
         click.echo(f"record appended to {append_record(path, report.record, report.check_record)}")
 
 
-def _echo_checks(report: CheckReport) -> None:
+def _echo_checks(report: CheckReport, flags: list[Flag] | None = None) -> None:
+    """A clean run in one line (its figures are in the record, and logged under ``-v``), a flagged one's
+    ``flags`` [all of them] one a line."""
     if report.ok:
-        click.echo(f"gradient-masking checks ({report.level}): no flags ("
-                   + ", ".join(f"{k} {v:.3g}" for k, v in report.figures.items()) + ")")  # fmt: skip
+        click.echo(f"checks: no flags ({report.level} set)")
         return
-    click.echo(f"gradient-masking checks ({report.level}): {len(report.flags)} flag(s)")
-    for flag in report.flags:
+    flags = report.flags if flags is None else flags
+    click.echo(f"gradient-masking checks ({report.level}): {len(flags)} flag(s)")
+    for flag in flags:
         click.echo(f"  ⚑ {flag.line()}")
 
 
 def _echo_warnings(report: Report) -> None:
     """The data read, then, above the table, what makes its figure suspect: layers the attack is not
-    adapted to, and the checks' flags with what to try."""
+    adapted to, and the checks' flags with what to try. What the figure already answers (a gradient-free
+    member searched where gradients are blind) is a note with its remedy, not the alarm."""
+    from robustkit.evaluation.checks import answered_flags
+
     files = report.record["extra"].get("data_files") or []
     click.echo(f"data: {report.record['dataset']} test split from {', '.join(files) if files else 'memory'}")
     unadapted = report.record["extra"].get("unadapted_layers") or []
-    flagged = report.checks is not None and not report.checks.ok
-    if not unadapted and not flagged:
+    bounded = report.record["extra"].get("bounded_layers") or []
+    if report.checks is not None:
+        log.debug("gradient-masking checks' figures: %s", ", ".join(f"{k} {v:.3g}" for k, v in report.checks.figures.items()))
+    alarms, answered = answered_flags(report.checks.flags if report.checks is not None else [], report.attack)
+    if bounded or answered:
+        free = ", ".join(report.attack.gradient_free_members())
+        for line in bounded or [f"{free}, which needs no gradient, bounded the figure where gradients are blind → "
+                                "an adapted attack (-o bpda=true) may still lower it"]:  # fmt: skip
+            click.echo(f"note: {line}")
+        if answered:
+            click.echo(f"  the checks ({report.checks.level}) saw what blinds gradients only: "
+                       + "; ".join(f"{f.check} ({f.saw})" for f in answered))  # fmt: skip
+    if not unadapted and not alarms:
         return
     click.echo("⚠ WARNING: the robust accuracy below is likely too high (gradient masking)")
     for line in unadapted:
         click.echo(f"  ⚠ {line}")
-    if flagged:
-        _echo_checks(report.checks)
-    click.echo("  other routes: the ensemble (--attack ensemble), or the full checks (--checks)")
+    if alarms:
+        _echo_checks(report.checks, alarms)
+    routes = [] if report.attack.gradient_free_members() else ["the ensemble (--attack ensemble)"]  # never itself
+    if report.checks is None or report.checks.level != "full":
+        routes.append("the full checks (--checks)")
+    if routes:
+        click.echo(f"  other routes: {', or '.join(routes)}")
 
 
 def _extra_settings(options: tuple[str, ...], named: dict) -> dict:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from robustkit.attack import Attack
 from robustkit.threats.budget import warn_if_covers_box
 from robustkit.evaluation.checks import CHECKS_VERSION, DEFAULT_SAMPLES, Adaptation, CheckReport, run_checks, unadapted_layers
+from robustkit.evaluation.checks import bounded_layers
 from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.defense import Defense
@@ -76,12 +77,13 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
     unadapted = unadapted_layers(crafted_on, attack)
     for line in unadapted:  # said before any figure (or flag) is computed
         log.warning("warning: %s", line)
+    bounded = bounded_layers(crafted_on, attack)  # a note, not a warning: the record and the CLI say it
     attack, fitted = prepare_attack(attack, crafted_on, data, fit_samples=suite.fit_samples, seed=suite.seed,
                                     progress=progress)  # fmt: skip
     result = evaluate_attack(model, subset, attack, batch_size=suite.batch_size, progress=progress,
                              source=source[0] if source is not None else None, keep_examples=keep_examples)  # fmt: skip
     figures = {**result.metrics(), **fitted, **attack_figures(attack, model, subset), "verify_draws": verdict_draws(model),
-               **({"unadapted_layers": unadapted} if unadapted else {})}  # fmt: skip
+               **({"unadapted_layers": unadapted} if unadapted else {}), **({"bounded_layers": bounded} if bounded else {})}  # fmt: skip
     row = cell_row(cell, attack, figures, device=device, provenance=provenance, seconds=time.perf_counter() - start,
                    source=source[1] if source is not None else None)  # fmt: skip
     row.update(clean_correct=pack(result.clean_correct), robust=pack(result.robust), examples=_strip(result.examples))
