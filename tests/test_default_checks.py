@@ -157,7 +157,9 @@ def test_the_leaderboard_marks_flagged_figures_and_keeps_them(tiny, tmp_path):
     md = render(leaderboard(cells, checks), "md")
     lp = md.splitlines()[md.splitlines().index("**Lp: each attack's robust accuracy**") :]  # each attack's figures
     row = next(line for line in lp if "squeezed" in line)
-    assert f"{table.loc['squeezed', 'pgd linf ε=0.1']:.4f} ⚑" in row and "flagged" not in md.splitlines()[0]
+    flagged_cell = f"{table.loc['squeezed', 'pgd linf ε=0.1']:.4f} [" + "{} ⚑ |"  # the figure, its interval, the mark
+    low, high = table.loc["squeezed", ["pgd linf ε=0.1_low", "pgd linf ε=0.1_high"]]
+    assert flagged_cell.replace("{}", f"{low:.3f}, {high:.3f}]") in row and "flagged" not in md.splitlines()[0]
     assert "⚑ the gradient-masking checks flagged" in md
     for fmt in ("html", "latex"):
         assert "flagged this figure" in render(leaderboard(cells, checks), fmt)
@@ -184,7 +186,8 @@ def test_gradient_free_members_are_declared_by_the_attack():
     from attacks import AutoAttack, Ensemble
 
     assert Ensemble(eps=0.1).gradient_free_members() == ("square",) == AutoAttack(eps=0.1).gradient_free_members()
-    assert AutoAttack(eps=10.0, norm="l1").gradient_free_members() == ()  # its L1 cascade has no black-box member
+    assert AutoAttack(eps=10.0, norm="l1").gradient_free_members() == ("square",)  # the official L1 version ends with Square-L1
+    assert AutoAttack(eps=0.1, version="rand").gradient_free_members() == ()  # APGD-CE and APGD-DLR only
     assert PGD(eps=0.1).gradient_free_members() == () and Square(eps=0.1).gradient_free_members() == ("square",)
 
 
@@ -197,7 +200,7 @@ def test_a_gradient_free_member_turns_the_layer_warning_into_a_note():
     assert "square" in note and "-o bpda=true may still lower it" in note
     assert bounded_layers(rounding, Ensemble(eps=0.1, bpda=True)) == [] == bounded_layers(rounding, PGD(eps=0.1))
     assert "a gradient attack with -o bpda=true" in bounded_layers(rounding, Square(eps=0.1))[0]  # Square takes no BPDA
-    assert "bpda=true" in unadapted_layers(rounding, AutoAttack(eps=10.0, norm="l1"))[0]  # no member bounds it
+    assert "bpda=true" in unadapted_layers(rounding, AutoAttack(eps=0.1, version="rand"))[0]  # no member bounds it
     flags = [Flag("zero-gradients", "", ""), Flag("randomised-forward", "", "")]
     assert answered_flags(flags, Ensemble(eps=0.1)) == (flags[1:], flags[:1])
     assert answered_flags(flags, PGD(eps=0.1)) == (flags, [])
