@@ -120,7 +120,7 @@ def test_evaluate_cli_transfer_and_checks(tmp_path):
     result = runner.invoke(main, [*base, "--source-model", "smallcnn", "--source-checkpoint", str(source), "--checks",
                                   "--check-samples", "16"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "transfer: examples crafted on smallcnn" in result.output and "gradient-masking checks" in result.output
+    assert "transfer: examples crafted on smallcnn" in result.output and "checks: no flags (full set)" in result.output
     assert runner.invoke(main, base).exit_code == 0
     moved, direct = json.loads(out.read_text())
     assert moved["source"] == "smallcnn" and moved["source_checkpoint_sha256"] != moved["checkpoint_sha256"]

@@ -18,7 +18,7 @@ not separated from the one below it.
 
 Threat models without clean images (fooling) have no robust accuracy: their cells count classes, and
 the table shows per entry the share of classes fooled by any of their attacks (``<norm>-rate``, lower
-is better), outside the mean worst case.
+is better), beside the worst-case columns and never the headline.
 
 Reading a store needs pandas and NumPy only: threat models' traits come from ``robustkit.plugin_index``,
 so ``robustkit leaderboard`` imports no torch, and matplotlib only when it draws.
