@@ -20,6 +20,7 @@ class Counted(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.train(model.training)
         self.phase = "other"
         self.calls: list[list] = []
         self.seconds: dict[str, float] = defaultdict(float)
@@ -92,3 +93,17 @@ def _bare(model: nn.Module, shape: tuple[int, ...], backward: bool, reps: int) -
                 model(x)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def budget_floor(model: nn.Module, image_shape: tuple[int, ...], robust: int, steps: int = 100, targets: int = 9,
+                 queries: int = 5000, reps: int = 3) -> dict[str, float]:  # fmt: skip
+    """Seconds the standard AutoAttack budget (L∞, L2) cannot avoid: every member's whole budget on the
+    ``robust`` samples no member breaks, as bare passes in one batch. APGD: steps + 1 gradient passes per
+    run (1 run of APGD-CE, ``targets`` of APGD-T); FAB-T: per target, steps gradient passes and steps
+    check passes as the official step takes them; Square: ``queries`` forward passes."""
+    if robust == 0:
+        return {"apgd-ce": 0.0, "apgd-t": 0.0, "fab-t": 0.0, "square": 0.0}
+    shape = (robust, *image_shape)
+    forward, gradient = _bare(model, shape, False, reps), _bare(model, shape, True, reps)
+    return {"apgd-ce": (steps + 1) * gradient, "apgd-t": targets * (steps + 1) * gradient,
+            "fab-t": targets * steps * (gradient + forward), "square": queries * forward}  # fmt: skip
