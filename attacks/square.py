@@ -139,8 +139,9 @@ class Square(Attack):
         """``best`` with one random s×s window set to x ± ε, one sign per channel."""
         n, c, h, w = x.shape
         s = min(max(round(math.sqrt(p * h * w)), 1), h, w)
-        win = _window(rng, h, w, s)
-        colour = self.eps * _signs(rng, 1, 1, c)
+        top, left, signs = rng.randints(*_corner(h, w, s), (2, (1, 1, c)))  # one draw's cost: the batch is small
+        win = _window(top, left, s)
+        colour = self.eps * _as_signs(signs)
         new = clip_to_box(_hwc(x)[win] + colour).to(x.dtype)
         # a proposal equal to the current window wastes a query (the paper's code redraws; flipping is enough)
         stale = (new == _hwc(best)[win]).flatten(1).all(1)[:, None, None, None]
@@ -153,7 +154,8 @@ class Square(Attack):
         """The paper's Algorithm 3: window 2 is emptied and its mass (plus any unused budget) goes to window 1."""
         n, c, h, w = x.shape
         s = min(max(round(math.sqrt(p * h * w)), 3), h, w)  # the ± pattern needs room for both halves
-        win1, win2 = _window(rng, h, w, s), _window(rng, h, w, s)
+        top1, left1, top2, left2 = rng.randints(*_corner(h, w, s), *_corner(h, w, s))
+        win1, win2 = _window(top1, left1, s), _window(top2, left2, s)
         delta = (best - x).float()
         d = _hwc(delta)
         union = torch.zeros((n, h, w, 1), device=x.device)
@@ -174,7 +176,8 @@ class Square(Attack):
         n, c, h, w = x.shape
         s = max(round(math.sqrt(p * h * w)), 3)
         s = min(s + 1 - s % 2, h, w)  # odd, as the official code sizes its L1 windows
-        win1, win2 = _window(rng, h, w, s), _window(rng, h, w, s)
+        top1, left1, top2, left2 = rng.randints(*_corner(h, w, s), *_corner(h, w, s))
+        win1, win2 = _window(top1, left1, s), _window(top2, left2, s)
         delta = (best - x).float()
         d = _hwc(delta)
         union = torch.zeros((n, h, w, 1), device=x.device)
@@ -197,17 +200,26 @@ def _hwc(t: Tensor) -> Tensor:
     return t.permute(0, 2, 3, 1)
 
 
-def _window(rng: SampleRandom, h: int, w: int, s: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Index of one random s×s window per sample into an N×H×W(×C) tensor (gives N×s×s(×C))."""
-    span = torch.arange(s, device=rng.device)
-    top = rng.randint(h - s + 1, 1) + span
-    left = rng.randint(w - s + 1, 1) + span
-    return torch.arange(len(rng), device=rng.device)[:, None, None], top[:, :, None], left[:, None, :]
+def _corner(h: int, w: int, s: int) -> tuple[tuple[int, tuple[int]], tuple[int, tuple[int]]]:
+    """The ``randints`` draws that place an s×s window in an H×W image: its top row, its left column."""
+    return (h - s + 1, (1,)), (w - s + 1, (1,))
+
+
+def _window(top: Tensor, left: Tensor, s: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Index of the s×s window at (``top``, ``left``), N×1 each, per sample into an N×H×W(×C) tensor (gives
+    N×s×s(×C))."""
+    span = torch.arange(s, device=top.device)
+    return torch.arange(len(top), device=top.device)[:, None, None], (top + span)[:, :, None], (left + span)[:, None, :]
 
 
 def _signs(rng: SampleRandom, *shape: int) -> Tensor:
     """N × shape random ±1."""
-    return rng.randint(2, *shape).float() * 2 - 1
+    return _as_signs(rng.randint(2, *shape))
+
+
+def _as_signs(bits: Tensor) -> Tensor:
+    """0/1 draws as ±1."""
+    return bits.float() * 2 - 1
 
 
 # per threat model: (power, p): ring k weighs 1/(k+1)^power, and a pattern has unit p-norm

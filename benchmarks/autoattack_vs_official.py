@@ -5,9 +5,11 @@ the evaluation engine (every example verified; unverified ones are counted and p
 official package re-scored here (misclassified and within ε, rounding tolerance aside). Models: smallcnn
 with standard training and with Madry adversarial training, loaded from $ROBUSTKIT_HOME's checkpoints
 (trained there first if missing: ``robustkit train --model smallcnn [--defense madry]``), or --checkpoints.
+Below the table, per model, the per-member profile of both packages (``pass_profile``): passes of the
+model (counted by a wrapper both packages call), seconds, and the floor (those passes timed bare).
 
     python benchmarks/autoattack_vs_official.py [--n 500] [--norm linf] [--eps 0.1] [--threads 1]
-        [--checkpoints smallcnn=PATH,smallcnn+madry=PATH]
+        [--checkpoints smallcnn=PATH,smallcnn+madry=PATH] [--no-ensemble]
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from unittest import mock
 
 import torch
 from torch import nn
 
 from attacks import AutoAttack, Ensemble
+from attacks.autoattack import VERSIONS
+from benchmarks.pass_profile import Counted, budget_floor, profile
 from robustkit.weights.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
@@ -42,13 +47,26 @@ def load(spec: str, data, eps: float, norm: str, checkpoints: dict[str, str]) ->
     return resolve_model(name, data, defense=defense, device=torch.device("cpu")).model.eval()
 
 
-def official(model: nn.Module, x, y, norm: str, eps: float) -> tuple[float, float]:
+def ours(model: Counted, x, y, norm: str, eps: float):
+    """robustkit's ``autoattack`` through the engine, each member's passes and seconds counted."""
+    attack = AutoAttack(eps=eps, norm=norm)
+    members = [(name, model.timed(name, member)) for name, member in VERSIONS[attack.version](attack)]
+    with mock.patch.object(AutoAttack, "members", lambda self: members):
+        result = evaluate_attack(model, Split(x, y), attack, batch_size=len(x), progress=False)
+    model.seconds["other"] = result.seconds - sum(model.seconds.values())
+    return result
+
+
+def official(model: Counted, x, y, norm: str, eps: float) -> tuple[float, float]:
     from pyautoattack import AutoAttack as OfficialAutoAttack
 
     start = time.perf_counter()
-    adv, _ = OfficialAutoAttack(model, eps=eps, norm=_OFFICIAL_NORM[norm], seed=0, version="standard",
-                                device="cpu").run_standard_evaluation(x, y, batch_size=len(x))  # fmt: skip
+    aa = OfficialAutoAttack(model, eps=eps, norm=_OFFICIAL_NORM[norm], seed=0, version="standard", device="cpu")
+    for name, member in [("apgd-ce", aa.apgd), ("apgd-t", aa.apgd_targeted), ("fab-t", aa.fab), ("square", aa.square)]:
+        member.perturb = model.timed(name, member.perturb)
+    adv, _ = aa.run_standard_evaluation(x, y, batch_size=len(x))
     seconds = time.perf_counter() - start
+    model.seconds["other"] = seconds - sum(model.seconds.values())
     with torch.no_grad():
         wrong = model(adv).argmax(1) != y
     size = {"linf": lambda d: d.abs().amax(1), "l2": lambda d: d.norm(dim=1), "l1": lambda d: d.abs().sum(1)}[norm]
@@ -64,6 +82,7 @@ def main() -> None:
     parser.add_argument("--models", default="smallcnn,smallcnn+madry")
     parser.add_argument("--checkpoints", default="", help="spec=path,… (e.g. smallcnn+madry=/tmp/m.safetensors)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-ensemble", action="store_true", help="leave robustkit's ensemble out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
@@ -74,18 +93,42 @@ def main() -> None:
     print(f"Fashion-MNIST, {args.n} test images, {args.norm} ε = {args.eps}, {args.threads} CPU thread(s); "
           "robust accuracy as a fraction of all the images\n")
     print("| model | clean | robustkit autoattack | official AutoAttack | robustkit ensemble | autoattack s "
-          "| official s | ensemble s | official / autoattack | unverified |")
+          "| official s | ensemble s | autoattack / official | unverified |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    profiles = []
     for spec in args.models.split(","):
         model = load(spec, data, args.eps, args.norm, checkpoints)
         for p in model.parameters():
             p.requires_grad_(False)  # the official package must not accumulate parameter grads either
-        ours = evaluate_attack(model, Split(x, y), AutoAttack(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False)
-        theirs, theirs_s = official(model, x, y, args.norm, args.eps)
-        fast = evaluate_attack(model, Split(x, y), Ensemble(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False)
-        print(f"| {spec} | {ours.clean_accuracy:.4f} | {ours.robust_accuracy:.4f} | {theirs:.4f} | "
-              f"{fast.robust_accuracy:.4f} | {ours.seconds:.1f} | {theirs_s:.1f} | {fast.seconds:.1f} | "
-              f"{theirs_s / ours.seconds:.2f}× | {ours.n_unverified + fast.n_unverified} |", flush=True)  # fmt: skip
+        ours_counted, theirs_counted = Counted(model), Counted(model)
+        mine = ours(ours_counted, x, y, args.norm, args.eps)
+        theirs, theirs_s = official(theirs_counted, x, y, args.norm, args.eps)
+        fast = None if args.no_ensemble else evaluate_attack(model, Split(x, y), Ensemble(eps=args.eps, norm=args.norm),
+                                                             batch_size=len(x), progress=False)  # fmt: skip
+        fast_ra, fast_s = ("–", "–") if fast is None else (f"{fast.robust_accuracy:.4f}", f"{fast.seconds:.1f}")
+        print(f"| {spec} | {mine.clean_accuracy:.4f} | {mine.robust_accuracy:.4f} | {theirs:.4f} | {fast_ra} | "
+              f"{mine.seconds:.1f} | {theirs_s:.1f} | {fast_s} | {mine.seconds / theirs_s:.2f}× | "
+              f"{mine.n_unverified + (fast.n_unverified if fast else 0)} |", flush=True)  # fmt: skip
+        robust = round(mine.robust_accuracy * len(x))
+        profiles.append((spec, [("robustkit", ours_counted), ("official", theirs_counted)], robust, theirs_s,
+                         budget_floor(model, tuple(x.shape[1:]), robust)))  # fmt: skip
+    print("\nPer member: passes of the model (calls, with an input backward, images), seconds, and the floor "
+          "(the same passes timed bare)\n")
+    print("| model | package | member | passes | backward | image-passes | s | floor s | s / floor |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for spec, counted, *_ in profiles:
+        for package, c in counted:
+            for row in profile(c, tuple(x.shape[1:])):
+                print(f"| {spec} | {package} | {row.phase} | {row.forwards} | {row.backwards} | {row.image_passes} | "
+                      f"{row.seconds:.1f} | {row.floor:.1f} | {row.seconds / max(row.floor, 1e-9):.2f} |", flush=True)  # fmt: skip
+    print("\nThe budget's floor: every member's whole standard budget on the samples that stay robust, as bare "
+          "passes in one batch (no evaluation of the standard version can spend less)\n")
+    print("| model | robust samples | apgd-ce s | apgd-t s | fab-t s | square s | floor s | official s | floor / official |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for spec, _, robust, theirs_s, floor in profiles:
+        total = sum(floor.values())
+        print(f"| {spec} | {robust} | {floor['apgd-ce']:.1f} | {floor['apgd-t']:.1f} | {floor['fab-t']:.1f} | "
+              f"{floor['square']:.1f} | {total:.1f} | {theirs_s:.1f} | {total / theirs_s:.2f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

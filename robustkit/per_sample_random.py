@@ -79,13 +79,21 @@ class SampleRandom:
 
     def bits(self, *shape: int) -> Tensor:
         """N × shape independent 64-bit patterns (int64) for the next draw."""
-        draw = self._draws[0]
-        self._draws[0] += 1
-        key = mix_int(mix_int(self.seed + _GOLDEN) ^ mix_int((draw + 1) * _GOLDEN))
-        per_sample = mix(self.index ^ _signed(key))
-        count = math.prod(shape)
-        element = torch.arange(1, count + 1, device=self.device, dtype=torch.long) * _signed(_GOLDEN)
-        return mix(per_sample[:, None] + element[None, :]).view(len(self.index), *shape)
+        return self.bits_of(shape)[0]
+
+    def bits_of(self, *shapes: tuple[int, ...]) -> list[Tensor]:
+        """The next draws' bits, one N × shape tensor per shape: what ``bits`` returns called once per shape in
+        turn, with one set of tensor operations for them all (a small batch's draws cost launches, not work)."""
+        return _split(self._block(shapes), shapes)
+
+    def _block(self, shapes: tuple[tuple[int, ...], ...]) -> Tensor:
+        """The next ``len(shapes)`` draws' bits as one draws × N × (largest element count) tensor."""
+        first = self._draws[0]
+        self._draws[0] += len(shapes)
+        keys = [_signed(mix_int(mix_int(self.seed + _GOLDEN) ^ mix_int((first + k + 1) * _GOLDEN))) for k in range(len(shapes))]
+        per_sample = mix(self.index[None, :] ^ torch.tensor(keys, device=self.device)[:, None])  # draws × N
+        element = torch.arange(1, max(math.prod(shape) for shape in shapes) + 1, device=self.device, dtype=torch.long)
+        return mix(per_sample[:, :, None] + element[None, None, :] * _signed(_GOLDEN))
 
     def rand(self, *shape: int) -> Tensor:
         """Uniform on [0, 1), float32 (24 random bits, so every value is exact)."""
@@ -100,7 +108,17 @@ class SampleRandom:
 
     def randint(self, high: int | Tensor, *shape: int) -> Tensor:
         """Integers uniform in [0, high) (int64); ``high`` may be one bound per sample (a tensor of N)."""
-        u = _shr(self.bits(*shape), 11).double() * 2.0**-53
-        if isinstance(high, Tensor):
-            high = high.to(self.device, torch.double).view(-1, *([1] * len(shape)))
-        return (u * high).long()
+        return self.randints((high, shape))[0]
+
+    def randints(self, *draws: tuple[int | Tensor, tuple[int, ...]]) -> list[Tensor]:
+        """Several ``randint`` draws at once, each (high, shape): the numbers ``randint`` gives called in turn."""
+        shapes = tuple(shape for _, shape in draws)
+        highs = torch.stack([torch.as_tensor(high, dtype=torch.double, device=self.device).expand(len(self.index))
+                             for high, _ in draws])  # fmt: skip
+        u = _shr(self._block(shapes), 11).double() * 2.0**-53
+        return _split((u * highs[:, :, None]).long(), shapes)
+
+
+def _split(block: Tensor, shapes: tuple[tuple[int, ...], ...]) -> list[Tensor]:
+    """A draws × N × elements block as one N × shape tensor per draw."""
+    return [block[k, :, : math.prod(shape)].reshape(block.shape[1], *shape) for k, shape in enumerate(shapes)]

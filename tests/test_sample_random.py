@@ -36,6 +36,21 @@ def test_bits_equal_the_plain_integer_construction():
             assert int(second[row].flatten()[element]) & (2**64 - 1) == reference_bits(7, index, 1, element)
 
 
+def test_draws_made_together_are_the_draws_made_in_turn():
+    # Square places its window and signs in one call (a small batch pays launches, not work): same numbers
+    index = torch.tensor([0, 5, 123456789])
+    together, in_turn = SampleRandom(7, index), SampleRandom(7, index)
+    top, left, signs = together.randints((25, (1,)), (torch.tensor([3, 10, 28]), (1,)), (2, (1, 1, 3)))
+    assert torch.equal(top, in_turn.randint(25, 1)) and torch.equal(left, in_turn.randint(torch.tensor([3, 10, 28]), 1))
+    assert torch.equal(signs, in_turn.randint(2, 1, 1, 3))
+    first, second = together.bits_of((3,), (2, 2))
+    for row, number in enumerate(index.tolist()):  # the fourth and fifth draws, against the plain construction
+        assert [int(v) & (2**64 - 1) for v in first[row]] == [reference_bits(7, number, 3, e) for e in range(3)]
+        assert [int(v) & (2**64 - 1) for v in second[row].flatten()] == [reference_bits(7, number, 4, e) for e in range(4)]
+    in_turn.bits(3), in_turn.bits(2, 2)
+    assert torch.equal(together.rand(4), in_turn.rand(4))  # and the count advanced by one per draw
+
+
 def test_a_samples_draws_do_not_depend_on_its_batch():
     alone = SampleRandom(3, torch.tensor([42]))
     batch = SampleRandom(3, torch.tensor([9, 42, 0, 17]))
