@@ -77,6 +77,11 @@ class FastEnsemble(Cascade):
     capped at classes − 1); ``queries`` (Square's budget per sample); ``patience`` (Square stops after
     this many fruitless queries in a row); ``seed``, ``precision``, ``eot``, ``bpda`` as in ``ensemble``.
     Shapes: x N×C×H×W in [0, 1], y int64 N. ``extras["broken_by"]``: 0 APGD-CE, 1 APGD-T, 2 Square, −1.
+    Cost of the defaults: 100 APGD-CE steps, 3 × 100 APGD-T steps, up to 500 Square queries, each only on
+    the samples still robust; ~29 s for 1000 Fashion-MNIST images on smallcnn on 1 CPU thread (CPU time,
+    L∞ ε = 0.1, where APGD-CE breaks almost all), ~350 s on a Madry- or TRADES-trained smallcnn.
+    Measured against the official AutoAttack (``benchmarks/ensemble_vs_autoattack.py --fast``): the same
+    robust accuracy within the paired images listed in the README at under a tenth of its CPU time.
 
     Example::
 
@@ -87,7 +92,7 @@ class FastEnsemble(Cascade):
     name: ClassVar[str] = "fast-ensemble"
     norms: ClassVar[tuple[str, ...]] = ("linf",)
 
-    steps: int = 50
+    steps: int = 100
     targets: int = 3
     queries: int = 500
     patience: int = 100
