@@ -11,6 +11,7 @@ from attacks.cw import CW
 from attacks.deepfool import DeepFool
 from attacks.ensemble import Ensemble
 from attacks.fab import FAB
+from attacks.fast_ensemble import FastEnsemble
 from attacks.fgsm import FGSM
 from attacks.fmn import FMN
 from attacks.fooling import Fooling
@@ -26,5 +27,5 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "CW", "FAB", "FMN", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "CW", "FAB", "FastEnsemble", "FMN", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

@@ -10,7 +10,13 @@ The ensemble runs twice at fp32: with its default Square patience (stop after 10
 fool nothing) and with the full budget (patience 0, as AutoAttack spends it), to show what patience
 saves and that it loses nothing; then with patience under bf16 autocast.
 
+``--fast`` prints another table instead: the official AutoAttack package (standard version, device cpu)
+against ``fast-ensemble``, the fast reliable figure, with the seconds of each run side by side in one
+process, their ratio (of wall time, and of CPU time, steadier on a shared machine), and the paired difference: images robust under one and broken by the other.
+``--checkpoints`` names a checkpoint per model (e.g. ``smallcnn+madry=PATH``).
+
     python benchmarks/ensemble_vs_autoattack.py [--n 200] [--eps 0.1] [--models smallcnn,smallcnn+fast,...]
+    python benchmarks/ensemble_vs_autoattack.py --fast --n 500 --threads 1 --models smallcnn,smallcnn+madry
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-from attacks import PGD, Ensemble
+from attacks import PGD, Ensemble, FastEnsemble
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import verify
 from robustkit.weights.checkpoint import load_model
@@ -31,11 +37,14 @@ from robustkit.predict import predict
 from robustkit.registry import DEFENSES
 
 
-def load(spec: str, data, eps: float) -> nn.Module:
+def load(spec: str, data, eps: float, checkpoints: dict[str, str] | None = None) -> nn.Module:
     """``smallcnn`` (cached standard training), ``smallcnn+fast`` (FGSM-RS training, 5 epochs, cached)
-    or ``smallcnn+bit-depth`` (an input-transform defense around the standard model)."""
+    or ``smallcnn+bit-depth`` (an input-transform defense around the standard model); a spec named in
+    ``checkpoints`` loads that file instead."""
     name, _, defense_name = spec.partition("+")
     device = torch.device("cpu")
+    if spec in (checkpoints or {}):
+        return load_model(checkpoints[spec], model=name, device=device)[0].eval()
     if not defense_name:
         return resolve_model(name, data, defense=None, device=device).model
     defense = DEFENSES.build(defense_name, eps=eps)
@@ -59,12 +68,49 @@ def run(name: str, attack, model, x, y, eps) -> tuple[float, float]:
     return verified_robust(model, x, x_adv, y, eps).float().mean().item(), seconds
 
 
+def official(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
+    """The official AutoAttack package's adversarial examples (standard version, L∞, device cpu)."""
+    import logging
+
+    from pyautoattack import AutoAttack as OfficialAutoAttack
+
+    logging.getLogger("auto-attack").setLevel(logging.WARNING)
+    attack = OfficialAutoAttack(model, eps=eps, norm="Linf", seed=0, version="standard", device="cpu")
+    return attack.run_standard_evaluation(x, y, batch_size=len(x))[0]
+
+
+def fast_table(args, data, test) -> None:
+    """Official AutoAttack against ``fast-ensemble`` on the same images, one after the other per model."""
+    print("| model | clean | official AA | fast-ensemble | fast − AA (pp) | robust only under fast | "
+          "robust only under AA | AA s | fast s | fast / AA | fast / AA, CPU time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    checkpoints = dict(item.split("=", 1) for item in args.checkpoints.split(",") if item)
+    x, y = test.images, test.labels
+    for spec in args.models.split(","):
+        model = load(spec, data, args.eps, checkpoints)
+        for p in model.parameters():
+            p.requires_grad_(False)  # the official package must not accumulate parameter grads either
+        clean = (predict(model, x) == y).float().mean().item()
+        start, cpu = time.perf_counter(), time.process_time()
+        theirs = verified_robust(model, x, official(model, x, y, args.eps), y, args.eps)
+        theirs_s, theirs_cpu = time.perf_counter() - start, time.process_time() - cpu
+        start, cpu = time.perf_counter(), time.process_time()
+        ours = verified_robust(model, x, FastEnsemble(eps=args.eps)(model, x, y).x_adv, y, args.eps)
+        ours_s, ours_cpu = time.perf_counter() - start, time.process_time() - cpu
+        ours_only, theirs_only = (ours & ~theirs).sum().item(), (theirs & ~ours).sum().item()
+        print(f"| {spec} | {clean:.4f} | {theirs.float().mean():.4f} | {ours.float().mean():.4f} | "
+              f"{100 * (ours.float().mean() - theirs.float().mean()):+.1f} | {ours_only} | {theirs_only} | "
+              f"{theirs_s:.1f} | {ours_s:.1f} | {ours_s / theirs_s:.3f}× | {ours_cpu / theirs_cpu:.3f}× |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--models", default="smallcnn,lenet5,smallcnn+bit-depth,smallcnn+fast")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fast", action="store_true", help="official AutoAttack vs fast-ensemble instead")
+    parser.add_argument("--checkpoints", default="", help="spec=path,… (e.g. smallcnn+madry=/tmp/m.safetensors)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import torchattacks
@@ -73,6 +119,8 @@ def main() -> None:
     test = data.test.subset(args.n, seed=0)
     print(f"Fashion-MNIST, {args.n} test images, L∞ ε = {args.eps}, {args.threads} CPU threads; "
           "robust accuracy as a fraction of all the images\n")
+    if args.fast:
+        return fast_table(args, data, test.load())
     print("| model | clean | PGD-20 | AutoAttack | ensemble | ensemble, full budget | ensemble bf16 "
           "| AutoAttack s | ensemble s | full budget s | bf16 s | AA / ensemble | AA / bf16 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -126,6 +126,7 @@ QUICK = {  # keep search attacks short in invariant tests
     "sparse-rs": dict(queries=50),
     "apgd": dict(steps=10),
     "ensemble": dict(steps=5, queries=50),
+    "fast-ensemble": dict(steps=5, queries=50),
     "autoattack": dict(steps=5, queries=50),
     "fab": dict(steps=10),
     "patch": dict(steps=4),
