@@ -151,48 +151,50 @@ class Square(Attack):
         return cand
 
     def _l2_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
-        """The paper's Algorithm 3: window 2 is emptied and its mass (plus any unused budget) goes to window 1."""
-        n, c, h, w = x.shape
+        """The paper's Algorithm 3 (see ``_move_window``)."""
+        h, w = x.shape[2:]
         s = min(max(round(math.sqrt(p * h * w)), 3), h, w)  # the ± pattern needs room for both halves
+        return self._move_window(x, best, s, rng)
+
+    def _l1_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
+        """The L2 step in L1 masses ("Mind the box"; see ``_move_window``)."""
+        h, w = x.shape[2:]
+        s = max(round(math.sqrt(p * h * w)), 3)
+        s = min(s + 1 - s % 2, h, w)  # odd, as the official code sizes its L1 windows
+        return self._move_window(x, best, s, rng)
+
+    def _move_window(self, x: Tensor, best: Tensor, s: int, rng: SampleRandom) -> Tensor:
+        """Window 2 is emptied and its mass (plus any budget left unused) goes to window 1, which gets the ±
+        pattern plus its old content's direction; then the projection onto ball ∩ box. Mass is the norm's:
+        the root of the sum of squares for L2, the sum of magnitudes for L1."""
+        n, c, h, w = x.shape
+        l1 = self.norm == L1.name
         top1, left1, top2, left2 = rng.randints(*_corner(h, w, s), *_corner(h, w, s))
         win1, win2 = _window(top1, left1, s), _window(top2, left2, s)
         delta = (best - x).float()
         d = _hwc(delta)
         union = torch.zeros((n, h, w, 1), device=x.device)
         union[win1], union[win2] = 1.0, 1.0
-        unused = (self.eps**2 - delta.flatten(1).square().sum(1)).clamp_min(0)  # budget the box clipped away
-        available = ((d.square() * union).sum((1, 2)) + unused[:, None] / c).sqrt()  # per channel, n×c
+        if l1:
+            unused = (self.eps - delta.flatten(1).abs().sum(1)).clamp_min(0)  # budget the box or the start left
+            # per channel, c × the windows' mass plus the unused budget, as the official code moves it: exactly the
+            # mass at hand for grey images; colour ones over-fill, and the projection takes the excess back evenly
+            available = c * (d.abs() * union).sum((1, 2)) + unused[:, None]  # n×c
+        else:
+            unused = (self.eps**2 - delta.flatten(1).square().sum(1)).clamp_min(0)  # budget the box clipped away
+            available = ((d.square() * union).sum((1, 2)) + unused[:, None] / c).sqrt()  # per channel, n×c
         old = d[win1]  # n×s×s×c
-        bump = _pattern(s, rng.rand(1, 1) < 0.5, L2.name)[..., None] * _signs(rng, 1, 1, c)
-        new = bump + old / old.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12)
-        new = new / new.square().sum((1, 2), keepdim=True).sqrt().clamp_min(1e-12) * available[:, None, None, :]
+        bump = _pattern(s, rng.rand(1, 1) < 0.5, self.norm)[..., None] * _signs(rng, 1, 1, c)
+        new = bump + old / _window_mass(old, l1).clamp_min(1e-12)
+        new = new / _window_mass(new, l1).clamp_min(1e-12) * available[:, None, None, :]
         d[win2] = 0.0
         d[win1] = new
         return self.threat.clip(x, x + delta).to(x.dtype)
 
-    def _l1_step(self, x: Tensor, best: Tensor, p: float, rng: SampleRandom) -> Tensor:
-        """The L2 step in L1 masses ("Mind the box"): window 2 is emptied into window 1, which gets the
-        sharper ± pattern plus its old content's direction, then the exact projection onto ball ∩ box."""
-        n, c, h, w = x.shape
-        s = max(round(math.sqrt(p * h * w)), 3)
-        s = min(s + 1 - s % 2, h, w)  # odd, as the official code sizes its L1 windows
-        top1, left1, top2, left2 = rng.randints(*_corner(h, w, s), *_corner(h, w, s))
-        win1, win2 = _window(top1, left1, s), _window(top2, left2, s)
-        delta = (best - x).float()
-        d = _hwc(delta)
-        union = torch.zeros((n, h, w, 1), device=x.device)
-        union[win1], union[win2] = 1.0, 1.0
-        unused = (self.eps - delta.flatten(1).abs().sum(1)).clamp_min(0)  # budget the box or the start left
-        # per channel, c × the windows' mass plus the unused budget, as the official code moves it: exactly the
-        # mass at hand for grey images; colour ones over-fill, and the projection takes the excess back evenly
-        available = c * (d.abs() * union).sum((1, 2)) + unused[:, None]  # n×c
-        old = d[win1]  # n×s×s×c
-        bump = _pattern(s, rng.rand(1, 1) < 0.5, L1.name)[..., None] * _signs(rng, 1, 1, c)
-        new = bump + old / old.abs().sum((1, 2), keepdim=True).clamp_min(1e-12)
-        new = new / new.abs().sum((1, 2), keepdim=True).clamp_min(1e-12) * available[:, None, None, :]
-        d[win2] = 0.0
-        d[win1] = new
-        return self.threat.clip(x, x + delta).to(x.dtype)
+
+def _window_mass(window: Tensor, l1: bool) -> Tensor:
+    """Per sample and channel, a window's (n×s×s×c) L1 or L2 mass, kept broadcastable against it."""
+    return window.abs().sum((1, 2), keepdim=True) if l1 else window.square().sum((1, 2), keepdim=True).sqrt()
 
 
 def _hwc(t: Tensor) -> Tensor:
