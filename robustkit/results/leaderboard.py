@@ -409,8 +409,7 @@ def _bracketed(table: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
     shown, figures = table.copy(), set()
     for column in [c for c in table.columns if f"{c}{LOW}" in table]:
         low, high = table[f"{column}{LOW}"], table[f"{column}{HIGH}"]
-        shown[column] = [_text(v) + (f" {Interval(a, b).text('.3f')}" if _number(a) and _number(b) else "")
-                         for v, a, b in zip(table[column], low, high)]  # fmt: skip
+        shown[column] = [_bracket(v, a, b) for v, a, b in zip(table[column], low, high)]
         shown = shown.drop(columns=[f"{column}{LOW}", f"{column}{HIGH}"])
         figures.add(column)
     if NEXT_PVALUE in table:
@@ -424,6 +423,11 @@ def _bracketed(table: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def _bracket(value, low, high) -> str:
+    """A figure as people read it on a board: ``0.8060 [0.769, 0.839]``, the figure alone without an interval."""
+    return _text(value) + (f" {Interval(low, high).text('.3f')}" if _number(low) and _number(high) else "")
 
 
 SETTINGS_TITLE = "Attack settings (those that differ from the attack's defaults)"
@@ -753,7 +757,7 @@ def per_class_html(cells: pd.DataFrame, table: pd.DataFrame) -> str:
 
 
 def _brackets(frame: pd.DataFrame, figure: str) -> list[str]:
-    return [f"{_text(v)} {Interval(a, b).text('.3f')}" for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"])]
+    return [_bracket(v, a, b) for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"])]
 
 
 def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:
