@@ -173,7 +173,7 @@ def _echo_per_class(figures: dict[str, dict]) -> None:
     table = per_class_table(figures)
     click.echo("per class (95 % intervals, Clopper–Pearson):")
     echo_table(["class", "n", "clean acc", "robust acc"],
-               [[row["class"], row["n"], *(f"{shown(row[f])} {Interval(row[f'{f}_low'], row[f'{f}_high']).text()}" for f in FIGURES)]
+               [[row["class"], row["n"], *(with_interval(row[f], Interval(row[f"{f}_low"], row[f"{f}_high"])) for f in FIGURES)]
                 for row in table.to_dict("records")])  # fmt: skip
 
 
