@@ -23,7 +23,7 @@ os.environ.setdefault("ROBUSTKIT_DISABLE_PLUGIN_AUTOLOAD", "1")  # the built-ins
 from robustkit.plugin_index import REGISTRIES, THREAT_TRAITS  # noqa: E402
 
 PAGES = {  # registry kind → (page, title, what the page says first)
-    "attacks": ("reference/attacks.md", "Attacks", "Every registered attack: `--attack NAME` on the command line, "
+    "attacks": ("reference/attacks/index.md", "Attacks", "Every registered attack: `--attack NAME` on the command line, "
                 "`ATTACKS.build(NAME, ...)` or the class (`from attacks import PGD`) in Python."),
     "defenses": ("reference/defenses.md", "Defenses", "Every registered defense: `--defense NAME` on `train` and "
                  "`evaluate`, `from defenses import ...` in Python."),
@@ -100,7 +100,7 @@ def entry(kind: str, name: str, plugin: Any) -> str:
     doc = inspect.getdoc(plugin) or "(no docstring)"
     first, _, rest = doc.partition("\n")
     source = Path(inspect.getsourcefile(plugin)).resolve().relative_to(ROOT)
-    head = [f"## {name}", "", first, "", f"`{plugin.__module__}.{plugin.__qualname__}`, in `{source}`.", ""]
+    head = [f"## {name}" if kind not in SPLIT else f"# {name}", "", first, "", f"`{plugin.__module__}.{plugin.__qualname__}`, in `{source}`.", ""]
     rows = settings_rows(plugin)
     if rows:
         paper = any(r[3] for r in rows)
@@ -118,15 +118,38 @@ def entry(kind: str, name: str, plugin: Any) -> str:
     return "\n".join(head) + "\n" + docstring_markdown(rest.strip()) + "\n"
 
 
+SPLIT = {"attacks"}  # kinds with a page per plugin (long entries), listed in the nav by docs/hooks.py
+GENERATED = "*Generated from the registry at build time (`docs/gen_reference.py`).*"
+EXAMPLES = "In the examples, " + "; ".join(f"`{k}` is {v}" for k, v in NAMES.items()) + "."
+
+
 def page(kind: str) -> str:
+    """The kind's page: every entry, or for a split kind an index table linking each entry's own page."""
     _, title, intro = PAGES[kind]
     registry = REGISTRIES[kind]
     names = registry.list()
-    parts = [f"# {title}", "", "*Generated from the registry at build time (`docs/gen_reference.py`).*", "",
-             intro, "", "In the examples, " + "; ".join(f"`{k}` is {v}" for k, v in NAMES.items()) + ".", "",
-             " · ".join(f"[{n}](#{anchor(n)})" for n in names), ""]  # fmt: skip
+    parts = [f"# {title}", "", GENERATED, "", intro, ""]
+    if kind in SPLIT:
+        parts += ["| name | what it is | threat models |", "|---|---|---|"]
+        for n in names:
+            plugin = registry.get(n)
+            first = (inspect.getdoc(plugin) or "").partition("\n")[0].replace("|", "/")
+            parts.append(f"| [{n}]({n}.md) | {first} | {', '.join(getattr(plugin, 'norms', ()))} |")
+        return "\n".join(parts) + "\n"
+    parts += [EXAMPLES, "", " · ".join(f"[{n}](#{anchor(n)})" for n in names), ""]
     parts += [entry(kind, n, registry.get(n)) for n in names]
     return "\n".join(parts)
+
+
+def plugin_page(kind: str, name: str) -> str:
+    """One entry of a split kind as a page of its own."""
+    heading, _, body = entry(kind, name, REGISTRIES[kind].get(name)).partition("\n\n")
+    return "\n\n".join([heading, GENERATED, body.rstrip(), EXAMPLES]) + "\n"
+
+
+def plugin_pages() -> dict[str, str]:
+    """path → title of every per-plugin page (the nav that docs/hooks.py adds)."""
+    return {f"{Path(PAGES[kind][0]).parent.as_posix()}/{name}.md": name for kind in SPLIT for name in REGISTRIES[kind].list()}
 
 
 def anchor(name: str) -> str:
@@ -159,6 +182,10 @@ def write_pages() -> None:
     for kind, (path, _, _) in PAGES.items():
         with mkdocs_gen_files.open(path, "w") as out:
             out.write(page(kind))
+    for path, name in plugin_pages().items():
+        kind = next(k for k in SPLIT if path.startswith(Path(PAGES[k][0]).parent.as_posix()))
+        with mkdocs_gen_files.open(path, "w") as out:
+            out.write(plugin_page(kind, name))
     with mkdocs_gen_files.open("reference/record.md", "a") as out:  # after the page's hand-written prose
         out.write(schema())
 
