@@ -175,6 +175,18 @@ def schema() -> str:
     return "\n".join(parts) + "\n"
 
 
+def benchmarks() -> str:
+    """``benchmarks/*.py``, each with its docstring's first paragraph."""
+    import ast
+
+    parts = ["# Benchmark scripts", "", "*Generated from `benchmarks/*.py` at build time (`docs/gen_reference.py`).* "
+             "Run one with `.venv/bin/python benchmarks/NAME.py`; each prints its table.", ""]  # fmt: skip
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or "(no docstring)"
+        parts += [f"## {script.name}", "", doc.split("\n\n")[0], ""]
+    return "\n".join(parts)
+
+
 def write_pages() -> None:
     """Into the site being built (mkdocs-gen-files runs this file as ``<run_path>``)."""
     import mkdocs_gen_files
@@ -186,6 +198,8 @@ def write_pages() -> None:
         kind = next(k for k in SPLIT if path.startswith(Path(PAGES[k][0]).parent.as_posix()))
         with mkdocs_gen_files.open(path, "w") as out:
             out.write(plugin_page(kind, name))
+    with mkdocs_gen_files.open("reference/benchmarks.md", "w") as out:
+        out.write(benchmarks())
     with mkdocs_gen_files.open("reference/record.md", "a") as out:  # after the page's hand-written prose
         out.write(schema())
 
