@@ -204,6 +204,7 @@ SHELL = [(path, args) for path in [ROOT / "README.md", *PAGES] for args in comma
 
 def test_the_pages_hold_commands():
     assert len(SHELL) > 40 and any(path.name == "README.md" for path, _ in SHELL)
+    assert sum("-o" in args for _, args in SHELL) > 5  # the settings the check below holds against the attack
 
 
 @pytest.mark.parametrize("path, args", SHELL, ids=[f"{p.stem}-{i}" for i, (p, _) in enumerate(SHELL)])
@@ -224,14 +225,14 @@ def test_a_command_parses(path, args, tmp_path, monkeypatch):
         params = command.make_context(name, rest, parent=ctx).params
     except click.UsageError as err:
         pytest.fail(f"{path.name}: robustkit {shlex.join(args)}: {err.format_message()}")
-    attack = params.get("attack")
+    attack = params.get("attack_name")  # evaluate's; train and benchmark take none
     if attack:
         assert attack in ATTACKS
         fields = {f.name for f in dataclasses.fields(ATTACKS.get(attack))}
-        for option in params.get("option") or params.get("options") or ():
+        for option in params["options"]:
             assert option.split("=")[0] in fields, f"{attack} has no setting {option}"
     if params.get("defense") not in (None, "none"):
         assert params["defense"] in DEFENSES
-    model = params.get("model")
+    model = params.get("model_name")
     if model and ":" not in model:
         assert model in MODELS
