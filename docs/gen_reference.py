@@ -18,9 +18,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("ROBUSTKIT_DISABLE_PLUGIN_AUTOLOAD", "1")  # the built-ins alone, whatever is installed
-
 from robustkit.plugin_index import REGISTRIES, THREAT_TRAITS  # noqa: E402
+from robustkit.registry import DISABLE_AUTOLOAD_ENV  # noqa: E402
+
+
+def builtins_only() -> None:
+    """The site documents robustkit's own plugins, whatever third-party ones the builder has installed
+    (set before a registry first loads; a test importing this module is left as it is)."""
+    os.environ.setdefault(DISABLE_AUTOLOAD_ENV, "1")
 
 PAGES = {  # registry kind → (page, title, what the page says first)
     "attacks": ("reference/attacks/index.md", "Attacks", "Every registered attack: `--attack NAME` on the command line, "
@@ -191,6 +196,7 @@ def write_pages() -> None:
     """Into the site being built (mkdocs-gen-files runs this file as ``<run_path>``)."""
     import mkdocs_gen_files
 
+    builtins_only()
     for kind, (path, _, _) in PAGES.items():
         with mkdocs_gen_files.open(path, "w") as out:
             out.write(page(kind))
@@ -205,6 +211,7 @@ def write_pages() -> None:
 
 
 if __name__ == "__main__":
+    builtins_only()
     print("\n".join(page(kind) for kind in PAGES) + schema())
 elif __name__ == "<run_path>":
     write_pages()

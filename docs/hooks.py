@@ -12,6 +12,7 @@ _spec.loader.exec_module(gen_reference)
 
 
 def on_config(config):
+    gen_reference.builtins_only()
     pages = gen_reference.plugin_pages()
     indexes = {Path(path).parent.as_posix() + "/index.md" for path in pages}
 
