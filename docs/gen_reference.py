@@ -103,7 +103,8 @@ def cell(text: str) -> str:
 
 def entry(kind: str, name: str, plugin: Any) -> str:
     doc = inspect.getdoc(plugin) or "(no docstring)"
-    first, _, rest = doc.partition("\n")
+    first, _, rest = doc.partition("\n\n")  # the summary may run over lines
+    first = " ".join(first.split())
     source = Path(inspect.getsourcefile(plugin)).resolve().relative_to(ROOT)
     head = [f"## {name}" if kind not in SPLIT else f"# {name}", "", first, "", f"`{plugin.__module__}.{plugin.__qualname__}`, in `{source}`.", ""]
     rows = settings_rows(plugin)
@@ -138,7 +139,7 @@ def page(kind: str) -> str:
         parts += ["| name | what it is | threat models |", "|---|---|---|"]
         for n in names:
             plugin = registry.get(n)
-            first = (inspect.getdoc(plugin) or "").partition("\n")[0].replace("|", "/")
+            first = " ".join((inspect.getdoc(plugin) or "").partition("\n\n")[0].split()).replace("|", "/")
             parts.append(f"| [{n}]({n}.md) | {first} | {', '.join(getattr(plugin, 'norms', ()))} |")
         return "\n".join(parts) + "\n"
     parts += [EXAMPLES, "", " · ".join(f"[{n}](#{anchor(n)})" for n in names), ""]
