@@ -5,7 +5,8 @@
 - ``leaderboard-page``: that board's HTML page as headless Chromium shows it;
 - ``fmn-curve``: one FMN run's ε-curve on smallcnn (200 images; trains smallcnn first if no checkpoint
   is cached, about 3 min);
-- ``fooling``: smallcnn's ≥ 99 % fooling images, one per class, grown from noise.
+- ``fooling``: smallcnn's ≥ 99 % fooling images, one per class, grown from noise;
+- ``patches``: 6×6 adversarial patches on smallcnn, clean / δ / adversarial per broken image (100 images).
 
 Each runs the ``robustkit`` command a user would, on one thread, and copies the figure it writes. The
 committed PNGs are small; rerun this after a change that moves them.
@@ -63,6 +64,12 @@ def fooling(out: Path) -> None:
     shutil.copy(only(out, "*fooling*.png"), IMAGES / "fooling.png")
 
 
+def patches(out: Path) -> None:
+    run("evaluate", "--model", "smallcnn", "--attack", "patch", "--eps", "6", "--n-samples", "100", "--threads", "1",
+        "--no-checks", "--save-examples", str(out))  # fmt: skip
+    shutil.copy(only(out, "*-patch-eps6.png"), IMAGES / "patches.png")
+
+
 def screenshot(page: Path, png: Path, *, size: str) -> None:
     """``page`` as headless Chromium renders it (no network: the pages are self-contained)."""
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
@@ -71,7 +78,7 @@ def screenshot(page: Path, png: Path, *, size: str) -> None:
 
 
 PICTURES = {"leaderboard-curve": leaderboard_curve, "leaderboard-page": leaderboard_page, "fmn-curve": fmn_curve,
-            "fooling": fooling}  # fmt: skip
+            "fooling": fooling, "patches": patches}  # fmt: skip
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PICTURES)
