@@ -159,8 +159,9 @@ def test_sort_takes_an_exact_name_or_a_unique_prefix(shared):
         sort_table(table, "nope")
     by_headline = sort_table(table, "headline", descending=False)  # a prefix: its interval columns do not count
     assert list(by_headline["headline linf ε=0.1"]) == sorted(table["headline linf ε=0.1"])
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    examples = re.findall(r'--sort "([^"]+)"', readme)
+    root = Path(__file__).parent.parent
+    text = "".join(page.read_text(encoding="utf-8") for page in [root / "README.md", *(root / "docs").rglob("*.md")])
+    examples = re.findall(r'--sort "([^"]+)"', text)
     assert examples and all(sort_table(table, example) is not None for example in examples)
 
 
