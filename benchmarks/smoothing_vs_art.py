@@ -31,7 +31,9 @@ from robustkit.weights.resolve import resolve_model
 
 
 def art_certify(model: nn.Module, x: torch.Tensor, smoothing: Smoothing, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+    from art.estimators.certification.randomized_smoothing import (
+        PyTorchRandomizedSmoothing,
+    )
 
     classes = int(model(x[:1]).shape[1])
     smoothed = PyTorchRandomizedSmoothing(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
@@ -87,7 +89,7 @@ def main() -> None:
     for name, radii_correct, radius, seconds in (("robustkit", mine, ours.radius.tolist(), ours_seconds),
                                                   ("ART", theirs, art_radius, art_seconds)):  # fmt: skip
         cells = [f"{a:.3f} {i.text('.3f')}" for _, a, i in certified_accuracy(radii_correct, radii)]
-        mean = np.nanmean([r if r == r else 0.0 for r in radius])  # an abstention certifies radius 0
+        mean = np.mean([0.0 if np.isnan(r) else r for r in radius])  # an abstention certifies radius 0
         rows.append([name, *cells, f"{mean:.4f}", f"{seconds:.1f}", f"{draws / seconds:.0f}"])
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     for row in (header, *rows):

@@ -60,3 +60,59 @@ def test_certify_user_errors_are_one_line(tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output and ".json" in result.output
     result = run("certify", "--model", "lenet5", "--radii", "0,a")
     assert result.exit_code != 0 and "--radii" in result.output
+
+
+def test_a_suite_certifies_its_entry_into_the_store_and_the_board_shows_it(tmp_path):
+    import yaml
+
+    from robustkit.evaluation.runner import run_suite
+    from robustkit.results.leaderboard import leaderboard, publish
+    from robustkit.results.store import read_stores
+    from robustkit.suites.spec import load_suite
+
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": "smooth", "dataset": "synthetic", "n_samples": 16, "checks": False,
+        "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "precision": "fp32"},
+                    "certify": {"sigma": 0.25, "n": 60, "n0": 10, "n_samples": 8, "radii": [0, 0.1], "attack": True}}],
+        "attacks": [{"attack": "fgsm", "norm": "l2", "eps": [0.1]}],
+    }))  # fmt: skip
+    suite = load_suite(suite_file)
+    store = tmp_path / "results.sqlite"
+    first = run_suite(suite, store, device=torch_cpu(), progress=False)
+    (row,) = read_stores([store], "certified").itertuples()
+    assert row.key in first.keys and row.entry == "lenet5" and row.n == 8
+    assert run_suite(suite, store, device=torch_cpu(), progress=False).evaluated == 0  # held: not certified again
+    assert len(read_stores([store], "certified")) == 1
+    cells, certified = read_stores([store]), read_stores([store], "certified")
+    table = leaderboard(cells, certified=certified)
+    points = {p["radius"]: p for p in json.loads(row.certified)}
+    for radius in (0.0, 0.1):
+        column = f"certified l2-smoothed ε={radius:.4g}"
+        assert table.loc[0, column] == points[radius]["accuracy"]
+        assert table.loc[0, f"{column}_low"] == pytest.approx(points[radius]["low"], abs=1e-6)
+    assert "smoothadv l2-smoothed ε=0.1" in table and "fgsm l2 ε=0.1" in table  # the attack cell's column is as it was
+    written = publish(cells, tmp_path / "board", "smooth", certified=certified)
+    assert any(p.name == "smooth.certified.svg" for p in written)
+    assert "Certified accuracy vs L2 radius" in (tmp_path / "board" / "smooth.html").read_text()
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+@pytest.mark.parametrize("certify, message", [({"sigma": -1}, "sigma"), ({"radii": [-0.5]}, "radii"),
+                                              ({"speed": 3}, "unknown key"), ({"attack": "yes"}, "attack")])  # fmt: skip
+def test_certify_settings_in_a_suite_are_checked_in_one_line(tmp_path, certify, message):
+    import yaml
+
+    from robustkit.errors import ConfigError
+    from robustkit.suites.spec import load_suite
+
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump({"dataset": "synthetic", "models": [{"model": "lenet5", "certify": certify}],
+                                          "attacks": [{"attack": "fgsm", "eps": 0.1}]}))  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        load_suite(suite_file)

@@ -33,6 +33,7 @@ from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
+from robustkit.models import model_name
 from robustkit.progress import progress_bar
 from robustkit.registry import DEFENSES
 from robustkit.results.intervals import Interval
@@ -80,29 +81,39 @@ def certify_model(
     [0, 0.25, … up to the largest certifiable]; ``attack``: also run SmoothAdv at those radii > 0.
     """
     smoothing = smoothing or Smoothing()
+    data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir)
+    data.test.choose(n_samples, seed=seed)  # a bad n_samples is said before any training
+    net, provenance = _base_model(model, data, device, defense, defense_settings or {}, checkpoint, weights, no_train)
+    label = model if isinstance(model, str) else model_name(model)
+    return certify_loaded(net, provenance, data, smoothing=smoothing, n_samples=n_samples, seed=seed, radii=radii,
+                          attack=attack, progress=progress,
+                          about={"model": label, "defense": defense, "defense_settings": defense_settings or {}})  # fmt: skip
+
+
+def certify_loaded(net: nn.Module, provenance: Provenance, data: ImageDataset, *, smoothing: Smoothing, n_samples: int,
+                   seed: int, radii: list[float] | None, attack: SmoothAdv | None, progress: bool,
+                   about: dict[str, Any]) -> CertifyReport:  # fmt: skip
+    """The certification itself, on a model already obtained (``certify_model`` and the suite runner call it);
+    ``about`` (model, defense, defense_settings) goes into the record as it is."""
     radii = sorted(default_radii(smoothing.max_radius) if radii is None else radii)
     if any(not math.isfinite(r) or r < 0 for r in radii):
         raise ConfigError(f"radii must be finite and ≥ 0, got {radii}")
-    data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir)
     chosen = data.test.choose(n_samples, seed=seed)
     positions = torch.arange(len(data.test)) if chosen is None else chosen
     subset = data.test.subset(n_samples, seed=seed).load()
-    net, provenance = _base_model(model, data, device, defense, defense_settings or {}, checkpoint, weights, no_train)
     device = next(net.parameters()).device
     x, y, index = subset.images.to(device), subset.labels.to(device), positions.to(device)
     limit = forward_rate(net, x[:1], smoothing.batch_size)
     total = len(x) * (smoothing.n0 + smoothing.n)
     with progress_bar(total=total, enabled=progress, desc="certify", unit="draw", unit_scale=True) as bar:
         cert = certify(net, x, index, smoothing, seed=seed, tick=bar.update)
-    labels = y.cpu()
-    report = CertifyReport({}, cert, labels, [])
+    report = CertifyReport({}, cert, y.cpu(), [])
     report.curve = certified_accuracy(report.radii_correct, radii)
     if attack is not None:
         report.empirical = _empirical(attack, net, x, y, index, smoothing, seed, attack_radii(radii, smoothing.max_radius),
                                       progress, report.radii_correct)  # fmt: skip
         report.flags = soundness_flags(report.curve, report.empirical)
-    report.record = _record(report, model, data, smoothing, attack, seed, defense, defense_settings or {}, provenance,
-                            limit, positions)  # fmt: skip
+    report.record = _record(report, about, data, smoothing, attack, seed, provenance, limit, positions)
     return report
 
 
@@ -141,18 +152,16 @@ def _empirical(attack, net, x, y, index, smoothing, seed, radii, progress, radii
     return points
 
 
-def _record(report: CertifyReport, model, data: ImageDataset, smoothing: Smoothing, attack: SmoothAdv | None, seed: int,
-            defense: str, defense_settings: dict, provenance: Provenance, limit: float, positions: torch.Tensor) -> dict[str, Any]:  # fmt: skip
+def _record(report: CertifyReport, about: dict[str, Any], data: ImageDataset, smoothing: Smoothing, attack: SmoothAdv | None,
+            seed: int, provenance: Provenance, limit: float, positions: torch.Tensor) -> dict[str, Any]:  # fmt: skip
     """One reviewable row: settings, weights, the curve with intervals, throughput, and every image's certificate."""
-    from robustkit.models import model_name
-    from robustkit.version import __version__
+    from robustkit.results.records import run_metadata
 
     cert, n = report.certificate, len(report.labels)
     draws_per_image = smoothing.n0 + smoothing.n
     radius = [None if math.isnan(r) else r for r in cert.radius.tolist()]
     return {
-        "kind": "certify", "model": model if isinstance(model, str) else model_name(model), "dataset": data.info.name,
-        "defense": defense, "defense_settings": defense_settings, **provenance.record(), "n": n, "seed": seed,
+        "dataset": data.info.name, **about, **provenance.record(), "n": n, "seed": seed,
         "smoothing": smoothing.settings(), "max_radius": smoothing.max_radius,
         "certified": [{"radius": r, "accuracy": a, "low": i.low, "high": i.high} for r, a, i in report.curve],
         "attack": None if attack is None else {"name": "smoothadv", "norm": "l2", **attack.settings()},
@@ -163,5 +172,5 @@ def _record(report: CertifyReport, model, data: ImageDataset, smoothing: Smoothi
         "forward_limit_draws_per_second": limit, "forward_limit_images_per_second": limit / draws_per_image,
         "samples": {"index": positions.tolist(), "label": report.labels.tolist(), "prediction": cert.prediction.tolist(),
                     "radius": radius, "p_lower": cert.p_lower.tolist(), "top_count": cert.top_count.tolist()},
-        "robustkit_version": __version__,
+        **{k: v for k, v in run_metadata("cpu", seed).items() if k in ("robustkit_version", "created")},
     }  # fmt: skip
