@@ -106,13 +106,26 @@ def torch_cpu():
 @pytest.mark.parametrize("certify, message", [({"sigma": -1}, "sigma"), ({"radii": [-0.5]}, "radii"),
                                               ({"speed": 3}, "unknown key"), ({"attack": "yes"}, "attack")])  # fmt: skip
 def test_certify_settings_in_a_suite_are_checked_in_one_line(tmp_path, certify, message):
+    from robustkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_suite_with(tmp_path, {"model": "lenet5", "certify": certify})
+
+
+def test_certify_leaves_the_entrys_attack_cell_keys_as_they_were(tmp_path):
+    plain = load_suite_with(tmp_path, {"model": "lenet5"})
+    suite = load_suite_with(tmp_path, {"model": "lenet5", "certify": {"sigma": 0.5}})
+    assert [c.key("f" * 64) for c in plain.cells()] == [c.key("f" * 64) for c in suite.cells()]
+    entry = suite.models[0]
+    other = load_suite_with(tmp_path, {"model": "lenet5", "certify": {"sigma": 0.25}}).models[0]
+    assert entry.certify.key(suite, entry, "f" * 64) != other.certify.key(suite, other, "f" * 64)  # σ is in its own key
+
+
+def load_suite_with(folder, entry):
     import yaml
 
-    from robustkit.errors import ConfigError
     from robustkit.suites.spec import load_suite
 
-    suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text(yaml.safe_dump({"dataset": "synthetic", "models": [{"model": "lenet5", "certify": certify}],
-                                          "attacks": [{"attack": "fgsm", "eps": 0.1}]}))  # fmt: skip
-    with pytest.raises(ConfigError, match=message):
-        load_suite(suite_file)
+    path = folder / "suite.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "synthetic", "models": [entry], "attacks": [{"attack": "fgsm", "eps": 0.1}]}))
+    return load_suite(path)
