@@ -9,7 +9,6 @@ throughput and the soundness flag. ``robustkit certify`` and the suite runner ar
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,6 @@ def certify_loaded(net: nn.Module, provenance: Provenance, data: ImageDataset, *
     subset = data.test.subset(n_samples, seed=seed).load()
     device = next(net.parameters()).device
     x, y, index = subset.images.to(device), subset.labels.to(device), positions.to(device)
-    limit = forward_rate(net, x[:1], smoothing.batch_size)
     total = len(x) * (smoothing.n0 + smoothing.n)
     with progress_bar(total=total, enabled=progress, desc="certify", unit="draw", unit_scale=True) as bar:
         cert = certify(net, x, index, smoothing, seed=seed, tick=bar.update)
@@ -113,7 +111,7 @@ def certify_loaded(net: nn.Module, provenance: Provenance, data: ImageDataset, *
         report.empirical = _empirical(attack, net, x, y, index, smoothing, seed, attack_radii(radii, smoothing.max_radius),
                                       progress, report.radii_correct)  # fmt: skip
         report.flags = soundness_flags(report.curve, report.empirical)
-    report.record = _record(report, about, data, smoothing, attack, seed, provenance, limit, positions)
+    report.record = _record(report, about, data, smoothing, attack, seed, provenance, positions)
     return report
 
 
@@ -129,18 +127,6 @@ def _base_model(model, data, device, defense, settings, checkpoint, weights, no_
     return found.model, found.provenance
 
 
-def forward_rate(model: nn.Module, x: torch.Tensor, batch_size: int, repeats: int = 3) -> float:
-    """The base model's plain forward passes per second on a full batch of draws: the ceiling any
-    certification of n draws per image runs under (images/s ≤ this / (n0 + n))."""
-    batch = x[:1].expand(batch_size, *x.shape[1:]).contiguous()
-    with torch.inference_mode():
-        model(batch)  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(batch).argmax(1).cpu()
-        return repeats * batch_size / (time.perf_counter() - start)
-
-
 def _empirical(attack, net, x, y, index, smoothing, seed, radii, progress, radii_correct) -> list[EmpiricalPoint]:
     points = []
     with progress_bar(total=len(radii) * len(x) * attack.predict_n, enabled=progress, desc="smoothadv", unit="draw",
@@ -153,7 +139,7 @@ def _empirical(attack, net, x, y, index, smoothing, seed, radii, progress, radii
 
 
 def _record(report: CertifyReport, about: dict[str, Any], data: ImageDataset, smoothing: Smoothing, attack: SmoothAdv | None,
-            seed: int, provenance: Provenance, limit: float, positions: torch.Tensor) -> dict[str, Any]:  # fmt: skip
+            seed: int, provenance: Provenance, positions: torch.Tensor) -> dict[str, Any]:  # fmt: skip
     """One reviewable row: settings, weights, the curve with intervals, throughput, and every image's certificate."""
     from robustkit.results.records import run_metadata
 
@@ -169,7 +155,8 @@ def _record(report: CertifyReport, about: dict[str, Any], data: ImageDataset, sm
                        "unbroken": p.unbroken, "contradicted": p.contradicted} for p in report.empirical],
         "flags": report.flags, "abstained": int(cert.abstained.sum()),
         "seconds": cert.seconds, "images_per_second": n / cert.seconds, "draws_per_second": cert.forward_passes / cert.seconds,
-        "forward_limit_draws_per_second": limit, "forward_limit_images_per_second": limit / draws_per_image,
+        "forward_limit_draws_per_second": cert.forward_limit,
+        "forward_limit_images_per_second": cert.forward_limit / draws_per_image,
         "samples": {"index": positions.tolist(), "label": report.labels.tolist(), "prediction": cert.prediction.tolist(),
                     "radius": radius, "p_lower": cert.p_lower.tolist(), "top_count": cert.top_count.tolist()},
         **{k: v for k, v in run_metadata("cpu", seed).items() if k in ("robustkit_version", "created")},

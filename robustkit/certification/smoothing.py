@@ -87,6 +87,12 @@ class Certificate:
     top_count: Tensor  # N int64: draws of the n that gave c_A
     forward_passes: int  # draws through the base model, selection and estimation
     seconds: float
+    forward_seconds: float  # of which in the base model's forward passes: the ceiling on the rate, measured in the run
+
+    @property
+    def forward_limit(self) -> float:
+        """Draws per second the forward passes alone allow, under this run's load (a GPU synchronised per batch)."""
+        return self.forward_passes / self.forward_seconds
 
     @property
     def abstained(self) -> Tensor:
@@ -94,6 +100,13 @@ class Certificate:
 
 
 Tick = Callable[[int], object]  # told the draws done, e.g. a progress bar's ``update``
+
+
+@dataclass
+class Clock:
+    """Seconds spent in the base model's forward passes, summed over ``class_counts`` calls."""
+
+    seconds: float = 0.0
 
 
 def noise_seed(seed: int, index: int, phase: int, block: int) -> int:
@@ -113,14 +126,19 @@ def noise(x: Tensor, index: int, *, sigma: float, seed: int, phase: int, start: 
 
 
 def class_counts(model: nn.Module, x: Tensor, index: Tensor, *, sigma: float, num: int, phase: int, seed: int,
-                 batch_size: int, tick: Tick | None = None) -> Tensor:  # fmt: skip
+                 batch_size: int, tick: Tick | None = None, clock: Clock | None = None) -> Tensor:  # fmt: skip
     """N × classes: how often the base model said each class on ``num`` noisy copies of each image."""
     counts: Tensor | None = None
     for row in range(len(x)):
         for start in range(0, num, batch_size):
             take = min(batch_size, num - start)
             noisy = x[row] + noise(x[row], int(index[row]), sigma=sigma, seed=seed, phase=phase, start=start, count=take)
+            started = time.perf_counter()
             logits = model(noisy)
+            if clock is not None:
+                if logits.is_cuda:
+                    torch.cuda.synchronize(logits.device)
+                clock.seconds += time.perf_counter() - started
             if counts is None:
                 counts = torch.zeros(len(x), logits.shape[1], dtype=torch.long, device=x.device)
             counts[row] += torch.bincount(logits.argmax(1), minlength=counts.shape[1])
@@ -135,8 +153,8 @@ def certify(model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *,
     in the evaluation set, which with ``seed`` fix their noise. The model is left in its own mode."""
     from scipy.special import ndtri
 
-    start = time.perf_counter()
-    common = {"sigma": smoothing.sigma, "seed": seed, "batch_size": smoothing.batch_size, "tick": tick}
+    start, clock = time.perf_counter(), Clock()
+    common = {"sigma": smoothing.sigma, "seed": seed, "batch_size": smoothing.batch_size, "tick": tick, "clock": clock}
     with eval_mode(model), torch.inference_mode():
         guess = class_counts(model, x, index, num=smoothing.n0, phase=Phase.SELECT, **common).argmax(1)
         counts = class_counts(model, x, index, num=smoothing.n, phase=Phase.ESTIMATE, **common)
@@ -147,7 +165,7 @@ def certify(model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *,
     radius = torch.where(certified, smoothing.sigma * torch.from_numpy(ndtri(p_lower.numpy())), torch.nan)
     prediction = torch.where(certified, guess.cpu(), ABSTAIN)
     return Certificate(prediction, radius, p_lower, top, len(x) * (smoothing.n0 + smoothing.n),
-                       time.perf_counter() - start)  # fmt: skip
+                       time.perf_counter() - start, clock.seconds)  # fmt: skip
 
 
 def predict(model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *, seed: int = 0,

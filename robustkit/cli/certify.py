@@ -92,7 +92,8 @@ def certify(model_name, dataset, data_dir, defense, options, checkpoint, weights
                  with_interval(empirical[r].accuracy, empirical[r].interval) if r in empirical else "—"]
                 for r, a, i in report.curve])  # fmt: skip
     click.echo(f"time {record['seconds']:.1f} s: {record['images_per_second']:.3g} images/s, "
-               f"{record['draws_per_second']:.0f} draws/s; forward-pass limit {record['forward_limit_draws_per_second']:.0f} "
+               f"{record['draws_per_second']:.0f} draws/s; forward-pass limit (its forward passes alone, timed in this run) "
+               f"{record['forward_limit_draws_per_second']:.0f} "
                f"draws/s = {record['forward_limit_images_per_second']:.3g} images/s at {chosen.n0 + chosen.n} draws per image "
                f"({record['draws_per_second'] / record['forward_limit_draws_per_second']:.0%} of it)")  # fmt: skip
     for flag in report.flags:
