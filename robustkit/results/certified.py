@@ -20,6 +20,8 @@ from robustkit.results.intervals import Interval
 NORM = "l2-smoothed"  # the group's name: L2 radii of a smoothed classifier
 CERTIFIED, EMPIRICAL = "certified", "smoothadv"
 SMOOTHING = "smoothing"  # the settings column
+FAMILY_TITLE = ("Randomized smoothing, per L2 radius (ε): certified accuracy (Cohen et al.) and the accuracy of the "
+                "same smoothed classifier under SmoothAdv (Salman et al.); ⚑ where certified exceeds what SmoothAdv left unbroken")  # fmt: skip
 
 
 def column(what: str, radius: float) -> str:
