@@ -44,7 +44,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
               progress: bool = True, allow_train: bool = True) -> RunSummary:  # fmt: skip
     """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet.
 
-    Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then the
+    Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then its
+    randomized-smoothing certification (``certify:``, rank 0, into the store's ``certified`` table), then the
     transfer cells that score it (crafted on each entry in turn). Under torchrun the ranks split each
     cell's samples (see ``evaluate_attack``); rank 0 alone writes the store, and every skip decision
     is rank 0's, so all ranks walk the same cells. Without ``allow_train`` a missing checkpoint is
