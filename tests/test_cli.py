@@ -1,13 +1,14 @@
 import pytest
+from cli_fixtures import train_once
 from click.testing import CliRunner
 
 from robustkit import __version__
-from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import get_dataset
-from robustkit.weights.cache import recipe_tag
 from robustkit.predict import accuracy
 from robustkit.results.intervals import proportion_interval
+from robustkit.weights.cache import recipe_tag
+from robustkit.weights.checkpoint import load_model
 
 
 def run(*args: str):
@@ -105,13 +106,8 @@ def test_smallcnn_on_real_fashion_mnist():
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """Trained once per module (in its own home): the tests only read it."""
-    folder = tmp_path_factory.mktemp("tiny")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ROBUSTKIT_HOME", str(folder / "home"))
-        result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "32",
-                     "--lr", "0.05", "--precision", "fp32", "--out", str(folder / "tiny.safetensors"))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return folder / "tiny.safetensors"
+    return train_once(tmp_path_factory, "tiny", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6",
+                      "--batch-size", "32", "--lr", "0.05", "--precision", "fp32")  # fmt: skip
 
 
 def test_evaluate_end_to_end_on_synthetic(tiny_checkpoint, tmp_path):

@@ -33,12 +33,14 @@ def main(verbose: bool, quiet: bool) -> None:
 
 def _add_commands() -> None:
     from robustkit.cli.benchmark import benchmark, leaderboard_command
+    from robustkit.cli.certify import certify
     from robustkit.cli.evaluate import evaluate
     from robustkit.cli.list import list_command
     from robustkit.cli.train import train
 
     main.add_command(train)
     main.add_command(evaluate)
+    main.add_command(certify)
     main.add_command(list_command)
     main.add_command(benchmark)
     main.add_command(leaderboard_command)

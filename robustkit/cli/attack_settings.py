@@ -83,3 +83,18 @@ def option_value(key: str, text: str, given_as: str) -> Any:
     if not isinstance(value, (int, float, str, bool, type(None))):
         raise ConfigError(f"{given_as}: the value must be a number, word or boolean")
     return value
+
+
+def key_values(options: tuple[str, ...], named: dict | None = None) -> dict:
+    """``-o key=value`` pairs; values are read as YAML scalars (5, 0.5, true, sgd), fractions as numbers.
+    A key ``named`` already sets (by a flag of its own) is refused."""
+    extra = {}
+    for option in options:
+        key, sep, text = option.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"-o/--option takes KEY=VALUE, got '{option}'")
+        if (named or {}).get(key) is not None:
+            raise ConfigError(f"'{key}' is set twice: by its own flag and by -o {option}")
+        extra[key] = option_value(key, text, f"-o {option}")
+    return extra

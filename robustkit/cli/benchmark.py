@@ -85,6 +85,8 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     cells, checks = read_stores([store]), read_stores([store], "checks")
     older = int(((cells["suite"] == suite.name) & ~cells["key"].isin(summary.keys)).sum())
     cells, checks = cells[cells["key"].isin(summary.keys)], checks[checks["key"].isin(summary.keys)]
+    certified = read_stores([store], "certified")
+    certified = certified[certified["key"].isin(summary.keys)]
     if older and count > 1:  # the other shards' cells are not older: say where the whole board is
         click.echo(f"(this shard's cells only: {older} other cells of suite {suite.name} in the store, from the other "
                    f"shards or from other weights or settings, are left out; `robustkit leaderboard {store} --suite "
@@ -93,14 +95,18 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
         click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
                    "are left out of this leaderboard)", err=True)  # fmt: skip
     published = read_published(suite.published) if suite.published is not None else None
-    click.echo(render(leaderboard(cells, checks, published, suite.headline), "md"))
+    click.echo(render(leaderboard(cells, checks, published, suite.headline, certified), "md"))
     for title, matrix in transfer_matrix(cells).items():
         click.echo(render_transfer({title: matrix}, "md"))
     for row in checks.itertuples():
         for flag in json.loads(row.details)["flags"]:
             click.echo(f"⚑ {row.entry} {row.norm} ε={row.eps:.4g}: {Flag(**flag).line()}")
+    for row in certified.itertuples():
+        for flag in json.loads(row.flags):
+            click.echo(f"⚑ {row.entry} certified: {flag}")
     if out:
-        written = publish(cells, out, suite.name, checks=checks, published=published, headline=suite.headline)
+        written = publish(cells, out, suite.name, checks=checks, published=published, headline=suite.headline,
+                          certified=certified)  # fmt: skip
         click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
 
 
@@ -121,7 +127,8 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
               "linf:0.1 or linf:8/255, as a suite's headline: names [the smallest L∞ ε evaluated].")  # fmt: skip
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file, headline_text) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    from robustkit.results.leaderboard import attack_settings, format_name, leaderboard, publish, render, sort_table, suite_names
+    from robustkit.results.leaderboard import (attack_settings, format_name, leaderboard, of_suite, publish, render, sort_table,
+                                               suite_names)  # fmt: skip
     from robustkit.results.store import read_stores
 
     fmt = format_name(fmt)
@@ -132,6 +139,7 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
 
         published = read_published(published_file)
     cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
+    certified = read_stores(stores, "certified")
     names = suite_names(cells, members)
     if not names:
         raise ConfigError("the results store holds no finished cells yet")
@@ -143,13 +151,14 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
             raise ConfigError("--publish needs --out FOLDER")
         for name in chosen:
             mine, mine_checks = _suite_rows(cells, checks, members, name)
-            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks,
-                                                         published=published, headline=headline)))  # fmt: skip
+            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks, published=published,
+                                                         headline=headline, certified=of_suite(certified, members, name))))  # fmt: skip
         return
     if len(chosen) > 1:
         raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
+    certified = of_suite(certified, members, chosen[0])
     cells, checks = _suite_rows(cells, checks, members, chosen[0])
-    table = sort_table(leaderboard(cells, checks, published, headline), sort, descending=not ascending)
+    table = sort_table(leaderboard(cells, checks, published, headline, certified), sort, descending=not ascending)
     text = render(table, fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from robustkit.cli.attack_settings import add_setting_flags, flag_settings, option_value
+from robustkit.cli.attack_settings import add_setting_flags, flag_settings, key_values
 from robustkit.cli.options import dataset_options, runtime_options
 from robustkit.cli.table import echo_table, shown, with_interval
 from robustkit.errors import ConfigError
@@ -21,9 +21,9 @@ from robustkit.registry import ATTACKS
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from robustkit.evaluation.api import Report
     from robustkit.evaluation.checks import CheckReport, Flag
     from robustkit.evaluation.engine import Evaluation
-    from robustkit.evaluation.api import Report
 
 
 @click.command()
@@ -74,18 +74,23 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     """Attack MODEL with ATTACK and report clean and robust accuracy on the test subset (a one-cell
     run of ``robustkit.evaluate_model``; its record is a results-store row). Each attack setting is a
     flag (``--steps 20``) or ``-o KEY=VALUE``; ``robustkit list attacks`` shows which attack takes which."""
-    from robustkit.training import distributed
     from robustkit.cli.fooling import report_fooling
     from robustkit.data import check_dataset_settings
+    from robustkit.evaluation.api import (
+        CraftOptions,
+        ModelOptions,
+        RunOptions,
+        evaluate_model,
+    )
     from robustkit.evaluation.fooling import FoolingReport
-    from robustkit.evaluation.api import CraftOptions, ModelOptions, RunOptions, evaluate_model
     from robustkit.models import check_model_name
+    from robustkit.results.intervals import PROPORTIONS, row_interval
     from robustkit.results.norm_curve import save_curve_plot
     from robustkit.results.perturbation_file import save_perturbation
-    from robustkit.results.intervals import PROPORTIONS, row_interval
     from robustkit.results.records import check_outputs
-    from robustkit.weights.checkpoint import file_sha256
     from robustkit.threats import L0, threat_class
+    from robustkit.training import distributed
+    from robustkit.weights.checkpoint import file_sha256
 
     if checks and no_checks:
         raise ConfigError("--checks (the full set) and --no-checks (none) contradict each other: give one")
@@ -95,7 +100,7 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     if pixels is not None and threat_class(named).name != L0.name:
         raise ConfigError(f"--pixels is an L0 budget; the {named} threat model takes --eps")
     settings = flag_settings(setting_flags, attack_name)
-    settings.update(_extra_settings(options, settings))
+    settings.update(key_values(options, settings))
     flags = {"image_size": image_size, "workers": workers}
     check_dataset_settings(dataset, {k: v for k, v in flags.items() if v is not None}, as_flags=True)
     report = evaluate_model(
@@ -246,20 +251,6 @@ def _echo_warnings(report: Report) -> None:
         routes.append("the full checks (--checks)")
     if routes:
         click.echo(f"  other routes: {', or '.join(routes)}")
-
-
-def _extra_settings(options: tuple[str, ...], named: dict) -> dict:
-    """``-o key=value`` pairs; values are read as YAML scalars (5, 0.5, true, sgd), fractions as numbers."""
-    extra = {}
-    for option in options:
-        key, sep, text = option.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ConfigError(f"-o/--option takes KEY=VALUE, got '{option}'")
-        if named.get(key) is not None:
-            raise ConfigError(f"'{key}' is set twice: by its own flag and by -o {option}")
-        extra[key] = option_value(key, text, f"-o {option}")
-    return extra
 
 
 add_setting_flags(evaluate, after="pixels")

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import click
 
-from robustkit.cli.options import build_defense, dataset_options, open_dataset, runtime_options
+from robustkit.cli.attack_settings import key_values
+from robustkit.cli.options import (
+    build_defense,
+    dataset_options,
+    open_dataset,
+    runtime_options,
+)
 from robustkit.cli.table import echo_table, with_interval
 from robustkit.plugin_index import entries
 
@@ -71,6 +77,8 @@ TRAINING_NORMS = _training_norms()
               help="Defense threat model.")
 @click.option("--steps", type=click.IntRange(min=1), help="Inner attack steps (madry, trades).")
 @click.option("--step-size", help="Inner attack step size, e.g. 0.01 or 2/255.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Any defense setting, e.g. --defense gaussian-aug -o sigma=0.25 (repeatable).")  # fmt: skip
 @click.option("--epochs", type=click.IntRange(min=1), cls=RecipeOption, setting="epochs", help="Passes over the training set.")
 @click.option("--batch-size", type=click.IntRange(min=1), cls=RecipeOption, setting="batch_size",
               help="Global training batch size.")  # fmt: skip
@@ -89,7 +97,7 @@ TRAINING_NORMS = _training_norms()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint path [the cache; a path of its own for settings beyond the default recipe].")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace a checkpoint of another recipe at the path.")
-def train(model_name, dataset, data_dir, download, image_size, workers, defense, eps, norm, steps, step_size, epochs, batch_size, lr,
+def train(model_name, dataset, data_dir, download, image_size, workers, defense, eps, norm, steps, step_size, options, epochs, batch_size, lr,
           optimizer, precision, augment, n_train, weights, resume, checkpoint_every, device, seed, out, force) -> None:  # fmt: skip
     """Train MODEL on a data set and save a safetensors checkpoint with its metadata.
 
@@ -100,19 +108,20 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     recipe's (a path holding another recipe needs --force). A setting equal to the model's own default
     changes nothing and writes to the default path.
     """
-    from robustkit.training import distributed
     from robustkit.device import resolve_device
     from robustkit.models import check_model_name
     from robustkit.results.intervals import fraction_interval
-    from robustkit.weights.cache import train_and_save
     from robustkit.threats import parse_eps
+    from robustkit.training import distributed
+    from robustkit.weights.cache import train_and_save
 
     check_model_name(model_name)  # an unknown name fails before anything else is said or done
     device = resolve_device(device)
     distributed.init_from_env(device)
     data = open_dataset(dataset, data_dir, download, image_size, workers)
     chosen = build_defense(defense, eps=eps, norm=norm, channels=data.info.input_shape[0], steps=steps,
-                           step_size=parse_eps(step_size, "step size") if step_size else None)  # fmt: skip
+                           step_size=parse_eps(step_size, "step size") if step_size else None,
+                           **key_values(options, {"steps": steps, "step_size": step_size}))  # fmt: skip
     device = distributed.local_device(device)
     _, record, result, path = train_and_save(
         model_name, data, device=device, defense=chosen, seed=seed, out=out, n_train=n_train, weights=weights,

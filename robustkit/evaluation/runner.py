@@ -44,7 +44,8 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
               progress: bool = True, allow_train: bool = True) -> RunSummary:  # fmt: skip
     """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet.
 
-    Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then the
+    Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then its
+    randomized-smoothing certification (``certify:``, rank 0, into the store's ``certified`` table), then the
     transfer cells that score it (crafted on each entry in turn). Under torchrun the ranks split each
     cell's samples (see ``evaluate_attack``); rank 0 alone writes the store, and every skip decision
     is rank 0's, so all ranks walk the same cells. Without ``allow_train`` a missing checkpoint is
@@ -73,9 +74,11 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 _rekey_older_rows(store, suite, entry, mine, models, mine_checks)
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if mine_checks else {}
             cell_keys = _keys(mine, models)
-            if distributed.agree(all(held(k) for k in cell_keys) and
-                                 all(held(k, "checks") for k in checks.values()), device):  # fmt: skip
-                keys.update(cell_keys, checks.values())  # all present in the store, so none is None
+            own = number % shard[1] == shard[0]  # an entry's checks and certification belong to one shard
+            certified = _certify_key(suite, entry, models.cached_sha(entry)) if own else None
+            if distributed.agree(all(held(k) for k in cell_keys) and all(held(k, "checks") for k in checks.values())
+                                 and (entry.certify is None or not own or held(certified, "certified")), device):  # fmt: skip
+                keys.update(cell_keys, checks.values(), [certified] if certified else [])  # all present in the store
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
@@ -104,6 +107,13 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     row = check_entry(suite, entry, model, subset, norm, eps, provenance, adaptation=adaptation)[1]
                     if distributed.is_main():
                         store.put(row, "checks")
+            certified = _certify_key(suite, entry, sha) if own else None
+            if certified is not None:
+                keys.add(certified)
+                if not held(certified, "certified") and distributed.is_main():
+                    bar.set_postfix_str(f"{entry.name} certify σ={entry.certify.sigma:g}")
+                    store.put({**certify_entry(entry, model, provenance, data, suite, progress=not quiet), "key": certified,
+                               "suite": suite.name, "entry": entry.name}, "certified")  # fmt: skip
             if not suite.transfer:
                 models.release(entry)  # keep memory flat: only transfer sources are needed again
         bar.close()
@@ -186,6 +196,28 @@ def _rekey_older_rows(store: ResultStore, suite: Suite, entry: ModelEntry, cells
     if moved:
         log.info("%s: %d stored rows keyed by the file's hash prefix re-keyed by the weights' digest", entry.name, moved)
     return moved
+
+
+def _certify_key(suite: Suite, entry: ModelEntry, sha: str | None) -> str | None:
+    """Store key of an entry's certification (None where it has none, or its weights do not exist yet)."""
+    return None if entry.certify is None or sha is None else entry.certify.key(suite, entry, sha)
+
+
+def certify_entry(entry: ModelEntry, model: nn.Module, provenance: Provenance, data: ImageDataset, suite: Suite, *,
+                  progress: bool = True) -> dict:  # fmt: skip
+    """The entry's ``certify:`` run (``robustkit.certification``) on its model: the record of its store row."""
+    from robustkit.certification.api import certify_loaded
+    from robustkit.certification.empirical import SmoothAdv
+    from robustkit.certification.smoothing import Smoothing
+
+    spec = entry.certify
+    smoothing = Smoothing(sigma=spec.sigma, n=spec.n, n0=spec.n0, alpha=spec.alpha)
+    report = certify_loaded(model, provenance, data, smoothing=smoothing, n_samples=spec.n_samples, seed=suite.seed,
+                            radii=list(spec.radii) if spec.radii is not None else None,
+                            attack=SmoothAdv() if spec.attack else None, progress=progress,
+                            about={"model": entry.model, "defense": entry.defense,
+                                   "defense_settings": entry.defense_settings})  # fmt: skip
+    return report.record
 
 
 def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float, Adaptation], str | None]:

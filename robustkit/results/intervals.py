@@ -59,6 +59,17 @@ def proportion_interval(successes: int, n: int, confidence: float = CONFIDENCE) 
     return Interval(low, high)
 
 
+def lower_confidence_bound(successes: int, n: int, alpha: float) -> float:
+    """One-sided Clopper–Pearson lower bound: p ≥ it with probability ≥ 1 − ``alpha`` (randomized smoothing's
+    bound on p_A; the low end of the two-sided interval at confidence 1 − 2α, as Cohen et al.'s code takes it)."""
+    from scipy.special import betaincinv
+
+    successes, n = int(successes), int(n)
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"lower_confidence_bound: {successes} successes out of {n}")
+    return 0.0 if successes == 0 else float(betaincinv(successes, n - successes + 1, alpha))
+
+
 def fraction_interval(fraction: float | None, n: int | None, confidence: float = CONFIDENCE) -> Interval:
     """The interval of a stored proportion: its count is recovered as round(fraction · n), exact for any
     fraction that was computed as count / n (even after a float32 round trip, for n < 2^23)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from robustkit.results.certified import FAMILY_TITLE as CERTIFIED_TITLE, NORM as CERTIFIED
 from robustkit.results.published import AA, CLEAN
 
 # a figure column: "worst linf ε=0.1", "reliable l2 ε=1.5", "pgd-bpda linf ε=0.1" (names hold no spaces)
@@ -31,6 +32,7 @@ PREFIX_DIGITS = 16  # of a SHA-256 where a page is narrow (LaTeX, an entry's car
 PREFIX_HEAD = "checkpoint SHA-256 prefix"
 HEADS = {"clean_accuracy": "clean", "attack_seconds": "seconds", "checkpoint_sha256": "checkpoint SHA-256",
          "checkpoint_sha256_prefix": PREFIX_HEAD}  # fmt: skip
+FAMILY_TITLES = {CERTIFIED: CERTIFIED_TITLE}  # groups whose figures are not attacks' robust accuracies
 ON_THE_BOARD = (HEADLINE, "worst", "reliable", AA)  # figure kinds the board shows; the rest are per attack
 
 
@@ -134,5 +136,5 @@ def title(part: Part) -> str:
     if part.kind == "board":
         return part.title or BOARD_TITLE
     if part.kind == "family":
-        return f"{part.title}: each attack's robust accuracy"
+        return FAMILY_TITLES.get(part.title, f"{part.title}: each attack's robust accuracy")
     return "What the figures depend on"

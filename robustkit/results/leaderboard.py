@@ -43,6 +43,7 @@ from robustkit.results.latex import tex
 from robustkit.plugin_index import find, setting_defaults
 from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
 from robustkit.results.intervals import NO_INTERVAL, Interval, fraction_interval, mcnemar_pvalue, proportion_interval, separated
+from robustkit.results.certified import add_certified, plot_certified
 from robustkit.results.per_class import per_class_table
 from robustkit.results.store import unpack_bits, weights_identity
 
@@ -156,7 +157,7 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-                headline: tuple[str, float] | None = None) -> pd.DataFrame:  # fmt: skip
+                headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ranked table: rank, model, defense, clean accuracy, the headline it is ranked by, whether the
     next rank is separated from it, worst case per (norm, ε), the reliable ensemble's figure, each
     attack's figure, the gradient-masking checks' verdict, time, and what the figures depend on (data,
@@ -169,6 +170,9 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
 
     Given ``published`` figures (``robustkit.results.published``), matching entries also show the published
     clean and AutoAttack accuracies beside ours, and their source with the provenance.
+
+    Given ``certified`` rows (the store's ``certified`` table), each certified entry also shows certified
+    accuracy per L2 radius and the empirical figure of the same smoothed classifier (``results.certified``).
 
     Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
     images give one column per (norm, ε): the share of classes fooled by any attack (``fooling-rate
@@ -217,7 +221,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
         if top_column:  # the headline is the worst case under another name: flagged alike
             table[FLAGGED] = [f"{f}; {top_column}" if f"worst {top[0]} ε={top[1]:.4g}" in f.split("; ") else f
                               for f in table[FLAGGED]]  # fmt: skip
-    table = add_published(table, published)
+    table = add_certified(add_published(table, published), intervals, certified)
     ranking = table[top_column] if top_column else pd.Series(np.nan, index=table.index)
     order = sorted(table.index, key=lambda e: (-_or(ranking[e], -1.0), -_or(table.loc[e, "clean_accuracy"], -1.0), e))
     table = table.loc[order]
@@ -699,14 +703,15 @@ figure svg {{ max-width: 100%; height: auto; }}
 
 def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
             checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-            headline: tuple[str, float] | None = None) -> list[Path]:  # fmt: skip
-    """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``.
+            headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+    """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``;
+    with ``certified`` rows also the certified-accuracy plot (``name.certified.png``/``.svg``) on the page.
 
     ``cells`` are one suite's (``of_suite``): everything written is made of them alone.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table, settings = sort_table(leaderboard(cells, checks, published, headline), sort), attack_settings(cells)
+    table, settings = sort_table(leaderboard(cells, checks, published, headline, certified), sort), attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")
@@ -719,9 +724,14 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
         written[-1].write_text(render_transfer(matrices, "md"))
         written.append(folder / f"{name}.transfer.csv")
         written[-1].write_text(render_transfer(matrices, "csv"))
-    written.append(folder / f"{name}.html")
+    board_svg = next(p for p in written if p.suffix == ".svg")  # the first SVG: the board's own plot
     extra = per_class_html(cells, table) + (render_transfer(matrices, "html") if matrices else "")
-    written[-1].write_text(html_page(table, written[-4 if matrices else -2].read_text(), f"robustkit leaderboard: {name}",
+    if certified is not None and not certified.empty:
+        written += [plot_certified(certified, folder / f"{name}.certified.{kind}", name) for kind in ("png", "svg")]
+        svg = written[-1].read_text()
+        extra += f"<h2>Certified accuracy vs L2 radius (randomized smoothing)</h2>{svg[svg.find('<svg'):]}"
+    written.append(folder / f"{name}.html")
+    written[-1].write_text(html_page(table, board_svg.read_text(), f"robustkit leaderboard: {name}",
                                      extra, settings, entry_cards(cells, list(table["entry"]))))  # fmt: skip
     return written
 

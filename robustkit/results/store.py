@@ -45,7 +45,17 @@ _CHECK_COLUMNS = {
     "eps": "REAL", "n": "INTEGER", "summary": "TEXT", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
     "weights_sha256": "TEXT",
 }  # fmt: skip
-TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
+# one row per randomized-smoothing certification of an entry (``robustkit.certification``): its curve, the
+# empirical attack on the same smoothed classifier, and every image's certificate (JSON)
+_CERTIFIED_COLUMNS = {
+    "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT", "defense": "TEXT",
+    "defense_settings": "TEXT", "checkpoint": "TEXT", "checkpoint_sha256": "TEXT", "weights_sha256": "TEXT",
+    "weights": "TEXT", "n": "INTEGER", "seed": "INTEGER", "smoothing": "TEXT", "max_radius": "REAL",
+    "certified": "TEXT", "attack": "TEXT", "empirical": "TEXT", "flags": "TEXT", "abstained": "INTEGER",
+    "seconds": "REAL", "images_per_second": "REAL", "draws_per_second": "REAL", "forward_limit_draws_per_second": "REAL",
+    "forward_limit_images_per_second": "REAL", "samples": "TEXT", "robustkit_version": "TEXT", "created": "TEXT",
+}  # fmt: skip
+TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS, "certified": _CERTIFIED_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
 # A cell's key leaves out the suite's name, so suites share cells and a row's ``suite`` names only the
 # suite that evaluated it first; this table says which suites each cell and check run belongs to.
 _TIMEOUT = 60  # seconds a process waits for another's write (a shard's, a torchrun rank's) before failing

@@ -18,19 +18,20 @@ from typing import Any
 
 import yaml
 
-from robustkit.weights.checkpoint import is_weights_file
-from robustkit.data import check_dataset_settings
 from robustkit.adaptation import Adaptation, check_level
+from robustkit.data import check_dataset_settings
 from robustkit.errors import ConfigError, RobustkitError
 from robustkit.models import check_model_name
-from robustkit.results.published import read_published
 from robustkit.registry import ATTACKS, DATASETS, DEFENSES
+from robustkit.results.published import read_published
 from robustkit.threats import ThreatModel, parse_eps, threat_class
 from robustkit.training.loop import TrainConfig
+from robustkit.weights.checkpoint import is_weights_file
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
               "transfer", "checks", "check_samples", "published", "headline"}  # fmt: skip
-MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label"}
+MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label", "certify"}
+CERTIFY_KEYS = {"sigma", "n", "n0", "alpha", "radii", "n_samples", "attack"}
 ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a variant's name heads leaderboard columns: no spaces
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {"n_train"}
@@ -47,6 +48,7 @@ class ModelEntry:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides and n_train
     label: str = ""
     weights: str | None = None  # a state-dict file or the model library's weights name: evaluated, never trained
+    certify: CertifySpec | None = None  # randomized smoothing of this entry (not in ``describe``: cell keys stay)
 
     @property
     def name(self) -> str:
@@ -58,6 +60,30 @@ class ModelEntry:
         if self.weights is not None:  # only when given: entries without weights keep their cells' keys
             described["weights"] = self.weights
         return described
+
+
+@dataclass(frozen=True)
+class CertifySpec:
+    """``certify:`` of an entry: randomized smoothing's settings (``robustkit.certification.Smoothing``), the radii
+    shown [multiples of 0.25 up to the largest certifiable], the images [100] and whether SmoothAdv runs too."""
+
+    sigma: float = 0.25
+    n: int = 10_000
+    n0: int = 100
+    alpha: float = 0.001
+    radii: tuple[float, ...] | None = None
+    n_samples: int = 100
+    attack: bool = True
+
+    def describe(self) -> dict[str, Any]:
+        return {"sigma": self.sigma, "n": self.n, "n0": self.n0, "alpha": self.alpha, "radii": self.radii,
+                "n_samples": self.n_samples, "attack": self.attack}  # fmt: skip
+
+    def key(self, suite: Suite, entry: ModelEntry, weights_sha256: str) -> str:
+        """The store key of the entry's certification: everything its figures depend on."""
+        text = {"kind": "certify", "dataset": suite.dataset, "dataset_options": suite.dataset_options, "seed": suite.seed,
+                "entry": entry.describe(), "checkpoint_sha256": weights_sha256, "certify": self.describe()}  # fmt: skip
+        return hashlib.sha256(json.dumps(text, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -268,7 +294,31 @@ def _model(raw: Any, where: str, base: Path) -> ModelEntry:
             if not Path(weights).is_file():
                 raise ConfigError(f"{where}.weights: {weights} does not exist")
     return ModelEntry(model=data["model"], defense=defense.lower(), defense_settings={k: _number(v) for k, v in settings.items()},
-                      checkpoint=checkpoint, train=train, label=str(data.get("label", "")), weights=weights)  # fmt: skip
+                      checkpoint=checkpoint, train=train, label=str(data.get("label", "")), weights=weights,
+                      certify=_certify(data["certify"], f"{where}.certify") if "certify" in data else None)  # fmt: skip
+
+
+def _certify(raw: Any, where: str) -> CertifySpec:
+    """``certify: {sigma: 0.25, n: 10000, radii: [0, 0.25, 0.5]}``, checked by building the smoothing it names."""
+    from robustkit.certification.smoothing import Smoothing
+
+    data = _mapping(raw if raw is not None else {}, where, CERTIFY_KEYS)
+    radii = data.get("radii")
+    if radii is not None:
+        if not isinstance(radii, list) or not radii or not all(isinstance(r, (int, float)) and not isinstance(r, bool)
+                                                               and math.isfinite(r) and r >= 0 for r in radii):  # fmt: skip
+            raise ConfigError(f"{where}.radii must be a non-empty list of numbers ≥ 0, got {radii!r}")
+        radii = tuple(sorted(float(r) for r in radii))
+    attack = data.get("attack", True)
+    if not isinstance(attack, bool):
+        raise ConfigError(f"{where}.attack must be true or false, got {attack!r}")
+    spec = CertifySpec(**{k: data[k] for k in ("sigma", "n", "n0", "alpha") if k in data}, radii=radii,
+                       n_samples=_positive(data, "n_samples", 100), attack=attack)  # fmt: skip
+    try:
+        Smoothing(sigma=spec.sigma, n=spec.n, n0=spec.n0, alpha=spec.alpha)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return spec
 
 
 def _attack(raw: Any, where: str) -> AttackEntry:
