@@ -33,6 +33,7 @@ def main(verbose: bool, quiet: bool) -> None:
 
 def _add_commands() -> None:
     from robustkit.cli.benchmark import benchmark, leaderboard_command
+    from robustkit.cli.corruptions import corruptions
     from robustkit.cli.evaluate import evaluate
     from robustkit.cli.list import list_command
     from robustkit.cli.train import train
@@ -42,6 +43,7 @@ def _add_commands() -> None:
     main.add_command(list_command)
     main.add_command(benchmark)
     main.add_command(leaderboard_command)
+    main.add_command(corruptions)
 
 
 _add_commands()
