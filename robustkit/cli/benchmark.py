@@ -121,7 +121,8 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
               "linf:0.1 or linf:8/255, as a suite's headline: names [the smallest L∞ ε evaluated].")  # fmt: skip
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file, headline_text) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    from robustkit.results.leaderboard import attack_settings, format_name, leaderboard, publish, render, sort_table, suite_names
+    from robustkit.results.leaderboard import (attack_settings, format_name, leaderboard, of_suite, publish, render,
+                                               sort_table, suite_names)
     from robustkit.results.store import read_stores
 
     fmt = format_name(fmt)
@@ -132,6 +133,7 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
 
         published = read_published(published_file)
     cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
+    runs = read_stores(stores, "corruptions")
     names = suite_names(cells, members)
     if not names:
         raise ConfigError("the results store holds no finished cells yet")
@@ -143,13 +145,14 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
             raise ConfigError("--publish needs --out FOLDER")
         for name in chosen:
             mine, mine_checks = _suite_rows(cells, checks, members, name)
-            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks,
-                                                         published=published, headline=headline)))  # fmt: skip
+            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks, published=published,
+                                                         headline=headline, corruptions=of_suite(runs, members, name))))  # fmt: skip
         return
     if len(chosen) > 1:
         raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
     cells, checks = _suite_rows(cells, checks, members, chosen[0])
-    table = sort_table(leaderboard(cells, checks, published, headline), sort, descending=not ascending)
+    table = sort_table(leaderboard(cells, checks, published, headline, of_suite(runs, members, chosen[0])), sort,
+                       descending=not ascending)  # fmt: skip
     text = render(table, fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

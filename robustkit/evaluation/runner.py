@@ -23,6 +23,7 @@ from robustkit.evaluation.checks import Adaptation
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.evaluation.cell import check_entry, check_key, entry_defense, evaluate_cell
+from robustkit.evaluation.corruption_run import corruption_row, evaluate_entry
 from robustkit.weights.cache import cache_path
 from robustkit.weights.resolve import Provenance, locate, resolve_model
 from robustkit.results.store import ResultStore
@@ -73,9 +74,11 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 _rekey_older_rows(store, suite, entry, mine, models, mine_checks)
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if mine_checks else {}
             cell_keys = _keys(mine, models)
-            if distributed.agree(all(held(k) for k in cell_keys) and
-                                 all(held(k, "checks") for k in checks.values()), device):  # fmt: skip
-                keys.update(cell_keys, checks.values())  # all present in the store, so none is None
+            mine_corruptions = suite.corruptions is not None and number % shard[1] == shard[0]  # one shard per entry
+            corrupted = _corruption_key(suite, entry, models.cached_sha(entry)) if mine_corruptions else None
+            if distributed.agree(all(held(k) for k in cell_keys) and all(held(k, "checks") for k in checks.values())
+                                 and (not mine_corruptions or held(corrupted, "corruptions")), device):  # fmt: skip
+                keys.update(cell_keys, checks.values(), [corrupted] if mine_corruptions else [])  # all present
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
@@ -104,6 +107,14 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     row = check_entry(suite, entry, model, subset, norm, eps, provenance, adaptation=adaptation)[1]
                     if distributed.is_main():
                         store.put(row, "checks")
+            if mine_corruptions:
+                corrupted = _corruption_key(suite, entry, sha)
+                keys.add(corrupted)
+                if not distributed.agree(held(corrupted, "corruptions"), device):
+                    bar.set_postfix_str(f"{entry.name} corruptions")
+                    report = evaluate_entry(suite, model, subset, progress=progress and not quiet)
+                    if distributed.is_main():
+                        store.put(corruption_row(suite, entry, provenance, report), "corruptions")
             if not suite.transfer:
                 models.release(entry)  # keep memory flat: only transfer sources are needed again
         bar.close()
@@ -186,6 +197,11 @@ def _rekey_older_rows(store: ResultStore, suite: Suite, entry: ModelEntry, cells
     if moved:
         log.info("%s: %d stored rows keyed by the file's hash prefix re-keyed by the weights' digest", entry.name, moved)
     return moved
+
+
+def _corruption_key(suite: Suite, entry: ModelEntry, sha: str | None) -> str | None:
+    """Store key of an entry's corruption run (None while its weights do not exist, or the suite has none)."""
+    return None if sha is None or suite.corruptions is None else suite.corruptions.key(suite, entry, sha)
 
 
 def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float, Adaptation], str | None]:

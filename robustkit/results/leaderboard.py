@@ -44,6 +44,7 @@ from robustkit.plugin_index import find, setting_defaults
 from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
 from robustkit.results.intervals import NO_INTERVAL, Interval, fraction_interval, mcnemar_pvalue, proportion_interval, separated
 from robustkit.results.per_class import per_class_table
+from robustkit.results import corruption_board
 from robustkit.results.store import unpack_bits, weights_identity
 
 FORMATS = ("md", "csv", "html", "latex", "json")
@@ -156,7 +157,7 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-                headline: tuple[str, float] | None = None) -> pd.DataFrame:  # fmt: skip
+                headline: tuple[str, float] | None = None, corruptions: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ranked table: rank, model, defense, clean accuracy, the headline it is ranked by, whether the
     next rank is separated from it, worst case per (norm, ε), the reliable ensemble's figure, each
     attack's figure, the gradient-masking checks' verdict, time, and what the figures depend on (data,
@@ -169,6 +170,10 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
 
     Given ``published`` figures (``robustkit.results.published``), matching entries also show the published
     clean and AutoAttack accuracies beside ours, and their source with the provenance.
+
+    Given ``corruptions`` (the store's corruption runs), the common-corruption group follows the figures:
+    the mean corruption accuracy with its bootstrap interval, and mCE against the entry of the same model
+    without a defense (``corruption_board``).
 
     Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
     images give one column per (norm, ε): the share of classes fooled by any attack (``fooling-rate
@@ -218,6 +223,9 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
             table[FLAGGED] = [f"{f}; {top_column}" if f"worst {top[0]} ε={top[1]:.4g}" in f.split("; ") else f
                               for f in table[FLAGGED]]  # fmt: skip
     table = add_published(table, published)
+    if corruptions is not None and not corruptions.empty:
+        group, more = corruption_board.corruption_columns(list(table.index), corruptions)
+        table, intervals = table.join(group), {**intervals, **more}
     ranking = table[top_column] if top_column else pd.Series(np.nan, index=table.index)
     order = sorted(table.index, key=lambda e: (-_or(ranking[e], -1.0), -_or(table.loc[e, "clean_accuracy"], -1.0), e))
     table = table.loc[order]
@@ -229,7 +237,8 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
     measured = sorted((c for c in table.columns if _MEASURED.match(c) and c != top_column), key=_column_place)
     beside = [PUBLISHED_CLEAN] if PUBLISHED_CLEAN in table else []
     ranked = [top_column, NEXT_PVALUE] if top_column else []
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, *ranked, *measured]
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, *ranked, *measured,
+             *(c for c in corruption_board.COLUMNS if c in table)]
     back = ["attack_seconds", *provenance.columns, *([PUBLISHED_SOURCE] if PUBLISHED_SOURCE in table else [])]
     return with_intervals(table[front + [c for c in table.columns if c not in front + back] + back], intervals)
 
@@ -301,6 +310,7 @@ def column_groups(columns: list[str]) -> list[tuple[str, int]]:
     for column in columns:
         m = _MEASURED.match(str(column).removesuffix(LOW).removesuffix(HIGH))  # an interval's bounds go with their figure
         name = _traits(m["norm"])["family"] if m and m["what"] != HEADLINE else ""  # the headline stands before the groups
+        name = corruption_board.GROUP if str(column).removesuffix(LOW).removesuffix(HIGH) in corruption_board.COLUMNS else name
         groups[-1:] = [(name, groups[-1][1] + 1)] if groups and groups[-1][0] == name else [*groups[-1:], (name, 1)]
     return groups
 
@@ -699,14 +709,15 @@ figure svg {{ max-width: 100%; height: auto; }}
 
 def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
             checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-            headline: tuple[str, float] | None = None) -> list[Path]:  # fmt: skip
+            headline: tuple[str, float] | None = None, corruptions: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
     """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``.
 
     ``cells`` are one suite's (``of_suite``): everything written is made of them alone.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table, settings = sort_table(leaderboard(cells, checks, published, headline), sort), attack_settings(cells)
+    table = sort_table(leaderboard(cells, checks, published, headline, corruptions), sort)
+    settings = attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")
@@ -721,9 +732,12 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
         written[-1].write_text(render_transfer(matrices, "csv"))
     written.append(folder / f"{name}.html")
     extra = per_class_html(cells, table) + (render_transfer(matrices, "html") if matrices else "")
+    drawn = corruption_board.plot_corruptions(corruptions, folder / f"{name}.corruptions.svg", list(table["entry"]), name)
+    if drawn is not None:
+        extra += corruption_board.corruption_html(corruptions, list(table["entry"]), drawn.read_text())
     written[-1].write_text(html_page(table, written[-4 if matrices else -2].read_text(), f"robustkit leaderboard: {name}",
                                      extra, settings, entry_cards(cells, list(table["entry"]))))  # fmt: skip
-    return written
+    return written + ([drawn] if drawn is not None else [])
 
 
 def per_class_html(cells: pd.DataFrame, table: pd.DataFrame) -> str:
