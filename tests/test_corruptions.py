@@ -41,6 +41,8 @@ def test_the_sets_are_the_published_ones():
                                          "rotate", "brightness", "translate", "stripe", "fog", "spatter", "dotted_line",
                                          "zigzag", "canny_edges"]  # fmt: skip
     assert len(select(3)) == 14 * 5 and len(select(1)) == 15 and len(select(1, severities="all")) == 11 * 5 + 4
+    with pytest.raises(ConfigError, match="unknown corruption frost"):
+        select(1, ("frost",))  # not one of MNIST-C's 15
     with pytest.raises(ConfigError, match="frost is unavailable"):
         select(3, ("frost",))
     with pytest.raises(ConfigError, match="unknown corruption"):

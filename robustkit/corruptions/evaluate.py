@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustkit.corruptions.catalog import UNAVAILABLE, Corruption, benchmark_name, select
+from robustkit.corruptions.catalog import Corruption, benchmark_name, select, unavailable
 from robustkit.corruptions.filters import to_bytes
 from robustkit.corruptions.report import CorruptionReport
 from robustkit.per_sample_random import SampleRandom, mix_int
@@ -77,4 +77,4 @@ def evaluate_corruptions(model: nn.Module, images: Tensor, labels: Tensor, optio
     bar.close()
     return CorruptionReport(names=[c.name for c, _ in pairs], severities=[s for _, s in pairs], correct=correct.numpy(),
                             clean=clean.numpy(), seconds=seconds, source=benchmark_name(images.shape[1]),
-                            unavailable=dict(UNAVAILABLE) if images.shape[1] in (1, 3) else {})  # fmt: skip
+                            unavailable=unavailable(images.shape[1]))  # fmt: skip
