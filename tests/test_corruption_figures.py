@@ -17,6 +17,7 @@ from robustkit.corruptions.folder import evaluate_folder
 from robustkit.corruptions.report import CorruptionReport
 from robustkit.data import get_dataset
 from robustkit.errors import ConfigError
+from robustkit.evaluation.api import RunOptions
 from robustkit.evaluation.corruption_run import evaluate_model_corruptions
 from robustkit.models import get_model
 from robustkit.results.intervals import bootstrap_mean_interval, proportion_interval
@@ -92,10 +93,10 @@ def test_python_call_and_cli_agree_and_mce_needs_a_named_model(tmp_path):
     model = get_model("lenet5", data.info, seed=0)
     torch.save(model.state_dict(), tmp_path / "w.pt")
     spec = CorruptionEntry(names=("stripe", "brightness"), severities="all")
-    run = evaluate_model_corruptions(model, data, n_samples=24, corruptions=spec, progress=False)
+    run = evaluate_model_corruptions(model, data, n_samples=24, corruptions=spec, run=RunOptions(progress=False))
     assert run.baseline is None and run.report.names == ["stripe"] + ["brightness"] * 5
     with pytest.raises(ConfigError, match="by name"):
-        evaluate_model_corruptions(model, data, n_samples=8, corruptions=spec, baseline=True, progress=False)
+        evaluate_model_corruptions(model, data, n_samples=8, corruptions=spec, baseline=True)
     out = tmp_path / "c.csv"
     store = tmp_path / "s.sqlite"
     result = CliRunner().invoke(main, ["corruptions", "--model", "lenet5", "--dataset", "synthetic", "--weights",

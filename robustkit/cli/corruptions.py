@@ -57,6 +57,7 @@ def corruptions(model_name, dataset, data_dir, download, image_size, workers, n_
     """Accuracy of MODEL under common corruptions on the seeded test subset (generated per image from the
     seed, so the figures do not depend on the batch size)."""
     from robustkit.cli.options import open_dataset
+    from robustkit.evaluation.api import ModelOptions, RunOptions
     from robustkit.evaluation.corruption_run import evaluate_model_corruptions
     from robustkit.models import check_model_name
     from robustkit.suites.spec import CorruptionEntry
@@ -68,9 +69,9 @@ def corruptions(model_name, dataset, data_dir, download, image_size, workers, n_
     spec = CorruptionEntry(names=tuple(names) or None, severities=_severities(severities), folder=folder)
     data = open_dataset(dataset, data_dir, download, image_size, workers)
     run = evaluate_model_corruptions(model_name, data, n_samples=n_samples, corruptions=spec, baseline=baseline,
-                                     seed=seed, batch_size=batch_size, device=device, defense=defense,
-                                     defense_eps=defense_eps, checkpoint=checkpoint, weights=weights,
-                                     baseline_checkpoint=baseline_checkpoint, no_train=no_train)  # fmt: skip
+                                     baseline_checkpoint=baseline_checkpoint,
+                                     model_options=ModelOptions(weights, checkpoint, defense, defense_eps, no_train),
+                                     run=RunOptions(seed=seed, device=device, batch_size=batch_size))  # fmt: skip
     report = run.report
     errors = report.corruption_errors(run.baseline) if run.baseline is not None else {}
     rows = report.table()

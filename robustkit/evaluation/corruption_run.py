@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,10 +21,12 @@ from robustkit.corruptions.report import CorruptionReport
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.errors import ConfigError
+from robustkit.evaluation.api import ModelOptions, RunOptions, _device, _entry, _obtain
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.results.records import run_metadata
 from robustkit.suites.spec import CorruptionEntry, ModelEntry, Suite
+from robustkit.threats import parse_eps
 from robustkit.weights.resolve import Provenance
 
 
@@ -72,32 +75,28 @@ class CorruptionRun:
 
 def evaluate_model_corruptions(model: str | nn.Module, dataset: str | ImageDataset = "fashion-mnist", *,
                                n_samples: int = 1000, corruptions: CorruptionEntry | None = None,
-                               baseline: bool | None = None, seed: int = 0, batch_size: int = 256,
-                               device: str | torch.device = "auto", defense: str = "none",
-                               defense_eps: float | str | None = None, checkpoint=None, weights=None,
-                               baseline_checkpoint=None, no_train: bool = False, data_dir=None,
-                               progress: bool = True) -> CorruptionRun:  # fmt: skip
+                               baseline: bool | None = None, baseline_checkpoint: str | Path | None = None,
+                               model_options: ModelOptions | None = None, run: RunOptions | None = None) -> CorruptionRun:  # fmt: skip
     """Accuracy of ``model`` (a registered name, or an ``nn.Module`` on [0, 1] pixels) under common
     corruptions on the seeded test subset: per corruption and severity, the mean, and — for a defended
     named model, or ``baseline=True`` — mCE against the undefended model of the same architecture
-    (its cached checkpoint, or ``baseline_checkpoint``)."""
-    from robustkit.evaluation.api import _device, _entry, _obtain
-    from robustkit.threats import parse_eps
-
-    data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir)
-    trained = {"eps": parse_eps(str(defense_eps)) if defense_eps is not None else None}
-    entry = _entry(model, defense, trained, checkpoint, weights)
+    (its cached checkpoint, or ``baseline_checkpoint``). ``model_options`` and ``run`` are
+    ``evaluate_model``'s (of ``run``: seed, device, batch size, data folder, progress)."""
+    weights, running = model_options or ModelOptions(), run or RunOptions()
+    data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=running.data_dir)
+    trained = {"eps": parse_eps(str(weights.defense_eps)) if weights.defense_eps is not None else None}
+    entry = _entry(model, weights.defense, trained, weights.checkpoint, weights.weights)
     suite = Suite(name="corruptions", dataset=data.info.name, models=(entry,), attacks=(), n_samples=n_samples,
-                  seed=seed, batch_size=batch_size, corruptions=corruptions or CorruptionEntry())  # fmt: skip
-    where = _device(device, model)
-    subset = data.test.subset(n_samples, seed=seed)
-    net, provenance = _obtain(model, entry, data, where, no_train)
-    report = evaluate_entry(suite, net, subset, progress=progress)
+                  seed=running.seed, batch_size=running.batch_size, corruptions=corruptions or CorruptionEntry())  # fmt: skip
+    where = _device(running.device, model)
+    subset = data.test.subset(n_samples, seed=running.seed)
+    net, provenance = _obtain(model, entry, data, where, weights.no_train)
+    report = evaluate_entry(suite, net, subset, progress=running.progress)
     base_report = None
-    if baseline or (baseline is None and defense != "none" and isinstance(model, str)):
+    if baseline or (baseline is None and weights.defense != "none" and isinstance(model, str)):
         if not isinstance(model, str):
             raise ConfigError("mCE's baseline is the undefended model of the same architecture: give the model by name")
         plain = _entry(model, "none", {}, baseline_checkpoint, None)
-        base_net, _ = _obtain(model, plain, data, where, no_train)
-        base_report = evaluate_entry(suite, base_net, subset, progress=progress)
+        base_net, _ = _obtain(model, plain, data, where, weights.no_train)
+        base_report = evaluate_entry(suite, base_net, subset, progress=running.progress)
     return CorruptionRun(report, base_report, corruption_row(suite, entry, provenance, report), provenance)
