@@ -2,11 +2,11 @@
 
 ``imagecorruptions`` carries ImageNet-C's parameters (MNIST-C's tables are mostly the same numbers), not
 CIFAR-10-C's, so robustkit's functions are called here with imagecorruptions' own parameter at each
-severity: the same corruption at the same setting in both. Its 2020 release needs NumPy < 1.24 (``np.float_``)
-and scikit-image < 0.21 (``multichannel=``), so it runs in a separate environment given by ``--peer-python``
-(made with ``python3.11 -m venv /tmp/icvenv; /tmp/icvenv/bin/pip install "numpy<1.24" "scikit-image<0.20"
-opencv-python-headless imagecorruptions``); where it cannot run, the table compares robustkit alone with the
-published parameter, and says so.
+severity: the same corruption at the same setting in both. Its 2020 release needs NumPy < 2 (``np.float_``)
+and scikit-image < 0.21 (``multichannel=``), so it runs in a separate environment given by ``--peer-python``,
+made from wheels with ``python3.11 -m venv /tmp/icvenv2; /tmp/icvenv2/bin/pip install --only-binary :all:
+numpy==1.26.4 scikit-image==0.20.0 scipy==1.11.4 opencv-python-headless imagecorruptions``; where it cannot
+run, the table compares robustkit alone with the published parameter, and says so.
 
 Per corruption and severity the table prints the statistic the parameter fixes, measured on each output
 (noise σ, Poisson variance ratio, impulse share, contrast factor, value shift, block size…), the mean
@@ -14,7 +14,7 @@ absolute difference between the two outputs (0–255 levels) for the determinist
 milliseconds per 32×32 colour image for each. At strong settings clipping to [0, 1] pulls a measured noise σ
 or value shift below its parameter in both tools alike.
 
-    python benchmarks/corruptions_vs_imagecorruptions.py [--n 64] [--peer-python /tmp/icvenv/bin/python] [--threads 1]
+    python benchmarks/corruptions_vs_imagecorruptions.py [--n 64] [--peer-python /tmp/icvenv2/bin/python] [--threads 1]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def peer(images: np.ndarray, python: str) -> tuple[dict[str, np.ndarray], dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="images per corruption and severity")
-    parser.add_argument("--peer-python", default="/tmp/icvenv/bin/python", help="a Python with imagecorruptions")
+    parser.add_argument("--peer-python", default="/tmp/icvenv2/bin/python", help="a Python with imagecorruptions")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
