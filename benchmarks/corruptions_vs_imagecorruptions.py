@@ -43,7 +43,7 @@ PEER = {
     "defocus_blur": (blur.defocus_blur, [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)]),
     "motion_blur": (blur.motion_blur, [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)]),
     "zoom_blur": (blur.zoom_blur, [zoom_factors(1.11, 0.01), zoom_factors(1.16, 0.01), zoom_factors(1.21, 0.02),
-                                   zoom_factors(1.26, 0.02), zoom_factors(1.31, 0.03)]),  # fmt: skip
+                                   zoom_factors(1.26, 0.02), zoom_factors(1.31, 0.03)]),
     "brightness": (digital.brightness, [0.1, 0.2, 0.3, 0.4, 0.5]),
     "contrast": (digital.contrast, [0.4, 0.3, 0.2, 0.1, 0.05]),
     "pixelate": (digital.pixelate, [0.6, 0.5, 0.4, 0.3, 0.25]),
@@ -105,7 +105,7 @@ def peer(images: np.ndarray, python: str) -> tuple[dict[str, np.ndarray], dict[s
         np.save(source, images)
         try:
             done = subprocess.run([python, "-c", PEER_SCRIPT, str(source), json.dumps(list(PEER)), str(result)],
-                                  capture_output=True, text=True, timeout=1800)  # fmt: skip
+                                  capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"{python}: {err}"
         if done.returncode != 0:

@@ -77,7 +77,7 @@ def test_mce_is_against_the_undefended_entry_of_the_same_architecture():
         _run("lenet5+madry", "lenet5", "madry", [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], "1"),
         _run("smallcnn+madry", "smallcnn", "madry", [[1, 1, 1, 1]] * 3, "1"),
     ])  # fmt: skip
-    columns, intervals = corruption_board.corruption_columns(["lenet5", "lenet5+madry", "smallcnn+madry"], runs)
+    columns, _ = corruption_board.corruption_columns(["lenet5", "lenet5+madry", "smallcnn+madry"], runs)
     assert columns.loc["lenet5", "mCE"] == pytest.approx(1.0)
     assert columns.loc["lenet5+madry", "mCE"] == pytest.approx((5 / 7 + 1 / 2) / 2)  # errors a 5 of 7, b 1 of 2
     assert np.isnan(columns.loc["smallcnn+madry", "mCE"])  # no undefended smallcnn on the board

@@ -54,13 +54,13 @@ CIFAR_10_C: tuple[Corruption, ...] = (
     _five("zoom_blur", blur.zoom_blur, tuple(zoom_factors(stop, 0.01) for stop in (1.06, 1.11, 1.16, 1.21, 1.26)), "blur"),
     _five("snow", weather.snow, ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
                                  (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-                                 (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)), "weather"),  # fmt: skip
+                                 (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)), "weather"),
     _five("fog", weather.fog, ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)), "weather"),
     _five("brightness", digital.brightness, (0.05, 0.1, 0.15, 0.2, 0.3), "weather"),
     _five("contrast", digital.contrast, (0.75, 0.5, 0.4, 0.3, 0.15), "digital"),
     _five("elastic_transform", digital.elastic_transform,
           tuple((32 * a, 32 * s, 32 * t) for a, s, t in ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06),
-                                                          (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))), "digital"),  # fmt: skip
+                                                          (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))), "digital"),
     _five("pixelate", digital.pixelate, (0.95, 0.9, 0.85, 0.75, 0.65), "digital"),
     _five("jpeg_compression", digital.jpeg_compression, (80, 65, 58, 50, 40), "digital"),
 )
@@ -74,7 +74,7 @@ MNIST_C: tuple[Corruption, ...] = (
     _one("shot_noise", noise.shot_noise, (60, 25, 12, 5, 3), 5, "noise"),
     _one("impulse_noise", noise.impulse_noise, (0.03, 0.06, 0.09, 0.17, 0.27), 4, "noise"),
     _one("glass_blur", partial(blur.glass_blur, coin=True, grey_rows_only=True),
-         ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 1, "blur"),  # fmt: skip
+         ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 1, "blur"),
     _one("motion_blur", blur.motion_blur, ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), 1, "blur"),
     _one("shear", strokes.shear, (0.2, 0.4, 0.6, 0.8, 1.0), 2, "shape"),
     _one("scale", strokes.scale, (1 / 0.9, 1 / 0.8, 1 / 0.7, 1 / 0.6, 1 / 0.5), 3, "shape"),
@@ -84,7 +84,7 @@ MNIST_C: tuple[Corruption, ...] = (
     _one("stripe", strokes.stripe, (None,), 1, "shape"),
     _one("fog", partial(weather.fog, mapsize=256), ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)), 5, "weather"),
     _one("spatter", weather.spatter, ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
-                                      (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)), 4, "weather"),  # fmt: skip
+                                      (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)), 4, "weather"),
     _one("dotted_line", strokes.dotted_line, (None,), 1, "shape"),
     _one("zigzag", strokes.zigzag, (None,), 1, "shape"),
     _one("canny_edges", strokes.canny_edges, (None,), 1, "shape"),

@@ -113,9 +113,9 @@ def affine_grid(matrices: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
 def zoom_matrix(size: int, factor: float) -> Tensor:
     """The h×h linear map of the references' ``clipped_zoom`` along one axis: the centre ⌈h/z⌉ pixels
     enlarged by SciPy's ``zoom`` (order 1, corners aligned) and the middle h kept."""
-    crop = int(math.ceil(size / factor))
+    crop = math.ceil(size / factor)
     top = (size - crop) // 2
-    out = int(round(crop * factor))
+    out = round(crop * factor)
     positions = np.arange(out) * ((crop - 1) / (out - 1) if out > 1 else 0.0)
     trim = (out - size) // 2
     positions = positions[trim : trim + size]

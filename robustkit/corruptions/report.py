@@ -78,7 +78,7 @@ class CorruptionReport:
 
     def mce(self, baseline: CorruptionReport) -> float:
         """mCE = mean over corruptions of CE_c (corruptions the baseline never errs on left out)."""
-        values = [v for v in self.corruption_errors(baseline).values() if v == v]
+        values = [v for v in self.corruption_errors(baseline).values() if not np.isnan(v)]
         return float(np.mean(values)) if values else float("nan")
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def snow(x: Tensor, c: tuple, rng: SampleRandom) -> Tensor:
     """CIFAR-10-C's snow: a N(μ, σ) layer zoomed, thresholded, stored as bytes, motion-blurred at an angle
     in [−135°, −45°), added with its 180° turn to an image brightened toward grey·1.5 + 0.5."""
     loc, scale, zoom, threshold, radius, sigma, keep = c
-    n, channels, h, w = x.shape
+    _, channels, h, w = x.shape
     layer = (loc + scale * rng.randn(1, h, w).double()).to(x.device)
     layer = filters.clipped_zoom(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
