@@ -89,7 +89,7 @@ def corruptions(model_name, dataset, data_dir, download, image_size, workers, n_
     for name, why in report.unavailable.items():
         click.echo(f"not evaluated: {name} ({why})")
     for path in outputs:
-        _write(path, run.record, rows)
+        _write(path, {**run.record, "mCE": run.mce, "corruption_errors": errors or None}, rows)
 
 
 def _interval(row: dict):
@@ -106,8 +106,8 @@ def _write(path: Path, record: dict, rows: list[dict]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".sqlite":
-        with ResultStore(path) as store:
-            store.put(record, "corruptions")
+        with ResultStore(path) as store:  # mCE is the board's to compute, against the entries it holds
+            store.put({k: v for k, v in record.items() if k not in ("mCE", "corruption_errors")}, "corruptions")
             store.add_members(record["suite"], [record["key"]])
     elif path.suffix == ".csv":
         named = {k: record[k] for k in ("entry", "dataset", "n", "sample_seed", "source", "weights_sha256")}
