@@ -41,7 +41,12 @@ def __getattr__(name: str) -> Any:
         from robustkit.evaluation import api as model_eval
 
         return getattr(model_eval, name)
+    if name == "evaluate_model_corruptions":
+        from robustkit.evaluation.corruption_run import evaluate_model_corruptions
+
+        return evaluate_model_corruptions
     raise AttributeError(f"module 'robustkit' has no attribute '{name}'")
 
 
-__all__ = ["CraftOptions", "ModelOptions", "Report", "RunOptions", "__version__", "evaluate_model", "get_attack", "get_dataset", "get_defense", "get_model"]
+__all__ = ["CraftOptions", "ModelOptions", "Report", "RunOptions", "__version__", "evaluate_model",
+           "evaluate_model_corruptions", "get_attack", "get_dataset", "get_defense", "get_model"]

@@ -34,6 +34,7 @@ def main(verbose: bool, quiet: bool) -> None:
 def _add_commands() -> None:
     from robustkit.cli.benchmark import benchmark, leaderboard_command
     from robustkit.cli.certify import certify
+    from robustkit.cli.corruptions import corruptions
     from robustkit.cli.evaluate import evaluate
     from robustkit.cli.list import list_command
     from robustkit.cli.train import train
@@ -44,6 +45,7 @@ def _add_commands() -> None:
     main.add_command(list_command)
     main.add_command(benchmark)
     main.add_command(leaderboard_command)
+    main.add_command(corruptions)
 
 
 _add_commands()

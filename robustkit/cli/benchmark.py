@@ -87,6 +87,8 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     cells, checks = cells[cells["key"].isin(summary.keys)], checks[checks["key"].isin(summary.keys)]
     certified = read_stores([store], "certified")
     certified = certified[certified["key"].isin(summary.keys)]
+    runs = read_stores([store], "corruptions")
+    runs = runs[runs["key"].isin(summary.keys)]
     if older and count > 1:  # the other shards' cells are not older: say where the whole board is
         click.echo(f"(this shard's cells only: {older} other cells of suite {suite.name} in the store, from the other "
                    f"shards or from other weights or settings, are left out; `robustkit leaderboard {store} --suite "
@@ -95,7 +97,7 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
         click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
                    "are left out of this leaderboard)", err=True)  # fmt: skip
     published = read_published(suite.published) if suite.published is not None else None
-    click.echo(render(leaderboard(cells, checks, published, suite.headline, certified), "md"))
+    click.echo(render(leaderboard(cells, checks, published, suite.headline, certified=certified, corruptions=runs), "md"))
     for title, matrix in transfer_matrix(cells).items():
         click.echo(render_transfer({title: matrix}, "md"))
     for row in checks.itertuples():
@@ -106,7 +108,7 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
             click.echo(f"⚑ {row.entry} certified: {flag}")
     if out:
         written = publish(cells, out, suite.name, checks=checks, published=published, headline=suite.headline,
-                          certified=certified)  # fmt: skip
+                          certified=certified, corruptions=runs)  # fmt: skip
         click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
 
 
@@ -127,8 +129,8 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
               "linf:0.1 or linf:8/255, as a suite's headline: names [the smallest L∞ ε evaluated].")  # fmt: skip
 def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file, headline_text) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    from robustkit.results.leaderboard import (attack_settings, format_name, leaderboard, of_suite, publish, render, sort_table,
-                                               suite_names)  # fmt: skip
+    from robustkit.results.leaderboard import (attack_settings, format_name, leaderboard, of_suite, publish, render,
+                                               sort_table, suite_names)
     from robustkit.results.store import read_stores
 
     fmt = format_name(fmt)
@@ -139,7 +141,7 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
 
         published = read_published(published_file)
     cells, checks, members = read_stores(stores), read_stores(stores, "checks"), read_stores(stores, "members")
-    certified = read_stores(stores, "certified")
+    certified, runs = read_stores(stores, "certified"), read_stores(stores, "corruptions")
     names = suite_names(cells, members)
     if not names:
         raise ConfigError("the results store holds no finished cells yet")
@@ -152,13 +154,15 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
         for name in chosen:
             mine, mine_checks = _suite_rows(cells, checks, members, name)
             click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks, published=published,
-                                                         headline=headline, certified=of_suite(certified, members, name))))  # fmt: skip
+                                                         headline=headline, certified=of_suite(certified, members, name),
+                                                         corruptions=of_suite(runs, members, name))))  # fmt: skip
         return
     if len(chosen) > 1:
         raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
     certified = of_suite(certified, members, chosen[0])
     cells, checks = _suite_rows(cells, checks, members, chosen[0])
-    table = sort_table(leaderboard(cells, checks, published, headline, certified), sort, descending=not ascending)
+    table = sort_table(leaderboard(cells, checks, published, headline, certified=certified,
+                                   corruptions=of_suite(runs, members, chosen[0])), sort, descending=not ascending)  # fmt: skip
     text = render(table, fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from robustkit.evaluation.checks import Adaptation
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.evaluation.cell import check_entry, check_key, entry_defense, evaluate_cell
+from robustkit.evaluation.corruption_run import corruption_row, evaluate_entry
 from robustkit.weights.cache import cache_path
 from robustkit.weights.resolve import Provenance, locate, resolve_model
 from robustkit.results.store import ResultStore
@@ -74,11 +75,14 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 _rekey_older_rows(store, suite, entry, mine, models, mine_checks)
             checks = _check_keys(suite, entry, models.cached_sha(entry)) if mine_checks else {}
             cell_keys = _keys(mine, models)
-            own = number % shard[1] == shard[0]  # an entry's checks and certification belong to one shard
+            own = number % shard[1] == shard[0]  # an entry's checks, certification and corruptions belong to one shard
             certified = _certify_key(suite, entry, models.cached_sha(entry)) if own else None
+            mine_corruptions = suite.corruptions is not None and own
+            corrupted = _corruption_key(suite, entry, models.cached_sha(entry)) if mine_corruptions else None
             if distributed.agree(all(held(k) for k in cell_keys) and all(held(k, "checks") for k in checks.values())
-                                 and (entry.certify is None or not own or held(certified, "certified")), device):  # fmt: skip
-                keys.update(cell_keys, checks.values(), [certified] if certified else [])  # all present in the store
+                                 and (entry.certify is None or not own or held(certified, "certified"))
+                                 and (not mine_corruptions or held(corrupted, "corruptions")), device):  # fmt: skip
+                keys.update(cell_keys, checks.values(), [k for k in (certified, corrupted) if k])  # all present in the store
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
@@ -114,6 +118,14 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     bar.set_postfix_str(f"{entry.name} certify σ={entry.certify.sigma:g}")
                     store.put({**certify_entry(entry, model, provenance, data, suite, progress=not quiet), "key": certified,
                                "suite": suite.name, "entry": entry.name}, "certified")  # fmt: skip
+            if mine_corruptions:
+                corrupted = _corruption_key(suite, entry, sha)
+                keys.add(corrupted)
+                if not distributed.agree(held(corrupted, "corruptions"), device):
+                    bar.set_postfix_str(f"{entry.name} corruptions")
+                    report = evaluate_entry(suite, model, subset, progress=progress and not quiet)
+                    if distributed.is_main():
+                        store.put(corruption_row(suite, entry, provenance, report), "corruptions")
             if not suite.transfer:
                 models.release(entry)  # keep memory flat: only transfer sources are needed again
         bar.close()
@@ -218,6 +230,11 @@ def certify_entry(entry: ModelEntry, model: nn.Module, provenance: Provenance, d
                             about={"model": entry.model, "defense": entry.defense,
                                    "defense_settings": entry.defense_settings})  # fmt: skip
     return report.record
+
+
+def _corruption_key(suite: Suite, entry: ModelEntry, sha: str | None) -> str | None:
+    """Store key of an entry's corruption run (None while its weights do not exist, or the suite has none)."""
+    return None if sha is None or suite.corruptions is None else suite.corruptions.key(suite, entry, sha)
 
 
 def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[str, float, Adaptation], str | None]:

@@ -27,10 +27,12 @@ MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>[^\s_]+)$")
 HEADLINE = "headline"  # the ranking key: "headline linf ε=0.1", the worst case at the headline budget
 NOT_SEPARATED = "≈ next"  # people's formats: "≈" where the paired test does not separate a rank from the next
 IDENTITY = ["rank", "entry"]
-BOARD_OTHERS = ["clean_accuracy", CLEAN, NOT_SEPARATED, "checks", "attack_seconds"]  # besides the figures it shows
+BOARD_OTHERS = ["clean_accuracy", CLEAN, NOT_SEPARATED, "checks", "mean_corruption_accuracy", "mCE",
+                "attack_seconds"]  # besides the figures it shows
 PREFIX_DIGITS = 16  # of a SHA-256 where a page is narrow (LaTeX, an entry's card): shown as a prefix, and called one
 PREFIX_HEAD = "checkpoint SHA-256 prefix"
 HEADS = {"clean_accuracy": "clean", "attack_seconds": "seconds", "checkpoint_sha256": "checkpoint SHA-256",
+         "mean_corruption_accuracy": "corruptions mean",
          "checkpoint_sha256_prefix": PREFIX_HEAD}  # fmt: skip
 FAMILY_TITLES = {CERTIFIED: CERTIFIED_TITLE}  # groups whose figures are not attacks' robust accuracies
 ON_THE_BOARD = (HEADLINE, "worst", "reliable", AA)  # figure kinds the board shows; the rest are per attack

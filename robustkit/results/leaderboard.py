@@ -45,6 +45,7 @@ from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_C
 from robustkit.results.intervals import NO_INTERVAL, Interval, fraction_interval, mcnemar_pvalue, proportion_interval, separated
 from robustkit.results.certified import add_certified, plot_certified
 from robustkit.results.per_class import per_class_table
+from robustkit.results import corruption_board
 from robustkit.results.store import unpack_bits, weights_identity
 
 FORMATS = ("md", "csv", "html", "latex", "json")
@@ -157,7 +158,8 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-                headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None,
+                corruptions: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ranked table: rank, model, defense, clean accuracy, the headline it is ranked by, whether the
     next rank is separated from it, worst case per (norm, ε), the reliable ensemble's figure, each
     attack's figure, the gradient-masking checks' verdict, time, and what the figures depend on (data,
@@ -173,6 +175,10 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
 
     Given ``certified`` rows (the store's ``certified`` table), each certified entry also shows certified
     accuracy per L2 radius and the empirical figure of the same smoothed classifier (``results.certified``).
+
+    Given ``corruptions`` (the store's corruption runs), the common-corruption group follows the figures:
+    the mean corruption accuracy with its bootstrap interval, and mCE against the entry of the same model
+    without a defense (``corruption_board``).
 
     Transfer cells are not part of it (see ``transfer_matrix``). Cells of threat models without clean
     images give one column per (norm, ε): the share of classes fooled by any attack (``fooling-rate
@@ -222,6 +228,9 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
             table[FLAGGED] = [f"{f}; {top_column}" if f"worst {top[0]} ε={top[1]:.4g}" in f.split("; ") else f
                               for f in table[FLAGGED]]  # fmt: skip
     table = add_certified(add_published(table, published), intervals, certified)
+    if corruptions is not None and not corruptions.empty:
+        group, more = corruption_board.corruption_columns(list(table.index), corruptions)
+        table, intervals = table.join(group), {**intervals, **more}
     ranking = table[top_column] if top_column else pd.Series(np.nan, index=table.index)
     order = sorted(table.index, key=lambda e: (-_or(ranking[e], -1.0), -_or(table.loc[e, "clean_accuracy"], -1.0), e))
     table = table.loc[order]
@@ -233,7 +242,8 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
     measured = sorted((c for c in table.columns if _MEASURED.match(c) and c != top_column), key=_column_place)
     beside = [PUBLISHED_CLEAN] if PUBLISHED_CLEAN in table else []
     ranked = [top_column, NEXT_PVALUE] if top_column else []
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, *ranked, *measured]
+    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, *ranked, *measured,
+             *(c for c in corruption_board.COLUMNS if c in table)]
     back = ["attack_seconds", *provenance.columns, *([PUBLISHED_SOURCE] if PUBLISHED_SOURCE in table else [])]
     return with_intervals(table[front + [c for c in table.columns if c not in front + back] + back], intervals)
 
@@ -305,6 +315,7 @@ def column_groups(columns: list[str]) -> list[tuple[str, int]]:
     for column in columns:
         m = _MEASURED.match(str(column).removesuffix(LOW).removesuffix(HIGH))  # an interval's bounds go with their figure
         name = _traits(m["norm"])["family"] if m and m["what"] != HEADLINE else ""  # the headline stands before the groups
+        name = corruption_board.GROUP if str(column).removesuffix(LOW).removesuffix(HIGH) in corruption_board.COLUMNS else name
         groups[-1:] = [(name, groups[-1][1] + 1)] if groups and groups[-1][0] == name else [*groups[-1:], (name, 1)]
     return groups
 
@@ -703,15 +714,18 @@ figure svg {{ max-width: 100%; height: auto; }}
 
 def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
             checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-            headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+            headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None,
+            corruptions: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
     """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``;
-    with ``certified`` rows also the certified-accuracy plot (``name.certified.png``/``.svg``) on the page.
+    with ``certified`` rows also the certified-accuracy plot (``name.certified.png``/``.svg``) on the page, with
+    ``corruptions`` the per-corruption plot (``name.corruptions.svg``) and folded table.
 
     ``cells`` are one suite's (``of_suite``): everything written is made of them alone.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table, settings = sort_table(leaderboard(cells, checks, published, headline, certified), sort), attack_settings(cells)
+    table = sort_table(leaderboard(cells, checks, published, headline, certified=certified, corruptions=corruptions), sort)
+    settings = attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
         written.append(folder / f"{name}{suffix}")
@@ -730,6 +744,10 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
         written += [plot_certified(certified, folder / f"{name}.certified.{kind}", name) for kind in ("png", "svg")]
         svg = written[-1].read_text()
         extra += f"<h2>Certified accuracy vs L2 radius (randomized smoothing)</h2>{svg[svg.find('<svg'):]}"
+    drawn = corruption_board.plot_corruptions(corruptions, folder / f"{name}.corruptions.svg", list(table["entry"]), name)
+    if drawn is not None:
+        written.append(drawn)
+        extra += corruption_board.corruption_html(corruptions, list(table["entry"]), drawn.read_text())
     written.append(folder / f"{name}.html")
     written[-1].write_text(html_page(table, board_svg.read_text(), f"robustkit leaderboard: {name}",
                                      extra, settings, entry_cards(cells, list(table["entry"]))))  # fmt: skip

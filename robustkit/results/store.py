@@ -55,7 +55,16 @@ _CERTIFIED_COLUMNS = {
     "seconds": "REAL", "images_per_second": "REAL", "draws_per_second": "REAL", "forward_limit_draws_per_second": "REAL",
     "forward_limit_images_per_second": "REAL", "samples": "TEXT", "robustkit_version": "TEXT", "created": "TEXT",
 }  # fmt: skip
-TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS, "certified": _CERTIFIED_COLUMNS}  # one row per evaluated cell; one per gradient-masking check run
+_CORRUPTION_COLUMNS = {
+    "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT", "defense": "TEXT",
+    "checkpoint_sha256": "TEXT", "weights_sha256": "TEXT", "n": "INTEGER", "sample_seed": "INTEGER", "source": "TEXT",
+    "clean_accuracy": "REAL", "mean_corruption_accuracy": "REAL", "mean_corruption_accuracy_low": "REAL",
+    "mean_corruption_accuracy_high": "REAL", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
+    "robustkit_version": "TEXT",
+}  # fmt: skip
+TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS, "certified": _CERTIFIED_COLUMNS, "corruptions": _CORRUPTION_COLUMNS}
+# one row per evaluated cell; one per gradient-masking check run; one per entry's certification; one per entry's
+# corruption run (its bits in details)
 # A cell's key leaves out the suite's name, so suites share cells and a row's ``suite`` names only the
 # suite that evaluated it first; this table says which suites each cell and check run belongs to.
 _TIMEOUT = 60  # seconds a process waits for another's write (a shard's, a torchrun rank's) before failing

@@ -29,10 +29,11 @@ from robustkit.training.loop import TrainConfig
 from robustkit.weights.checkpoint import is_weights_file
 
 SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
-              "transfer", "checks", "check_samples", "published", "headline"}  # fmt: skip
+              "transfer", "checks", "check_samples", "published", "headline", "corruptions"}  # fmt: skip
 MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label", "certify"}
 CERTIFY_KEYS = {"sigma", "n", "n0", "alpha", "radii", "n_samples", "attack"}
 ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
+CORRUPTION_KEYS = {"names", "severities", "folder"}
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a variant's name heads leaderboard columns: no spaces
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {"n_train"}
 
@@ -103,6 +104,26 @@ class AttackEntry:
 
 
 @dataclass(frozen=True)
+class CorruptionEntry:
+    """A suite's ``corruptions:``: which corruptions (None: the data's whole set), which severities
+    ("benchmark", "all" or steps), or a precomputed CIFAR-10-C-layout folder read instead of generating."""
+
+    names: tuple[str, ...] | None = None
+    severities: str | tuple[int, ...] = "benchmark"
+    folder: Path | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"names": self.names, "severities": self.severities, "folder": str(self.folder) if self.folder else None}
+
+    def key(self, suite: Suite, entry: ModelEntry, weights_sha256: str) -> str:
+        """The store key of an entry's corruption run: everything its bits depend on, hashed as a cell's."""
+        identity = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
+                    "seed": suite.seed, "entry": entry.describe(), "checkpoint_sha256": weights_sha256,
+                    "corruptions": self.describe()}  # fmt: skip
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
 class Cell:
     """One evaluation: a model entry, an attack at one ε, on the suite's fixed sample subset.
 
@@ -165,6 +186,7 @@ class Suite:
     check_samples: int = 200
     published: Path | None = None  # a table of published figures to show beside ours (``robustkit.results.published``)
     headline: tuple[str, float] | None = None  # (norm, ε) whose worst case ranks the leaderboard [its smallest L∞ ε]
+    corruptions: CorruptionEntry | None = None  # common corruptions for every entry (``robustkit.corruptions``)
 
     def cells(self, shard: tuple[int, int] = (0, 1)) -> list[Cell]:
         """Every cell in suite order (transfer cells last); with ``shard=(i, n)`` the share i of n (0-based)."""
@@ -231,8 +253,32 @@ def _suite(raw: Any, path: Path) -> Suite:
                   fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
                   path=path, transfer=transfer, checks=checks,
                   check_samples=_positive(data, "check_samples", 200),
-                  published=_published(data, path.parent), headline=_headline(data, attacks))  # fmt: skip
+                  published=_published(data, path.parent), headline=_headline(data, attacks),
+                  corruptions=_corruptions(data.get("corruptions"), path.parent))  # fmt: skip
     return suite
+
+
+def _corruptions(raw: Any, base: Path) -> CorruptionEntry | None:
+    """``corruptions: {names: [fog, …], severities: benchmark | all | [1, 3, 5], folder: PATH}`` (``true``: defaults)."""
+    if raw is None or raw is False:
+        return None
+    data = {} if raw is True else _mapping(raw, "corruptions", CORRUPTION_KEYS)
+    names = data.get("names")
+    if names is not None:
+        names = tuple(str(n) for n in (names if isinstance(names, list) else [names]))
+    severities = data.get("severities", "benchmark")
+    if isinstance(severities, list):
+        if not severities or any(not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 5 for v in severities):
+            raise ConfigError(f"corruptions.severities: steps 1 to 5, got {severities!r}")
+        severities = tuple(severities)
+    elif severities not in ("benchmark", "all"):
+        raise ConfigError(f"corruptions.severities: benchmark, all or a list of steps 1–5, got {severities!r}")
+    folder = data.get("folder")
+    if folder is not None:
+        folder = (base / str(folder)).expanduser()
+        if not (folder / "labels.npy").is_file():
+            raise ConfigError(f"corruptions.folder: {folder} holds no labels.npy (CIFAR-10-C's layout)")
+    return CorruptionEntry(names=names, severities=severities, folder=folder)
 
 
 def _headline(data: dict[str, Any], attacks: tuple[AttackEntry, ...]) -> tuple[str, float] | None:
