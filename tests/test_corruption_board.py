@@ -84,3 +84,20 @@ def test_mce_is_against_the_undefended_entry_of_the_same_architecture():
     assert columns.loc["lenet5+madry", "mean_corruption_accuracy"] == pytest.approx(6 / 12)
     table = corruption_board.per_corruption_table(runs, ["lenet5", "lenet5+madry"])
     assert list(table.columns) == ["corruption", "severity", "lenet5", "lenet5+madry"] and len(table) == 3
+
+
+def test_benchmark_command_shows_certified_and_corruption_groups_on_one_board(tmp_path):
+    """Both groups of one suite reach the board the ``benchmark`` command prints and publishes."""
+    from click.testing import CliRunner
+
+    from robustkit.cli import main
+
+    both = {**SUITE, "models": [{**SUITE["models"][0], "certify": {"sigma": 0.25, "n": 40, "n0": 10, "n_samples": 4,
+                                                                      "radii": [0, 0.1], "attack": False}}]}  # fmt: skip
+    path = _write(tmp_path, both)
+    result = CliRunner().invoke(main, ["benchmark", str(path), "--store", str(tmp_path / "s.sqlite"),
+                                       "--out", str(tmp_path / "board"), "--threads", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "| certified ε=0.1 |" in result.output and "corruptions mean" in result.output
+    page = (tmp_path / "board" / "tinyc.html").read_text()
+    assert "Certified accuracy vs L2 radius" in page and "<details><summary>Common corruptions" in page
