@@ -3,7 +3,8 @@
 #   ./setup.sh          what `robustkit` needs (the first run's minutes count: nothing else)
 #   ./setup.sh --test   also what the tests need: Chromium (the leaderboard page's browser test) and
 #                       pdflatex with booktabs (the LaTeX table's compile test; ~50 MB, ~1 min) from
-#                       Debian, and the test, zoo (timm, robustbench) and docs (the site's builder) extras
+#                       Debian, and the test, zoo (timm, robustbench), docs (the site's builder) and lint
+#                       (ruff, mypy) extras
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,9 +38,9 @@ fi
 check="import robustkit, torch, torchvision, matplotlib, scipy"
 target="."
 if $tests; then
-  check="$check, pytest, timm, pkg_resources, mkdocs, material, mkdocstrings_handlers.python, mkdocs_click, mkdocs_gen_files
+  check="$check, pytest, timm, pkg_resources, mkdocs, material, mkdocstrings_handlers.python, mkdocs_click, mkdocs_gen_files, ruff, mypy
 import importlib.util; assert importlib.util.find_spec('robustbench')"
-  target=".[test,zoo,docs]"
+  target=".[test,zoo,docs,lint]"
 fi
 if ! .venv/bin/python -c "$check" 2>/dev/null; then
   echo "setup: installing robustkit and its dependencies into .venv (torch is large: a few minutes)"

@@ -107,7 +107,7 @@ class APGD(LossGradientAttack):
                 todo = (~done).nonzero().squeeze(1)
                 if len(todo) == 0:
                     return Perturbed(best, queries=queries)
-                pick = (lambda t: None if t is None else t[todo])  # noqa: E731
+                pick = (lambda t, todo=todo: None if t is None else t[todo])  # noqa: E731
                 adv, loss, fooled, spent = self._run(model, x[todo], y[todo], pick(pull), pick(goal), rng[todo])
                 queries[todo] += spent
                 better = fooled | (loss > best_loss[todo])

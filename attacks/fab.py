@@ -90,7 +90,7 @@ class FAB(GradientAttack):
                 todo = (best_norm > self.eps).nonzero().squeeze(1) if not self.minimize else torch.arange(len(x), device=x.device)
                 if len(todo) == 0:
                     return Perturbed(best, queries=queries)
-                pick = (lambda t: None if t is None else t[todo])  # noqa: E731
+                pick = (lambda t, todo=todo: None if t is None else t[todo])  # noqa: E731
                 start = x[todo] if restart == 0 else self._random_start(x[todo], rng[todo])
                 adv, norm, spent = self._search(model, x[todo], y[todo], pick(pull), pick(goal), start)
                 queries[todo] += spent

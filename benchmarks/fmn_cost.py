@@ -68,7 +68,7 @@ def largest_difference(a: Evaluation, b: Evaluation) -> float:
     """max over every ε of |robust accuracy from ``a`` − from ``b``|: the curves only step at a found norm."""
     steps = torch.cat([a.norms, b.norms])
     steps = steps[~steps.isnan()]
-    return max(abs(x - y) for x, y in zip(a.curve(steps), b.curve(steps))) if len(steps) else 0.0
+    return max(abs(x - y) for x, y in zip(a.curve(steps), b.curve(steps), strict=True)) if len(steps) else 0.0
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
     print(f"\nrobust accuracy vs ε from one FMN run: every step vs early stop (largest difference over every ε: "
           f"{largest_difference(every, early):.4f}; one image is {1 / args.n:.4f})")  # fmt: skip
     print(f"{'ε':>7} {'every step':>11} {'early stop':>11} {'difference':>11}")
-    for e, a, b in zip(budgets, every.curve(budgets), early.curve(budgets)):
+    for e, a, b in zip(budgets, every.curve(budgets), early.curve(budgets), strict=True):
         print(f"{e:>7.3g} {a:>11.4f} {b:>11.4f} {b - a:>+11.4f}")
 
 

@@ -123,7 +123,7 @@ def main() -> None:
     print(f"\nL∞ robust accuracy vs ε: one FMN run ({fmn_seconds:.1f} s) vs {len(CURVE)} PGD-20 runs ({sweep_seconds:.1f} s, "
           f"{sweep_seconds / fmn_seconds:.1f}× the time)")  # fmt: skip
     print(f"{'ε':>6} {'FMN (one run)':>14} {'PGD-20 at ε':>12} {'difference':>11}")
-    for eps, a, b in zip(CURVE, curve, swept):
+    for eps, a, b in zip(CURVE, curve, swept, strict=True):
         print(f"{eps:>6.3g} {a:>14.3f} {b:>12.3f} {a - b:>+11.3f}")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, final
 
@@ -193,7 +193,7 @@ class Attack(ABC):
     ) -> Perturbed:
         """Search for adversarial examples; the base class projects and re-checks what this returns."""
 
-    def _autocast(self, device: torch.device):
+    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         dtype = _AUTOCAST[self.precision]
         return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
@@ -238,7 +238,9 @@ class LossGradientAttack(GradientAttack):
         round get the identity's gradient on the backward pass; the final verdict (``predict``) never
         runs inside it.
         """
-        total_loss = total_grad = total_logits = None
+        total_loss: Tensor | None = None
+        total_grad: Tensor | None = None
+        total_logits: Tensor | None = None
         with self.differentiable():
             for _ in range(self.eot):
                 x = x_adv.detach().requires_grad_(True)
@@ -249,6 +251,7 @@ class LossGradientAttack(GradientAttack):
                 total_loss = losses.detach() if total_loss is None else total_loss + losses.detach()
                 total_grad = grad.detach() if total_grad is None else total_grad + grad.detach()
                 total_logits = logits.detach() if total_logits is None else total_logits + logits.detach()
+        assert total_loss is not None and total_grad is not None and total_logits is not None  # eot ≥ 1 passes
         return total_loss / self.eot, total_grad / self.eot, total_logits / self.eot
 
     def score_iterate(
@@ -269,13 +272,14 @@ class LossGradientAttack(GradientAttack):
 
 def _check_model_settings(attack: Attack) -> None:
     """Validate ``loss``, ``eot`` and ``bpda`` on the attacks that take them (gradient and score-based)."""
-    name, have = type(attack).__name__, {f.name for f in fields(attack)}
-    if "loss" in have and attack.loss not in LOSSES:
-        raise ConfigError(f"{name}: unknown loss '{attack.loss}' (choose from {', '.join(LOSSES)})")
-    if "eot" in have and (isinstance(attack.eot, bool) or not isinstance(attack.eot, int) or attack.eot < 1):
-        raise ConfigError(f"{name}: eot must be a whole number of passes ≥ 1, got {attack.eot!r}")
-    if "bpda" in have and not isinstance(attack.bpda, bool):
-        raise ConfigError(f"{name}: bpda must be true or false, got {attack.bpda!r}")
+    name, have = type(attack).__name__, {f.name: getattr(attack, f.name) for f in fields(attack) if f.name in ("loss", "eot", "bpda")}
+    if "loss" in have and have["loss"] not in LOSSES:
+        raise ConfigError(f"{name}: unknown loss '{have['loss']}' (choose from {', '.join(LOSSES)})")
+    eot = have.get("eot")
+    if "eot" in have and (isinstance(eot, bool) or not isinstance(eot, int) or eot < 1):
+        raise ConfigError(f"{name}: eot must be a whole number of passes ≥ 1, got {eot!r}")
+    if "bpda" in have and not isinstance(have["bpda"], bool):
+        raise ConfigError(f"{name}: bpda must be true or false, got {have['bpda']!r}")
 
 
 def check_pixels(x: Tensor, what: str) -> None:

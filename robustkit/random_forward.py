@@ -41,7 +41,7 @@ def fixed_draws(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, state in zip(modules, states):
+        for m, state in zip(modules, states, strict=True):
             m.restore_stream(state)
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar, overload
 
@@ -50,7 +50,7 @@ class Registry(Generic[T]):
     @overload
     def register(self, obj: str | None = None, *, name: str | None = None) -> Callable[[T], T]: ...
 
-    def register(self, obj=None, *, name=None):
+    def register(self, obj: Any = None, *, name: str | None = None) -> Any:
         """Register ``obj`` under ``name`` (default: its ``name`` attribute or ``__name__``).
 
         Usable as ``@REG.register``, ``@REG.register("name")`` or ``REG.register(obj, name=...)``.
@@ -125,7 +125,7 @@ class Registry(Generic[T]):
         for it without importing a plugin)."""
         return not self._entries and not self._third_party()
 
-    def _third_party(self) -> list[EntryPoint]:
+    def _third_party(self) -> Sequence[EntryPoint]:  # `list` here is the method above
         return [] if os.environ.get(DISABLE_AUTOLOAD_ENV) else list(entry_points(group=self.group))
 
     def _ensure_loaded(self) -> None:
@@ -157,7 +157,7 @@ def _type_problem(plugin: Any, settings: dict[str, Any]) -> str | None:
         return None
     for key, value in settings.items():
         hint = hints.get(key)
-        allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+        allowed: set[Any] = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
         allowed.discard(type(None))
         if allowed and allowed <= _PLAIN.keys() and not any(_fits(kind, value) for kind in allowed):
             return f"{key} must be {' or '.join(_PLAIN[k] for k in _PLAIN if k in allowed)}, got {value!r}"

@@ -14,7 +14,7 @@ from robustkit.training.loop import TrainConfig, train_model
 DATA = get_dataset("synthetic", num_classes=4, channels=1, size=12, n_train=256, n_test=64, noise=0.3)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_state() -> dict:
     model = get_model("lenet5", DATA.info, seed=0)
     config = TrainConfig(epochs=6, batch_size=32, lr=0.05, precision="fp32")

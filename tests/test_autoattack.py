@@ -45,7 +45,7 @@ def test_rand_version_is_apgd_ce_and_dlr_with_eot_over_20_draws():
     attack = AutoAttack(eps=8 / 255, version="rand")
     members = attack.members()
     assert [name for name, _ in members] == ["apgd-ce", "apgd-dlr"]
-    for (_, member), loss in zip(members, ("ce", "dlr")):
+    for (_, member), loss in zip(members, ("ce", "dlr"), strict=True):
         assert isinstance(member, APGD) and (member.loss, member.targets, member.restarts, member.steps) == (loss, 0, 1, 100)
         assert (member.eot, member.rho) == (20, 0.75)
     # the record and the masking checks (which copy eot) see the 20 draws, and no Square budget
@@ -89,7 +89,7 @@ def test_cascade_keeps_the_first_verified_example_per_sample():
     assert result.extras["members"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fashion_model_and_images(n: int = 200):
     """A 10-class model trained for a few seconds on Fashion-MNIST, and n test images (the official
     package needs 10 classes for its 9 targets)."""

@@ -57,7 +57,7 @@ def test_a_data_dir_is_the_only_place_looked_and_the_environment_comes_before_th
 
 def test_missing_fashion_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, no_system_copy):
     with pytest.raises(DataError) as err:
-        get_dataset("fashion-mnist").train
+        _ = get_dataset("fashion-mnist").train
     message = str(err.value)
     assert "\n" not in message and "apt-get install dataset-fashion-mnist" in message and "--download" in message
 
@@ -71,7 +71,7 @@ def test_a_data_dir_without_the_files_is_one_line_naming_them_and_never_falls_ba
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "t10k-images-idx3-ubyte.gz").write_bytes(b"")  # one of the two is there
     with pytest.raises(DataError) as err:
-        get_dataset("fashion-mnist", data_dir=tmp_path / "empty").test
+        _ = get_dataset("fashion-mnist", data_dir=tmp_path / "empty").test
     message = str(err.value)
     assert "\n" not in message and str(tmp_path / "empty") in message
     assert "t10k-labels-idx1-ubyte" in message and "t10k-images" not in message
@@ -98,7 +98,7 @@ def test_real_fashion_mnist_matches_its_published_statistics():
 
 def test_torchvision_sets_without_files_get_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="--download"):
-        get_dataset("cifar10", data_dir=tmp_path).test
+        _ = get_dataset("cifar10", data_dir=tmp_path).test
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100"])

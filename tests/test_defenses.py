@@ -78,7 +78,7 @@ def test_resume_continues_from_the_saved_epoch_exactly(tmp_path):
         run(tmp_path / "b.resume.pt", kill_after=2)
     resumed, result = run(tmp_path / "b.resume.pt")
     assert result.resumed_from_epoch == 2 and [r["epoch"] for r in result.history] == [1, 2, 3, 4]
-    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 

@@ -14,9 +14,9 @@ def bisection_delta(v: torch.Tensor, room: torch.Tensor, eps: float) -> torch.Te
     """Reference, one sample at a time in float64: δ_i = sign(v_i)·clip(|v_i| − λ, 0, room_i), with the
     multiplier λ ≥ 0 found by bisection on the monotone sum (λ = 0 when the caps alone keep it ≤ ε)."""
     out = []
-    for vi, ri in zip(v.double().flatten(1), room.double().flatten(1)):
+    for vi, ri in zip(v.double().flatten(1), room.double().flatten(1), strict=True):
 
-        def shrunk(lam):
+        def shrunk(lam, vi=vi, ri=ri):
             return torch.minimum((vi.abs() - lam).clamp_min(0), ri)
 
         lo, hi = 0.0, float(vi.abs().max())

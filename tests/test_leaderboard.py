@@ -110,7 +110,7 @@ def test_published_files_carry_samples_seed_settings_checkpoints_and_versions(sh
     defaults = {f.name: f.default for f in dataclasses.fields(FGSM) if f.default is not dataclasses.MISSING}
     differing = sorted((k, v) for k, v in fgsm.items() if k not in defaults or defaults[k] != v)
     expected_settings = ", ".join(f"{k}={v}" for k, v in differing) or "defaults"  # issue 23: not every setting
-    shas = dict(zip(cells["entry"], cells["checkpoint_sha256"]))
+    shas = dict(zip(cells["entry"], cells["checkpoint_sha256"], strict=True))
     for suffix in (".md", ".table.html", ".html", ".tex"):
         text, shown = (tmp_path / f"big{suffix}").read_text(), tex if suffix == ".tex" else str
         whole = suffix != ".tex"  # a LaTeX page is narrower than 64 hex digits: it shows a prefix, and says so

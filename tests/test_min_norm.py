@@ -122,9 +122,9 @@ def test_the_one_run_curve_agrees_with_pgd_runs_at_each_eps(norm, budgets):
     swept = [evaluate_attack(model, DATA.test, PGD(eps=e, norm=norm, steps=20, restarts=2), progress=False).robust_accuracy
              for e in budgets]  # fmt: skip
     # 64 samples: one sample is 0.016; FMN (one run) within 4 samples of five PGD runs at each ε
-    assert max(abs(a - b) for a, b in zip(curve, swept)) <= 4 / 64, (curve, swept)
+    assert max(abs(a - b) for a, b in zip(curve, swept, strict=True)) <= 4 / 64, (curve, swept)
     cw = evaluate_attack(model, DATA.test, CW(eps=eps), progress=False).curve(budgets) if norm == "l2" else curve
-    assert max(abs(a - b) for a, b in zip(cw, swept)) <= 4 / 64, (cw, swept)
+    assert max(abs(a - b) for a, b in zip(cw, swept, strict=True)) <= 4 / 64, (cw, swept)
 
 
 # the tiny model's data with 512 test images, so that 0.01 of robust accuracy is 5 images, not a third of one

@@ -30,7 +30,7 @@ def brute_force_side(x: torch.Tensor, x_adv: torch.Tensor) -> list[int]:
     """Per sample, the smallest k such that sliding a k×k window somewhere covers every changed pixel
     (the window may hang over the border: a change wider than the image is tall still has a side)."""
     sides = []
-    for clean, adv in zip(x, x_adv):
+    for clean, adv in zip(x, x_adv, strict=True):
         changed = (clean != adv).any(0)
         height, width = changed.shape
         total = int(changed.sum())
@@ -115,7 +115,7 @@ def test_the_attack_changes_only_the_window_its_evidence_reports_and_passes_the_
     assert AdversarialPatch(eps=3).threat.contains(x, result.x_adv).all()
     assert set(result.norms.tolist()) <= {0.0, 1.0, 2.0, 3.0}
     outside = torch.ones_like(x, dtype=torch.bool)
-    for i, (r, c) in enumerate(zip(result.evidence["row"].tolist(), result.evidence["col"].tolist())):
+    for i, (r, c) in enumerate(zip(result.evidence["row"].tolist(), result.evidence["col"].tolist(), strict=True)):
         outside[i, :, r : r + 3, c : c + 3] = False
     assert torch.equal(result.x_adv[outside], x[outside])
     assert result.queries.max() <= attack.locations * (5 + 1)

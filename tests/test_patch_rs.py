@@ -87,7 +87,7 @@ def best_margin_at(model: Linear, x: torch.Tensor, y: torch.Tensor, side: int, r
     largest of these over j."""
     height, width = x.shape[-2:]
     inside = torch.zeros(len(x), 1, height, width, dtype=torch.bool)
-    for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist())):
+    for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
         inside[i, :, row : row + side, col : col + side] = True
     w, b = model.weight.detach(), model.bias.detach()
     best = torch.full((len(x),), float("-inf"))

@@ -72,7 +72,7 @@ def test_published_columns_beside_ours_and_empty_for_unmatched(board):
     markdown = render(table, "md").splitlines()
     header = [c.strip() for c in markdown[0].strip("|").split("|")]
     for line in markdown[2:4]:
-        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
         assert cells["published clean"] == ("0.9100" if cells["entry"] == "lenet5" else "")
     html = render(table, "html")
     assert "<th>published clean</th>" in html and "<th>published-AA linf ε=0.1</th>" in html and "example.org/doe" in html
@@ -133,7 +133,7 @@ def test_robustbench_suites_parse_and_their_tables_match_entries(name, dataset, 
     models = {e.model for e in suite.models}
     assert set(table["model"]) <= models  # every published row names an entry of the suite
     pairs = {(a.norm, round(e, 6)) for a in suite.attacks for e in a.eps}
-    assert {(n, round(e, 6)) for n, e in zip(table["norm"], table["eps"])} <= pairs
+    assert {(n, round(e, 6)) for n, e in zip(table["norm"], table["eps"], strict=True)} <= pairs
     from robustkit.models import robustbench_zoo
 
     info = DatasetInfo(dataset, 2, (3, 32, 32), ("a", "b"), (0.5,) * 3, (0.5,) * 3)  # the zoo is looked up by its name

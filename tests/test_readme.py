@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from test_docs import batch, blocks, run_code, stand_ins  # noqa: F401  (stand_ins: a fixture used below)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,8 @@ def test_every_link_lands_on_a_page_of_the_site():
         assert link.removeprefix("docs/") in MKDOCS, f"{link} is not in mkdocs.yml's nav"
 
 
-def test_the_python_tour_runs_as_written(stand_ins):
+@pytest.mark.usefixtures("stand_ins")
+def test_the_python_tour_runs_as_written():
     (code,) = blocks(README, "python")
     namespace = run_code(code, "README.md", batch())
     assert 0 <= namespace["report"].robust_accuracy <= 1 and namespace["report"].record["n"] == 16

@@ -88,8 +88,8 @@ def test_the_table_prints_each_figure_with_its_interval(evaluated):
     lines = output.splitlines()
     at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["model", "attack"])
     header, row = re.split(r"\s{2,}", lines[at]), re.split(r"\s{2,}", lines[at + 1])
-    shown = dict(zip(header, row))
-    for column, (figure, (count, out_of)) in zip(("clean acc", "robust acc", "success"), _counts(record).items()):
+    shown = dict(zip(header, row, strict=True))
+    for column, (count, out_of) in zip(("clean acc", "robust acc", "success"), _counts(record).values(), strict=True):
         assert shown[f"{column} [95 % CI]"] == f"{count / out_of:.4f} {proportion_interval(count, out_of).text()}"
 
 

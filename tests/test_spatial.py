@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from attack_fixtures import DATA, tiny_batch, tiny_model
+from attack_fixtures import tiny_batch, tiny_model
 from attacks import SpatialAttack
 from robustkit.cli import main
 from robustkit.errors import ConfigError

@@ -14,7 +14,6 @@ from robustkit.data import FileSplit, Split, get_dataset
 from robustkit.data import files as files_module
 from robustkit.errors import DataError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 from robustkit.training.loop import TrainConfig, train_model
 
 CLASSES = ("ants", "bees", "cats")
@@ -84,13 +83,13 @@ def test_two_workers_give_the_same_batches_as_none(folder):
         alone = list(split.batches(12, order=order, seed=5))
         pooled = list(FileSplit(test.files, test.labels, preprocess, workers=2).batches(12, order=order, seed=5))
         assert len(alone) == len(pooled) == 5
-        for (x, y), (x2, y2) in zip(alone, pooled):
+        for (x, y), (x2, y2) in zip(alone, pooled, strict=True):
             assert torch.equal(x, x2) and torch.equal(y, y2)
 
 
 def test_a_streaming_split_refuses_all_images_at_once(folder):
     with pytest.raises(DataError, match="batches"):
-        open_folder(folder).test.images
+        _ = open_folder(folder).test.images
 
 
 _PEAK = """
@@ -169,7 +168,7 @@ def test_imagenet_folders_that_are_not_wnids_are_the_classes(tmp_path):
 def test_imagenet_without_val_is_one_clear_line(tmp_path):
     data = get_dataset("imagenet", data_dir=make_imagenet(tmp_path / "in", val=False))
     with pytest.raises(DataError, match=r"no val/ folder .*ILSVRC-2012 layout"):
-        data.test
+        _ = data.test
 
 
 def test_split_interface_on_resident_data():

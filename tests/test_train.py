@@ -50,7 +50,7 @@ def test_random_flip_mirrors_some_images_and_keeps_the_rest():
     out = random_flip(x, torch.Generator().manual_seed(0))
     flipped = [torch.equal(out[i], x[i].flip(2)) for i in range(32)]
     kept = [torch.equal(out[i], x[i]) for i in range(32)]
-    assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < 32
+    assert all(f or k for f, k in zip(flipped, kept, strict=True)) and 0 < sum(flipped) < 32
 
 
 def test_config_validation_and_model_recipes():

@@ -189,7 +189,7 @@ def _echo_curve(outcome: Evaluation, eps: float) -> None:
     budgets = [scale * eps for scale in SCALES]
     labels = [f"ε={b:.4g}:" for b in budgets]
     points = [f"  {label:<{max(map(len, labels))}} {with_interval(a, i)}"
-              for label, a, i in zip(labels, outcome.curve(budgets), outcome.curve_intervals(budgets))]  # fmt: skip
+              for label, a, i in zip(labels, outcome.curve(budgets), outcome.curve_intervals(budgets), strict=True)]  # fmt: skip
     attacked = int(outcome.clean_correct.sum())
     found = int((~outcome.norms.isnan()).sum())
     at_eps = with_interval(outcome.robust_accuracy, outcome.curve_intervals([eps])[0])

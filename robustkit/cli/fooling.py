@@ -18,7 +18,7 @@ def report_fooling(report: Report, save_examples: Path | None) -> Path:
     fooled, record, names = report.outcome, report.record, report.class_names
     echo_table(["class", "confidence", "passed", "seconds"],
                [[names[c], f"{p:.4f}", "✓" if ok else "✗", shown(s, ".3g")] for c, p, ok, s in
-                zip(fooled.classes.tolist(), fooled.confidence.tolist(), fooled.passed.tolist(), fooled.seconds.tolist())])  # fmt: skip
+                zip(fooled.classes.tolist(), fooled.confidence.tolist(), fooled.passed.tolist(), fooled.seconds.tolist(), strict=True)])  # fmt: skip
     rate = with_interval(fooled.fooling_rate, row_interval(report.figures, "attack_success_rate"))
     click.echo(f"fooling rate: {rate} (95 % CI; {int(fooled.passed.sum())} of {len(fooled.classes)} classes "
                f"at p ≥ {fooled.threshold:g}), {shown(fooled.seconds_per_class, '.3g')} s per class "

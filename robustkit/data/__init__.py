@@ -11,7 +11,7 @@ from robustkit.errors import ConfigError
 from robustkit.registry import DATASETS, DEFAULT_DATASET
 
 # Built-ins, listed explicitly: importing each module registers it.
-from robustkit.data import fashion_mnist, imagefolder, imagenet, synthetic, torchvision_sets  # noqa: E402,F401
+from robustkit.data import fashion_mnist, imagefolder, imagenet, synthetic, torchvision_sets  # noqa: F401
 
 
 def get_dataset(name: str = DEFAULT_DATASET, *, as_flags: bool = False, **kwargs: Any) -> ImageDataset:

@@ -128,7 +128,7 @@ class FileSplit(IndexedSplit):
         workers = min(default_workers() if self.workers is None else self.workers, len(chunks))
         loader = DataLoader(_Items(self.files, self.preprocess), batch_sampler=keys, num_workers=workers,
                             pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)  # fmt: skip
-        for chunk, x in zip(chunks, loader):
+        for chunk, x in zip(chunks, loader, strict=True):
             yield uint8_to_float(x.to(device, non_blocking=True)), self.labels[chunk].to(device)
 
     def load(self) -> Split:

@@ -24,11 +24,11 @@ from robustkit.attack import Attack
 from robustkit.adaptation import Adaptation, check_level
 from robustkit.evaluation.checks import CheckReport
 from robustkit.data import dataset_settings, get_dataset
-from robustkit.data.base import ImageDataset
+from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import Evaluation
-from robustkit.evaluation.cell import check_entry, entry_defense, evaluate_cell
+from robustkit.evaluation.cell import CellResult, check_entry, entry_defense, evaluate_cell
 from robustkit.evaluation.fooling import FoolingReport
 from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
@@ -233,6 +233,7 @@ def _build(attack: str, data: ImageDataset, norm: str | None, eps: float | str |
     A saved δ brings its own norm, budget and fitting settings; the budget is checked against the
     image before a model is trained for one that cannot run.
     """
+    saved_with: dict[str, Any]
     delta, saved_with, given_sha = None, {}, None
     if perturbation is not None:
         delta, saved_with = load_perturbation(perturbation)
@@ -265,15 +266,16 @@ def _cell(model: str | nn.Module, data: ImageDataset, attack: str, n_samples: in
     return Cell(one, entry, one.attacks[0], budget, crafted, given_sha)
 
 
-def _checks(cell: Cell, net: nn.Module, subset, provenance: Provenance, result, level: str, *, own: bool, norm: str,
+def _checks(cell: Cell, net: nn.Module, subset: IndexedSplit, provenance: Provenance, result: CellResult, level: str, *, own: bool, norm: str,
             budget: float) -> tuple[CheckReport | None, dict[str, Any] | None]:  # fmt: skip
     """The gradient-masking checks at ``level``, their flags added to the record's ``extra``."""
     if level == "none":
         return None, None
     own = own and not result.attack.learns_from_data  # a per-sample figure of its own
+    outcome = result.outcome if own and isinstance(result.outcome, Evaluation) else None  # a fooling rate has none
     report, check_row = check_entry(cell.suite, cell.entry, net, subset, norm, budget, provenance,
                                     level=level, adaptation=Adaptation.of(result.attack),
-                                    white=result.outcome.robust if own else None)  # fmt: skip
+                                    white=outcome.robust if outcome is not None else None)  # fmt: skip
     result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
     return report, check_row
 
@@ -319,7 +321,8 @@ def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:
     return resolve_device(str(device))
 
 
-def _entry(model: str | nn.Module, defense: str, trained: dict, checkpoint, weights) -> ModelEntry:
+def _entry(model: str | nn.Module, defense: str, trained: dict, checkpoint: str | Path | None,
+           weights: str | Path | None) -> ModelEntry:
     name = model if isinstance(model, str) else model_name(model)
     settings = {k: v for k, v in trained.items() if v is not None} if defense != "none" else {}
     return ModelEntry(name, defense, settings, Path(checkpoint) if checkpoint is not None else None,

@@ -245,7 +245,7 @@ def _check_eps_sweep(report: CheckReport, base: Tensor, robust_at: Callable[[flo
     """A larger ball contains the smaller one: accuracy that rises with ε means the attack is failing."""
     sweep = {f: share(robust_at(f) if f != 1.0 else base) for f in EPS_FACTORS}
     report.figures.update({f"pgd_accuracy_eps_x{f:g}": a for f, a in sweep.items()})
-    rises = [(a, b) for a, b in zip(EPS_FACTORS, EPS_FACTORS[1:]) if sweep[b] > sweep[a] + slack]
+    rises = [(a, b) for a, b in zip(EPS_FACTORS, EPS_FACTORS[1:], strict=False) if sweep[b] > sweep[a] + slack]
     if rises:
         a, b = rises[0]
         report.flags.append(Flag("accuracy-rises-with-eps",
@@ -261,7 +261,7 @@ def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_siz
     probe = ATTACKS.get("pgd")(eps=0.0, loss=loss, **adaptation.settings())
     logits, grads = [], []
     with eval_mode(model):
-        for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+        for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True):
             try:
                 _, grad, out = probe.loss_and_grad(model, x, y, None)
             except RuntimeError:  # the output does not depend on the input through autograd at all

@@ -22,7 +22,7 @@ from robustkit.models.torchvision_any import PREFIX as TORCHVISION_PREFIX
 from robustkit.registry import MODELS
 
 # Built-ins, listed explicitly: importing each module registers its models.
-from robustkit.models import lenet, preact, resnet, smallcnn, vgg  # noqa: E402,F401
+from robustkit.models import lenet, preact, resnet, smallcnn, vgg  # noqa: F401
 
 SOURCES: tuple[ModuleType, ...] = (torchvision_any, timm_any, robustbench_zoo)
 

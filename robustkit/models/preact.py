@@ -55,7 +55,7 @@ class PreActResNet(nn.Module):
         else:
             self.stem = nn.Sequential(nn.Conv2d(channels, stem_width, 7, 2, 3, bias=False), nn.MaxPool2d(3, 2, 1))
         stages, in_width = [], stem_width
-        for i, (count, width) in enumerate(zip(blocks, widths)):
+        for i, (count, width) in enumerate(zip(blocks, widths, strict=True)):
             for j in range(count):
                 stride = 2 if i > 0 and j == 0 else 1
                 stages.append(PreActBlock(in_width, width, stride, dropout))

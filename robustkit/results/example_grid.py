@@ -109,7 +109,7 @@ def example_strip(clean: Tensor | None, adversarial: Tensor, size: int = 56) -> 
     pairs = F.interpolate(pairs.float().clamp(0, 1), size=(rows * size, size), mode="nearest")
     pairs = pairs.expand(-1, 3, -1, -1) if pairs.shape[1] == 1 else pairs
     gap = torch.ones(len(pairs), 3, rows * size, 4)  # white gutters between examples
-    row = torch.cat([t for pair in zip(pairs, gap) for t in pair][:-1], dim=-1)
+    row = torch.cat([t for pair in zip(pairs, gap, strict=True) for t in pair][:-1], dim=-1)
     array = (row * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")

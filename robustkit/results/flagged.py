@@ -51,7 +51,7 @@ def with_marks(table: pd.DataFrame, text) -> tuple[pd.DataFrame, set[str], str]:
     if COLUMN not in table:
         return table, numeric, ""
     shown = table.drop(columns=[COLUMN])
-    marks = [(i, c) for i, cols in zip(shown.index, table[COLUMN]) for c in (cols or "").split("; ") if c in shown]
+    marks = [(i, c) for i, cols in zip(shown.index, table[COLUMN], strict=True) for c in (cols or "").split("; ") if c in shown]
     for column in dict.fromkeys(c for _, c in marks):
         shown[column] = shown[column].map(text).astype(object)
     for i, column in marks:

@@ -20,7 +20,7 @@ _SYMBOLS = {"∞": r"$\infty$", "×": r"$\times$", "→": r"$\rightarrow$", "←
             "·": r"$\cdot$", "ℓ": r"$\ell$", "°": r"$^\circ$", "−": "-", "–": "--", "—": "---", "…": r"\dots{}",
             "“": "``", "”": "''", "‘": "`", "’": "'", "\u00a0": "~", "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}",
             "œ": r"\oe{}", "Œ": r"\OE{}", "ø": r"\o{}", "Ø": r"\O{}", "ł": r"\l{}", "Ł": r"\L{}", "§": r"\S{}",
-            "⚑": r"$^\dagger$"}  # fmt: skip  (⚑: a flagged figure)
+            "⚑": r"$^\dagger$"}  # ⚑: a flagged figure  # fmt: skip
 _GREEK = {"alpha", "beta", "gamma", "delta", "varepsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
           "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Gamma", "Delta", "Theta",
           "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}  # letters with a LaTeX math command

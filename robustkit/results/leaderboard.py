@@ -197,7 +197,7 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
     intervals: dict[str, dict[str, Interval]] = {
         "clean_accuracy": {e: fraction_interval(_or(a, None), n_images.get(e)) for e, a in table["clean_accuracy"].items()}}
     worst = worst_case(cells)
-    pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"])})
+    pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"], strict=True)})
     for norm, eps in pairs:
         column = f"worst {norm} ε={eps:.4g}"
         here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")
@@ -220,8 +220,8 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
         table[top_column] = table[f"worst {top[0]} ε={top[1]:.4g}"]
         intervals[top_column] = intervals[f"worst {top[0]} ε={top[1]:.4g}"]
     if checks is not None and not checks.empty:
-        scored = set(zip(cells["entry"], weights_identity(cells)))  # checks of older weights do not count
-        current = checks[[(e, s) in scored for e, s in zip(checks["entry"], weights_identity(checks))]]
+        scored = set(zip(cells["entry"], weights_identity(cells), strict=True))  # checks of older weights do not count
+        current = checks[[(e, s) in scored for e, s in zip(checks["entry"], weights_identity(checks), strict=True)]]
         table["checks"] = _check_verdicts(current, table.index)
         table[FLAGGED] = flagged_columns(cells, current, table.index, _figure_name)
         if top_column:  # the headline is the worst case under another name: flagged alike
@@ -267,7 +267,7 @@ def headline_budget(pairs: list[tuple[str, float]], named: tuple[str, float] | N
 def next_pvalues(bits: list[np.ndarray | None]) -> list[float]:
     """Per rank: McNemar's exact paired p-value of its per-image outcomes against the next rank's (NaN for
     the last, or where either has no bits)."""
-    pairs = zip(bits, bits[1:] + [None])
+    pairs = zip(bits, bits[1:] + [None], strict=True)
     return [round(mcnemar_pvalue(a, b), MACHINE_DECIMALS) if _has_bits(a) and _has_bits(b) and len(a) == len(b)
             else math.nan for a, b in pairs]  # fmt: skip
 
@@ -424,13 +424,13 @@ def _bracketed(table: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
     shown, figures = table.copy(), set()
     for column in [c for c in table.columns if f"{c}{LOW}" in table]:
         low, high = table[f"{column}{LOW}"], table[f"{column}{HIGH}"]
-        shown[column] = [_bracket(v, a, b) for v, a, b in zip(table[column], low, high)]
+        shown[column] = [_bracket(v, a, b) for v, a, b in zip(table[column], low, high, strict=True)]
         shown = shown.drop(columns=[f"{column}{LOW}", f"{column}{HIGH}"])
         figures.add(column)
     if NEXT_PVALUE in table:
         last = table["rank"] == table["rank"].max()
         marks = ["" if is_last else "?" if not _number(p) else "" if separated(p) else "≈"
-                 for p, is_last in zip(table[NEXT_PVALUE], last)]  # fmt: skip
+                 for p, is_last in zip(table[NEXT_PVALUE], last, strict=True)]  # fmt: skip
         shown.insert(shown.columns.get_loc(NEXT_PVALUE), NOT_SEPARATED, marks)
         shown = shown.drop(columns=[NEXT_PVALUE])
     return shown, figures
@@ -528,7 +528,7 @@ def _latex(table: pd.DataFrame, wrap: str | None = None, numeric: set[str] | Non
     align = "".join(r"p{0.5\linewidth}" if c == wrap else "r" if c in numeric else "l" for c in table.columns)
     norms = [c == "norm" for c in table.columns]
     header = " & ".join(tex(str(c), norms=True) for c in table.columns) + r" \\"
-    rows = [" & ".join(tex(_text(v), norms=n) for v, n in zip(row, norms)) + r" \\" for row in table.itertuples(index=False)]
+    rows = [" & ".join(tex(_text(v), norms=n) for v, n in zip(row, norms, strict=True)) + r" \\" for row in table.itertuples(index=False)]
     lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", header, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -557,15 +557,15 @@ def curves_figure(cells: pd.DataFrame, title: str = ""):
         axes[0][0].text(0.5, 0.5, "no robust-accuracy cells to plot\n(fooling rates are in the table)",
                         ha="center", va="center")  # fmt: skip
         axes[0][0].set_axis_off()
-    for ax, norm in zip(axes[0], norms):
+    for ax, norm in zip(axes[0], norms, strict=False):
         here = worst[worst["norm"] == norm]
         for entry, group in here.groupby("entry", sort=False):
             group = group.sort_values("eps")
             bounds = [fraction_interval(clean[entry], n_images[entry]),
                       *(count_interval(r.bits, r.robust_accuracy, r.n) for r in group.itertuples())]  # fmt: skip
             y = [clean[entry], *group["robust_accuracy"]]
-            yerr = [[_or(v - (b.low if b.low is not None else v), 0.0) for v, b in zip(y, bounds)],
-                    [_or((b.high if b.high is not None else v) - v, 0.0) for v, b in zip(y, bounds)]]  # fmt: skip
+            yerr = [[_or(v - (b.low if b.low is not None else v), 0.0) for v, b in zip(y, bounds, strict=True)],
+                    [_or((b.high if b.high is not None else v) - v, 0.0) for v, b in zip(y, bounds, strict=True)]]  # fmt: skip
             joined = len(group) > 1  # two points only (clean, one budget): nothing measured between them
             ax.errorbar([0.0, *group["eps"]], y, yerr=yerr, marker="o", linestyle="-" if joined else "none",
                         capsize=3, label=entry)  # fmt: skip
@@ -727,7 +727,7 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
     table = sort_table(leaderboard(cells, checks, published, headline, certified=certified, corruptions=corruptions), sort)
     settings = attack_settings(cells)
     written = []
-    for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json")):
+    for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json"), strict=True):
         written.append(folder / f"{name}{suffix}")
         written[-1].write_text(render(table, fmt, settings))
     board = white_box(cells)
@@ -785,7 +785,7 @@ def per_class_html(cells: pd.DataFrame, table: pd.DataFrame) -> str:
 
 
 def _brackets(frame: pd.DataFrame, figure: str) -> list[str]:
-    return [_bracket(v, a, b) for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"])]
+    return [_bracket(v, a, b) for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"], strict=True)]
 
 
 def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:

@@ -82,7 +82,7 @@ def add_published(table: pd.DataFrame, published: pd.DataFrame | None) -> pd.Dat
         return table
     table = table.copy()
     matches = {}  # entry → its published rows: same model, no defense of ours
-    for entry, model, defense in zip(table.index, table["model"], table["defense"].fillna("none")):
+    for entry, model, defense in zip(table.index, table["model"], table["defense"].fillna("none"), strict=True):
         rows = published[published["model"] == model]
         if defense == "none" and len(rows):
             matches[entry] = rows

@@ -39,7 +39,7 @@ _COLUMNS = {
     "examples": "BLOB",  # a small PNG of clean over adversarial examples (a few the attack broke)
     "weights": "TEXT",  # where the weights come from: "file PATH sha256 …" or a library's name and version
     "weights_sha256": "TEXT",  # of the tensors alone (what keys the cell); checkpoint_sha256 is the whole file's
-}  # fmt: skip
+}  # fmt: skip # rows grouped: docs/gen_reference.py gives a line's comment to every column on it
 _CHECK_COLUMNS = {
     "key": "TEXT PRIMARY KEY", "suite": "TEXT", "entry": "TEXT", "checkpoint_sha256": "TEXT", "norm": "TEXT",
     "eps": "REAL", "n": "INTEGER", "summary": "TEXT", "details": "TEXT", "seconds": "REAL", "created": "TEXT",

@@ -16,7 +16,7 @@ from robustkit.threats.base import (
     threat_model,
 )
 from robustkit.threats.lp import DEFAULT_NORM, L0, L1, L2, LpBall, Linf
-from robustkit.threats import flow, fooling, patch, spatial  # noqa: E402,F401  (flow fields; fooling images; patches; rotations and translations)
+from robustkit.threats import flow, fooling, patch, spatial  # noqa: F401  (flow fields; fooling images; patches; rotations and translations)
 
 __all__ = ["DEFAULT_NORM", "L0", "L1", "L2", "Linf", "LpBall", "ThreatModel", "clip_to_box", "default_eps", "names",
            "parse_eps", "per_sample", "threat_class", "threat_family", "threat_model"]

@@ -87,7 +87,7 @@ class ThreatModel(ABC):
         """``x_adv`` made admissible where a projection exists; every threat model keeps [0, 1]."""
         return clip_to_box(x_adv)
 
-    def check_fits(self, image_shape: Sequence[int]) -> None:
+    def check_fits(self, image_shape: Sequence[int]) -> None:  # noqa: B027  (a hook: most budgets fit any image)
         """A one-line error when the budget cannot be applied to images of ``image_shape`` (C×H×W or
         N×C×H×W; e.g. a patch larger than the image); most budgets fit any image."""
 

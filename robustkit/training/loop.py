@@ -279,7 +279,7 @@ def _train_epoch(run: _Run, epoch: int, first: int, state: TrainState) -> dict[s
     # loader draws when it starts); dropout draws from the global RNG, so it is seeded inside a fork
     # and the caller's RNG state is left as it was
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-        for step, (x, y) in zip(bar, batches):
+        for step, (x, y) in zip(bar, batches, strict=True):
             _step(run, epoch, step, x, y, sums)
             if step % 20 == 0 or step == run.steps - 1:  # .item() syncs; not on every step
                 seen = (step + 1) * run.batch_size
