@@ -69,8 +69,8 @@ def parts(table: pd.DataFrame, family_of: Callable[[str], str]) -> list[Part]:
         families.setdefault(family_of(figures[column]["norm"]), []).append(column)
     for family, columns in families.items():
         budgets = [(figures[c]["norm"], figures[c]["eps"]) for c in columns]
-        if len(set(budgets)) == len(budgets):  # one attack per budget: the board's worst case is its figure
-            continue
+        if family not in FAMILY_TITLES and len(set(budgets)) == len(budgets):
+            continue  # one attack per budget: the board's worst case is its figure (a titled group is not a worst case)
         single_norm = len({figures[c]["norm"] for c in columns}) == 1
         heads = {c: _attack_head(figures[c], single_norm) for c in columns}
         result.append(Part("family", family, table[identity + columns], heads))
