@@ -74,8 +74,9 @@ class FastEnsemble(Cascade):
 
     Threat model: L∞ (MALT's ranking reads the ℓ1 dual norm), within [0, 1].
     Arguments: ``eps``; ``steps`` (APGD-CE's and each APGD-T run's iterations); ``targets`` (APGD-T runs,
-    capped at classes − 1); ``queries`` (Square's budget per sample); ``patience`` (Square stops after
-    this many fruitless queries in a row); ``seed``, ``precision``, ``eot``, ``bpda`` as in ``ensemble``.
+    capped at classes − 1); ``queries`` (Square's budget per sample); ``patience`` (a sample's Square stops
+    after this many queries in a row that did not raise its margin: per sample, so no outcome depends on
+    the batch); ``seed``, ``precision``, ``eot``, ``bpda`` as in ``ensemble``.
     Shapes: x N×C×H×W in [0, 1], y int64 N. ``extras["broken_by"]``: 0 APGD-CE, 1 APGD-T, 2 Square, −1.
     Cost of the defaults: 100 APGD-CE steps, 3 × 100 APGD-T steps, up to 500 Square queries, each only on
     the samples still robust; ~29 s for 1000 Fashion-MNIST images on smallcnn on 1 CPU thread (CPU time,
