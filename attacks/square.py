@@ -55,7 +55,8 @@ class Square(Attack):
     Cost of the defaults: at most 5000 forward passes per image (a fooled image stops); ~160 s for
     1000 Fashion-MNIST images on smallcnn on 2 CPU cores (L∞ ε = 0.1), nearly all of it on the ~5 %
     it cannot fool. ``queries=1000`` takes ~50 s there but leaves twice as many unbroken (robust
-    accuracy 0.095 vs 0.046), and ``patience=1000`` saved nothing; so the budget stays AutoAttack's.
+    accuracy 0.095 vs 0.046), and ``patience=1000`` (then judged over the batch) saved nothing; so the
+    budget stays AutoAttack's.
 
     Example::
 
