@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustkit.attack import Attack, Perturbed
+from robustkit.attack import Attack, Perturbed, keep_rows
 from robustkit.errors import ConfigError
 from attacks.random_search import search_score
 from robustkit.registry import ATTACKS
@@ -42,21 +42,21 @@ class Square(Attack):
     Arguments: ``eps``; ``norm`` (linf | l2 | l1); ``queries`` (5000: model evaluations per sample, the
     initial point included); ``p_init`` (0.8: fraction of the image the first windows cover);
     ``loss`` (margin | ce, maximised; a proposal is kept if it raises the loss or fools the model);
-    ``patience`` (0: spend the whole budget; P > 0: stop once P queries in a row have fooled no
-    sample of the batch, so a model whose gradients already told the truth does not cost the full
-    budget, while on a masked model, where Square keeps finding new examples, it runs on);
+    ``patience`` (0: spend the whole budget; P > 0: a sample stops once P queries in a row have not
+    raised its own best loss, so a model whose gradients already told the truth does not cost the full
+    budget, while a sample Square is still climbing on, as on a masked model, runs on);
     ``rescaled`` (True: p's halvings come at query counts scaled to the budget, as if it were 10 000, the
     paper's code's default; False: at the raw counts, as AutoAttack's standard version runs it);
     ``eot`` (scores averaged over that many passes of a randomised model); ``seed``; ``precision``.
     A sample stops costing queries once it is fooled. Every random draw is the sample's own (seed,
-    index), but ``patience`` > 0 is judged over the batch, so with it a sample's outcome can depend on
-    its batch; the default 0 does not.
+    index) and ``patience`` is judged per sample, so a sample's outcome does not depend on its batch.
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` int64 N, model evaluations per
     sample (≤ the budget).
     Cost of the defaults: at most 5000 forward passes per image (a fooled image stops); ~160 s for
     1000 Fashion-MNIST images on smallcnn on 2 CPU cores (L∞ ε = 0.1), nearly all of it on the ~5 %
     it cannot fool. ``queries=1000`` takes ~50 s there but leaves twice as many unbroken (robust
-    accuracy 0.095 vs 0.046), and ``patience=1000`` saved nothing; so the budget stays AutoAttack's.
+    accuracy 0.095 vs 0.046), and ``patience=1000`` (then judged over the batch) saved nothing; so the
+    budget stays AutoAttack's.
 
     Example::
 
@@ -91,21 +91,24 @@ class Square(Attack):
         xa, ba, la, ya, ra = x[idx], best[idx], loss[idx], y[idx], rng[idx]
         ta = None if target is None else target[idx]
         propose = {Linf.name: self._linf_step, L2.name: self._l2_step, L1.name: self._l1_step}[self.norm]
-        made, last_hit = 1, 0  # queries made so far per remaining sample; the step that last fooled one
+        made = 1  # queries made so far per remaining sample
+        gained = torch.zeros(len(idx), dtype=torch.long, device=device)  # the step of each one's last gain
         for step in range(1, self.queries):
-            if len(idx) == 0 or (self.patience and step - last_hit > self.patience):
+            if len(idx) == 0:
                 break
             cand = propose(xa, ba, self._p(step), ra)
             new_loss, hit = self._score(model, cand, ya, ta)
             take = hit | (new_loss > la)  # strict: a tie is no progress
             ba = torch.where(take[:, None, None, None], cand, ba)
             la = torch.where(take, new_loss, la)
+            gained = torch.where(take, step, gained)
             made = step + 1
-            if hit.any():  # one host sync per step: shrinking the working set needs its new size
-                best[idx[hit]], spent[idx[hit]], last_hit = ba[hit], step + 1, step
-                keep = ~hit
-                idx, xa, ba, la, ya, ra = idx[keep], xa[keep], ba[keep], la[keep], ya[keep], ra[keep]
-                ta = None if ta is None else ta[keep]
+            stuck = step - gained >= self.patience if self.patience else torch.zeros_like(hit)
+            done = hit | stuck  # fooled, or its own best has not risen for ``patience`` queries
+            if done.any():  # one host sync per step: shrinking the working set needs its new size
+                best[idx[done]], spent[idx[done]] = ba[done], step + 1
+                idx, xa, ba, la, ya, ta, gained = keep_rows(~done, idx, xa, ba, la, ya, ta, gained)
+                ra = ra[~done]
         best[idx], spent[idx] = ba, made  # whoever is left used every query made
         return Perturbed(best, queries=spent * self.eot)
 

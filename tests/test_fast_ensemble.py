@@ -1,11 +1,14 @@
 """The fast reliable figure: MALT's targeting against its closed form, and the cascade's own rule."""
 
+import pytest
 import torch
 from torch import nn
 
 from attack_fixtures import DATA, tiny_model
 from attacks import FastEnsemble
 from attacks.fast_ensemble import linear_distances
+from defenses import BitDepthReduction, JpegQuantization
+from robustkit.evaluation.checks import answered_flags, run_checks
 
 
 def test_malt_distances_are_the_exact_l1_dual_distances_on_a_linear_model():
@@ -39,3 +42,17 @@ def test_fast_ensemble_is_a_cascade_over_the_still_robust_samples():
     assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
     assert (result.x_adv - x).abs().amax() <= 0.08 + 1e-6
     assert 0 < result.success.sum() < len(y)  # the check can fail both ways on this model
+
+
+@pytest.mark.parametrize("defense", [BitDepthReduction(bits=2), JpegQuantization(quality=20)], ids=["bit-depth", "jpeg"])
+def test_on_a_masking_defense_the_fast_figure_comes_with_the_default_checks_flag(defense):
+    # without BPDA the gradient members see zero gradients, so the figure rests on a short Square: it must not
+    # pass for a reliable one. The default checks, run as the engine runs them (on what the attack left), flag it,
+    # and the flag reaches the user beside the figure as a note naming the remedy (BPDA), not dropped
+    model, x, y = defense.wrap(tiny_model()).eval(), DATA.test.images[:48], DATA.test.labels[:48]
+    fast = FastEnsemble(eps=0.1, steps=10, targets=2, queries=60, patience=10)
+    robust = ~fast(model, x, y).success
+    report = run_checks(model, x, y, norm="linf", eps=0.1, level="default", white=robust)
+    answered = answered_flags(report.flags, fast)[1]
+    assert "zero-gradients" in {f.check for f in answered}
+    assert robust.any()  # something is left standing: the flag says it may still fall

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attack_fixtures import DATA, tiny_model
-from attacks import PGD, OnePixel, PatchRS, SparseRS, Square
+from attacks import PGD, FastEnsemble, OnePixel, PatchRS, SparseRS, Square
 from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
 from robustkit.per_sample_random import SampleRandom, mix_int
@@ -80,6 +80,8 @@ def _outcomes(attack, images, labels, batch_size):
     (PGD(eps=0.15, steps=2, seed=1), 300, (300, 50)),
     (PGD(eps=0.8, norm="l2", steps=3, restarts=2, seed=2), 300, (300, 7)),
     (Square(eps=0.15, queries=30, seed=3), 300, (300, 50)),
+    (Square(eps=0.1, queries=60, patience=4, seed=3), 300, (300, 50)),  # patience is the sample's own
+    (FastEnsemble(eps=0.08, steps=5, targets=2, queries=40, patience=4, seed=3), 200, (200, 30)),
     (OnePixel(eps=1, population=12, generations=3, seed=4), 300, (300, 9)),
     (SparseRS(eps=2, queries=40, seed=5), 300, (300, 50)),
     (PatchRS(eps=3, queries=40, seed=6), 300, (300, 50)),

@@ -89,26 +89,61 @@ def test_queries_stay_within_budget_and_fooled_samples_stop_early():
 
 
 class Unfoolable(nn.Module):
-    """Class 0, whatever the input: nothing Square tries ever fools it (input-dependent logits, though)."""
+    """Class 0, whatever the input, by the same margin: no query can fool it or raise the loss."""
 
     def forward(self, x):
-        return torch.cat([10 + x.flatten(1).mean(1, keepdim=True), torch.zeros(len(x), 3)], 1)
+        return torch.cat([torch.full((len(x), 1), 10.0), torch.zeros(len(x), 3)], 1)
 
 
-def test_patience_stops_after_that_many_fruitless_queries_and_changes_nothing_while_square_is_finding_examples():
+def test_patience_stops_a_sample_after_that_many_queries_without_gain_and_changes_nothing_while_it_climbs():
     x, y = tiny_batch(8)[0], torch.zeros(8, dtype=torch.long)
     assert (Square(eps=0.1, queries=300)(Unfoolable(), x, y).queries == 300).all()
     stopped = Square(eps=0.1, queries=300, patience=40)(Unfoolable(), x, y)
     assert (stopped.queries == 41).all() and not stopped.success.any()  # the start, then 40 fruitless queries
-    # on a model Square keeps fooling, the same seed gives the same result with or without patience
+    # with a patience longer than the budget, the same seed gives the same result as without
     model, (x, y) = tiny_model(), tiny_batch(32)
     full = Square(eps=0.15, queries=200)(model, x, y)
-    patient = Square(eps=0.15, queries=200, patience=150)(model, x, y)
-    last_hit = full.queries[full.success].max().item() - 1  # the step that fooled the last sample
-    assert full.success.any() and last_hit + 150 >= 199  # so patience 150 never ran out
-    assert torch.equal(patient.x_adv, full.x_adv) and torch.equal(patient.queries, full.queries)
+    assert torch.equal(Square(eps=0.15, queries=200, patience=199)(model, x, y).x_adv, full.x_adv)
     with pytest.raises(ConfigError, match="patience"):
         Square(eps=0.1, patience=-1)
+
+
+@torch.no_grad()
+def _gains(model, x, y, square: Square) -> list[list[int]]:
+    """Per sample, the queries (1-based) at which the full-budget run's best margin rose: a hand-written
+    replay of the search, proposal by proposal, so patience's stopping point can be read off it."""
+    rng = SampleRandom(square.seed, torch.arange(len(x)))
+    best = square._start(x, rng)
+    loss = attack_loss(model(best), y, None, "margin")
+    gains = [[] for _ in range(len(x))]
+    for step in range(1, square.queries):
+        cand = square._linf_step(x, best, square._p(step), rng)
+        new = attack_loss(model(cand), y, None, "margin")
+        for i in (new > loss).nonzero().squeeze(1).tolist():
+            gains[i].append(step + 1)
+        best = torch.where((new > loss)[:, None, None, None], cand, best)
+        loss = torch.maximum(new, loss)
+    return gains
+
+
+def test_patience_is_judged_per_sample_so_no_outcome_depends_on_the_batch():
+    model, (x, y) = tiny_model(), tiny_batch(32)
+    square = Square(eps=0.1, queries=150, patience=12, seed=2)
+    whole = square(model, x, y, index=torch.arange(32))
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(0))
+    for part in (order[:1], order[1:9], order[9:]):  # alone, and in batches of other compositions
+        alone = square(model, x[part], y[part], index=part)
+        assert torch.equal(alone.x_adv, whole.x_adv[part]) and torch.equal(alone.queries, whole.queries[part])
+        assert torch.equal(alone.success, whole.success[part])
+    # each unfooled sample stopped exactly 12 queries after its own last gain (or at the budget), per the replay
+    gains = _gains(model, x, y, Square(eps=0.1, queries=150, seed=2))
+    unfooled = (~whole.success).nonzero().squeeze(1).tolist()
+    for i in unfooled:
+        rises = [0] + [q - 1 for q in gains[i]]  # the steps at which sample i's best rose (0: the start)
+        stop = next((a + 12 for a, b in zip(rises, rises[1:] + [10**9]) if b - a > 12), 149)
+        assert whole.queries[i] == min(stop, 149) + 1, i
+    stops = {whole.queries[i].item() for i in unfooled}
+    assert len(stops) > 2  # the samples stopped at many different queries: each at its own, not the batch's
 
 
 def test_targeted_square_reaches_the_target():

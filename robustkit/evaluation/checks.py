@@ -34,13 +34,14 @@ from robustkit.results.outcome import share
 from robustkit.threats import threat_class, threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
-CHECKS_VERSION = 4  # part of stored check runs' keys: bump it when a check changes, and they run again
+CHECKS_VERSION = 5  # part of stored check runs' keys: bump it when a check changes, and they run again
 DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
 DEFAULT_SQUARE_QUERIES = 30  # the default black-box probe: a short Square run on what the white box left
 DEFAULT_SQUARE_SAMPLES = 32  # … on at most this many of those samples (Square's share dominates the cost)
-# … stopping once this many queries in a row broke none of them: where gradients mislead, Square keeps finding
-# examples (on bit-depth, JPEG and Gaussian-noise smallcnn no gap between two was longer than 5 of the 30 queries);
-# where they told the truth it finds none, and 30 sequential queries on a handful of samples cost more than PGD at n = 200
+# … each sample stopping once this many queries in a row have not raised its own margin (Square's patience, per
+# sample so the probe does not depend on the batch): a sample that stalls stops costing queries, and 30 sequential
+# queries on a handful of samples cost more than PGD at n = 200; where gradients mislead, Square keeps climbing
+# (bit-depth, JPEG, Gaussian-noise smallcnn: under the old batch-wide rule no gap between two successes exceeded 5)
 DEFAULT_SQUARE_PATIENCE = 5
 DEFAULT_UNBOUNDED_STEPS = 5  # a whole-box ball needs few steps on a differentiable model
 UNBOUNDED_LIMIT = 0.1  # accuracy under PGD with a whole-box ε above this is flagged (expected ≈ 0)
