@@ -25,7 +25,7 @@ from robustkit.adaptation import Adaptation  # its own light module: leaderboard
 from robustkit.bpda import non_differentiable_modules
 from robustkit.data.base import IndexedSplit, Split
 from robustkit.errors import ConfigError
-from robustkit.evaluation.engine import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack, reseed_randomness
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.random_forward import randomised_modules
@@ -34,8 +34,9 @@ from robustkit.results.outcome import share
 from robustkit.threats import threat_class, threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
-CHECKS_VERSION = 4  # part of stored check runs' keys: bump it when a check changes, and they run again
+CHECKS_VERSION = 5  # part of stored check runs' keys: bump it when a check changes, and they run again
 DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
+FORWARD_SAMPLES = 8  # the determinism check's second pass: a randomised layer changes every sample's logits
 DEFAULT_SQUARE_QUERIES = 30  # the default black-box probe: a short Square run on what the white box left
 DEFAULT_SQUARE_SAMPLES = 32  # … on at most this many of those samples (Square's share dominates the cost)
 # … stopping once this many queries in a row broke none of them: where gradients mislead, Square keeps finding
@@ -161,18 +162,17 @@ def run_checks(
     n = len(labels)
     slack = tolerance + 1.0 / max(n, 1)
     logits, margin_gradients = _input_gradients(model, images, labels, batch_size, "margin", adaptation)
-    _check_forward(model, images, logits, report, batch_size, averaged=adaptation.eot > 1)
+    _check_forward(model, images, logits, report, averaged=adaptation.eot > 1)
     _check_gradients(model, images, labels, logits, margin_gradients, report, batch_size, adaptation)
 
     def robust(attack, keep: Tensor | None = None) -> Tensor:
         """Per sample, robust under ``attack``; with ``keep`` only those samples are attacked (others: False)."""
-        if keep is not None and not keep.any():
-            return keep.clone()
-        chosen = Split(images, labels) if keep is None else Split(images[keep], labels[keep])
-        outcome = evaluate_attack(model, chosen, attack, batch_size=batch_size, progress=False).robust.to(device)
         if keep is None:
-            return outcome
-        return torch.zeros(n, dtype=torch.bool, device=device).masked_scatter(keep, outcome)
+            return evaluate_attack(model, Split(images, labels), attack, batch_size=batch_size, progress=False).robust.to(device)
+        if not keep.any():
+            return keep.clone()
+        broken = _broken(model, attack, images[keep], labels[keep], batch_size)
+        return torch.zeros(n, dtype=torch.bool, device=device).masked_scatter(keep, ~broken)
 
     # by registered name: the core names the attacks it needs, never imports a plugin module
     pgd, apgd, square = (ATTACKS.get(name) for name in ("pgd", "apgd", "square"))
@@ -254,6 +254,20 @@ def _check_eps_sweep(report: CheckReport, base: Tensor, robust_at: Callable[[flo
                                  "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16"))  # fmt: skip
 
 
+def _broken(model: nn.Module, attack: Any, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    """Per sample, broken by ``attack``: its result as the attack base verified it (projected, a fresh pass).
+
+    Only for samples robust under an earlier attack, so classified correctly: the engine's clean pass over
+    them would be one more pass to learn nothing (on a few samples, a tenth of the probe's cost). Sample i
+    draws from (seed, i) and randomised layers restart their streams, as in ``evaluate_attack``: the same
+    outcome as through the engine.
+    """
+    reseed_randomness(model)
+    index = torch.arange(len(y), device=x.device)
+    chunks = zip(x.split(batch_size), y.split(batch_size), index.split(batch_size))
+    return torch.cat([attack(model, xb, yb, index=ib).success for xb, yb, ib in chunks])
+
+
 def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int, loss: str,
                      adaptation: Adaptation) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Logits (float32) and the ``loss``'s input gradient (flattened), taken as the attack takes them (BPDA;
@@ -272,17 +286,19 @@ def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_siz
     return torch.cat(logits), torch.cat(grads)
 
 
-def _check_forward(model: nn.Module, images: Tensor, first: Tensor, report: CheckReport, batch_size: int, *,
-                   averaged: bool) -> None:  # fmt: skip
+def _check_forward(model: nn.Module, images: Tensor, first: Tensor, report: CheckReport, *, averaged: bool) -> None:
     """A randomised forward pass makes every single-draw gradient (and verdict) a sample; an attack that
     averages over draws (``averaged``: EOT) has answered it, so the figure is kept and nothing is flagged.
-    ``first`` is the margin pass's logits, compared with a second pass."""
+    ``first`` is the margin pass's logits; a second, separate pass on the first ``FORWARD_SAMPLES`` (a layer
+    drawing per sample changes them all, one drawing per batch or per call changes them between the calls)."""
+    some = images[:FORWARD_SAMPLES]
     with torch.no_grad(), eval_mode(model):
-        second = torch.cat([model(x).float() for x in images.split(batch_size)])
+        second = model(some).float()
+    first = first[:FORWARD_SAMPLES]
     differs = (first - second).abs().amax().item()
     report.figures["forward_max_difference"] = differs
     if differs > 1e-4 * max(first.abs().amax().item(), 1.0) and not averaged:
-        changed = share(predict(model, images, draws=1) != first.argmax(1))  # one pass, no vote
+        changed = share(predict(model, some, draws=1) != first.argmax(1))  # one pass, no vote
         report.flags.append(Flag("randomised-forward",
                                  f"two eval-mode passes on the same inputs differ by up to {differs:.3g} in the "
                                  f"logits ({changed:.3f} of predictions change on a third pass)",
