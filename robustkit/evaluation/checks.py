@@ -143,7 +143,9 @@ def run_checks(
     few hundred are plenty, ``default`` uses ``DEFAULT_SAMPLES``) at the evaluated ``norm`` and ``eps``.
 
     ``white`` (bool per sample: robust under the evaluated attack) lets the default level compare the
-    black box with the figure actually reported instead of running PGD again. The split is decoded once
+    black box with the figure actually reported instead of running PGD again. The default level looks only
+    where that white-box attack failed (a broken sample cannot inflate the figure): its gradient checks
+    and probes attack those samples, the fractions it reports are of all of them. The split is decoded once
     and held (every check attacks the same images again), so memory grows with its few hundred samples,
     not with the data set; forward passes go batch by batch. ``tolerance`` is the change in robust
     accuracy (absolute, plus one sample) taken as noticeable.
@@ -161,9 +163,6 @@ def run_checks(
     images, labels = images.to(device), labels.to(device)
     n = len(labels)
     slack = tolerance + 1.0 / max(n, 1)
-    logits, margin_gradients = _input_gradients(model, images, labels, batch_size, "margin", adaptation)
-    _check_forward(model, images, logits, report, averaged=adaptation.eot > 1)
-    _check_gradients(model, images, labels, logits, margin_gradients, report, batch_size, adaptation)
 
     def robust(attack, keep: Tensor | None = None) -> Tensor:
         """Per sample, robust under ``attack``; with ``keep`` only those samples are attacked (others: False)."""
@@ -180,6 +179,11 @@ def run_checks(
 
     base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed, **adapted)) if white is None or not quick else white.to(device)
     report.figures["pgd_accuracy" if white is None or not quick else "evaluated_accuracy"] = share(base)
+    # a broken sample cannot inflate the figure, whatever its gradient: the default level looks for blind
+    # gradients only where the white-box attack failed (on a normal model a few samples, not all of them)
+    examined = base if quick else torch.ones(n, dtype=torch.bool, device=device)
+    logits = _check_gradients(model, images[examined], labels[examined], n, report, batch_size, adaptation)
+    _check_forward(model, images[examined] if examined.any() else images, logits, report, averaged=adaptation.eot > 1)
     if not quick:
         _check_eps_sweep(report, base, lambda f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed, **adapted)), slack)
 
@@ -286,15 +290,17 @@ def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_siz
     return torch.cat(logits), torch.cat(grads)
 
 
-def _check_forward(model: nn.Module, images: Tensor, first: Tensor, report: CheckReport, *, averaged: bool) -> None:
+def _check_forward(model: nn.Module, images: Tensor, first: Tensor | None, report: CheckReport, *,
+                   averaged: bool) -> None:  # fmt: skip
     """A randomised forward pass makes every single-draw gradient (and verdict) a sample; an attack that
     averages over draws (``averaged``: EOT) has answered it, so the figure is kept and nothing is flagged.
-    ``first`` is the margin pass's logits; a second, separate pass on the first ``FORWARD_SAMPLES`` (a layer
-    drawing per sample changes them all, one drawing per batch or per call changes them between the calls)."""
+    ``first`` is the margin pass's logits of ``images`` (None: no pass was made, one is made here); a second,
+    separate pass on the first ``FORWARD_SAMPLES`` is compared with it (a layer drawing per sample changes
+    them all, one drawing per batch or per call changes them between the calls)."""
     some = images[:FORWARD_SAMPLES]
     with torch.no_grad(), eval_mode(model):
+        first = model(some).float() if first is None else first[:FORWARD_SAMPLES]
         second = model(some).float()
-    first = first[:FORWARD_SAMPLES]
     differs = (first - second).abs().amax().item()
     report.figures["forward_max_difference"] = differs
     if differs > 1e-4 * max(first.abs().amax().item(), 1.0) and not averaged:
@@ -306,18 +312,22 @@ def _check_forward(model: nn.Module, images: Tensor, first: Tensor, report: Chec
                                  "report accuracy over several draws"))  # fmt: skip
 
 
-def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: Tensor, flat: Tensor,
-                     report: CheckReport, batch_size: int, adaptation: Adaptation) -> None:  # fmt: skip
+def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, n: int, report: CheckReport,
+                     batch_size: int, adaptation: Adaptation) -> Tensor | None:  # fmt: skip
     """Zero or NaN input gradients leave gradient attacks blind; a saturated softmax blinds cross-entropy.
+    ``images`` are those examined, of ``n``: the fractions are of ``n``. Returns their logits (None if none).
 
-    The logit margin is differentiated for the first (``flat``, with its ``logits``), since it does not
-    saturate. Cross-entropy's input gradient is only exactly 0 when every other class's probability
-    underflows (margins of ~100 in float32), which a normally trained model does not reach: there even
-    the sign of PGD's step is lost. Its gradient w.r.t. the logits shows where that can happen (below
-    ``_CE_UNDERFLOW``); only those samples are differentiated again, with cross-entropy, as the attack
-    would (BPDA, EOT).
+    The logit margin is differentiated first, since it does not saturate. Cross-entropy's input gradient
+    is only exactly 0 when every other class's probability underflows (margins of ~100 in float32), which a
+    normally trained model does not reach: there even the sign of PGD's step is lost. Its gradient w.r.t.
+    the logits shows where that can happen (below ``_CE_UNDERFLOW``); only those samples are differentiated
+    again, with cross-entropy, as the attack would (BPDA, EOT).
     """
-    nan = share((~torch.isfinite(flat)).any(1))
+    if len(labels) == 0:
+        report.figures.update({"gradient_nan_fraction": 0.0, "gradient_zero_fraction": 0.0, "ce_gradient_zero_fraction": 0.0})
+        return None
+    logits, flat = _input_gradients(model, images, labels, batch_size, "margin", adaptation)
+    nan = int((~torch.isfinite(flat)).any(1).sum()) / n
     zero = (flat == 0).all(1)
     with torch.enable_grad():
         z = logits.detach().requires_grad_(True)
@@ -327,8 +337,8 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: T
     if suspect.any():
         _, again = _input_gradients(model, images[suspect], labels[suspect], batch_size, "ce", adaptation)
         saturated[suspect] = (again == 0).all(1)
-    saturated = share(saturated)
-    zero = share(zero)
+    saturated = int(saturated.sum()) / n
+    zero = int(zero.sum()) / n
     report.figures.update({"gradient_nan_fraction": nan, "gradient_zero_fraction": zero, "ce_gradient_zero_fraction": saturated})
     if nan > 0:
         report.flags.append(Flag("nan-gradients", f"{nan:.3f} of the samples have NaN or infinite input gradients",
@@ -342,3 +352,4 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: T
                                  f"{saturated:.3f} of the samples have a cross-entropy input gradient of exactly 0 "
                                  "(the softmax saturates; the logit margin still has a gradient)",
                                  "huge logits blind cross-entropy: try --loss margin (or dlr), or the ensemble"))  # fmt: skip
+    return logits
