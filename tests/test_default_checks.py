@@ -68,6 +68,64 @@ def test_the_default_probes_run_only_where_they_can_raise_a_flag():
     assert {"zero-gradients", "unbounded-attack-fails"} <= {f.check for f in loud.flags}
 
 
+def _margin_gradient_is_zero(model, i: int) -> bool:
+    """Sample i's logit-margin input gradient, by hand (one image, plain autograd), is exactly 0."""
+    x = X[i : i + 1].clone().requires_grad_(True)
+    logits = model(x)[0]
+    others = logits.masked_fill(torch.arange(len(logits)) == Y[i], float("-inf"))
+    (grad,) = torch.autograd.grad(others.max() - logits[Y[i]], x, allow_unused=True)
+    return grad is None or bool((grad == 0).all())
+
+
+def test_the_default_gradient_checks_look_where_the_attack_failed():
+    """A broken sample cannot inflate the figure: only the samples the evaluated attack left are differentiated,
+    the fraction is of all n; with enough of them left, blind gradients are still flagged."""
+    rounding = BitDepthReduction(bits=2).wrap(tiny_model()).eval()
+    for left, flagged in ((10, True), (2, False)):  # 10/48 > 0.05 > 2/48
+        white = torch.arange(len(Y)) < left
+        report = run_checks(rounding, X, Y, norm="linf", eps=0.1, level="default", white=white)
+        expected = sum(_margin_gradient_is_zero(rounding, i) for i in range(left)) / len(Y)
+        assert report.figures["gradient_zero_fraction"] == expected == left / len(Y)
+        assert ("zero-gradients" in {f.check for f in report.flags}) is flagged
+    nothing_left = run_checks(tiny_model(), X, Y, norm="linf", eps=0.1, level="default", white=torch.zeros(len(Y), dtype=torch.bool))
+    assert nothing_left.ok and nothing_left.figures["forward_max_difference"] == 0.0  # two passes of its own
+
+
+class OneDrawPerCall(torch.nn.Module):
+    """Noise drawn once per call, the same for every sample of the batch: duplicates inside one batch would agree."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = tiny_model()
+
+    def forward(self, x):
+        return self.model(x + 0.2 * torch.randn(1, *x.shape[1:]))
+
+
+@pytest.mark.parametrize("left", [0, 10])
+def test_the_determinism_check_sees_a_draw_per_call_on_its_few_samples(left):
+    torch.manual_seed(0)
+    white = torch.arange(len(Y)) < left
+    report = run_checks(OneDrawPerCall().eval(), X, Y, norm="linf", eps=0.1, level="default", white=white)
+    assert "randomised-forward" in {f.check for f in report.flags}
+
+
+def test_the_probes_on_known_correct_samples_agree_with_the_engine():
+    """Whole-box PGD and Square attack samples the evaluated attack left (so classified correctly) without the
+    engine's clean pass: per sample, the same outcome as through ``evaluate_attack``, randomised model included."""
+    from robustkit.data.base import Split
+    from robustkit.evaluation.checks import _broken
+    from robustkit.evaluation.engine import evaluate_attack
+
+    for model in (tiny_model(), GaussianNoise(sigma=0.1).wrap(tiny_model()).eval()):
+        correct = evaluate_attack(model, Split(X, Y), PGD(eps=0.0, steps=1), progress=False).clean_correct
+        x, y = X[correct], Y[correct]
+        for attack in (Square(eps=0.1, queries=30, patience=5), PGD(eps=0.05, steps=5)):
+            engine = evaluate_attack(model, Split(x, y), attack, batch_size=16, progress=False)
+            assert engine.clean_correct.all()
+            assert torch.equal(_broken(model, attack, x, y, batch_size=16), ~engine.robust)
+
+
 def test_a_saturated_softmax_is_flagged():
     class Huge(torch.nn.Module):
         def __init__(self):

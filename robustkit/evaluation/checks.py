@@ -25,7 +25,7 @@ from robustkit.adaptation import Adaptation  # its own light module: leaderboard
 from robustkit.bpda import non_differentiable_modules
 from robustkit.data.base import IndexedSplit, Split
 from robustkit.errors import ConfigError
-from robustkit.evaluation.engine import evaluate_attack
+from robustkit.evaluation.engine import evaluate_attack, reseed_randomness
 from robustkit.modes import eval_mode
 from robustkit.predict import num_classes, predict
 from robustkit.random_forward import randomised_modules
@@ -36,6 +36,7 @@ from robustkit.threats import threat_class, threat_model
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
 CHECKS_VERSION = 5  # part of stored check runs' keys: bump it when a check changes, and they run again
 DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
+FORWARD_SAMPLES = 8  # the determinism check's second pass: a randomised layer changes every sample's logits
 DEFAULT_SQUARE_QUERIES = 30  # the default black-box probe: a short Square run on what the white box left
 DEFAULT_SQUARE_SAMPLES = 32  # … on at most this many of those samples (Square's share dominates the cost)
 # … each sample stopping once this many queries in a row have not raised its own margin (Square's patience, per
@@ -143,7 +144,9 @@ def run_checks(
     few hundred are plenty, ``default`` uses ``DEFAULT_SAMPLES``) at the evaluated ``norm`` and ``eps``.
 
     ``white`` (bool per sample: robust under the evaluated attack) lets the default level compare the
-    black box with the figure actually reported instead of running PGD again. The split is decoded once
+    black box with the figure actually reported instead of running PGD again. The default level looks only
+    where that white-box attack failed (a broken sample cannot inflate the figure): its gradient checks
+    and probes attack those samples, the fractions it reports are of all of them. The split is decoded once
     and held (every check attacks the same images again), so memory grows with its few hundred samples,
     not with the data set; forward passes go batch by batch. ``tolerance`` is the change in robust
     accuracy (absolute, plus one sample) taken as noticeable.
@@ -161,19 +164,15 @@ def run_checks(
     images, labels = images.to(device), labels.to(device)
     n = len(labels)
     slack = tolerance + 1.0 / max(n, 1)
-    logits, margin_gradients = _input_gradients(model, images, labels, batch_size, "margin", adaptation)
-    _check_forward(model, images, logits, report, batch_size, averaged=adaptation.eot > 1)
-    _check_gradients(model, images, labels, logits, margin_gradients, report, batch_size, adaptation)
 
     def robust(attack, keep: Tensor | None = None) -> Tensor:
         """Per sample, robust under ``attack``; with ``keep`` only those samples are attacked (others: False)."""
-        if keep is not None and not keep.any():
-            return keep.clone()
-        chosen = Split(images, labels) if keep is None else Split(images[keep], labels[keep])
-        outcome = evaluate_attack(model, chosen, attack, batch_size=batch_size, progress=False).robust.to(device)
         if keep is None:
-            return outcome
-        return torch.zeros(n, dtype=torch.bool, device=device).masked_scatter(keep, outcome)
+            return evaluate_attack(model, Split(images, labels), attack, batch_size=batch_size, progress=False).robust.to(device)
+        if not keep.any():
+            return keep.clone()
+        broken = _broken(model, attack, images[keep], labels[keep], batch_size)
+        return torch.zeros(n, dtype=torch.bool, device=device).masked_scatter(keep, ~broken)
 
     # by registered name: the core names the attacks it needs, never imports a plugin module
     pgd, apgd, square = (ATTACKS.get(name) for name in ("pgd", "apgd", "square"))
@@ -181,6 +180,11 @@ def run_checks(
 
     base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed, **adapted)) if white is None or not quick else white.to(device)
     report.figures["pgd_accuracy" if white is None or not quick else "evaluated_accuracy"] = share(base)
+    # a broken sample cannot inflate the figure, whatever its gradient: the default level looks for blind
+    # gradients only where the white-box attack failed (on a normal model a few samples, not all of them)
+    examined = base if quick else torch.ones(n, dtype=torch.bool, device=device)
+    logits = _check_gradients(model, images[examined], labels[examined], n, report, batch_size, adaptation)
+    _check_forward(model, images[examined] if examined.any() else images, logits, report, averaged=adaptation.eot > 1)
     if not quick:
         _check_eps_sweep(report, base, lambda f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed, **adapted)), slack)
 
@@ -255,6 +259,20 @@ def _check_eps_sweep(report: CheckReport, base: Tensor, robust_at: Callable[[flo
                                  "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16"))  # fmt: skip
 
 
+def _broken(model: nn.Module, attack: Any, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    """Per sample, broken by ``attack``: its result as the attack base verified it (projected, a fresh pass).
+
+    Only for samples robust under an earlier attack, so classified correctly: the engine's clean pass over
+    them would be one more pass to learn nothing (on a few samples, a tenth of the probe's cost). Sample i
+    draws from (seed, i) and randomised layers restart their streams, as in ``evaluate_attack``: the same
+    outcome as through the engine.
+    """
+    reseed_randomness(model)
+    index = torch.arange(len(y), device=x.device)
+    chunks = zip(x.split(batch_size), y.split(batch_size), index.split(batch_size))
+    return torch.cat([attack(model, xb, yb, index=ib).success for xb, yb, ib in chunks])
+
+
 def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int, loss: str,
                      adaptation: Adaptation) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Logits (float32) and the ``loss``'s input gradient (flattened), taken as the attack takes them (BPDA;
@@ -273,17 +291,21 @@ def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_siz
     return torch.cat(logits), torch.cat(grads)
 
 
-def _check_forward(model: nn.Module, images: Tensor, first: Tensor, report: CheckReport, batch_size: int, *,
+def _check_forward(model: nn.Module, images: Tensor, first: Tensor | None, report: CheckReport, *,
                    averaged: bool) -> None:  # fmt: skip
     """A randomised forward pass makes every single-draw gradient (and verdict) a sample; an attack that
     averages over draws (``averaged``: EOT) has answered it, so the figure is kept and nothing is flagged.
-    ``first`` is the margin pass's logits, compared with a second pass."""
+    ``first`` is the margin pass's logits of ``images`` (None: no pass was made, one is made here); a second,
+    separate pass on the first ``FORWARD_SAMPLES`` is compared with it (a layer drawing per sample changes
+    them all, one drawing per batch or per call changes them between the calls)."""
+    some = images[:FORWARD_SAMPLES]
     with torch.no_grad(), eval_mode(model):
-        second = torch.cat([model(x).float() for x in images.split(batch_size)])
+        first = model(some).float() if first is None else first[:FORWARD_SAMPLES]
+        second = model(some).float()
     differs = (first - second).abs().amax().item()
     report.figures["forward_max_difference"] = differs
     if differs > 1e-4 * max(first.abs().amax().item(), 1.0) and not averaged:
-        changed = share(predict(model, images, draws=1) != first.argmax(1))  # one pass, no vote
+        changed = share(predict(model, some, draws=1) != first.argmax(1))  # one pass, no vote
         report.flags.append(Flag("randomised-forward",
                                  f"two eval-mode passes on the same inputs differ by up to {differs:.3g} in the "
                                  f"logits ({changed:.3f} of predictions change on a third pass)",
@@ -291,18 +313,22 @@ def _check_forward(model: nn.Module, images: Tensor, first: Tensor, report: Chec
                                  "report accuracy over several draws"))  # fmt: skip
 
 
-def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: Tensor, flat: Tensor,
-                     report: CheckReport, batch_size: int, adaptation: Adaptation) -> None:  # fmt: skip
+def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, n: int, report: CheckReport,
+                     batch_size: int, adaptation: Adaptation) -> Tensor | None:  # fmt: skip
     """Zero or NaN input gradients leave gradient attacks blind; a saturated softmax blinds cross-entropy.
+    ``images`` are those examined, of ``n``: the fractions are of ``n``. Returns their logits (None if none).
 
-    The logit margin is differentiated for the first (``flat``, with its ``logits``), since it does not
-    saturate. Cross-entropy's input gradient is only exactly 0 when every other class's probability
-    underflows (margins of ~100 in float32), which a normally trained model does not reach: there even
-    the sign of PGD's step is lost. Its gradient w.r.t. the logits shows where that can happen (below
-    ``_CE_UNDERFLOW``); only those samples are differentiated again, with cross-entropy, as the attack
-    would (BPDA, EOT).
+    The logit margin is differentiated first, since it does not saturate. Cross-entropy's input gradient
+    is only exactly 0 when every other class's probability underflows (margins of ~100 in float32), which a
+    normally trained model does not reach: there even the sign of PGD's step is lost. Its gradient w.r.t.
+    the logits shows where that can happen (below ``_CE_UNDERFLOW``); only those samples are differentiated
+    again, with cross-entropy, as the attack would (BPDA, EOT).
     """
-    nan = share((~torch.isfinite(flat)).any(1))
+    if len(labels) == 0:
+        report.figures.update({"gradient_nan_fraction": 0.0, "gradient_zero_fraction": 0.0, "ce_gradient_zero_fraction": 0.0})
+        return None
+    logits, flat = _input_gradients(model, images, labels, batch_size, "margin", adaptation)
+    nan = int((~torch.isfinite(flat)).any(1).sum()) / n
     zero = (flat == 0).all(1)
     with torch.enable_grad():
         z = logits.detach().requires_grad_(True)
@@ -312,8 +338,8 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: T
     if suspect.any():
         _, again = _input_gradients(model, images[suspect], labels[suspect], batch_size, "ce", adaptation)
         saturated[suspect] = (again == 0).all(1)
-    saturated = share(saturated)
-    zero = share(zero)
+    saturated = int(saturated.sum()) / n
+    zero = int(zero.sum()) / n
     report.figures.update({"gradient_nan_fraction": nan, "gradient_zero_fraction": zero, "ce_gradient_zero_fraction": saturated})
     if nan > 0:
         report.flags.append(Flag("nan-gradients", f"{nan:.3f} of the samples have NaN or infinite input gradients",
@@ -327,3 +353,4 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, logits: T
                                  f"{saturated:.3f} of the samples have a cross-entropy input gradient of exactly 0 "
                                  "(the softmax saturates; the logit margin still has a gradient)",
                                  "huge logits blind cross-entropy: try --loss margin (or dlr), or the ensemble"))  # fmt: skip
+    return logits
