@@ -55,6 +55,9 @@ class APGD(LossGradientAttack):
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
     A sample stops costing passes once it is fooled, or once its gradient is exactly zero where it
     stands, since it would never move again (its own trajectory is unchanged by the others').
+    Several runs (targets × restarts; L∞, L2) step together as one batch, each sample deciding as the runs
+    in turn would (``attacks.runs_at_once``): on the few samples left after APGD-CE, one pass per step
+    instead of one per target is what makes APGD-T cheap.
     Cost of the defaults: 100 steps = at most 100 forward+backward passes per image; ~5 s for 1000
     Fashion-MNIST images on smallcnn on 2 CPU cores (L∞ ε = 0.1: most images fall in a few steps).
 

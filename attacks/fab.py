@@ -40,6 +40,8 @@ class FAB(GradientAttack):
     the search on it stops there; True: the minimum-norm mode, every step run and the smallest example
     found returned whatever its norm, so the engine reports each sample's minimal adversarial norm and
     one run gives the whole ε-curve); ``seed``; ``precision``; ``eot`` and ``bpda``.
+    FAB-T's targets (one restart, bounded) search together as one batch, each sample keeping the first
+    target's example within ε as they would in turn (``attacks.runs_at_once``).
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
     Cost of the defaults: 100 steps × (1 forward + K backward untargeted, or 1 backward targeted, and 1
     forward to check); bounded, a sample stops once broken within ε: ~30 s for 1000 Fashion-MNIST images
