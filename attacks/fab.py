@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from attacks.runs_at_once import first_success, settled_earlier, stacked
 from robustkit.attack import GradientAttack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.threats.hyperplane import dual_norm, project
@@ -39,6 +40,8 @@ class FAB(GradientAttack):
     the search on it stops there; True: the minimum-norm mode, every step run and the smallest example
     found returned whatever its norm, so the engine reports each sample's minimal adversarial norm and
     one run gives the whole ε-curve); ``seed``; ``precision``; ``eot`` and ``bpda``.
+    FAB-T's targets (one restart, bounded) search together as one batch, each sample keeping the first
+    target's example within ε as they would in turn (``attacks.runs_at_once``).
     Shapes: x N×C×H×W in [0, 1], y (and target) int64 N; ``queries`` counts passes per sample.
     Cost of the defaults: 100 steps × (1 forward + K backward untargeted, or 1 backward targeted, and 1
     forward to check); bounded, a sample stops once broken within ε: ~30 s for 1000 Fashion-MNIST images
@@ -82,6 +85,8 @@ class FAB(GradientAttack):
                 logits = self.mean_logits(model, x).float()
             ranked = logits.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)  # wrong classes first
             runs = [(ranked[:, k], None) for k in range(min(self.targets, logits.shape[1] - 1))]
+        if len(runs) > 1 and self.restarts == 1 and not self.minimize:
+            return self._all_targets_at_once(model, x, y, [pull for pull, _ in runs])
         best = x.clone()
         best_norm = torch.full((len(x),), float("inf"), device=x.device)
         queries = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -100,19 +105,32 @@ class FAB(GradientAttack):
             best = torch.where((best_norm <= self.eps).view(-1, *[1] * (x.ndim - 1)), best, x)
         return Perturbed(best, queries=queries)
 
+    def _all_targets_at_once(self, model: nn.Module, x: Tensor, y: Tensor, pulls: list[Tensor]) -> Perturbed:
+        """FAB-T's runs, one per target, as one batch (``attacks.runs_at_once``): one pass per step over
+        targets × N rows, not one per target over the few samples left. The outcome is the targets' in
+        turn: a sample keeps the example of the first target that found one within ε, else x."""
+        n, k = len(x), len(pulls)
+        adv, norm, spent = self._search(model, stacked(x, k), stacked(y, k), torch.cat(pulls), None, stacked(x, k),
+                                        samples=n)  # fmt: skip
+        best, found = first_success((norm <= self.eps).view(k, n), adv)
+        return Perturbed(torch.where(found.view(-1, *[1] * (x.ndim - 1)), best, x), queries=spent.view(k, n).sum(0))
+
     def _random_start(self, x: Tensor, rng: SampleRandom) -> Tensor:
         """A random point at distance ε/2 in the attack's norm (AutoAttack's FAB restarts), inside [0, 1]."""
         t = 2 * rng.rand(*x.shape[1:]) - 1 if self.norm == Linf.name else rng.randn(*x.shape[1:])
         t = t / per_sample(self.threat.norm(t).clamp_min(1e-12), t)
         return clip_to_box(x + 0.5 * self.eps * t.to(x.dtype))
 
-    def _search(self, model, x, y, pull, goal, start) -> tuple[Tensor, Tensor, Tensor]:
+    def _search(self, model, x, y, pull, goal, start, samples=None) -> tuple[Tensor, Tensor, Tensor]:
         """One FAB run. Returns per sample the smallest adversarial point found (x where none), its norm
-        (inf where none) and the passes spent. Bounded, a sample leaves once it has one within ε."""
+        (inf where none) and the passes spent. Bounded, a sample leaves once it has one within ε. With
+        ``samples`` the rows are runs over that many samples, run-major (``_all_targets_at_once``): a row
+        also leaves once an earlier run on its sample has found one within ε."""
         n, shape = len(x), x.shape
         best, best_norm = x.clone(), torch.full((n,), float("inf"), device=x.device)
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         idx, x0, ya, point = torch.arange(n, device=x.device), x.flatten(1).float(), y, start.flatten(1).float()
+        first_found = None if samples is None else torch.full((samples,), n // samples, device=x.device)  # per sample
         for _ in range(self.steps):
             gap, w = self._boundary(model, point.view(-1, *shape[1:]).to(x.dtype), ya, None if pull is None else pull[idx])
             b = (w * point).sum(1) - gap  # the hyperplane w·z = b where the linearised logit gap is 0
@@ -130,6 +148,8 @@ class FAB(GradientAttack):
             best[idx[better]], best_norm[idx[better]] = candidate[better], size[better]
             point = torch.where(hit[:, None], x0 + self.beta * (point - x0), point)  # back toward the clean image
             keep = best_norm[idx] > self.eps if not self.minimize else torch.ones_like(hit)
+            if first_found is not None:
+                keep &= ~settled_earlier(first_found, idx, ~keep)
             if not keep.all():
                 idx, x0, ya, point = idx[keep], x0[keep], ya[keep], point[keep]
                 if len(idx) == 0:

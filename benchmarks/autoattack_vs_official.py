@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from unittest import mock
 
@@ -48,30 +49,34 @@ def load(spec: str, data, eps: float, norm: str, checkpoints: dict[str, str]) ->
 
 
 def ours(model: Counted, x, y, norm: str, eps: float):
-    """robustkit's ``autoattack`` through the engine, each member's passes and seconds counted."""
+    """robustkit's ``autoattack`` through the engine, each member's passes and seconds counted; and its CPU
+    seconds."""
     attack = AutoAttack(eps=eps, norm=norm)
     members = [(name, model.timed(name, member)) for name, member in VERSIONS[attack.version](attack)]
+    cpu = time.process_time()
     with mock.patch.object(AutoAttack, "members", lambda self: members):
         result = evaluate_attack(model, Split(x, y), attack, batch_size=len(x), progress=False)
+    cpu = time.process_time() - cpu
     model.seconds["other"] = result.seconds - sum(model.seconds.values())
-    return result
+    return result, cpu
 
 
-def official(model: Counted, x, y, norm: str, eps: float) -> tuple[float, float]:
+def official(model: Counted, x, y, norm: str, eps: float) -> tuple[float, float, float]:
+    """The official package's robust accuracy (re-scored here), wall seconds and CPU seconds."""
     from pyautoattack import AutoAttack as OfficialAutoAttack
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     aa = OfficialAutoAttack(model, eps=eps, norm=_OFFICIAL_NORM[norm], seed=0, version="standard", device="cpu")
     for name, member in [("apgd-ce", aa.apgd), ("apgd-t", aa.apgd_targeted), ("fab-t", aa.fab), ("square", aa.square)]:
         member.perturb = model.timed(name, member.perturb)
     adv, _ = aa.run_standard_evaluation(x, y, batch_size=len(x))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     model.seconds["other"] = seconds - sum(model.seconds.values())
     with torch.no_grad():
         wrong = model(adv).argmax(1) != y
     size = {"linf": lambda d: d.abs().amax(1), "l2": lambda d: d.norm(dim=1), "l1": lambda d: d.abs().sum(1)}[norm]
     within = size((adv - x).flatten(1)) <= eps * (1 + 1e-5)
-    return 1 - (wrong & within).float().mean().item(), seconds
+    return 1 - (wrong & within).float().mean().item(), seconds, cpu
 
 
 def main() -> None:
@@ -91,23 +96,23 @@ def main() -> None:
     test = data.test.subset(args.n, seed=0).load()
     x, y = test.images, test.labels
     print(f"Fashion-MNIST, {args.n} test images, {args.norm} ε = {args.eps}, {args.threads} CPU thread(s); "
-          "robust accuracy as a fraction of all the images\n")
+          f"robust accuracy as a fraction of all the images; load average {_load()}\n")
     print("| model | clean | robustkit autoattack | official AutoAttack | robustkit ensemble | autoattack s "
-          "| official s | ensemble s | autoattack / official | unverified |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| official s | ensemble s | autoattack / official | autoattack / official, CPU time | unverified |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     profiles = []
     for spec in args.models.split(","):
         model = load(spec, data, args.eps, args.norm, checkpoints)
         for p in model.parameters():
             p.requires_grad_(False)  # the official package must not accumulate parameter grads either
         ours_counted, theirs_counted = Counted(model), Counted(model)
-        mine = ours(ours_counted, x, y, args.norm, args.eps)
-        theirs, theirs_s = official(theirs_counted, x, y, args.norm, args.eps)
+        mine, mine_cpu = ours(ours_counted, x, y, args.norm, args.eps)
+        theirs, theirs_s, theirs_cpu = official(theirs_counted, x, y, args.norm, args.eps)
         fast = None if args.no_ensemble else evaluate_attack(model, Split(x, y), Ensemble(eps=args.eps, norm=args.norm),
                                                              batch_size=len(x), progress=False)  # fmt: skip
         fast_ra, fast_s = ("–", "–") if fast is None else (f"{fast.robust_accuracy:.4f}", f"{fast.seconds:.1f}")
         print(f"| {spec} | {mine.clean_accuracy:.4f} | {mine.robust_accuracy:.4f} | {theirs:.4f} | {fast_ra} | "
-              f"{mine.seconds:.1f} | {theirs_s:.1f} | {fast_s} | {mine.seconds / theirs_s:.2f}× | "
+              f"{mine.seconds:.1f} | {theirs_s:.1f} | {fast_s} | {mine.seconds / theirs_s:.2f}× | {mine_cpu / theirs_cpu:.2f}× | "
               f"{mine.n_unverified + (fast.n_unverified if fast else 0)} |", flush=True)  # fmt: skip
         robust = round(mine.robust_accuracy * len(x))
         profiles.append((spec, [("robustkit", ours_counted), ("official", theirs_counted)], robust, theirs_s,
@@ -129,6 +134,12 @@ def main() -> None:
         total = sum(floor.values())
         print(f"| {spec} | {robust} | {floor['apgd-ce']:.1f} | {floor['apgd-t']:.1f} | {floor['fab-t']:.1f} | "
               f"{floor['square']:.1f} | {total:.1f} | {theirs_s:.1f} | {total / theirs_s:.2f} |", flush=True)  # fmt: skip
+    print(f"\nload average at the end {_load()} (on a loaded machine the CPU-time ratio is the steadier one)")
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: how shared the machine was while the figures were taken."""
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":
