@@ -8,9 +8,10 @@ entry-point group through the same ``register``. Standard training (no defense) 
 
 from defenses.fast import FastTraining
 from defenses.madry import MadryTraining
+from defenses.one_hot import OneHotOutput
 from defenses.trades import TradesTraining
 from defenses.transforms import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
 from robustkit.defense import Defense  # the base lives in the core; re-exported for plugin authors
 
-__all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianNoise", "JpegQuantization", "MadryTraining",
+__all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianNoise", "JpegQuantization", "MadryTraining", "OneHotOutput",
            "TradesTraining", "Transformed"]
