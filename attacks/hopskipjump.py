@@ -17,6 +17,7 @@ from robustkit.threats import L2, Linf, names
 from robustkit.threats.base import clip_to_box
 
 _CHUNK = 32  # gradient probes drawn per random draw: the draw count per step is then the same for every batch
+_MAX_BISECTIONS = 64  # a float32 interval cannot be halved usefully more often (a guard, never reached)
 _MAX_HALVINGS = 20  # the step-size search gives up after this many halvings (the point stays where it was)
 
 
@@ -115,10 +116,10 @@ class HopSkipJump(LabelAttack):
         """Binary search from each adversarial ``adv`` toward its ``origin`` (samples ``rows``), the paper's
         ``binary_search_batch``: the blend (L2) or the ℓ∞ box of radius α (L∞) at the smallest α still
         adversarial; also each point's distance to its origin in the norm."""
-        far = (adv - origin).flatten(1).abs().amax(1) if linf else torch.ones(len(rows), device=origin.device)
+        far = (adv - origin).flatten(1).abs().amax(1).float() if linf else torch.ones(len(rows), device=origin.device)
         high, low = far.clone(), torch.zeros_like(far)
         tol = torch.minimum(far * theta, torch.full_like(far, theta)) if linf else torch.full_like(far, theta)
-        while True:
+        for _ in range(_MAX_BISECTIONS):
             open_ = (high - low) > tol
             if not open_.any():
                 break
@@ -129,7 +130,7 @@ class HopSkipJump(LabelAttack):
             low[open_] = torch.where(hit, low[open_], mid[open_])
         out = self._project(origin, adv, high, linf)
         diff = (out - origin).flatten(1)
-        return out, diff.abs().amax(1) if linf else diff.norm(dim=1)
+        return out, (diff.abs().amax(1) if linf else diff.norm(dim=1)).float()
 
     @staticmethod
     def _project(x: Tensor, adv: Tensor, alpha: Tensor, linf: bool) -> Tensor:
@@ -174,7 +175,7 @@ class HopSkipJump(LabelAttack):
             open_ = (~done).nonzero().squeeze(1)
             if len(open_) == 0:
                 break
-            cand = clip_to_box(point[open_] + size[open_, None, None, None] * update[open_])
+            cand = clip_to_box(point[open_] + size[open_, None, None, None] * update[open_]).to(point.dtype)
             hit = oracle.fooled(cand, rows[open_])
             out[open_[hit]], done[open_[hit]] = cand[hit], True
             size[open_[~hit]] /= 2

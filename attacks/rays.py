@@ -95,14 +95,15 @@ class RayS(LabelAttack):
         """The smallest radius along each ray still adversarial, to ``tol``, knowing ``high`` is (inf: none)."""
         high = high.clone()
         low = torch.zeros_like(high)
-        while True:
+        for _ in range(64):  # a float32 interval cannot be halved usefully more often (a guard, never reached)
             open_ = ((high - low) > tol) & (high < math.inf)
             if not open_.any():
-                return high
+                break
             mid = (high[open_] + low[open_]) / 2
             hit = oracle.fooled(_point(x[open_], sign[open_], mid), rows[open_])
             high[open_] = torch.where(hit, mid, high[open_])
             low[open_] = torch.where(hit, low[open_], mid)
+        return high
 
 
 def _point(x: Tensor, sign: Tensor, radius: Tensor) -> Tensor:

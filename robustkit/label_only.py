@@ -41,9 +41,8 @@ class LabelOracle:
             return torch.zeros(0, dtype=torch.bool, device=self._y.device)
         if self._vote:
             labels = predict(self._model, images, batch_size=self._batch)
-        else:  # the attack's caller holds the model in eval mode; a bare pass saves ``predict``'s set-up per call
-            with torch.autocast(images.device.type, enabled=False):
-                labels = torch.cat([self._model(chunk).argmax(1) for chunk in images.split(self._batch)])
+        else:  # the caller holds the model in eval mode (and the attack's autocast): a bare pass saves ``predict``'s set-up
+            labels = torch.cat([self._model(chunk).argmax(1) for chunk in images.split(self._batch)])
         self.spent.index_add_(0, rows, torch.ones_like(rows))
         return is_success(labels, self._y[rows], None if self._target is None else self._target[rows])
 
