@@ -13,6 +13,7 @@ from attacks import HopSkipJump, RayS, Square
 from defenses import OneHotOutput
 from robustkit.data.base import Split
 from robustkit.errors import ConfigError
+from robustkit.evaluation.api import RunOptions
 from robustkit.evaluation.checks import run_checks
 from robustkit.evaluation.engine import evaluate_attack
 from robustkit.label_only import LabelAttack
@@ -160,3 +161,21 @@ def test_one_hot_defense_stops_square_not_the_label_attacks_and_the_checks_run()
     assert int(rays(hidden, x, y).success.sum()) == int(rays(model, x, y).success.sum()) > on_hidden
     report = run_checks(hidden, x, y, norm="linf", eps=0.1, level="default")  # zero gradients: no crash, a flag
     assert not report.ok
+
+
+def test_the_record_keeps_the_query_counts_and_the_board_says_what_each_attack_read():
+    import pandas as pd
+
+    import robustkit
+    from robustkit.results.leaderboard import attack_settings
+
+    model = tiny_model()
+    report = robustkit.evaluate_model(model, DATA, "rays", eps=0.1, attack_settings={"queries": 100}, n_samples=16,
+                                      run=RunOptions(checks="none"), progress=False)  # fmt: skip
+    stored = report.record["extra"]["queries"]
+    broken = (report.outcome.clean_correct & ~report.outcome.robust).tolist()
+    assert [q is not None for q in stored] == broken and all(q is None or 1 <= q <= 160 for q in stored)
+    cells = pd.DataFrame([{"source": None, "norm": "linf", "attack": a, "settings": "{}", "eps": 0.1}
+                          for a in ("rays", "square", "pgd")])  # fmt: skip
+    shown = attack_settings(cells).set_index("attack")["access"].to_dict()
+    assert shown == {"rays": "label", "square": "score", "pgd": "gradient"}

@@ -241,8 +241,10 @@ def _echo_warnings(report: Report) -> None:
     alarms, answered = answered_flags(report.checks.flags if report.checks is not None else [], report.attack)
     if bounded or answered:
         free = ", ".join(report.attack.gradient_free_members())
+        # a score-based search is blind too where the scores are flat (a one-hot or rounded output): labels still move
+        labels = ", or a label-only one (--attack rays) if the scores are flat too," if report.attack.access == "score" else ""
         for line in bounded or [f"{free}, which needs no gradient, bounded the figure where gradients are blind → "
-                                "an adapted attack (-o bpda=true) may still lower it"]:  # fmt: skip
+                                f"an adapted attack (-o bpda=true){labels} may still lower it"]:  # fmt: skip
             click.echo(f"note: {line}")
         if answered:
             click.echo(f"  the checks ({report.checks.level}) saw what blinds gradients only: "
