@@ -50,7 +50,6 @@ class HopSkipJump(LabelAttack):
     name: ClassVar[str] = "hopskipjump"
     norms: ClassVar[tuple[str, ...]] = names(Linf, L2)
 
-    queries: int = 1000
     init_evals: int = 100
     max_evals: int = 10000
     gamma: float = 1.0

@@ -44,7 +44,6 @@ class RayS(LabelAttack):
     name: ClassVar[str] = "rays"
     norms: ClassVar[tuple[str, ...]] = names(Linf)
 
-    queries: int = 1000
     tol: float = 1e-3
     min_norm: bool = False
 
