@@ -179,3 +179,20 @@ def test_the_record_keeps_the_query_counts_and_the_board_says_what_each_attack_r
                           for a in ("rays", "square", "pgd")])  # fmt: skip
     shown = attack_settings(cells).set_index("attack")["access"].to_dict()
     assert shown == {"rays": "label", "square": "score", "pgd": "gradient"}
+
+
+def test_the_cli_prints_robust_accuracy_vs_queries_behind_the_one_hot_defense(tmp_path):
+    from click.testing import CliRunner
+
+    from robustkit.cli import main
+
+    path = tmp_path / "tiny.safetensors"
+    trained = CliRunner().invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "2",
+                                        "--batch-size", "32", "--lr", "0.05", "--out", str(path)])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    shown = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "16",
+                                      "--checkpoint", str(path), "--attack", "rays", "--defense", "one-hot",
+                                      "--queries", "200", "--no-checks"])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.split("robust accuracy [95 % CI] vs queries")[1].splitlines()[1:5]
+    assert [line.split(":")[0].strip() for line in lines] == ["2 queries", "20 queries", "100 queries", "200 queries"]
