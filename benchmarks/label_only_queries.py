@@ -8,6 +8,7 @@ with its 95 % Clopper–Pearson interval. Label-only attacks read labels only, s
 one-hot model equal those on the plain one; Square's margin is constant there until a label flips.
 
     OMP_NUM_THREADS=1 python benchmarks/label_only_queries.py [--n 100] [--models lenet5,smallcnn] [--threads 1]
+        [--attacks hopskipjump,rays,square] [--outputs logits,one-hot]
 
 Models: the cached standard checkpoints on Fashion-MNIST (trained if missing), L∞ ε = 0.1, the seeded
 test subset of ``--n`` images.
@@ -34,18 +35,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="test images (the seeded subset)")
     parser.add_argument("--models", default="lenet5,smallcnn")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--attacks", default="hopskipjump,rays,square")
+    parser.add_argument("--outputs", default="logits,one-hot", help="the model's own scores, and/or the one-hot defense")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = get_dataset("fashion-mnist")
     subset = data.test.subset(args.n, seed=0)
-    attacks = [("hopskipjump", HopSkipJump(eps=EPS, queries=BUDGETS[-1])), ("rays", RayS(eps=EPS, queries=BUDGETS[-1])),
-               ("square", Square(eps=EPS, queries=BUDGETS[-1]))]  # fmt: skip
+    every = {"hopskipjump": HopSkipJump(eps=EPS, queries=BUDGETS[-1]), "rays": RayS(eps=EPS, queries=BUDGETS[-1]),
+             "square": Square(eps=EPS, queries=BUDGETS[-1])}  # fmt: skip
+    attacks = [(name, every[name]) for name in args.attacks.split(",")]
     print(f"Fashion-MNIST, {args.n} test images, L∞ ε = {EPS}; robust accuracy [95 % CI] after q queries, one run each")
     print(f"{'model':<9} {'output':<8} {'attack':<12} {'clean':>6} " + " ".join(f"{f'q={b}':>21}" for b in BUDGETS)
           + f" {'seconds':>8}")  # fmt: skip
     for name in args.models.split(","):
         model = resolve_model(name, data, device=torch.device("cpu")).model.eval()
-        for output, shown in (("logits", model), ("one-hot", OneHotOutput().wrap(model))):
+        outputs = {"logits": model, "one-hot": OneHotOutput().wrap(model)}
+        for output, shown in ((o, outputs[o]) for o in args.outputs.split(",")):
             for label, attack in attacks:
                 result = evaluate_attack(shown, subset, attack, progress=False)
                 cells = [f"{a:.3f} {i.text('.3f')}" for a, i in
