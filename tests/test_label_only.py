@@ -129,15 +129,15 @@ def test_robust_accuracy_vs_queries_from_one_run_matches_shorter_runs():
     q queries of the long run is broken by the short run at the same count."""
     model = tiny_model()
     split = Split(DATA.test.images[:24], DATA.test.labels[:24])
-    long = evaluate_attack(model, split, RayS(eps=0.08, queries=400), progress=False)
+    long = evaluate_attack(model, split, RayS(eps=0.08, queries=300), progress=False)
     short = evaluate_attack(model, split, RayS(eps=0.08, queries=100), progress=False)
-    assert long.queries is not None and (long.queries[~long.robust & long.clean_correct] <= 400 + 60).all()
+    assert long.queries is not None and (long.queries[~long.robust & long.clean_correct] <= 300 + 60).all()
     first_within = long.clean_correct & (long.queries <= 100)
     assert ((~short.robust) & first_within).sum() == first_within.sum() > 0
     broken_short = ~short.robust & short.clean_correct
     assert torch.equal(short.queries[broken_short], long.queries[broken_short])
     assert long.query_curve([100])[0] >= short.robust_accuracy  # the short run may finish one search past 100
-    assert long.query_curve([400, 460]) == [long.robust_accuracy] * 2 < [long.query_curve([100])[0]] * 2
+    assert long.query_curve([300, 360]) == [long.robust_accuracy] * 2 < [long.query_curve([100])[0]] * 2
 
 
 def test_query_curve_by_hand():
@@ -158,7 +158,8 @@ def test_one_hot_defense_stops_square_not_the_label_attacks_and_the_checks_run()
     on_plain, on_hidden = int(square(model, x, y).success.sum()), int(square(hidden, x, y).success.sum())
     rays = RayS(eps=0.1, queries=200)
     assert on_hidden < on_plain / 2  # nothing to climb: only lucky random windows flip a label
-    assert int(rays(hidden, x, y).success.sum()) == int(rays(model, x, y).success.sum()) > on_hidden
+    assert int(rays(hidden, x, y).success.sum()) > 2 * on_hidden  # labels still move (equal to the plain model's:
+    # test_only_labels_are_read_scores_change_nothing)
     report = run_checks(hidden, x, y, norm="linf", eps=0.1, level="default")  # zero gradients: no crash, a flag
     assert not report.ok
 
