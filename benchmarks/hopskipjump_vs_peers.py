@@ -16,6 +16,11 @@ most 10 000 gradient probes, geometric step-size search, γ = 1.0; ART ``max_ite
 ``steps`` set past what 10k queries allow, so the budget ends each run. Model: the cached standard
 lenet5 on Fashion-MNIST (trained if missing); the first ``--n`` of the seeded test subset that it
 classifies correctly.
+
+Measured (n = 50, two CPU cores shared with other jobs, so the seconds compare only roughly): median L2
+at 1k / 5k / 10k queries: robustkit 1.160 / 0.699 / 0.649 (224 s), ART 1.258 / 0.713 / 0.646 (623 s),
+Foolbox 1.262 / 0.713 / 0.644 (1404 s); robustkit batched, examples returned: 1.160 / 0.697 / 0.649
+(10k: 209 s).
 """
 
 from __future__ import annotations

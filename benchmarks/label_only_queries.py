@@ -12,6 +12,10 @@ one-hot model equal those on the plain one; Square's margin is constant there un
 
 Models: the cached standard checkpoints on Fashion-MNIST (trained if missing), L∞ ε = 0.1, the seeded
 test subset of ``--n`` images.
+
+Measured on lenet5 (n = 100), robust accuracy at 100 / 1k / 5k / 10k queries: HopSkipJump 0.85 / 0.47 /
+0.27 / 0.18, RayS 0.68 / 0.27 / 0.09 / 0.06, Square 0.47 / 0.18 / 0.06 / 0.05 on the logits; behind the
+one-hot defense the label-only rows are the same and Square stays at 0.66 / 0.61 / 0.61 / 0.61.
 """
 
 from __future__ import annotations
