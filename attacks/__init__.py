@@ -14,11 +14,13 @@ from attacks.fab import FAB
 from attacks.fast_ensemble import FastEnsemble
 from attacks.fgsm import FGSM
 from attacks.fmn import FMN
+from attacks.hopskipjump import HopSkipJump
 from attacks.fooling import Fooling
 from attacks.one_pixel import OnePixel
 from attacks.patch import AdversarialPatch
 from attacks.patch_rs import PatchRS
 from attacks.pgd import PGD
+from attacks.rays import RayS
 from attacks.sparse_rs import SparseRS
 from attacks.spatial import SpatialAttack
 from attacks.square import Square
@@ -27,5 +29,5 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "CW", "FAB", "FastEnsemble", "FMN", "FGSM", "Fooling", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
+__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "CW", "FAB", "FastEnsemble", "FMN", "FGSM", "Fooling", "HopSkipJump", "RayS", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
            "LossGradientAttack", "Perturbed"]

@@ -9,9 +9,11 @@ entry-point group through the same ``register``. Standard training (no defense) 
 from defenses.fast import FastTraining
 from defenses.gaussian_aug import GaussianAugmentation
 from defenses.madry import MadryTraining
+from defenses.one_hot import OneHotOutput
 from defenses.trades import TradesTraining
 from defenses.transforms import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
 from robustkit.defense import Defense  # the base lives in the core; re-exported for plugin authors
 
-__all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianAugmentation", "GaussianNoise", "JpegQuantization", "MadryTraining",
+__all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianAugmentation", "GaussianNoise", "JpegQuantization",
+           "MadryTraining", "OneHotOutput",
            "TradesTraining", "Transformed"]

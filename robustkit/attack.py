@@ -82,6 +82,9 @@ class Attack(ABC):
     norms: ClassVar[tuple[str, ...]] = names(Linf, L2)  # threat models the attack supports, default first
     learns_from_data: ClassVar[bool] = False  # True: ``prepared`` fits on training images first (universal)
     learned_images: ClassVar[bool] = False  # True: ``learned`` holds images in [0, 1] (a patch), saved as they look
+    # what the attack reads of the model: "gradient" (input gradients), "score" (logits only, a black-box
+    # search) or "label" (the predicted class only, ``robustkit.label_only``); boards say which figures needed what
+    access: ClassVar[str] = "score"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that overrides a final method (``__call__``) fails at once, not in a silent mis-report."""
@@ -183,9 +186,10 @@ class Attack(ABC):
         return {}
 
     def gradient_free_members(self) -> tuple[str, ...]:
-        """Names of the parts of this attack that read no gradient (itself, for a black-box search): on a model
-        whose gradients are blind (zero, NaN, saturated), they bound the figure the gradient parts could not."""
-        return (self.name,)
+        """Names of the parts of this attack that read no gradient (itself, for a black-box search: ``access``
+        score or label): on a model whose gradients are blind (zero, NaN, saturated), they bound the figure
+        the gradient parts could not."""
+        return () if self.access == "gradient" else (self.name,)
 
     @abstractmethod
     def perturb(
@@ -204,6 +208,8 @@ class GradientAttack(Attack):
 
     eot: int = 1  # Expectation over Transformation: gradients (and logits) averaged over this many passes
     bpda: bool = False  # gradient passes approximate non-differentiable input transforms by the identity
+
+    access: ClassVar[str] = "gradient"
 
     @contextmanager
     def differentiable(self) -> Iterator[None]:

@@ -78,6 +78,8 @@ def describe(name: str, plugin: object, *, traits: bool = False) -> dict[str, An
     """One entry: the name, the docstring's first line and the settings with their defaults."""
     doc = inspect.getdoc(plugin) or ""
     entry = {"name": name, "description": doc.splitlines()[0] if doc else "", "settings": _settings(plugin)}
+    if isinstance(getattr(plugin, "access", None), str):  # an attack: what it reads of the model (a board says it)
+        entry["access"] = plugin.access
     if callable(getattr(plugin, "paper", None)):  # an attack whose paper's settings are a named choice
         entry["paper"] = _paper(plugin)
     if traits:

@@ -136,6 +136,8 @@ def evaluate(model_name, attack_name, dataset, data_dir, download, image_size, w
     minimum_norm = report.attack.minimum_norm
     if minimum_norm:
         _echo_curve(report.outcome, budget)
+    elif report.attack.access != "gradient" and report.outcome.queries is not None and hasattr(report.attack, "queries"):
+        _echo_query_curve(report.outcome, report.attack.queries)
     if report.checks is not None and report.checks.ok:
         _echo_checks(report.checks)
     if perturbation_file is None:  # a given δ is cited as given (the record names it); a fitted one is saved
@@ -187,16 +189,27 @@ def _echo_curve(outcome: Evaluation, eps: float) -> None:
     from robustkit.results.norm_curve import SCALES
 
     budgets = [scale * eps for scale in SCALES]
-    labels = [f"ε={b:.4g}:" for b in budgets]
-    points = [f"  {label:<{max(map(len, labels))}} {with_interval(a, i)}"
-              for label, a, i in zip(labels, outcome.curve(budgets), outcome.curve_intervals(budgets), strict=True)]  # fmt: skip
+    points = _points([f"ε={b:.4g}:" for b in budgets], outcome.curve(budgets), outcome.curve_intervals(budgets))
     attacked = int(outcome.clean_correct.sum())
     found = int((~outcome.norms.isnan()).sum())
     at_eps = with_interval(outcome.robust_accuracy, outcome.curve_intervals([eps])[0])
     click.echo(f"minimum-norm run: robust accuracy {at_eps} at ε={eps:.4g}, median verified norm "
                f"{shown(outcome.median_norm, '.4g')} ({found} of {attacked} attacked samples broken at some ε)")  # fmt: skip
     click.echo("robust accuracy [95 % CI] vs ε (one run):")
-    click.echo("\n".join(points))
+    click.echo(points)
+
+
+def _echo_query_curve(outcome: Evaluation, queries: int) -> None:
+    """A query-budgeted run's robust accuracy had it stopped at 1 %, 10 %, 50 % of its budget, from the one run."""
+    budgets = sorted({max(1, round(queries * scale)) for scale in (0.01, 0.1, 0.5, 1.0)})
+    click.echo("robust accuracy [95 % CI] vs queries (one run: the count each sample was first broken at):")
+    click.echo(_points([f"{b} queries:" for b in budgets], outcome.query_curve(budgets), outcome.query_curve_intervals(budgets)))
+
+
+def _points(labels: list[str], values: list[float], intervals: list) -> str:
+    """One line per point of a curve: its label, the figure and its interval, aligned."""
+    width = max(map(len, labels))
+    return "\n".join(f"  {label:<{width}} {with_interval(a, i)}" for label, a, i in zip(labels, values, intervals, strict=True))
 
 
 def _write(outputs: list[Path], report: Report) -> None:
@@ -233,8 +246,10 @@ def _echo_warnings(report: Report) -> None:
     alarms, answered = answered_flags(report.checks.flags if report.checks is not None else [], report.attack)
     if bounded or answered:
         free = ", ".join(report.attack.gradient_free_members())
+        # a score-based search is blind too where the scores are flat (a one-hot or rounded output): labels still move
+        labels = ", or a label-only one (--attack rays) if the scores are flat too," if report.attack.access == "score" else ""
         for line in bounded or [f"{free}, which needs no gradient, bounded the figure where gradients are blind → "
-                                "an adapted attack (-o bpda=true) may still lower it"]:  # fmt: skip
+                                f"an adapted attack (-o bpda=true){labels} may still lower it"]:  # fmt: skip
             click.echo(f"note: {line}")
         if answered:
             click.echo(f"  the checks ({report.checks.level}) saw what blinds gradients only: "

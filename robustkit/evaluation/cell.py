@@ -91,6 +91,9 @@ def evaluate_cell(cell: Cell, model: nn.Module, data: ImageDataset, subset: Inde
                                           result.robust.cpu().numpy(), data.info.class_names)  # fmt: skip
     if attack.minimum_norm:  # each sample's smallest verified norm: the whole ε-curve, recomputable from the row
         row["extra"]["norms"] = stored_norms(result.norms)
+    if result.queries is not None and attack.access != "gradient":  # a black box's budget is queries: the count
+        # each broken sample fell at gives robust accuracy at any smaller budget, recomputable from the row
+        row["extra"]["queries"] = stored_norms(result.queries)
     return CellResult(row, result, attack, figures)
 
 

@@ -34,10 +34,11 @@ from robustkit.results.outcome import share
 from robustkit.threats import threat_class, threat_model
 
 EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)  # the ε sweep, as multiples of the evaluated ε
-CHECKS_VERSION = 5  # part of stored check runs' keys: bump it when a check changes, and they run again
+CHECKS_VERSION = 6  # part of stored check runs' keys: bump it when a check changes, and they run again
 DEFAULT_SAMPLES = 64  # the default checks look at this many samples at most (the cost target: ≤ 15 % of PGD's)
 FORWARD_SAMPLES = 8  # the determinism check's second pass: a randomised layer changes every sample's logits
-DEFAULT_SQUARE_QUERIES = 30  # the default black-box probe: a short Square run on what the white box left
+DEFAULT_SQUARE_QUERIES = 10  # the default black-box probe: a short Square run on what the white box left (its
+# first, largest windows: on the masked tiny models of tests/test_default_checks.py 10 queries raise the same flags as 30)
 DEFAULT_SQUARE_SAMPLES = 32  # … on at most this many of those samples (Square's share dominates the cost)
 # … each sample stopping once this many queries in a row have not raised its own margin (Square's patience, per
 # sample so the probe does not depend on the batch): a sample that stalls stops costing queries, and 30 sequential

@@ -112,13 +112,18 @@ def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation
     import torch.distributed as dist
 
     parts: list = [None] * world
-    dist.all_gather_object(parts, (mine, local.clean_correct, local.robust, local.norms, local.n_unverified, local.seconds))
+    dist.all_gather_object(parts, (mine, local.clean_correct, local.robust, local.norms, local.n_unverified, local.seconds,
+                                   local.queries))  # fmt: skip
     clean_correct = torch.zeros(n, dtype=torch.bool)
     robust = torch.zeros(n, dtype=torch.bool)
-    norms = torch.full((n,), float("nan"))
-    for index, correct, still, norm, _, _ in parts:
+    norms, queries = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
+    for index, correct, still, norm, _, _, spent in parts:
         clean_correct[index], robust[index], norms[index] = correct, still, norm
-    return Evaluation(clean_correct, robust, norms, sum(p[4] for p in parts), max(p[5] for p in parts), local.examples)
+        if spent is not None:
+            queries[index] = spent
+    counted = all(p[6] is not None for p in parts)
+    return Evaluation(clean_correct, robust, norms, sum(p[4] for p in parts), max(p[5] for p in parts), local.examples,
+                      queries if counted else None)  # fmt: skip
 
 
 def reseed_randomness(model: nn.Module) -> None:
@@ -140,6 +145,7 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
     clean_correct = torch.zeros(len(data), dtype=torch.bool)
     robust = torch.zeros(len(data), dtype=torch.bool)
     norms = torch.full((len(data),), float("nan"))
+    queries, counted = torch.full((len(data),), float("nan")), True  # counted: every batch's attack reported queries
     n_unverified, kept = 0, {"clean": [], "adversarial": [], "label": [], "adversarial_prediction": []}
     start = time.perf_counter()
     bar = progress_bar(total=len(data), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
@@ -166,6 +172,9 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
             else:
                 norms[lo + index[hit].cpu()] = size[hit].cpu()
             broken[index[hit]] = True
+            counted &= result.queries is not None
+            if result.queries is not None:
+                queries[lo + index[hit].cpu()] = result.queries[hit].float().cpu()
             _keep(kept, keep_examples, x[index][hit], result.x_adv[hit], y[index][hit], model)
         clean_correct[lo : lo + len(y)] = correct.cpu()
         robust[lo : lo + len(y)] = (correct & ~broken).cpu()
@@ -178,7 +187,8 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
         log.warning("%d adversarial examples claimed by %s failed verification and count as not broken",
                     n_unverified, type(attack).__name__)  # fmt: skip
     examples = {k: torch.cat(v)[:keep_examples] for k, v in kept.items() if v}
-    return Evaluation(clean_correct, robust, norms, n_unverified, time.perf_counter() - start, examples)
+    return Evaluation(clean_correct, robust, norms, n_unverified, time.perf_counter() - start, examples,
+                      queries if counted else None)  # fmt: skip
 
 
 def _keep(kept: dict[str, list[Tensor]], limit: int, x: Tensor, x_adv: Tensor, y: Tensor, model: nn.Module) -> None:

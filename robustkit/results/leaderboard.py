@@ -327,8 +327,9 @@ def _distinct(values: pd.Series):
 
 
 def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per attack as it was run: name, norm, its ε values, on the model or transfer, and the
-    settings that differ from the attack's defaults ("defaults" when none do).
+    """One row per attack as it was run: name, norm, its ε values, on the model or transfer, what it read of the
+    model (``access``: gradient, score or label; a label-only figure needed no scores), and the settings that
+    differ from the attack's defaults ("defaults" when none do).
 
     With the table's per-entry columns this is what a reader needs to reproduce a figure; the stored
     cells keep every setting.
@@ -339,9 +340,9 @@ def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
         runs.setdefault((moved, row.norm, row.attack, row.settings or "{}"), set()).add(row.eps)
     rows = [{"attack": attack, "norm": norm, "ε": ", ".join(f"{e:.4g}" for e in sorted(eps)),
              "run": "transfer" if moved else "on the model",  # not "white box": one-pixel, square… query only
-             "settings": _differing(attack, json.loads(settings))}
+             "access": (find("attacks", attack) or {}).get("access", ""), "settings": _differing(attack, json.loads(settings))}
             for (moved, norm, attack, settings), eps in sorted(runs.items())]  # fmt: skip
-    return pd.DataFrame(rows, columns=["attack", "norm", "ε", "run", "settings"])
+    return pd.DataFrame(rows, columns=["attack", "norm", "ε", "run", "access", "settings"])
 
 
 def _differing(attack: str, settings: dict) -> str:

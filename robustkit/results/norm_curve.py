@@ -26,7 +26,7 @@ SCALES = (0.25, 0.5, 1.0, 2.0)  # the multiples of the run's ε the CLI prints
 
 
 def stored_norms(norms: Tensor) -> list[float | None]:
-    """Per-sample norms as a record holds them: floats, null where no verified example was found."""
+    """Per-sample norms (or query counts) as a record holds them: floats, null where no verified example was found."""
     return [None if math.isnan(v) else v for v in norms.tolist()]
 
 

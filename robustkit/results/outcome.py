@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from robustkit.errors import ConfigError
 from robustkit.results.intervals import Interval, interval_figures, proportion_interval
 
 
@@ -27,6 +28,10 @@ class Evaluation:
     n_unverified: int = 0
     seconds: float = 0.0
     examples: dict[str, Tensor] = field(default_factory=dict)  # a few clean/adversarial pairs
+    # float32 N: the attack's queries (model evaluations) spent on each broken sample, NaN elsewhere; None
+    # where the attack counts none. Attacks that stop a sample at its first success (Square, the label-only
+    # ones) report the count it was first broken at; for others it is an upper bound of that
+    queries: Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -67,6 +72,21 @@ class Evaluation:
     def curve_intervals(self, budgets: list[float] | Tensor) -> list[Interval]:
         """The 95 % interval of each point of ``curve``."""
         return [proportion_interval(int(self.robust_at(float(e)).sum()), self.n) for e in budgets]
+
+    def robust_within(self, budget: float) -> Tensor:
+        """Per sample had the attack stopped after ``budget`` queries: correct, and not broken by then (from
+        one run, the query count at which each sample fell; requires ``queries``)."""
+        if self.queries is None:
+            raise ConfigError("this evaluation's attack counted no queries: no robust accuracy per query budget")
+        return self.clean_correct & ~(self.queries <= budget)
+
+    def query_curve(self, budgets: list[float]) -> list[float]:
+        """Robust accuracy at each query budget of ``budgets`` (see ``robust_within``)."""
+        return [share(self.robust_within(b)) for b in budgets]
+
+    def query_curve_intervals(self, budgets: list[float]) -> list[Interval]:
+        """The 95 % interval of each point of ``query_curve``."""
+        return [proportion_interval(int(self.robust_within(b).sum()), self.n) for b in budgets]
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Each proportion as (count, out of): what its interval is computed from."""
