@@ -14,8 +14,8 @@ from attacks.fab import FAB
 from attacks.fast_ensemble import FastEnsemble
 from attacks.fgsm import FGSM
 from attacks.fmn import FMN
-from attacks.hopskipjump import HopSkipJump
 from attacks.fooling import Fooling
+from attacks.hopskipjump import HopSkipJump
 from attacks.one_pixel import OnePixel
 from attacks.patch import AdversarialPatch
 from attacks.patch_rs import PatchRS
@@ -29,5 +29,32 @@ from attacks.universal import Universal
 from attacks.universal_patch import UniversalPatch
 from robustkit.attack import Attack, AttackResult, GradientAttack, LossGradientAttack, Perturbed  # bases: the core's
 
-__all__ = ["APGD", "AdversarialPatch", "AutoAttack", "CW", "FAB", "FastEnsemble", "FMN", "FGSM", "Fooling", "HopSkipJump", "RayS", "PGD", "DeepFool", "Ensemble", "OnePixel", "PatchRS", "SparseRS", "SpatialAttack", "Square", "StAdv", "Universal", "UniversalPatch", "Attack", "AttackResult", "GradientAttack",
-           "LossGradientAttack", "Perturbed"]
+__all__ = [
+    "APGD",
+    "AdversarialPatch",
+    "AutoAttack",
+    "CW",
+    "FAB",
+    "FastEnsemble",
+    "FMN",
+    "FGSM",
+    "Fooling",
+    "HopSkipJump",
+    "RayS",
+    "PGD",
+    "DeepFool",
+    "Ensemble",
+    "OnePixel",
+    "PatchRS",
+    "SparseRS",
+    "SpatialAttack",
+    "Square",
+    "StAdv",
+    "Universal",
+    "UniversalPatch",
+    "Attack",
+    "AttackResult",
+    "GradientAttack",
+    "LossGradientAttack",
+    "Perturbed",
+]

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from attacks.runs_at_once import first_success, settled_earlier, stacked
 from robustkit.attack import LossGradientAttack, Perturbed
-from robustkit.losses import confirmed_success
 from robustkit.errors import ConfigError
+from robustkit.losses import confirmed_success
 from robustkit.registry import ATTACKS
 from robustkit.threats import L1, L2, Linf, names, per_sample
 
@@ -84,11 +84,15 @@ class APGD(LossGradientAttack):
         if self.steps < 1 or self.restarts < 1 or self.targets < 0:
             raise ConfigError(f"APGD needs steps ≥ 1, restarts ≥ 1 and targets ≥ 0 (got {self})")
         if not (0 < self.rho <= 1 and 0 <= self.momentum < 1):
-            raise ConfigError(f"APGD needs 0 < rho ≤ 1 and 0 ≤ momentum < 1 (got rho={self.rho}, momentum={self.momentum})")
+            raise ConfigError(
+                f"APGD needs 0 < rho ≤ 1 and 0 ≤ momentum < 1 (got rho={self.rho}, momentum={self.momentum})"
+            )
         if self.large_eps_first and not isinstance(self.threat, L1):
             raise ConfigError(f"APGD's large_eps_first schedule is for the l1 threat model, not {self.norm}")
         if self._large_eps_first and self.steps < 3:
-            raise ConfigError(f"APGD-L1's 3ε → 2ε → ε schedule needs steps ≥ 3 (got {self.steps}); or -o large_eps_first=false")
+            raise ConfigError(
+                f"APGD-L1's 3ε → 2ε → ε schedule needs steps ≥ 3 (got {self.steps}); or -o large_eps_first=false"
+            )
 
     @property
     def _large_eps_first(self) -> bool:
@@ -113,7 +117,7 @@ class APGD(LossGradientAttack):
                 todo = (~done).nonzero().squeeze(1)
                 if len(todo) == 0:
                     return Perturbed(best, queries=queries)
-                pick = (lambda t, todo=todo: None if t is None else t[todo])  # noqa: E731
+                pick = lambda t, todo=todo: None if t is None else t[todo]  # noqa: E731
                 adv, loss, fooled, spent = self._run(model, x[todo], y[todo], pick(pull), pick(goal), rng[todo])
                 queries[todo] += spent
                 better = fooled | (loss > best_loss[todo])
@@ -130,8 +134,9 @@ class APGD(LossGradientAttack):
         n, k = len(x), len(plan)
         starts = torch.cat([self.threat.random_point(x, rng) for _ in plan])  # draw r: run r's, as in turn
         pull, goal = (None if plan[0][j] is None else torch.cat([run[j] for run in plan]) for j in (0, 1))
-        adv, loss, fooled, spent = self._descend(model, stacked(x, k), stacked(y, k), pull, goal, None, self.threat,
-                                                 self.steps, starts, samples=n)  # fmt: skip
+        adv, loss, fooled, spent = self._descend(
+            model, stacked(x, k), stacked(y, k), pull, goal, None, self.threat, self.steps, starts, samples=n
+        )
         best, broken = first_success(fooled.view(k, n), adv)
         loss = loss.view(k, n).nan_to_num(nan=float("-inf"))
         highest, _ = first_success(loss == loss.amax(0), adv)  # a tie keeps the earlier run's point, as in turn
@@ -155,7 +160,9 @@ class APGD(LossGradientAttack):
         queries = torch.zeros(len(x), dtype=torch.long, device=x.device)
         for factor, steps in stages:
             threat = replace(self.threat, eps=factor * self.eps)
-            start, loss, fooled, spent = self._descend(model, x, y, pull, goal, rng, threat, steps, start, final=factor == 1)
+            start, loss, fooled, spent = self._descend(
+                model, x, y, pull, goal, rng, threat, steps, start, final=factor == 1
+            )
             queries += spent
         return start, loss, fooled, queries
 
@@ -179,9 +186,16 @@ class APGD(LossGradientAttack):
             xa = threat.random_point(x, rng)
         loss, grad, logits = self.loss_and_grad(model, xa, ya, ta)
         queries += self.eot
-        state = self._sparse_state(x, xa, threat.eps, given=start is not None) if sparse else {
-            "step": torch.full((n,), 2.0 * threat.eps, device=device), "rises": torch.zeros(n, device=device),
-            "best_at_mark": loss.clone(), "reduced_at_mark": torch.ones(n, dtype=torch.bool, device=device)}  # fmt: skip
+        state = (
+            self._sparse_state(x, xa, threat.eps, given=start is not None)
+            if sparse
+            else {
+                "step": torch.full((n,), 2.0 * threat.eps, device=device),
+                "rises": torch.zeros(n, device=device),
+                "best_at_mark": loss.clone(),
+                "reduced_at_mark": torch.ones(n, dtype=torch.bool, device=device),
+            }
+        )
         x_prev, x_best, grad_best, loss_best = xa, xa, grad, loss
         marks, last_mark = set(sparse_checkpoints(steps) if sparse else checkpoints(steps)), 0
         first_fooled = None if samples is None else torch.full((samples,), n // samples, device=device)  # per sample
@@ -210,7 +224,11 @@ class APGD(LossGradientAttack):
             if i == steps:
                 break
             if i in marks:
-                back = self._sparse_mark(state, x0, x_best, threat.eps) if sparse else self._halve_mark(state, loss_best, i - last_mark)
+                back = (
+                    self._sparse_mark(state, x0, x_best, threat.eps)
+                    if sparse
+                    else self._halve_mark(state, loss_best, i - last_mark)
+                )
                 xa = torch.where(_rows(back, xa), x_best, xa)
                 grad = torch.where(_rows(back, grad), grad_best, grad)
                 last_mark = i
@@ -252,9 +270,11 @@ class APGD(LossGradientAttack):
         start; from a given start, two thirds of the share it has changed)."""
         n, dims = len(x), x[0].numel()
         changed = (xa != x).flatten(1).sum(1).float()
-        return {"step": torch.full((n,), eps, device=x.device),
-                "fraction": changed / dims / 1.5 if given else torch.full((n,), 0.2, device=x.device),
-                "changed_at_mark": changed if given else torch.full((n,), float(dims), device=x.device)}  # fmt: skip
+        return {
+            "step": torch.full((n,), eps, device=x.device),
+            "fraction": changed / dims / 1.5 if given else torch.full((n,), 0.2, device=x.device),
+            "changed_at_mark": changed if given else torch.full((n,), float(dims), device=x.device),
+        }
 
     @staticmethod
     def _sparse_mark(state: dict[str, Tensor], x0: Tensor, x_best: Tensor, eps: float) -> Tensor:
@@ -264,7 +284,9 @@ class APGD(LossGradientAttack):
         changed = (x_best != x0).flatten(1).sum(1).float()
         sparser = changed / state["changed_at_mark"] < 0.95
         state["fraction"] = changed / x0[0].numel() / 1.5
-        state["step"] = torch.where(sparser, torch.full_like(state["step"], eps), state["step"] / 1.5).clamp(eps / 10, eps)
+        state["step"] = torch.where(sparser, torch.full_like(state["step"], eps), state["step"] / 1.5).clamp(
+            eps / 10, eps
+        )
         state["changed_at_mark"] = changed
         return sparser
 

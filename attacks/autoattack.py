@@ -39,8 +39,17 @@ def _rand(attack: AutoAttack) -> list[tuple[str, Attack]]:
     untargeted APGD-DLR, one run each of 100 iterations with gradients averaged over 20 draws (``eot``).
     No targets, no FAB, no Square. Under L1 the official rand version leaves APGD's 3ε → 2ε → ε schedule
     off (it sets it for the standard version only), and so do we."""
-    gradient = dict(eps=attack.eps, norm=attack.norm, seed=attack.seed, eot=attack.eot, precision=attack.precision,
-                    bpda=attack.bpda, steps=attack.steps, restarts=1, rho=0.75)  # fmt: skip
+    gradient = dict(
+        eps=attack.eps,
+        norm=attack.norm,
+        seed=attack.seed,
+        eot=attack.eot,
+        precision=attack.precision,
+        bpda=attack.bpda,
+        steps=attack.steps,
+        restarts=1,
+        rho=0.75,
+    )
     if isinstance(attack.threat, L1):
         gradient["large_eps_first"] = False
     return [("apgd-ce", APGD(**gradient, loss="ce")), ("apgd-dlr", APGD(**gradient, loss="dlr"))]

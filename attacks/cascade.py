@@ -43,7 +43,9 @@ class Cascade(GradientAttack):
                 break
             if _needs_more_classes(attack, target, model, x):
                 continue
-            result = attack(model, x[todo], y[todo], target=None if target is None else target[todo], index=rng.index[todo])
+            result = attack(
+                model, x[todo], y[todo], target=None if target is None else target[todo], index=rng.index[todo]
+            )
             if result.queries is not None:
                 queries[todo] += result.queries
             hit = result.success  # verified by the member's own fresh forward pass

@@ -63,7 +63,9 @@ class CW(GradientAttack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.binary_steps < 1 or self.steps < 1 or self.lr <= 0 or self.initial_const <= 0 or self.confidence < 0:
-            raise ConfigError(f"CW needs binary_steps ≥ 1, steps ≥ 1, lr > 0, initial_const > 0 and confidence ≥ 0 (got {self})")
+            raise ConfigError(
+                f"CW needs binary_steps ≥ 1, steps ≥ 1, lr > 0, initial_const > 0 and confidence ≥ 0 (got {self})"
+            )
 
     @property
     def minimum_norm(self) -> bool:

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.attack import GradientAttack, Perturbed
-from robustkit.losses import is_success
 from robustkit.errors import ConfigError
+from robustkit.losses import is_success
 from robustkit.registry import ATTACKS
 from robustkit.threats import L2, Linf, ThreatModel, clip_to_box, names
 
@@ -137,7 +137,16 @@ class DeepFool(GradientAttack):
             raise ConfigError(f"DeepFool needs steps ≥ 1, overshoot ≥ 0 and candidates ≥ 1 (got {self})")
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
-        r, fooled, queries = minimal_perturbation(model, x, y, self.threat, self, target=target, steps=self.steps,
-                                                  overshoot=self.overshoot, candidates=self.candidates)  # fmt: skip
+        r, fooled, queries = minimal_perturbation(
+            model,
+            x,
+            y,
+            self.threat,
+            self,
+            target=target,
+            steps=self.steps,
+            overshoot=self.overshoot,
+            candidates=self.candidates,
+        )
         minimal = torch.where(fooled, self.threat.norm(r), torch.full_like(fooled, float("inf"), dtype=torch.float32))
         return Perturbed(x + r.to(x.dtype), queries=queries, extras={"minimal_norm": minimal})

@@ -72,8 +72,17 @@ class Ensemble(Cascade):
         common = dict(eps=self.eps, norm=self.norm, seed=self.seed, eot=self.eot)
         return [
             ("apgd-ce", APGD(**common, precision=self.precision, bpda=self.bpda, steps=self.steps, loss="ce")),
-            ("apgd-t", APGD(**common, precision=self.precision, bpda=self.bpda, steps=self.steps, loss="dlr",
-                            targets=self.targets)),  # fmt: skip
+            (
+                "apgd-t",
+                APGD(
+                    **common,
+                    precision=self.precision,
+                    bpda=self.bpda,
+                    steps=self.steps,
+                    loss="dlr",
+                    targets=self.targets,
+                ),
+            ),
             # Square climbs on tiny margin gains that bf16 logits round away, so it always scores in float32
             ("square", Square(**common, precision="fp32", queries=self.queries, patience=self.patience)),
         ]

@@ -11,11 +11,11 @@ from torch import Tensor, nn
 from attacks.runs_at_once import first_success, settled_earlier, stacked
 from robustkit.attack import GradientAttack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.threats.hyperplane import dual_norm, project
 from robustkit.losses import confirmed_success
-from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
+from robustkit.registry import ATTACKS
 from robustkit.threats import L1, L2, Linf, clip_to_box, names, per_sample
+from robustkit.threats.hyperplane import dual_norm, project
 
 
 @ATTACKS.register
@@ -68,11 +68,13 @@ class FAB(GradientAttack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.steps < 1 or self.restarts < 1 or self.targets < 0:
-            raise ConfigError(f"FAB needs steps ≥ 1, restarts ≥ 1 and targets ≥ 0 (got {self.steps}, "
-                              f"{self.restarts}, {self.targets})")  # fmt: skip
+            raise ConfigError(
+                f"FAB needs steps ≥ 1, restarts ≥ 1 and targets ≥ 0 (got {self.steps}, {self.restarts}, {self.targets})"
+            )
         if not (0 <= self.alpha_max <= 1 and self.eta >= 1 and 0 < self.beta <= 1):
-            raise ConfigError(f"FAB needs 0 ≤ alpha_max ≤ 1, eta ≥ 1 and 0 < beta ≤ 1 (got {self.alpha_max}, "
-                              f"{self.eta}, {self.beta})")  # fmt: skip
+            raise ConfigError(
+                f"FAB needs 0 ≤ alpha_max ≤ 1, eta ≥ 1 and 0 < beta ≤ 1 (got {self.alpha_max}, {self.eta}, {self.beta})"
+            )
 
     @property
     def minimum_norm(self) -> bool:
@@ -92,10 +94,14 @@ class FAB(GradientAttack):
         queries = torch.zeros(len(x), dtype=torch.long, device=x.device)
         for pull, goal in runs:
             for restart in range(self.restarts):
-                todo = (best_norm > self.eps).nonzero().squeeze(1) if not self.minimize else torch.arange(len(x), device=x.device)
+                todo = (
+                    (best_norm > self.eps).nonzero().squeeze(1)
+                    if not self.minimize
+                    else torch.arange(len(x), device=x.device)
+                )
                 if len(todo) == 0:
                     return Perturbed(best, queries=queries)
-                pick = (lambda t, todo=todo: None if t is None else t[todo])  # noqa: E731
+                pick = lambda t, todo=todo: None if t is None else t[todo]  # noqa: E731
                 start = x[todo] if restart == 0 else self._random_start(x[todo], rng[todo])
                 adv, norm, spent = self._search(model, x[todo], y[todo], pick(pull), pick(goal), start)
                 queries[todo] += spent
@@ -110,8 +116,9 @@ class FAB(GradientAttack):
         targets × N rows, not one per target over the few samples left. The outcome is the targets' in
         turn: a sample keeps the example of the first target that found one within ε, else x."""
         n, k = len(x), len(pulls)
-        adv, norm, spent = self._search(model, stacked(x, k), stacked(y, k), torch.cat(pulls), None, stacked(x, k),
-                                        samples=n)  # fmt: skip
+        adv, norm, spent = self._search(
+            model, stacked(x, k), stacked(y, k), torch.cat(pulls), None, stacked(x, k), samples=n
+        )
         best, found = first_success((norm <= self.eps).view(k, n), adv)
         return Perturbed(torch.where(found.view(-1, *[1] * (x.ndim - 1)), best, x), queries=spent.view(k, n).sum(0))
 
@@ -132,7 +139,9 @@ class FAB(GradientAttack):
         idx, x0, ya, point = torch.arange(n, device=x.device), x.flatten(1).float(), y, start.flatten(1).float()
         first_found = None if samples is None else torch.full((samples,), n // samples, device=x.device)  # per sample
         for _ in range(self.steps):
-            gap, w = self._boundary(model, point.view(-1, *shape[1:]).to(x.dtype), ya, None if pull is None else pull[idx])
+            gap, w = self._boundary(
+                model, point.view(-1, *shape[1:]).to(x.dtype), ya, None if pull is None else pull[idx]
+            )
             b = (w * point).sum(1) - gap  # the hyperplane w·z = b where the linearised logit gap is 0
             to_point, to_clean = project(point, w, b, self.norm), project(x0, w, b, self.norm)
             near, far = self.threat.norm(to_point).clamp_min(1e-8), self.threat.norm(to_clean).clamp_min(1e-8)
@@ -170,7 +179,9 @@ class FAB(GradientAttack):
                 pick = torch.zeros_like(logits)
                 pick[rows, k] += 1
                 pick[rows, y] -= 1  # the label's own row is all zero: its gap is never the nearest
-                (grad,) = torch.autograd.grad(logits, point, pick, retain_graph=number + 1 < len(classes), allow_unused=True)
+                (grad,) = torch.autograd.grad(
+                    logits, point, pick, retain_graph=number + 1 < len(classes), allow_unused=True
+                )
                 grad = torch.zeros_like(point) if grad is None else grad
                 grad = grad.flatten(1).float()
                 f = (logits.detach() * pick).sum(1)

@@ -101,19 +101,29 @@ class FMN(GradientAttack):
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         settling, patience = int(_SETTLING * self.steps), max(int(_PATIENCE * self.steps), 1)
         for i in range(self.steps):
-            alpha, gamma = cosine(self.step_size, self.step_size / 100, i, self.steps), cosine(self.gamma, _GAMMA_FINAL, i, self.steps)
+            alpha, gamma = (
+                cosine(self.step_size, self.step_size / 100, i, self.steps),
+                cosine(self.gamma, _GAMMA_FINAL, i, self.steps),
+            )
             point = (x + delta).to(x.dtype)
             margin, grad, logits = self._margin_and_grad(model, point, y, target)
             queries[rows] += self.eot
-            grad = torch.where(((point <= 0) & (grad < 0)) | ((point >= 1) & (grad > 0)), 0.0, grad)  # box-feasible part
+            grad = torch.where(
+                ((point <= 0) & (grad < 0)) | ((point >= 1) & (grad > 0)), 0.0, grad
+            )  # box-feasible part
             size = ball.norm(point - x)
             hit = confirmed_success(model, point, logits, y, target, self.precision)
             better = hit & (size < best_norm)
             best[rows[better]], best_norm[better] = point[better], size[better]
             found |= hit
-            to_boundary = margin.abs() / (grad * ball.normalize_grad(grad)).flatten(1).sum(1).clamp_min(1e-12)  # dual norm
-            radius = torch.where(hit, torch.minimum(radius * (1 - gamma), best_norm),
-                                 torch.where(found, radius * (1 + gamma), size + to_boundary))  # fmt: skip
+            to_boundary = margin.abs() / (grad * ball.normalize_grad(grad)).flatten(1).sum(1).clamp_min(
+                1e-12
+            )  # dual norm
+            radius = torch.where(
+                hit,
+                torch.minimum(radius * (1 - gamma), best_norm),
+                torch.where(found, radius * (1 + gamma), size + to_boundary),
+            )
             radius = torch.minimum(radius, worst)
             unit = grad / per_sample(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
             delta = clip_to_box(x + project_each(ball, delta + alpha * unit, radius)) - x
@@ -124,7 +134,8 @@ class FMN(GradientAttack):
                 if i >= settling and settled.any():  # one host sync a step, as APGD's retirement
                     keep = ~settled
                     rows, x, y, target, worst, best_norm, mark, stale, delta, radius, found = keep_rows(
-                        keep, rows, x, y, target, worst, best_norm, mark, stale, delta, radius, found)  # fmt: skip
+                        keep, rows, x, y, target, worst, best_norm, mark, stale, delta, radius, found
+                    )
                     if len(rows) == 0:
                         break
         return Perturbed(best, queries=queries)

@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.patch import window_index
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
-from robustkit.threats import names
-from robustkit.threats.fooling import Fooling as FoolingImages, confirm_fooling
-from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
-from attacks.patch import window_index
+from robustkit.registry import ATTACKS
+from robustkit.threats import names
+from robustkit.threats.fooling import Fooling as FoolingImages
+from robustkit.threats.fooling import confirm_fooling
 
 _GRADIENT = {"step_size": 0.05, "objective": "logsoftmax", "blur": 0.0, "blur_every": 4, "jitter": 0, "decay": 0.0}
 _EVOLUTION = {"population": 16, "block": 6, "sigma": 0.3}
@@ -86,14 +87,17 @@ class Fooling(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.method not in _STEPS or self.start not in ("noise", "blank"):
-            raise ConfigError(f"fooling: method is gradient | evolution and start noise | blank, "
-                              f"got {self.method!r}, {self.start!r}")  # fmt: skip
+            raise ConfigError(
+                f"fooling: method is gradient | evolution and start noise | blank, got {self.method!r}, {self.start!r}"
+            )
         other = _EVOLUTION if self.method == "gradient" else _GRADIENT
         given = [k for k in other if getattr(self, k) is not None]
         if given:
             raise ConfigError(f"fooling: '{given[0]}' is a setting of the other method, not of method={self.method}")
         if self.iterations < 1 or self.setting("objective") not in ("logsoftmax", "logit"):
-            raise ConfigError(f"fooling needs steps ≥ 1 and objective logsoftmax | logit, got {self.steps}, {self.objective}")
+            raise ConfigError(
+                f"fooling needs steps ≥ 1 and objective logsoftmax | logit, got {self.steps}, {self.objective}"
+            )
         mine = _GRADIENT if self.method == "gradient" else _EVOLUTION
         if any(self.setting(k) <= 0 for k in ("step_size", "blur_every", "population", "block", "sigma") if k in mine):
             raise ConfigError("fooling: step_size, blur_every, population, block and sigma must be > 0")
@@ -117,8 +121,9 @@ class Fooling(Attack):
         start = rng.rand(*x.shape[1:]) if self.start == "noise" else torch.full(x.shape, 0.5)
         run = self._gradient if self.method == "gradient" else self._evolution
         best, queries, seconds = run(model, start.to(x.device, x.dtype), sought, rng)
-        return Perturbed(best.to(x.dtype), queries=queries, evidence={"target": sought.clone()},
-                         extras={"seconds": seconds})  # fmt: skip
+        return Perturbed(
+            best.to(x.dtype), queries=queries, evidence={"target": sought.clone()}, extras={"seconds": seconds}
+        )
 
     def _passes(self, model: nn.Module, images: Tensor, probs: Tensor, sought: Tensor) -> Tensor:
         """Per image: passes by this pass's probabilities; under reduced precision claims are re-checked in float32."""
@@ -142,8 +147,15 @@ class Fooling(Attack):
                 score = logits.log_softmax(1) if self.setting("objective") == "logsoftmax" else logits
                 (grad,) = torch.autograd.grad(score.gather(1, t[:, None]).sum(), x)
             probs = logits.detach().softmax(1) if not jitter else _log_probs(model, x.detach()).exp()
-            tracker.update(active, x.detach(), probs, t, self._passes(model, x.detach(), probs, t), 2 if jitter else 1,
-                           stop=self.early_stop)  # fmt: skip
+            tracker.update(
+                active,
+                x.detach(),
+                probs,
+                t,
+                self._passes(model, x.detach(), probs, t),
+                2 if jitter else 1,
+                stop=self.early_stop,
+            )
             if step == self.iterations:
                 break
             rms = grad.float().flatten(1).square().mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
@@ -163,8 +175,15 @@ class Fooling(Attack):
         side = min(side, h, w)
         log_probs = _log_probs(model, image)  # one pass gives the start's verdict and its score
         probs = log_probs.exp()
-        tracker.update(torch.arange(n, device=image.device), image, probs, sought, self._passes(model, image, probs, sought), 1,
-                       stop=self.early_stop)  # fmt: skip
+        tracker.update(
+            torch.arange(n, device=image.device),
+            image,
+            probs,
+            sought,
+            self._passes(model, image, probs, sought),
+            1,
+            stop=self.early_stop,
+        )
         parent_score = log_probs.gather(1, sought[:, None]).squeeze(1)
         for _ in range(self.iterations):
             active = tracker.active
@@ -206,7 +225,9 @@ class _Tracker:
         self.seconds = torch.zeros(n, dtype=torch.float64)
         self.active, self.mark = torch.arange(n, device=image.device), time.perf_counter()
 
-    def update(self, rows: Tensor, images: Tensor, probs: Tensor, sought: Tensor, hit: Tensor, cost: int, *, stop: bool) -> None:
+    def update(
+        self, rows: Tensor, images: Tensor, probs: Tensor, sought: Tensor, hit: Tensor, cost: int, *, stop: bool
+    ) -> None:
         now = time.perf_counter()
         self.seconds[rows.cpu()] += (now - self.mark) / len(rows)
         self.mark = now

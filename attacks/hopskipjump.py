@@ -62,8 +62,10 @@ class HopSkipJump(LabelAttack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 1 <= self.init_evals <= self.max_evals or self.gamma <= 0 or self.init_tries < 1:
-            raise ConfigError(f"HopSkipJump needs 1 ≤ init_evals ≤ max_evals, gamma > 0 and init_tries ≥ 1 "
-                              f"(got {self.init_evals}, {self.max_evals}, {self.gamma}, {self.init_tries})")  # fmt: skip
+            raise ConfigError(
+                f"HopSkipJump needs 1 ≤ init_evals ≤ max_evals, gamma > 0 and init_tries ≥ 1 "
+                f"(got {self.init_evals}, {self.max_evals}, {self.gamma}, {self.init_tries})"
+            )
 
     @property
     def minimum_norm(self) -> bool:
@@ -140,7 +142,15 @@ class HopSkipJump(LabelAttack):
         return torch.minimum(torch.maximum(adv, x - a), x + a) if linf else (1 - a) * x + a * adv
 
     def _gradient(
-        self, oracle, point: Tensor, rows: Tensor, delta: Tensor, evals: int, room: Tensor, rng: SampleRandom, linf: bool
+        self,
+        oracle,
+        point: Tensor,
+        rows: Tensor,
+        delta: Tensor,
+        evals: int,
+        room: Tensor,
+        rng: SampleRandom,
+        linf: bool,
     ) -> Tensor:
         """The boundary normal at each point, estimated from ``evals`` probes' labels (fewer where a sample's
         budget ``room`` is smaller): the mean of the probes' directions weighted by ±1 minus its mean."""

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.attack import Attack, Perturbed
-from robustkit.losses import is_success
 from robustkit.errors import ConfigError
+from robustkit.losses import is_success
+from robustkit.per_sample_random import SampleRandom
 from robustkit.registry import ATTACKS
 from robustkit.threats import L0, names
-from robustkit.per_sample_random import SampleRandom
 
 
 @ATTACKS.register
@@ -155,6 +155,10 @@ def _apply(x: Tensor, images: Tensor, candidates: Tensor) -> Tensor:
     values = candidates[:, 0, :, 2:].to(x.dtype)  # m × k × C
     batch = torch.arange(len(images), device=x.device)
     for pixel in range(rows.shape[1]):  # k ≤ a handful: one vectorised write per changed pixel
-        out[batch[:, None], torch.arange(x.shape[1], device=x.device)[None, :], rows[:, pixel, None],
-            cols[:, pixel, None]] = values[:, pixel]  # fmt: skip
+        out[
+            batch[:, None],
+            torch.arange(x.shape[1], device=x.device)[None, :],
+            rows[:, pixel, None],
+            cols[:, pixel, None],
+        ] = values[:, pixel]
     return out[:, None]

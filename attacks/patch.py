@@ -83,10 +83,16 @@ class AdversarialPatch(LossGradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.steps < 1 or self.locations < 1 or (self.step_size is not None and not self.step_size > 0) \
-                or (self.max_batch is not None and self.max_batch < 1):
-            raise ConfigError(f"patch needs steps ≥ 1, locations ≥ 1, step_size > 0 and max_batch ≥ 1 "
-                              f"(got {self.steps}, {self.locations}, {self.step_size}, {self.max_batch})")  # fmt: skip
+        if (
+            self.steps < 1
+            or self.locations < 1
+            or (self.step_size is not None and not self.step_size > 0)
+            or (self.max_batch is not None and self.max_batch < 1)
+        ):
+            raise ConfigError(
+                f"patch needs steps ≥ 1, locations ≥ 1, step_size > 0 and max_batch ≥ 1 "
+                f"(got {self.steps}, {self.locations}, {self.step_size}, {self.max_batch})"
+            )
 
     @property
     def alpha(self) -> float:
@@ -106,8 +112,9 @@ class AdversarialPatch(LossGradientAttack):
         for step in range(self.steps + 1):
             last = step == self.steps  # the final iterate is scored, not stepped from
             r, c, candidates = rows[active].flatten(), cols[active].flatten(), patch[active].flatten(0, 1)
-            loss, hit, step_dir = self._candidates(model, x, y, target, active.repeat_interleave(tries),
-                                                   candidates, r, c, last)  # fmt: skip
+            loss, hit, step_dir = self._candidates(
+                model, x, y, target, active.repeat_interleave(tries), candidates, r, c, last
+            )
             queries[active] += tries * (1 if last else self.eot)
             score, where = torch.where(hit, float("inf"), loss.float()).view(-1, tries).max(1)
             better = score > best_loss[active]
@@ -125,8 +132,18 @@ class AdversarialPatch(LossGradientAttack):
         best = paste(x, best_patch, best_row, best_col)
         return Perturbed(best, queries=queries, evidence={"row": best_row, "col": best_col})
 
-    def _candidates(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, owner: Tensor,
-                    patches: Tensor, rows: Tensor, cols: Tensor, last: bool) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+    def _candidates(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None,
+        owner: Tensor,
+        patches: Tensor,
+        rows: Tensor,
+        cols: Tensor,
+        last: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Loss, success and (unless ``last``) the signed gradient on the patch pixels of every candidate:
         ``patches[i]`` pasted on image ``owner[i]`` at (``rows[i]``, ``cols[i]``), ``max_batch`` images per pass."""
         chunk = self.max_batch or len(owner)

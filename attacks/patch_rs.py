@@ -16,13 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from attacks.patch import cut, paste
+from attacks.random_search import SparseRandomSearch, schedule_divisor
 from robustkit.attack import Perturbed
 from robustkit.errors import ConfigError
-from attacks.random_search import SparseRandomSearch, schedule_divisor
+from robustkit.per_sample_random import SampleRandom
 from robustkit.registry import ATTACKS
 from robustkit.threats import names
 from robustkit.threats.patch import Patch
-from robustkit.per_sample_random import SampleRandom
 
 # the authors' schedule for patches: α is α_init / divisor once the step, rescaled to 10 000 queries, passes the threshold
 _SCHEDULE = ((8000, 128), (6000, 64), (4000, 64), (2000, 32), (1000, 32), (500, 16), (200, 8), (50, 4), (10, 2))
@@ -80,8 +80,10 @@ class PatchRS(SparseRandomSearch):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.queries < 1 or not 0 < self.alpha_init <= 1 or self.location_every < 2:
-            raise ConfigError(f"patch-rs needs queries ≥ 1, 0 < alpha_init ≤ 1 and location_every ≥ 2 "
-                              f"(got {self.queries}, {self.alpha_init}, {self.location_every})")  # fmt: skip
+            raise ConfigError(
+                f"patch-rs needs queries ≥ 1, 0 < alpha_init ≤ 1 and location_every ≥ 2 "
+                f"(got {self.queries}, {self.alpha_init}, {self.location_every})"
+            )
 
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
@@ -110,8 +112,12 @@ class PatchRS(SparseRandomSearch):
             spent[idx] = step + 1
             if self.early_stop:
                 idx = idx[~hit]  # one host sync per step: the working set's new size
-        return Perturbed(paste(x, patch, rows, cols), queries=spent * self.eot,
-                         evidence={"row": rows, "col": cols}, extras={"patch": patch})  # fmt: skip
+        return Perturbed(
+            paste(x, patch, rows, cols),
+            queries=spent * self.eot,
+            evidence={"row": rows, "col": cols},
+            extras={"patch": patch},
+        )
 
     def _square(self, step: int, side: int) -> int:
         """Side of the square that step ``step`` repaints: √α(step)·s, at least 1."""

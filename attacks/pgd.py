@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from robustkit.attack import LossGradientAttack, Perturbed
-from robustkit.losses import attack_loss, confirmed_success, is_success
 from robustkit.errors import ConfigError
+from robustkit.losses import attack_loss, confirmed_success, is_success
 from robustkit.registry import ATTACKS
 from robustkit.threats import L1, L2, Linf, names
 

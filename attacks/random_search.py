@@ -38,8 +38,9 @@ class SparseRandomSearch(Attack):
         return search_score(model, x_adv, y, target, loss=self.loss, eot=self.eot, precision=self.precision)
 
 
-def search_score(model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, *, loss: str, eot: int,
-                 precision: str) -> tuple[Tensor, Tensor]:  # fmt: skip
+def search_score(
+    model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, *, loss: str, eot: int, precision: str
+) -> tuple[Tensor, Tensor]:
     """Loss to maximise (float32, N) and success (bool, N) per sample, from one query."""
     logits = model(x_adv).float() if eot == 1 else torch.stack([model(x_adv).float() for _ in range(eot)]).mean(0)
     hit = confirmed_success(model, x_adv, logits, y, target, precision)  # retire only on a full-precision verdict

@@ -83,8 +83,9 @@ class RayS(LabelAttack):
                 level, block = level + (size > 1), 0
         return _point(x, sign, radius.clamp(max=1.0))
 
-    def _try(self, oracle: LabelOracle, x: Tensor, sign: Tensor, trial: Tensor, rows: Tensor, radius: Tensor,
-             tol: float) -> None:  # fmt: skip
+    def _try(
+        self, oracle: LabelOracle, x: Tensor, sign: Tensor, trial: Tensor, rows: Tensor, radius: Tensor, tol: float
+    ) -> None:
         """Samples ``rows`` take direction ``trial`` where one query says it is adversarial at their current
         radius (at the box's corner, radius 1, while they have none), and its radius by binary search."""
         high = radius[rows].clamp(max=1.0)

@@ -16,12 +16,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from attacks.random_search import SparseRandomSearch, schedule_divisor
 from robustkit.attack import Perturbed
 from robustkit.errors import ConfigError
-from attacks.random_search import SparseRandomSearch, schedule_divisor
+from robustkit.per_sample_random import SampleRandom
 from robustkit.registry import ATTACKS
 from robustkit.threats import L0, names
-from robustkit.per_sample_random import SampleRandom
 
 # the authors' L0 schedule: α is α_init / divisor once the step, rescaled to a 10 000-query budget, passes the threshold
 _SCHEDULE = ((8000, 20), (6000, 15), (4000, 12), (2000, 10), (1000, 8), (500, 6), (200, 5), (50, 4), (0, 2))
@@ -73,14 +73,18 @@ class SparseRS(SparseRandomSearch):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.queries < 1 or not 0 < self.alpha_init <= 1:
-            raise ConfigError(f"sparse-rs needs queries ≥ 1 and 0 < alpha_init ≤ 1 (got {self.queries}, {self.alpha_init})")
+            raise ConfigError(
+                f"sparse-rs needs queries ≥ 1 and 0 < alpha_init ≤ 1 (got {self.queries}, {self.alpha_init})"
+            )
 
     def check_fits(self, image_shape: Sequence[int]) -> None:
         super().check_fits(image_shape)
         height, width = image_shape[-2:]
         if self.eps > height * width:
-            raise ConfigError(f"sparse-rs: k = {int(self.eps)} pixels is more than the image's {height}×{width} = "
-                              f"{height * width} positions")  # fmt: skip
+            raise ConfigError(
+                f"sparse-rs: k = {int(self.eps)} pixels is more than the image's {height}×{width} = "
+                f"{height * width} positions"
+            )
 
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
@@ -102,7 +106,9 @@ class SparseRS(SparseRandomSearch):
             moves = self._moves(step, k, size)
             slots = _distinct(ra, k, moves)  # which members of the set move (the same count for every sample)
             new_pos = pa.scatter(1, slots, _outside(ra, pa, slots, size))
-            new_val = va.scatter(1, slots[..., None].expand(-1, -1, channels), ra.randint(2, moves, channels).to(x.dtype))
+            new_val = va.scatter(
+                1, slots[..., None].expand(-1, -1, channels), ra.randint(2, moves, channels).to(x.dtype)
+            )
             cand = _paint(xa, new_pos, new_val)
             new_loss, hit = self._score(model, cand, ya, ta)
             take = hit | (new_loss >= la)
@@ -117,8 +123,9 @@ class SparseRS(SparseRandomSearch):
                 ta = None if ta is None else ta[keep]
         positions[idx], values[idx], spent[idx] = pa, va, made  # whoever is left used every query made
         pixels = torch.stack([positions // width, positions % width], dim=2)
-        return Perturbed(_paint(x, positions, values), queries=spent * self.eot,
-                         extras={"pixels": pixels, "values": values})  # fmt: skip
+        return Perturbed(
+            _paint(x, positions, values), queries=spent * self.eot, extras={"pixels": pixels, "values": values}
+        )
 
     def _moves(self, step: int, k: int, size: int) -> int:
         """How many of the k pixels step ``step`` moves: α(step)·k, at least 1, at most the free positions."""

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from robustkit.attack import Attack, Perturbed
 from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss, confirmed_success
-from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
+from robustkit.registry import ATTACKS
 from robustkit.threats import names
 from robustkit.threats.spatial import Spatial, render
 
@@ -79,8 +79,13 @@ class SpatialAttack(Attack):
         super().__post_init__()
         if self.search not in _SEARCHES:
             raise ConfigError(f"spatial search must be grid or random, got '{self.search}'")
-        counts = {"rotations": self.rotations, "translations": self.translations, "scales": self.scales, "k": self.k,
-                  "max_batch": self.max_batch or 1}  # fmt: skip
+        counts = {
+            "rotations": self.rotations,
+            "translations": self.translations,
+            "scales": self.scales,
+            "k": self.k,
+            "max_batch": self.max_batch or 1,
+        }
         for key, value in counts.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"spatial {key} must be a whole number ≥ 1, got {value!r}")
@@ -123,8 +128,12 @@ class SpatialAttack(Attack):
 
     def grid(self, device: torch.device | None = None) -> Tensor:
         """Every grid transform, G × 4 (rotation°, dx, dy, zoom), angle-major: the order rounds run in."""
-        axes = [_axis(self.eps, self.rotations, device), _axis(self.translation, self.translations, device),
-                _axis(self.translation, self.translations, device), 1 + _axis(self.scale, self.scales, device)]  # fmt: skip
+        axes = [
+            _axis(self.eps, self.rotations, device),
+            _axis(self.translation, self.translations, device),
+            _axis(self.translation, self.translations, device),
+            1 + _axis(self.scale, self.scales, device),
+        ]
         return torch.cartesian_prod(*axes)
 
     def _rounds(self, n: int, rng: SampleRandom) -> list[Tensor]:
@@ -138,7 +147,9 @@ class SpatialAttack(Attack):
         draws[..., 3] += 1
         return [draws]
 
-    def _score(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, params: Tensor) -> tuple[Tensor, Tensor]:
+    def _score(
+        self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, params: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Loss and success of every (image, transform) pair, m × r, from chunked forward passes."""
         m, r = len(x), params.shape[-2]
         pairs = torch.arange(m * r, device=x.device)

@@ -16,13 +16,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from attacks.random_search import search_score
 from robustkit.attack import Attack, Perturbed, keep_rows
 from robustkit.errors import ConfigError
-from attacks.random_search import search_score
-from robustkit.registry import ATTACKS
-from robustkit.threats import L1, L2, Linf, names
 from robustkit.per_sample_random import SampleRandom
-from robustkit.threats import clip_to_box
+from robustkit.registry import ATTACKS
+from robustkit.threats import L1, L2, Linf, clip_to_box, names
 
 # p halves each time the step, rescaled to a 10 000-query budget, passes one of these (AutoAttack's schedule)
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -78,8 +77,10 @@ class Square(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.queries < 1 or not 0 < self.p_init <= 1 or self.patience < 0:
-            raise ConfigError(f"Square needs queries ≥ 1, 0 < p_init ≤ 1 and patience ≥ 0 "
-                              f"(got {self.queries}, {self.p_init}, {self.patience})")  # fmt: skip
+            raise ConfigError(
+                f"Square needs queries ≥ 1, 0 < p_init ≤ 1 and patience ≥ 0 "
+                f"(got {self.queries}, {self.p_init}, {self.patience})"
+            )
 
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
@@ -234,8 +235,10 @@ _SHAPES = {L2.name: (2, 2), L1.name: (4, 1)}  # L1's sharper bump puts its mass 
 def _rings(h: int, w: int, device, norm: str) -> Tensor:
     """Nested rectangles about the centre, the k-th weighted 1/(k+1)^power: a cheap pseudo-Gaussian bump."""
     power, p = _SHAPES[norm]
-    ring = torch.maximum((torch.arange(h, device=device) - h // 2).abs()[:, None],
-                         (torch.arange(w, device=device) - w // 2).abs()[None, :])  # fmt: skip
+    ring = torch.maximum(
+        (torch.arange(h, device=device) - h // 2).abs()[:, None],
+        (torch.arange(w, device=device) - w // 2).abs()[None, :],
+    )
     weights = 1.0 / torch.arange(1, max(h // 2, w // 2) + 2, device=device, dtype=torch.float32) ** power
     bump = weights.flip(0).cumsum(0).flip(0)[ring]  # a cell in ring m lies in every rectangle k ≥ m
     return bump / bump.norm(p).clamp_min(1e-12)

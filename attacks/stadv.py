@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.errors import ConfigError
+from robustkit.registry import ATTACKS
 from robustkit.threats import names
 from robustkit.threats.flow import DEFAULT_EPS, Flow, flow_loss, warp
-from robustkit.registry import ATTACKS
 
 _TINY = 1e-8  # px², under L_flow's square roots while differentiating: a finite gradient at f = 0
 _BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # Adam's usual constants

@@ -21,13 +21,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustkit.progress import progress_bar
-from robustkit.attack import LossGradientAttack, Perturbed
 from attacks.deepfool import minimal_perturbation
-from robustkit.losses import is_success
+from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.data_fitted import DataFittedAttack
 from robustkit.errors import ConfigError
+from robustkit.losses import is_success
 from robustkit.predict import predict
+from robustkit.progress import progress_bar
 from robustkit.registry import ATTACKS
 from robustkit.threats import L2, clip_to_box
 
@@ -78,8 +78,15 @@ class Universal(DataFittedAttack, LossGradientAttack):
         super().__post_init__()
         if self.method not in METHODS:
             raise ConfigError(f"universal: unknown method '{self.method}' (choose from {', '.join(METHODS)})")
-        if not 0 < self.fooling_goal <= 1 or self.max_passes < 1 or (self.batch_size or 1) < 1 or self.deepfool_steps < 1:
-            raise ConfigError("universal needs 0 < fooling_goal ≤ 1, max_passes ≥ 1, batch_size ≥ 1, deepfool_steps ≥ 1")
+        if (
+            not 0 < self.fooling_goal <= 1
+            or self.max_passes < 1
+            or (self.batch_size or 1) < 1
+            or self.deepfool_steps < 1
+        ):
+            raise ConfigError(
+                "universal needs 0 < fooling_goal ≤ 1, max_passes ≥ 1, batch_size ≥ 1, deepfool_steps ≥ 1"
+            )
         if (self.step_size is not None and self.step_size <= 0) or self.overshoot < 0 or self.candidates < 1:
             raise ConfigError("universal needs step_size > 0, overshoot ≥ 0 and candidates ≥ 1")
         delta = self.perturbation
@@ -87,8 +94,10 @@ class Universal(DataFittedAttack, LossGradientAttack):
             if not isinstance(delta, Tensor) or not delta.is_floating_point() or delta.ndim != 3:
                 raise ConfigError("a universal perturbation is one floating-point image, C×H×W")
             if not self.threat.contains(torch.zeros_like(delta[None], dtype=torch.float32), delta[None].float()).all():
-                raise ConfigError(f"the universal perturbation has {self.norm} norm "
-                                  f"{self.threat.norm(delta[None]).item():.4g} > ε = {self.eps:.4g}")  # fmt: skip
+                raise ConfigError(
+                    f"the universal perturbation has {self.norm} norm "
+                    f"{self.threat.norm(delta[None]).item():.4g} > ε = {self.eps:.4g}"
+                )
 
     @property
     def batch(self) -> int:
@@ -102,8 +111,10 @@ class Universal(DataFittedAttack, LossGradientAttack):
         if self.perturbation is None:
             return {}
         delta = self.perturbation
-        return {"fooling_rate": fooling_rate(model, images, delta, target_class=self.target_class),
-                "perturbation_norm": self.threat.norm(delta[None].float()).item()}  # fmt: skip
+        return {
+            "fooling_rate": fooling_rate(model, images, delta, target_class=self.target_class),
+            "perturbation_norm": self.threat.norm(delta[None].float()).item(),
+        }
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target, rng) -> Perturbed:
         delta = self.fitted_for(model, x, target)
@@ -116,8 +127,13 @@ class Universal(DataFittedAttack, LossGradientAttack):
         reference = predict(model, x)  # clean decisions: the labels a universal perturbation moves off
         delta = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=device)
         update = self._deepfool_update if self.method == "deepfool" else self._sgd_update
-        bar = progress_bar(total=self.max_passes * len(x), desc=f"universal {self.method} ε={self.eps:.4g}", unit="img",
-                   enabled=progress, leave=False)  # fmt: skip
+        bar = progress_bar(
+            total=self.max_passes * len(x),
+            desc=f"universal {self.method} ε={self.eps:.4g}",
+            unit="img",
+            enabled=progress,
+            leave=False,
+        )
         for number in range(1, self.max_passes + 1):
             order = torch.randperm(len(x), generator=generator, device=device)
             seen = fooled = 0
@@ -143,17 +159,23 @@ class Universal(DataFittedAttack, LossGradientAttack):
         """The paper's inner loop: each unfooled image's minimal step is added to δ, and δ projected, in turn.
 
         Returns the new δ and how many of the batch x + δ fooled already (as ``_sgd_update``)."""
-        steps, fooled, queries = minimal_perturbation(model, adv, ref, L2(1.0), self, target=target,
-                                                      steps=self.deepfool_steps, overshoot=self.overshoot,
-                                                      candidates=self.candidates)  # fmt: skip
+        steps, fooled, queries = minimal_perturbation(
+            model,
+            adv,
+            ref,
+            L2(1.0),
+            self,
+            target=target,
+            steps=self.deepfool_steps,
+            overshoot=self.overshoot,
+            candidates=self.candidates,
+        )
         useful = fooled & (queries > 1)  # moved by DeepFool and now fooled; already-fooled images cost one check
         for step in steps[useful].float():
             delta = self.threat.project(delta + step[None])
         return delta, int((fooled & (queries == 1)).sum())
 
-    def _sgd_update(
-        self, model, adv: Tensor, ref: Tensor, target: Tensor | None, delta: Tensor
-    ) -> tuple[Tensor, int]:
+    def _sgd_update(self, model, adv: Tensor, ref: Tensor, target: Tensor | None, delta: Tensor) -> tuple[Tensor, int]:
         """One projected steepest-ascent step on the summed loss of the images not yet fooled."""
         _, grad, logits = self.loss_and_grad(model, adv, ref, target)
         live = ~is_success(logits, ref, target)

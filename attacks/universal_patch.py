@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.patch import paste
-from robustkit.progress import progress_bar
 from robustkit.attack import LossGradientAttack, Perturbed
 from robustkit.data_fitted import DataFittedAttack
 from robustkit.errors import ConfigError
+from robustkit.per_sample_random import SampleRandom
 from robustkit.predict import predict
+from robustkit.progress import progress_bar
 from robustkit.registry import ATTACKS
 from robustkit.threats import names
 from robustkit.threats.patch import Patch
-from robustkit.per_sample_random import SampleRandom
 
 
 @ATTACKS.register
@@ -94,8 +94,11 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
         if self.perturbation is None:
             return {}
         rows, cols = self.places(images)
-        return {"fooling_rate": patch_fooling_rate(model, images, self.perturbation, rows, cols,
-                                                   target_class=self.target_class)}  # fmt: skip
+        return {
+            "fooling_rate": patch_fooling_rate(
+                model, images, self.perturbation, rows, cols, target_class=self.target_class
+            )
+        }
 
     def places(self, x: Tensor, rng: SampleRandom | None = None) -> tuple[Tensor, Tensor]:
         """Each image's window corner (int64 N, N): sample i's from (seed, i) unless ``rng`` says otherwise."""
@@ -119,8 +122,9 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
         reference = predict(model, x)  # clean decisions: the labels the patch moves images off
         side = self.threat.side
         patch = torch.rand((x.shape[1], side, side), generator=generator, device=device)
-        bar = progress_bar(total=self.passes * len(x), desc=f"universal-patch {side}×{side}", unit="img",
-                   enabled=progress, leave=False)  # fmt: skip
+        bar = progress_bar(
+            total=self.passes * len(x), desc=f"universal-patch {side}×{side}", unit="img", enabled=progress, leave=False
+        )
         for _ in range(self.passes):
             for index in torch.randperm(len(x), generator=generator, device=device).split(self.batch_size):
                 batch, ref = x[index.to(x.device)].to(device), reference[index.to(reference.device)].to(device)
@@ -130,8 +134,9 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
         bar.close()
         return patch
 
-    def _step(self, model, x: Tensor, ref: Tensor, target: Tensor | None, patch: Tensor,
-              generator: torch.Generator) -> Tensor:  # fmt: skip
+    def _step(
+        self, model, x: Tensor, ref: Tensor, target: Tensor | None, patch: Tensor, generator: torch.Generator
+    ) -> Tensor:
         """One signed ascent step on the batch's summed loss, each image under its own random transformation."""
         with torch.enable_grad():
             leaf = patch.detach().requires_grad_(True)
@@ -153,30 +158,46 @@ class UniversalPatch(DataFittedAttack, LossGradientAttack):
         angle = (2 * draw[0] - 1) * math.radians(self.max_rotation)
         scale = self.min_scale + (self.max_scale - self.min_scale) * draw[1]
         cos, sin, zoom = angle.cos(), angle.sin(), canvas / (side * scale)
-        theta = torch.stack([torch.stack([cos, sin, torch.zeros_like(cos)], 1),
-                             torch.stack([-sin, cos, torch.zeros_like(cos)], 1)], 1) * zoom.view(-1, 1, 1)  # fmt: skip
+        theta = torch.stack(
+            [torch.stack([cos, sin, torch.zeros_like(cos)], 1), torch.stack([-sin, cos, torch.zeros_like(cos)], 1)], 1
+        ) * zoom.view(-1, 1, 1)
         grid = F.affine_grid(theta, [n, channels, canvas, canvas], align_corners=False)
         source = torch.cat([patch, torch.ones_like(patch[:1])]).expand(n, -1, -1, -1)
-        rendered = F.grid_sample(source.to(grid.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        rendered = F.grid_sample(
+            source.to(grid.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         corner = torch.randint(0, 1 << 30, (2, n), generator=generator, device=x.device)
         rows, cols = corner[0] % (height - canvas + 1), corner[1] % (width - canvas + 1)
-        placed = paste(torch.zeros((n, channels + 1, height, width), dtype=rendered.dtype, device=x.device),
-                       rendered, rows, cols)  # fmt: skip
+        placed = paste(
+            torch.zeros((n, channels + 1, height, width), dtype=rendered.dtype, device=x.device), rendered, rows, cols
+        )
         mask = placed[:, -1:]
         return (x * (1 - mask) + placed[:, :-1] * mask).to(x.dtype)  # rendered in float32, whatever x's dtype
 
 
 @torch.no_grad()
-def patch_fooling_rate(model: nn.Module, images: Tensor, patch: Tensor, rows: Tensor, cols: Tensor, *,
-                       target_class: int | None = None, batch_size: int = 512) -> float:  # fmt: skip
+def patch_fooling_rate(
+    model: nn.Module,
+    images: Tensor,
+    patch: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    *,
+    target_class: int | None = None,
+    batch_size: int = 512,
+) -> float:
     """Fraction of ``images`` whose prediction the patch at (rows, cols) moves off the clean one; with
     ``target_class``, the fraction of those not already of that class it sends there (NaN if none)."""
     hits = eligible = 0
     for lo in range(0, len(images), batch_size):
         chunk = images[lo : lo + batch_size]
         clean = predict(model, chunk, batch_size=batch_size)
-        patched = paste(chunk, patch.to(chunk.device, chunk.dtype).expand(len(chunk), -1, -1, -1),
-                        rows[lo : lo + batch_size], cols[lo : lo + batch_size])  # fmt: skip
+        patched = paste(
+            chunk,
+            patch.to(chunk.device, chunk.dtype).expand(len(chunk), -1, -1, -1),
+            rows[lo : lo + batch_size],
+            cols[lo : lo + batch_size],
+        )
         pred = predict(model, patched, batch_size=batch_size).to(clean.device)
         counted = clean != target_class if target_class is not None else torch.ones_like(clean, dtype=torch.bool)
         moved = pred == target_class if target_class is not None else pred != clean

@@ -16,11 +16,11 @@ import torch
 
 from attacks import PGD
 from robustkit.data import get_dataset
-from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
-from robustkit.weights.cache import train_and_save
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.predict import accuracy
 from robustkit.registry import DEFENSES
+from robustkit.weights.cache import train_and_save
 
 
 def main() -> None:
@@ -40,16 +40,29 @@ def main() -> None:
     for name in args.defenses.split(","):
         defense = None if name == "none" else DEFENSES.build(name, eps=args.eps)
         model, record, result, path = train_and_save(
-            args.model, data, device=torch.device("cpu"), defense=defense,
+            args.model,
+            data,
+            device=torch.device("cpu"),
+            defense=defense,
             out=f"{args.out_dir}/{args.model}-{name}.safetensors",
-        )  # fmt: skip
+        )
         evaluation = evaluate_attack(model, Split(subset.images, subset.labels), attack, progress=False)
         assert evaluation.n_unverified == 0
-        rows.append((name, record.epochs, result.seconds, accuracy(model, data.test), evaluation.clean_accuracy,
-                     evaluation.robust_accuracy))  # fmt: skip
+        rows.append(
+            (
+                name,
+                record.epochs,
+                result.seconds,
+                accuracy(model, data.test),
+                evaluation.clean_accuracy,
+                evaluation.robust_accuracy,
+            )
+        )
         print(f"done: {rows[-1]}", flush=True)
     print(f"\n{args.model}, fashion-mnist, L∞ ε={args.eps}; robust = PGD-20 on {args.n_samples} test images")
-    print(f"{'defense':<8} {'epochs':>6} {'train s':>8} {'clean (10k)':>12} {'clean (subset)':>15} {'PGD-20 robust':>14}")
+    print(
+        f"{'defense':<8} {'epochs':>6} {'train s':>8} {'clean (10k)':>12} {'clean (subset)':>15} {'PGD-20 robust':>14}"
+    )
     for name, epochs, seconds, clean, clean_sub, robust in rows:
         print(f"{name:<8} {epochs:>6} {seconds:>8.0f} {clean:>12.4f} {clean_sub:>15.4f} {robust:>14.4f}")
 

@@ -26,13 +26,13 @@ from torch import nn
 from attacks import AutoAttack, Ensemble
 from attacks.autoattack import VERSIONS
 from benchmarks.pass_profile import Counted, budget_floor, profile
-from robustkit.weights.checkpoint import load_model
 from robustkit.data import get_dataset
-from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
-from robustkit.weights.cache import cache_path
-from robustkit.weights.resolve import resolve_model
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.registry import DEFENSES
+from robustkit.weights.cache import cache_path
+from robustkit.weights.checkpoint import load_model
+from robustkit.weights.resolve import resolve_model
 
 _OFFICIAL_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
@@ -95,10 +95,14 @@ def main() -> None:
     data = get_dataset("fashion-mnist")
     test = data.test.subset(args.n, seed=0).load()
     x, y = test.images, test.labels
-    print(f"Fashion-MNIST, {args.n} test images, {args.norm} ε = {args.eps}, {args.threads} CPU thread(s); "
-          f"robust accuracy as a fraction of all the images; load average {_load()}\n")
-    print("| model | clean | robustkit autoattack | official AutoAttack | robustkit ensemble | autoattack s "
-          "| official s | ensemble s | autoattack / official | autoattack / official, CPU time | unverified |")
+    print(
+        f"Fashion-MNIST, {args.n} test images, {args.norm} ε = {args.eps}, {args.threads} CPU thread(s); "
+        f"robust accuracy as a fraction of all the images; load average {_load()}\n"
+    )
+    print(
+        "| model | clean | robustkit autoattack | official AutoAttack | robustkit ensemble | autoattack s "
+        "| official s | ensemble s | autoattack / official | autoattack / official, CPU time | unverified |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     profiles = []
     for spec in args.models.split(","):
@@ -108,32 +112,59 @@ def main() -> None:
         ours_counted, theirs_counted = Counted(model), Counted(model)
         mine, mine_cpu = ours(ours_counted, x, y, args.norm, args.eps)
         theirs, theirs_s, theirs_cpu = official(theirs_counted, x, y, args.norm, args.eps)
-        fast = None if args.no_ensemble else evaluate_attack(model, Split(x, y), Ensemble(eps=args.eps, norm=args.norm),
-                                                             batch_size=len(x), progress=False)  # fmt: skip
+        fast = (
+            None
+            if args.no_ensemble
+            else evaluate_attack(
+                model, Split(x, y), Ensemble(eps=args.eps, norm=args.norm), batch_size=len(x), progress=False
+            )
+        )
         fast_ra, fast_s = ("–", "–") if fast is None else (f"{fast.robust_accuracy:.4f}", f"{fast.seconds:.1f}")
-        print(f"| {spec} | {mine.clean_accuracy:.4f} | {mine.robust_accuracy:.4f} | {theirs:.4f} | {fast_ra} | "
-              f"{mine.seconds:.1f} | {theirs_s:.1f} | {fast_s} | {mine.seconds / theirs_s:.2f}× | {mine_cpu / theirs_cpu:.2f}× | "
-              f"{mine.n_unverified + (fast.n_unverified if fast else 0)} |", flush=True)  # fmt: skip
+        print(
+            f"| {spec} | {mine.clean_accuracy:.4f} | {mine.robust_accuracy:.4f} | {theirs:.4f} | {fast_ra} | "
+            f"{mine.seconds:.1f} | {theirs_s:.1f} | {fast_s} | {mine.seconds / theirs_s:.2f}× | {mine_cpu / theirs_cpu:.2f}× | "
+            f"{mine.n_unverified + (fast.n_unverified if fast else 0)} |",
+            flush=True,
+        )
         robust = round(mine.robust_accuracy * len(x))
-        profiles.append((spec, [("robustkit", ours_counted), ("official", theirs_counted)], robust, theirs_s,
-                         budget_floor(model, tuple(x.shape[1:]), robust)))  # fmt: skip
-    print("\nPer member: passes of the model (calls, with an input backward, images), seconds, and the floor "
-          "(the same passes timed bare)\n")
+        profiles.append(
+            (
+                spec,
+                [("robustkit", ours_counted), ("official", theirs_counted)],
+                robust,
+                theirs_s,
+                budget_floor(model, tuple(x.shape[1:]), robust),
+            )
+        )
+    print(
+        "\nPer member: passes of the model (calls, with an input backward, images), seconds, and the floor "
+        "(the same passes timed bare)\n"
+    )
     print("| model | package | member | passes | backward | image-passes | s | floor s | s / floor |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for spec, counted, *_ in profiles:
         for package, c in counted:
             for row in profile(c, tuple(x.shape[1:])):
-                print(f"| {spec} | {package} | {row.phase} | {row.forwards} | {row.backwards} | {row.image_passes} | "
-                      f"{row.seconds:.1f} | {row.floor:.1f} | {row.seconds / max(row.floor, 1e-9):.2f} |", flush=True)  # fmt: skip
-    print("\nThe budget's floor: every member's whole standard budget on the samples that stay robust, as bare "
-          "passes in one batch (no evaluation of the standard version can spend less)\n")
-    print("| model | robust samples | apgd-ce s | apgd-t s | fab-t s | square s | floor s | official s | floor / official |")
+                print(
+                    f"| {spec} | {package} | {row.phase} | {row.forwards} | {row.backwards} | {row.image_passes} | "
+                    f"{row.seconds:.1f} | {row.floor:.1f} | {row.seconds / max(row.floor, 1e-9):.2f} |",
+                    flush=True,
+                )
+    print(
+        "\nThe budget's floor: every member's whole standard budget on the samples that stay robust, as bare "
+        "passes in one batch (no evaluation of the standard version can spend less)\n"
+    )
+    print(
+        "| model | robust samples | apgd-ce s | apgd-t s | fab-t s | square s | floor s | official s | floor / official |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for spec, _, robust, theirs_s, floor in profiles:
         total = sum(floor.values())
-        print(f"| {spec} | {robust} | {floor['apgd-ce']:.1f} | {floor['apgd-t']:.1f} | {floor['fab-t']:.1f} | "
-              f"{floor['square']:.1f} | {total:.1f} | {theirs_s:.1f} | {total / theirs_s:.2f} |", flush=True)  # fmt: skip
+        print(
+            f"| {spec} | {robust} | {floor['apgd-ce']:.1f} | {floor['apgd-t']:.1f} | {floor['fab-t']:.1f} | "
+            f"{floor['square']:.1f} | {total:.1f} | {theirs_s:.1f} | {total / theirs_s:.2f} |",
+            flush=True,
+        )
     print(f"\nload average at the end {_load()} (on a loaded machine the CPU-time ratio is the steadier one)")
 
 

@@ -24,10 +24,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = {
-    "name": "startup", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 32, "checks": False,
+    "name": "startup",
+    "dataset": "synthetic",
+    "n_samples": 32,
+    "seed": 0,
+    "batch_size": 32,
+    "checks": False,
     "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
     "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}],
-}  # fmt: skip
+}
 
 
 def build_store(home: Path) -> Path:

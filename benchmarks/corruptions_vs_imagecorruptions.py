@@ -42,8 +42,16 @@ PEER = {
     "impulse_noise": (noise.impulse_noise, [0.03, 0.06, 0.09, 0.17, 0.27]),
     "defocus_blur": (blur.defocus_blur, [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)]),
     "motion_blur": (blur.motion_blur, [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)]),
-    "zoom_blur": (blur.zoom_blur, [zoom_factors(1.11, 0.01), zoom_factors(1.16, 0.01), zoom_factors(1.21, 0.02),
-                                   zoom_factors(1.26, 0.02), zoom_factors(1.31, 0.03)]),
+    "zoom_blur": (
+        blur.zoom_blur,
+        [
+            zoom_factors(1.11, 0.01),
+            zoom_factors(1.16, 0.01),
+            zoom_factors(1.21, 0.02),
+            zoom_factors(1.26, 0.02),
+            zoom_factors(1.31, 0.03),
+        ],
+    ),
     "brightness": (digital.brightness, [0.1, 0.2, 0.3, 0.4, 0.5]),
     "contrast": (digital.contrast, [0.4, 0.3, 0.2, 0.1, 0.05]),
     "pixelate": (digital.pixelate, [0.6, 0.5, 0.4, 0.3, 0.25]),
@@ -104,8 +112,13 @@ def peer(images: np.ndarray, python: str) -> tuple[dict[str, np.ndarray], dict[s
         source, result = Path(folder) / "in.npy", Path(folder) / "out.npz"
         np.save(source, images)
         try:
-            done = subprocess.run([python, "-c", PEER_SCRIPT, str(source), json.dumps(list(PEER)), str(result)],
-                                  capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
+            done = subprocess.run(
+                [python, "-c", PEER_SCRIPT, str(source), json.dumps(list(PEER)), str(result)],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"{python}: {err}"
         if done.returncode != 0:
@@ -127,9 +140,21 @@ def main() -> None:
     images = rng.integers(64, 192, (args.n, 32, 32, 3)).astype(np.uint8)
     theirs = peer(images, args.peer_python)
     ran = not isinstance(theirs, str)
-    print(f"{args.n} images 32×32×3; imagecorruptions: {'ran (' + args.peer_python + ')' if ran else 'NOT RUN: ' + theirs}")
-    header = ["corruption", "sev", "parameter", "statistic", "target", "robustkit", "imagecorr.", "mean |Δ| levels",
-              "ms/img ours", "ms/img peer"]  # fmt: skip
+    print(
+        f"{args.n} images 32×32×3; imagecorruptions: {'ran (' + args.peer_python + ')' if ran else 'NOT RUN: ' + theirs}"
+    )
+    header = [
+        "corruption",
+        "sev",
+        "parameter",
+        "statistic",
+        "target",
+        "robustkit",
+        "imagecorr.",
+        "mean |Δ| levels",
+        "ms/img ours",
+        "ms/img peer",
+    ]
     rows = []
     for name, (_, levels) in PEER.items():
         for severity in range(1, 6):
@@ -139,17 +164,40 @@ def main() -> None:
             if ran:
                 out = theirs[0][f"{name}/{severity}"]
                 peer_stat = statistic(name, images, out, levels[severity - 1])[1]
-                diff = float(np.abs(out.astype(float) - mine.astype(float)).mean()) if name in DETERMINISTIC else float("nan")
+                diff = (
+                    float(np.abs(out.astype(float) - mine.astype(float)).mean())
+                    if name in DETERMINISTIC
+                    else float("nan")
+                )
                 peer_ms = 1000 * theirs[1][f"{name}/{severity}"]
-            shown = levels[severity - 1] if name != "zoom_blur" else f"1…{levels[severity - 1][-1]:.2f} ({len(levels[severity - 1])})"
-            rows.append([name, severity, str(shown), what, f"{target:.4g}", f"{measured:.4g}", f"{peer_stat:.4g}",
-                         f"{diff:.3g}", f"{1000 * seconds:.3f}", f"{peer_ms:.3f}"])  # fmt: skip
+            shown = (
+                levels[severity - 1]
+                if name != "zoom_blur"
+                else f"1…{levels[severity - 1][-1]:.2f} ({len(levels[severity - 1])})"
+            )
+            rows.append(
+                [
+                    name,
+                    severity,
+                    str(shown),
+                    what,
+                    f"{target:.4g}",
+                    f"{measured:.4g}",
+                    f"{peer_stat:.4g}",
+                    f"{diff:.3g}",
+                    f"{1000 * seconds:.3f}",
+                    f"{peer_ms:.3f}",
+                ]
+            )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)))
     if not ran:
-        print("imagecorruptions could not be run here: the table compares robustkit's statistics with the published "
-              "parameters only.", file=sys.stderr)  # fmt: skip
+        print(
+            "imagecorruptions could not be run here: the table compares robustkit's statistics with the published "
+            "parameters only.",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

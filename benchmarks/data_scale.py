@@ -112,8 +112,11 @@ def main() -> None:
             start = time.perf_counter()
             megabytes = make_folder(folder, n, pool)
             print(f"generated {n} images ({megabytes:.0f} MB) in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(folder), str(args.subset), str(args.workers),
-                                  str(args.image_size)], capture_output=True, text=True)  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(folder), str(args.subset), str(args.workers), str(args.image_size)],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode:
                 sys.exit(out.stderr)
             rows.append((n, json.loads(out.stdout.strip().splitlines()[-1])))
@@ -122,15 +125,21 @@ def main() -> None:
     finally:
         if not args.keep and args.root is None:
             shutil.rmtree(base, ignore_errors=True)
-    print(f"FGSM on {args.subset} images at {args.image_size} px, {args.workers} workers, {torch.get_num_threads()} threads")
+    print(
+        f"FGSM on {args.subset} images at {args.image_size} px, {args.workers} workers, {torch.get_num_threads()} threads"
+    )
     print(f"{'folder':>8} {'index s':>8} {'peak RSS MB':>12} {'worker RSS MB':>14} {'seconds':>8} {'img/s':>7}")
     for n, r in rows:
-        print(f"{n:>8} {r['indexing']:>8.2f} {r['rss'] / 1024:>12.0f} {r['workers_rss'] / 1024:>14.0f} "
-              f"{r['seconds']:>8.1f} {r['n'] / r['seconds']:>7.1f}")  # fmt: skip
+        print(
+            f"{n:>8} {r['indexing']:>8.2f} {r['rss'] / 1024:>12.0f} {r['workers_rss'] / 1024:>14.0f} "
+            f"{r['seconds']:>8.1f} {r['n'] / r['seconds']:>7.1f}"
+        )
     for n, r in rows:
         expected = r["core_rate"] * max(args.workers, 1)
-        print(f"decode ({n}): one core {r['core_rate']:.0f} img/s × {max(args.workers, 1)} workers = {expected:.0f} "
-              f"img/s; loader measured {r['loader_rate']:.0f} img/s ({r['loader_rate'] / expected:.2f} of it)")
+        print(
+            f"decode ({n}): one core {r['core_rate']:.0f} img/s × {max(args.workers, 1)} workers = {expected:.0f} "
+            f"img/s; loader measured {r['loader_rate']:.0f} img/s ({r['loader_rate'] / expected:.2f} of it)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,14 +45,25 @@ def main() -> None:
                 runs = [_run(model, defense or "none", n, args) for _ in range(args.repeats)]
                 attack, checks = (statistics.median(r[i] for r in runs) for i in (0, 1))
                 ratio = statistics.median(r[1] / r[0] for r in runs)
-                print(f"| {spec:<20} | {threads:7d} | {n:4d} | {attack:8.2f} | {checks:8.3f} | {ratio:15.1%} | {runs[-1][2]}")
+                print(
+                    f"| {spec:<20} | {threads:7d} | {n:4d} | {attack:8.2f} | {checks:8.3f} | {ratio:15.1%} | {runs[-1][2]}"
+                )
 
 
 def _run(model: str, defense: str, n: int, args: argparse.Namespace) -> tuple[float, float, str]:
     """One evaluation: the attack's seconds, the checks' seconds, the flags raised."""
     torch.manual_seed(0)
-    report = evaluate_model(model, "fashion-mnist", "pgd", n_samples=n, defense=defense, checks="default",
-                            device=args.device, no_train=args.no_train, progress=False)  # fmt: skip
+    report = evaluate_model(
+        model,
+        "fashion-mnist",
+        "pgd",
+        n_samples=n,
+        defense=defense,
+        checks="default",
+        device=args.device,
+        no_train=args.no_train,
+        progress=False,
+    )
     return report.record["seconds"], report.check_record["seconds"], report.checks.summary()
 
 

@@ -32,11 +32,11 @@ from torch import Tensor, nn
 from attacks import PGD, Ensemble, FastEnsemble
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import verify
-from robustkit.weights.checkpoint import load_model
-from robustkit.weights.cache import cache_path, train_and_save
-from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
+from robustkit.weights.cache import cache_path, train_and_save
+from robustkit.weights.checkpoint import load_model
+from robustkit.weights.resolve import resolve_model
 
 
 def load(spec: str, data, eps: float, checkpoints: dict[str, str] | None = None) -> nn.Module:
@@ -84,8 +84,10 @@ def official(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> tuple[Tensor
 
 def fast_table(args, data, test) -> None:
     """Official AutoAttack against ``fast-ensemble`` on the same images, one after the other per model."""
-    print("| model | clean | official AA | fast-ensemble | fast − AA (pp) | robust only under fast | "
-          "robust only under AA | unverified AA, fast | AA s | fast s | fast / AA | fast / AA, CPU time |")
+    print(
+        "| model | clean | official AA | fast-ensemble | fast − AA (pp) | robust only under fast | "
+        "robust only under AA | unverified AA, fast | AA s | fast s | fast / AA | fast / AA, CPU time |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     checkpoints = dict(item.split("=", 1) for item in args.checkpoints.split(",") if item)
     x, y = test.images, test.labels
@@ -105,9 +107,12 @@ def fast_table(args, data, test) -> None:
         # claimed broken by the attack's own account, yet robust under the engine's check
         unverified = ((y_adv != y) & theirs).sum().item(), (result.success & ours).sum().item()
         ours_only, theirs_only = (ours & ~theirs).sum().item(), (theirs & ~ours).sum().item()
-        print(f"| {spec} | {clean:.4f} | {theirs.float().mean():.4f} | {ours.float().mean():.4f} | "
-              f"{100 * (ours.float().mean() - theirs.float().mean()):+.1f} | {ours_only} | {theirs_only} | "
-              f"{unverified[0]}, {unverified[1]} | {theirs_s:.1f} | {ours_s:.1f} | {ours_s / theirs_s:.3f}× | {ours_cpu / theirs_cpu:.3f}× |", flush=True)  # fmt: skip
+        print(
+            f"| {spec} | {clean:.4f} | {theirs.float().mean():.4f} | {ours.float().mean():.4f} | "
+            f"{100 * (ours.float().mean() - theirs.float().mean()):+.1f} | {ours_only} | {theirs_only} | "
+            f"{unverified[0]}, {unverified[1]} | {theirs_s:.1f} | {ours_s:.1f} | {ours_s / theirs_s:.3f}× | {ours_cpu / theirs_cpu:.3f}× |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -124,12 +129,16 @@ def main() -> None:
 
     data = get_dataset("fashion-mnist")
     test = data.test.subset(args.n, seed=0)
-    print(f"Fashion-MNIST, {args.n} test images, L∞ ε = {args.eps}, {args.threads} CPU threads; "
-          "robust accuracy as a fraction of all the images\n")
+    print(
+        f"Fashion-MNIST, {args.n} test images, L∞ ε = {args.eps}, {args.threads} CPU threads; "
+        "robust accuracy as a fraction of all the images\n"
+    )
     if args.fast:
         return fast_table(args, data, test.load())
-    print("| model | clean | PGD-20 | AutoAttack | ensemble | ensemble, full budget | ensemble bf16 "
-          "| AutoAttack s | ensemble s | full budget s | bf16 s | AA / ensemble | AA / bf16 |")
+    print(
+        "| model | clean | PGD-20 | AutoAttack | ensemble | ensemble, full budget | ensemble bf16 "
+        "| AutoAttack s | ensemble s | full budget s | bf16 s | AA / ensemble | AA / bf16 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for spec in args.models.split(","):
         model = load(spec, data, args.eps)
@@ -162,9 +171,12 @@ def main() -> None:
         ens_acc, ens_s = run("ensemble", ours, model, xs, ys, args.eps)
         full_acc, full_s = run("ensemble, full budget", ours_full, model, xs, ys, args.eps)
         bf_acc, bf_s = run("ensemble bf16", ours_bf16, model, xs, ys, args.eps)
-        print(f"| {spec} | {clean:.4f} | {pgd_acc * scale:.4f} | {aa_acc * scale:.4f} | {ens_acc * scale:.4f} | "
-              f"{full_acc * scale:.4f} | {bf_acc * scale:.4f} | {aa_s:.1f} | {ens_s:.1f} | {full_s:.1f} | {bf_s:.1f} | "
-              f"{aa_s / ens_s:.2f}× | {aa_s / bf_s:.2f}× |", flush=True)  # fmt: skip
+        print(
+            f"| {spec} | {clean:.4f} | {pgd_acc * scale:.4f} | {aa_acc * scale:.4f} | {ens_acc * scale:.4f} | "
+            f"{full_acc * scale:.4f} | {bf_acc * scale:.4f} | {aa_s:.1f} | {ens_s:.1f} | {full_s:.1f} | {bf_s:.1f} | "
+            f"{aa_s / ens_s:.2f}× | {aa_s / bf_s:.2f}× |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

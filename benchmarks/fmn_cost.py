@@ -84,8 +84,11 @@ def main() -> None:
     model = resolve_model("smallcnn", data, device=torch.device("cpu")).model.eval()
     subset = data.test.subset(args.n, seed=0)
     eps = EPS[args.norm]
-    attacks = {"APGD (100 steps)": APGD(eps=eps, norm=args.norm), "FMN (default: every step)": FMN(eps=eps, norm=args.norm),
-               "FMN, early_stop=True": FMN(eps=eps, norm=args.norm, early_stop=True)}  # fmt: skip
+    attacks = {
+        "APGD (100 steps)": APGD(eps=eps, norm=args.norm),
+        "FMN (default: every step)": FMN(eps=eps, norm=args.norm),
+        "FMN, early_stop=True": FMN(eps=eps, norm=args.norm, early_stop=True),
+    }
     runs: dict[str, tuple[Evaluation, CountingPasses]] = {}
     for _ in range(args.repeats):
         for label, attack in attacks.items():
@@ -96,22 +99,30 @@ def main() -> None:
     loaded = subset.load()
     bare = min(bare_pass_seconds(model, loaded.images, loaded.labels) for _ in range(args.repeats))
     first = next(iter(runs.values()))[0]
-    print(f"smallcnn on Fashion-MNIST, {args.norm} ε = {eps}: {args.n} test images, {int(first.clean_correct.sum())} attacked; "
-          f"{args.threads} thread(s), fastest of {args.repeats} interleaved rounds")  # fmt: skip
-    print(f"{'attack':<26} {'grad passes/img':>15} {'fwd passes/img':>14} {'seconds':>8} {'ms/pass':>8} {'vs APGD':>8} {'img/s':>7} {'robust':>7}")
+    print(
+        f"smallcnn on Fashion-MNIST, {args.norm} ε = {eps}: {args.n} test images, {int(first.clean_correct.sum())} attacked; "
+        f"{args.threads} thread(s), fastest of {args.repeats} interleaved rounds"
+    )
+    print(
+        f"{'attack':<26} {'grad passes/img':>15} {'fwd passes/img':>14} {'seconds':>8} {'ms/pass':>8} {'vs APGD':>8} {'img/s':>7} {'robust':>7}"
+    )
     base = None
     for label, (evaluation, counted) in runs.items():
         per_pass = evaluation.seconds / max(counted.gradient_rows, 1)
         base = base or per_pass
-        print(f"{label:<26} {counted.gradient_rows / args.n:>15.1f} {counted.forward_rows / args.n:>14.1f} {evaluation.seconds:>8.1f} "
-              f"{1000 * per_pass:>8.3f} {per_pass / base:>7.2f}× {evaluation.images_per_second:>7.1f} {evaluation.robust_accuracy:>7.3f}")  # fmt: skip
+        print(
+            f"{label:<26} {counted.gradient_rows / args.n:>15.1f} {counted.forward_rows / args.n:>14.1f} {evaluation.seconds:>8.1f} "
+            f"{1000 * per_pass:>8.3f} {per_pass / base:>7.2f}× {evaluation.images_per_second:>7.1f} {evaluation.robust_accuracy:>7.3f}"
+        )
 
     print(f"{'bare forward+backward':<26} {'':>15} {'':>14} {'':>8} {1000 * bare:>8.3f} {bare / base:>7.2f}×")
 
     every, early = runs["FMN (default: every step)"][0], runs["FMN, early_stop=True"][0]
     budgets = [share * eps for share in SHARES]
-    print(f"\nrobust accuracy vs ε from one FMN run: every step vs early stop (largest difference over every ε: "
-          f"{largest_difference(every, early):.4f}; one image is {1 / args.n:.4f})")  # fmt: skip
+    print(
+        f"\nrobust accuracy vs ε from one FMN run: every step vs early stop (largest difference over every ε: "
+        f"{largest_difference(every, early):.4f}; one image is {1 / args.n:.4f})"
+    )
     print(f"{'ε':>7} {'every step':>11} {'early stop':>11} {'difference':>11}")
     for e, a, b in zip(budgets, every.curve(budgets), early.curve(budgets), strict=True):
         print(f"{e:>7.3g} {a:>11.4f} {b:>11.4f} {b - a:>+11.4f}")

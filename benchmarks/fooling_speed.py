@@ -24,8 +24,12 @@ from robustkit.data import get_dataset
 from robustkit.evaluation.fooling import evaluate_fooling
 from robustkit.weights.resolve import resolve_model
 
-METHODS = {"gradient": {}, "gradient+priors": {"blur": 0.5, "jitter": 1}, "evolution": {"method": "evolution"},
-           "evolution (1000 gen.)": {"method": "evolution", "steps": 1000}}  # fmt: skip
+METHODS = {
+    "gradient": {},
+    "gradient+priors": {"blur": 0.5, "jitter": 1},
+    "evolution": {"method": "evolution"},
+    "evolution (1000 gen.)": {"method": "evolution", "steps": 1000},
+}
 
 
 def main() -> None:
@@ -52,8 +56,10 @@ def main() -> None:
             found += report.seconds[report.passed].tolist()
             passes += result.queries.tolist()
         median = statistics.median(found) if found else float("nan")
-        print(f"| {name} | {statistics.mean(rates):.2f} | {statistics.mean(per_class):.3f} | {median:.3f} | "
-              f"{statistics.median(passes):.0f} |")  # fmt: skip
+        print(
+            f"| {name} | {statistics.mean(rates):.2f} | {statistics.mean(per_class):.3f} | {median:.3f} | "
+            f"{statistics.median(passes):.0f} |"
+        )
 
 
 if __name__ == "__main__":

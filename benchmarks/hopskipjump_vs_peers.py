@@ -99,8 +99,9 @@ def peers(tracker: Tracker) -> list[tuple[str, object]]:
         from art.attacks.evasion import HopSkipJump as ArtHSJ
         from art.estimators.classification import PyTorchClassifier
 
-        classifier = PyTorchClassifier(tracker, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
-                                       clip_values=(0.0, 1.0))  # fmt: skip
+        classifier = PyTorchClassifier(
+            tracker, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0)
+        )
         art = ArtHSJ(classifier, norm=2, max_iter=10_000, max_eval=10_000, init_eval=100, init_size=100, verbose=False)
         found.append(("ART HopSkipJump", lambda x, y, _: art.generate(x.numpy(), y=y.numpy())))
     except ImportError as error:
@@ -109,8 +110,9 @@ def peers(tracker: Tracker) -> list[tuple[str, object]]:
         import foolbox
 
         fmodel = foolbox.PyTorchModel(tracker, bounds=(0, 1))
-        fb = foolbox.attacks.HopSkipJumpAttack(steps=10_000, initial_gradient_eval_steps=100,
-                                               max_gradient_eval_steps=10_000, gamma=1.0, constraint="l2")  # fmt: skip
+        fb = foolbox.attacks.HopSkipJumpAttack(
+            steps=10_000, initial_gradient_eval_steps=100, max_gradient_eval_steps=10_000, gamma=1.0, constraint="l2"
+        )
         found.append(("Foolbox HopSkipJump", lambda x, y, _: fb.run(fmodel, x, y)))
     except ImportError as error:
         found.append(("Foolbox HopSkipJump", f"not importable: {error}"))
@@ -144,8 +146,11 @@ def main() -> None:
             print(f"{label:<32} skipped ({run})")
             continue
         rows, seconds = per_image(tracker, x, y, run)
-        print(f"{label:<32} " + " ".join(f"{median([r[k] for r in rows]):>7.3f}" for k in range(len(BUDGETS)))
-              + f" {seconds:>8.1f}")  # fmt: skip
+        print(
+            f"{label:<32} "
+            + " ".join(f"{median([r[k] for r in rows]):>7.3f}" for k in range(len(BUDGETS)))
+            + f" {seconds:>8.1f}"
+        )
     if args.ours_only:
         return
     print("\nrobustkit batched (all images in one call), median L2 of the verified examples returned:")

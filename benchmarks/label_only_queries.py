@@ -40,27 +40,43 @@ def main() -> None:
     parser.add_argument("--models", default="lenet5,smallcnn")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--attacks", default="hopskipjump,rays,square")
-    parser.add_argument("--outputs", default="logits,one-hot", help="the model's own scores, and/or the one-hot defense")
+    parser.add_argument(
+        "--outputs", default="logits,one-hot", help="the model's own scores, and/or the one-hot defense"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = get_dataset("fashion-mnist")
     subset = data.test.subset(args.n, seed=0)
-    every = {"hopskipjump": HopSkipJump(eps=EPS, queries=BUDGETS[-1]), "rays": RayS(eps=EPS, queries=BUDGETS[-1]),
-             "square": Square(eps=EPS, queries=BUDGETS[-1])}  # fmt: skip
+    every = {
+        "hopskipjump": HopSkipJump(eps=EPS, queries=BUDGETS[-1]),
+        "rays": RayS(eps=EPS, queries=BUDGETS[-1]),
+        "square": Square(eps=EPS, queries=BUDGETS[-1]),
+    }
     attacks = [(name, every[name]) for name in args.attacks.split(",")]
     print(f"Fashion-MNIST, {args.n} test images, L∞ ε = {EPS}; robust accuracy [95 % CI] after q queries, one run each")
-    print(f"{'model':<9} {'output':<8} {'attack':<12} {'clean':>6} " + " ".join(f"{f'q={b}':>21}" for b in BUDGETS)
-          + f" {'seconds':>8}")  # fmt: skip
+    print(
+        f"{'model':<9} {'output':<8} {'attack':<12} {'clean':>6} "
+        + " ".join(f"{f'q={b}':>21}" for b in BUDGETS)
+        + f" {'seconds':>8}"
+    )
     for name in args.models.split(","):
         model = resolve_model(name, data, device=torch.device("cpu")).model.eval()
         outputs = {"logits": model, "one-hot": OneHotOutput().wrap(model)}
         for output, shown in ((o, outputs[o]) for o in args.outputs.split(",")):
             for label, attack in attacks:
                 result = evaluate_attack(shown, subset, attack, progress=False)
-                cells = [f"{a:.3f} {i.text('.3f')}" for a, i in
-                         zip(result.query_curve(list(BUDGETS)), result.query_curve_intervals(list(BUDGETS)))]  # fmt: skip
-                print(f"{name:<9} {output:<8} {label:<12} {result.clean_accuracy:>6.3f} "
-                      + " ".join(f"{c:>21}" for c in cells) + f" {result.seconds:>8.1f}", flush=True)  # fmt: skip
+                cells = [
+                    f"{a:.3f} {i.text('.3f')}"
+                    for a, i in zip(
+                        result.query_curve(list(BUDGETS)), result.query_curve_intervals(list(BUDGETS)), strict=False
+                    )
+                ]
+                print(
+                    f"{name:<9} {output:<8} {label:<12} {result.clean_accuracy:>6.3f} "
+                    + " ".join(f"{c:>21}" for c in cells)
+                    + f" {result.seconds:>8.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,20 @@ import torch
 from attacks import CW, FAB, FMN, PGD
 from robustkit.data import get_dataset
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
+from robustkit.weights.resolve import resolve_model
 
-CURVE = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2]  # L∞ budgets of the PGD sweep (Fashion-MNIST's usual 0.1 among them)
+CURVE = [
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.07,
+    0.1,
+    0.15,
+    0.2,
+]  # L∞ budgets of the PGD sweep (Fashion-MNIST's usual 0.1 among them)
 _P = {"linf": float("inf"), "l2": 2.0}
 
 
@@ -66,9 +75,11 @@ def peers(model, x, y):
     try:
         import torchattacks
 
-        rows += [("torchattacks CW", "l2", lambda: torchattacks.CW(model, c=1, kappa=0, steps=50, lr=0.01)(x, y)),
-                 ("torchattacks FAB", "linf", lambda: torchattacks.FAB(model, norm="Linf", eps=1.0, n_classes=10)(x, y)),
-                 ("torchattacks FAB", "l2", lambda: torchattacks.FAB(model, norm="L2", eps=28.0, n_classes=10)(x, y))]  # fmt: skip
+        rows += [
+            ("torchattacks CW", "l2", lambda: torchattacks.CW(model, c=1, kappa=0, steps=50, lr=0.01)(x, y)),
+            ("torchattacks FAB", "linf", lambda: torchattacks.FAB(model, norm="Linf", eps=1.0, n_classes=10)(x, y)),
+            ("torchattacks FAB", "l2", lambda: torchattacks.FAB(model, norm="L2", eps=28.0, n_classes=10)(x, y)),
+        ]
     except ImportError:
         rows.append(("torchattacks", None, "not installed: pip install torchattacks"))
     try:
@@ -86,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="test images (the seeded subset)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--defense", default="none", help="the smallcnn entry's defense (madry: PGD runs all its steps)")
+    parser.add_argument(
+        "--defense", default="none", help="the smallcnn entry's defense (madry: PGD runs all its steps)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = get_dataset("fashion-mnist")
@@ -97,21 +110,32 @@ def main() -> None:
     loaded = subset.load()
     keep = predict(model, loaded.images) == loaded.labels
     x, y = loaded.images[keep], loaded.labels[keep]
-    print(f"smallcnn ({args.defense}) on Fashion-MNIST: {args.n} test images, {len(y)} classified correctly (attacked); {args.threads} thread(s)")
+    print(
+        f"smallcnn ({args.defense}) on Fashion-MNIST: {args.n} test images, {len(y)} classified correctly (attacked); {args.threads} thread(s)"
+    )
     print(f"{'attack':<22} {'norm':<5} {'broken':>7} {'median norm':>12} {'seconds':>8}")
-    mine = [("robustkit FMN", FMN(eps=0.1)), ("robustkit FMN", FMN(eps=1.5, norm="l2")), ("robustkit CW", CW(eps=1.5)),
-            ("robustkit FAB", FAB(eps=0.1, minimize=True)), ("robustkit FAB", FAB(eps=1.5, norm="l2", minimize=True))]
+    mine = [
+        ("robustkit FMN", FMN(eps=0.1)),
+        ("robustkit FMN", FMN(eps=1.5, norm="l2")),
+        ("robustkit CW", CW(eps=1.5)),
+        ("robustkit FAB", FAB(eps=0.1, minimize=True)),
+        ("robustkit FAB", FAB(eps=1.5, norm="l2", minimize=True)),
+    ]
     one_run = None
     for label, attack in mine:
         norms, seconds, evaluation = ours(model, subset, attack)
         one_run = one_run or (evaluation, seconds)  # the first, FMN L∞, gives table 2's curve
-        print(f"{label:<22} {attack.norm:<5} {(~norms.isnan()).float().mean():>7.3f} {median_with_misses(norms):>12.4f} {seconds:>8.1f}")
+        print(
+            f"{label:<22} {attack.norm:<5} {(~norms.isnan()).float().mean():>7.3f} {median_with_misses(norms):>12.4f} {seconds:>8.1f}"
+        )
     for label, norm, run in peers(model, x, y):
         if norm is None:
             print(f"{label:<22} skipped ({run})")
             continue
         norms, seconds = peer(model, x, y, norm, run)
-        print(f"{label:<22} {norm:<5} {(~norms.isnan()).float().mean():>7.3f} {median_with_misses(norms):>12.4f} {seconds:>8.1f}")
+        print(
+            f"{label:<22} {norm:<5} {(~norms.isnan()).float().mean():>7.3f} {median_with_misses(norms):>12.4f} {seconds:>8.1f}"
+        )
 
     evaluation, fmn_seconds = one_run
     curve = evaluation.curve(CURVE)
@@ -120,8 +144,10 @@ def main() -> None:
         result = evaluate_attack(model, subset, PGD(eps=eps, steps=20), progress=False)
         swept.append(result.robust_accuracy)
         sweep_seconds += result.seconds
-    print(f"\nL∞ robust accuracy vs ε: one FMN run ({fmn_seconds:.1f} s) vs {len(CURVE)} PGD-20 runs ({sweep_seconds:.1f} s, "
-          f"{sweep_seconds / fmn_seconds:.1f}× the time)")  # fmt: skip
+    print(
+        f"\nL∞ robust accuracy vs ε: one FMN run ({fmn_seconds:.1f} s) vs {len(CURVE)} PGD-20 runs ({sweep_seconds:.1f} s, "
+        f"{sweep_seconds / fmn_seconds:.1f}× the time)"
+    )
     print(f"{'ε':>6} {'FMN (one run)':>14} {'PGD-20 at ε':>12} {'difference':>11}")
     for eps, a, b in zip(CURVE, curve, swept, strict=True):
         print(f"{eps:>6.3g} {a:>14.3f} {b:>12.3f} {a - b:>+11.3f}")

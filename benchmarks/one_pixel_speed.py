@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from attacks import OnePixel
 from robustkit.data import get_dataset
 from robustkit.device import resolve_device
-from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
+from robustkit.weights.resolve import resolve_model
 
 
 class Counting(nn.Module):
@@ -40,7 +40,9 @@ class Counting(nn.Module):
 
 def robustkit_run(precision: str):
     def run(model, x, y, args):
-        result = OnePixel(eps=args.pixels, population=400, generations=args.generations, precision=precision)(model, x, y)
+        result = OnePixel(eps=args.pixels, population=400, generations=args.generations, precision=precision)(
+            model, x, y
+        )
         return result.x_adv
 
     return run
@@ -61,8 +63,14 @@ def art_run(model, x, y, args):
 
     # ART casts candidate values to int, so it works on 0–255 images; the wrapper scales back
     scaled = Counting(model.model, scale=1 / 255)
-    classifier = PyTorchClassifier(scaled, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                                   clip_values=(0.0, 255.0), device_type="gpu" if x.is_cuda else "cpu")  # fmt: skip
+    classifier = PyTorchClassifier(
+        scaled,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=10,
+        clip_values=(0.0, 255.0),
+        device_type="gpu" if x.is_cuda else "cpu",
+    )
     attack = PixelAttack(classifier, th=args.pixels, es=1, max_iter=args.generations, verbose=False)
     adv = attack.generate((x * 255).cpu().numpy().astype(np.float32), y=y.cpu().numpy())
     model.count += scaled.count
@@ -87,12 +95,18 @@ def main() -> None:
     correct = predict(model, images) == labels
     x, y = images[correct][: args.n], labels[correct][: args.n]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(f"{args.model}, fashion-mnist, {len(y)} correctly classified test images, {args.pixels} pixel(s), "
-          f"population 400, {args.generations} generations, {where}")  # fmt: skip
+    print(
+        f"{args.model}, fashion-mnist, {len(y)} correctly classified test images, {args.pixels} pixel(s), "
+        f"population 400, {args.generations} generations, {where}"
+    )
     print(f"{'attack':<30} {'seconds':>8} {'img/s':>7} {'vs fastest peer':>16} {'success':>8} {'queries/img':>12}")
     rows = []
-    for label, run in [("robustkit OnePixel, fp32", robustkit_run("fp32")), ("robustkit OnePixel, bf16", robustkit_run("bf16")),
-                       ("torchattacks OnePixel", torchattacks_run), ("ART PixelAttack (DE)", art_run)]:  # fmt: skip
+    for label, run in [
+        ("robustkit OnePixel, fp32", robustkit_run("fp32")),
+        ("robustkit OnePixel, bf16", robustkit_run("bf16")),
+        ("torchattacks OnePixel", torchattacks_run),
+        ("ART PixelAttack (DE)", art_run),
+    ]:
         counted = Counting(model).eval()
         start = time.perf_counter()
         try:
@@ -109,7 +123,9 @@ def main() -> None:
         rows.append((label, seconds, success, counted.count / len(y)))
     fastest_peer = min((s for label, s, *_ in rows if not label.startswith("robustkit")), default=float("nan"))
     for label, seconds, success, queries in rows:
-        print(f"{label:<30} {seconds:>8.1f} {len(y) / seconds:>7.2f} {fastest_peer / seconds:>15.2f}× {success:>8.3f} {queries:>12.0f}")
+        print(
+            f"{label:<30} {seconds:>8.1f} {len(y) / seconds:>7.2f} {fastest_peer / seconds:>15.2f}× {success:>8.3f} {queries:>12.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,10 @@ def profile(counted: Counted, image_shape: tuple[int, ...], reps: int = 3) -> li
         tally[1] += backward
         tally[2] += rows
         tally[3] += cost[rows, backward]
-    return [PhaseProfile(phase=p, forwards=f, backwards=b, image_passes=r, seconds=counted.seconds.get(p, 0.0), floor=s)
-            for p, (f, b, r, s) in phases.items()]  # fmt: skip
+    return [
+        PhaseProfile(phase=p, forwards=f, backwards=b, image_passes=r, seconds=counted.seconds.get(p, 0.0), floor=s)
+        for p, (f, b, r, s) in phases.items()
+    ]
 
 
 def _bare(model: nn.Module, shape: tuple[int, ...], backward: bool, reps: int) -> float:
@@ -95,8 +97,15 @@ def _bare(model: nn.Module, shape: tuple[int, ...], backward: bool, reps: int) -
     return best
 
 
-def budget_floor(model: nn.Module, image_shape: tuple[int, ...], robust: int, steps: int = 100, targets: int = 9,
-                 queries: int = 5000, reps: int = 3) -> dict[str, float]:  # fmt: skip
+def budget_floor(
+    model: nn.Module,
+    image_shape: tuple[int, ...],
+    robust: int,
+    steps: int = 100,
+    targets: int = 9,
+    queries: int = 5000,
+    reps: int = 3,
+) -> dict[str, float]:
     """Seconds the standard AutoAttack budget (L∞, L2) cannot avoid: every member's whole budget on the
     ``robust`` samples no member breaks, as bare passes in one batch. APGD: steps + 1 gradient passes per
     run (1 run of APGD-CE, ``targets`` of APGD-T); FAB-T: per target, steps gradient passes and steps
@@ -105,5 +114,9 @@ def budget_floor(model: nn.Module, image_shape: tuple[int, ...], robust: int, st
         return {"apgd-ce": 0.0, "apgd-t": 0.0, "fab-t": 0.0, "square": 0.0}
     shape = (robust, *image_shape)
     forward, gradient = _bare(model, shape, False, reps), _bare(model, shape, True, reps)
-    return {"apgd-ce": (steps + 1) * gradient, "apgd-t": targets * (steps + 1) * gradient,
-            "fab-t": targets * steps * (gradient + forward), "square": queries * forward}  # fmt: skip
+    return {
+        "apgd-ce": (steps + 1) * gradient,
+        "apgd-t": targets * (steps + 1) * gradient,
+        "fab-t": targets * steps * (gradient + forward),
+        "square": queries * forward,
+    }

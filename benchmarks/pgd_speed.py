@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from attacks import PGD
 from robustkit.data import get_dataset
-from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
+from robustkit.weights.resolve import resolve_model
 
 
 def limit(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps: int) -> Tensor:
@@ -50,11 +50,24 @@ def art_pgd(model, x, y, eps, alpha, steps):
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
-    classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                   nb_classes=int(model(x[:1]).shape[1]), clip_values=(0.0, 1.0),
-                                   device_type="cpu")  # fmt: skip
-    attack = ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=alpha, max_iter=steps,
-                                      num_random_init=1, batch_size=len(x), verbose=False)  # fmt: skip
+    classifier = PyTorchClassifier(
+        model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=int(model(x[:1]).shape[1]),
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+    attack = ProjectedGradientDescent(
+        classifier,
+        norm=np.inf,
+        eps=eps,
+        eps_step=alpha,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=len(x),
+        verbose=False,
+    )
     return torch.from_numpy(attack.generate(x.numpy(), y=y.numpy()))
 
 
@@ -91,8 +104,10 @@ def main() -> None:
         "ART PGD": art_pgd,
         "Foolbox LinfPGD": foolbox_pgd,
     }
-    print(f"{args.model} ({path.name}), fashion-mnist, n={args.n}, L∞ ε={args.eps}, {args.steps} steps of "
-          f"{alpha:.4g}, batch {args.batch_size}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"{args.model} ({path.name}), fashion-mnist, n={args.n}, L∞ ε={args.eps}, {args.steps} steps of "
+        f"{alpha:.4g}, batch {args.batch_size}, {torch.get_num_threads()} threads"
+    )
     print(f"{'attack':<28} {'seconds':>8} {'vs limit':>9} {'robust acc':>11} {'outside ball':>13}")
     limit(model, subset.images[: args.batch_size], subset.labels[: args.batch_size], 0, 0, 2)  # warm-up
     best: dict[str, tuple[float, Tensor]] = {}

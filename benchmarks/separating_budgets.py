@@ -17,8 +17,10 @@ import logging
 from robustkit import evaluate_model
 
 # (attack, ε, settings): ε is the largest rotation in degrees (spatial) or the patch side in pixels (patch)
-SPATIAL = [("spatial", angle, {"translation": shift, "translations": 2 * int(shift) + 1})
-           for angle, shift in ((5, 0), (10, 0), (15, 0), (10, 1), (15, 2), (30, 3))]  # fmt: skip
+SPATIAL = [
+    ("spatial", angle, {"translation": shift, "translations": 2 * int(shift) + 1})
+    for angle, shift in ((5, 0), (10, 0), (15, 0), (10, 1), (15, 2), (30, 3))
+]
 PATCH = [("patch", side, {"locations": 4}) for side in (4, 6, 8)]
 
 
@@ -31,16 +33,31 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     entries = [tuple(e.split(":")) for e in args.entries.split(",")]
     budgets = [b for name in args.threats.split(",") for b in {"spatial": SPATIAL, "patch": PATCH}[name]]
-    print(f"{'budget':<34}" + "".join(f"{m + '+' + d if d != 'none' else m:>16}" for m, d in entries) + f"{'spread':>8}")
+    print(
+        f"{'budget':<34}" + "".join(f"{m + '+' + d if d != 'none' else m:>16}" for m, d in entries) + f"{'spread':>8}"
+    )
     for attack, eps, settings in budgets:
         figures = []
         for model, defense in entries:
-            report = evaluate_model(model, "fashion-mnist", attack, norm=attack, eps=eps, n_samples=args.n_samples,
-                                    defense=defense, defense_eps=None if defense == "none" else 0.1,
-                                    attack_settings=settings, checks=False, progress=False)  # fmt: skip
+            report = evaluate_model(
+                model,
+                "fashion-mnist",
+                attack,
+                norm=attack,
+                eps=eps,
+                n_samples=args.n_samples,
+                defense=defense,
+                defense_eps=None if defense == "none" else 0.1,
+                attack_settings=settings,
+                checks=False,
+                progress=False,
+            )
             figures.append(report.robust_accuracy)
         label = f"{attack} ε={eps} " + " ".join(f"{k}={v}" for k, v in settings.items())
-        print(f"{label:<34}" + "".join(f"{f:>16.3f}" for f in figures) + f"{max(figures) - min(figures):>8.3f}", flush=True)
+        print(
+            f"{label:<34}" + "".join(f"{f:>16.3f}" for f in figures) + f"{max(figures) - min(figures):>8.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,15 +30,24 @@ from robustkit.data import get_dataset
 from robustkit.weights.resolve import resolve_model
 
 
-def art_certify(model: nn.Module, x: torch.Tensor, smoothing: Smoothing, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def art_certify(
+    model: nn.Module, x: torch.Tensor, smoothing: Smoothing, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     from art.estimators.certification.randomized_smoothing import (
         PyTorchRandomizedSmoothing,
     )
 
     classes = int(model(x[:1]).shape[1])
-    smoothed = PyTorchRandomizedSmoothing(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                          nb_classes=classes, device_type="cpu", sample_size=smoothing.n0,
-                                          scale=smoothing.sigma, alpha=smoothing.alpha)  # fmt: skip
+    smoothed = PyTorchRandomizedSmoothing(
+        model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=classes,
+        device_type="cpu",
+        sample_size=smoothing.n0,
+        scale=smoothing.sigma,
+        alpha=smoothing.alpha,
+    )
     np.random.seed(0)
     return smoothed.certify(x.numpy(), n=smoothing.n, batch_size=batch_size)
 
@@ -76,27 +85,36 @@ def main() -> None:
 
     labels = y.tolist()
     mine = correct_radii(ours.radius.tolist(), ours.prediction.tolist(), labels)
-    art_radius = [float(r) if p != -1 else float("nan") for p, r in zip(art_prediction.tolist(), art_radius.tolist())]
+    art_radius = [
+        float(r) if p != -1 else float("nan")
+        for p, r in zip(art_prediction.tolist(), art_radius.tolist(), strict=False)
+    ]
     theirs = correct_radii(art_radius, art_prediction.tolist(), labels)
     agree = float(np.mean(ours.prediction.numpy() == art_prediction))
     both = (~ours.abstained).numpy() & (art_prediction != -1)
     gap = np.abs(ours.radius.numpy()[both] - np.asarray(art_radius)[both])
     draws = len(x) * (args.n0 + args.n)
-    print(f"Fashion-MNIST lenet5 gaussian-aug σ={args.sigma:g}, {len(x)} test images, n0={args.n0}, n={args.n}, "
-          f"α={args.alpha:g}, {torch.get_num_threads()} thread(s), largest certifiable radius {smoothing.max_radius:.4f}")  # fmt: skip
+    print(
+        f"Fashion-MNIST lenet5 gaussian-aug σ={args.sigma:g}, {len(x)} test images, n0={args.n0}, n={args.n}, "
+        f"α={args.alpha:g}, {torch.get_num_threads()} thread(s), largest certifiable radius {smoothing.max_radius:.4f}"
+    )
     header = ["", *[f"cert. acc r={r:g} [95 % CI]" for r in radii], "mean radius", "seconds", "draws/s"]
     rows = []
-    for name, radii_correct, radius, seconds in (("robustkit", mine, ours.radius.tolist(), ours_seconds),
-                                                  ("ART", theirs, art_radius, art_seconds)):  # fmt: skip
+    for name, radii_correct, radius, seconds in (
+        ("robustkit", mine, ours.radius.tolist(), ours_seconds),
+        ("ART", theirs, art_radius, art_seconds),
+    ):
         cells = [f"{a:.3f} {i.text('.3f')}" for _, a, i in certified_accuracy(radii_correct, radii)]
         mean = np.mean([0.0 if np.isnan(r) else r for r in radius])  # an abstention certifies radius 0
         rows.append([name, *cells, f"{mean:.4f}", f"{seconds:.1f}", f"{draws / seconds:.0f}"])
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in (header, *rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-    print(f"per image: same prediction (abstentions included) on {agree:.0%}; where both certify ({int(both.sum())}), "
-          f"median |radius difference| {np.median(gap):.4f}, max {gap.max():.4f}; time ratio ART / robustkit "
-          f"{art_seconds / ours_seconds:.2f}")  # fmt: skip
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    print(
+        f"per image: same prediction (abstentions included) on {agree:.0%}; where both certify ({int(both.sum())}), "
+        f"median |radius difference| {np.median(gap):.4f}, max {gap.max():.4f}; time ratio ART / robustkit "
+        f"{art_seconds / ours_seconds:.2f}"
+    )
 
 
 if __name__ == "__main__":

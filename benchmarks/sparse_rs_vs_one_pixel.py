@@ -28,16 +28,16 @@ import time
 
 import numpy as np
 import torch
+from one_pixel_speed import Counting  # benchmarks/, the script's folder: the one query counter
 from torch import Tensor, nn
 
 from attacks import OnePixel, SparseRS
-from one_pixel_speed import Counting  # benchmarks/, the script's folder: the one query counter
-from robustkit.weights.checkpoint import load_model
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
 from robustkit.training.loop import TrainConfig, train_model
+from robustkit.weights.checkpoint import load_model
+from robustkit.weights.resolve import resolve_model
 
 POPULATION, GENERATIONS, ART_ITERATIONS = 100, 10, 2
 
@@ -63,8 +63,14 @@ def art_pixel_attack(model, x, y, k):
 
     # ART casts candidate values to int, so it works on 0–255 images; the wrapper scales back
     scaled = Counting(model.model, scale=1 / 255)
-    classifier = PyTorchClassifier(scaled, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                                   clip_values=(0.0, 255.0), device_type="cpu")  # fmt: skip
+    classifier = PyTorchClassifier(
+        scaled,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=10,
+        clip_values=(0.0, 255.0),
+        device_type="cpu",
+    )
     np.random.seed(0)
     attack = PixelAttack(classifier, th=k, es=1, max_iter=ART_ITERATIONS, verbose=False)
     adv = attack.generate((x * 255).numpy().astype(np.float32), y=y.numpy())
@@ -89,8 +95,13 @@ def madry(args) -> tuple[str, nn.Module, Tensor, Tensor] | None:
 def colour(args) -> tuple[str, nn.Module, Tensor, Tensor]:
     data = get_dataset("synthetic", num_classes=10, channels=3, size=32, n_train=2048, n_test=4 * args.n, noise=0.5)
     model = get_model("lenet5", data.info, seed=0)
-    train_model(model, data.train, TrainConfig(epochs=2, batch_size=64, lr=0.05, precision="fp32"), info=data.info,
-                progress=False)  # fmt: skip
+    train_model(
+        model,
+        data.train,
+        TrainConfig(epochs=2, batch_size=64, lr=0.05, precision="fp32"),
+        info=data.info,
+        progress=False,
+    )
     return ("colour 3×32×32 lenet5", model.eval(), *_correct(model, data.test, args.n))
 
 
@@ -121,7 +132,9 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--budgets", type=int, nargs="+", default=[10, 30, 100, 300], help="sparse-rs query budgets")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--madry-checkpoint", help="a Madry-trained Fashion-MNIST smallcnn checkpoint (the madry setting)")
+    parser.add_argument(
+        "--madry-checkpoint", help="a Madry-trained Fashion-MNIST smallcnn checkpoint (the madry setting)"
+    )
     parser.add_argument("--no-peers", action="store_true", help="sparse-rs and robustkit OnePixel only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -129,10 +142,14 @@ def main() -> None:
 
     peers = [("robustkit OnePixel (DE)", POPULATION * (GENERATIONS + 1), one_pixel)]
     if not args.no_peers:
-        peers += [("torchattacks OnePixel", POPULATION * (GENERATIONS + 1), torchattacks_one_pixel),
-                  ("ART PixelAttack (DE)", 400 * (ART_ITERATIONS + 1), art_pixel_attack)]  # fmt: skip
+        peers += [
+            ("torchattacks OnePixel", POPULATION * (GENERATIONS + 1), torchattacks_one_pixel),
+            ("ART PixelAttack (DE)", 400 * (ART_ITERATIONS + 1), art_pixel_attack),
+        ]
     print(f"{torch.get_num_threads()} CPU threads; success re-scored here; queries = counted forward passes per image")
-    header = f"{'setting':<24} {'k':>3} {'attack':<26} {'budget/img':>10} {'queries/img':>11} {'success':>8} {'seconds':>8}"
+    header = (
+        f"{'setting':<24} {'k':>3} {'attack':<26} {'budget/img':>10} {'queries/img':>11} {'success':>8} {'seconds':>8}"
+    )
     summary = []
     for setting in args.settings:
         chosen = SETTINGS[setting](args)
@@ -159,7 +176,9 @@ def main() -> None:
                 ours.append((label, budget, *measure(sparse_rs(budget), model, x, y, k)))
                 _print(name, k, *ours[-1])
             summary.append((name, k, best, ours, equal))
-    print("\nTarget: sparse-rs reaches the best peer's success with ≤ 1/10 of its queries, and beats it at equal budget")
+    print(
+        "\nTarget: sparse-rs reaches the best peer's success with ≤ 1/10 of its queries, and beats it at equal budget"
+    )
     for name, k, best, ours, equal in summary:
         reach = next((r for r in ours if r[2] >= best[2]), None)
         at_equal = next(r for r in ours if r[1] == equal)
@@ -168,11 +187,15 @@ def main() -> None:
         elif reach is None:
             verdict = f"sparse-rs never reached {best[2]:.3f} within {ours[-1][1]} queries"
         else:
-            verdict = (f"sparse-rs reaches it at budget {reach[1]} ({reach[3]:.0f} queries/img, "
-                       f"{best[3] / reach[3]:.1f}× fewer: {'met' if reach[3] * 10 <= best[3] else 'NOT met'})")  # fmt: skip
-        print(f"{name}, k={k}: best peer {best[0]} {best[2]:.3f} at {best[3]:.0f} queries/img; {verdict}; "
-              f"equal budget {equal}: sparse-rs {at_equal[2]:.3f} vs {best[2]:.3f} "
-              f"({'higher' if at_equal[2] > best[2] else 'NOT higher'})")  # fmt: skip
+            verdict = (
+                f"sparse-rs reaches it at budget {reach[1]} ({reach[3]:.0f} queries/img, "
+                f"{best[3] / reach[3]:.1f}× fewer: {'met' if reach[3] * 10 <= best[3] else 'NOT met'})"
+            )
+        print(
+            f"{name}, k={k}: best peer {best[0]} {best[2]:.3f} at {best[3]:.0f} queries/img; {verdict}; "
+            f"equal budget {equal}: sparse-rs {at_equal[2]:.3f} vs {best[2]:.3f} "
+            f"({'higher' if at_equal[2] > best[2] else 'NOT higher'})"
+        )
 
 
 def _print(name: str, k: int, label: str, budget: int, success: float, queries: float, seconds: float) -> None:

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from attacks import SpatialAttack
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.weights.resolve import resolve_model
 from robustkit.predict import predict
+from robustkit.weights.resolve import resolve_model
 
 
 class Counting(nn.Module):
@@ -54,8 +54,9 @@ class Counting(nn.Module):
 
 
 def robustkit_run(model, x, y, args):
-    attack = SpatialAttack(eps=args.eps, translation=args.translation, rotations=args.rotations,
-                           translations=args.translations)  # fmt: skip
+    attack = SpatialAttack(
+        eps=args.eps, translation=args.translation, rotations=args.rotations, translations=args.translations
+    )
     return attack(model, x, y).x_adv
 
 
@@ -63,9 +64,13 @@ def foolbox_run(model, x, y, args):
     import foolbox
 
     fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=x.device)
-    attack = foolbox.attacks.SpatialAttack(max_translation=args.translation, max_rotation=args.eps,
-                                           num_translations=args.translations, num_rotations=args.rotations,
-                                           grid_search=True)  # fmt: skip
+    attack = foolbox.attacks.SpatialAttack(
+        max_translation=args.translation,
+        max_rotation=args.eps,
+        num_translations=args.translations,
+        num_rotations=args.rotations,
+        grid_search=True,
+    )
     x_adv, _, _ = attack(fmodel, x, foolbox.criteria.Misclassification(y))
     return x_adv
 
@@ -76,15 +81,27 @@ def art_run(model, x, y, args):
 
     # ART reads the image height from axis 1, so it gets channels-last images; the wrapper permutes back
     nhwc = Counting(model.model, channels_last=True)
-    classifier = PyTorchClassifier(nhwc, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[2:]) + (x.shape[1],),
-                                   nb_classes=int(model.model(x[:1]).shape[1]), clip_values=(0.0, 1.0),
-                                   channels_first=False, device_type="gpu" if x.is_cuda else "cpu")  # fmt: skip
+    classifier = PyTorchClassifier(
+        nhwc,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[2:]) + (x.shape[1],),
+        nb_classes=int(model.model(x[:1]).shape[1]),
+        clip_values=(0.0, 1.0),
+        channels_first=False,
+        device_type="gpu" if x.is_cuda else "cpu",
+    )
     percent = 100.0 * args.translation / x.shape[2]  # ART's translation is a share of the image size
     images = x.permute(0, 2, 3, 1).cpu().numpy()
     out = []
     for image in images:  # a fresh attack per image: ART keeps the first transform it found for every later call
-        attack = SpatialTransformation(classifier, max_translation=percent, num_translations=args.translations,
-                                       max_rotation=args.eps, num_rotations=args.rotations, verbose=False)  # fmt: skip
+        attack = SpatialTransformation(
+            classifier,
+            max_translation=percent,
+            num_translations=args.translations,
+            max_rotation=args.eps,
+            num_rotations=args.rotations,
+            verbose=False,
+        )
         out.append(torch.from_numpy(attack.generate(image[None])))
     model.count += nhwc.count
     return torch.cat(out).permute(0, 3, 1, 2).to(x.device)
@@ -121,11 +138,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     where, model, x, y = setting(args.colour, args.n)
     grid = args.rotations * args.translations**2
-    print(f"{where}: {len(y)} correctly classified images, ±{args.eps:g}° × ±{args.translation:g} px, grid "
-          f"{args.rotations} × {args.translations} × {args.translations} = {grid}, {torch.get_num_threads()} CPU threads")  # fmt: skip
+    print(
+        f"{where}: {len(y)} correctly classified images, ±{args.eps:g}° × ±{args.translation:g} px, grid "
+        f"{args.rotations} × {args.translations} × {args.translations} = {grid}, {torch.get_num_threads()} CPU threads"
+    )
     print(f"{'attack':<28} {'robust acc':>10} {'seconds':>8} {'vs robustkit':>13} {'passes/img':>11}")
-    tools = [("robustkit SpatialAttack", robustkit_run), ("Foolbox SpatialAttack", foolbox_run),
-             ("ART SpatialTransformation", art_run)]  # fmt: skip
+    tools = [
+        ("robustkit SpatialAttack", robustkit_run),
+        ("Foolbox SpatialAttack", foolbox_run),
+        ("ART SpatialTransformation", art_run),
+    ]
     ours = math.nan
     for label, run in tools:
         if label.split()[0].lower() in args.skip:
@@ -135,13 +157,17 @@ def main() -> None:
         try:
             x_adv = run(counted, x.clone(), y.clone(), args).float()
         except ImportError as err:
-            print(f"{label:<28} skipped ({err.name} not installed: pip install {'foolbox' if 'Foolbox' in label else 'adversarial-robustness-toolbox'})")
+            print(
+                f"{label:<28} skipped ({err.name} not installed: pip install {'foolbox' if 'Foolbox' in label else 'adversarial-robustness-toolbox'})"
+            )
             continue
         seconds = time.perf_counter() - start
         ours = seconds if label.startswith("robustkit") else ours
         robust = (predict(model, x_adv) == y).float().mean().item()
-        print(f"{label:<28} {robust:>10.3f} {seconds:>8.1f} {seconds / ours:>12.1f}× {counted.count / len(y):>11.0f}",
-              flush=True)  # fmt: skip
+        print(
+            f"{label:<28} {robust:>10.3f} {seconds:>8.1f} {seconds / ours:>12.1f}× {counted.count / len(y):>11.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

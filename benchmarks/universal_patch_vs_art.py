@@ -36,8 +36,17 @@ from robustkit.weights.resolve import resolve_model
 
 
 def robustkit_fit(model: nn.Module, x: torch.Tensor, args, precision: str = "fp32") -> torch.Tensor:
-    attack = UniversalPatch(eps=args.side, passes=args.passes, batch_size=args.batch_size, target_class=args.target,
-                            max_rotation=args.rotation, min_scale=0.8, max_scale=1.0, seed=0, precision=precision)  # fmt: skip
+    attack = UniversalPatch(
+        eps=args.side,
+        passes=args.passes,
+        batch_size=args.batch_size,
+        target_class=args.target,
+        max_rotation=args.rotation,
+        min_scale=0.8,
+        max_scale=1.0,
+        seed=0,
+        precision=precision,
+    )
     return attack.fit(model, x, progress=False)
 
 
@@ -50,12 +59,27 @@ def art_fit(model: nn.Module, x: torch.Tensor, args) -> torch.Tensor:
     from art.estimators.classification import PyTorchClassifier
 
     classes = int(model(x[:1]).shape[1])
-    classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=classes,
-                                   clip_values=(0.0, 1.0), device_type="cpu")  # fmt: skip
-    attack = AdversarialPatchPyTorch(classifier, rotation_max=args.rotation, scale_min=0.8, scale_max=1.0,
-                                     learning_rate=args.art_lr, max_iter=args.passes, batch_size=args.batch_size,
-                                     patch_shape=(x.shape[1], args.side, args.side), patch_type="square",
-                                     targeted=True, verbose=False)  # fmt: skip
+    classifier = PyTorchClassifier(
+        model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=classes,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+    attack = AdversarialPatchPyTorch(
+        classifier,
+        rotation_max=args.rotation,
+        scale_min=0.8,
+        scale_max=1.0,
+        learning_rate=args.art_lr,
+        max_iter=args.passes,
+        batch_size=args.batch_size,
+        patch_shape=(x.shape[1], args.side, args.side),
+        patch_type="square",
+        targeted=True,
+        verbose=False,
+    )
     target = np.eye(classes, dtype=np.float32)[np.full(len(x), args.target)]
     patch, _ = attack.generate(x.numpy(), target)
     return torch.from_numpy(np.asarray(patch, dtype=np.float32)).clamp(0, 1)
@@ -85,14 +109,19 @@ def main() -> None:
     places = torch.Generator().manual_seed(1)
     rows = torch.randint(0, held_out.shape[2] - args.side + 1, (len(held_out),), generator=places)
     cols = torch.randint(0, held_out.shape[3] - args.side + 1, (len(held_out),), generator=places)
-    print(f"smallcnn, fashion-mnist: {args.side}×{args.side} patch toward class {args.target}, {args.fit} training "
-          f"images × {args.passes} passes (batch {args.batch_size}), EoT ±{args.rotation:g}° scale 0.8–1.0; "
-          f"{args.held_out} held-out images, patch pasted unrotated at shared random places; "
-          f"{torch.get_num_threads()} CPU thread(s)")  # fmt: skip
+    print(
+        f"smallcnn, fashion-mnist: {args.side}×{args.side} patch toward class {args.target}, {args.fit} training "
+        f"images × {args.passes} passes (batch {args.batch_size}), EoT ±{args.rotation:g}° scale 0.8–1.0; "
+        f"{args.held_out} held-out images, patch pasted unrotated at shared random places; "
+        f"{torch.get_num_threads()} CPU thread(s)"
+    )
     print(f"{'attack':<30} {'targeted success':>16} {'seconds':>8} {'vs robustkit':>13}")
     ours = float("nan")
-    runs = [("robustkit UniversalPatch", robustkit_fit), ("robustkit UniversalPatch bf16", robustkit_fit_bf16),
-            ("ART AdversarialPatchPyTorch", art_fit)]  # fmt: skip
+    runs = [
+        ("robustkit UniversalPatch", robustkit_fit),
+        ("robustkit UniversalPatch bf16", robustkit_fit_bf16),
+        ("ART AdversarialPatchPyTorch", art_fit),
+    ]
     for label, run in runs:
         start = time.perf_counter()
         try:

@@ -21,14 +21,21 @@ from torch import nn
 from attacks import Universal
 from attacks.universal import fooling_rate
 from robustkit.data import get_dataset
-from robustkit.weights.resolve import resolve_model
 from robustkit.threats import threat_model
+from robustkit.weights.resolve import resolve_model
 
 
 def robustkit_run(method: str, **settings):
     def run(model, x, args):
-        attack = Universal(eps=args.eps, norm=args.norm, method=method, fooling_goal=args.goal,
-                           max_passes=args.passes, seed=0, **settings)  # fmt: skip
+        attack = Universal(
+            eps=args.eps,
+            norm=args.norm,
+            method=method,
+            fooling_goal=args.goal,
+            max_passes=args.passes,
+            seed=0,
+            **settings,
+        )
         return attack.fit(model, x, progress=False)
 
     return run
@@ -39,13 +46,30 @@ def art_run(attacker: str):
         from art.attacks.evasion import UniversalPerturbation
         from art.estimators.classification import PyTorchClassifier
 
-        classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                                       clip_values=(0.0, 1.0), device_type="cpu")  # fmt: skip
+        classifier = PyTorchClassifier(
+            model,
+            loss=nn.CrossEntropyLoss(),
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+            device_type="cpu",
+        )
         # ART's FGSM steps by its own eps (default 0.3); give it the budget, as a user would
-        params = {"eps": args.eps, "norm": np.inf if args.norm == "linf" else 2} if attacker == "fgsm" else {"verbose": False}
-        attack = UniversalPerturbation(classifier, attacker=attacker, attacker_params=params, delta=1 - args.goal,
-                                       max_iter=args.passes, eps=args.eps, norm=np.inf if args.norm == "linf" else 2,
-                                       verbose=False)  # fmt: skip
+        params = (
+            {"eps": args.eps, "norm": np.inf if args.norm == "linf" else 2}
+            if attacker == "fgsm"
+            else {"verbose": False}
+        )
+        attack = UniversalPerturbation(
+            classifier,
+            attacker=attacker,
+            attacker_params=params,
+            delta=1 - args.goal,
+            max_iter=args.passes,
+            eps=args.eps,
+            norm=np.inf if args.norm == "linf" else 2,
+            verbose=False,
+        )
         random.seed(0)  # ART shuffles with the global RNG
         attack.generate(x.numpy())
         return torch.from_numpy(attack.noise[0])
@@ -71,11 +95,17 @@ def main() -> None:
     x_fit = data.train.subset(args.fit, seed=0).images
     x_test = data.test.subset(args.test, seed=0).images
     threat = threat_model(args.norm, args.eps)
-    print(f"{args.model}, fashion-mnist, fit on {len(x_fit)} training images, held-out {len(x_test)} test images, "
-          f"{args.norm} ε={args.eps:g}, ≤{args.passes} passes, goal {args.goal:g}, {torch.get_num_threads()} threads")  # fmt: skip
-    runs = [("robustkit universal, deepfool", robustkit_run("deepfool")), ("robustkit universal, sgd", robustkit_run("sgd")),
-            ("robustkit universal, sgd, bf16", robustkit_run("sgd", precision="bf16")),
-            ("ART UniversalPerturbation, fgsm", art_run("fgsm")), ("ART UniversalPerturbation, deepfool", art_run("deepfool"))]  # fmt: skip
+    print(
+        f"{args.model}, fashion-mnist, fit on {len(x_fit)} training images, held-out {len(x_test)} test images, "
+        f"{args.norm} ε={args.eps:g}, ≤{args.passes} passes, goal {args.goal:g}, {torch.get_num_threads()} threads"
+    )
+    runs = [
+        ("robustkit universal, deepfool", robustkit_run("deepfool")),
+        ("robustkit universal, sgd", robustkit_run("sgd")),
+        ("robustkit universal, sgd, bf16", robustkit_run("sgd", precision="bf16")),
+        ("ART UniversalPerturbation, fgsm", art_run("fgsm")),
+        ("ART UniversalPerturbation, deepfool", art_run("deepfool")),
+    ]
     if args.skip_art_deepfool:
         runs = runs[:-1]
     print(f"{'method':<36} {'seconds':>8} {'fit fooling':>12} {'held-out fooling':>17} {'‖δ‖':>7}", flush=True)
@@ -91,13 +121,19 @@ def main() -> None:
         inside = bool(threat.contains(torch.zeros_like(delta[None]), delta[None]))
         held_out = fooling_rate(model, x_test, delta) if inside else float("nan")
         rows.append((label, seconds, held_out))
-        print(f"{label:<36} {seconds:>8.1f} {fooling_rate(model, x_fit, delta):>12.3f} {held_out:>17.3f} "
-              f"{threat.norm(delta[None]).item():>7.4g}", flush=True)  # fmt: skip
+        print(
+            f"{label:<36} {seconds:>8.1f} {fooling_rate(model, x_fit, delta):>12.3f} {held_out:>17.3f} "
+            f"{threat.norm(delta[None]).item():>7.4g}",
+            flush=True,
+        )
     ours = [r for r in rows if r[0].startswith("robustkit")]
     for label, seconds, held_out in (r for r in rows if r[0].startswith("ART")):
         for own, own_seconds, own_rate in ours:
             verdict = "≥" if own_rate >= held_out else "<"
-            print(f"{own} vs {label}: {seconds / own_seconds:.1f}× faster, held-out fooling {own_rate:.3f} {verdict} {held_out:.3f}")
+            print(
+                f"{own} vs {label}: {seconds / own_seconds:.1f}× faster, held-out fooling {own_rate:.3f} {verdict} {held_out:.3f}"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,15 @@ from defenses.trades import TradesTraining
 from defenses.transforms import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
 from robustkit.defense import Defense  # the base lives in the core; re-exported for plugin authors
 
-__all__ = ["BitDepthReduction", "Defense", "FastTraining", "GaussianAugmentation", "GaussianNoise", "JpegQuantization",
-           "MadryTraining", "OneHotOutput",
-           "TradesTraining", "Transformed"]
+__all__ = [
+    "BitDepthReduction",
+    "Defense",
+    "FastTraining",
+    "GaussianAugmentation",
+    "GaussianNoise",
+    "JpegQuantization",
+    "MadryTraining",
+    "OneHotOutput",
+    "TradesTraining",
+    "Transformed",
+]

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import FGSM, PGD
-from robustkit.defense import Defense
 from defenses.madry import adversarial_batch, clean_predictions
 from robustkit.data.base import IndexedSplit, Split
+from robustkit.defense import Defense
 from robustkit.modes import eval_mode
 from robustkit.predict import predict
 from robustkit.registry import DEFENSES
@@ -86,8 +86,11 @@ class OverfittingGuard:
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return False
         if robust < self.best_accuracy - self.drop:
-            log.warning("fast: catastrophic overfitting (PGD accuracy %.3f, best %.3f); restoring the best epoch",
-                        robust, self.best_accuracy)  # fmt: skip
+            log.warning(
+                "fast: catastrophic overfitting (PGD accuracy %.3f, best %.3f); restoring the best epoch",
+                robust,
+                self.best_accuracy,
+            )
             model.load_state_dict(self.best_state)
             return True
         return False

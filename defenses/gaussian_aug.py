@@ -38,8 +38,12 @@ class GaussianAugmentation(Defense):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not math.isfinite(self.sigma) \
-                or self.sigma <= 0:  # fmt: skip
+        if (
+            isinstance(self.sigma, bool)
+            or not isinstance(self.sigma, (int, float))
+            or not math.isfinite(self.sigma)
+            or self.sigma <= 0
+        ):
             raise ConfigError(f"gaussian-aug: sigma must be a finite number > 0, got {self.sigma!r}")
 
     def tag(self) -> str:

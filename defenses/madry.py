@@ -16,8 +16,8 @@ from attacks import PGD, Attack
 from robustkit.defense import Defense
 from robustkit.errors import ConfigError
 from robustkit.modes import eval_mode
-from robustkit.registry import DEFENSES
 from robustkit.per_sample_random import SampleRandom
+from robustkit.registry import DEFENSES
 from robustkit.training.loop import LossFn, StepContext, StepOutput
 
 
@@ -56,8 +56,14 @@ class MadryTraining(Defense):
     def inner_attack(self, progress: float) -> PGD:
         scale = min(1.0, progress / self.warmup_epochs) if self.warmup_epochs else 1.0
         step_size = None if self.step_size is None else self.step_size * scale or None
-        return PGD(eps=self.eps * scale, norm=self.norm, steps=self.steps, step_size=step_size,
-                   random_start=self.random_start, early_stop=False)  # fmt: skip
+        return PGD(
+            eps=self.eps * scale,
+            norm=self.norm,
+            steps=self.steps,
+            step_size=step_size,
+            random_start=self.random_start,
+            early_stop=False,
+        )
 
     def loss_fn(self) -> LossFn:
         def loss(model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:

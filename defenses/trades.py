@@ -56,8 +56,9 @@ class TradesTraining(Defense):
                         (grad,) = torch.autograd.grad(kl, x_adv)
                     x_adv = threat.step(x, x_adv.detach(), grad, alpha)
             clean_logits, adv_logits = model(x), model(x_adv.detach())
-            robust_term = F.kl_div(F.log_softmax(adv_logits.float(), dim=1), F.softmax(clean_logits.float(), dim=1),
-                                   reduction="batchmean")  # fmt: skip
+            robust_term = F.kl_div(
+                F.log_softmax(adv_logits.float(), dim=1), F.softmax(clean_logits.float(), dim=1), reduction="batchmean"
+            )
             value = F.cross_entropy(clean_logits.float(), y) + self.beta * robust_term
             return StepOutput(value, adv_logits, clean_logits)
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustkit.defense import Defense
 from robustkit.bpda import NonDifferentiable, non_differentiable
+from robustkit.defense import Defense
 from robustkit.errors import ConfigError
 from robustkit.random_forward import Randomised
 from robustkit.registry import DEFENSES
@@ -69,12 +69,22 @@ class BitDepth(NonDifferentiable):
 
 # Annex K of the JPEG standard (ITU-T T.81): quantisation steps for 0…255 pixels
 _LUMA = (
-    (16, 11, 10, 16, 24, 40, 51, 61), (12, 12, 14, 19, 26, 58, 60, 55), (14, 13, 16, 24, 40, 57, 69, 56),
-    (14, 17, 22, 29, 51, 87, 80, 62), (18, 22, 37, 56, 68, 109, 103, 77), (24, 35, 55, 64, 81, 104, 113, 92),
-    (49, 64, 78, 87, 103, 121, 120, 101), (72, 92, 95, 98, 112, 100, 103, 99),
-)  # fmt: skip
-_CHROMA = ((17, 18, 24, 47, *[99] * 4), (18, 21, 26, 66, *[99] * 4), (24, 26, 56, *[99] * 5),
-           (47, 66, *[99] * 6), *[(99,) * 8] * 4)  # fmt: skip
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+_CHROMA = (
+    (17, 18, 24, 47, *[99] * 4),
+    (18, 21, 26, 66, *[99] * 4),
+    (24, 26, 56, *[99] * 5),
+    (47, 66, *[99] * 6),
+    *[(99,) * 8] * 4,
+)
 # JFIF's full-range RGB → YCbCr (centred: rows 2 and 3 sum to 0, so x − 128 maps to Y − 128, Cb, Cr)
 _YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 
@@ -98,8 +108,13 @@ def dct_matrix(n: int = 8) -> Tensor:
 def _constants(quality: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
     """DCT matrix, luma and chroma tables, RGB→YCbCr and back; made once per (quality, device, dtype)."""
     ycbcr = torch.tensor(_YCBCR, dtype=torch.float64)
-    made = (dct_matrix(), quantisation_table(_LUMA, quality), quantisation_table(_CHROMA, quality), ycbcr,
-            torch.linalg.inv(ycbcr))  # fmt: skip
+    made = (
+        dct_matrix(),
+        quantisation_table(_LUMA, quality),
+        quantisation_table(_CHROMA, quality),
+        ycbcr,
+        torch.linalg.inv(ycbcr),
+    )
     return tuple(t.to(device, dtype) for t in made)
 
 

@@ -27,24 +27,51 @@ def builtins_only() -> None:
     (set before a registry first loads; a test importing this module is left as it is)."""
     os.environ.setdefault(DISABLE_AUTOLOAD_ENV, "1")
 
+
 PAGES = {  # registry kind → (page, title, what the page says first)
-    "attacks": ("reference/attacks/index.md", "Attacks", "Every registered attack: `--attack NAME` on the command line, "
-                "`ATTACKS.build(NAME, ...)` or the class (`from attacks import PGD`) in Python."),
-    "defenses": ("reference/defenses.md", "Defenses", "Every registered defense: `--defense NAME` on `train` and "
-                 "`evaluate`, `from defenses import ...` in Python."),
-    "threats": ("reference/threats.md", "Threat models", "Every registered threat model: `--norm NAME`. "
-                "See [Threat models](../explanation/threat-models.md) for what they mean."),
-    "datasets": ("reference/datasets.md", "Data sets", "Every registered data set: `--dataset NAME`, "
-                 "`robustkit.get_dataset(NAME)`. Options without a flag go in a suite's `dataset_options`."),
-    "models": ("reference/models.md", "Models", "Every registered architecture: `--model NAME`, "
-               "`robustkit.get_model(NAME, info)`. Besides these, `torchvision:<name>`, `timm:<name>` and "
-               "`robustbench:[L2/]<name>` name another library's models ([guide](../guides/zoo-models.md))."),
+    "attacks": (
+        "reference/attacks/index.md",
+        "Attacks",
+        "Every registered attack: `--attack NAME` on the command line, "
+        "`ATTACKS.build(NAME, ...)` or the class (`from attacks import PGD`) in Python.",
+    ),
+    "defenses": (
+        "reference/defenses.md",
+        "Defenses",
+        "Every registered defense: `--defense NAME` on `train` and `evaluate`, `from defenses import ...` in Python.",
+    ),
+    "threats": (
+        "reference/threats.md",
+        "Threat models",
+        "Every registered threat model: `--norm NAME`. "
+        "See [Threat models](../explanation/threat-models.md) for what they mean.",
+    ),
+    "datasets": (
+        "reference/datasets.md",
+        "Data sets",
+        "Every registered data set: `--dataset NAME`, "
+        "`robustkit.get_dataset(NAME)`. Options without a flag go in a suite's `dataset_options`.",
+    ),
+    "models": (
+        "reference/models.md",
+        "Models",
+        "Every registered architecture: `--model NAME`, "
+        "`robustkit.get_model(NAME, info)`. Besides these, `torchvision:<name>`, `timm:<name>` and "
+        "`robustbench:[L2/]<name>` name another library's models ([guide](../guides/zoo-models.md)).",
+    ),
 }
 NAMES = {  # what the docstrings' examples call by name; tests/test_docs.py runs each example with these
-    "model": "any `nn.Module` classifier", "x": "a batch of images in [0, 1] (N×C×H×W)", "y": "their labels",
-    "t": "target classes", "noisy_model": "a randomised model (`gaussian-noise`)",
-    "train_images": "training images", "x_test": "unseen images", "y_test": "their labels", "data": "a data set (`robustkit.get_dataset`)",
-    "blank": "one mid-grey image per class", "classes": "the classes sought (`torch.arange(10)`)",
+    "model": "any `nn.Module` classifier",
+    "x": "a batch of images in [0, 1] (N×C×H×W)",
+    "y": "their labels",
+    "t": "target classes",
+    "noisy_model": "a randomised model (`gaussian-noise`)",
+    "train_images": "training images",
+    "x_test": "unseen images",
+    "y_test": "their labels",
+    "data": "a data set (`robustkit.get_dataset`)",
+    "blank": "one mid-grey image per class",
+    "classes": "the classes sought (`torch.arange(10)`)",
 }
 PLUMBING = {"self", "info", "data_dir", "download", "name"}  # arguments every entry of a kind takes
 
@@ -92,9 +119,16 @@ def settings_rows(plugin: Any) -> list[tuple[str, str, str, str]]:
         params = inspect.signature(plugin).parameters.values()
     except (TypeError, ValueError):
         return []
-    return [(p.name, "" if p.annotation is inspect.Parameter.empty else str(p.annotation).replace("'", ""),
-             "required" if p.default is inspect.Parameter.empty else repr(p.default), "")
-            for p in params if p.name not in PLUMBING and p.kind is not p.VAR_KEYWORD]  # fmt: skip
+    return [
+        (
+            p.name,
+            "" if p.annotation is inspect.Parameter.empty else str(p.annotation).replace("'", ""),
+            "required" if p.default is inspect.Parameter.empty else repr(p.default),
+            "",
+        )
+        for p in params
+        if p.name not in PLUMBING and p.kind is not p.VAR_KEYWORD
+    ]
 
 
 def cell(text: str) -> str:
@@ -106,14 +140,25 @@ def entry(kind: str, name: str, plugin: Any) -> str:
     first, _, rest = doc.partition("\n\n")  # the summary may run over lines
     first = " ".join(first.split())
     source = Path(inspect.getsourcefile(plugin)).resolve().relative_to(ROOT)
-    head = [f"## {name}" if kind not in SPLIT else f"# {name}", "", first, "", f"`{plugin.__module__}.{plugin.__qualname__}`, in `{source}`.", ""]
+    head = [
+        f"## {name}" if kind not in SPLIT else f"# {name}",
+        "",
+        first,
+        "",
+        f"`{plugin.__module__}.{plugin.__qualname__}`, in `{source}`.",
+        "",
+    ]
     rows = settings_rows(plugin)
     if rows:
         paper = any(r[3] for r in rows)
-        head += ["| setting | type | default |" + (" paper |" if paper else ""),
-                 "|---|---|---|" + ("---|" if paper else "")]
-        head += ["| " + " | ".join([f"`{r[0]}`", cell(r[1]), cell(r[2])] + ([cell(r[3])] if paper else [])) + " |"
-                 for r in rows]  # fmt: skip
+        head += [
+            "| setting | type | default |" + (" paper |" if paper else ""),
+            "|---|---|---|" + ("---|" if paper else ""),
+        ]
+        head += [
+            "| " + " | ".join([f"`{r[0]}`", cell(r[1]), cell(r[2])] + ([cell(r[3])] if paper else [])) + " |"
+            for r in rows
+        ]
         head.append("")
     if kind == "threats":
         head += ["| trait | value |", "|---|---|"]
@@ -155,7 +200,11 @@ def plugin_page(kind: str, name: str) -> str:
 
 def plugin_pages() -> dict[str, str]:
     """path → title of every per-plugin page (the nav that docs/hooks.py adds)."""
-    return {f"{Path(PAGES[kind][0]).parent.as_posix()}/{name}.md": name for kind in SPLIT for name in REGISTRIES[kind].list()}
+    return {
+        f"{Path(PAGES[kind][0]).parent.as_posix()}/{name}.md": name
+        for kind in SPLIT
+        for name in REGISTRIES[kind].list()
+    }
 
 
 def anchor(name: str) -> str:
@@ -185,8 +234,13 @@ def benchmarks() -> str:
     """``benchmarks/*.py``, each with its docstring's first paragraph."""
     import ast
 
-    parts = ["# Benchmark scripts", "", "*Generated from `benchmarks/*.py` at build time (`docs/gen_reference.py`).* "
-             "Run one with `.venv/bin/python benchmarks/NAME.py`; each prints its table.", ""]  # fmt: skip
+    parts = [
+        "# Benchmark scripts",
+        "",
+        "*Generated from `benchmarks/*.py` at build time (`docs/gen_reference.py`).* "
+        "Run one with `.venv/bin/python benchmarks/NAME.py`; each prints its table.",
+        "",
+    ]
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
         doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or "(no docstring)"
         parts += [f"## {script.name}", "", doc.split("\n\n")[0], ""]

@@ -19,12 +19,14 @@ def on_config(config):
     def expand(items):
         out = []
         for item in items:
-            (title, value), = item.items() if isinstance(item, dict) else ((None, item),)
+            ((title, value),) = item.items() if isinstance(item, dict) else ((None, item),)
             if isinstance(value, list):
                 value = expand(value)
             elif value in indexes:
                 folder = Path(value).parent.as_posix()
-                value = [{"Overview": value}] + [{name: path} for path, name in pages.items() if path.startswith(folder + "/")]
+                value = [{"Overview": value}] + [
+                    {name: path} for path, name in pages.items() if path.startswith(folder + "/")
+                ]
             out.append({title: value} if title is not None else value)
         return out
 

@@ -44,8 +44,17 @@ def only(folder: Path, pattern: str) -> Path:
 
 
 def leaderboard_curve(out: Path) -> None:
-    run("leaderboard", str(BOARD / "results.sqlite"), "--suite", "fashion-mnist", "--headline", "linf:0.1",
-        "--publish", "--out", str(out))  # fmt: skip
+    run(
+        "leaderboard",
+        str(BOARD / "results.sqlite"),
+        "--suite",
+        "fashion-mnist",
+        "--headline",
+        "linf:0.1",
+        "--publish",
+        "--out",
+        str(out),
+    )
     shutil.copy(only(out, "fashion-mnist.png"), IMAGES / "leaderboard-curve.png")
 
 
@@ -54,8 +63,22 @@ def leaderboard_page(out: Path) -> None:
 
 
 def fmn_curve(out: Path) -> None:
-    run("evaluate", "--model", "smallcnn", "--attack", "fmn", "--eps", "0.1", "--n-samples", "200", "--threads", "1",
-        "--no-checks", "--save-examples", str(out))  # fmt: skip
+    run(
+        "evaluate",
+        "--model",
+        "smallcnn",
+        "--attack",
+        "fmn",
+        "--eps",
+        "0.1",
+        "--n-samples",
+        "200",
+        "--threads",
+        "1",
+        "--no-checks",
+        "--save-examples",
+        str(out),
+    )
     shutil.copy(only(out, "*-curve.png"), IMAGES / "fmn-curve.png")
 
 
@@ -65,20 +88,50 @@ def fooling(out: Path) -> None:
 
 
 def patches(out: Path) -> None:
-    run("evaluate", "--model", "smallcnn", "--attack", "patch", "--eps", "6", "--n-samples", "100", "--threads", "1",
-        "--no-checks", "--save-examples", str(out))  # fmt: skip
+    run(
+        "evaluate",
+        "--model",
+        "smallcnn",
+        "--attack",
+        "patch",
+        "--eps",
+        "6",
+        "--n-samples",
+        "100",
+        "--threads",
+        "1",
+        "--no-checks",
+        "--save-examples",
+        str(out),
+    )
     shutil.copy(only(out, "*-patch-eps6.png"), IMAGES / "patches.png")
 
 
 def screenshot(page: Path, png: Path, *, size: str) -> None:
     """``page`` as headless Chromium renders it (no network: the pages are self-contained)."""
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={size}", f"--screenshot={png}", page.resolve().as_uri()],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={size}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
-PICTURES = {"leaderboard-curve": leaderboard_curve, "leaderboard-page": leaderboard_page, "fmn-curve": fmn_curve,
-            "fooling": fooling, "patches": patches}  # fmt: skip
+PICTURES = {
+    "leaderboard-curve": leaderboard_curve,
+    "leaderboard-page": leaderboard_page,
+    "fmn-curve": fmn_curve,
+    "fooling": fooling,
+    "patches": patches,
+}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PICTURES)

@@ -48,5 +48,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'robustkit' has no attribute '{name}'")
 
 
-__all__ = ["CraftOptions", "ModelOptions", "Report", "RunOptions", "__version__", "evaluate_model",
-           "evaluate_model_corruptions", "get_attack", "get_dataset", "get_defense", "get_model"]
+__all__ = [
+    "CraftOptions",
+    "ModelOptions",
+    "Report",
+    "RunOptions",
+    "__version__",
+    "evaluate_model",
+    "evaluate_model_corruptions",
+    "get_attack",
+    "get_dataset",
+    "get_defense",
+    "get_model",
+]

@@ -25,13 +25,13 @@ from typing import Any, ClassVar, final
 import torch
 from torch import Tensor, nn
 
-from robustkit.losses import LOSSES, attack_loss, confirmed_success, is_success
 from robustkit.bpda import straight_through
 from robustkit.errors import ConfigError
+from robustkit.losses import LOSSES, attack_loss, confirmed_success, is_success
 from robustkit.modes import eval_mode
+from robustkit.per_sample_random import SampleRandom
 from robustkit.predict import num_classes, predict
 from robustkit.registry import ATTACKS
-from robustkit.per_sample_random import SampleRandom
 from robustkit.threats import DEFAULT_NORM, L2, Linf, ThreatModel, names, threat_class, threat_model
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -91,8 +91,10 @@ class Attack(ABC):
         super().__init_subclass__(**kwargs)
         for name in vars(cls):
             if getattr(getattr(Attack, name, None), "__final__", False):
-                raise TypeError(f"{cls.__name__} overrides Attack.{name}, which is final: implement perturb "
-                                "(or verdict, prepared, learned) instead")  # fmt: skip
+                raise TypeError(
+                    f"{cls.__name__} overrides Attack.{name}, which is final: implement perturb "
+                    "(or verdict, prepared, learned) instead"
+                )
 
     def __post_init__(self) -> None:
         problem = self.refuses_norm(self.norm)
@@ -192,9 +194,7 @@ class Attack(ABC):
         return () if self.access == "gradient" else (self.name,)
 
     @abstractmethod
-    def perturb(
-        self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None, rng: SampleRandom
-    ) -> Perturbed:
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None, rng: SampleRandom) -> Perturbed:
         """Search for adversarial examples; the base class projects and re-checks what this returns."""
 
     def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
@@ -278,7 +278,10 @@ class LossGradientAttack(GradientAttack):
 
 def _check_model_settings(attack: Attack) -> None:
     """Validate ``loss``, ``eot`` and ``bpda`` on the attacks that take them (gradient and score-based)."""
-    name, have = type(attack).__name__, {f.name: getattr(attack, f.name) for f in fields(attack) if f.name in ("loss", "eot", "bpda")}
+    name, have = (
+        type(attack).__name__,
+        {f.name: getattr(attack, f.name) for f in fields(attack) if f.name in ("loss", "eot", "bpda")},
+    )
     if "loss" in have and have["loss"] not in LOSSES:
         raise ConfigError(f"{name}: unknown loss '{have['loss']}' (choose from {', '.join(LOSSES)})")
     eot = have.get("eot")

@@ -60,8 +60,9 @@ class DataFittedAttack(Attack):
             success &= prediction == self.target_class  # misclassified too, so y ≠ target_class
         return success
 
-    def fit(self, model: nn.Module, images: Tensor | Split | Iterable, *, target: int | None = None,
-            progress: bool = True) -> Tensor:  # fmt: skip
+    def fit(
+        self, model: nn.Module, images: Tensor | Split | Iterable, *, target: int | None = None, progress: bool = True
+    ) -> Tensor:
         """Fit the perturbation (float32, on the model's device) on ``images``: a tensor, a split or a loader.
 
         Labels are not needed: an image counts as fooled when its prediction moves off the clean one
@@ -105,7 +106,9 @@ def fitting_images(images: Tensor | IndexedSplit | Iterable) -> Tensor:
             raise ConfigError("fit needs images: a tensor N×C×H×W, a Split, or a loader of image batches")
         x = torch.cat(batches)
     if not x.is_floating_point() or x.ndim != 4 or len(x) == 0:
-        raise ConfigError(f"fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]; got "
-                          f"{x.dtype} of shape {tuple(x.shape)} (one channel: x.unsqueeze(1))")  # fmt: skip
+        raise ConfigError(
+            f"fit needs a non-empty floating-point tensor of images, N×C×H×W in [0, 1]; got "
+            f"{x.dtype} of shape {tuple(x.shape)} (one channel: x.unsqueeze(1))"
+        )
     check_pixels(x, "fitting images")
     return x.detach()

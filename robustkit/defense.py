@@ -86,7 +86,15 @@ class Defense(ABC):
         config = replace(config, epochs=epochs) if epochs else config
         trained_on, guard = self.held_out(train)
         return train_model(
-            model, trained_on, config, info=info, test=test, device=device,
-            loss_fn=self.loss_fn(), on_epoch_end=self.on_epoch_end(guard) if guard is not None else None,
-            resume_path=resume_path, resume_key={"defense": self.name, **self.settings()}, progress=progress,
-        )  # fmt: skip
+            model,
+            trained_on,
+            config,
+            info=info,
+            test=test,
+            device=device,
+            loss_fn=self.loss_fn(),
+            on_epoch_end=self.on_epoch_end(guard) if guard is not None else None,
+            resume_path=resume_path,
+            resume_key={"defense": self.name, **self.settings()},
+            progress=progress,
+        )

@@ -29,7 +29,9 @@ def _dlr(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     and rescaling the logits, so a defense cannot hide behind large or saturated logits.
     """
     if logits.shape[1] < (3 if target is None else 4):
-        raise ConfigError(f"the DLR loss needs at least {3 if target is None else 4} classes, the model has {logits.shape[1]}")
+        raise ConfigError(
+            f"the DLR loss needs at least {3 if target is None else 4} classes, the model has {logits.shape[1]}"
+        )
     top = logits.sort(dim=1, descending=True).values
     if target is None:
         return _margin(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
@@ -62,8 +64,9 @@ def is_success(prediction_or_logits: Tensor, y: Tensor, target: Tensor | None) -
     return pred == target if target is not None else pred != y
 
 
-def confirmed_success(model: nn.Module, x_adv: Tensor, logits: Tensor, y: Tensor, target: Tensor | None,
-                      precision: str) -> Tensor:  # fmt: skip
+def confirmed_success(
+    model: nn.Module, x_adv: Tensor, logits: Tensor, y: Tensor, target: Tensor | None, precision: str
+) -> Tensor:
     """Per-sample success from an attack pass's logits; under reduced-precision autocast the claimed
     successes are re-checked at the model's own precision, so a sample is never retired early on a
     verdict the final verification would reverse."""
@@ -72,7 +75,9 @@ def confirmed_success(model: nn.Module, x_adv: Tensor, logits: Tensor, y: Tensor
         from robustkit.predict import predict
 
         claimed = hit.nonzero().squeeze(1)
-        hit[claimed] = is_success(predict(model, x_adv[claimed]), y[claimed], None if target is None else target[claimed])
+        hit[claimed] = is_success(
+            predict(model, x_adv[claimed]), y[claimed], None if target is None else target[claimed]
+        )
     return hit
 
 

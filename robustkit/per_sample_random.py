@@ -90,7 +90,10 @@ class SampleRandom:
         """The next ``len(shapes)`` draws' bits as one draws × N × (largest element count) tensor."""
         first = self._draws[0]
         self._draws[0] += len(shapes)
-        keys = [_signed(mix_int(mix_int(self.seed + _GOLDEN) ^ mix_int((first + k + 1) * _GOLDEN))) for k in range(len(shapes))]
+        keys = [
+            _signed(mix_int(mix_int(self.seed + _GOLDEN) ^ mix_int((first + k + 1) * _GOLDEN)))
+            for k in range(len(shapes))
+        ]
         per_sample = mix(self.index[None, :] ^ torch.tensor(keys, device=self.device)[:, None])  # draws × N
         element = torch.arange(1, max(math.prod(shape) for shape in shapes) + 1, device=self.device, dtype=torch.long)
         return mix(per_sample[:, :, None] + element[None, None, :] * _signed(_GOLDEN))
@@ -113,8 +116,9 @@ class SampleRandom:
     def randints(self, *draws: tuple[int | Tensor, tuple[int, ...]]) -> list[Tensor]:
         """Several ``randint`` draws at once, each (high, shape): the numbers ``randint`` gives called in turn."""
         shapes = tuple(shape for _, shape in draws)
-        highs = torch.stack([torch.as_tensor(high, dtype=torch.double, device=self.device).expand(len(self.index))
-                             for high, _ in draws])  # fmt: skip
+        highs = torch.stack(
+            [torch.as_tensor(high, dtype=torch.double, device=self.device).expand(len(self.index)) for high, _ in draws]
+        )
         u = _shr(self._block(shapes), 11).double() * 2.0**-53
         return _split((u * highs[:, :, None]).long(), shapes)
 

@@ -11,7 +11,6 @@ process), the live registry answers instead.
 from __future__ import annotations
 
 import ast
-
 import dataclasses
 import functools
 import inspect
@@ -20,12 +19,35 @@ import os
 from pathlib import Path
 from typing import Any
 
-from robustkit.registry import ATTACKS, DATASETS, DEFENSES, DISABLE_AUTOLOAD_ENV, MODELS, THREATS, Registry, canonical_name
+from robustkit.registry import (
+    ATTACKS,
+    DATASETS,
+    DEFENSES,
+    DISABLE_AUTOLOAD_ENV,
+    MODELS,
+    THREATS,
+    Registry,
+    canonical_name,
+)
 
-REGISTRIES: dict[str, Registry] = {"models": MODELS, "datasets": DATASETS, "attacks": ATTACKS, "defenses": DEFENSES,
-                                   "threats": THREATS}  # fmt: skip
+REGISTRIES: dict[str, Registry] = {
+    "models": MODELS,
+    "datasets": DATASETS,
+    "attacks": ATTACKS,
+    "defenses": DEFENSES,
+    "threats": THREATS,
+}
 # the ``ThreatModel`` class attributes that torch-free code (leaderboards, ``robustkit train --help``) reads
-THREAT_TRAITS = ("family", "family_order", "clean_images", "budget_axis", "whole_budget", "default", "trains_defenses", "latex")
+THREAT_TRAITS = (
+    "family",
+    "family_order",
+    "clean_images",
+    "budget_axis",
+    "whole_budget",
+    "default",
+    "trains_defenses",
+    "latex",
+)
 INDEX_FILE = Path(__file__).with_suffix(".json")
 _PLUMBING = {"self", "info", "data_dir", "download"}  # arguments every entry of a kind takes
 
@@ -94,15 +116,20 @@ def _settings(plugin: object) -> str:
     except (TypeError, ValueError):
         return ""
     return ", ".join(
-        f"{p.name}={p.default!r}" for p in params if p.name not in _PLUMBING and p.default is not inspect.Parameter.empty
+        f"{p.name}={p.default!r}"
+        for p in params
+        if p.name not in _PLUMBING and p.default is not inspect.Parameter.empty
     )
 
 
 def _paper(plugin: Any) -> str:
     """The settings of ``plugin.paper()`` that differ from the defaults, written as ``settings`` is."""
     default, paper = plugin(), plugin.paper()
-    return ", ".join(f"{f.name}={getattr(paper, f.name)!r}" for f in dataclasses.fields(paper)
-                     if f.init and getattr(paper, f.name) != getattr(default, f.name))  # fmt: skip
+    return ", ".join(
+        f"{f.name}={getattr(paper, f.name)!r}"
+        for f in dataclasses.fields(paper)
+        if f.init and getattr(paper, f.name) != getattr(default, f.name)
+    )
 
 
 def _library_models() -> list[dict[str, Any]]:
@@ -110,12 +137,22 @@ def _library_models() -> list[dict[str, Any]]:
     from robustkit.models import TORCHVISION_PREFIX
 
     return [
-        {"name": f"{TORCHVISION_PREFIX}<name>", "description": "Any torchvision classifier, e.g. torchvision:mobilenet_v3_small",
-         "settings": "weights=None"},
-        {"name": "timm:<name>", "description": "Any timm architecture (pip install 'robustkit[zoo]')", "settings": "weights=None"},
-        {"name": "robustbench:[L2/]<name>", "description": "A RobustBench zoo model, its own weights (pip install 'robustkit[zoo]')",
-         "settings": ""},
-    ]  # fmt: skip
+        {
+            "name": f"{TORCHVISION_PREFIX}<name>",
+            "description": "Any torchvision classifier, e.g. torchvision:mobilenet_v3_small",
+            "settings": "weights=None",
+        },
+        {
+            "name": "timm:<name>",
+            "description": "Any timm architecture (pip install 'robustkit[zoo]')",
+            "settings": "weights=None",
+        },
+        {
+            "name": "robustbench:[L2/]<name>",
+            "description": "A RobustBench zoo model, its own weights (pip install 'robustkit[zoo]')",
+            "settings": "",
+        },
+    ]
 
 
 @functools.cache

@@ -64,5 +64,7 @@ def accuracy(model: nn.Module, split: IndexedSplit, *, batch_size: int = 512) ->
         return float("nan")
     param = next(model.parameters(), None)
     device = param.device if param is not None else None
-    correct = sum(int((predict(model, x, batch_size=batch_size) == y).sum()) for x, y in split.batches(batch_size, device=device))
+    correct = sum(
+        int((predict(model, x, batch_size=batch_size) == y).sum()) for x, y in split.batches(batch_size, device=device)
+    )
     return correct / len(split)

@@ -157,7 +157,9 @@ def _type_problem(plugin: Any, settings: dict[str, Any]) -> str | None:
         return None
     for key, value in settings.items():
         hint = hints.get(key)
-        allowed: set[Any] = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+        allowed: set[Any] = (
+            set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+        )
         allowed.discard(type(None))
         if allowed and allowed <= _PLAIN.keys() and not any(_fits(kind, value) for kind in allowed):
             return f"{key} must be {' or '.join(_PLAIN[k] for k in _PLAIN if k in allowed)}, got {value!r}"

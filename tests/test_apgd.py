@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-
 from attack_fixtures import DATA, tiny_model
+
 from attacks import APGD, PGD, Ensemble
 from attacks.apgd import checkpoints
-from robustkit.losses import attack_loss
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
+from robustkit.losses import attack_loss
 from robustkit.per_sample_random import SampleRandom
 
 

@@ -3,13 +3,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from attack_fixtures import tiny_batch, tiny_model
+
 from attacks import FGSM, PGD
 from robustkit import get_attack
 from robustkit.errors import ConfigError
-from robustkit.registry import ATTACKS
 from robustkit.per_sample_random import SampleRandom
+from robustkit.registry import ATTACKS
 
 EPS = 0.15
 
@@ -168,7 +168,9 @@ def test_invariants_of_every_registered_attack(attack_name, norm):
     assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
     assert result.success.shape == y.shape and result.success.dtype == torch.bool
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    assert attack.bound(x.shape[1:]).contains(x, result.x_adv, result.evidence).all()  # spatial: its reported transform; min-norm: the box
+    assert (
+        attack.bound(x.shape[1:]).contains(x, result.x_adv, result.evidence).all()
+    )  # spatial: its reported transform; min-norm: the box
     assert [m.training for m in model.modules()] == modes
     assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
     assert [p.requires_grad for p in model.parameters()] == requires
@@ -244,9 +246,17 @@ def test_labels_outside_the_models_classes_are_one_clear_line(bad):
 
 def test_an_attack_refuses_the_settings_it_cannot_honour():
     # gradient settings belong to the gradient attacks; the others do not take them at all
-    for name, setting in [("one-pixel", {"bpda": True}), ("one-pixel", {"loss": "margin"}), ("one-pixel", {"eot": 4}),
-                          ("square", {"bpda": True}), ("deepfool", {"loss": "margin"}), ("ensemble", {"loss": "margin"}), ("autoattack", {"loss": "margin"}), ("fab", {"loss": "ce"}),
-                          ("sparse-rs", {"bpda": True})]:
+    for name, setting in [
+        ("one-pixel", {"bpda": True}),
+        ("one-pixel", {"loss": "margin"}),
+        ("one-pixel", {"eot": 4}),
+        ("square", {"bpda": True}),
+        ("deepfool", {"loss": "margin"}),
+        ("ensemble", {"loss": "margin"}),
+        ("autoattack", {"loss": "margin"}),
+        ("fab", {"loss": "ce"}),
+        ("sparse-rs", {"bpda": True}),
+    ]:
         with pytest.raises(ConfigError, match=f"unexpected keyword argument '{next(iter(setting))}'"):
             ATTACKS.build(name, eps=1 if name in ("one-pixel", "sparse-rs") else 0.1, **setting)
     for name in ("fgsm", "pgd", "apgd", "universal"):

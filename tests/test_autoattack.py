@@ -5,14 +5,14 @@ import functools
 import pytest
 import torch
 import yaml
-
 from attack_fixtures import DATA, tiny_model
+
 from attacks import APGD, FAB, AutoAttack, Square
 from robustkit.adaptation import Adaptation
 from robustkit.data import get_dataset
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 from robustkit.models import get_model
 from robustkit.predict import predict
 from robustkit.random_forward import fixed_draws
@@ -29,7 +29,12 @@ def test_standard_version_runs_the_published_cascade():
     assert isinstance(t, APGD) and (t.loss, t.targets, t.restarts, t.steps) == ("dlr", 9, 1, 100)
     assert isinstance(fab, FAB) and (fab.targets, fab.restarts, fab.steps, fab.minimize) == (9, 1, 100, False)
     assert (fab.alpha_max, fab.eta, fab.beta) == (0.1, 1.05, 0.9)
-    assert isinstance(square, Square) and (square.queries, square.p_init, square.patience, square.rescaled) == (5000, 0.8, 0, False)
+    assert isinstance(square, Square) and (square.queries, square.p_init, square.patience, square.rescaled) == (
+        5000,
+        0.8,
+        0,
+        False,
+    )
 
 
 def test_l1_version_takes_autoattacks_l1_settings_and_ends_with_square_l1():
@@ -46,7 +51,12 @@ def test_rand_version_is_apgd_ce_and_dlr_with_eot_over_20_draws():
     members = attack.members()
     assert [name for name, _ in members] == ["apgd-ce", "apgd-dlr"]
     for (_, member), loss in zip(members, ("ce", "dlr"), strict=True):
-        assert isinstance(member, APGD) and (member.loss, member.targets, member.restarts, member.steps) == (loss, 0, 1, 100)
+        assert isinstance(member, APGD) and (member.loss, member.targets, member.restarts, member.steps) == (
+            loss,
+            0,
+            1,
+            100,
+        )
         assert (member.eot, member.rho) == (20, 0.75)
     # the record and the masking checks (which copy eot) see the 20 draws, and no Square budget
     assert (attack.eot, attack.queries) == (20, None) and attack.settings()["eot"] == 20
@@ -58,11 +68,20 @@ def test_rand_version_is_apgd_ce_and_dlr_with_eot_over_20_draws():
 
 def test_a_suites_checks_attack_the_rand_version_as_it_does_with_eot_20(tmp_path):
     """The check points come from the built attack, so a rand cell is judged by checks that use EOT too."""
-    suite = {"name": "rand", "dataset": "synthetic", "models": [{"model": "lenet5"}],
-             "attacks": [{"attack": "autoattack", "norm": "linf", "eps": 0.1, "settings": {"version": "rand"}},
-                         {"attack": "pgd", "norm": "linf", "eps": 0.1}]}  # fmt: skip
+    suite = {
+        "name": "rand",
+        "dataset": "synthetic",
+        "models": [{"model": "lenet5"}],
+        "attacks": [
+            {"attack": "autoattack", "norm": "linf", "eps": 0.1, "settings": {"version": "rand"}},
+            {"attack": "pgd", "norm": "linf", "eps": 0.1},
+        ],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
-    assert load_suite(tmp_path / "s.yaml").check_points() == [("linf", 0.1, Adaptation(eot=20)), ("linf", 0.1, Adaptation())]
+    assert load_suite(tmp_path / "s.yaml").check_points() == [
+        ("linf", 0.1, Adaptation(eot=20)),
+        ("linf", 0.1, Adaptation()),
+    ]
 
 
 def test_unknown_version_and_unsupported_norm_are_one_line_errors():
@@ -95,8 +114,13 @@ def fashion_model_and_images(n: int = 200):
     package needs 10 classes for its 9 targets)."""
     data = get_dataset("fashion-mnist")
     model = get_model("lenet5", data.info, seed=0)
-    train_model(model, data.train.subset(3000, seed=0),
-                TrainConfig(epochs=2, batch_size=64, lr=0.05, precision="fp32"), info=data.info, progress=False)  # fmt: skip
+    train_model(
+        model,
+        data.train.subset(3000, seed=0),
+        TrainConfig(epochs=2, batch_size=64, lr=0.05, precision="fp32"),
+        info=data.info,
+        progress=False,
+    )
     test = data.test.subset(n, seed=0).load()
     return model.eval(), test.images, test.labels
 
@@ -108,8 +132,9 @@ def test_autoattack_agrees_with_the_official_package(norm, eps):
     model, x, y = fashion_model_and_images()
     ours = evaluate_attack(model, Split(x, y), AutoAttack(eps=eps, norm=norm), batch_size=len(x), progress=False)
     assert ours.n_unverified == 0
-    adv, _ = official.AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], seed=0,
-                                 version="standard", device="cpu").run_standard_evaluation(x, y, batch_size=len(x))  # fmt: skip
+    adv, _ = official.AutoAttack(
+        model, eps=eps, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], seed=0, version="standard", device="cpu"
+    ).run_standard_evaluation(x, y, batch_size=len(x))
     size = (adv - x).flatten(1).norm(p={"linf": float("inf"), "l2": 2, "l1": 1}[norm], dim=1)
     with torch.no_grad():
         theirs = 1 - ((model(adv).argmax(1) != y) & (size <= eps * (1 + 1e-5))).float().mean().item()
@@ -135,8 +160,9 @@ def test_rand_version_agrees_with_the_official_package_on_a_randomised_defense()
     ours = evaluate_attack(noisy, Split(x, y), AutoAttack(eps=0.1, version="rand"), batch_size=len(x), progress=False)
     assert ours.n_unverified == 0
     with fixed_draws(noisy):  # the official run draws from the noise's seed too: the test is reproducible
-        adv, _ = official.AutoAttack(noisy, eps=0.1, norm="Linf", seed=0, version="rand",
-                                     device="cpu").run_standard_evaluation(x, y, batch_size=len(x))  # fmt: skip
+        adv, _ = official.AutoAttack(
+            noisy, eps=0.1, norm="Linf", seed=0, version="rand", device="cpu"
+        ).run_standard_evaluation(x, y, batch_size=len(x))
     inside = (adv - x).flatten(1).abs().amax(1) <= 0.1 * (1 + 1e-5)
     theirs = 1 - ((predict(noisy, adv) != y) & inside).float().mean().item()
     assert 0 < theirs < ours.clean_accuracy - 0.3  # a figure that tells attacks apart

@@ -25,13 +25,34 @@ N = 200
 
 def _cell(entry: str, attack: str, norm: str, eps: float, robust: np.ndarray, clean: np.ndarray, **extra) -> dict:
     """One store row as the runner writes it, with its per-sample bits."""
-    return {"key": f"{entry}-{attack}-{norm}-{eps}", "suite": "s", "dataset": "synthetic", "entry": entry, "model": entry,
-            "defense": "none", "checkpoint_sha256": f"sha-{entry}", "attack": attack, "norm": norm, "eps": eps,
-            "settings": "{}", "n_samples": len(robust), "sample_seed": 0, "n": len(robust),
-            "clean_accuracy": float(clean.mean()), "robust_accuracy": float(robust.mean()), "seconds": 1.0,
-            "extra": json.dumps(extra), "robustkit_version": "0", "torch_version": "0", "created": "2026-01-01",
-            "clean_correct": np.packbits(clean).tobytes(), "robust": np.packbits(robust).tobytes(), "source": None,
-            "training": "", "examples": None}  # fmt: skip
+    return {
+        "key": f"{entry}-{attack}-{norm}-{eps}",
+        "suite": "s",
+        "dataset": "synthetic",
+        "entry": entry,
+        "model": entry,
+        "defense": "none",
+        "checkpoint_sha256": f"sha-{entry}",
+        "attack": attack,
+        "norm": norm,
+        "eps": eps,
+        "settings": "{}",
+        "n_samples": len(robust),
+        "sample_seed": 0,
+        "n": len(robust),
+        "clean_accuracy": float(clean.mean()),
+        "robust_accuracy": float(robust.mean()),
+        "seconds": 1.0,
+        "extra": json.dumps(extra),
+        "robustkit_version": "0",
+        "torch_version": "0",
+        "created": "2026-01-01",
+        "clean_correct": np.packbits(clean).tobytes(),
+        "robust": np.packbits(robust).tobytes(),
+        "source": None,
+        "training": "",
+        "examples": None,
+    }
 
 
 def _bits(*ones: int | range, n: int = N) -> np.ndarray:
@@ -58,8 +79,12 @@ def test_a_worst_case_interval_is_clopper_pearson_on_the_and_of_the_attacks_bits
     low, high = _exact(both, N)
     assert table["worst linf ε=0.1_low"] == pytest.approx(low, abs=1e-6)
     assert table["worst linf ε=0.1_high"] == pytest.approx(high, abs=1e-6)
-    assert (table["clean_accuracy_low"], table["clean_accuracy_high"]) == pytest.approx(_exact(int(clean.sum()), N), abs=1e-6)
-    assert (table["pgd linf ε=0.1_low"], table["pgd linf ε=0.1_high"]) == pytest.approx(_exact(int(pgd.sum()), N), abs=1e-6)
+    assert (table["clean_accuracy_low"], table["clean_accuracy_high"]) == pytest.approx(
+        _exact(int(clean.sum()), N), abs=1e-6
+    )
+    assert (table["pgd linf ε=0.1_low"], table["pgd linf ε=0.1_high"]) == pytest.approx(
+        _exact(int(pgd.sum()), N), abs=1e-6
+    )
 
     csv = pd.read_csv(io.StringIO(render(leaderboard(pd.DataFrame(rows)), "csv")))
     assert csv.loc[0, "worst linf ε=0.1_low"] == pytest.approx(low, abs=1e-6)
@@ -73,7 +98,9 @@ def test_a_row_without_bits_falls_back_to_its_fraction_and_no_test():
     old = {**_cell("a", "pgd", "linf", 0.1, robust, clean), "robust": None, "clean_correct": None}
     other = _cell("b", "pgd", "linf", 0.1, _bits(60), clean)
     table = leaderboard(pd.DataFrame([old, other])).set_index("entry")
-    assert (table.at["a", "worst linf ε=0.1_low"], table.at["a", "worst linf ε=0.1_high"]) == pytest.approx(_exact(90, N), abs=1e-6)
+    assert (table.at["a", "worst linf ε=0.1_low"], table.at["a", "worst linf ε=0.1_high"]) == pytest.approx(
+        _exact(90, N), abs=1e-6
+    )
     assert np.isnan(table.at["a", "next_pvalue"])  # no per-image outcomes: no paired test
     assert "| ? |" in render(table.reset_index(), "md")
 
@@ -102,11 +129,16 @@ def test_the_headline_ranks_where_the_old_mean_would_order_otherwise():
     """A holds better at L∞ (the headline by default), B at L2 and under a patch: the mean of the three
     worst cases put B first (0.6 vs 0.3); the board ranks by the stated headline, ties by clean accuracy."""
     clean = _bits(190)
-    figures = {"a": {("linf", 0.1): 100, ("l2", 1.0): 40, ("patch", 4.0): 40},
-               "b": {("linf", 0.1): 60, ("l2", 1.0): 180, ("patch", 4.0): 120},
-               "c": {("linf", 0.1): 100, ("l2", 1.0): 0, ("patch", 4.0): 0}}  # ties with A at L∞, lower clean
-    rows = [_cell(e, "pgd" if n != "patch" else "patch", n, eps, _bits(k), clean if e != "c" else _bits(150))
-            for e, budgets in figures.items() for (n, eps), k in budgets.items()]  # fmt: skip
+    figures = {
+        "a": {("linf", 0.1): 100, ("l2", 1.0): 40, ("patch", 4.0): 40},
+        "b": {("linf", 0.1): 60, ("l2", 1.0): 180, ("patch", 4.0): 120},
+        "c": {("linf", 0.1): 100, ("l2", 1.0): 0, ("patch", 4.0): 0},
+    }  # ties with A at L∞, lower clean
+    rows = [
+        _cell(e, "pgd" if n != "patch" else "patch", n, eps, _bits(k), clean if e != "c" else _bits(150))
+        for e, budgets in figures.items()
+        for (n, eps), k in budgets.items()
+    ]
     table = leaderboard(pd.DataFrame(rows))
     means = {e: np.mean(list(b.values())) for e, b in figures.items()}
     assert max(means, key=means.get) == "b"  # what the old ranking would have put first
@@ -119,12 +151,19 @@ def test_the_headline_ranks_where_the_old_mean_would_order_otherwise():
 
 
 def test_a_suite_names_its_headline_and_an_unevaluated_one_is_one_line(tmp_path):
-    suite = {"dataset": "synthetic", "models": [{"model": "lenet5"}], "headline": {"norm": "linf", "eps": "1/10"},
-             "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}]}  # fmt: skip
+    suite = {
+        "dataset": "synthetic",
+        "models": [{"model": "lenet5"}],
+        "headline": {"norm": "linf", "eps": "1/10"},
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
     assert load_suite(tmp_path / "s.yaml").headline == ("linf", 0.1)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({**suite, "headline": {"norm": "l2", "eps": 0.1}}))
-    with pytest.raises(ConfigError, match=r"headline: l2 ε=0.1 is not a budget the suite's attacks evaluate \(they have: linf 0.1, linf 0.2\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"headline: l2 ε=0.1 is not a budget the suite's attacks evaluate \(they have: linf 0.1, linf 0.2\)",
+    ):
         load_suite(tmp_path / "s.yaml")
 
 
@@ -136,6 +175,7 @@ def test_the_leaderboard_command_takes_a_headline(tmp_path):
         for entry, (linf, l2) in {"a": (100, 10), "b": (50, 150)}.items():
             store.put(_cell(entry, "pgd", "linf", 0.1, _bits(linf), clean))
             store.put(_cell(entry, "pgd", "l2", 1.0, _bits(l2), clean))
+
     def ranked(*args: str) -> list[str]:
         done = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "r.sqlite"), "--format", "csv", *args])
         assert done.exit_code == 0, done.output
@@ -155,12 +195,17 @@ def test_a_one_budget_family_shows_two_points_and_no_line_with_error_bars():
     import matplotlib.pyplot as plt
 
     clean = _bits(180)
-    rows = [_cell("a", "pgd", "linf", 0.1, _bits(90), clean), _cell("a", "pgd", "linf", 0.2, _bits(30), clean),
-            _cell("a", "patch", "patch", 6.0, _bits(70), clean)]  # fmt: skip
+    rows = [
+        _cell("a", "pgd", "linf", 0.1, _bits(90), clean),
+        _cell("a", "pgd", "linf", 0.2, _bits(30), clean),
+        _cell("a", "patch", "patch", 6.0, _bits(70), clean),
+    ]
     fig = curves_figure(pd.DataFrame(rows))
     by_norm = {ax.get_title().split("\n")[0]: ax for ax in fig.axes}
     try:
-        assert len(_drawn_lines(by_norm["linf"])) == 1  # two budgets measured: the curve joins them (the check can fail)
+        assert (
+            len(_drawn_lines(by_norm["linf"])) == 1
+        )  # two budgets measured: the curve joins them (the check can fail)
         patch = by_norm["patch"]
         assert _drawn_lines(patch) == []  # one budget: the clean point and that one point, no line between them
         points = [line for line in patch.lines if line.get_marker() == "o"]  # the data, not the error bars' caps
@@ -185,8 +230,11 @@ def test_per_class_figures_match_a_count_by_hand():
     clean = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1, 1], dtype=bool)
     robust = np.array([1, 0, 0, 0, 0, 1, 1, 0, 0, 1], dtype=bool)
     figures = per_class(labels, clean, robust, ["cat", "dog", "eel"])
-    assert figures == {"cat": {"n": 4, "clean": 3 / 4, "robust": 2 / 4}, "dog": {"n": 3, "clean": 2 / 3, "robust": 1 / 3},
-                       "eel": {"n": 3, "clean": 2 / 3, "robust": 1 / 3}}  # fmt: skip
+    assert figures == {
+        "cat": {"n": 4, "clean": 3 / 4, "robust": 2 / 4},
+        "dog": {"n": 3, "clean": 2 / 3, "robust": 1 / 3},
+        "eel": {"n": 3, "clean": 2 / 3, "robust": 1 / 3},
+    }
     table = per_class_table(figures).set_index("class")
     assert (table.at["cat", "robust_low"], table.at["cat", "robust_high"]) == pytest.approx(_exact(2, 4), abs=1e-9)
 
@@ -202,13 +250,34 @@ def test_evaluate_per_class_prints_and_records_the_figures_per_class(tmp_path):
     model = get_model("lenet5", data.info, seed=1)
     torch.save(model.state_dict(), tmp_path / "w.pt")
     out = tmp_path / "r.json"
-    done = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--weights", str(tmp_path / "w.pt"), "--dataset",
-                                     "synthetic", "--attack", "fgsm", "--eps", "0.1", "--n-samples", "40", "--no-checks",
-                                     "--per-class", "--output", str(out)])  # fmt: skip
+    done = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--weights",
+            str(tmp_path / "w.pt"),
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "--n-samples",
+            "40",
+            "--no-checks",
+            "--per-class",
+            "--output",
+            str(out),
+        ],
+    )
     assert done.exit_code == 0, done.output
     record = json.loads(out.read_text())
     record = record[-1] if isinstance(record, list) else record
-    extra = json.loads(record["extra"]) if isinstance(record["extra"], str) else record["extra"]  # JSON holds it as text
+    extra = (
+        json.loads(record["extra"]) if isinstance(record["extra"], str) else record["extra"]
+    )  # JSON holds it as text
     figures = extra["per_class"]
     subset = data.test.subset(40, seed=0).load()
     with torch.no_grad():
@@ -228,7 +297,9 @@ def test_evaluate_per_class_prints_and_records_the_figures_per_class(tmp_path):
 
 def test_the_page_folds_a_per_class_table_at_the_headline():
     clean = _bits(180)
-    extra = {"per_class": {"cat": {"n": 100, "clean": 0.9, "robust": 0.5}, "dog": {"n": 100, "clean": 0.9, "robust": 0.4}}}
+    extra = {
+        "per_class": {"cat": {"n": 100, "clean": 0.9, "robust": 0.5}, "dog": {"n": 100, "clean": 0.9, "robust": 0.4}}
+    }
     rows = [_cell("a", "pgd", "linf", 0.1, _bits(90), clean, **extra), _cell("a", "pgd", "linf", 0.2, _bits(9), clean)]
     frame = pd.DataFrame(rows)
     page = per_class_html(frame, leaderboard(frame))

@@ -54,11 +54,15 @@ def test_the_count_and_radius_match_the_closed_form_within_the_binomial_toleranc
     distances = [0.2, 0.4, -0.3, 0.6]
     x = at_distance(model, distances)
     cert = certify(model, x, torch.arange(4), Smoothing(sigma=sigma, n0=50, n=n, alpha=0.001, batch_size=4000), seed=3)
-    for d, top, pred, lower, radius in zip(distances, cert.top_count, cert.prediction, cert.p_lower, cert.radius):
+    for d, top, pred, lower, radius in zip(
+        distances, cert.top_count, cert.prediction, cert.p_lower, cert.radius, strict=False
+    ):
         p_a = norm.cdf(abs(d) / sigma)
         assert int(pred) == (1 if d > 0 else 0)
         assert abs(int(top) - n * p_a) <= 4.5 * math.sqrt(n * p_a * (1 - p_a))  # ~1e-5 chance to fail per point
-        assert float(lower) == pytest.approx(beta.ppf(0.001, int(top), n - int(top) + 1), rel=1e-9)  # independent of intervals.py
+        assert float(lower) == pytest.approx(
+            beta.ppf(0.001, int(top), n - int(top) + 1), rel=1e-9
+        )  # independent of intervals.py
         assert float(radius) == pytest.approx(sigma * norm.ppf(float(lower)), rel=1e-9)
         # the radius is about the distance: the bound's slack at n = 20 000 is a few hundredths
         assert abs(d) - 0.08 < float(radius) <= abs(d)

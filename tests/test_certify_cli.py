@@ -22,8 +22,22 @@ def noise_trained(tmp_path_factory):
 
     if not fashion_mnist.DEBIAN_DIR.is_dir():
         pytest.skip("dataset-fashion-mnist not installed")
-    return train_once(tmp_path_factory, "aug", "--model", "lenet5", "--defense", "gaussian-aug", "-o", "sigma=0.5",
-                      "--epochs", "1", "--n-train", "2000", "--precision", "fp32")  # fmt: skip
+    return train_once(
+        tmp_path_factory,
+        "aug",
+        "--model",
+        "lenet5",
+        "--defense",
+        "gaussian-aug",
+        "-o",
+        "sigma=0.5",
+        "--epochs",
+        "1",
+        "--n-train",
+        "2000",
+        "--precision",
+        "fp32",
+    )
 
 
 def test_certify_prints_the_curve_and_writes_per_image_radii(noise_trained, tmp_path):
@@ -32,9 +46,33 @@ def test_certify_prints_the_curve_and_writes_per_image_radii(noise_trained, tmp_
     _, trained = load_model(noise_trained)
     assert trained.defense == "gaussian-aug" and trained.defense_settings["sigma"] == 0.5  # -o reached the defense
     out = tmp_path / "cert.json"
-    args = ["certify", "--model", "lenet5", "--checkpoint", str(noise_trained), "--defense", "gaussian-aug", "-o", "sigma=0.5",
-            "--n", "200", "--n0", "10", "--n-samples", "6", "--predict-n", "50", "--attack-steps", "2", "--attack-draws", "2",
-            "--output", str(out), "--plot", str(tmp_path / "cert.png")]  # fmt: skip
+    args = [
+        "certify",
+        "--model",
+        "lenet5",
+        "--checkpoint",
+        str(noise_trained),
+        "--defense",
+        "gaussian-aug",
+        "-o",
+        "sigma=0.5",
+        "--n",
+        "200",
+        "--n0",
+        "10",
+        "--n-samples",
+        "6",
+        "--predict-n",
+        "50",
+        "--attack-steps",
+        "2",
+        "--attack-draws",
+        "2",
+        "--output",
+        str(out),
+        "--plot",
+        str(tmp_path / "cert.png"),
+    ]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "largest certifiable radius" in result.output and "forward-pass limit" in result.output
@@ -44,8 +82,10 @@ def test_certify_prints_the_curve_and_writes_per_image_radii(noise_trained, tmp_
     assert [row["radius"] for row in record["certified"]] == [0.0, 0.25, 0.5, 0.75]
     samples = record["samples"]
     for row in record["certified"]:  # each figure recomputed from the per-image certificates
-        count = sum(r is not None and p == y and r >= row["radius"]
-                    for r, p, y in zip(samples["radius"], samples["prediction"], samples["label"]))  # fmt: skip
+        count = sum(
+            r is not None and p == y and r >= row["radius"]
+            for r, p, y in zip(samples["radius"], samples["prediction"], samples["label"], strict=False)
+        )
         assert row["accuracy"] == count / 6 and row["low"] <= row["accuracy"] <= row["high"]
     assert all(r is None or 0 < r <= record["max_radius"] + 1e-9 for r in samples["radius"])
     assert [p["radius"] for p in record["empirical"]] == [0.25, 0.5, 0.75]
@@ -71,12 +111,31 @@ def test_a_suite_certifies_its_entry_into_the_store_and_the_board_shows_it(tmp_p
     from robustkit.suites.spec import load_suite
 
     suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text(yaml.safe_dump({
-        "name": "smooth", "dataset": "synthetic", "n_samples": 16, "checks": False,
-        "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "precision": "fp32"},
-                    "certify": {"sigma": 0.25, "n": 60, "n0": 10, "n_samples": 8, "radii": [0, 0.1], "attack": True}}],
-        "attacks": [{"attack": "fgsm", "norm": "l2", "eps": [0.1]}],
-    }))  # fmt: skip
+    suite_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "smooth",
+                "dataset": "synthetic",
+                "n_samples": 16,
+                "checks": False,
+                "models": [
+                    {
+                        "model": "lenet5",
+                        "train": {"epochs": 1, "batch_size": 32, "precision": "fp32"},
+                        "certify": {
+                            "sigma": 0.25,
+                            "n": 60,
+                            "n0": 10,
+                            "n_samples": 8,
+                            "radii": [0, 0.1],
+                            "attack": True,
+                        },
+                    }
+                ],
+                "attacks": [{"attack": "fgsm", "norm": "l2", "eps": [0.1]}],
+            }
+        )
+    )
     suite = load_suite(suite_file)
     store = tmp_path / "results.sqlite"
     first = run_suite(suite, store, device=torch_cpu(), progress=False)
@@ -103,8 +162,15 @@ def torch_cpu():
     return torch.device("cpu")
 
 
-@pytest.mark.parametrize("certify, message", [({"sigma": -1}, "sigma"), ({"radii": [-0.5]}, "radii"),
-                                              ({"speed": 3}, "unknown key"), ({"attack": "yes"}, "attack")])  # fmt: skip
+@pytest.mark.parametrize(
+    "certify, message",
+    [
+        ({"sigma": -1}, "sigma"),
+        ({"radii": [-0.5]}, "radii"),
+        ({"speed": 3}, "unknown key"),
+        ({"attack": "yes"}, "attack"),
+    ],
+)
 def test_certify_settings_in_a_suite_are_checked_in_one_line(tmp_path, certify, message):
     from robustkit.errors import ConfigError
 
@@ -127,5 +193,7 @@ def load_suite_with(folder, entry):
     from robustkit.suites.spec import load_suite
 
     path = folder / "suite.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "synthetic", "models": [entry], "attacks": [{"attack": "fgsm", "eps": 0.1}]}))
+    path.write_text(
+        yaml.safe_dump({"dataset": "synthetic", "models": [entry], "attacks": [{"attack": "fgsm", "eps": 0.1}]})
+    )
     return load_suite(path)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from robustkit import paths
-from robustkit.weights.checkpoint import CheckpointRecord, load_model, read_checkpoint, save_checkpoint
 from robustkit.data import get_dataset
 from robustkit.errors import CheckpointError
+from robustkit.weights.checkpoint import CheckpointRecord, load_model, read_checkpoint, save_checkpoint
 
 INFO = get_dataset("synthetic", size=12).info
 
@@ -47,8 +47,8 @@ def test_wrong_architecture_is_one_line(saved):
         load_model(path, model="smallcnn")
     assert "holds a 'lenet5'" in str(err.value)
     state, _ = read_checkpoint(path)
-    from robustkit.weights.checkpoint import load_weights
     from robustkit.models import get_model
+    from robustkit.weights.checkpoint import load_weights
 
     with pytest.raises(CheckpointError) as err:
         load_weights(get_model("smallcnn", INFO), state, path)

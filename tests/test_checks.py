@@ -1,14 +1,14 @@
 """Gradient-masking checks: silent on a normal model, loud on models that hide their gradients."""
 
 import torch
+from attack_fixtures import DATA, tiny_model
 from torch import nn
 
-from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from defenses import BitDepthReduction, GaussianNoise
+from robustkit.data.base import Split
 from robustkit.evaluation.checks import run_checks
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 
 X, Y = DATA.test.images[:48], DATA.test.labels[:48]
 

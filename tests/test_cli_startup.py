@@ -27,21 +27,33 @@ def test_importing_the_cli_imports_no_heavy_library():
     assert python(f"import sys, robustkit.cli; print([m for m in {HEAVY!r} if m in sys.modules])").strip() == "[]"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["list", "attacks"], ["list", "models"],
-                                  ["list", "threats"], ["evaluate", "--help"], ["leaderboard", "--help"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["list", "attacks"],
+        ["list", "models"],
+        ["list", "threats"],
+        ["evaluate", "--help"],
+        ["leaderboard", "--help"],
+    ],
+)
 def test_quick_commands_import_no_heavy_library(args):
     assert heavy_imports(args) == "[]"
 
 
 def test_third_party_attacks_are_listed(tmp_path):
     """An attack from the ``robustkit.attacks`` entry-point group appears beside the built-ins."""
-    (tmp_path / "rk_fake_attack.py").write_text(textwrap.dedent('''
+    (tmp_path / "rk_fake_attack.py").write_text(
+        textwrap.dedent('''
         class Nudge:
             """A third-party attack: one small step."""
 
             def __init__(self, *, eps: float = 0.1, steps: int = 1) -> None:
                 self.eps, self.steps = eps, steps
-    '''))  # fmt: skip
+    ''')
+    )
     dist = tmp_path / "rk_fake_attack-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rk-fake-attack\nVersion: 1.0\n")

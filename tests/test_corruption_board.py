@@ -20,10 +20,16 @@ from robustkit.results.leaderboard import leaderboard, publish, render
 from robustkit.results.store import ResultStore
 from robustkit.suites.spec import load_suite
 
-SUITE = {"name": "tinyc", "dataset": "synthetic", "n_samples": 24, "batch_size": 24, "checks": False,
-         "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "precision": "fp32"}}],
-         "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}],
-         "corruptions": {"names": ["stripe", "brightness"], "severities": [1, 5]}}  # fmt: skip
+SUITE = {
+    "name": "tinyc",
+    "dataset": "synthetic",
+    "n_samples": 24,
+    "batch_size": 24,
+    "checks": False,
+    "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "precision": "fp32"}}],
+    "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}],
+    "corruptions": {"names": ["stripe", "brightness"], "severities": [1, 5]},
+}
 
 
 def _write(folder, suite):
@@ -32,8 +38,15 @@ def _write(folder, suite):
     return path
 
 
-@pytest.mark.parametrize("value,message", [({"severities": [0]}, "steps 1 to 5"), ({"severities": "most"}, "benchmark, all"),
-                                           ({"colour": 1}, "unknown key 'colour'"), ({"folder": "nowhere"}, "no labels.npy")])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ({"severities": [0]}, "steps 1 to 5"),
+        ({"severities": "most"}, "benchmark, all"),
+        ({"colour": 1}, "unknown key 'colour'"),
+        ({"folder": "nowhere"}, "no labels.npy"),
+    ],
+)
 def test_a_bad_corruptions_key_is_one_line(tmp_path, value, message):
     with pytest.raises(ConfigError, match=message):
         load_suite(_write(tmp_path, {**SUITE, "corruptions": value}))
@@ -56,8 +69,10 @@ def test_suite_runs_corruptions_into_the_store_and_onto_the_board(tmp_path):
     table = leaderboard(cells, corruptions=runs)
     assert table["mean_corruption_accuracy"].iloc[0] == pytest.approx(report.mean_accuracy)
     interval = report.mean_interval()
-    assert (table["mean_corruption_accuracy_low"].iloc[0], table["mean_corruption_accuracy_high"].iloc[0]) == pytest.approx(
-        (interval.low, interval.high), abs=1e-6)
+    assert (
+        table["mean_corruption_accuracy_low"].iloc[0],
+        table["mean_corruption_accuracy_high"].iloc[0],
+    ) == pytest.approx((interval.low, interval.high), abs=1e-6)
     assert "corruptions mean" in render(table, "md") and "common corruptions" in render(table, "html")
     written = publish(cells, tmp_path / "board", "tinyc", corruptions=runs)
     page = (tmp_path / "board" / "tinyc.html").read_text()
@@ -68,15 +83,23 @@ def test_suite_runs_corruptions_into_the_store_and_onto_the_board(tmp_path):
 def _run(entry: str, model: str, defense: str, correct: list[list[bool]], created: str) -> dict:
     bits = np.array(correct, dtype=bool)
     report = CorruptionReport(["a", "a", "b"], [1, 2, 1], bits, np.ones(bits.shape[1], dtype=bool), np.ones(3), "t")
-    return {"entry": entry, "model": model, "defense": defense, "created": created, "details": json.dumps(report.to_dict())}
+    return {
+        "entry": entry,
+        "model": model,
+        "defense": defense,
+        "created": created,
+        "details": json.dumps(report.to_dict()),
+    }
 
 
 def test_mce_is_against_the_undefended_entry_of_the_same_architecture():
-    runs = pd.DataFrame([
-        _run("lenet5", "lenet5", "none", [[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0]], "1"),
-        _run("lenet5+madry", "lenet5", "madry", [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], "1"),
-        _run("smallcnn+madry", "smallcnn", "madry", [[1, 1, 1, 1]] * 3, "1"),
-    ])  # fmt: skip
+    runs = pd.DataFrame(
+        [
+            _run("lenet5", "lenet5", "none", [[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0]], "1"),
+            _run("lenet5+madry", "lenet5", "madry", [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], "1"),
+            _run("smallcnn+madry", "smallcnn", "madry", [[1, 1, 1, 1]] * 3, "1"),
+        ]
+    )
     columns, _ = corruption_board.corruption_columns(["lenet5", "lenet5+madry", "smallcnn+madry"], runs)
     assert columns.loc["lenet5", "mCE"] == pytest.approx(1.0)
     assert columns.loc["lenet5+madry", "mCE"] == pytest.approx((5 / 7 + 1 / 2) / 2)  # errors a 5 of 7, b 1 of 2
@@ -92,11 +115,29 @@ def test_benchmark_command_shows_certified_and_corruption_groups_on_one_board(tm
 
     from robustkit.cli import main
 
-    both = {**SUITE, "models": [{**SUITE["models"][0], "certify": {"sigma": 0.25, "n": 40, "n0": 10, "n_samples": 4,
-                                                                      "radii": [0, 0.1], "attack": False}}]}  # fmt: skip
+    both = {
+        **SUITE,
+        "models": [
+            {
+                **SUITE["models"][0],
+                "certify": {"sigma": 0.25, "n": 40, "n0": 10, "n_samples": 4, "radii": [0, 0.1], "attack": False},
+            }
+        ],
+    }
     path = _write(tmp_path, both)
-    result = CliRunner().invoke(main, ["benchmark", str(path), "--store", str(tmp_path / "s.sqlite"),
-                                       "--out", str(tmp_path / "board"), "--threads", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "benchmark",
+            str(path),
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--out",
+            str(tmp_path / "board"),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "| certified ε=0.1 |" in result.output and "corruptions mean" in result.output
     page = (tmp_path / "board" / "tinyc.html").read_text()

@@ -26,8 +26,9 @@ from robustkit.suites.spec import CorruptionEntry
 
 def _report(correct: list[list[bool]], names=("a", "a", "b"), severities=(1, 2, 1)) -> CorruptionReport:
     bits = np.array(correct, dtype=bool)
-    return CorruptionReport(list(names), list(severities), bits, np.ones(bits.shape[1], dtype=bool),
-                            np.ones(len(bits)), "test")  # fmt: skip
+    return CorruptionReport(
+        list(names), list(severities), bits, np.ones(bits.shape[1], dtype=bool), np.ones(len(bits)), "test"
+    )
 
 
 def test_ce_and_mce_follow_hendrycks_and_dietterich():
@@ -38,11 +39,18 @@ def test_ce_and_mce_follow_hendrycks_and_dietterich():
     assert model.mean_accuracy == pytest.approx(6 / 12) and model.per_corruption() == {"a": 3 / 8, "b": 3 / 4}
     assert model.mean_interval() == bootstrap_mean_interval(model.correct.T.astype(float))
     row = model.table()[0]
-    assert (row["accuracy"], row["accuracy_low"], row["accuracy_high"]) == (0.5, *proportion_interval(2, 4).__dict__.values())
+    assert (row["accuracy"], row["accuracy_low"], row["accuracy_high"]) == (
+        0.5,
+        *proportion_interval(2, 4).__dict__.values(),
+    )
     with pytest.raises(ConfigError, match="same corruptions"):
         model.mce(_report([[1, 0, 0, 0]], names=("a",), severities=(1,)))
     again = CorruptionReport.from_dict(json.loads(json.dumps(model.to_dict())))
-    assert np.array_equal(again.correct, model.correct) and again.names == model.names and np.array_equal(again.clean, model.clean)
+    assert (
+        np.array_equal(again.correct, model.correct)
+        and again.names == model.names
+        and np.array_equal(again.clean, model.clean)
+    )
 
 
 class Brightest(nn.Module):
@@ -63,7 +71,9 @@ def test_accuracy_is_the_models_own_verdict_on_each_corrupted_image():
     from robustkit.corruptions.evaluate import corrupt
 
     x, y = torch.rand(12, 3, 32, 32), torch.randint(4, (12,))
-    report = evaluate_corruptions(Brightest(), x, y, CorruptionOptions(names=("contrast", "fog"), progress=False, seed=5))
+    report = evaluate_corruptions(
+        Brightest(), x, y, CorruptionOptions(names=("contrast", "fog"), progress=False, seed=5)
+    )
     for k, (corruption, severity) in enumerate(select(3, ("contrast", "fog"))):
         by_hand = Brightest()(corrupt(x, corruption, severity, seed=5)).argmax(1) == y
         assert np.array_equal(report.correct[k], by_hand.numpy())
@@ -99,10 +109,30 @@ def test_python_call_and_cli_agree_and_mce_needs_a_named_model(tmp_path):
         evaluate_model_corruptions(model, data, n_samples=8, corruptions=spec, baseline=True)
     out = tmp_path / "c.csv"
     store = tmp_path / "s.sqlite"
-    result = CliRunner().invoke(main, ["corruptions", "--model", "lenet5", "--dataset", "synthetic", "--weights",
-                                       str(tmp_path / "w.pt"), "--n-samples", "24", "--corruption", "stripe",
-                                       "--corruption", "brightness", "--severities", "all", "--output", str(out),
-                                       "--output", str(store)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "corruptions",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--weights",
+            str(tmp_path / "w.pt"),
+            "--n-samples",
+            "24",
+            "--corruption",
+            "stripe",
+            "--corruption",
+            "brightness",
+            "--severities",
+            "all",
+            "--output",
+            str(out),
+            "--output",
+            str(store),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mean corruption accuracy" in result.output and "frost" not in result.output  # not one of MNIST-C's
     import pandas as pd

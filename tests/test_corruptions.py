@@ -33,13 +33,40 @@ def grey(n: int = 4, shape=(3, 32, 32), value: float = 0.5) -> torch.Tensor:
 
 
 def test_the_sets_are_the_published_ones():
-    assert [c.name for c in CIFAR_10_C] == ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
-                                            "motion_blur", "zoom_blur", "snow", "fog", "brightness", "contrast",
-                                            "elastic_transform", "pixelate", "jpeg_compression"]  # fmt: skip
+    assert [c.name for c in CIFAR_10_C] == [
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "defocus_blur",
+        "glass_blur",
+        "motion_blur",
+        "zoom_blur",
+        "snow",
+        "fog",
+        "brightness",
+        "contrast",
+        "elastic_transform",
+        "pixelate",
+        "jpeg_compression",
+    ]
     assert "frost" in UNAVAILABLE and len(CIFAR_10_C) + len(UNAVAILABLE) == 15
-    assert [c.name for c in MNIST_C] == ["shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale",
-                                         "rotate", "brightness", "translate", "stripe", "fog", "spatter", "dotted_line",
-                                         "zigzag", "canny_edges"]  # fmt: skip
+    assert [c.name for c in MNIST_C] == [
+        "shot_noise",
+        "impulse_noise",
+        "glass_blur",
+        "motion_blur",
+        "shear",
+        "scale",
+        "rotate",
+        "brightness",
+        "translate",
+        "stripe",
+        "fog",
+        "spatter",
+        "dotted_line",
+        "zigzag",
+        "canny_edges",
+    ]
     assert len(select(3)) == 14 * 5 and len(select(1)) == 15 and len(select(1, severities="all")) == 11 * 5 + 4
     with pytest.raises(ConfigError, match="unknown corruption frost"):
         select(1, ("frost",))  # not one of MNIST-C's 15
@@ -93,7 +120,11 @@ def _moments(image: torch.Tensor) -> tuple[float, float, float]:
 @pytest.mark.parametrize("sigma", [0.7, 1.0, 1.5, 3.0])
 def test_gaussian_blur_of_an_impulse_has_variance_sigma_squared(sigma):
     total, var_r, var_c = _moments(filters.gaussian(_impulse(), sigma))
-    assert total == pytest.approx(1) and var_r == pytest.approx(sigma**2, rel=0.02) and var_c == pytest.approx(sigma**2, rel=0.02)
+    assert (
+        total == pytest.approx(1)
+        and var_r == pytest.approx(sigma**2, rel=0.02)
+        and var_c == pytest.approx(sigma**2, rel=0.02)
+    )
     total, var_r, var_c = _moments(blur.gaussian_blur(_impulse(), sigma, rng(1), grey_rows_only=True))
     assert var_r == pytest.approx(sigma**2, rel=0.02) and var_c == 0  # MNIST-C's multichannel=True on a 2-D image
 
@@ -173,7 +204,9 @@ def test_glass_blur_moves_pixels_without_changing_them():
 def test_brightness_raises_hsv_value_keeping_hue_and_saturation(shift):
     x = torch.rand(3, 3, 4, 4)
     out = digital.brightness(x, shift, rng(3))
-    for pixel, after in zip(x.permute(0, 2, 3, 1).reshape(-1, 3).tolist(), out.permute(0, 2, 3, 1).reshape(-1, 3).tolist()):
+    for pixel, after in zip(
+        x.permute(0, 2, 3, 1).reshape(-1, 3).tolist(), out.permute(0, 2, 3, 1).reshape(-1, 3).tolist(), strict=False
+    ):
         h, s, v = colorsys.rgb_to_hsv(*pixel)
         assert colorsys.hsv_to_rgb(h, s, min(v + shift, 1)) == pytest.approx(tuple(after), abs=1e-5)
     g = torch.rand(2, 1, 5, 5)
@@ -188,9 +221,72 @@ def test_contrast_scales_deviations_from_each_channels_mean(factor):
     assert torch.allclose(out - mean, factor * (x - mean), atol=1e-6)
 
 
-IJG_LUMINANCE = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-                 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]  # fmt: skip
+IJG_LUMINANCE = [
+    16,
+    11,
+    10,
+    16,
+    24,
+    40,
+    51,
+    61,
+    12,
+    12,
+    14,
+    19,
+    26,
+    58,
+    60,
+    55,
+    14,
+    13,
+    16,
+    24,
+    40,
+    57,
+    69,
+    56,
+    14,
+    17,
+    22,
+    29,
+    51,
+    87,
+    80,
+    62,
+    18,
+    22,
+    37,
+    56,
+    68,
+    109,
+    103,
+    77,
+    24,
+    35,
+    55,
+    64,
+    81,
+    104,
+    113,
+    92,
+    49,
+    64,
+    78,
+    87,
+    103,
+    121,
+    120,
+    101,
+    72,
+    92,
+    95,
+    98,
+    112,
+    100,
+    103,
+    99,
+]
 
 
 @pytest.mark.parametrize("quality", [80, 65, 58, 50, 40, 25, 7])
@@ -205,7 +301,10 @@ def test_jpeg_file_holds_the_ijg_tables_at_the_quality(quality):
 
 def test_jpeg_and_pixelate_change_the_image_as_the_published_settings_say():
     x = torch.rand(2, 3, 32, 32)
-    assert (CIFAR["jpeg_compression"].levels, CIFAR["pixelate"].levels) == ((80, 65, 58, 50, 40), (0.95, 0.9, 0.85, 0.75, 0.65))
+    assert (CIFAR["jpeg_compression"].levels, CIFAR["pixelate"].levels) == (
+        (80, 65, 58, 50, 40),
+        (0.95, 0.9, 0.85, 0.75, 0.65),
+    )
     worse = [(digital.jpeg_compression(x, q, rng(2)) - x).abs().mean().item() for q in (80, 40)]
     assert 0 < worse[0] < worse[1]
 
@@ -231,7 +330,9 @@ def test_fog_adds_a_full_range_plasma_scaled_by_thickness(table, severity):
         assert torch.allclose(flat.min(1).values, torch.zeros(3), atol=1e-5)
         assert torch.allclose(flat.max(1).values, torch.ones(3), atol=1e-5)
     maps = weather.plasma_fractal(rng(3), 32, 2.0)
-    assert torch.allclose(maps.amin(dim=(1, 2)), torch.zeros(3)) and torch.allclose(maps.amax(dim=(1, 2)), torch.ones(3))
+    assert torch.allclose(maps.amin(dim=(1, 2)), torch.zeros(3)) and torch.allclose(
+        maps.amax(dim=(1, 2)), torch.ones(3)
+    )
 
 
 def test_spatter_paints_mud_where_the_mask_is_strong():
@@ -295,10 +396,21 @@ def test_every_corruption_is_seeded_per_sample_and_leaves_its_input(corruption):
     whole = corrupt(x, corruption, severity, seed=3)
     assert torch.equal(x, kept) and whole.shape == x.shape and whole.min() >= 0 and whole.max() <= 1
     assert torch.equal(whole, torch.round(whole * 255) / 255)  # stored as bytes, as the references store theirs
-    alone = torch.cat([corrupt(x[i : i + 2], corruption, severity, seed=3, index=torch.arange(i, i + 2)) for i in (0, 2)]
-                      + [corrupt(x[4:], corruption, severity, seed=3, index=torch.tensor([4]))])  # fmt: skip
+    alone = torch.cat(
+        [corrupt(x[i : i + 2], corruption, severity, seed=3, index=torch.arange(i, i + 2)) for i in (0, 2)]
+        + [corrupt(x[4:], corruption, severity, seed=3, index=torch.tensor([4]))]
+    )
     assert torch.equal(whole, alone)
     assert torch.equal(whole, corrupt(x, corruption, severity, seed=3))
-    if corruption.name not in ("brightness", "contrast", "zoom_blur", "defocus_blur", "jpeg_compression", "pixelate",
-                               "stripe", "canny_edges", "scale"):  # fmt: skip  (the deterministic ones)
+    if corruption.name not in (
+        "brightness",
+        "contrast",
+        "zoom_blur",
+        "defocus_blur",
+        "jpeg_compression",
+        "pixelate",
+        "stripe",
+        "canny_edges",
+        "scale",
+    ):  # fmt: skip  (the deterministic ones)
         assert not torch.equal(whole, corrupt(x, corruption, severity, seed=4))

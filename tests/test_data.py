@@ -44,7 +44,9 @@ def test_fashion_mnist_reads_idx_files_into_float_tensors(tiny_fashion):
     assert len(data.test) == 2
 
 
-def test_a_data_dir_is_the_only_place_looked_and_the_environment_comes_before_the_system_copy(tiny_fashion, monkeypatch, tmp_path):
+def test_a_data_dir_is_the_only_place_looked_and_the_environment_comes_before_the_system_copy(
+    tiny_fashion, monkeypatch, tmp_path
+):
     folder, _, _ = tiny_fashion
     monkeypatch.setenv("ROBUSTKIT_DATA", str(tmp_path / "env"))
     assert all(folder in d.parents or d == folder for d in get_dataset("fashion-mnist", data_dir=folder).search_dirs())
@@ -81,7 +83,10 @@ def test_a_data_dir_without_the_files_is_one_line_naming_them_and_never_falls_ba
 def test_the_files_read_are_named(tiny_fashion):
     folder, _, _ = tiny_fashion
     data = get_dataset("fashion-mnist", data_dir=folder)
-    assert data.files_read("test") == (str(folder / "t10k-images-idx3-ubyte.gz"), str(folder / "t10k-labels-idx1-ubyte.gz"))
+    assert data.files_read("test") == (
+        str(folder / "t10k-images-idx3-ubyte.gz"),
+        str(folder / "t10k-labels-idx1-ubyte.gz"),
+    )
 
 
 @pytest.mark.skipif(not fashion_mnist.DEBIAN_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
@@ -166,7 +171,10 @@ def test_streaming_settings_on_a_resident_data_set_are_one_clear_line(flag, valu
 
     result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "fashion-mnist", flag, value])
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: fashion-mnist is resident and 28×28: {flag} applies to imagefolder and imagenet"
+    assert (
+        result.output.strip()
+        == f"Error: fashion-mnist is resident and 28×28: {flag} applies to imagefolder and imagenet"
+    )
 
 
 def test_suite_dataset_options_a_data_set_does_not_take_fail_at_load(tmp_path):
@@ -174,11 +182,18 @@ def test_suite_dataset_options_a_data_set_does_not_take_fail_at_load(tmp_path):
 
     from robustkit.suites.spec import load_suite
 
-    suite = {"dataset": "synthetic", "dataset_options": {"image_size": 32}, "models": [{"model": "lenet5"}],
-             "attacks": [{"attack": "fgsm", "eps": 0.1}]}  # fmt: skip
+    suite = {
+        "dataset": "synthetic",
+        "dataset_options": {"image_size": 32},
+        "models": [{"model": "lenet5"}],
+        "attacks": [{"attack": "fgsm", "eps": 0.1}],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
-    with pytest.raises(ConfigError, match=r"dataset_options: synthetic is resident and 16×16: image_size applies to "
-                                          r"imagefolder and imagenet"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"dataset_options: synthetic is resident and 16×16: image_size applies to "
+        r"imagefolder and imagenet",
+    ):
         load_suite(tmp_path / "s.yaml")
 
 
@@ -189,5 +204,7 @@ def test_the_record_names_the_data_files_read(tiny_fashion):
     folder, _, _ = tiny_fashion
     data = get_dataset("fashion-mnist", data_dir=folder)
     report = evaluate_model(get_model("lenet5", data.info), data, "fgsm", n_samples=2, checks="none", progress=False)
-    assert report.record["extra"]["data_files"] == [str(folder / "t10k-images-idx3-ubyte.gz"),
-                                                     str(folder / "t10k-labels-idx1-ubyte.gz")]  # fmt: skip
+    assert report.record["extra"]["data_files"] == [
+        str(folder / "t10k-images-idx3-ubyte.gz"),
+        str(folder / "t10k-labels-idx1-ubyte.gz"),
+    ]

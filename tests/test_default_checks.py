@@ -9,26 +9,32 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from attack_fixtures import DATA, tiny_model
 from click.testing import CliRunner
 
-from attack_fixtures import DATA, tiny_model
 from attacks import PGD, Square
 from defenses import BitDepthReduction, GaussianNoise, JpegQuantization
 from robustkit.adaptation import Adaptation, check_level
-from robustkit.evaluation.checks import Flag, answered_flags, bounded_layers, run_checks, unadapted_layers
 from robustkit.cli import main
 from robustkit.errors import ConfigError
-from robustkit.results.leaderboard import leaderboard, render
+from robustkit.evaluation.checks import Flag, answered_flags, bounded_layers, run_checks, unadapted_layers
 from robustkit.evaluation.runner import run_suite
+from robustkit.results.leaderboard import leaderboard, render
 from robustkit.results.store import read_stores
 from robustkit.suites.spec import load_suite
 
 X, Y = DATA.test.images[:48], DATA.test.labels[:48]
-MASKING = {"bit-depth": BitDepthReduction(bits=2), "jpeg": JpegQuantization(quality=20), "gaussian-noise": GaussianNoise(sigma=0.3)}
+MASKING = {
+    "bit-depth": BitDepthReduction(bits=2),
+    "jpeg": JpegQuantization(quality=20),
+    "gaussian-noise": GaussianNoise(sigma=0.3),
+}
 
 
 def default_flags(model, adaptation=Adaptation()) -> set[str]:
-    return {f.check for f in run_checks(model, X, Y, norm="linf", eps=0.1, level="default", adaptation=adaptation).flags}
+    return {
+        f.check for f in run_checks(model, X, Y, norm="linf", eps=0.1, level="default", adaptation=adaptation).flags
+    }
 
 
 def test_the_default_checks_stay_silent_on_a_normal_model():
@@ -87,7 +93,9 @@ def test_the_default_gradient_checks_look_where_the_attack_failed():
         expected = sum(_margin_gradient_is_zero(rounding, i) for i in range(left)) / len(Y)
         assert report.figures["gradient_zero_fraction"] == expected == left / len(Y)
         assert ("zero-gradients" in {f.check for f in report.flags}) is flagged
-    nothing_left = run_checks(tiny_model(), X, Y, norm="linf", eps=0.1, level="default", white=torch.zeros(len(Y), dtype=torch.bool))
+    nothing_left = run_checks(
+        tiny_model(), X, Y, norm="linf", eps=0.1, level="default", white=torch.zeros(len(Y), dtype=torch.bool)
+    )
     assert nothing_left.ok and nothing_left.figures["forward_max_difference"] == 0.0  # two passes of its own
 
 
@@ -163,8 +171,23 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
-    trained = invoke("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32",
-                     "--lr", "0.05", "--precision", "fp32", "--out", path)  # fmt: skip
+    trained = invoke(
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--precision",
+        "fp32",
+        "--out",
+        path,
+    )
     assert trained.exit_code == 0, trained.output
     return path
 
@@ -188,7 +211,9 @@ def test_evaluate_warns_above_the_table_and_the_record_carries_the_flags(tiny, t
 
 
 def test_no_checks_turns_them_off_and_with_checks_is_refused_before_any_work(tiny, tmp_path):
-    quiet = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--no-checks", "--output", tmp_path / "q.json")
+    quiet = invoke(
+        *EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--no-checks", "--output", tmp_path / "q.json"
+    )
     assert quiet.exit_code == 0 and "⚑" not in quiet.output
     assert "checks" not in json.loads(json.loads((tmp_path / "q.json").read_text())[0]["extra"])
     both = invoke(*EVAL, "--checkpoint", tiny, "--checks", "--no-checks", "--output", tmp_path / "never.json")
@@ -198,13 +223,27 @@ def test_no_checks_turns_them_off_and_with_checks_is_refused_before_any_work(tin
 
 def test_the_leaderboard_marks_flagged_figures_and_keeps_them(tiny, tmp_path):
     """Plain PGD on the bit-depth entry is marked; PGD with BPDA and the worst case (which BPDA keeps honest) are not."""
-    suite = {"name": "marks", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 32,
-             "models": [{"model": "lenet5", "checkpoint": str(tiny)},
-                        {"model": "lenet5", "checkpoint": str(tiny), "defense": "bit-depth", "label": "squeezed",
-                         "defense_settings": {"bits": 2}}],
-             "attacks": [{"attack": "pgd", "norm": "linf", "eps": 0.1, "settings": {"steps": 5}},
-                         {"attack": "pgd", "name": "pgd-bpda", "norm": "linf", "eps": 0.1,
-                          "settings": {"steps": 5, "bpda": True}}]}  # fmt: skip
+    suite = {
+        "name": "marks",
+        "dataset": "synthetic",
+        "n_samples": 32,
+        "seed": 0,
+        "batch_size": 32,
+        "models": [
+            {"model": "lenet5", "checkpoint": str(tiny)},
+            {
+                "model": "lenet5",
+                "checkpoint": str(tiny),
+                "defense": "bit-depth",
+                "label": "squeezed",
+                "defense_settings": {"bits": 2},
+            },
+        ],
+        "attacks": [
+            {"attack": "pgd", "norm": "linf", "eps": 0.1, "settings": {"steps": 5}},
+            {"attack": "pgd", "name": "pgd-bpda", "norm": "linf", "eps": 0.1, "settings": {"steps": 5, "bpda": True}},
+        ],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
     run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "r.sqlite", device=torch.device("cpu"), progress=False)
     cells, checks = read_stores([tmp_path / "r.sqlite"]), read_stores([tmp_path / "r.sqlite"], "checks")
@@ -244,7 +283,9 @@ def test_gradient_free_members_are_declared_by_the_attack():
     from attacks import AutoAttack, Ensemble
 
     assert Ensemble(eps=0.1).gradient_free_members() == ("square",) == AutoAttack(eps=0.1).gradient_free_members()
-    assert AutoAttack(eps=10.0, norm="l1").gradient_free_members() == ("square",)  # the official L1 version ends with Square-L1
+    assert AutoAttack(eps=10.0, norm="l1").gradient_free_members() == (
+        "square",
+    )  # the official L1 version ends with Square-L1
     assert AutoAttack(eps=0.1, version="rand").gradient_free_members() == ()  # APGD-CE and APGD-DLR only
     assert PGD(eps=0.1).gradient_free_members() == () and Square(eps=0.1).gradient_free_members() == ("square",)
 
@@ -268,8 +309,21 @@ def test_a_run_whose_figure_answers_the_masking_says_so_as_a_note(tiny, tmp_path
     """The ensemble on bit-depth without BPDA: its Square bounded the figure, so the run prints a note with the
     remedy (BPDA), not the masking alarm, and never suggests itself; PGD on the same model still gets the alarm."""
     out = tmp_path / "e.json"
-    ensemble = invoke(*EVAL, "--checkpoint", tiny, "--defense", "bit-depth", "--attack", "ensemble", "--targets", "2",
-                      "--queries", "100", "--output", out)  # fmt: skip
+    ensemble = invoke(
+        *EVAL,
+        "--checkpoint",
+        tiny,
+        "--defense",
+        "bit-depth",
+        "--attack",
+        "ensemble",
+        "--targets",
+        "2",
+        "--queries",
+        "100",
+        "--output",
+        out,
+    )
     assert ensemble.exit_code == 0, ensemble.output
     text = ensemble.output
     assert "WARNING" not in text and "other routes" not in text and "--attack ensemble" not in text, text

@@ -4,18 +4,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from torchrun import torchrun
 
 from attacks import PGD
 from defenses import FastTraining, MadryTraining, TradesTraining
-from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import get_dataset
-from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.models import get_model
 from robustkit.predict import accuracy
 from robustkit.training.loop import StepContext, TrainConfig, train_model
-from torchrun import torchrun
+from robustkit.weights.checkpoint import load_model
 
 DATA = get_dataset("synthetic", num_classes=4, size=12, n_train=512, n_test=128, noise=0.3)
 EPS = 0.15
@@ -23,7 +23,9 @@ CONFIG = TrainConfig(epochs=4, batch_size=32, lr=0.05, precision="fp32")
 
 
 def robust_accuracy(model) -> float:
-    return evaluate_attack(model.eval(), Split(DATA.test.images, DATA.test.labels), PGD(eps=EPS, steps=10), progress=False).robust_accuracy
+    return evaluate_attack(
+        model.eval(), Split(DATA.test.images, DATA.test.labels), PGD(eps=EPS, steps=10), progress=False
+    ).robust_accuracy
 
 
 def test_madry_training_buys_robustness_over_standard_training_at_equal_budget():
@@ -69,8 +71,15 @@ def test_resume_continues_from_the_saved_epoch_exactly(tmp_path):
                 raise Killed  # dies before this epoch is saved
             return False
 
-        result = train_model(model, DATA.train, CONFIG, loss_fn=MadryTraining(eps=EPS, steps=3).loss_fn(),
-                             on_epoch_end=hook, resume_path=resume_path, progress=False)  # fmt: skip
+        result = train_model(
+            model,
+            DATA.train,
+            CONFIG,
+            loss_fn=MadryTraining(eps=EPS, steps=3).loss_fn(),
+            on_epoch_end=hook,
+            resume_path=resume_path,
+            progress=False,
+        )
         return model, result
 
     whole, _ = run(tmp_path / "a.resume.pt")
@@ -107,16 +116,46 @@ def test_trades_trains_to_a_robust_model():
 
 def test_cli_caches_by_defense_and_eps_and_evaluate_finds_it(isolated_home):
     runner = CliRunner()
-    train = runner.invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry",
-                                 "--eps", "0.2", "--steps", "3", "--epochs", "2"])  # fmt: skip
+    train = runner.invoke(
+        main,
+        [
+            "train",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--defense",
+            "madry",
+            "--eps",
+            "0.2",
+            "--steps",
+            "3",
+            "--epochs",
+            "2",
+        ],
+    )
     assert train.exit_code == 0, train.output
     # --epochs is beyond the default recipe, so the checkpoint's name carries a recipe tag
     (path,) = (isolated_home / "checkpoints" / "synthetic").glob("lenet5-madry-linf-eps0.2-recipe*.safetensors")
     _, record = load_model(path)
     assert record.defense == "madry" and record.defense_settings["eps"] == 0.2
     assert record.defense_settings["steps"] == 3 and not list(path.parent.glob("*.resume.pt"))
-    evaluate = runner.invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry",
-                                    "--eps", "0.2", "--n-samples", "16"])  # fmt: skip
+    evaluate = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--defense",
+            "madry",
+            "--eps",
+            "0.2",
+            "--n-samples",
+            "16",
+        ],
+    )
     assert evaluate.exit_code == 0, evaluate.output
     assert "training one" not in evaluate.output and f"using {path}" in evaluate.output
 
@@ -124,8 +163,27 @@ def test_cli_caches_by_defense_and_eps_and_evaluate_finds_it(isolated_home):
 @pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     out = tmp_path / "ddp.safetensors"
-    done = torchrun(["-m", "robustkit", "train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6",
-                      "--batch-size", "64", "--lr", "0.05", "--precision", "fp32", "--out", str(out)])  # fmt: skip
+    done = torchrun(
+        [
+            "-m",
+            "robustkit",
+            "train",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.05",
+            "--precision",
+            "fp32",
+            "--out",
+            str(out),
+        ]
+    )
     model, record = load_model(out)
     assert record.train_settings["processes"] == 2
     assert accuracy(model, get_dataset("synthetic").test) > 0.9

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data import write_idx_pair
 from torch import nn
 
 import robustkit
 from robustkit.registry import ATTACKS, DEFENSES, MODELS
-from test_data import write_idx_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -97,7 +97,9 @@ def stand_ins(tmp_path, monkeypatch):
     for kind in ("cat", "dog"):
         (tmp_path / "pets" / kind).mkdir(parents=True)
         for i in range(10):
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "pets" / kind / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+                tmp_path / "pets" / kind / f"{i}.png"
+            )
     (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
     monkeypatch.chdir(tmp_path)
 
@@ -165,10 +167,16 @@ def reference_namespace() -> dict:
     from defenses import GaussianNoise
 
     namespace = batch()
-    namespace.update(t=(namespace["y"] + 1) % 10, noisy_model=GaussianNoise(sigma=0.1).wrap(namespace["model"]),
-                     train_images=torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(2)),
-                     data=robustkit.get_dataset("fashion-mnist"), blank=torch.full((10, 1, 28, 28), 0.5),
-                     classes=torch.arange(10), x_test=namespace["x"], y_test=namespace["y"])  # fmt: skip
+    namespace.update(
+        t=(namespace["y"] + 1) % 10,
+        noisy_model=GaussianNoise(sigma=0.1).wrap(namespace["model"]),
+        train_images=torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(2)),
+        data=robustkit.get_dataset("fashion-mnist"),
+        blank=torch.full((10, 1, 28, 28), 0.5),
+        classes=torch.arange(10),
+        x_test=namespace["x"],
+        y_test=namespace["y"],
+    )
     assert set(namespace) == set(gen_reference.NAMES)
     return namespace
 
@@ -179,6 +187,7 @@ def test_a_docstring_example_runs(kind, name, code, stand_ins):
 
 
 # ---- shell examples ----
+
 
 def commands(text: str) -> list[list[str]]:
     """The arguments after ``robustkit`` (or ``-m robustkit``) of each command in the ```bash blocks."""

@@ -3,12 +3,12 @@
 from dataclasses import dataclass
 
 import torch
-
 from attack_fixtures import DATA, tiny_model
+
 from attacks import PGD
 from robustkit.attack import Attack, Perturbed
-from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.predict import ABSTAIN, DRAWS, predict, verdict_draws
 from robustkit.random_forward import Randomised
 

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
 from attack_fixtures import DATA, tiny_model
+
 from attacks import FAB
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 from robustkit.threats.hyperplane import project
 
 
@@ -56,7 +56,9 @@ def test_fab_examples_are_verified_and_inside_the_ball(norm, eps, targets):
     assert result.success.any() and attack.threat.contains(x, result.x_adv).all()
     assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
     evaluation = evaluate_attack(model, Split(x, y), attack, progress=False)
-    assert evaluation.n_unverified == 0 and evaluation.robust_accuracy == pytest.approx(1 - result.success.float().mean().item())
+    assert evaluation.n_unverified == 0 and evaluation.robust_accuracy == pytest.approx(
+        1 - result.success.float().mean().item()
+    )
 
 
 def test_fab_with_a_target_tensor_reaches_that_class():
@@ -75,7 +77,9 @@ def test_min_norm_mode_finds_norms_no_larger_than_the_bounded_run_and_positive()
     assert (smallest.norms[smallest.success] > 0).all()
     assert (smallest.norms[bounded.success] <= bounded.norms[bounded.success] + 1e-6).all()
     curve = evaluate_attack(model, Split(x, y), FAB(eps=0.1, steps=40, minimize=True), progress=False)
-    assert curve.n_unverified == 0 and curve.curve([0.1])[0] == pytest.approx(1 - bounded.success.float().mean().item(), abs=0.02)
+    assert curve.n_unverified == 0 and curve.curve([0.1])[0] == pytest.approx(
+        1 - bounded.success.float().mean().item(), abs=0.02
+    )
 
 
 def test_fab_is_reproducible_and_leaves_model_and_inputs_alone():
@@ -104,8 +108,17 @@ def test_bad_settings_are_one_line_errors():
 def test_fab_agrees_with_the_official_implementation(norm, eps, targets):
     fab_pt = pytest.importorskip("pyautoattack.fab_pt")
     model, x, y = correct_samples()
-    official = fab_pt.FABAttack_PT(model, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], n_restarts=1, n_iter=100, eps=eps,
-                                   seed=0, targeted=bool(targets), n_target_classes=targets or 9, device="cpu")  # fmt: skip
+    official = fab_pt.FABAttack_PT(
+        model,
+        norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm],
+        n_restarts=1,
+        n_iter=100,
+        eps=eps,
+        seed=0,
+        targeted=bool(targets),
+        n_target_classes=targets or 9,
+        device="cpu",
+    )
     adv = official.perturb(x, y)
     size = (adv - x).flatten(1).norm(p={"linf": float("inf"), "l2": 2, "l1": 1}[norm], dim=1)
     theirs = ((model(adv).argmax(1) != y) & (size <= eps * (1 + 1e-5))).sum().item()

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from attack_fixtures import DATA, tiny_model
 from torch import nn
 
-from attack_fixtures import DATA, tiny_model
 from attacks import FastEnsemble
 from attacks.fast_ensemble import linear_distances
 from defenses import BitDepthReduction, JpegQuantization
@@ -44,7 +44,9 @@ def test_fast_ensemble_is_a_cascade_over_the_still_robust_samples():
     assert 0 < result.success.sum() < len(y)  # the check can fail both ways on this model
 
 
-@pytest.mark.parametrize("defense", [BitDepthReduction(bits=2), JpegQuantization(quality=20)], ids=["bit-depth", "jpeg"])
+@pytest.mark.parametrize(
+    "defense", [BitDepthReduction(bits=2), JpegQuantization(quality=20)], ids=["bit-depth", "jpeg"]
+)
 def test_on_a_masking_defense_the_fast_figure_comes_with_the_default_checks_flag(defense):
     # without BPDA the gradient members see zero gradients, so the figure rests on a short Square: it must not
     # pass for a reliable one. The default checks, run as the engine runs them (on what the attack left), flag it,

@@ -8,24 +8,24 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from attack_fixtures import tiny_model
 from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from attack_fixtures import tiny_model
 from attacks import Fooling
 from robustkit.cli import main
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
-from robustkit.threats.fooling import confirm_fooling
 from robustkit.evaluation.fooling import evaluate_fooling
+from robustkit.evaluation.runner import run_suite
 from robustkit.results.intervals import proportion_interval
 from robustkit.results.leaderboard import entry_cards, leaderboard, plot_curves
-from robustkit.evaluation.runner import run_suite
 from robustkit.results.store import read_stores, unpack
 from robustkit.suites.spec import load_suite
 from robustkit.threats import threat_model
+from robustkit.threats.fooling import confirm_fooling
 
 SHAPE = (1, 6, 6)
 
@@ -70,11 +70,14 @@ def test_gradient_ascent_reaches_the_closed_form_optimum_on_a_linear_model():
 
     for c in (0, 1):
         best = margin(corner(model, c)[0], c)
-        report = evaluate_fooling(model, Fooling(eps=0.9, early_stop=False, steps=60, step_size=0.2), SHAPE, [c],
-                                  progress=False)  # fmt: skip
+        report = evaluate_fooling(
+            model, Fooling(eps=0.9, early_stop=False, steps=60, step_size=0.2), SHAPE, [c], progress=False
+        )
         assert report.passed.all()
         assert margin(report.images[0], c) == pytest.approx(best, abs=1e-3)  # nothing in the box does better
-        assert report.confidence.item() == pytest.approx(confirm_fooling(model, corner(model, c), torch.tensor([c]), 0)[0].item(), abs=1e-4)
+        assert report.confidence.item() == pytest.approx(
+            confirm_fooling(model, corner(model, c), torch.tensor([c]), 0)[0].item(), abs=1e-4
+        )
 
 
 @pytest.mark.parametrize("method", ["gradient", "evolution"])
@@ -85,8 +88,10 @@ def test_reproducible_from_the_seed_and_independent_of_batch_size(method):
     other = evaluate_fooling(model, attack, (1, 12, 12), batch_size=1, progress=False)
     # equal up to float rounding: a batched convolution sums in another order than a single image's
     assert torch.allclose(one.images, other.images, atol=1e-4) and torch.equal(one.passed, other.passed)
-    assert not torch.equal(evaluate_fooling(model, Fooling(method=method, steps=15, seed=4), (1, 12, 12),
-                                            progress=False).images, one.images)  # fmt: skip
+    assert not torch.equal(
+        evaluate_fooling(model, Fooling(method=method, steps=15, seed=4), (1, 12, 12), progress=False).images,
+        one.images,
+    )
 
 
 class NoBackward(torch.autograd.Function):
@@ -141,7 +146,9 @@ def clocked(monkeypatch):
 
 @pytest.mark.parametrize("settings", [{"steps": 30}, {"method": "evolution", "steps": 15, "population": 4}])
 def test_each_image_gets_its_own_time_the_passes_it_was_in(clocked, settings):
-    result = Fooling(eps=0.9, **settings)(clocked, torch.full((4, 1, 12, 12), 0.5), torch.arange(4), index=torch.arange(4))
+    result = Fooling(eps=0.9, **settings)(
+        clocked, torch.full((4, 1, 12, 12), 0.5), torch.arange(4), index=torch.arange(4)
+    )
     # a step over a images costs cost·a (per image: cost per pass it was in), so an image's share is cost × its passes
     assert torch.allclose(result.extras["seconds"], clocked.cost * result.queries.double())
     assert len(set(result.queries.tolist())) > 1  # images retired at different steps: different times
@@ -173,23 +180,47 @@ def test_bad_classes_and_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="probability in"):
         Fooling(eps=1.5)
     with pytest.raises(ConfigError, match="evaluate_fooling"):
-        evaluate_attack(model, Split(torch.zeros(2, 1, 12, 12), torch.zeros(2, dtype=torch.long)), Fooling(), progress=False)
+        evaluate_attack(
+            model, Split(torch.zeros(2, 1, 12, 12), torch.zeros(2, dtype=torch.long)), Fooling(), progress=False
+        )
 
 
 def test_priors_keep_images_in_the_box_and_still_fool():
-    report = evaluate_fooling(tiny_model(), Fooling(eps=0.9, blur=0.5, jitter=2, decay=0.01, steps=60), (1, 12, 12), progress=False)
+    report = evaluate_fooling(
+        tiny_model(), Fooling(eps=0.9, blur=0.5, jitter=2, decay=0.01, steps=60), (1, 12, 12), progress=False
+    )
     assert report.images.min() >= 0 and report.images.max() <= 1 and report.fooling_rate > 0
 
 
 def test_cli_prints_a_row_per_class_and_writes_the_grid(tmp_path):
     runner = CliRunner()
     checkpoint, out = tmp_path / "tiny.safetensors", tmp_path / "r.json"
-    trained = runner.invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1",
-                                   "--out", str(checkpoint)])  # fmt: skip
+    trained = runner.invoke(
+        main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1", "--out", str(checkpoint)]
+    )
     assert trained.exit_code == 0, trained.output
-    result = runner.invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(checkpoint),
-                                  "--attack", "fooling", "--steps", "20", "--n-samples", "16", "--output", str(out),
-                                  "--save-examples", str(tmp_path / "grid")])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--checkpoint",
+            str(checkpoint),
+            "--attack",
+            "fooling",
+            "--steps",
+            "20",
+            "--n-samples",
+            "16",
+            "--output",
+            str(out),
+            "--save-examples",
+            str(tmp_path / "grid"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()  # the table; progress lines go to stderr
     assert lines[0].split()[:4] == ["class", "confidence", "passed", "seconds"] and len(lines) >= 5
@@ -214,10 +245,19 @@ def test_cli_prints_a_row_per_class_and_writes_the_grid(tmp_path):
 
 def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_out_of_the_ranking(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))
-    suite = {"name": "fool", "dataset": "synthetic", "n_samples": 16, "seed": 0, "batch_size": 32, "checks": False,
-             "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
-             "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1},
-                         {"attack": "fooling", "norm": "fooling", "eps": [0.99, 0.25], "settings": {"steps": 20}}]}  # fmt: skip
+    suite = {
+        "name": "fool",
+        "dataset": "synthetic",
+        "n_samples": 16,
+        "seed": 0,
+        "batch_size": 32,
+        "checks": False,
+        "models": [{"model": "lenet5", "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
+        "attacks": [
+            {"attack": "fgsm", "norm": "linf", "eps": 0.1},
+            {"attack": "fooling", "norm": "fooling", "eps": [0.99, 0.25], "settings": {"steps": 20}},
+        ],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
     run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "r.sqlite", device=torch.device("cpu"), progress=False)
     cells = read_stores([tmp_path / "r.sqlite"])
@@ -226,7 +266,9 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     robust = unpack(row["robust"], int(row["n"]))
     assert row["n"] == 4 and len(extra["confidence"]) == 4 and "seconds_per_class" in extra
     assert row["robust_accuracy"] == pytest.approx(robust.float().mean().item())
-    assert row["attack_success_rate"] == pytest.approx(1 - row["robust_accuracy"]) == pytest.approx(extra["fooling_rate"])
+    assert (
+        row["attack_success_rate"] == pytest.approx(1 - row["robust_accuracy"]) == pytest.approx(extra["fooling_rate"])
+    )
     clean = cells[cells["attack"] == "fgsm"].iloc[0]["clean_accuracy"]
     assert pd.isna(row["clean_accuracy"])  # no clean image was used: null, not the model's figure elsewhere
     table = leaderboard(cells)
@@ -236,7 +278,9 @@ def test_a_runner_cell_stores_the_fooling_record_and_the_leaderboard_keeps_it_ou
     alone = entry_cards(cells[cells["attack"] == "fooling"], ["lenet5"])  # fooling cells only: no clean accuracy
     assert "<dt>clean accuracy</dt><dd>—</dd>" in alone
     assert table["fooling-rate fooling ε=0.99"].iloc[0] == pytest.approx(extra["fooling_rate"])
-    assert table["headline linf ε=0.1"].iloc[0] == pytest.approx(table["worst linf ε=0.1"].iloc[0])  # never the fooling rate
+    assert table["headline linf ε=0.1"].iloc[0] == pytest.approx(
+        table["worst linf ε=0.1"].iloc[0]
+    )  # never the fooling rate
     assert not any(c.startswith("worst fooling") for c in table.columns)
     fooling_only = cells[cells["attack"] == "fooling"]
     assert plot_curves(fooling_only, tmp_path / "only.svg").stat().st_size > 0  # no budget axis: a note, not a crash

@@ -9,10 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustkit.weights import cache as pipeline
 from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.data.imagenet import ilsvrc_wnids
+from robustkit.weights import cache as pipeline
 
 WNIDS = ilsvrc_wnids()
 PRESENT = (WNIDS[300], WNIDS[999])  # labels 300 and 999 of the 1000, not 0 and 1 of the folders present
@@ -66,10 +66,32 @@ def test_evaluate_torchvision_weights_file_on_imagenet_tree(tmp_path, monkeypatc
     weights = tmp_path / "resnet18.pth"
     torch.save(net.state_dict(), weights)
     out = tmp_path / "runs.json"
-    result = CliRunner().invoke(main, [
-        "evaluate", "--model", "torchvision:resnet18", "--weights", str(weights), "--dataset", "imagenet",
-        "--data-dir", str(make_tree(tmp_path / "in", splits=("val",))), "--attack", "fgsm", "--eps", "4/255", "--n-samples", "8",
-        "--image-size", "64", "--workers", "0", "--output", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "torchvision:resnet18",
+            "--weights",
+            str(weights),
+            "--dataset",
+            "imagenet",
+            "--data-dir",
+            str(make_tree(tmp_path / "in", splits=("val",))),
+            "--attack",
+            "fgsm",
+            "--eps",
+            "4/255",
+            "--n-samples",
+            "8",
+            "--image-size",
+            "64",
+            "--workers",
+            "0",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     row = json.loads(out.read_text())[0]
     assert row["dataset"] == "imagenet" and row["n"] == 8 and row["n_unverified"] == 0

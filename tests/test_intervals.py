@@ -110,5 +110,7 @@ def test_clopper_pearson_is_scipys_exact_binomial_interval(k, n):
     peer = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")  # found by root finding
     assert (ours.low, ours.high) == pytest.approx((peer.low, peer.high), rel=1e-9, abs=1e-15)
     tail = (1 - 0.95) / 2
-    textbook = Interval(float(beta.ppf(tail, k, n - k + 1)) if k else 0.0, float(beta.ppf(1 - tail, k + 1, n - k)) if k < n else 1.0)
+    textbook = Interval(
+        float(beta.ppf(tail, k, n - k + 1)) if k else 0.0, float(beta.ppf(1 - tail, k + 1, n - k)) if k < n else 1.0
+    )
     assert ours == textbook  # scipy.stats' beta quantiles, bit for bit, without importing scipy.stats

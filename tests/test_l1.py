@@ -59,7 +59,9 @@ def test_clip_is_the_exact_projection_onto_the_ball_and_the_box(eps, seed):
 def test_clip_is_the_nearest_feasible_point_not_ball_then_box():
     """Ball-then-box wastes budget on coordinates the box cuts off; the exact projection is strictly closer."""
     x = torch.tensor([[0.9, 0.5, 0.5, 0.1]]).view(1, 1, 1, 4)
-    x_adv = torch.tensor([[3.0, 0.8, 0.5, 0.1]]).view(1, 1, 1, 4)  # asks +2.1 and +0.3; the box allows +0.1 on the first
+    x_adv = torch.tensor([[3.0, 0.8, 0.5, 0.1]]).view(
+        1, 1, 1, 4
+    )  # asks +2.1 and +0.3; the box allows +0.1 on the first
     threat = L1(0.3)
     exact = threat.clip(x, x_adv)
     assert torch.allclose(exact.flatten(), torch.tensor([1.0, 0.7, 0.5, 0.1]))  # 0.1 where the box stops, 0.2 elsewhere
@@ -145,6 +147,7 @@ def test_apgd_l1_agrees_with_the_official_autoattack_implementation():
     with and without the 3ε → 2ε → ε schedule; every example of ours verified inside the L1 ball and the box."""
     official = pytest.importorskip("pyautoattack.autopgd_base").APGDAttack
     from attack_fixtures import DATA, tiny_model
+
     from attacks import APGD
 
     model, x, y = tiny_model(), DATA.test.images, DATA.test.labels
@@ -152,7 +155,9 @@ def test_apgd_l1_agrees_with_the_official_autoattack_implementation():
     for large in (False, True):
         ours = APGD(eps=4.0, norm="l1", steps=100, large_eps_first=large, seed=0)(model, x, y)
         assert L1(4.0).contains(x, ours.x_adv).all() and ours.x_adv.min() >= 0 and ours.x_adv.max() <= 1
-        theirs = official(model, n_iter=100, norm="L1", eps=4.0, seed=0, use_largereps=large, device="cpu").perturb(x, y)
+        theirs = official(model, n_iter=100, norm="L1", eps=4.0, seed=0, use_largereps=large, device="cpu").perturb(
+            x, y
+        )
         inside = (theirs - x).abs().flatten(1).sum(1) <= 4.0 * (1 + 1e-5)
         ours_acc = (clean & ~ours.success).float().mean().item()
         theirs_acc = (clean & ~((model(theirs).argmax(1) != y) & inside)).float().mean().item()
@@ -162,6 +167,7 @@ def test_apgd_l1_agrees_with_the_official_autoattack_implementation():
 
 def test_apgd_l1_is_reproducible_and_at_least_as_strong_as_pgd_l1():
     from attack_fixtures import DATA, tiny_model
+
     from attacks import APGD, PGD
 
     model, x, y = tiny_model(), DATA.test.images, DATA.test.labels
@@ -182,7 +188,9 @@ def test_l1_settings_that_cannot_be_honoured_are_refused():
         ATTACKS.build("apgd", eps=4.0, norm="l1", steps=2)
     assert ATTACKS.build("apgd", eps=4.0, norm="l1", steps=2, large_eps_first=False).steps == 2
     for name in ("fgsm", "deepfool"):
-        with pytest.raises(ConfigError, match=r"attacks .*not 'l1' \(attacks for l1: apgd, autoattack, fab, pgd, square\)"):
+        with pytest.raises(
+            ConfigError, match=r"attacks .*not 'l1' \(attacks for l1: apgd, autoattack, fab, pgd, square\)"
+        ):
             ATTACKS.build(name, eps=4.0, norm="l1")
 
 
@@ -199,9 +207,26 @@ def tiny_home(tmp_path_factory):
     folder = tmp_path_factory.mktemp("l1")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ROBUSTKIT_HOME", str(folder / "home"))
-        result = CliRunner().invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "6",
-                                           "--batch-size", "32", "--lr", "0.05", "--precision", "fp32",
-                                           "--out", str(folder / "tiny.safetensors")])  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "train",
+                "--model",
+                "lenet5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "6",
+                "--batch-size",
+                "32",
+                "--lr",
+                "0.05",
+                "--precision",
+                "fp32",
+                "--out",
+                str(folder / "tiny.safetensors"),
+            ],
+        )
     assert result.exit_code == 0, result.output
     return folder
 
@@ -211,25 +236,40 @@ def evaluate(home, *args):
 
     from robustkit.cli import main
 
-    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(home / "tiny.safetensors"),
-            "--n-samples", "16"]  # fmt: skip
+    base = [
+        "evaluate",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--checkpoint",
+        str(home / "tiny.safetensors"),
+        "--n-samples",
+        "16",
+    ]
     return CliRunner().invoke(main, [*base, *args])
 
 
 def test_apgd_l1_end_to_end_through_the_cli(tiny_home, tmp_path, monkeypatch):
     import json
 
-    from robustkit.weights.checkpoint import load_model
+    from attacks import APGD
     from robustkit.data import get_dataset
     from robustkit.evaluation.engine import evaluate_attack
-    from attacks import APGD
+    from robustkit.weights.checkpoint import load_model
 
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tiny_home / "home"))
     out = tmp_path / "l1.json"
-    result = evaluate(tiny_home, "--attack", "apgd", "--norm", "l1", "--eps", "6", "--steps", "20", "--output", str(out))
+    result = evaluate(
+        tiny_home, "--attack", "apgd", "--norm", "l1", "--eps", "6", "--steps", "20", "--output", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert "covers the whole" not in result.output
-    record = json.loads(out.read_text().strip().splitlines()[-1]) if out.read_text().lstrip()[0] != "[" else json.loads(out.read_text())[-1]
+    record = (
+        json.loads(out.read_text().strip().splitlines()[-1])
+        if out.read_text().lstrip()[0] != "["
+        else json.loads(out.read_text())[-1]
+    )
     assert record["norm"] == "l1" and record["eps"] == 6.0
     # the same figure from the library, computed apart from the CLI
     model, _ = load_model(tiny_home / "tiny.safetensors")
@@ -243,7 +283,10 @@ def test_a_budget_reaching_the_whole_box_is_pointed_out_under_l1(tiny_home, monk
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tiny_home / "home"))
     warned = evaluate(tiny_home, "--attack", "pgd", "--norm", "l1", "--eps", "256", "--steps", "2")
     assert warned.exit_code == 0 and "l1 ε = 256 ≥ the box's L1 diameter d = 256 covers the whole" in warned.output
-    assert "covers the whole" not in evaluate(tiny_home, "--attack", "pgd", "--norm", "l1", "--eps", "255", "--steps", "2").output
+    assert (
+        "covers the whole"
+        not in evaluate(tiny_home, "--attack", "pgd", "--norm", "l1", "--eps", "255", "--steps", "2").output
+    )
 
 
 def test_an_attack_without_an_l1_step_is_refused_in_one_line_before_any_work(tmp_path, monkeypatch):
@@ -252,16 +295,20 @@ def test_an_attack_without_an_l1_step_is_refused_in_one_line_before_any_work(tmp
     from robustkit.cli import main
 
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))  # no checkpoint: any work would train one
-    result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "fgsm", "--norm", "l1"])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "fgsm", "--norm", "l1"]
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output == "Error: FGSM attacks linf, l2, not 'l1' (attacks for l1: apgd, autoattack, fab, pgd, square)\n"
+    assert (
+        result.output == "Error: FGSM attacks linf, l2, not 'l1' (attacks for l1: apgd, autoattack, fab, pgd, square)\n"
+    )
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))
 
 
 def test_the_gradient_masking_checks_run_under_l1(tiny_home):
-    from robustkit.weights.checkpoint import load_model
-    from robustkit.evaluation.checks import run_checks
     from robustkit.data import get_dataset
+    from robustkit.evaluation.checks import run_checks
+    from robustkit.weights.checkpoint import load_model
 
     model, _ = load_model(tiny_home / "tiny.safetensors")
     report = run_checks(model, get_dataset("synthetic").test.subset(24, seed=0), norm="l1", eps=6.0)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attack_fixtures import DATA, tiny_batch, tiny_model
 from torch import nn
 
-from attack_fixtures import DATA, tiny_batch, tiny_model
 from attacks import HopSkipJump, RayS, Square
 from defenses import OneHotOutput
 from robustkit.data.base import Split
@@ -66,9 +66,11 @@ def test_only_labels_are_read_scores_change_nothing(attack):
 
 def test_a_label_attack_cannot_take_the_model():
     with pytest.raises(TypeError, match="implement search"):
-        class Peeking(LabelAttack):  # noqa: F841
+
+        class Peeking(LabelAttack):
             def perturb(self, model, x, y, *, target, rng):
                 return model(x)
+
     with pytest.raises(ConfigError, match="queries"):
         RayS(eps=0.1, queries=0)
     with pytest.raises(ConfigError, match="RayS attacks linf, not 'l2'"):
@@ -102,8 +104,9 @@ def _random_search_fools(model, x, y, norm: str, eps: float, queries: int) -> in
     return int(fooled.sum())
 
 
-@pytest.mark.parametrize("attack", [RayS(eps=0.08, queries=300), HopSkipJump(eps=1.0, norm="l2", queries=300)],
-                         ids=["rays", "hsj-l2"])  # fmt: skip
+@pytest.mark.parametrize(
+    "attack", [RayS(eps=0.08, queries=300), HopSkipJump(eps=1.0, norm="l2", queries=300)], ids=["rays", "hsj-l2"]
+)
 def test_label_attacks_beat_a_random_search_at_the_same_budget(attack):
     """On 32 images: RayS broke 8 where random corners broke 1; HopSkipJump-L2 7 where random directions broke 2
     (L∞ HopSkipJump is the weak one at budgets this small: 4 vs 2 at 1000 queries; the benchmark measures it)."""
@@ -171,13 +174,22 @@ def test_the_record_keeps_the_query_counts_and_the_board_says_what_each_attack_r
     from robustkit.results.leaderboard import attack_settings
 
     model = tiny_model()
-    report = robustkit.evaluate_model(model, DATA, "rays", eps=0.1, attack_settings={"queries": 100}, n_samples=16,
-                                      run=RunOptions(checks="none"), progress=False)  # fmt: skip
+    report = robustkit.evaluate_model(
+        model,
+        DATA,
+        "rays",
+        eps=0.1,
+        attack_settings={"queries": 100},
+        n_samples=16,
+        run=RunOptions(checks="none"),
+        progress=False,
+    )
     stored = report.record["extra"]["queries"]
     broken = (report.outcome.clean_correct & ~report.outcome.robust).tolist()
     assert [q is not None for q in stored] == broken and all(q is None or 1 <= q <= 160 for q in stored)
-    cells = pd.DataFrame([{"source": None, "norm": "linf", "attack": a, "settings": "{}", "eps": 0.1}
-                          for a in ("rays", "square", "pgd")])  # fmt: skip
+    cells = pd.DataFrame(
+        [{"source": None, "norm": "linf", "attack": a, "settings": "{}", "eps": 0.1} for a in ("rays", "square", "pgd")]
+    )
     shown = attack_settings(cells).set_index("attack")["access"].to_dict()
     assert shown == {"rays": "label", "square": "score", "pgd": "gradient"}
 
@@ -188,12 +200,46 @@ def test_the_cli_prints_robust_accuracy_vs_queries_behind_the_one_hot_defense(tm
     from robustkit.cli import main
 
     path = tmp_path / "tiny.safetensors"
-    trained = CliRunner().invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "2",
-                                        "--batch-size", "32", "--lr", "0.05", "--out", str(path)])  # fmt: skip
+    trained = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+            "--out",
+            str(path),
+        ],
+    )
     assert trained.exit_code == 0, trained.output
-    shown = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--n-samples", "16",
-                                      "--checkpoint", str(path), "--attack", "rays", "--defense", "one-hot",
-                                      "--queries", "200", "--no-checks"])  # fmt: skip
+    shown = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--n-samples",
+            "16",
+            "--checkpoint",
+            str(path),
+            "--attack",
+            "rays",
+            "--defense",
+            "one-hot",
+            "--queries",
+            "200",
+            "--no-checks",
+        ],
+    )
     assert shown.exit_code == 0, shown.output
     lines = shown.output.split("robust accuracy [95 % CI] vs queries")[1].splitlines()[1:5]
     assert [line.split(":")[0].strip() for line in lines] == ["2 queries", "20 queries", "100 queries", "200 queries"]

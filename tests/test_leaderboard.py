@@ -21,18 +21,26 @@ import robustkit
 from attacks import FGSM, PGD
 from robustkit.cli import main
 from robustkit.errors import ConfigError
+from robustkit.evaluation.runner import run_suite
 from robustkit.results.latex import tex
 from robustkit.results.leaderboard import attack_settings, leaderboard, render, sort_table
-from robustkit.evaluation.runner import run_suite
 from robustkit.results.store import read_stores
 from robustkit.suites.spec import load_suite
 
 TRAIN = {"batch_size": 32, "lr": 0.05, "precision": "fp32"}
 MINE = {
-    "name": "mine", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 32, "checks": False,
-    "models": [{"model": "lenet5", "train": {"epochs": 2, **TRAIN}}, {"model": "smallcnn", "train": {"epochs": 1, **TRAIN}}],
+    "name": "mine",
+    "dataset": "synthetic",
+    "n_samples": 32,
+    "seed": 0,
+    "batch_size": 32,
+    "checks": False,
+    "models": [
+        {"model": "lenet5", "train": {"epochs": 2, **TRAIN}},
+        {"model": "smallcnn", "train": {"epochs": 1, **TRAIN}},
+    ],
     "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}],
-}  # fmt: skip
+}
 BIG = {**MINE, "name": "big", "transfer": [{"attack": "fgsm", "norm": "linf", "eps": 0.1}]}  # mine's cells + transfer
 
 
@@ -74,8 +82,10 @@ def test_a_leaderboard_is_read_without_torch_and_says_the_same(shared):
     """What keeps ``robustkit leaderboard`` quick: in a fresh process it imports no torch and no matplotlib
     (threat models' traits come from the plugin index), and its table is the one this process renders."""
     store, _ = shared
-    code = (f"import sys\nfrom robustkit.cli import main\nmain(['leaderboard', {str(store)!r}, '--suite', 'big'], "
-            "standalone_mode=False)\nprint([m for m in ('torch', 'matplotlib') if m in sys.modules])")  # fmt: skip
+    code = (
+        f"import sys\nfrom robustkit.cli import main\nmain(['leaderboard', {str(store)!r}, '--suite', 'big'], "
+        "standalone_mode=False)\nprint([m for m in ('torch', 'matplotlib') if m in sys.modules])"
+    )
     *table, heavy = python(code).splitlines()
     assert heavy == "[]" and "\n".join(table) + "\n" == invoke(store, "--suite", "big").output
 
@@ -83,7 +93,10 @@ def test_a_leaderboard_is_read_without_torch_and_says_the_same(shared):
 def test_an_unknown_or_missing_suite_name_is_one_line_listing_the_suites(shared):
     store, _ = shared
     unknown = invoke(store, "--suite", "nope")
-    assert unknown.exit_code == 1 and unknown.output == "Error: no suite 'nope' in the results store (it holds: big, mine)\n"
+    assert (
+        unknown.exit_code == 1
+        and unknown.output == "Error: no suite 'nope' in the results store (it holds: big, mine)\n"
+    )
     several = invoke(store)
     assert several.exit_code == 1 and several.output.count("\n") == 1 and "holds suites big, mine" in several.output
 
@@ -135,7 +148,9 @@ def test_format_aliases_and_one_line_error(shared):
         aliased, canonical = (invoke(store, "--suite", "mine", "--format", f) for f in (alias, name))
         assert aliased.exit_code == 0 and aliased.stdout == canonical.stdout
     bad = invoke(store, "--suite", "mine", "--format", "yaml")
-    assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "markdown/md, latex/tex, html, csv, json" in bad.output
+    assert (
+        bad.exit_code == 1 and bad.output.count("\n") == 1 and "markdown/md, latex/tex, html, csv, json" in bad.output
+    )
 
 
 def test_the_headline_is_the_worst_case_at_the_smallest_linf_budget_and_the_ranking_key(shared):
@@ -153,7 +168,9 @@ def test_the_headline_is_the_worst_case_at_the_smallest_linf_budget_and_the_rank
 def test_sort_takes_an_exact_name_or_a_unique_prefix(shared):
     _, cells = shared
     table = leaderboard(white_box_rows(cells))
-    with pytest.raises(ConfigError, match=r"^--sort 'worst linf' matches 2 columns \(worst linf ε=0.1, worst linf ε=0.2\)"):
+    with pytest.raises(
+        ConfigError, match=r"^--sort 'worst linf' matches 2 columns \(worst linf ε=0.1, worst linf ε=0.2\)"
+    ):
         sort_table(table, "worst linf")
     with pytest.raises(ConfigError, match=r"^--sort 'nope' names no column \(have: rank, entry,"):
         sort_table(table, "nope")
@@ -171,7 +188,10 @@ NASTY = "a_b & 50% #1 {x} ~y^z \\ é ε ∞ ℓ → 中 $"  # every LaTeX specia
 def test_latex_escapes_specials_and_non_ascii():
     assert tex("worst linf ε=0.1", norms=True) == r"worst $\ell_\infty$ $\varepsilon$=0.1"
     escaped = tex(NASTY)
-    assert escaped.isascii() and r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}" in escaped
+    assert (
+        escaped.isascii()
+        and r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}" in escaped
+    )
     assert r"\'{e} $\varepsilon$ $\infty$ $\ell$ $\rightarrow$ [U+4E2D] \$" in escaped
 
 
@@ -182,15 +202,22 @@ def test_latex_compiles_with_pdflatex(shared, tmp_path):
             pytest.fail("pdflatex is missing: setup.sh --test installs it")
         pytest.skip("no pdflatex on this machine (setup.sh --test installs texlive-latex-base and -recommended)")
     _, cells = shared
-    cells = cells.assign(entry=cells["entry"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}),
-                         source=cells["source"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}))  # fmt: skip
+    cells = cells.assign(
+        entry=cells["entry"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}),
+        source=cells["source"].map({"lenet5": NASTY, "smallcnn": "smallcnn_v2"}),
+    )
     table = render(leaderboard(cells), "latex", attack_settings(cells))
     assert table.isascii() and "ε" not in table and "smallcnn\\_v2" in table
     document = tmp_path / "board.tex"
     preamble = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
     document.write_text(f"{preamble}{table}\\end{{document}}\n")
-    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", document.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     log = (tmp_path / "board.log").read_text(errors="replace")
     assert done.returncode == 0 and (tmp_path / "board.pdf").stat().st_size > 0, done.stdout[-2000:]
     assert "Missing character" not in log
@@ -209,8 +236,18 @@ def test_the_settings_list_shows_only_what_differs_from_the_attacks_defaults():
     a run at every default says so; an attack robustkit does not ship shows every setting."""
     pgd = {f.name: f.default for f in dataclasses.fields(PGD) if f.default is not dataclasses.MISSING}
     runs = [("pgd", {**pgd, "steps": 20, "restarts": 2}), ("fgsm", {"seed": 0, "loss": "ce"}), ("mine", {"seed": 0})]
-    cells = pd.DataFrame([{"source": None, "norm": "linf", "attack": a, "settings": json.dumps({k: v for k, v in s.items() if k not in ("eps", "norm")}), "eps": 0.1}
-                          for a, s in runs])  # fmt: skip
+    cells = pd.DataFrame(
+        [
+            {
+                "source": None,
+                "norm": "linf",
+                "attack": a,
+                "settings": json.dumps({k: v for k, v in s.items() if k not in ("eps", "norm")}),
+                "eps": 0.1,
+            }
+            for a, s in runs
+        ]
+    )
     shown = attack_settings(cells).set_index("attack")["settings"]
     assert shown["pgd"] == "restarts=2, steps=20" and shown["fgsm"] == "defaults" and shown["mine"] == "seed=0"
 
@@ -220,12 +257,26 @@ def test_columns_are_grouped_by_threat_model_family_with_the_worst_case_first(sh
 
     _, cells = shared
     table = leaderboard(_other_threats(cells))
-    measured = [c for c in table.columns if " ε=" in c and not c.startswith("headline") and not c.endswith(("_low", "_high"))]
-    assert measured == ["worst l2 ε=1", "worst l2 ε=2", "worst linf ε=0.1", "worst linf ε=0.2",
-                        "fgsm l2 ε=1", "fgsm l2 ε=2", "fgsm linf ε=0.1", "fgsm linf ε=0.2",
-                        "worst l0 ε=1", "one-pixel l0 ε=1"]  # fmt: skip
+    measured = [
+        c for c in table.columns if " ε=" in c and not c.startswith("headline") and not c.endswith(("_low", "_high"))
+    ]
+    assert measured == [
+        "worst l2 ε=1",
+        "worst l2 ε=2",
+        "worst linf ε=0.1",
+        "worst linf ε=0.2",
+        "fgsm l2 ε=1",
+        "fgsm l2 ε=2",
+        "fgsm linf ε=0.1",
+        "fgsm linf ε=0.2",
+        "worst l0 ε=1",
+        "one-pixel l0 ε=1",
+    ]
     groups = column_groups(list(table.columns))
-    assert [g for g, _ in groups] == ["", "Lp", "L0", ""] and [n for g, n in groups if g] == [8 * 3, 2 * 3]  # with intervals
+    assert [g for g, _ in groups] == ["", "Lp", "L0", ""] and [n for g, n in groups if g] == [
+        8 * 3,
+        2 * 3,
+    ]  # with intervals
     assert sum(n for _, n in groups) == len(table.columns)
     linf = white_box_rows(cells)  # a second L∞ attack: two figures at a budget, so the Lp family gets its own part
     second = linf.assign(attack="pgd", key=linf["key"] + "-pgd", robust_accuracy=linf["robust_accuracy"] / 2)
@@ -234,7 +285,9 @@ def test_columns_are_grouped_by_threat_model_family_with_the_worst_case_first(sh
     assert '<th colspan="4" class="group">Lp</th><th colspan="1" class="group">L0</th>' in board  # the worst cases
     assert "fgsm" not in board and "one-pixel" not in board
     assert [re.search(r"<summary>([^<]+)</summary>", f)[1] for f in folded] == [
-        "Lp: each attack&#x27;s robust accuracy", "What the figures depend on"]  # one-pixel alone: the board's l0 figure
+        "Lp: each attack&#x27;s robust accuracy",
+        "What the figures depend on",
+    ]  # one-pixel alone: the board's l0 figure
     assert "<th>fgsm l2 ε=1</th>" in folded[0] and "<th>pgd linf ε=0.1</th>" in folded[0] and "one-pixel" not in page
 
 
@@ -258,7 +311,9 @@ def test_the_page_has_a_card_per_entry_with_its_training_and_examples(shared, tm
         assert facts["checkpoint SHA-256 prefix"] == row["checkpoint_sha256"][:16]  # a card shows a prefix, called one
         assert facts["architecture"] == entry and facts["clean accuracy"] == f"{row['clean_accuracy']:.4f}"
         images = re.findall(r'src="data:image/png;base64,([^"]+)"', cards[entry])
-        broken = white_box_rows(cells)[(white_box_rows(cells)["entry"] == entry) & (white_box_rows(cells)["attack_success_rate"] > 0)]
+        broken = white_box_rows(cells)[
+            (white_box_rows(cells)["entry"] == entry) & (white_box_rows(cells)["attack_success_rate"] > 0)
+        ]
         assert len(images) == len(broken) > 0
         strip = Image.open(BytesIO(base64.b64decode(images[0])))
         assert strip.height == 2 * 56 and strip.width >= 56  # clean over adversarial, one column per example
@@ -275,14 +330,28 @@ def test_the_header_stays_in_view_while_the_table_scrolls_in_a_real_browser(shar
     _, cells = shared
     table = leaderboard(white_box_rows(cells))
     long = pd.concat([table] * 80, ignore_index=True)  # taller than the window, so it scrolls
-    probe = ("<script>window.scrollTo(0, 1500); const t = document.getElementById('leaderboard');"
-             "document.body.setAttribute('data-head-top', Math.round(t.tHead.getBoundingClientRect().top));"
-             "document.body.setAttribute('data-row-top', Math.round(t.tBodies[0].rows[0].getBoundingClientRect().top));"
-             "</script></body>")  # fmt: skip
+    probe = (
+        "<script>window.scrollTo(0, 1500); const t = document.getElementById('leaderboard');"
+        "document.body.setAttribute('data-head-top', Math.round(t.tHead.getBoundingClientRect().top));"
+        "document.body.setAttribute('data-row-top', Math.round(t.tBodies[0].rows[0].getBoundingClientRect().top));"
+        "</script></body>"
+    )
     page = tmp_path / "page.html"
     page.write_text(html_page(long, "", "long").replace("</body>", probe))
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,800", "--dump-dom",
-                          f"file://{page}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,800",
+            "--dump-dom",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     head_top = int(re.search(r'data-head-top="(-?\d+)"', dom).group(1))
     row_top = int(re.search(r'data-row-top="(-?\d+)"', dom).group(1))
     assert row_top < -500 and head_top == 0  # the first row scrolled away; the header stuck to the top
@@ -292,8 +361,9 @@ def test_csv_and_json_round_away_float32_noise_and_keep_every_accuracy_distinct(
     """An accuracy computed as a float32 mean (41/50 → 0.8199999928474426) prints as 41/50 does."""
     noisy = float(torch.tensor([1.0] * 41 + [0.0] * 9).mean())
     assert noisy != 0.82  # float32 noise, as the issue saw it
-    table = pd.DataFrame({"entry": ["a", "b"], "clean_accuracy": [noisy, 12345 / 100000],
-                          "fgsm linf ε=0.1": [0.5, 12346 / 100000]})  # fmt: skip
+    table = pd.DataFrame(
+        {"entry": ["a", "b"], "clean_accuracy": [noisy, 12345 / 100000], "fgsm linf ε=0.1": [0.5, 12346 / 100000]}
+    )
     csv = render(table, "csv")
     assert "0.82," in csv and "0.8199999" not in csv and "0.12345," in csv and "0.12346" in csv
     records = json.loads(render(table, "json"))
@@ -314,13 +384,27 @@ def test_the_published_boards_page_fits_1400_px_without_scrolling_sideways(tmp_p
     cells = read_stores([store])
     table = leaderboard(cells)
     assert len(table.columns) > 30  # the wide table CSV and JSON keep
-    probe = ("<script>const t = document.getElementById('leaderboard');"
-             "document.body.setAttribute('data-board-right', Math.ceil(t.getBoundingClientRect().right));"
-             "document.body.setAttribute('data-page-width', document.documentElement.scrollWidth);</script></body>")
+    probe = (
+        "<script>const t = document.getElementById('leaderboard');"
+        "document.body.setAttribute('data-board-right', Math.ceil(t.getBoundingClientRect().right));"
+        "document.body.setAttribute('data-page-width', document.documentElement.scrollWidth);</script></body>"
+    )
     page = tmp_path / "page.html"
     page.write_text(html_page(table, "", "fashion-mnist", settings=attack_settings(cells)).replace("</body>", probe))
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--dump-dom",
-                          f"file://{page}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1400,900",
+            "--dump-dom",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     right = int(re.search(r'data-board-right="(\d+)"', dom).group(1))
     width = int(re.search(r'data-page-width="(\d+)"', dom).group(1))
     assert right <= 1400 and width <= 1400, (right, width)
@@ -353,7 +437,13 @@ def test_the_published_fashion_mnist_board_is_its_suites_and_meets_issue_23s_mad
     table = leaderboard(cells, headline=suite.headline).set_index("entry")
     published = pd.read_csv(board / "fashion-mnist.csv").set_index("entry")
     assert set(published.index) == set(table.index) == {entry.name for entry in suite.models}
-    for column in ("clean_accuracy", "worst linf ε=0.1", "headline linf ε=0.1", "headline linf ε=0.1_low", "next_pvalue"):
+    for column in (
+        "clean_accuracy",
+        "worst linf ε=0.1",
+        "headline linf ε=0.1",
+        "headline linf ε=0.1_low",
+        "next_pvalue",
+    ):
         assert np.allclose(published[column], table.loc[published.index, column], atol=1e-6, equal_nan=True), column
     assert list(published["rank"]) == list(table.loc[published.index, "rank"])  # ranked by the suite's headline
     for entry in suite.models:

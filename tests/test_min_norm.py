@@ -9,23 +9,22 @@ from typing import ClassVar
 
 import pytest
 import torch
+from attack_fixtures import DATA, tiny_batch, tiny_model
 from click.testing import CliRunner
 from torch import nn
 
-from attack_fixtures import DATA, tiny_batch, tiny_model
 from attacks import CW, FMN, PGD
 from robustkit.attack import Attack, Perturbed
 from robustkit.cli import main
-from robustkit.errors import ConfigError
 from robustkit.data import get_dataset
-from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
+from robustkit.errors import ConfigError
 from robustkit.evaluation.api import evaluate_model
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.registry import ATTACKS
 from robustkit.results.intervals import Interval, proportion_interval
 from robustkit.results.norm_curve import curve_budgets, row_evaluation
-from robustkit.registry import ATTACKS
 from robustkit.results.store import ResultStore
-
 
 # ---- the engine's rule, pinned with an attack whose norms are set by hand ----
 
@@ -70,7 +69,9 @@ def test_the_engine_verifies_each_min_norm_example_at_its_own_norm_and_counts_it
     assert evaluation.robust.tolist() == [True, False, False, True, True, True]  # broken at ε=1.4 only up to 1.4
     assert evaluation.curve([0, 1.3, 1.4, 1.7, 2.0, 3.0]) == pytest.approx([1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
     assert evaluation.curve([1.4])[0] == evaluation.robust_accuracy
-    bounded = evaluate_attack(model, Split(x, y), Shift(eps=1.4, min_norm=False), progress=False)  # clipped to the ε-ball
+    bounded = evaluate_attack(
+        model, Split(x, y), Shift(eps=1.4, min_norm=False), progress=False
+    )  # clipped to the ε-ball
     assert torch.allclose(bounded.norms, torch.tensor([math.nan, 1.24, 1.36, 1.4, 1.4, 1.4]), equal_nan=True, atol=1e-5)
 
 
@@ -83,7 +84,9 @@ def _correct(n=64):
     return model, x[keep], y[keep]
 
 
-@pytest.mark.parametrize("attack", [FMN(eps=0.1), FMN(eps=1.0, norm="l2"), CW(eps=1.0)], ids=["fmn-linf", "fmn-l2", "cw"])
+@pytest.mark.parametrize(
+    "attack", [FMN(eps=0.1), FMN(eps=1.0, norm="l2"), CW(eps=1.0)], ids=["fmn-linf", "fmn-l2", "cw"]
+)
 def test_min_norm_examples_are_verified_and_their_norms_are_the_engines_own(attack):
     assert attack.minimum_norm and ATTACKS.get(attack.name) is type(attack)
     model = tiny_model()
@@ -100,7 +103,9 @@ def test_min_norm_examples_are_verified_and_their_norms_are_the_engines_own(atta
     assert ((measured > attack.eps) & result.success).any()  # examples beyond ε are kept, not clipped to the ball
 
 
-@pytest.mark.parametrize("attack", [FMN(eps=0.1), FMN(eps=1.0, norm="l2"), CW(eps=1.0)], ids=["fmn-linf", "fmn-l2", "cw"])
+@pytest.mark.parametrize(
+    "attack", [FMN(eps=0.1), FMN(eps=1.0, norm="l2"), CW(eps=1.0)], ids=["fmn-linf", "fmn-l2", "cw"]
+)
 def test_targeted_min_norm_attacks_reach_the_target(attack):
     model, x, y = _correct(32)
     target = (y + 1) % 4
@@ -119,8 +124,10 @@ def test_the_one_run_curve_agrees_with_pgd_runs_at_each_eps(norm, budgets):
     curve = evaluation.curve(budgets)
     assert curve == sorted(curve, reverse=True)  # monotone non-increasing in ε
     assert curve[2] == evaluation.robust_accuracy  # at the run's ε: the headline figure
-    swept = [evaluate_attack(model, DATA.test, PGD(eps=e, norm=norm, steps=20, restarts=2), progress=False).robust_accuracy
-             for e in budgets]  # fmt: skip
+    swept = [
+        evaluate_attack(model, DATA.test, PGD(eps=e, norm=norm, steps=20, restarts=2), progress=False).robust_accuracy
+        for e in budgets
+    ]
     # 64 samples: one sample is 0.016; FMN (one run) within 4 samples of five PGD runs at each ε
     assert max(abs(a - b) for a, b in zip(curve, swept, strict=True)) <= 4 / 64, (curve, swept)
     cw = evaluate_attack(model, DATA.test, CW(eps=eps), progress=False).curve(budgets) if norm == "l2" else curve
@@ -162,7 +169,9 @@ def test_cw_against_torchattacks_cw():
     torchattacks = pytest.importorskip("torchattacks")
     model, x, y = _correct()
     ours = CW(eps=1.0)(model, x, y)
-    theirs = torchattacks.CW(model, c=1, kappa=0, steps=100, lr=0.05)(x, y)  # one value of c (their default search-free run)
+    theirs = torchattacks.CW(model, c=1, kappa=0, steps=100, lr=0.05)(
+        x, y
+    )  # one value of c (their default search-free run)
     their_success = model(theirs).argmax(1) != y
     their_norms = (theirs - x).flatten(1).norm(dim=1)
     assert ours.success.sum() >= their_success.sum()  # the binary search over c finds at least as many
@@ -192,10 +201,28 @@ def test_unsupported_threat_models_are_refused_in_one_line(isolated_home):
         ATTACKS.build("fmn", eps=1, norm="l0")
     with pytest.raises(ConfigError, match="gamma"):
         FMN(eps=0.1, gamma=1.5)
-    result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "cw",
-                                       "--norm", "linf", "--n-samples", "8"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "cw",
+            "--norm",
+            "linf",
+            "--n-samples",
+            "8",
+        ],
+    )
     lines = result.output.strip().splitlines()
-    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: CW attacks l2, not 'linf' (attacks for linf: ")
+    assert (
+        result.exit_code != 0
+        and len(lines) == 1
+        and lines[0].startswith("Error: CW attacks l2, not 'linf' (attacks for linf: ")
+    )
     assert not (isolated_home / "checkpoints").exists()  # refused before any training
 
 
@@ -203,7 +230,9 @@ def test_the_record_holds_the_norms_and_the_curve_is_recomputed_from_any_output(
     report = evaluate_model(tiny_model(), DATA, "fmn", eps=0.1, n_samples=64, progress=False)
     norms = report.record["extra"]["norms"]
     assert len(norms) == 64 and None in norms  # wrongly classified samples have none
-    assert torch.allclose(torch.tensor([math.nan if v is None else v for v in norms]), report.outcome.norms, equal_nan=True)
+    assert torch.allclose(
+        torch.tensor([math.nan if v is None else v for v in norms]), report.outcome.norms, equal_nan=True
+    )
     budgets = [0.0, 0.05, 0.1, 0.2]
     with ResultStore(tmp_path / "r.sqlite") as store:
         store.put(report.record)
@@ -226,7 +255,11 @@ def test_the_leaderboard_draws_a_min_norm_cells_curve_from_its_stored_norms():
     from robustkit.results.records import text_row
 
     report = evaluate_model(tiny_model(), DATA, "fmn", eps=0.1, n_samples=32, progress=False)
-    row = {**text_row(report.record), "clean_correct": report.record["clean_correct"], "robust": report.record["robust"]}
+    row = {
+        **text_row(report.record),
+        "clean_correct": report.record["clean_correct"],
+        "robust": report.record["robust"],
+    }
     _, ax = plt.subplots()
     _draw_one_run_curves(ax, pd.DataFrame([row]))
     (line,) = ax.get_lines()
@@ -258,20 +291,46 @@ def test_the_curve_plot_shades_each_steps_95_percent_interval():
 def test_cli_fmn_prints_the_figure_at_eps_the_median_norm_and_writes_the_curve(tmp_path):
     runner = CliRunner()
     checkpoint, out = tmp_path / "tiny.safetensors", tmp_path / "r.json"
-    trained = runner.invoke(main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "3", "--out", str(checkpoint)])
+    trained = runner.invoke(
+        main, ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "3", "--out", str(checkpoint)]
+    )
     assert trained.exit_code == 0, trained.output
-    result = runner.invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(checkpoint),
-                                  "--attack", "fmn", "--eps", "0.1", "--n-samples", "32", "--output", str(out),
-                                  "--save-examples", str(tmp_path / "ex")])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--checkpoint",
+            str(checkpoint),
+            "--attack",
+            "fmn",
+            "--eps",
+            "0.1",
+            "--n-samples",
+            "32",
+            "--output",
+            str(out),
+            "--save-examples",
+            str(tmp_path / "ex"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())[0]
     extra = json.loads(record["extra"])
     norms = torch.tensor([math.nan if v is None else v for v in extra["norms"]])
     median = norms.nanmedian().item()
     at_eps = Interval(record["robust_accuracy_low"], record["robust_accuracy_high"]).text()
-    assert f"robust accuracy {record['robust_accuracy']:.4f} {at_eps} at ε=0.1, median verified norm {median:.4g}" in result.output
+    assert (
+        f"robust accuracy {record['robust_accuracy']:.4f} {at_eps} at ε=0.1, median verified norm {median:.4g}"
+        in result.output
+    )
     assert record["norm"] == "linf" and record["median_norm"] == pytest.approx(median)
     robust_at_half = round(record["clean_accuracy"] * 32) - (norms <= 0.05).sum().item()
     point = f"{robust_at_half / 32:.4f} {proportion_interval(robust_at_half, 32).text()}"
-    assert re.search(rf"ε=0\.05:\s+{re.escape(point)}\n", result.output)  # the curve at ½ε from the norms, with its interval
+    assert re.search(
+        rf"ε=0\.05:\s+{re.escape(point)}\n", result.output
+    )  # the curve at ½ε from the norms, with its interval
     assert (tmp_path / "ex" / "lenet5-fmn-linf-curve.png").is_file()

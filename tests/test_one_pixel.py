@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from attack_fixtures import tiny_batch, tiny_model
 from torch import nn
 
-from attack_fixtures import tiny_batch, tiny_model
 from attacks import OnePixel
 from robustkit.errors import ConfigError
 from robustkit.threats import threat_model

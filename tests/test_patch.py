@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from attack_fixtures import DATA, tiny_batch, tiny_model
 from click.testing import CliRunner
 
-from attack_fixtures import DATA, tiny_batch, tiny_model
 from attacks import AdversarialPatch, UniversalPatch
 from attacks.patch import paste
 from attacks.universal_patch import patch_fooling_rate
 from robustkit.cli import main
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
-from robustkit.results.perturbation_file import load_perturbation, save_perturbation
 from robustkit.predict import predict
+from robustkit.results.perturbation_file import load_perturbation, save_perturbation
 from robustkit.threats import default_eps, threat_model
 
 FIT, HELD_OUT, LABELS = DATA.train.images, DATA.test.images, DATA.test.labels
@@ -130,8 +130,10 @@ def test_the_attack_beats_random_patches_at_the_locations_it_chose():
     for _ in range(8):  # eight random patches per image, where the attack found its best place
         noise = torch.rand(len(x), 1, 3, 3, generator=g)
         random_success |= predict(model, paste(x, noise, rows, cols)) != y
-    assert result.success.float().mean() > random_success.float().mean() + 0.2, (result.success.float().mean(),
-                                                                                  random_success.float().mean())
+    assert result.success.float().mean() > random_success.float().mean() + 0.2, (
+        result.success.float().mean(),
+        random_success.float().mean(),
+    )
 
 
 def test_targeted_patches_reach_the_target():
@@ -188,8 +190,10 @@ def test_a_universal_patch_fitted_on_training_images_fools_unseen_ones_better_th
     assert rate > max(random_rates) + 0.1, (rate, random_rates)
     result = attack.with_perturbation(patch)(model, HELD_OUT, LABELS)
     assert attack.threat.contains(HELD_OUT, result.x_adv).all() and (result.norms <= 4).all()
-    assert torch.equal(result.x_adv, paste(HELD_OUT, patch.expand(len(HELD_OUT), -1, -1, -1),
-                                           result.evidence["row"], result.evidence["col"]))  # fmt: skip
+    assert torch.equal(
+        result.x_adv,
+        paste(HELD_OUT, patch.expand(len(HELD_OUT), -1, -1, -1), result.evidence["row"], result.evidence["col"]),
+    )
     assert attack.with_perturbation(patch).extra_metrics(model, HELD_OUT) == {"fooling_rate": rate}
 
 
@@ -228,8 +232,9 @@ def test_a_targeted_universal_patch_succeeds_only_on_its_target():
     attack = UniversalPatch(eps=5, passes=10, target_class=2)
     patch = attack.fit(model, FIT, progress=False)
     rows, cols = attack.places(HELD_OUT)
-    before = patch_fooling_rate(model, HELD_OUT, torch.rand(1, 5, 5, generator=torch.Generator().manual_seed(0)),
-                                rows, cols, target_class=2)  # fmt: skip
+    before = patch_fooling_rate(
+        model, HELD_OUT, torch.rand(1, 5, 5, generator=torch.Generator().manual_seed(0)), rows, cols, target_class=2
+    )
     after = patch_fooling_rate(model, HELD_OUT, patch, rows, cols, target_class=2)
     assert after > before + 0.2, (before, after)
     result = attack.with_perturbation(patch)(model, HELD_OUT, LABELS)
@@ -246,8 +251,22 @@ def test_evaluate_patch_attacks_through_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "patch" and record["eps"] == 4 and record["n_unverified"] == 0
-    fitted = runner.invoke(main, [*base, "--attack", "universal-patch", "--eps", "3", "--fit-samples", "64",
-                                  "-o", "passes=2", "--save-examples", str(tmp_path / "ex")])  # fmt: skip
+    fitted = runner.invoke(
+        main,
+        [
+            *base,
+            "--attack",
+            "universal-patch",
+            "--eps",
+            "3",
+            "--fit-samples",
+            "64",
+            "-o",
+            "passes=2",
+            "--save-examples",
+            str(tmp_path / "ex"),
+        ],
+    )
     assert fitted.exit_code == 0, fitted.output
     first = json.loads(out.read_text())[1]
     figures = json.loads(first["extra"])
@@ -263,17 +282,26 @@ def test_evaluate_patch_attacks_through_the_cli(tmp_path):
 
 
 def test_a_tiny_suite_with_patch_columns_runs_end_to_end(tmp_path):
-    from robustkit.results.leaderboard import leaderboard, publish
     from robustkit.evaluation.runner import run_suite
+    from robustkit.results.leaderboard import leaderboard, publish
     from robustkit.results.store import read_stores
     from robustkit.suites.spec import load_suite
 
-    suite = {"name": "tiny-patch", "dataset": "synthetic", "n_samples": 24, "seed": 0, "fit_samples": 64,
-             "batch_size": 16, "checks": False,
-             "models": [{"model": "lenet5", "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
-             "attacks": [{"attack": "patch", "norm": "patch", "eps": [3, 5], "settings": {"steps": 3}},
-                         {"attack": "universal-patch", "norm": "patch", "eps": [3], "settings": {"passes": 1}},
-                         {"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}  # fmt: skip
+    suite = {
+        "name": "tiny-patch",
+        "dataset": "synthetic",
+        "n_samples": 24,
+        "seed": 0,
+        "fit_samples": 64,
+        "batch_size": 16,
+        "checks": False,
+        "models": [{"model": "lenet5", "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
+        "attacks": [
+            {"attack": "patch", "norm": "patch", "eps": [3, 5], "settings": {"steps": 3}},
+            {"attack": "universal-patch", "norm": "patch", "eps": [3], "settings": {"passes": 1}},
+            {"attack": "fgsm", "norm": "linf", "eps": [0.1]},
+        ],
+    }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     loaded = load_suite(path)

@@ -8,16 +8,16 @@ result are checked for every registered attack, patch-rs included, by
 
 import pytest
 import torch
+from attack_fixtures import tiny_batch, tiny_model
+from test_square import ForwardOnly, Unfoolable
 from torch import nn
 
-from attack_fixtures import tiny_batch, tiny_model
 from attacks import PatchRS
 from attacks.patch import paste
 from robustkit.errors import ConfigError
 from robustkit.losses import attack_loss
 from robustkit.predict import predict
 from robustkit.registry import ATTACKS
-from test_square import ForwardOnly, Unfoolable
 
 
 def test_examples_change_only_the_reported_window_and_pass_the_check():
@@ -78,8 +78,9 @@ def typical_images(model: Linear, n: int) -> torch.Tensor:
     return (0.5 + 0.3 * lean + 0.3 * torch.randn(lean.shape, generator=g)).clamp(0, 1)
 
 
-def best_margin_at(model: Linear, x: torch.Tensor, y: torch.Tensor, side: int, rows: torch.Tensor,
-                   cols: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def best_margin_at(
+    model: Linear, x: torch.Tensor, y: torch.Tensor, side: int, rows: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
     """Per sample, the largest margin max_{j≠y} z_j − z_y any side×side patch at (rows, cols) reaches, exactly.
 
     For class j, z_j − z_y is linear in the window's pixels, so its maximum over [0, 1] puts each
@@ -102,8 +103,9 @@ def best_margin(model: Linear, x: torch.Tensor, y: torch.Tensor, side: int) -> t
     """The same over every place of the window: the best any patch can do."""
     height, width = x.shape[-2:]
     places = [(r, c) for r in range(height - side + 1) for c in range(width - side + 1)]
-    return torch.stack([best_margin_at(model, x, y, side, torch.full((len(x),), r), torch.full((len(x),), c))
-                        for r, c in places]).amax(0)  # fmt: skip
+    return torch.stack(
+        [best_margin_at(model, x, y, side, torch.full((len(x),), r), torch.full((len(x),), c)) for r, c in places]
+    ).amax(0)
 
 
 def margin(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -113,7 +115,8 @@ def margin(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tens
 
 @pytest.mark.parametrize("channels, size, side", [(1, 4, 4), (1, 8, 3), (3, 6, 2)])
 def test_without_early_stop_the_search_ends_at_the_exact_optimum_for_its_place_on_a_two_class_linear_model(
-        channels, size, side):  # fmt: skip
+    channels, size, side
+):
     """Two classes: at a fixed place the margin is separable in the pixels, and repainting a pixel that
     sits at the wrong corner is always an improvement (a stale proposal flips to the other corner), so
     at the place it ends on the search must reach the closed-form optimum itself. With one place (a
@@ -146,8 +149,11 @@ def test_success_agrees_with_the_closed_form_optimum_of_a_linear_model(classes, 
     result = PatchRS(eps=side, queries=1000, precision="fp32")(model, x, y)
     assert not (result.success & ~reachable).any()
     at_place = best_margin_at(model, x, y, side, result.evidence["row"], result.evidence["col"]) > 0
-    assert result.success.sum() >= 0.9 * at_place.sum() and result.success.sum() >= 0.4 * reachable.sum(), \
-        (result.success.sum(), at_place.sum(), reachable.sum())  # fmt: skip
+    assert result.success.sum() >= 0.9 * at_place.sum() and result.success.sum() >= 0.4 * reachable.sum(), (
+        result.success.sum(),
+        at_place.sum(),
+        reachable.sum(),
+    )
 
 
 def test_defaults_and_the_papers_budget_and_bad_settings():
@@ -157,8 +163,18 @@ def test_defaults_and_the_papers_budget_and_bad_settings():
     paper = PatchRS.paper(eps=8)
     assert (paper.eps, paper.queries, paper.alpha_init, paper.precision) == (8, 10000, 0.4, "fp32")
     attack = PatchRS(eps=10, queries=10000)
-    assert [attack._square(step, 10) for step in (1, 10, 11, 50, 51, 201, 501, 1001, 4001, 8001)] == \
-        [6, 6, 4, 4, 3, 2, 1, 1, 1, 1]  # fmt: skip
+    assert [attack._square(step, 10) for step in (1, 10, 11, 50, 51, 201, 501, 1001, 4001, 8001)] == [
+        6,
+        6,
+        4,
+        4,
+        3,
+        2,
+        1,
+        1,
+        1,
+        1,
+    ]
     model, (x, y) = tiny_model(), tiny_batch(4)
     with pytest.raises(ConfigError, match=r"^a patch of side 13 does not fit a 12×12 image$"):
         PatchRS(eps=13)(model, x, y)

@@ -52,6 +52,7 @@ def test_the_last_line_of_an_evaluation_shows_its_final_figures(monkeypatch):
     import re
 
     from attack_fixtures import DATA, tiny_model
+
     from attacks import FGSM
     from robustkit.evaluation.engine import evaluate_attack
 

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from robustkit.cli import main
 from robustkit.data import DatasetInfo, get_dataset
 from robustkit.errors import ConfigError
-from robustkit.results.leaderboard import leaderboard, render
-from robustkit.models import get_model
-from robustkit.results.published import read_published
 from robustkit.evaluation.runner import run_suite
+from robustkit.models import get_model
+from robustkit.results.leaderboard import leaderboard, render
+from robustkit.results.published import read_published
 from robustkit.results.store import read_stores
 from robustkit.suites.spec import load_suite
 
@@ -37,9 +37,16 @@ def board(tmp_path_factory):
     for name in ("lenet5", "smallcnn"):
         torch.save(get_model(name, info, seed=1).state_dict(), folder / f"{name}.pt")
     (folder / "figures.csv").write_text(TABLE)
-    suite = {"name": "tiny", "dataset": "synthetic", "n_samples": 16, "batch_size": 16, "checks": False,
-             "published": "figures.csv", "models": [{"model": m, "weights": f"{m}.pt"} for m in ("lenet5", "smallcnn")],
-             "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}]}  # fmt: skip
+    suite = {
+        "name": "tiny",
+        "dataset": "synthetic",
+        "n_samples": 16,
+        "batch_size": 16,
+        "checks": False,
+        "published": "figures.csv",
+        "models": [{"model": m, "weights": f"{m}.pt"} for m in ("lenet5", "smallcnn")],
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1, 0.2]}],
+    }
     (folder / "tiny.yaml").write_text(yaml.safe_dump(suite))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ROBUSTKIT_HOME", str(folder / "home"))
@@ -75,34 +82,51 @@ def test_published_columns_beside_ours_and_empty_for_unmatched(board):
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
         assert cells["published clean"] == ("0.9100" if cells["entry"] == "lenet5" else "")
     html = render(table, "html")
-    assert "<th>published clean</th>" in html and "<th>published-AA linf ε=0.1</th>" in html and "example.org/doe" in html
+    assert (
+        "<th>published clean</th>" in html and "<th>published-AA linf ε=0.1</th>" in html and "example.org/doe" in html
+    )
     csv = pd.read_csv(io.StringIO(render(table, "csv"))).set_index("entry")
     assert csv.at["lenet5", "published-AA linf ε=0.1"] == 0.42 and pd.isna(csv.at["smallcnn", "published clean"])
 
 
 def test_leaderboard_command_and_benchmark_show_the_table(board, tmp_path):
     folder, _ = board
-    shown = CliRunner().invoke(main, ["leaderboard", str(folder / "results.sqlite"), "--format", "csv",
-                                      "--published", str(folder / "figures.csv")])  # fmt: skip
+    shown = CliRunner().invoke(
+        main,
+        ["leaderboard", str(folder / "results.sqlite"), "--format", "csv", "--published", str(folder / "figures.csv")],
+    )
     assert shown.exit_code == 0, shown.output
     assert "published clean" in shown.output.splitlines()[0]
-    ran = CliRunner().invoke(main, ["benchmark", str(folder / "tiny.yaml"), "--store", str(folder / "results.sqlite"),
-                                    "--no-train", "--out", str(tmp_path / "out")])  # fmt: skip
+    ran = CliRunner().invoke(
+        main,
+        [
+            "benchmark",
+            str(folder / "tiny.yaml"),
+            "--store",
+            str(folder / "results.sqlite"),
+            "--no-train",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert ran.exit_code == 0, ran.output
     assert "published-AA linf ε=0.1" in ran.output and "published-AA" in (tmp_path / "out" / "tiny.md").read_text()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("model,norm,eps,clean_accuracy,source\nx,linf,0.1,0.9,s\n", "columns must be model, norm, eps"),
-    (TABLE.replace("0.42", "42.0"), "line 2, autoattack_accuracy: must be a fraction in [0, 1]"),
-    (TABLE.replace("0.42", "n/a"), "line 2, autoattack_accuracy: must be a number"),
-    (TABLE.replace("l2,0.5", "l7,0.5"), "line 3: norm: unknown threat model 'l7'"),
-    (TABLE.replace(",0.1,", ",8//255,"), "line 2: eps must be a number like 0.1"),
-    (TABLE.replace("Doe et al. 2020\n", "\n"), "line 3, source: must not be empty"),
-    (TABLE + TABLE.splitlines()[1] + "\n", "lenet5 linf ε=0.1 appears twice"),
-    (TABLE.splitlines()[0] + "\n", "holds no rows"),
-    (TABLE + "lenet5,linf\n", "line 4: needs exactly 6 fields"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model,norm,eps,clean_accuracy,source\nx,linf,0.1,0.9,s\n", "columns must be model, norm, eps"),
+        (TABLE.replace("0.42", "42.0"), "line 2, autoattack_accuracy: must be a fraction in [0, 1]"),
+        (TABLE.replace("0.42", "n/a"), "line 2, autoattack_accuracy: must be a number"),
+        (TABLE.replace("l2,0.5", "l7,0.5"), "line 3: norm: unknown threat model 'l7'"),
+        (TABLE.replace(",0.1,", ",8//255,"), "line 2: eps must be a number like 0.1"),
+        (TABLE.replace("Doe et al. 2020\n", "\n"), "line 3, source: must not be empty"),
+        (TABLE + TABLE.splitlines()[1] + "\n", "lenet5 linf ε=0.1 appears twice"),
+        (TABLE.splitlines()[0] + "\n", "holds no rows"),
+        (TABLE + "lenet5,linf\n", "line 4: needs exactly 6 fields"),
+    ],
+)
 def test_malformed_table_is_one_clear_line(tmp_path, text, message):
     path = tmp_path / "figures.csv"
     path.write_text(text)
@@ -112,8 +136,12 @@ def test_malformed_table_is_one_clear_line(tmp_path, text, message):
 
 
 def test_suite_with_a_malformed_or_missing_table_fails_to_load(tmp_path):
-    suite = {"dataset": "synthetic", "published": "figures.csv", "models": [{"model": "lenet5"}],
-             "attacks": [{"attack": "fgsm", "eps": 0.1}]}  # fmt: skip
+    suite = {
+        "dataset": "synthetic",
+        "published": "figures.csv",
+        "models": [{"model": "lenet5"}],
+        "attacks": [{"attack": "fgsm", "eps": 0.1}],
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
     with pytest.raises(ConfigError, match=r"s\.yaml: published: .*figures\.csv does not exist"):
         load_suite(tmp_path / "s.yaml")
@@ -123,7 +151,9 @@ def test_suite_with_a_malformed_or_missing_table_fails_to_load(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("robustbench") is None, reason="the zoo extra (robustbench) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("robustbench") is None, reason="the zoo extra (robustbench) is not installed"
+)
 @pytest.mark.parametrize("name, dataset, n_samples", [("imagenet", "imagenet", 5000), ("cifar10", "cifar10", 10000)])
 def test_robustbench_suites_parse_and_their_tables_match_entries(name, dataset, n_samples):
     suite = load_suite(SUITES / f"{name}.yaml")

@@ -33,12 +33,41 @@ def run(*args: str):
 def evaluated(tmp_path_factory):
     """One `robustkit evaluate` of a briefly trained lenet5 written to JSON, CSV and SQLite: (output, folder)."""
     folder = tmp_path_factory.mktemp("intervals")
-    trained = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "32",
-                  "--lr", "0.05", "--precision", "fp32", "--out", str(folder / "tiny.safetensors"))  # fmt: skip
+    trained = run(
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--precision",
+        "fp32",
+        "--out",
+        str(folder / "tiny.safetensors"),
+    )
     assert trained.exit_code == 0, trained.output
-    result = run("evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(folder / "tiny.safetensors"),
-                 "--n-samples", str(N), "--eps", "24/255", "--steps", "3", "--no-checks",
-                 *[a for suffix in ("json", "csv", "sqlite") for a in ("--output", str(folder / f"r.{suffix}"))])  # fmt: skip
+    result = run(
+        "evaluate",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--checkpoint",
+        str(folder / "tiny.safetensors"),
+        "--n-samples",
+        str(N),
+        "--eps",
+        "24/255",
+        "--steps",
+        "3",
+        "--no-checks",
+        *[a for suffix in ("json", "csv", "sqlite") for a in ("--output", str(folder / f"r.{suffix}"))],
+    )
     assert result.exit_code == 0, result.output
     return result.output, folder
 
@@ -51,8 +80,11 @@ def _bits(text: str) -> np.ndarray:
 def _counts(record: dict) -> dict[str, tuple[int, int]]:
     """Each proportion's (count, out of), recounted from the record's bits: success is broken among the correct."""
     clean, robust = _bits(record["clean_correct"]), _bits(record["robust"])
-    return {"clean_accuracy": (int(clean.sum()), N), "robust_accuracy": (int(robust.sum()), N),
-            "attack_success_rate": (int((clean & ~robust).sum()), int(clean.sum()))}  # fmt: skip
+    return {
+        "clean_accuracy": (int(clean.sum()), N),
+        "robust_accuracy": (int(robust.sum()), N),
+        "attack_success_rate": (int((clean & ~robust).sum()), int(clean.sum())),
+    }
 
 
 def test_the_record_holds_each_figures_interval_from_its_counts_in_every_output(evaluated):
@@ -101,17 +133,23 @@ def test_an_older_csv_or_json_is_refused_in_one_line_that_says_why(tmp_path):
         with pytest.raises(ConfigError) as refused:
             check_outputs([tmp_path / name])
         message = str(refused.value)
-        assert "\n" not in message and name in message and "older robustkit" in message and "clean_accuracy_low" in message
+        assert (
+            "\n" not in message and name in message and "older robustkit" in message and "clean_accuracy_low" in message
+        )
         assert ".sqlite" in message  # where the record can go instead
 
 
-def test_an_older_store_is_read_as_it_is_gains_the_columns_when_written_and_its_rows_get_their_fractions_interval(tmp_path):
+def test_an_older_store_is_read_as_it_is_gains_the_columns_when_written_and_its_rows_get_their_fractions_interval(
+    tmp_path,
+):
     old = [c for c in COLUMNS if c not in NEW]
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
         db.execute(f"CREATE TABLE cells ({', '.join(old)})")
-        db.execute("INSERT INTO cells (key, n, clean_accuracy, robust_accuracy, attack_success_rate) VALUES "
-                   "('a', 300, 275 / 300.0, 8 / 300.0, 267 / 275.0), ('b', 4, NULL, 0.75, 0.25)")  # fmt: skip
+        db.execute(
+            "INSERT INTO cells (key, n, clean_accuracy, robust_accuracy, attack_success_rate) VALUES "
+            "('a', 300, 275 / 300.0, 8 / 300.0, 267 / 275.0), ('b', 4, NULL, 0.75, 0.25)"
+        )
     before = path.read_bytes()
     read = read_stores([path])  # what a leaderboard does: the file stays as it was (a published store too)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite"]
@@ -132,15 +170,21 @@ def test_an_older_store_is_read_as_it_is_gains_the_columns_when_written_and_its_
 
 def test_the_python_report_gives_each_figures_interval_as_its_record_holds_it():
     from attack_fixtures import DATA, tiny_model
+
     from robustkit import evaluate_model
 
     report = evaluate_model(tiny_model(), DATA, "fgsm", eps=0.1, n_samples=N, checks="none", progress=False)
     clean, robust = report.outcome.clean_correct, report.outcome.robust
-    recounted = {"clean_accuracy": (int(clean.sum()), N), "robust_accuracy": (int(robust.sum()), N),
-                 "attack_success_rate": (int((clean & ~robust).sum()), int(clean.sum()))}  # fmt: skip
+    recounted = {
+        "clean_accuracy": (int(clean.sum()), N),
+        "robust_accuracy": (int(robust.sum()), N),
+        "attack_success_rate": (int((clean & ~robust).sum()), int(clean.sum())),
+    }
     for figure, count in recounted.items():
         assert report.interval(figure) == proportion_interval(*count)
-        assert (report.record[f"{figure}_low"], report.record[f"{figure}_high"]) == (report.interval(figure).low,
-                                                                                     report.interval(figure).high)  # fmt: skip
+        assert (report.record[f"{figure}_low"], report.record[f"{figure}_high"]) == (
+            report.interval(figure).low,
+            report.interval(figure).high,
+        )
     with pytest.raises(ConfigError, match="no interval for 'median_norm'"):
         report.interval("median_norm")

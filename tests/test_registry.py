@@ -73,9 +73,14 @@ def test_build_checks_dataclass_settings_against_their_plain_types():
     reg = fresh()
     reg.register(Widget)
     assert reg.build("widget", count=2, scale=3, flag=True, mode="b", shape=(1,)) == Widget(2, 3, True, "b", (1,))
-    for key, value, wanted in [("count", "abc", "a whole number"), ("count", 2.5, "a whole number"),
-                               ("count", True, "a whole number"), ("scale", "x", "a number"),
-                               ("flag", 1, "true or false"), ("mode", 3, "a word")]:  # fmt: skip
+    for key, value, wanted in [
+        ("count", "abc", "a whole number"),
+        ("count", 2.5, "a whole number"),
+        ("count", True, "a whole number"),
+        ("scale", "x", "a number"),
+        ("flag", 1, "true or false"),
+        ("mode", 3, "a word"),
+    ]:
         with pytest.raises(ConfigError) as err:
             reg.build("widget", **{key: value})
         assert str(err.value) == f"widget 'widget': {key} must be {wanted}, got {value!r}"
@@ -93,11 +98,13 @@ def fake_distribution(tmp_path, monkeypatch):
     dist = tmp_path / "rk_fake_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rk-fake-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("""
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("""
         [robustkit.test-plugins]
         tiny-net = rk_fake_plugin:tiny_net
         broken = rk_fake_plugin:does_not_exist
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 

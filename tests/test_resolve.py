@@ -10,15 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustkit.weights import cache as pipeline
-from robustkit.weights import resolve as resolve_module
-from robustkit.weights.checkpoint import CheckpointRecord, save_checkpoint
 from robustkit.cli import main
 from robustkit.data import get_dataset
 from robustkit.models import get_model
-from robustkit.weights.cache import recipe_tag, train_and_save
-from robustkit.weights.checkpoint import file_sha256
 from robustkit.registry import DATASETS
+from robustkit.weights import cache as pipeline
+from robustkit.weights import resolve as resolve_module
+from robustkit.weights.cache import recipe_tag, train_and_save
+from robustkit.weights.checkpoint import CheckpointRecord, file_sha256, save_checkpoint
 from robustkit.weights.resolve import resolve_model
 
 DATA = get_dataset("synthetic")
@@ -112,8 +111,13 @@ def test_unknown_model_fails_before_any_other_output(caplog):
 
 
 def _cached(path, epochs, model="lenet5"):
-    record = CheckpointRecord(model=model, dataset="synthetic", dataset_info=DATA.info.to_dict(), epochs=epochs,
-                              train_settings={"epochs": epochs})  # fmt: skip
+    record = CheckpointRecord(
+        model=model,
+        dataset="synthetic",
+        dataset_info=DATA.info.to_dict(),
+        epochs=epochs,
+        train_settings={"epochs": epochs},
+    )
     save_checkpoint(get_model(model, DATA.info, seed=epochs), path, record)
 
 
@@ -135,8 +139,19 @@ def test_train_never_replaces_a_checkpoint_of_another_recipe(isolated_home, tmp_
     default = pipeline.cache_path(DATA, "lenet5", None)
     _cached(default, 4)
     before = default.read_bytes()
-    result = run("train", "--model", "lenet5", "--dataset", "synthetic", "--out", str(default), "--epochs", "1",
-                 "--n-train", "64")  # fmt: skip
+    result = run(
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(default),
+        "--epochs",
+        "1",
+        "--n-train",
+        "64",
+    )
     assert result.exit_code == 1 and "another recipe" in result.output and "--force" in result.output
     assert default.read_bytes() == before
     tagged = run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1", "--n-train", "64")
@@ -153,11 +168,13 @@ def test_timm_model_builds_and_evaluates(tmp_path, no_training):
     assert written.net.num_classes == 4 and written.net.conv1[0].in_channels == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("robustbench") is None,
-                    reason="robustbench (the zoo extra, pip install 'robustkit[zoo]') is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("robustbench") is None,
+    reason="robustbench (the zoo extra, pip install 'robustkit[zoo]') is not installed",
+)
 def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_home, no_training):
-    from robustkit.evaluation.engine import evaluate_attack
     from robustkit.data.base import Split
+    from robustkit.evaluation.engine import evaluate_attack
     from robustkit.models import robustbench_zoo
     from robustkit.registry import ATTACKS
 
@@ -180,8 +197,10 @@ def test_robustbench_model_loads_from_its_cache_layout_and_evaluates(isolated_ho
     assert result.metrics()["clean_accuracy"] == 1.0
     from robustkit.weights import resolve
 
-    assert "robustbench Wong2020Fast cifar10/Linf (robustbench " in resolve._named(
-        robustbench_zoo.describe("Wong2020Fast", info)).description  # fmt: skip
+    assert (
+        "robustbench Wong2020Fast cifar10/Linf (robustbench "
+        in resolve._named(robustbench_zoo.describe("Wong2020Fast", info)).description
+    )
     with pytest.raises(Exception, match="did you mean Carmon2019Unlabeled"):
         get_model("robustbench:Carmon2019Unlabelled", info)
     with pytest.raises(Exception, match="place its checkpoint at"):  # offline: no file, no download possible
@@ -250,7 +269,10 @@ def test_a_setting_equal_to_the_models_own_default_trains_into_the_default_path(
     assert default.name == "lenet5-none.safetensors"
     assert pipeline.cache_path(DATA, "lenet5", None, {"lr": 0.05, "epochs": 4, "augment": False}) == default
     changed = pipeline.cache_path(DATA, "lenet5", None, {"lr": 0.05, "epochs": 1})
-    assert changed.name == f"lenet5-none-recipe{hashlib.sha256(json.dumps({'epochs': 1}).encode()).hexdigest()[:8]}.safetensors"
+    assert (
+        changed.name
+        == f"lenet5-none-recipe{hashlib.sha256(json.dumps({'epochs': 1}).encode()).hexdigest()[:8]}.safetensors"
+    )
     madry = MadryTraining(eps=0.1)
     assert pipeline.cache_path(DATA, "lenet5", madry, {"epochs": 10}) == pipeline.cache_path(DATA, "lenet5", madry)
     assert pipeline.cache_path(DATA, "lenet5", None, {"epochs": 10}) != default  # 10 is madry's, not lenet5's
@@ -269,12 +291,20 @@ def test_no_train_suggests_the_command_that_makes_exactly_the_missing_checkpoint
     import shlex
 
     from defenses import MadryTraining
-    from robustkit.weights.missing import eps_text
     from robustkit.training.loop import TrainResult
+    from robustkit.weights.missing import eps_text
 
-    record = CheckpointRecord(model="lenet5", dataset="synthetic", dataset_info=DATA.info.to_dict(), defense="madry",
-                              defense_settings={"eps": 0.1, "norm": "linf"}, epochs=4)  # fmt: skip
-    save_checkpoint(get_model("lenet5", DATA.info, seed=0), pipeline.cache_path(DATA, "lenet5", MadryTraining(eps=0.1)), record)
+    record = CheckpointRecord(
+        model="lenet5",
+        dataset="synthetic",
+        dataset_info=DATA.info.to_dict(),
+        defense="madry",
+        defense_settings={"eps": 0.1, "norm": "linf"},
+        epochs=4,
+    )
+    save_checkpoint(
+        get_model("lenet5", DATA.info, seed=0), pipeline.cache_path(DATA, "lenet5", MadryTraining(eps=0.1)), record
+    )
     wanted = ["--model", "lenet5", "--defense", "madry", "--eps", "0.05"]
     missing = run(*EVAL, *wanted, "--no-train")
     assert missing.exit_code == 1 and len(missing.output.strip().splitlines()) == 1
@@ -284,7 +314,12 @@ def test_no_train_suggests_the_command_that_makes_exactly_the_missing_checkpoint
     monkeypatch.setattr(MadryTraining, "fit", lambda self, model, train, **kw: fake)  # the path is what is tested
     assert run(*shlex.split(command)).exit_code == 0
     assert run(*EVAL, *wanted, "--no-train").exit_code == 0  # the checkpoint it wrote is the one that was missing
-    assert run(*EVAL, "--model", "lenet5", "--defense", "madry", "--eps", "0.05", "--defense-eps", "0.1", "--no-train").exit_code == 0
+    assert (
+        run(
+            *EVAL, "--model", "lenet5", "--defense", "madry", "--eps", "0.05", "--defense-eps", "0.1", "--no-train"
+        ).exit_code
+        == 0
+    )
     assert [eps_text(e) for e in (8 / 255, 0.1, 0.2, 0.05, 2 / 255)] == ["8/255", "0.1", "0.2", "0.05", "2/255"]
 
 
@@ -298,7 +333,11 @@ def test_a_changed_architecture_never_takes_a_checkpoint_of_the_one_before(isola
     madry = pipeline.cache_path(DATA, "resnet18", MadryTraining(eps=0.1), {"epochs": 5}).name
     assert madry.startswith("resnet18-madry-") and "-rev2-recipe" in madry
     assert pipeline.cache_path(DATA, "lenet5", None).name == "lenet5-none.safetensors"  # unchanged models: as before
-    save_checkpoint(get_model("resnet18", DATA.info, seed=0), old, CheckpointRecord(model="resnet18", dataset=DATA.info.name, dataset_info=DATA.info.to_dict()))
+    save_checkpoint(
+        get_model("resnet18", DATA.info, seed=0),
+        old,
+        CheckpointRecord(model="resnet18", dataset=DATA.info.name, dataset_info=DATA.info.to_dict()),
+    )
     calls = []
     real = pipeline.train_model
     pipeline.train_model = lambda *a, **k: calls.append(1) or real(*a, **k)
@@ -312,9 +351,9 @@ def test_a_changed_architecture_never_takes_a_checkpoint_of_the_one_before(isola
 def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(monkeypatch):
     """A path names only what departs from today's defaults: when lenet5's default lr changes, the checkpoint
     trained at the old lr must not pass for the new recipe (issue 23). Its record says how it was trained."""
+    from robustkit.errors import CheckpointError
     from robustkit.models import MODELS
     from robustkit.weights.cache import recipe_changes, stale_reason
-    from robustkit.errors import CheckpointError
 
     model, record, _, path = pipeline.train_and_save("lenet5", DATA, device=torch.device("cpu"))
     assert path == pipeline.cache_path(DATA, "lenet5", None) and record.train_settings["lr"] == 0.05
@@ -322,7 +361,9 @@ def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(
     assert run(*EVAL, "--model", "lenet5", "--no-train").exit_code == 0
     seeded = CheckpointRecord(**{**record.__dict__, "train_settings": {**record.train_settings, "seed": 3}})
     assert "seed 3" in stale_reason(path, seeded, DATA, "lenet5", None)  # the seed decides the weights: named too
-    whole = pipeline.cache_path(DATA, "lenet5", None, {"n_train": len(DATA.train)})  # `--n-train 512`: all of it, by number
+    whole = pipeline.cache_path(
+        DATA, "lenet5", None, {"n_train": len(DATA.train)}
+    )  # `--n-train 512`: all of it, by number
     assert whole != path and stale_reason(whole, record, DATA, "lenet5", None) is None
 
     monkeypatch.setattr(MODELS.get("lenet5"), "train_recipe", {"epochs": 4, "lr": 0.02})  # the default changes
@@ -331,15 +372,18 @@ def test_a_checkpoint_trained_under_an_old_default_is_not_taken_for_the_new_one(
         resolve_model("lenet5", DATA, allow_train=False)
     stale = run(*EVAL, "--model", "lenet5", "--no-train")
     assert stale.exit_code == 1 and len(stale.output.strip().splitlines()) == 1, stale.output
-    assert "no longer matches the recipe" in stale.output and "`robustkit train --model lenet5 --dataset synthetic --force`" in stale.output
+    assert (
+        "no longer matches the recipe" in stale.output
+        and "`robustkit train --model lenet5 --dataset synthetic --force`" in stale.output
+    )
     assert recipe_changes(record, pipeline.TrainConfig.for_model("lenet5"), len(DATA.train), None) == ["lr 0.05 → 0.02"]
 
 
 def test_a_defense_setting_off_its_default_names_a_checkpoint_of_its_own(monkeypatch):
     """madry steps 3 trains other weights than madry's default steps 7: it gets its own path, the hint for the
     missing file names --steps 3 and writes that file, and a steps-3 file at the default path is refused."""
-    import shlex
     import re
+    import shlex
 
     from defenses import MadryTraining
     from robustkit.errors import CheckpointError
@@ -347,23 +391,32 @@ def test_a_defense_setting_off_its_default_names_a_checkpoint_of_its_own(monkeyp
     from robustkit.weights.missing import missing_hint
 
     default, three = MadryTraining(eps=0.1), MadryTraining(eps=0.1, steps=3)
-    assert pipeline.cache_path(DATA, "lenet5", MadryTraining(eps=0.1, steps=7)) == pipeline.cache_path(DATA, "lenet5", default)
+    assert pipeline.cache_path(DATA, "lenet5", MadryTraining(eps=0.1, steps=7)) == pipeline.cache_path(
+        DATA, "lenet5", default
+    )
     assert pipeline.cache_path(DATA, "lenet5", three) != pipeline.cache_path(DATA, "lenet5", default)
     assert pipeline.cache_path(DATA, "lenet5", three, {"epochs": 2}) not in {
-        pipeline.cache_path(DATA, "lenet5", three), pipeline.cache_path(DATA, "lenet5", default, {"epochs": 2})}
+        pipeline.cache_path(DATA, "lenet5", three),
+        pipeline.cache_path(DATA, "lenet5", default, {"epochs": 2}),
+    }
     command = re.search(r"`robustkit (train [^`]*)`", missing_hint("lenet5", DATA, three, None))[1]
     assert "--steps 3" in command
     fake = TrainResult(history=[{"epoch": 1, "train_accuracy": 0.5, "seconds": 1.0}], test_accuracy=0.5, seconds=1.0)
     monkeypatch.setattr(MadryTraining, "fit", lambda self, model, train, **kw: fake)  # the paths are what is tested
     assert run(*shlex.split(command)).exit_code == 0
     found = resolve_model("lenet5", DATA, defense=three, allow_train=False)
-    assert found.provenance.path == pipeline.cache_path(DATA, "lenet5", three) and found.record.defense_settings["steps"] == 3
+    assert (
+        found.provenance.path == pipeline.cache_path(DATA, "lenet5", three)
+        and found.record.defense_settings["steps"] == 3
+    )
 
     at_default = pipeline.cache_path(DATA, "lenet5", default)  # a steps-3 training written where steps 7 belongs
     assert run(*shlex.split(command), "--out", str(at_default)).exit_code == 0
     with pytest.raises(CheckpointError, match="madry.steps 3|steps 3"):
         resolve_model("lenet5", DATA, defense=default, allow_train=False)
-    replaced = run("train", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry", "--out", str(at_default))
+    replaced = run(
+        "train", "--model", "lenet5", "--dataset", "synthetic", "--defense", "madry", "--out", str(at_default)
+    )
     assert replaced.exit_code == 1 and "another recipe" in replaced.output  # never overwritten unasked
 
 
@@ -383,8 +436,9 @@ def test_train_waits_for_a_process_training_the_same_checkpoint(monkeypatch):
     with open(paths.lock_path(path), "a") as other:  # the other process's hold
         fcntl.flock(other, fcntl.LOCK_EX)
         done = []
-        worker = threading.Thread(target=lambda: done.append(run("train", "--model", "lenet5", "--dataset", "synthetic",
-                                                                 "--epochs", "1")))  # fmt: skip
+        worker = threading.Thread(
+            target=lambda: done.append(run("train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1"))
+        )
         worker.start()
         deadline = time.monotonic() + 60
         while not any("another process is training" in line for line in said) and time.monotonic() < deadline:
@@ -443,5 +497,7 @@ def test_a_refusal_names_what_differs_and_the_seed_names_a_file_of_its_own():
     assert run(*TINY_TRAIN, "--seed", "1").exit_code == 0
     seeded = pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64, "seed": 1})
     assert seeded != path and read_record(seeded).seed == 1 and read_record(path).seed == 0
-    assert pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64, "seed": 0}) == path  # 0 is the default
+    assert (
+        pipeline.cache_path(DATA, "lenet5", None, {"epochs": 1, "n_train": 64, "seed": 0}) == path
+    )  # 0 is the default
     assert "--seed 1" in missing_hint("lenet5", DATA, None, {"seed": 1})

@@ -6,19 +6,19 @@ from dataclasses import replace
 import pytest
 import torch
 from click.testing import CliRunner
+from test_streaming import CLASSES, write_folder
 from torch import nn
 
 from defenses import FastTraining, MadryTraining
-from robustkit.training import loop as train_module
-from robustkit.weights.checkpoint import load_model
 from robustkit.cli import main
 from robustkit.data import FileSplit, get_dataset
 from robustkit.data.files import Preprocess
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import get_model
-from robustkit.weights.cache import recipe_tag
+from robustkit.training import loop as train_module
 from robustkit.training.loop import TrainConfig, cross_entropy_loss, train_model
-from test_streaming import CLASSES, write_folder
+from robustkit.weights.cache import recipe_tag
+from robustkit.weights.checkpoint import load_model
 
 DATA = get_dataset("synthetic", num_classes=4, size=12, n_train=256, n_test=64, noise=0.3)
 # 8 steps an epoch; saves after global steps 3, 6, 9, 12, 15 (and every epoch's end)
@@ -58,8 +58,14 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, cap
     train_model(whole, DATA.train, CONFIG, resume_path=tmp_path / "a.resume.pt", progress=False)
     path = tmp_path / "b.resume.pt"
     with pytest.raises(Killed):  # 11 steps taken; the last save was after step 9 (epoch 2, step 1)
-        train_model(dropout_model(), DATA.train, CONFIG, loss_fn=dies_at(12, cross_entropy_loss()), resume_path=path,
-                    progress=False)  # fmt: skip
+        train_model(
+            dropout_model(),
+            DATA.train,
+            CONFIG,
+            loss_fn=dies_at(12, cross_entropy_loss()),
+            resume_path=path,
+            progress=False,
+        )
     saved = torch.load(path, weights_only=True)
     assert (saved["next_epoch"], saved["step"]) == (1, 1)
     resumed = dropout_model()
@@ -68,7 +74,6 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, cap
     assert "resuming epoch 2, step 1 of 8 done" in caplog.text
     assert [r["epoch"] for r in result.history] == [1, 2] and result.resumed_from_epoch == 1
     assert_same_weights(whole, resumed)
-
 
 
 def test_after_a_resume_time_rate_and_summary_are_the_whole_runs(tmp_path, caplog):
@@ -80,12 +85,19 @@ def test_after_a_resume_time_rate_and_summary_are_the_whole_runs(tmp_path, caplo
         def loss(*args):
             time.sleep(0.2)
             return loss_fn(*args)
+
         return loss
 
     path = tmp_path / "slow.resume.pt"
     with pytest.raises(Killed):  # 11 steps taken (0.2 s each), the last save after step 9
-        train_model(dropout_model(), DATA.train, CONFIG, loss_fn=dies_at(12, slow(cross_entropy_loss())),
-                    resume_path=path, progress=False)  # fmt: skip
+        train_model(
+            dropout_model(),
+            DATA.train,
+            CONFIG,
+            loss_fn=dies_at(12, slow(cross_entropy_loss())),
+            resume_path=path,
+            progress=False,
+        )
     with caplog.at_level(logging.INFO, logger="robustkit.training.loop"):
         result = train_model(dropout_model(), DATA.train, CONFIG, resume_path=path, test=DATA.test, progress=False)
     # the killed part slept ≥ 9 × 0.2 s and is counted; no bound on the resumed part's own time (load decides it)
@@ -93,7 +105,11 @@ def test_after_a_resume_time_rate_and_summary_are_the_whole_runs(tmp_path, caplo
     assert result.images == 2 * 256 and result.images_per_second == pytest.approx(512 / result.seconds)
     epochs = sum(row["seconds"] for row in result.history)
     assert 9 * 0.2 <= epochs <= result.seconds  # the epoch rows hold the killed part's sleeps: not just this process's
-    assert f"after {result.seconds:.0f} s of training (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch 2)" in caplog.text
+    assert (
+        f"after {result.seconds:.0f} s of training (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch 2)"
+        in caplog.text
+    )
+
 
 def test_fast_training_resumes_mid_epoch_exactly(tmp_path, monkeypatch):
     import defenses.fast
@@ -113,7 +129,9 @@ def test_fast_training_resumes_mid_epoch_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(defenses.fast, "adversarial_batch", dies_at_step_10)
     with pytest.raises(Killed):
-        defense.fit(get_model("smallcnn", DATA.info, seed=0), DATA.train, config=config, resume_path=path, progress=False)
+        defense.fit(
+            get_model("smallcnn", DATA.info, seed=0), DATA.train, config=config, resume_path=path, progress=False
+        )
     monkeypatch.setattr(defenses.fast, "adversarial_batch", real)
     saved = torch.load(path, weights_only=True)
     assert (saved["next_epoch"], saved["step"]) == (1, 1) and saved["guard"]["best_accuracy"] >= 0
@@ -130,8 +148,9 @@ def test_a_streaming_split_resumes_mid_epoch_exactly(tmp_path):
 
     def model() -> nn.Module:
         torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(),
-                             nn.Linear(4 * 7 * 7, len(CLASSES)))  # fmt: skip
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(), nn.Linear(4 * 7 * 7, len(CLASSES))
+        )
 
     whole = model()
     train_model(whole, train, config, resume_path=tmp_path / "a.resume.pt", progress=False)
@@ -148,16 +167,28 @@ def test_a_streaming_split_resumes_mid_epoch_exactly(tmp_path):
 def test_a_resume_file_of_another_model_or_defense_is_one_clear_line(tmp_path):
     path = tmp_path / "c.resume.pt"
     with pytest.raises(Killed):
-        train_model(get_model("smallcnn", DATA.info, seed=0), DATA.train, CONFIG,
-                    loss_fn=dies_at(5, cross_entropy_loss()), resume_path=path, progress=False)  # fmt: skip
+        train_model(
+            get_model("smallcnn", DATA.info, seed=0),
+            DATA.train,
+            CONFIG,
+            loss_fn=dies_at(5, cross_entropy_loss()),
+            resume_path=path,
+            progress=False,
+        )
     with pytest.raises(CheckpointError, match=r"other settings \(model\)"):
         train_model(get_model("lenet5", DATA.info, seed=0), DATA.train, CONFIG, resume_path=path, progress=False)
     with pytest.raises(CheckpointError, match=r"other settings \(objective\)"):
-        MadryTraining(eps=0.1, steps=2).fit(get_model("smallcnn", DATA.info, seed=0), DATA.train, config=CONFIG,
-                                            resume_path=path, progress=False)  # fmt: skip
+        MadryTraining(eps=0.1, steps=2).fit(
+            get_model("smallcnn", DATA.info, seed=0), DATA.train, config=CONFIG, resume_path=path, progress=False
+        )
     # how often state is saved is no recipe: another interval resumes the same run
-    train_model(get_model("smallcnn", DATA.info, seed=0), DATA.train, replace(CONFIG, checkpoint_every=None),
-                resume_path=path, progress=False)  # fmt: skip
+    train_model(
+        get_model("smallcnn", DATA.info, seed=0),
+        DATA.train,
+        replace(CONFIG, checkpoint_every=None),
+        resume_path=path,
+        progress=False,
+    )
 
 
 def test_checkpoint_every_is_validated_and_names_no_recipe():
@@ -166,13 +197,28 @@ def test_checkpoint_every_is_validated_and_names_no_recipe():
     with pytest.raises(ConfigError, match="resume_path"):
         train_model(dropout_model(), DATA.train, CONFIG, progress=False)
     assert recipe_tag("lenet5", None, {"checkpoint_every": 100}) is None
-    assert recipe_tag("lenet5", None, {"epochs": 3, "checkpoint_every": 100}) == recipe_tag("lenet5", None, {"epochs": 3})
+    assert recipe_tag("lenet5", None, {"epochs": 3, "checkpoint_every": 100}) == recipe_tag(
+        "lenet5", None, {"epochs": 3}
+    )
     assert "checkpoint_every" not in CONFIG.recipe()
 
 
 def test_cli_checkpoint_every_then_resume(isolated_home, tmp_path, monkeypatch):
-    args = ["train", "--model", "lenet5", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "64",
-            "--precision", "fp32", "--checkpoint-every", "5"]  # fmt: skip
+    args = [
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--precision",
+        "fp32",
+        "--checkpoint-every",
+        "5",
+    ]
     runner = CliRunner()
     assert runner.invoke(main, [*args, "--out", str(tmp_path / "whole.safetensors")]).exit_code == 0
     real = train_module.cross_entropy_loss
@@ -188,7 +234,7 @@ def test_cli_checkpoint_every_then_resume(isolated_home, tmp_path, monkeypatch):
     assert_same_weights(load_model(tmp_path / "whole.safetensors")[0], load_model(tmp_path / "cut.safetensors")[0])
 
 
-_DDP_SCRIPT = '''
+_DDP_SCRIPT = """
 import sys
 from pathlib import Path
 
@@ -215,7 +261,7 @@ train_model(resumed, DATA.train, CONFIG, resume_path=out / "b.resume.pt", progre
 same = all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
 (out / f"rank{dist.get_rank()}").write_text(str(same))
 dist.destroy_process_group()
-'''
+"""
 
 
 @pytest.mark.slow

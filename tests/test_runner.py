@@ -18,16 +18,16 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from torchrun import torchrun
 
 from robustkit.cli import main
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
-from robustkit.results.leaderboard import html_page, leaderboard, render
 from robustkit.evaluation.runner import run_suite
+from robustkit.results.leaderboard import html_page, leaderboard, render
 from robustkit.results.store import ResultStore, read_stores, unpack
 from robustkit.suites.spec import load_suite
-from torchrun import torchrun
 
 CPU = torch.device("cpu")
 SUITE = {
@@ -68,15 +68,23 @@ def without_timing(table: pd.DataFrame) -> pd.DataFrame:
         (lambda s: s["attacks"][1].update(eps=["8/0"]), "attacks[1].eps must be a number"),
         (lambda s: s["attacks"][0].update(norm="l0"), "attacks[0].norm: fgsm attacks linf, l2, not 'l0'"),
         (lambda s: s["attacks"][1]["settings"].update(steps=0), "attacks[1]: PGD needs steps"),
-        (lambda s: s["attacks"][1]["settings"].update(steps="abc"),
-         "attacks[1]: attack 'pgd': steps must be a whole number, got 'abc'"),
+        (
+            lambda s: s["attacks"][1]["settings"].update(steps="abc"),
+            "attacks[1]: attack 'pgd': steps must be a whole number, got 'abc'",
+        ),
         (lambda s: s["models"][0].update(checkpoint="missing.safetensors"), "models[0].checkpoint:"),
         (lambda s: s["models"][1]["train"].update(epoch=3), "models[1].train: unknown key 'epoch'"),
         (lambda s: s["models"][0].update(defense="madri"), "models[0].defense: unknown defense 'madri'"),
         (lambda s: s.update(n_samples=0), "n_samples must be a whole number ≥ 1"),
         (lambda s: s.pop("attacks"), "missing key 'attacks'"),
-        (lambda s: s["attacks"].append(dict(s["attacks"][0])), "appears twice; give a variant of an attack its own name"),
-        (lambda s: s["attacks"].extend([{**s["attacks"][1], "name": "pgd-4"}] * 2), "attacks: pgd-4 linf ε=0.1 appears twice"),
+        (
+            lambda s: s["attacks"].append(dict(s["attacks"][0])),
+            "appears twice; give a variant of an attack its own name",
+        ),
+        (
+            lambda s: s["attacks"].extend([{**s["attacks"][1], "name": "pgd-4"}] * 2),
+            "attacks: pgd-4 linf ε=0.1 appears twice",
+        ),
         (lambda s: s["attacks"][1].update(name="pgd 4"), "attacks[1].name: a variant's name is letters"),
         (lambda s: s["attacks"][1].update(name="fgsm"), "attacks[1].name: 'fgsm' is another attack's name"),
     ],
@@ -91,11 +99,17 @@ def test_suite_errors_are_one_line_naming_file_and_key(tmp_path, change, message
 
 
 def test_unnamed_attacks_keep_the_cell_keys_of_stores_written_before_variants_existed(tmp_path):
-    plain = {"dataset": "synthetic", "n_samples": 48, "models": [{"model": "lenet5"}],
-             "attacks": [{"attack": "pgd", "eps": [0.1], "settings": {"steps": 4}}]}  # fmt: skip
+    plain = {
+        "dataset": "synthetic",
+        "n_samples": 48,
+        "models": [{"model": "lenet5"}],
+        "attacks": [{"attack": "pgd", "eps": [0.1], "settings": {"steps": 4}}],
+    }
     named = yaml.safe_load(yaml.safe_dump(plain))
-    named["attacks"] += [{**named["attacks"][0], "name": "pgd-bpda", "settings": {"steps": 4, "bpda": True}},
-                         {**named["attacks"][0], "name": "pgd"}]  # its own name: the plain attack, listed twice
+    named["attacks"] += [
+        {**named["attacks"][0], "name": "pgd-bpda", "settings": {"steps": 4, "bpda": True}},
+        {**named["attacks"][0], "name": "pgd"},
+    ]  # its own name: the plain attack, listed twice
     with pytest.raises(ConfigError, match="pgd linf ε=0.1 appears twice"):
         load_suite(write_suite(tmp_path, named))
     named["attacks"].pop()
@@ -152,31 +166,37 @@ def test_worst_case_is_the_per_sample_and_of_the_attacks(finished):
 
 def test_stored_outcomes_match_an_independent_evaluation(finished, shared_home):
     from attacks import PGD
-    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
+    from robustkit.weights.checkpoint import load_model
 
     folder, suite, _ = finished
     cells = read_stores([folder / "full.sqlite"])
     row = cells[(cells["entry"] == "lenet5") & (cells["attack"] == "pgd") & (cells["eps"] == 0.1)].iloc[0]
     model, _ = load_model(row["checkpoint"])
     subset = get_dataset("synthetic").test.subset(48, seed=0)
-    direct = evaluate_attack(model, Split(subset.images, subset.labels), PGD(eps=0.1, steps=4, seed=0), batch_size=24,
-                             progress=False)  # fmt: skip
+    direct = evaluate_attack(
+        model, Split(subset.images, subset.labels), PGD(eps=0.1, steps=4, seed=0), batch_size=24, progress=False
+    )
     assert torch.equal(unpack(row["robust"], 48), direct.robust)
     assert torch.equal(unpack(row["clean_correct"], 48), direct.clean_correct)
 
 
 def test_two_named_variants_of_pgd_run_as_their_own_cells_and_columns(finished, shared_home, tmp_path, caplog):
     from attacks import PGD
-    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
+    from robustkit.weights.checkpoint import load_model
 
     folder, _, _ = finished
-    variants = {**SUITE, "name": "variants", "models": SUITE["models"][:1], "attacks": [
-        {"attack": "pgd", "norm": "linf", "eps": [0.1], "settings": {"steps": 4}},  # the tiny suite's cell
-        {"attack": "pgd", "name": "pgd-bpda", "eps": [0.1], "settings": {"steps": 4, "bpda": True}},
-        {"attack": "fgsm", "eps": [1]},  # covers the whole box: warned about
-    ]}  # fmt: skip
+    variants = {
+        **SUITE,
+        "name": "variants",
+        "models": SUITE["models"][:1],
+        "attacks": [
+            {"attack": "pgd", "norm": "linf", "eps": [0.1], "settings": {"steps": 4}},  # the tiny suite's cell
+            {"attack": "pgd", "name": "pgd-bpda", "eps": [0.1], "settings": {"steps": 4, "bpda": True}},
+            {"attack": "fgsm", "eps": [1]},  # covers the whole box: warned about
+        ],
+    }
     store = tmp_path / "copy.sqlite"
     shutil.copy(folder / "full.sqlite", store)  # a store written before: the plain PGD cell is found there
     summary = run_suite(load_suite(write_suite(tmp_path, variants)), store, device=CPU, progress=False)
@@ -189,11 +209,18 @@ def test_two_named_variants_of_pgd_run_as_their_own_cells_and_columns(finished, 
     bpda = cells[cells["attack"] == "pgd-bpda"].iloc[0]
     model, _ = load_model(bpda["checkpoint"])
     subset = get_dataset("synthetic").test.subset(48, seed=0)
-    direct = evaluate_attack(model, Split(subset.images, subset.labels), PGD(eps=0.1, steps=4, bpda=True, seed=0),
-                             batch_size=24, progress=False)  # fmt: skip
+    direct = evaluate_attack(
+        model,
+        Split(subset.images, subset.labels),
+        PGD(eps=0.1, steps=4, bpda=True, seed=0),
+        batch_size=24,
+        progress=False,
+    )
     assert torch.equal(unpack(bpda["robust"], 48), direct.robust) and json.loads(bpda["settings"])["bpda"] is True
     assert board.loc["lenet5", "pgd-bpda linf ε=0.1"] == pytest.approx(direct.robust_accuracy)
-    assert board.loc["lenet5", "pgd linf ε=0.1"] == pytest.approx(cells[cells["attack"] == "pgd"]["robust_accuracy"].item())
+    assert board.loc["lenet5", "pgd linf ε=0.1"] == pytest.approx(
+        cells[cells["attack"] == "pgd"]["robust_accuracy"].item()
+    )
 
 
 def test_a_rerun_skips_finished_cells_and_a_changed_cell_alone_is_evaluated(finished, shared_home, tmp_path):
@@ -216,7 +243,9 @@ def test_after_a_cell_changes_the_leaderboards_count_only_its_newest_evaluation(
     changed = yaml.safe_load(yaml.safe_dump(SUITE))
     changed["attacks"][2]["settings"]["max_passes"] = 3  # only the universal cell changes
     path = write_suite(tmp_path, changed)
-    rerun = CliRunner().invoke(main, ["benchmark", str(path), "--store", str(store), "--out", str(out), "--device", "cpu"])
+    rerun = CliRunner().invoke(
+        main, ["benchmark", str(path), "--store", str(store), "--out", str(out), "--device", "cpu"]
+    )
     assert rerun.exit_code == 0, rerun.output
     assert "2 cells evaluated, 8 already in" in rerun.output and "2 older cells of suite tiny" in rerun.output
     assert len(read_stores([store])) == 12
@@ -239,8 +268,9 @@ def test_a_shard_says_the_other_shards_cells_are_left_out_not_that_they_are_olde
     shutil.copy(folder / "full.sqlite", store)
     mine = run_suite(suite, store, device=CPU, shard=(0, 3), progress=False)  # every cell already held
     assert mine.evaluated == 0 and 0 < mine.skipped < 10
-    shard = CliRunner().invoke(main, ["benchmark", str(folder / "suite.yaml"), "--store", str(store), "--shard", "0/3",
-                                      "--device", "cpu"])  # fmt: skip
+    shard = CliRunner().invoke(
+        main, ["benchmark", str(folder / "suite.yaml"), "--store", str(store), "--shard", "0/3", "--device", "cpu"]
+    )
     assert shard.exit_code == 0, shard.output
     assert f"{10 - mine.skipped} other cells of suite tiny" in shard.stderr and "from the other shards" in shard.stderr
     assert "older cells" not in shard.stderr and f"robustkit leaderboard {store} --suite tiny" in shard.stderr
@@ -288,7 +318,18 @@ def test_processes_opening_one_new_store_at_once_all_get_in(tmp_path):
 def test_a_run_killed_mid_way_resumes_without_losing_a_cell(finished, shared_home, tmp_path):
     folder, _, _ = finished
     suite_path, store = write_suite(tmp_path), tmp_path / "killed.sqlite"
-    command = [sys.executable, "-m", "robustkit", "-q", "benchmark", str(suite_path), "--store", str(store), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "robustkit",
+        "-q",
+        "benchmark",
+        str(suite_path),
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = 0
     deadline = time.time() + 300
@@ -322,7 +363,9 @@ def test_renderers_round_trip_and_render_every_format(finished):
     pd.testing.assert_frame_equal(from_json, table, check_dtype=False)
     markdown = render(table, "md").splitlines()
     assert markdown[0].startswith("| rank | entry | clean | headline linf ε=")  # the board first, short heads
-    assert all(line.startswith("|") for line in markdown[: 2 + len(table)]) and not markdown[2 + len(table)].startswith("|")
+    assert all(line.startswith("|") for line in markdown[: 2 + len(table)]) and not markdown[2 + len(table)].startswith(
+        "|"
+    )
     assert "\\begin{tabular}" in render(table, "latex")
     board = render(table, "html").split("</table>")[0]
     assert board.count("<tr") == 2 + len(table)  # the threat-model groups, the names, the rows
@@ -336,8 +379,9 @@ def test_leaderboard_command_publishes_every_file_and_sorts(finished, tmp_path):
     assert result.exit_code == 0, result.output
     for suffix in (".md", ".csv", ".json", ".tex", ".table.html", ".png", ".svg", ".html"):
         assert (out / f"tiny{suffix}").stat().st_size > 0, suffix
-    sorted_csv = CliRunner().invoke(main, ["leaderboard", str(folder / "full.sqlite"), "--format", "csv",
-                                           "--sort", "clean", "--ascending"])  # fmt: skip
+    sorted_csv = CliRunner().invoke(
+        main, ["leaderboard", str(folder / "full.sqlite"), "--format", "csv", "--sort", "clean", "--ascending"]
+    )
     clean = pd.read_csv(io.StringIO(sorted_csv.output))["clean_accuracy"]
     assert list(clean) == sorted(clean)
     bad = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "none.sqlite")])
@@ -360,8 +404,12 @@ def test_html_page_sorts_in_a_real_browser(finished, tmp_path):
     page = tmp_path / "page.html"
     page.write_text(html_page(table, "<svg xmlns='http://www.w3.org/2000/svg'></svg>", "tiny"))
     column, head = "clean_accuracy", "clean"  # the page shows short heads
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                          f"file://{page}#sort={head}"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", f"file://{page}#sort={head}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     body = dom[dom.index("<tbody>") : dom.index("</tbody>")]
     entries = [re.findall(r"<td>(.*?)</td>", row)[1] for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
     assert 'data-ready="true"' in dom and 'aria-sort="descending"' in dom
@@ -386,7 +434,6 @@ def test_two_processes_split_each_cell_and_store_the_same_outcomes(finished, sha
         assert one.loc[key, "clean_correct"] == two.loc[key, "clean_correct"]
 
 
-
 def test_only_rank_0_opens_the_store(finished, shared_home, tmp_path, monkeypatch):
     """Issue 23: under torchrun every decision is rank 0's, so the other ranks never open (or create) the
     SQLite file: two processes opening one new store is the race the torchrun test must not depend on."""
@@ -397,6 +444,7 @@ def test_only_rank_0_opens_the_store(finished, shared_home, tmp_path, monkeypatc
     monkeypatch.setattr(distributed, "is_main", lambda: False)
     summary = run_suite(load_suite(write_suite(tmp_path, one)), store, device=CPU, progress=False)
     assert summary.evaluated == 1 and not store.exists() and not list(tmp_path.glob("rank1.sqlite*"))
+
 
 def test_benchmark_resolves_built_in_suites_by_name(tmp_path):
     from robustkit.cli.benchmark import suite_path
@@ -427,8 +475,15 @@ def test_a_store_keyed_by_the_files_hash_prefix_is_rekeyed_where_that_file_is_at
 
     weights = tmp_path / "w.pt"
     torch.save(get_model("lenet5", get_dataset("synthetic").info, seed=1).state_dict(), weights)
-    suite = {"name": "old", "dataset": "synthetic", "n_samples": 16, "batch_size": 16, "check_samples": 8,
-             "models": [{"model": "lenet5", "weights": "w.pt"}], "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}  # fmt: skip
+    suite = {
+        "name": "old",
+        "dataset": "synthetic",
+        "n_samples": 16,
+        "batch_size": 16,
+        "check_samples": 8,
+        "models": [{"model": "lenet5", "weights": "w.pt"}],
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": [0.1]}],
+    }
     loaded = load_suite(write_suite(tmp_path, suite))
     fresh, old = tmp_path / "fresh.sqlite", tmp_path / "old.sqlite"
     run_suite(loaded, fresh, device=CPU, progress=False, allow_train=False)
@@ -436,8 +491,12 @@ def test_a_store_keyed_by_the_files_hash_prefix_is_rekeyed_where_that_file_is_at
     prefix, entry, (cell,) = whole[:16], loaded.models[0], loaded.cells()
     digest = read_stores([fresh])["weights_sha256"].iloc[0]
     legacy = {cell.key(digest): cell.key(prefix)}  # what robustkit computed before, from the file's prefix
-    legacy.update({check_key(loaded, entry, digest, *point): check_key(loaded, entry, prefix, *point)
-                   for point in loaded.check_points()})  # fmt: skip
+    legacy.update(
+        {
+            check_key(loaded, entry, digest, *point): check_key(loaded, entry, prefix, *point)
+            for point in loaded.check_points()
+        }
+    )
     shutil.copy(fresh, old)
     db = sqlite3.connect(old)  # as robustkit wrote it before: prefix keys, no weights digest
     with db:
@@ -459,5 +518,10 @@ def test_a_store_keyed_by_the_files_hash_prefix_is_rekeyed_where_that_file_is_at
     assert sorted(read_stores([old], "members")["key"]) == sorted(read_stores([fresh], "members")["key"])
 
     torch.save(get_model("lenet5", get_dataset("synthetic").info, seed=2).state_dict(), weights)  # not that file
-    assert run_suite(load_suite(tmp_path / "suite.yaml"), untouched, device=CPU, progress=False, allow_train=False).evaluated == 1
+    assert (
+        run_suite(
+            load_suite(tmp_path / "suite.yaml"), untouched, device=CPU, progress=False, allow_train=False
+        ).evaluated
+        == 1
+    )
     assert cell.key(prefix) in set(read_stores([untouched])["key"])  # the other weights' row is left as it was

@@ -48,8 +48,9 @@ def apgd_targets_in_turn(attack: APGD, model, x, y):
     for k in range(attack.targets):
         start = attack.threat.random_point(x, rng)
         todo = (~fooled).nonzero().squeeze(1)
-        adv, _, hit, _ = attack._descend(model, x[todo], y[todo], ranked[todo, k], None, None, attack.threat,
-                                         attack.steps, start[todo])  # fmt: skip
+        adv, _, hit, _ = attack._descend(
+            model, x[todo], y[todo], ranked[todo, k], None, None, attack.threat, attack.steps, start[todo]
+        )
         best[todo[hit]], fooled[todo[hit]], by[todo[hit]] = adv[hit], True, k
     return best, fooled, by
 
@@ -66,10 +67,13 @@ def fab_targets_in_turn(attack: FAB, model, x, y):
     return best, found, by
 
 
-@pytest.mark.parametrize("attack, in_turn", [
-    (APGD(eps=0.04, loss="dlr", targets=9, steps=20), apgd_targets_in_turn),
-    (FAB(eps=0.04, targets=9, steps=20), fab_targets_in_turn),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "attack, in_turn",
+    [
+        (APGD(eps=0.04, loss="dlr", targets=9, steps=20), apgd_targets_in_turn),
+        (FAB(eps=0.04, targets=9, steps=20), fab_targets_in_turn),
+    ],
+)
 def test_targets_at_once_decide_each_sample_as_in_turn(attack, in_turn):
     model, x, y = model_and_images()
     result = attack(model, x, y)

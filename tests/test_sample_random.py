@@ -4,13 +4,13 @@ import textwrap
 
 import pytest
 import torch
-
 from attack_fixtures import DATA, tiny_model
-from attacks import PGD, FastEnsemble, OnePixel, PatchRS, SparseRS, Square
-from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
-from robustkit.per_sample_random import SampleRandom, mix_int
 from torchrun import torchrun
+
+from attacks import PGD, FastEnsemble, OnePixel, PatchRS, SparseRS, Square
+from robustkit.data.base import Split
+from robustkit.evaluation.engine import evaluate_attack
+from robustkit.per_sample_random import SampleRandom, mix_int
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -46,7 +46,9 @@ def test_draws_made_together_are_the_draws_made_in_turn():
     first, second = together.bits_of((3,), (2, 2))
     for row, number in enumerate(index.tolist()):  # the fourth and fifth draws, against the plain construction
         assert [int(v) & (2**64 - 1) for v in first[row]] == [reference_bits(7, number, 3, e) for e in range(3)]
-        assert [int(v) & (2**64 - 1) for v in second[row].flatten()] == [reference_bits(7, number, 4, e) for e in range(4)]
+        assert [int(v) & (2**64 - 1) for v in second[row].flatten()] == [
+            reference_bits(7, number, 4, e) for e in range(4)
+        ]
     in_turn.bits(3), in_turn.bits(2, 2)
     assert torch.equal(together.rand(4), in_turn.rand(4))  # and the count advanced by one per draw
 
@@ -58,7 +60,9 @@ def test_a_samples_draws_do_not_depend_on_its_batch():
         assert torch.equal(alone.rand(5, 5)[0], batch.rand(5, 5)[1])
     view = batch[torch.tensor([1])]  # a view shares the count: its next draw is the third
     assert torch.equal(alone.randn(7)[0], view.randn(7)[0])
-    assert not torch.equal(SampleRandom(4, torch.tensor([42])).rand(5)[0], SampleRandom(3, torch.tensor([42])).rand(5)[0])
+    assert not torch.equal(
+        SampleRandom(4, torch.tensor([42])).rand(5)[0], SampleRandom(3, torch.tensor([42])).rand(5)[0]
+    )
 
 
 def test_distributions():
@@ -75,17 +79,20 @@ def _outcomes(attack, images, labels, batch_size):
 
 
 # on the code before per-sample randomness, these changed 19, 17, 6, 41 and 6 verdicts of 300 between batch sizes
-@pytest.mark.parametrize("attack, n, sizes", [
-    (PGD(eps=0.1, steps=1, seed=1), 300, (300, 50)),  # the random start decides: the measurement
-    (PGD(eps=0.15, steps=2, seed=1), 300, (300, 50)),
-    (PGD(eps=0.8, norm="l2", steps=3, restarts=2, seed=2), 300, (300, 7)),
-    (Square(eps=0.15, queries=30, seed=3), 300, (300, 50)),
-    (Square(eps=0.1, queries=60, patience=4, seed=3), 300, (300, 50)),  # patience is the sample's own
-    (FastEnsemble(eps=0.08, steps=5, targets=2, queries=40, patience=4, seed=3), 200, (200, 30)),
-    (OnePixel(eps=1, population=12, generations=3, seed=4), 300, (300, 9)),
-    (SparseRS(eps=2, queries=40, seed=5), 300, (300, 50)),
-    (PatchRS(eps=3, queries=40, seed=6), 300, (300, 50)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "attack, n, sizes",
+    [
+        (PGD(eps=0.1, steps=1, seed=1), 300, (300, 50)),  # the random start decides: the measurement
+        (PGD(eps=0.15, steps=2, seed=1), 300, (300, 50)),
+        (PGD(eps=0.8, norm="l2", steps=3, restarts=2, seed=2), 300, (300, 7)),
+        (Square(eps=0.15, queries=30, seed=3), 300, (300, 50)),
+        (Square(eps=0.1, queries=60, patience=4, seed=3), 300, (300, 50)),  # patience is the sample's own
+        (FastEnsemble(eps=0.08, steps=5, targets=2, queries=40, patience=4, seed=3), 200, (200, 30)),
+        (OnePixel(eps=1, population=12, generations=3, seed=4), 300, (300, 9)),
+        (SparseRS(eps=2, queries=40, seed=5), 300, (300, 50)),
+        (PatchRS(eps=3, queries=40, seed=6), 300, (300, 50)),
+    ],
+)
 def test_one_cell_gives_the_same_per_sample_outcomes_at_any_batch_size(attack, n, sizes):
     images = torch.cat([DATA.test.images, DATA.train.images])[:n]
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:n]

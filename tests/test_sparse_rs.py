@@ -6,16 +6,16 @@ registered attack, sparse-rs included, by ``test_attacks.test_invariants_of_ever
 
 import pytest
 import torch
+from attack_fixtures import DATA, tiny_batch, tiny_model
+from test_square import ForwardOnly, Unfoolable
 from torch import nn
 
-from attack_fixtures import DATA, tiny_batch, tiny_model
 from attacks import SparseRS
-from robustkit.losses import attack_loss
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
+from robustkit.losses import attack_loss
 from robustkit.registry import ATTACKS
-from test_square import ForwardOnly, Unfoolable
 
 
 def changed_pixels(x_adv, x):
@@ -93,8 +93,10 @@ def test_a_samples_outcome_does_not_depend_on_its_batch():
     images = torch.cat([DATA.test.images, DATA.train.images])[:300]
     labels = torch.cat([DATA.test.labels, DATA.train.labels])[:300]
     attack = SparseRS(eps=2, queries=60, seed=5)
-    big, small = (evaluate_attack(tiny_model(), Split(images, labels), attack, batch_size=size, progress=False)
-                  for size in (300, 50))  # fmt: skip
+    big, small = (
+        evaluate_attack(tiny_model(), Split(images, labels), attack, batch_size=size, progress=False)
+        for size in (300, 50)
+    )
     assert torch.equal(big.robust, small.robust) and torch.equal(big.clean_correct, small.clean_correct)
     assert torch.allclose(big.norms, small.norms, equal_nan=True)
     assert 0 < big.robust.sum() < big.clean_correct.sum()  # some broken, some not: the comparison has teeth
@@ -117,8 +119,9 @@ def test_defaults_cost_300_queries_per_image_and_the_papers_budget_is_a_named_ch
 
 def test_alpha_follows_the_authors_schedule():
     attack = SparseRS(eps=100, queries=10000)
-    assert [attack._moves(step, 100, 784) for step in (1, 50, 51, 200, 201, 501, 1001, 2001, 4001, 6001, 8001, 9999)] == \
-        [15, 15, 7, 7, 6, 5, 3, 3, 2, 2, 1, 1]  # fmt: skip
+    assert [
+        attack._moves(step, 100, 784) for step in (1, 50, 51, 200, 201, 501, 1001, 2001, 4001, 6001, 8001, 9999)
+    ] == [15, 15, 7, 7, 6, 5, 3, 3, 2, 2, 1, 1]
     assert SparseRS(eps=100, queries=20000)._moves(1, 100, 784) == 30  # α_init itself before the rescaled step 1
     assert SparseRS(eps=100, queries=1000)._moves(6, 100, 784) == 7  # rescaled: step 6 of 1000 is step 60 of 10 000
     assert attack._moves(1, 700, 784) == 84  # never more than the free positions
@@ -132,7 +135,9 @@ def test_a_set_covering_the_whole_image_only_recolours():
 
 def test_bad_settings_are_one_line_errors():
     model, (x, y) = tiny_model(), tiny_batch(4)
-    with pytest.raises(ConfigError, match=r"^sparse-rs: k = 145 pixels is more than the image's 12×12 = 144 positions$"):
+    with pytest.raises(
+        ConfigError, match=r"^sparse-rs: k = 145 pixels is more than the image's 12×12 = 144 positions$"
+    ):
         SparseRS(eps=145)(model, x, y)
     for bad in (0, -3):
         with pytest.raises(ConfigError, match="queries ≥ 1"):

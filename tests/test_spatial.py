@@ -5,19 +5,19 @@ import json
 
 import pytest
 import torch
+from attack_fixtures import tiny_batch, tiny_model
 from click.testing import CliRunner
 from torch import nn
 
-from attack_fixtures import tiny_batch, tiny_model
 from attacks import SpatialAttack
 from robustkit.cli import main
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 from robustkit.losses import attack_loss
 from robustkit.registry import ATTACKS, THREATS
-from robustkit.threats.spatial import Spatial, render
 from robustkit.threats import default_eps, threat_model
+from robustkit.threats.spatial import Spatial, render
 
 SMALL = dict(eps=10, translation=1)  # the tiny 12×12 images: ±30° and ±3 px fool everything, ±10° ±1 px not
 
@@ -56,7 +56,6 @@ def test_an_integer_shift_is_a_roll_with_black_fill(dx, dy):
     assert (out - expected).abs().max() < 1e-5
 
 
-
 @pytest.mark.parametrize("angle, dx, dy", [(20.0, 0, 0), (-35.0, 2, -1), (12.5, -3, 3)])
 def test_the_reported_rotation_is_torchvisions_affine_angle_negated(angle, dx, dy):
     """Issue 23: a positive rotation turns counter-clockwise, as TF.rotate does; TF.affine's angle turns
@@ -67,12 +66,17 @@ def test_the_reported_rotation_is_torchvisions_affine_angle_negated(angle, dx, d
     x = torch.zeros(1, 1, 28, 28)
     x[..., 4:10, 6:20], x[..., 10:24, 14:18] = 1.0, 0.5  # a "T" with its stem off-centre: no symmetry
     ours = render(x, per_image(angle, 1), per_image(dx, 1), per_image(dy, 1))
+
     def affine(a):
-        return TF.affine(x, angle=a, translate=[dx, dy], scale=1.0, shear=[0.0], interpolation=InterpolationMode.BILINEAR)
+        return TF.affine(
+            x, angle=a, translate=[dx, dy], scale=1.0, shear=[0.0], interpolation=InterpolationMode.BILINEAR
+        )
+
     assert (ours - affine(-angle)).abs().max() < 1e-4
     assert (ours - affine(angle)).abs().max() > 0.5
     if dx == dy == 0:
         assert (ours - TF.rotate(x, angle, interpolation=InterpolationMode.BILINEAR)).abs().max() < 1e-4
+
 
 def test_a_zoom_about_the_centre_doubles_distances_from_it():
     x = torch.zeros(1, 1, 9, 9)
@@ -138,9 +142,16 @@ def test_the_engine_verifies_spatial_examples_with_their_evidence():
 def brute_force(model, x, y, target, attack):
     """The worst grid transform per image, one transform at a time: fooling first, then the highest loss."""
     best = [(False, float("-inf"), None)] * len(x)
-    for rotation, dx, dy in itertools.product(*(torch.linspace(-b, b, c).tolist() if b else [0.0] for b, c in
-                                                [(attack.eps, attack.rotations), (attack.translation, attack.translations),
-                                                 (attack.translation, attack.translations)])):  # fmt: skip
+    for rotation, dx, dy in itertools.product(
+        *(
+            torch.linspace(-b, b, c).tolist() if b else [0.0]
+            for b, c in [
+                (attack.eps, attack.rotations),
+                (attack.translation, attack.translations),
+                (attack.translation, attack.translations),
+            ]
+        )
+    ):
         for i in range(len(x)):
             one = render(x[i : i + 1], per_image(rotation, 1), per_image(dx, 1), per_image(dy, 1))
             with torch.no_grad():
@@ -259,19 +270,65 @@ def test_a_translation_as_large_as_the_image_is_refused_in_one_line():
 
 def test_robustkit_evaluate_runs_the_spatial_attack(tmp_path):
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "spatial",
-                                       "--n-samples", "16", "--output", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "spatial",
+            "--n-samples",
+            "16",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "robust acc" in result.output and "spatial" in result.output
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "spatial" and record["eps"] == 30 and record["n_unverified"] == 0
     assert 0 <= record["robust_accuracy"] <= record["clean_accuracy"]
     assert json.loads(record["settings"])["translation"] == 3
-    small = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "spatial",
-                                      "--eps", "10", "-o", "translation=1", "-o", "search=random", "--n-samples", "16"])  # fmt: skip
+    small = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "spatial",
+            "--eps",
+            "10",
+            "-o",
+            "translation=1",
+            "-o",
+            "search=random",
+            "--n-samples",
+            "16",
+        ],
+    )
     assert small.exit_code == 0, small.output
-    bad = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "spatial",
-                                    "--eps", "270", "--n-samples", "16"])  # fmt: skip
+    bad = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "spatial",
+            "--eps",
+            "270",
+            "--n-samples",
+            "16",
+        ],
+    )
     assert bad.exit_code == 1 and "a rotation budget beyond 180°" in bad.output and "Traceback" not in bad.output
 
 
@@ -302,19 +359,32 @@ def test_a_tiny_suite_with_a_spatial_column_runs_stores_and_ranks(tmp_path, monk
     import numpy as np
     import yaml
 
-    from robustkit.weights.checkpoint import load_model
     from robustkit.data import get_dataset
-    from robustkit.results.leaderboard import leaderboard, publish
     from robustkit.evaluation.runner import run_suite
+    from robustkit.results.leaderboard import leaderboard, publish
     from robustkit.results.store import read_stores, unpack
     from robustkit.suites.spec import load_suite
+    from robustkit.weights.checkpoint import load_model
 
-    suite = {"name": "tiny-spatial", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 16, "checks": False,
-             "models": [{"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
-             "attacks": [{"attack": "spatial", "norm": "spatial", "eps": [5, 30], "settings": {"translation": 1}},
-                         {"attack": "spatial", "name": "worst-of-10", "eps": [30],
-                          "settings": {"translation": 1, "search": "random"}},
-                         {"attack": "fgsm", "norm": "linf", "eps": [0.1]}]}  # fmt: skip
+    suite = {
+        "name": "tiny-spatial",
+        "dataset": "synthetic",
+        "n_samples": 32,
+        "seed": 0,
+        "batch_size": 16,
+        "checks": False,
+        "models": [{"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}}],
+        "attacks": [
+            {"attack": "spatial", "norm": "spatial", "eps": [5, 30], "settings": {"translation": 1}},
+            {
+                "attack": "spatial",
+                "name": "worst-of-10",
+                "eps": [30],
+                "settings": {"translation": 1, "search": "random"},
+            },
+            {"attack": "fgsm", "norm": "linf", "eps": [0.1]},
+        ],
+    }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     monkeypatch.setenv("ROBUSTKIT_HOME", str(tmp_path / "home"))
@@ -322,17 +392,25 @@ def test_a_tiny_suite_with_a_spatial_column_runs_stores_and_ranks(tmp_path, monk
     assert summary.evaluated == 4
     cells = read_stores([tmp_path / "store.sqlite"])
     board = leaderboard(cells).set_index("entry")
-    assert {"worst spatial ε=5", "worst spatial ε=30", "spatial spatial ε=30", "worst-of-10 spatial ε=30",
-            "worst linf ε=0.1"} <= set(board.columns)  # fmt: skip
+    assert {
+        "worst spatial ε=5",
+        "worst spatial ε=30",
+        "spatial spatial ε=30",
+        "worst-of-10 spatial ε=30",
+        "worst linf ε=0.1",
+    } <= set(board.columns)
     row = cells[(cells["attack"] == "spatial") & (cells["eps"] == 30)].iloc[0]
     assert row["n_unverified"] == 0
     model, _ = load_model(row["checkpoint"])
     subset = get_dataset("synthetic").test.subset(32, seed=0)
-    direct = evaluate_attack(model, Split(subset.images, subset.labels), SpatialAttack(eps=30, translation=1), batch_size=16,
-                             progress=False)  # fmt: skip
+    direct = evaluate_attack(
+        model, Split(subset.images, subset.labels), SpatialAttack(eps=30, translation=1), batch_size=16, progress=False
+    )
     assert torch.equal(unpack(row["robust"], 32), direct.robust)
     both = cells[cells["eps"] == 30]
     bits = np.stack([np.unpackbits(np.frombuffer(b, dtype=np.uint8))[:32] for b in both["robust"]])
     assert board.loc["lenet5", "worst spatial ε=30"] == pytest.approx(bits.all(axis=0).mean())
     written = publish(cells, tmp_path / "board", "tiny-spatial")
-    assert any(p.suffix == ".html" for p in written) and "spatial" in (tmp_path / "board" / "tiny-spatial.md").read_text()
+    assert (
+        any(p.suffix == ".html" for p in written) and "spatial" in (tmp_path / "board" / "tiny-spatial.md").read_text()
+    )

@@ -3,14 +3,14 @@ version as strong as the official AutoAttack package's."""
 
 import pytest
 import torch
+from attack_fixtures import tiny_batch, tiny_model
 from torch import nn
 
-from attack_fixtures import tiny_batch, tiny_model
 from attacks import Square
-from robustkit.losses import attack_loss
 from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
+from robustkit.losses import attack_loss
 from robustkit.per_sample_random import SampleRandom
 
 
@@ -140,7 +140,7 @@ def test_patience_is_judged_per_sample_so_no_outcome_depends_on_the_batch():
     unfooled = (~whole.success).nonzero().squeeze(1).tolist()
     for i in unfooled:
         rises = [0] + [q - 1 for q in gains[i]]  # the steps at which sample i's best rose (0: the start)
-        stop = next((a + 12 for a, b in zip(rises, rises[1:] + [10**9]) if b - a > 12), 149)
+        stop = next((a + 12 for a, b in zip(rises, rises[1:] + [10**9], strict=False) if b - a > 12), 149)
         assert whole.queries[i] == min(stop, 149) + 1, i
     stops = {whole.queries[i].item() for i in unfooled}
     assert len(stops) > 2  # the samples stopped at many different queries: each at its own, not the batch's
@@ -160,8 +160,9 @@ def test_as_strong_as_torchattacks_square_on_the_same_budget():
     model, (x, y) = tiny_model(), tiny_batch(48)
     with torch.random.fork_rng(devices=[]):  # torchattacks seeds the global RNG
         # its loop runs n_queries updates after the initial point: 199 + 1 = our budget of 200
-        peer = torchattacks.Square(model, norm="Linf", eps=0.15, n_queries=199, n_restarts=1, p_init=0.8,
-                                   loss="margin", seed=0)  # fmt: skip
+        peer = torchattacks.Square(
+            model, norm="Linf", eps=0.15, n_queries=199, n_restarts=1, p_init=0.8, loss="margin", seed=0
+        )
         peer_adv = peer(x, y)
     with torch.no_grad():
         theirs = (model(peer_adv).argmax(1) != y).float().mean()
@@ -198,10 +199,13 @@ def test_square_l1_is_as_strong_as_the_official_autoattack_square_l1():
 
     model, x, y = fashion_model_and_images()
     settings = dict(p_init=0.8, rescaled=False, queries=1000)
-    ours = evaluate_attack(model, Split(x, y), Square(eps=10.0, norm="l1", **settings), batch_size=len(x), progress=False)
+    ours = evaluate_attack(
+        model, Split(x, y), Square(eps=10.0, norm="l1", **settings), batch_size=len(x), progress=False
+    )
     assert ours.n_unverified == 0  # inside the L1 ball and [0, 1], and misclassified
-    peer = official.SquareAttack(model, norm="L1", eps=10.0, n_queries=1000, p_init=0.8, seed=0, resc_schedule=False,
-                                 device="cpu")  # fmt: skip
+    peer = official.SquareAttack(
+        model, norm="L1", eps=10.0, n_queries=1000, p_init=0.8, seed=0, resc_schedule=False, device="cpu"
+    )
     with torch.random.fork_rng(devices=[]):  # it seeds the global RNG
         adv = peer.perturb(x, y)
     size = (adv - x).flatten(1).abs().sum(1)

@@ -4,17 +4,17 @@ import json
 
 import pytest
 import torch
+from attack_fixtures import tiny_batch, tiny_model
 from click.testing import CliRunner
 
-from attack_fixtures import tiny_batch, tiny_model
 from attacks import StAdv
 from robustkit.cli import main
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
-from robustkit.threats.flow import Flow, flow_loss, warp
 from robustkit.registry import ATTACKS, THREATS
 from robustkit.threats import default_eps, threat_family, threat_model
+from robustkit.threats.flow import Flow, flow_loss, warp
 
 # ---- the warp, against independent computations ----
 
@@ -147,7 +147,9 @@ def test_targeted_stadv_reaches_the_target():
     target = (y + 1) % 4
     result = StAdv(eps=50, max_displacement=2)(model, x, y, target=target)
     with torch.no_grad():
-        assert torch.equal(result.success, model(result.x_adv).argmax(1) == target) and result.success.float().mean() > 0.3
+        assert (
+            torch.equal(result.success, model(result.x_adv).argmax(1) == target) and result.success.float().mean() > 0.3
+        )
 
 
 def test_a_samples_result_does_not_depend_on_its_batch():
@@ -189,14 +191,44 @@ def test_a_displacement_as_large_as_the_image_is_refused_in_one_line():
 
 def test_robustkit_evaluate_runs_stadv(tmp_path):
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "stadv",
-                                       "--n-samples", "16", "--steps", "5", "--output", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "stadv",
+            "--n-samples",
+            "16",
+            "--steps",
+            "5",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "robust acc" in result.output and "flow" in result.output
     record = json.loads(out.read_text())[0]
     assert record["norm"] == "flow" and record["eps"] == 100 and record["n_unverified"] == 0
     assert 0 <= record["robust_accuracy"] <= record["clean_accuracy"]
     assert json.loads(record["settings"])["max_displacement"] == 1
-    bad = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--attack", "stadv",
-                                    "--eps", "-3", "--n-samples", "16"])  # fmt: skip
+    bad = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--attack",
+            "stadv",
+            "--eps",
+            "-3",
+            "--n-samples",
+            "16",
+        ],
+    )
     assert bad.exit_code != 0 and "Traceback" not in bad.output

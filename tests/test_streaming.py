@@ -69,7 +69,9 @@ def test_the_subset_is_the_resident_choice_and_results_match_bit_for_bit(folder)
     model(torch.zeros(1, 3, 16, 16))
     a = evaluate_attack(model, streamed, FGSM(eps=0.03), batch_size=16, progress=False)
     b = evaluate_attack(model, held, FGSM(eps=0.03), batch_size=16, progress=False)
-    c = evaluate_attack(model, Split(held.images, held.labels), FGSM(eps=0.03), batch_size=16, progress=False)  # tensor form
+    c = evaluate_attack(
+        model, Split(held.images, held.labels), FGSM(eps=0.03), batch_size=16, progress=False
+    )  # tensor form
     for other in (b, c):
         assert torch.equal(a.clean_correct, other.clean_correct) and torch.equal(a.robust, other.robust)
         assert torch.equal(a.norms.nan_to_num(-1), other.norms.nan_to_num(-1))
@@ -112,15 +114,23 @@ def test_peak_memory_does_not_grow_with_the_folder(tmp_path):
     growth = {}
     for n in (100, 400):  # a resident read of 400 images at 96 px is 44 MB, of 100 images 11 MB
         root = write_folder(tmp_path / str(n), n)
-        out = subprocess.run([sys.executable, "-c", _PEAK, str(root)], capture_output=True, text=True, check=True,
-                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(root)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+        )
         growth[n] = json.loads(out.stdout.strip().splitlines()[-1]) / 1024  # MB
     assert growth[400] < 10 and growth[400] < growth[100] + 5, growth
 
 
 def test_training_streams_the_same_batches_as_resident(folder, monkeypatch):
-    train = FileSplit(*(lambda s: (s.files, s.labels))(open_folder(folder).test.subset(64, seed=0)),
-                      files_module.Preprocess(16), workers=0)
+    train = FileSplit(
+        *(lambda s: (s.files, s.labels))(open_folder(folder).test.subset(64, seed=0)),
+        files_module.Preprocess(16),
+        workers=0,
+    )
     config = TrainConfig(epochs=2, batch_size=16, lr=0.05, precision="fp32", augment=True, channels_last=False)
     weights = {}
     for limit in (files_module.RESIDENT_LIMIT_BYTES, 0):  # decoded once, then streamed every epoch

@@ -7,12 +7,12 @@ from typing import ClassVar
 
 import pytest
 import torch
-
 from attack_fixtures import DATA, tiny_model
+
 from robustkit.attack import Attack, Perturbed
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
 from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 from robustkit.predict import predict
 from robustkit.registry import THREATS
 from robustkit.suites.spec import load_suite
@@ -74,7 +74,11 @@ def test_the_engine_counts_only_examples_the_threat_models_check_accepts_with_th
 
 def test_threat_models_are_registered_and_unknown_names_are_one_line():
     assert {"linf", "l2", "l0"} <= set(THREATS.list())
-    assert type(threat_model("L∞", 0.1)) is Linf and type(threat_model("l2", 1)) is L2 and type(threat_model("l0", 3)) is L0
+    assert (
+        type(threat_model("L∞", 0.1)) is Linf
+        and type(threat_model("l2", 1)) is L2
+        and type(threat_model("l0", 3)) is L0
+    )
     with pytest.raises(ConfigError, match="unknown threat model 'l7'.*available"):
         threat_model("l7", 1)
     assert default_eps("linf", 1) == 0.1 and default_eps("l2", 3) == 0.5 and default_eps("l0", 1) == 1
@@ -99,12 +103,23 @@ def test_the_core_never_imports_a_plugin_module():
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize("norm, eps, settings, covers", [
-    ("linf", 1.0, {}, True), ("linf", 0.99, {}, False), ("l2", 28.0, {}, True), ("l2", 27.9, {}, False),
-    ("l1", 784.0, {}, True), ("l1", 783.0, {}, False),
-    ("l0", 784, {}, True), ("l0", 783, {}, False), ("patch", 28, {}, True), ("patch", 27, {}, False),
-    ("spatial", 180, {"translation": 27}, False), ("fooling", 0.99, {}, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "norm, eps, settings, covers",
+    [
+        ("linf", 1.0, {}, True),
+        ("linf", 0.99, {}, False),
+        ("l2", 28.0, {}, True),
+        ("l2", 27.9, {}, False),
+        ("l1", 784.0, {}, True),
+        ("l1", 783.0, {}, False),
+        ("l0", 784, {}, True),
+        ("l0", 783, {}, False),
+        ("patch", 28, {}, True),
+        ("patch", 27, {}, False),
+        ("spatial", 180, {"translation": 27}, False),
+        ("fooling", 0.99, {}, False),
+    ],
+)
 def test_a_budget_that_reaches_every_image_is_pointed_out_by_each_threat_model(norm, eps, settings, covers, caplog):
     """On 1×28×28 images: L∞ from 1, L2 from the diameter √784 = 28, L1 from d = 784, L0 from all 784 pixels, a patch from side 28;
     a rotation or a fooling threshold never reaches every image."""

@@ -2,11 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustkit.training.augment import random_crop, random_flip
 from robustkit.data import get_dataset
 from robustkit.errors import ConfigError
 from robustkit.models import get_model
 from robustkit.predict import accuracy
+from robustkit.training.augment import random_crop, random_flip
 from robustkit.training.loop import TrainConfig, train_model
 
 DATA = get_dataset("synthetic", num_classes=4, size=12, n_train=256, n_test=128)

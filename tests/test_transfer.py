@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from attack_fixtures import DATA, tiny_model
 from click.testing import CliRunner
 
-from attack_fixtures import DATA, tiny_model
 from attacks import PGD
 from robustkit.cli import main
-from robustkit.evaluation.engine import evaluate_attack
 from robustkit.data.base import Split
-from robustkit.results.leaderboard import leaderboard, publish, transfer_matrix
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.evaluation.runner import run_suite
+from robustkit.results.leaderboard import leaderboard, publish, transfer_matrix
 from robustkit.results.store import read_stores
 from robustkit.suites.spec import load_suite
 
@@ -55,7 +55,12 @@ def test_transfer_is_crafted_on_the_source_and_scored_on_the_target():
 
 
 SUITE = {
-    "name": "transfer", "dataset": "synthetic", "n_samples": 32, "seed": 0, "batch_size": 32, "check_samples": 24,
+    "name": "transfer",
+    "dataset": "synthetic",
+    "n_samples": 32,
+    "seed": 0,
+    "batch_size": 32,
+    "check_samples": 24,
     "models": [
         {"model": "lenet5", "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "precision": "fp32"}},
         {"model": "smallcnn", "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "precision": "fp32"}},
@@ -81,7 +86,7 @@ def test_suite_transfer_matrix_diagonal_equals_the_white_box_results(transferred
     folder, summary, again = transferred
     assert summary.evaluated == 2 + 4 and again.evaluated == 0 and again.skipped == 6
     cells = read_stores([folder / "r.sqlite"])
-    (title, matrix), = transfer_matrix(cells).items()
+    ((title, matrix),) = transfer_matrix(cells).items()
     assert title == "pgd linf ε=0.1" and matrix.shape == (2, 2)
     board = leaderboard(cells).set_index("entry")
     assert len(board) == 2  # transfer cells are not leaderboard rows
@@ -98,8 +103,9 @@ def test_suite_checks_are_stored_and_shown(transferred, tmp_path):
     for row in checks.itertuples():
         expected = "ok" if row.summary == "ok" else f"{row.summary} (linf ε=0.1)"
         assert board.loc[row.entry, "checks"] == expected
-    stale = checks.iloc[:1].assign(checkpoint_sha256="older file", weights_sha256="older weights", summary="zero-gradients",
-                                   key="x")  # fmt: skip
+    stale = checks.iloc[:1].assign(
+        checkpoint_sha256="older file", weights_sha256="older weights", summary="zero-gradients", key="x"
+    )
     again = leaderboard(cells, pd.concat([checks, stale])).set_index("entry")
     assert again["checks"].equals(board["checks"])  # checks of other weights are not shown
     written = {p.name for p in publish(cells, tmp_path, "transfer", checks=checks)}
@@ -111,14 +117,45 @@ def test_evaluate_cli_transfer_and_checks(tmp_path):
     runner = CliRunner()
     target, source = tmp_path / "lenet.safetensors", tmp_path / "cnn.safetensors"
     for model, out, epochs in (("lenet5", target, "3"), ("smallcnn", source, "1")):
-        trained = runner.invoke(main, ["train", "--model", model, "--dataset", "synthetic", "--epochs", epochs,
-                                       "--batch-size", "32", "--lr", "0.05", "--out", str(out)])  # fmt: skip
+        trained = runner.invoke(
+            main,
+            [
+                "train",
+                "--model",
+                model,
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                epochs,
+                "--batch-size",
+                "32",
+                "--lr",
+                "0.05",
+                "--out",
+                str(out),
+            ],
+        )
         assert trained.exit_code == 0, trained.output
     out = tmp_path / "r.json"
-    base = ["evaluate", "--model", "lenet5", "--dataset", "synthetic", "--checkpoint", str(target), "--n-samples", "24",
-            "--steps", "3", "--output", str(out)]  # fmt: skip
-    result = runner.invoke(main, [*base, "--source-model", "smallcnn", "--source-checkpoint", str(source), "--checks",
-                                  "--check-samples", "16"])  # fmt: skip
+    base = [
+        "evaluate",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "synthetic",
+        "--checkpoint",
+        str(target),
+        "--n-samples",
+        "24",
+        "--steps",
+        "3",
+        "--output",
+        str(out),
+    ]
+    result = runner.invoke(
+        main,
+        [*base, "--source-model", "smallcnn", "--source-checkpoint", str(source), "--checks", "--check-samples", "16"],
+    )
     assert result.exit_code == 0, result.output
     assert "transfer: examples crafted on smallcnn" in result.output and "checks: no flags (full set)" in result.output
     assert runner.invoke(main, base).exit_code == 0
@@ -130,12 +167,15 @@ def test_evaluate_cli_transfer_and_checks(tmp_path):
     assert moved["robust_accuracy"] >= direct["robust_accuracy"]  # the white box is at least as strong
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--checks", "--norm", "l0", "--attack", "one-pixel"], "--checks test gradient attacks"),
-    (["--source-model", "lenet55"], "did you mean lenet5"),
-    (["--source-defense", "madry"], "--source-defense needs --source-model"),
-    (["--attack", "pgd", "--norm", "l0"], "PGD attacks linf, l2, l1, not 'l0'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--checks", "--norm", "l0", "--attack", "one-pixel"], "--checks test gradient attacks"),
+        (["--source-model", "lenet55"], "did you mean lenet5"),
+        (["--source-defense", "madry"], "--source-defense needs --source-model"),
+        (["--attack", "pgd", "--norm", "l0"], "PGD attacks linf, l2, l1, not 'l0'"),
+    ],
+)
 def test_evaluate_cli_errors_come_before_any_work(extra, message):
     result = CliRunner().invoke(main, ["evaluate", "--model", "lenet5", "--dataset", "synthetic", *extra])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

@@ -15,18 +15,18 @@ from PIL import Image
 from attacks import PGD
 from defenses import BitDepthReduction, GaussianNoise, JpegQuantization, Transformed
 from defenses.transforms import _LUMA, BitDepth, Jpeg, dct_matrix, quantisation_table
-from robustkit.weights import cache as pipeline
-from robustkit.weights.resolve import resolve_model
 from robustkit.bpda import is_straight_through, non_differentiable, straight_through
-from robustkit.weights.checkpoint import load_model
-from robustkit.evaluation.engine import evaluate_attack
-from robustkit.data.base import Split
 from robustkit.cli import main
+from robustkit.data.base import Split
 from robustkit.errors import ConfigError
+from robustkit.evaluation.engine import evaluate_attack
 from robustkit.modes import eval_mode
 from robustkit.paths import checkpoint_path
 from robustkit.predict import DRAWS, predict
 from robustkit.registry import DEFENSES
+from robustkit.weights import cache as pipeline
+from robustkit.weights.checkpoint import load_model
+from robustkit.weights.resolve import resolve_model
 
 
 def input_grad(model, x, y):
@@ -58,8 +58,12 @@ def reference_block_jpeg(block: np.ndarray, table: np.ndarray) -> np.ndarray:
     s = block * 255 - 128
     coeffs = np.array([[alpha[a] * alpha[b] / 4 * np.sum(s * np.outer(cos[a], cos[b])) for b in u] for a in u])
     quantised = np.round(coeffs / table) * table
-    back = np.array([[np.sum(alpha[:, None] * alpha[None, :] / 4 * quantised * np.outer(cos[:, i], cos[:, j]))
-                      for j in u] for i in u])  # fmt: skip
+    back = np.array(
+        [
+            [np.sum(alpha[:, None] * alpha[None, :] / 4 * quantised * np.outer(cos[:, i], cos[:, j])) for j in u]
+            for i in u
+        ]
+    )
     return np.clip((back + 128) / 255, 0, 1)
 
 
@@ -85,12 +89,18 @@ def test_jpeg_is_near_identity_at_quality_100_and_lossy_at_low_quality():
 
 
 def test_jpeg_agrees_with_libjpeg_through_pillow():
-    smooth = F.interpolate(torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(1)), size=(20, 20),
-                           mode="bilinear", align_corners=True)  # fmt: skip
+    smooth = F.interpolate(
+        torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(1)),
+        size=(20, 20),
+        mode="bilinear",
+        align_corners=True,
+    )
     smooth = (smooth * 255).round() / 255
     for quality in (30, 75):
         buffer = io.BytesIO()
-        Image.fromarray((smooth[0, 0].numpy() * 255).round().astype(np.uint8), "L").save(buffer, "JPEG", quality=quality)
+        Image.fromarray((smooth[0, 0].numpy() * 255).round().astype(np.uint8), "L").save(
+            buffer, "JPEG", quality=quality
+        )
         decoded = torch.tensor(np.array(Image.open(buffer)), dtype=torch.float32) / 255
         ours = Jpeg(quality)(smooth)[0, 0]
         # libjpeg's integer DCT and 8-bit output round differently; the lossy step is the same
@@ -169,7 +179,9 @@ def test_wrapping_keeps_the_model_its_keys_and_modes():
     assert model.training and all(m.training for m in model.modules())
 
 
-@pytest.mark.parametrize("defense", [BitDepthReduction(bits=3), JpegQuantization(quality=50)], ids=["bit-depth", "jpeg"])
+@pytest.mark.parametrize(
+    "defense", [BitDepthReduction(bits=3), JpegQuantization(quality=50)], ids=["bit-depth", "jpeg"]
+)
 def test_rounding_masks_the_input_gradient_and_bpda_restores_it(defense):
     x, y = tiny_batch(8)
     wrapped = defense.wrap(tiny_model())
@@ -241,8 +253,16 @@ def test_transform_defenses_reuse_the_undefended_checkpoint(isolated_home, monke
     defense = BitDepthReduction(bits=2, eps=0.1)
     bare = pipeline.cache_path(DATA, "lenet5", None)
     assert pipeline.cache_path(DATA, "lenet5", defense) == bare
-    model, record, _, path = pipeline.train_and_save("lenet5", DATA, device=torch.device("cpu"), defense=defense,
-                                                     n_train=64, epochs=1, batch_size=32, precision="fp32")  # fmt: skip
+    model, record, _, path = pipeline.train_and_save(
+        "lenet5",
+        DATA,
+        device=torch.device("cpu"),
+        defense=defense,
+        n_train=64,
+        epochs=1,
+        batch_size=32,
+        precision="fp32",
+    )
     assert path.parent == bare.parent and path.name.startswith("lenet5-none-recipe")  # settings beyond the default
     assert record.defense == "none" and not isinstance(model, Transformed)
     loaded, _ = load_model(path)  # the bare model's state dict, readable as ever
@@ -276,13 +296,43 @@ def test_cli_evaluates_the_standard_model_through_the_transform(isolated_home, t
     train = runner.invoke(main, ["train", *common, "--epochs", "1", "--n-train", "128", "--precision", "fp32"])
     assert train.exit_code == 0, train.output
     record = tmp_path / "records.json"
-    evaluate = runner.invoke(main, ["evaluate", *common, "--defense", "bit-depth", "--eps", "0.1", "--steps", "2",
-                                    "--n-samples", "16", "--output", str(record)])  # fmt: skip
+    evaluate = runner.invoke(
+        main,
+        [
+            "evaluate",
+            *common,
+            "--defense",
+            "bit-depth",
+            "--eps",
+            "0.1",
+            "--steps",
+            "2",
+            "--n-samples",
+            "16",
+            "--output",
+            str(record),
+        ],
+    )
     assert evaluate.exit_code == 0, evaluate.output
     assert "training one" not in evaluate.output and "training mode" not in evaluate.output
     assert str(isolated_home / "checkpoints" / "synthetic" / "lenet5-none-recipe") in record.read_text()
-    noisy = runner.invoke(main, ["evaluate", *common, "--defense", "gaussian-noise", "--eps", "0.1", "--steps", "2",
-                                 "--n-samples", "16", "--output", str(record)])  # fmt: skip
+    noisy = runner.invoke(
+        main,
+        [
+            "evaluate",
+            *common,
+            "--defense",
+            "gaussian-noise",
+            "--eps",
+            "0.1",
+            "--steps",
+            "2",
+            "--n-samples",
+            "16",
+            "--output",
+            str(record),
+        ],
+    )
     assert noisy.exit_code == 0, noisy.output
     squeezed, noise = json.loads(record.read_text())
     squeezed, noise = json.loads(squeezed["extra"]), {**noise, **json.loads(noise["extra"])}

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from attack_fixtures import DATA, tiny_model
 from torch import nn
 
-from attack_fixtures import DATA, tiny_model
 from attacks import DeepFool, Universal
 from attacks.universal import fooling_rate
 from robustkit.errors import CheckpointError, ConfigError
@@ -30,9 +30,9 @@ def test_deepfool_finds_the_exact_distance_to_a_linear_decision_boundary(norm, d
         z = model(x)
     y = z.argmax(1)
     w = model[1].weight
-    closed_form = torch.stack([
-        min((z[i, y[i]] - z[i, k]) / (w[y[i]] - w[k]).norm(p=dual) for k in range(5) if k != y[i]) for i in range(16)
-    ])  # fmt: skip
+    closed_form = torch.stack(
+        [min((z[i, y[i]] - z[i, k]) / (w[y[i]] - w[k]).norm(p=dual) for k in range(5) if k != y[i]) for i in range(16)]
+    )
     result = DeepFool(eps=10.0, norm=norm, overshoot=0.0)(model, x, y)
     assert result.success.all()
     assert torch.allclose(result.extras["minimal_norm"], closed_form.detach(), rtol=1e-3, atol=1e-4)
@@ -56,8 +56,11 @@ def test_universal_perturbation_stays_in_budget_and_beats_noise_on_unseen_images
     assert delta.shape == FIT.shape[1:] and delta.dtype == torch.float32
     assert attack.threat.norm(delta[None]).item() <= eps * (1 + 1e-6)
     noise = attack.threat.project(torch.randn((1, *delta.shape), generator=torch.Generator().manual_seed(0)) * 10)[0]
-    fit_rate, held_out, by_noise = (fooling_rate(model, FIT, delta), fooling_rate(model, HELD_OUT, delta),
-                                    fooling_rate(model, HELD_OUT, noise))  # fmt: skip
+    fit_rate, held_out, by_noise = (
+        fooling_rate(model, FIT, delta),
+        fooling_rate(model, HELD_OUT, delta),
+        fooling_rate(model, HELD_OUT, noise),
+    )
     assert held_out > by_noise + 0.25, (fit_rate, held_out, by_noise)  # measured: margins 0.34–0.69
     assert held_out > fit_rate - 0.25, (fit_rate, held_out)  # fitted on one split, it transfers to the other
     result = attack.with_perturbation(delta)(model, HELD_OUT, DATA.test.labels)
@@ -68,7 +71,8 @@ def test_universal_perturbation_stays_in_budget_and_beats_noise_on_unseen_images
 def test_universal_fit_is_deterministic_for_a_seed():
     model = tiny_model()
     fit = lambda seed: Universal(eps=0.2, method="sgd", max_passes=2, batch_size=32, seed=seed).fit(  # noqa: E731
-        model, FIT, progress=False)  # fmt: skip
+        model, FIT, progress=False
+    )
     assert torch.equal(fit(3), fit(3))
     assert not torch.equal(fit(3), fit(4))  # the seed orders the sweeps
 
@@ -117,8 +121,11 @@ def test_perturbation_files_round_trip(tmp_path):
 def test_broken_perturbation_files_are_one_line_errors(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a file at all")
     (tmp_path / "junk.png").write_bytes(b"\x89PNG broken")
-    for name, message in [("junk.safetensors", "not a safetensors"), ("junk.png", "not a readable PNG"),
-                          ("missing.safetensors", "does not exist")]:  # fmt: skip
+    for name, message in [
+        ("junk.safetensors", "not a safetensors"),
+        ("junk.png", "not a readable PNG"),
+        ("missing.safetensors", "does not exist"),
+    ]:
         with pytest.raises(CheckpointError, match=message):
             load_perturbation(tmp_path / name)
 
@@ -131,8 +138,8 @@ def test_fitting_images_without_a_channel_axis_are_one_line_error():
 
 def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
     """With ``target_class``, success, robust accuracy and the fooling rate count the target class only."""
-    from robustkit.evaluation.engine import evaluate_attack
     from robustkit.data.base import Split
+    from robustkit.evaluation.engine import evaluate_attack
 
     model, x, y = tiny_model(), HELD_OUT, DATA.test.labels
     delta = Universal(eps=0.3, method="sgd", max_passes=2).fit(model, FIT, progress=False)  # errors go to 2 and 3
@@ -146,7 +153,8 @@ def test_a_targeted_universal_perturbation_succeeds_only_on_its_target():
     assert torch.equal(evaluation.robust, (clean == y) & ~to_target)
     eligible = clean != 2
     assert attack.extra_metrics(model, x)["fooling_rate"] == pytest.approx(
-        ((pred == 2) & eligible).sum().item() / eligible.sum().item())  # fmt: skip
+        ((pred == 2) & eligible).sum().item() / eligible.sum().item()
+    )
     assert fooling_rate(model, x, torch.zeros(x.shape[1:]), target_class=int(clean[0])) == 0  # none moved there
 
 

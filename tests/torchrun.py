@@ -11,8 +11,15 @@ _LAUNCHER = ("torch/distributed/", "torch.distributed.", "ChildFailedError", "==
 
 def torchrun(arguments: list[str], processes: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
     """`torchrun --standalone` (a free rendezvous port, so parallel or lingering runs cannot collide)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-               *arguments]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(processes),
+        *arguments,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         workers = [line for line in done.stderr.splitlines() if not any(part in line for part in _LAUNCHER)]

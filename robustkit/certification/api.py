@@ -53,7 +53,9 @@ class CertifyReport:
 
     @property
     def radii_correct(self) -> list[float | None]:
-        return correct_radii(self.certificate.radius.tolist(), self.certificate.prediction.tolist(), self.labels.tolist())
+        return correct_radii(
+            self.certificate.radius.tolist(), self.certificate.prediction.tolist(), self.labels.tolist()
+        )
 
 
 def certify_model(
@@ -84,14 +86,33 @@ def certify_model(
     data.test.choose(n_samples, seed=seed)  # a bad n_samples is said before any training
     net, provenance = _base_model(model, data, device, defense, defense_settings or {}, checkpoint, weights, no_train)
     label = model if isinstance(model, str) else model_name(model)
-    return certify_loaded(net, provenance, data, smoothing=smoothing, n_samples=n_samples, seed=seed, radii=radii,
-                          attack=attack, progress=progress,
-                          about={"model": label, "defense": defense, "defense_settings": defense_settings or {}})  # fmt: skip
+    return certify_loaded(
+        net,
+        provenance,
+        data,
+        smoothing=smoothing,
+        n_samples=n_samples,
+        seed=seed,
+        radii=radii,
+        attack=attack,
+        progress=progress,
+        about={"model": label, "defense": defense, "defense_settings": defense_settings or {}},
+    )
 
 
-def certify_loaded(net: nn.Module, provenance: Provenance, data: ImageDataset, *, smoothing: Smoothing, n_samples: int,
-                   seed: int, radii: list[float] | None, attack: SmoothAdv | None, progress: bool,
-                   about: dict[str, Any]) -> CertifyReport:  # fmt: skip
+def certify_loaded(
+    net: nn.Module,
+    provenance: Provenance,
+    data: ImageDataset,
+    *,
+    smoothing: Smoothing,
+    n_samples: int,
+    seed: int,
+    radii: list[float] | None,
+    attack: SmoothAdv | None,
+    progress: bool,
+    about: dict[str, Any],
+) -> CertifyReport:
     """The certification itself, on a model already obtained (``certify_model`` and the suite runner call it);
     ``about`` (model, defense, defense_settings) goes into the record as it is."""
     radii = sorted(default_radii(smoothing.max_radius) if radii is None else radii)
@@ -108,8 +129,18 @@ def certify_loaded(net: nn.Module, provenance: Provenance, data: ImageDataset, *
     report = CertifyReport({}, cert, y.cpu(), [])
     report.curve = certified_accuracy(report.radii_correct, radii)
     if attack is not None:
-        report.empirical = _empirical(attack, net, x, y, index, smoothing, seed, attack_radii(radii, smoothing.max_radius),
-                                      progress, report.radii_correct)  # fmt: skip
+        report.empirical = _empirical(
+            attack,
+            net,
+            x,
+            y,
+            index,
+            smoothing,
+            seed,
+            attack_radii(radii, smoothing.max_radius),
+            progress,
+            report.radii_correct,
+        )
         report.flags = soundness_flags(report.curve, report.empirical)
     report.record = _record(report, about, data, smoothing, attack, seed, provenance, positions)
     return report
@@ -121,25 +152,45 @@ def _base_model(model, data, device, defense, settings, checkpoint, weights, no_
     if isinstance(model, nn.Module):
         net = model.to(resolve_device(device)) if device != "auto" else model
         digest = weights_sha256(net.state_dict())
-        return (chosen.wrap(net) if chosen else net), Provenance(f"in-memory module weights sha256 {digest}", weights_sha256=digest)
-    found = resolve_model(model, data, device=resolve_device(device), defense=chosen,
-                          checkpoint=Path(checkpoint) if checkpoint else None, weights=weights, allow_train=not no_train)  # fmt: skip
+        return (chosen.wrap(net) if chosen else net), Provenance(
+            f"in-memory module weights sha256 {digest}", weights_sha256=digest
+        )
+    found = resolve_model(
+        model,
+        data,
+        device=resolve_device(device),
+        defense=chosen,
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        weights=weights,
+        allow_train=not no_train,
+    )
     return found.model, found.provenance
 
 
 def _empirical(attack, net, x, y, index, smoothing, seed, radii, progress, radii_correct) -> list[EmpiricalPoint]:
     points = []
-    with progress_bar(total=len(radii) * len(x) * attack.predict_n, enabled=progress, desc="smoothadv", unit="draw",
-                      unit_scale=True) as bar:  # fmt: skip
+    with progress_bar(
+        total=len(radii) * len(x) * attack.predict_n, enabled=progress, desc="smoothadv", unit="draw", unit_scale=True
+    ) as bar:
         for r in radii:
             robust, broken = attack.evaluate(net, x, y, index, r, smoothing, seed=seed, tick=bar.update)
             certified = torch.tensor([c is not None and c >= r for c in radii_correct], dtype=torch.bool)
-            points.append(EmpiricalPoint(r, int(robust.sum()), int((~broken).sum()), len(x), int((certified & broken).sum())))
+            points.append(
+                EmpiricalPoint(r, int(robust.sum()), int((~broken).sum()), len(x), int((certified & broken).sum()))
+            )
     return points
 
 
-def _record(report: CertifyReport, about: dict[str, Any], data: ImageDataset, smoothing: Smoothing, attack: SmoothAdv | None,
-            seed: int, provenance: Provenance, positions: torch.Tensor) -> dict[str, Any]:  # fmt: skip
+def _record(
+    report: CertifyReport,
+    about: dict[str, Any],
+    data: ImageDataset,
+    smoothing: Smoothing,
+    attack: SmoothAdv | None,
+    seed: int,
+    provenance: Provenance,
+    positions: torch.Tensor,
+) -> dict[str, Any]:
     """One reviewable row: settings, weights, the curve with intervals, throughput, and every image's certificate."""
     from robustkit.results.records import run_metadata
 
@@ -147,17 +198,40 @@ def _record(report: CertifyReport, about: dict[str, Any], data: ImageDataset, sm
     draws_per_image = smoothing.n0 + smoothing.n
     radius = [None if math.isnan(r) else r for r in cert.radius.tolist()]
     return {
-        "dataset": data.info.name, **about, **provenance.record(), "n": n, "seed": seed,
-        "smoothing": smoothing.settings(), "max_radius": smoothing.max_radius,
+        "dataset": data.info.name,
+        **about,
+        **provenance.record(),
+        "n": n,
+        "seed": seed,
+        "smoothing": smoothing.settings(),
+        "max_radius": smoothing.max_radius,
         "certified": [{"radius": r, "accuracy": a, "low": i.low, "high": i.high} for r, a, i in report.curve],
         "attack": None if attack is None else {"name": "smoothadv", "norm": "l2", **attack.settings()},
-        "empirical": [{"radius": p.radius, "accuracy": p.accuracy, "low": p.interval.low, "high": p.interval.high,
-                       "unbroken": p.unbroken, "contradicted": p.contradicted} for p in report.empirical],
-        "flags": report.flags, "abstained": int(cert.abstained.sum()),
-        "seconds": cert.seconds, "images_per_second": n / cert.seconds, "draws_per_second": cert.forward_passes / cert.seconds,
+        "empirical": [
+            {
+                "radius": p.radius,
+                "accuracy": p.accuracy,
+                "low": p.interval.low,
+                "high": p.interval.high,
+                "unbroken": p.unbroken,
+                "contradicted": p.contradicted,
+            }
+            for p in report.empirical
+        ],
+        "flags": report.flags,
+        "abstained": int(cert.abstained.sum()),
+        "seconds": cert.seconds,
+        "images_per_second": n / cert.seconds,
+        "draws_per_second": cert.forward_passes / cert.seconds,
         "forward_limit_draws_per_second": cert.forward_limit,
         "forward_limit_images_per_second": cert.forward_limit / draws_per_image,
-        "samples": {"index": positions.tolist(), "label": report.labels.tolist(), "prediction": cert.prediction.tolist(),
-                    "radius": radius, "p_lower": cert.p_lower.tolist(), "top_count": cert.top_count.tolist()},
+        "samples": {
+            "index": positions.tolist(),
+            "label": report.labels.tolist(),
+            "prediction": cert.prediction.tolist(),
+            "radius": radius,
+            "p_lower": cert.p_lower.tolist(),
+            "top_count": cert.top_count.tolist(),
+        },
         **{k: v for k, v in run_metadata("cpu", seed).items() if k in ("robustkit_version", "created")},
-    }  # fmt: skip
+    }

@@ -22,16 +22,23 @@ def default_radii(max_radius: float) -> list[float]:
     return [k * RADIUS_STEP for k in range(math.floor(max_radius / RADIUS_STEP + 1e-9) + 1)]
 
 
-def correct_radii(radius: Sequence[float | None], prediction: Sequence[int], label: Sequence[int]) -> list[float | None]:
+def correct_radii(
+    radius: Sequence[float | None], prediction: Sequence[int], label: Sequence[int]
+) -> list[float | None]:
     """Per image the radius certified for its own label: None where the smoothed classifier abstains or is wrong."""
-    return [r if p == y and r is not None and not math.isnan(r) else None for r, p, y in zip(radius, prediction, label)]
+    return [
+        r if p == y and r is not None and not math.isnan(r) else None
+        for r, p, y in zip(radius, prediction, label, strict=False)
+    ]
 
 
 def certified_count(radii_correct: Sequence[float | None], radius: float) -> int:
     return sum(1 for r in radii_correct if r is not None and r >= radius)
 
 
-def certified_accuracy(radii_correct: Sequence[float | None], radii: Sequence[float]) -> list[tuple[float, float, Interval]]:
+def certified_accuracy(
+    radii_correct: Sequence[float | None], radii: Sequence[float]
+) -> list[tuple[float, float, Interval]]:
     """(radius, certified accuracy, its 95 % interval) at each radius."""
     n = len(radii_correct)
     rows = []
@@ -46,12 +53,25 @@ def draw_certified(ax, radii_correct: Sequence[float | None], max_radius: float,
     steps = sorted({0.0, *(r for r in radii_correct if r is not None), max_radius})
     points = certified_accuracy(radii_correct, steps)
     (line,) = ax.step(steps, [a for _, a, _ in points], where="post", label=label, **style)
-    ax.fill_between(steps, [i.low for _, _, i in points], [i.high for _, _, i in points], step="post",
-                    color=line.get_color(), alpha=0.2, linewidth=0)  # fmt: skip
+    ax.fill_between(
+        steps,
+        [i.low for _, _, i in points],
+        [i.high for _, _, i in points],
+        step="post",
+        color=line.get_color(),
+        alpha=0.2,
+        linewidth=0,
+    )
 
 
-def save_certified_plot(radii_correct: Sequence[float | None], path: str | Path, *, max_radius: float, title: str,
-                        empirical: Sequence[tuple[float, float, Interval]] = ()) -> Path:  # fmt: skip
+def save_certified_plot(
+    radii_correct: Sequence[float | None],
+    path: str | Path,
+    *,
+    max_radius: float,
+    title: str,
+    empirical: Sequence[tuple[float, float, Interval]] = (),
+) -> Path:
     """A PNG of certified accuracy vs L2 radius (95 % Clopper–Pearson band), the largest certifiable radius
     marked, and the empirical robust accuracy of the same smoothed classifier as points with error bars."""
     import matplotlib
@@ -62,9 +82,14 @@ def save_certified_plot(radii_correct: Sequence[float | None], path: str | Path,
     fig, ax = plt.subplots(figsize=(5, 3.8))
     draw_certified(ax, radii_correct, max_radius, "certified (randomized smoothing)")
     if empirical:
-        ax.errorbar([r for r, _, _ in empirical], [a for _, a, _ in empirical],
-                    yerr=[[a - i.low for _, a, i in empirical], [i.high - a for _, a, i in empirical]],
-                    fmt="o", capsize=3, label="empirical (PGD + EOT on the smoothed classifier)")  # fmt: skip
+        ax.errorbar(
+            [r for r, _, _ in empirical],
+            [a for _, a, _ in empirical],
+            yerr=[[a - i.low for _, a, i in empirical], [i.high - a for _, a, i in empirical]],
+            fmt="o",
+            capsize=3,
+            label="empirical (PGD + EOT on the smoothed classifier)",
+        )
     ax.axvline(max_radius, color="grey", linestyle=":", label=f"largest certifiable radius {max_radius:.3f}")
     ax.set(xlabel="L2 radius", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)

@@ -56,16 +56,29 @@ class SmoothAdv:
     def settings(self) -> dict[str, float | int | None]:
         return {"steps": self.steps, "m": self.m, "step_size": self.step_size, "predict_n": self.predict_n}
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, index: Tensor, eps: float, smoothing: Smoothing, *,
-                seed: int = 0) -> Tensor:  # fmt: skip
+    def perturb(
+        self, model: nn.Module, x: Tensor, y: Tensor, index: Tensor, eps: float, smoothing: Smoothing, *, seed: int = 0
+    ) -> Tensor:
         """Adversarial examples inside the L2 ball of radius ``eps`` and [0, 1]; ``x`` and the model untouched."""
         threat = L2(eps)
         alpha = self.step_size if self.step_size is not None else 2 * eps / self.steps
         x_adv = x.detach().clone()
         with eval_mode(model):
             for step in range(self.steps):
-                draws = torch.stack([noise(x[i], int(index[i]), sigma=smoothing.sigma, seed=seed, phase=Phase.ATTACK,
-                                           start=step * self.m, count=self.m) for i in range(len(x))])  # fmt: skip
+                draws = torch.stack(
+                    [
+                        noise(
+                            x[i],
+                            int(index[i]),
+                            sigma=smoothing.sigma,
+                            seed=seed,
+                            phase=Phase.ATTACK,
+                            start=step * self.m,
+                            count=self.m,
+                        )
+                        for i in range(len(x))
+                    ]
+                )
                 with torch.enable_grad():
                     point = x_adv.detach().requires_grad_(True)
                     logits = model((point[:, None] + draws).flatten(0, 1)).float()
@@ -75,8 +88,18 @@ class SmoothAdv:
                 x_adv = threat.step(x, x_adv, grad, alpha)
         return x_adv.detach()
 
-    def evaluate(self, model: nn.Module, x: Tensor, y: Tensor, index: Tensor, eps: float, smoothing: Smoothing, *,
-                 seed: int = 0, tick: Tick | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def evaluate(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        index: Tensor,
+        eps: float,
+        smoothing: Smoothing,
+        *,
+        seed: int = 0,
+        tick: Tick | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Per image (robust, broken) at radius ``eps``: see the module's docstring. Every example is checked
         to lie in the ball and in [0, 1] before it counts."""
         x_adv = self.perturb(model, x, y, index, eps, smoothing, seed=seed)
@@ -121,14 +144,20 @@ def soundness_flags(curve: list[tuple[float, float, Interval]], empirical: list[
     both 95 % intervals allow: no certificate holds for an image with a verified adversarial example inside
     its radius, so this is a bug signal (in the certification, the attack's verdict, or the model's noise)."""
     certified = {r: (a, i) for r, a, i in curve}
-    flags = [f"radius {p.radius:g}: {p.contradicted} image(s) certified at ≥ {p.radius:g} for their label, yet "
-             "SmoothAdv found an example inside that PREDICT confidently calls another class" for p in empirical if p.contradicted]
+    flags = [
+        f"radius {p.radius:g}: {p.contradicted} image(s) certified at ≥ {p.radius:g} for their label, yet "
+        "SmoothAdv found an example inside that PREDICT confidently calls another class"
+        for p in empirical
+        if p.contradicted
+    ]
     for point in empirical:
         if point.radius not in certified:
             continue
         accuracy, interval = certified[point.radius]
         ceiling = point.unbroken_interval
         if interval.low is not None and ceiling.high is not None and interval.low > ceiling.high:
-            flags.append(f"radius {point.radius:g}: certified accuracy {accuracy:.4f} {interval.text()} is above the "
-                         f"{point.unbroken}/{point.n} images SmoothAdv left unbroken {ceiling.text()}")  # fmt: skip
+            flags.append(
+                f"radius {point.radius:g}: certified accuracy {accuracy:.4f} {interval.text()} is above the "
+                f"{point.unbroken}/{point.n} images SmoothAdv left unbroken {ceiling.text()}"
+            )
     return flags

@@ -51,8 +51,12 @@ class Smoothing:
     batch_size: int = 1000  # draws per forward pass (memory, not results)
 
     def __post_init__(self) -> None:
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not math.isfinite(self.sigma) \
-                or self.sigma <= 0:  # fmt: skip
+        if (
+            isinstance(self.sigma, bool)
+            or not isinstance(self.sigma, (int, float))
+            or not math.isfinite(self.sigma)
+            or self.sigma <= 0
+        ):
             raise ConfigError(f"smoothing: sigma must be a finite number > 0, got {self.sigma!r}")
         for name in ("n0", "n", "batch_size"):
             value = getattr(self, name)
@@ -122,17 +126,30 @@ def noise(x: Tensor, index: int, *, sigma: float, seed: int, phase: int, start: 
         pieces.append(torch.randn((NOISE_BLOCK, *x.shape), generator=generator, device=x.device, dtype=torch.float32))
         block += 1
     offset = start - (start // NOISE_BLOCK) * NOISE_BLOCK
-    return sigma * torch.cat(pieces)[offset: offset + count].to(x.dtype)
+    return sigma * torch.cat(pieces)[offset : offset + count].to(x.dtype)
 
 
-def class_counts(model: nn.Module, x: Tensor, index: Tensor, *, sigma: float, num: int, phase: int, seed: int,
-                 batch_size: int, tick: Tick | None = None, clock: Clock | None = None) -> Tensor:  # fmt: skip
+def class_counts(
+    model: nn.Module,
+    x: Tensor,
+    index: Tensor,
+    *,
+    sigma: float,
+    num: int,
+    phase: int,
+    seed: int,
+    batch_size: int,
+    tick: Tick | None = None,
+    clock: Clock | None = None,
+) -> Tensor:
     """N × classes: how often the base model said each class on ``num`` noisy copies of each image."""
     counts: Tensor | None = None
     for row in range(len(x)):
         for start in range(0, num, batch_size):
             take = min(batch_size, num - start)
-            noisy = x[row] + noise(x[row], int(index[row]), sigma=sigma, seed=seed, phase=phase, start=start, count=take)
+            noisy = x[row] + noise(
+                x[row], int(index[row]), sigma=sigma, seed=seed, phase=phase, start=start, count=take
+            )
             started = time.perf_counter()
             logits = model(noisy)
             if clock is not None:
@@ -147,8 +164,9 @@ def class_counts(model: nn.Module, x: Tensor, index: Tensor, *, sigma: float, nu
     return counts
 
 
-def certify(model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *, seed: int = 0,
-            tick: Tick | None = None) -> Certificate:  # fmt: skip
+def certify(
+    model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *, seed: int = 0, tick: Tick | None = None
+) -> Certificate:
     """CERTIFY (Cohen et al., Algorithm 1 / ``core.py``) for every image of ``x``; ``index``: the images' indices
     in the evaluation set, which with ``seed`` fix their noise. The model is left in its own mode."""
     from scipy.special import ndtri
@@ -159,25 +177,45 @@ def certify(model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *,
         guess = class_counts(model, x, index, num=smoothing.n0, phase=Phase.SELECT, **common).argmax(1)
         counts = class_counts(model, x, index, num=smoothing.n, phase=Phase.ESTIMATE, **common)
     top = counts.gather(1, guess[:, None])[:, 0].cpu()
-    p_lower = torch.tensor([lower_confidence_bound(k, smoothing.n, smoothing.alpha) for k in top.tolist()],
-                           dtype=torch.float64)  # fmt: skip
+    p_lower = torch.tensor(
+        [lower_confidence_bound(k, smoothing.n, smoothing.alpha) for k in top.tolist()], dtype=torch.float64
+    )
     certified = p_lower > 0.5
     radius = torch.where(certified, smoothing.sigma * torch.from_numpy(ndtri(p_lower.numpy())), torch.nan)
     prediction = torch.where(certified, guess.cpu(), ABSTAIN)
-    return Certificate(prediction, radius, p_lower, top, len(x) * (smoothing.n0 + smoothing.n),
-                       time.perf_counter() - start, clock.seconds)  # fmt: skip
+    return Certificate(
+        prediction,
+        radius,
+        p_lower,
+        top,
+        len(x) * (smoothing.n0 + smoothing.n),
+        time.perf_counter() - start,
+        clock.seconds,
+    )
 
 
-def predict(model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *, seed: int = 0,
-            tick: Tick | None = None) -> Tensor:  # fmt: skip
+def predict(
+    model: nn.Module, x: Tensor, index: Tensor, smoothing: Smoothing, *, seed: int = 0, tick: Tick | None = None
+) -> Tensor:
     """PREDICT (Cohen et al., Algorithm 1): per image the top class of n draws, or ABSTAIN where a two-sided
     binomial test of its count against the runner-up's (out of their sum, p = 1/2) has p-value > α."""
     from scipy.stats import binomtest
 
     with eval_mode(model), torch.inference_mode():
-        counts = class_counts(model, x, index, sigma=smoothing.sigma, num=smoothing.n, phase=Phase.PREDICT, seed=seed,
-                              batch_size=smoothing.batch_size, tick=tick).cpu()  # fmt: skip
+        counts = class_counts(
+            model,
+            x,
+            index,
+            sigma=smoothing.sigma,
+            num=smoothing.n,
+            phase=Phase.PREDICT,
+            seed=seed,
+            batch_size=smoothing.batch_size,
+            tick=tick,
+        ).cpu()
     top = counts.topk(2, dim=1)
     n_a, n_b = top.values[:, 0].tolist(), top.values[:, 1].tolist()
-    sure = torch.tensor([binomtest(a, a + b, 0.5).pvalue <= smoothing.alpha for a, b in zip(n_a, n_b)], dtype=torch.bool)
+    sure = torch.tensor(
+        [binomtest(a, a + b, 0.5).pvalue <= smoothing.alpha for a, b in zip(n_a, n_b, strict=False)], dtype=torch.bool
+    )
     return torch.where(sure, top.indices[:, 0], ABSTAIN)

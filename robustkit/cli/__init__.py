@@ -6,9 +6,9 @@ import logging
 
 import click
 
-from robustkit.version import __version__
 from robustkit.cli.messages import route_messages
 from robustkit.errors import RobustkitError
+from robustkit.version import __version__
 
 
 class RobustkitGroup(click.Group):

@@ -35,8 +35,10 @@ def add_setting_flags(command: click.Command, *, after: str) -> click.Command:
     """Insert one ``--name VALUE`` per attack setting after the option ``after``; a setting whose flag the
     command already has (``--batch-size``) stays an ``-o`` one."""
     taken = {spelling for param in command.params for spelling in param.opts}
-    flags = [click.Option([f"--{name.replace('_', '-')}", name], metavar="VALUE", help=_help(defaults))
-             for name, defaults in sorted(setting_defaults().items())]  # fmt: skip
+    flags = [
+        click.Option([f"--{name.replace('_', '-')}", name], metavar="VALUE", help=_help(defaults))
+        for name, defaults in sorted(setting_defaults().items())
+    ]
     at = next(i for i, param in enumerate(command.params) if param.name == after) + 1
     command.params[at:at] = [flag for flag in flags if flag.opts[0] not in taken]
     return command
@@ -66,7 +68,9 @@ def flag_settings(flags: dict[str, str | None], attack: str) -> dict[str, Any]:
         if text is None:
             continue
         numeric = float in typing.get_args(hints.get(key)) or hints.get(key) is float
-        read[key] = parse_eps(text, key.replace("_", " ")) if numeric else option_value(key, text, f"--{key.replace('_', '-')}")
+        read[key] = (
+            parse_eps(text, key.replace("_", " ")) if numeric else option_value(key, text, f"--{key.replace('_', '-')}")
+        )
     return read
 
 

@@ -44,30 +44,37 @@ def suite_path(text: str) -> Path:
 
 @click.command()
 @click.argument("suite_file", default="reliable", metavar="[SUITE]")
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
-              help="SQLite results store [OUT/results.sqlite, else $ROBUSTKIT_HOME/results/SUITE.sqlite].")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the leaderboard here in every format, with the plot and the HTML page.")  # fmt: skip
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite results store [OUT/results.sqlite, else $ROBUSTKIT_HOME/results/SUITE.sqlite].",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the leaderboard here in every format, with the plot and the HTML page.",
+)
 @click.option("--shard", help="Run only share i of n of the cells (0-based, e.g. $SLURM_ARRAY_TASK_ID/4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--no-train", is_flag=True, help="Refuse to train an entry whose checkpoint is missing.")
 @threads_option
-def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str | None, device: str,
-              no_train: bool) -> None:  # fmt: skip
+def benchmark(
+    suite_file: str, store: Path | None, out: Path | None, shard: str | None, device: str, no_train: bool
+) -> None:
     """Run every cell of SUITE (a YAML file, or a built-in name; default: reliable) not yet in the
     store, then print the leaderboard, the transfer matrices and any gradient-masking flags.
 
     Under torchrun (torchrun --nproc-per-node N -m robustkit benchmark ...) the processes split each
     cell's samples; rank 0 writes the store.
     """
-    from robustkit.training import distributed
-    from robustkit.evaluation.checks import Flag
     from robustkit.device import resolve_device
+    from robustkit.evaluation.checks import Flag
+    from robustkit.evaluation.runner import run_suite
     from robustkit.results.leaderboard import leaderboard, publish, render, render_transfer, transfer_matrix
     from robustkit.results.published import read_published
-    from robustkit.evaluation.runner import run_suite
     from robustkit.results.store import read_stores
     from robustkit.suites.spec import load_suite
+    from robustkit.training import distributed
 
     suite = load_suite(suite_path(suite_file))
     index, count = parse_shard(shard)
@@ -76,12 +83,14 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
         store = (out / f"results{suffix}.sqlite") if out else home() / "results" / f"{suite.name}{suffix}.sqlite"
     device = resolve_device(device)
     distributed.init_from_env(device)  # under torchrun: the ranks share each cell's samples
-    summary = run_suite(suite, store, device=distributed.local_device(device), shard=(index, count),
-                        allow_train=not no_train)
+    summary = run_suite(
+        suite, store, device=distributed.local_device(device), shard=(index, count), allow_train=not no_train
+    )
     if not distributed.is_main():
         return
-    click.echo(f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, "
-               f"{summary.seconds:.0f} s")  # fmt: skip
+    click.echo(
+        f"{summary.evaluated} cells evaluated, {summary.skipped} already in {summary.store}, {summary.seconds:.0f} s"
+    )
     cells, checks = read_stores([store]), read_stores([store], "checks")
     older = int(((cells["suite"] == suite.name) & ~cells["key"].isin(summary.keys)).sum())
     cells, checks = cells[cells["key"].isin(summary.keys)], checks[checks["key"].isin(summary.keys)]
@@ -90,14 +99,22 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
     runs = read_stores([store], "corruptions")
     runs = runs[runs["key"].isin(summary.keys)]
     if older and count > 1:  # the other shards' cells are not older: say where the whole board is
-        click.echo(f"(this shard's cells only: {older} other cells of suite {suite.name} in the store, from the other "
-                   f"shards or from other weights or settings, are left out; `robustkit leaderboard {store} --suite "
-                   f"{suite.name}` ranks the newest of them all)", err=True)  # fmt: skip
+        click.echo(
+            f"(this shard's cells only: {older} other cells of suite {suite.name} in the store, from the other "
+            f"shards or from other weights or settings, are left out; `robustkit leaderboard {store} --suite "
+            f"{suite.name}` ranks the newest of them all)",
+            err=True,
+        )
     elif older:
-        click.echo(f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
-                   "are left out of this leaderboard)", err=True)  # fmt: skip
+        click.echo(
+            f"({older} older cells of suite {suite.name} in the store, from other weights or settings, "
+            "are left out of this leaderboard)",
+            err=True,
+        )
     published = read_published(suite.published) if suite.published is not None else None
-    click.echo(render(leaderboard(cells, checks, published, suite.headline, certified=certified, corruptions=runs), "md"))
+    click.echo(
+        render(leaderboard(cells, checks, published, suite.headline, certified=certified, corruptions=runs), "md")
+    )
     for title, matrix in transfer_matrix(cells).items():
         click.echo(render_transfer({title: matrix}, "md"))
     for row in checks.itertuples():
@@ -107,8 +124,16 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
         for flag in json.loads(row.flags):
             click.echo(f"⚑ {row.entry} certified: {flag}")
     if out:
-        written = publish(cells, out, suite.name, checks=checks, published=published, headline=suite.headline,
-                          certified=certified, corruptions=runs)  # fmt: skip
+        written = publish(
+            cells,
+            out,
+            suite.name,
+            checks=checks,
+            published=published,
+            headline=suite.headline,
+            certified=certified,
+            corruptions=runs,
+        )
         click.echo(f"leaderboard: {', '.join(str(p) for p in written)}")
 
 
@@ -117,20 +142,46 @@ def benchmark(suite_file: str, store: Path | None, out: Path | None, shard: str 
 @click.option("--format", "fmt", default="md", show_default=True, help="md (markdown), csv, html, latex (tex) or json.")
 @click.option("--sort", help="Column to sort by: its name, or a prefix of exactly one column [the ranking].")
 @click.option("--ascending", is_flag=True, help="Sort ascending instead.")
-@click.option("--suite", "suite_name", help="Only this suite's cells, also those shared with other suites "
-              "(needed when the stores hold several).")  # fmt: skip
+@click.option(
+    "--suite",
+    "suite_name",
+    help="Only this suite's cells, also those shared with other suites (needed when the stores hold several).",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the table to FILE, or with --publish a folder.")
-@click.option("--publish", "publish_all", is_flag=True, help="Write every format, the plot and the HTML page into --out, "
-              "as SUITE.* for each suite (or --suite).")  # fmt: skip
-@click.option("--published", "published_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A table of published figures (model,norm,eps,clean_accuracy,autoattack_accuracy,source) "
-                   "to show beside ours, as a suite's published: names.")  # fmt: skip
-@click.option("--headline", "headline_text", metavar="NORM:EPS", help="Rank by the worst case at this budget, e.g. "
-              "linf:0.1 or linf:8/255, as a suite's headline: names [the smallest L∞ ε evaluated].")  # fmt: skip
-def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_all, published_file, headline_text) -> None:
+@click.option(
+    "--publish",
+    "publish_all",
+    is_flag=True,
+    help="Write every format, the plot and the HTML page into --out, as SUITE.* for each suite (or --suite).",
+)
+@click.option(
+    "--published",
+    "published_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A table of published figures (model,norm,eps,clean_accuracy,autoattack_accuracy,source) "
+    "to show beside ours, as a suite's published: names.",
+)
+@click.option(
+    "--headline",
+    "headline_text",
+    metavar="NORM:EPS",
+    help="Rank by the worst case at this budget, e.g. "
+    "linf:0.1 or linf:8/255, as a suite's headline: names [the smallest L∞ ε evaluated].",
+)
+def leaderboard_command(
+    stores, fmt, sort, ascending, suite_name, out, publish_all, published_file, headline_text
+) -> None:
     """Merge one or more results STORES (e.g. shards) and render the leaderboard."""
-    from robustkit.results.leaderboard import (attack_settings, format_name, leaderboard, of_suite, publish, render,
-                                               sort_table, suite_names)
+    from robustkit.results.leaderboard import (
+        attack_settings,
+        format_name,
+        leaderboard,
+        of_suite,
+        publish,
+        render,
+        sort_table,
+        suite_names,
+    )
     from robustkit.results.store import read_stores
 
     fmt = format_name(fmt)
@@ -153,16 +204,34 @@ def leaderboard_command(stores, fmt, sort, ascending, suite_name, out, publish_a
             raise ConfigError("--publish needs --out FOLDER")
         for name in chosen:
             mine, mine_checks = _suite_rows(cells, checks, members, name)
-            click.echo("\n".join(str(p) for p in publish(mine, out, name, sort=sort, checks=mine_checks, published=published,
-                                                         headline=headline, certified=of_suite(certified, members, name),
-                                                         corruptions=of_suite(runs, members, name))))  # fmt: skip
+            click.echo(
+                "\n".join(
+                    str(p)
+                    for p in publish(
+                        mine,
+                        out,
+                        name,
+                        sort=sort,
+                        checks=mine_checks,
+                        published=published,
+                        headline=headline,
+                        certified=of_suite(certified, members, name),
+                        corruptions=of_suite(runs, members, name),
+                    )
+                )
+            )
         return
     if len(chosen) > 1:
         raise ConfigError(f"the results store holds suites {', '.join(chosen)}: choose one with --suite")
     certified = of_suite(certified, members, chosen[0])
     cells, checks = _suite_rows(cells, checks, members, chosen[0])
-    table = sort_table(leaderboard(cells, checks, published, headline, certified=certified,
-                                   corruptions=of_suite(runs, members, chosen[0])), sort, descending=not ascending)  # fmt: skip
+    table = sort_table(
+        leaderboard(
+            cells, checks, published, headline, certified=certified, corruptions=of_suite(runs, members, chosen[0])
+        ),
+        sort,
+        descending=not ascending,
+    )
     text = render(table, fmt, attack_settings(cells))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -188,5 +257,7 @@ def _suite_rows(cells, checks, members, name: str):
 
     mine, dropped = latest(of_suite(cells, members, name))
     if dropped:
-        click.echo(f"({dropped} older evaluations of cells of suite {name} evaluated again later are left out)", err=True)
+        click.echo(
+            f"({dropped} older evaluations of cells of suite {name} evaluated again later are left out)", err=True
+        )
     return mine, of_suite(checks, members, name)

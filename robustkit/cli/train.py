@@ -31,7 +31,13 @@ def recipe_defaults(setting: str) -> str:
     from robustkit.training.loop import TrainConfig
 
     def shown(value) -> str:
-        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+        return (
+            ("on" if value else "off")
+            if isinstance(value, bool)
+            else f"{value:g}"
+            if isinstance(value, float)
+            else str(value)
+        )
 
     models = {name: TrainConfig.for_model(name).recipe()[setting] for name in MODELS.list()}
     models["library models"] = TrainConfig.for_model(f"{TORCHVISION_PREFIX}any").recipe()[setting]
@@ -73,32 +79,95 @@ TRAINING_NORMS = _training_norms()
 @dataset_options
 @click.option("--defense", default="none", show_default=True, help="Registered defense (robustkit list defenses).")
 @click.option("--eps", help="Defense budget, e.g. 0.1 or 8/255 [0.1 L∞ / 1.5 L2 on grey data; 8/255 / 0.5 on colour].")
-@click.option("--norm", type=click.Choice(TRAINING_NORMS), default=TRAINING_NORMS[0], show_default=True,
-              help="Defense threat model.")
+@click.option(
+    "--norm",
+    type=click.Choice(TRAINING_NORMS),
+    default=TRAINING_NORMS[0],
+    show_default=True,
+    help="Defense threat model.",
+)
 @click.option("--steps", type=click.IntRange(min=1), help="Inner attack steps (madry, trades).")
 @click.option("--step-size", help="Inner attack step size, e.g. 0.01 or 2/255.")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Any defense setting, e.g. --defense gaussian-aug -o sigma=0.25 (repeatable).")  # fmt: skip
-@click.option("--epochs", type=click.IntRange(min=1), cls=RecipeOption, setting="epochs", help="Passes over the training set.")
-@click.option("--batch-size", type=click.IntRange(min=1), cls=RecipeOption, setting="batch_size",
-              help="Global training batch size.")  # fmt: skip
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), cls=RecipeOption, setting="lr", help="Peak learning rate.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), cls=RecipeOption, setting="optimizer",
-              help="SGD with Nesterov momentum, or AdamW.")  # fmt: skip
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), cls=RecipeOption, setting="precision",
-              help="bf16 autocast where fast.")  # fmt: skip
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any defense setting, e.g. --defense gaussian-aug -o sigma=0.25 (repeatable).",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), cls=RecipeOption, setting="epochs", help="Passes over the training set."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    cls=RecipeOption,
+    setting="batch_size",
+    help="Global training batch size.",
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), cls=RecipeOption, setting="lr", help="Peak learning rate."
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adam"]),
+    cls=RecipeOption,
+    setting="optimizer",
+    help="SGD with Nesterov momentum, or AdamW.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    cls=RecipeOption,
+    setting="precision",
+    help="bf16 autocast where fast.",
+)
 @click.option("--augment/--no-augment", default=None, cls=RecipeOption, setting="augment", help="Random crop and flip.")
 @click.option("--n-train", type=click.IntRange(min=1), help="Train on a seeded subset of this many images.")
 @click.option("--weights", help="Pretrained weights for torchvision:<name> models (e.g. DEFAULT).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved state.")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N",
-              help="Also save the resume state every N optimisation steps, mid-epoch [every epoch only].")
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Also save the resume state every N optimisation steps, mid-epoch [every epoch only].",
+)
 @runtime_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Checkpoint path [the cache; a path of its own for settings beyond the default recipe].")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Checkpoint path [the cache; a path of its own for settings beyond the default recipe].",
+)
 @click.option("--force", is_flag=True, help="Replace a checkpoint of another recipe at the path.")
-def train(model_name, dataset, data_dir, download, image_size, workers, defense, eps, norm, steps, step_size, options, epochs, batch_size, lr,
-          optimizer, precision, augment, n_train, weights, resume, checkpoint_every, device, seed, out, force) -> None:  # fmt: skip
+def train(
+    model_name,
+    dataset,
+    data_dir,
+    download,
+    image_size,
+    workers,
+    defense,
+    eps,
+    norm,
+    steps,
+    step_size,
+    options,
+    epochs,
+    batch_size,
+    lr,
+    optimizer,
+    precision,
+    augment,
+    n_train,
+    weights,
+    resume,
+    checkpoint_every,
+    device,
+    seed,
+    out,
+    force,
+) -> None:
     """Train MODEL on a data set and save a safetensors checkpoint with its metadata.
 
     Under torchrun (torchrun --nproc-per-node N -m robustkit train ...) every process trains on its
@@ -119,25 +188,57 @@ def train(model_name, dataset, data_dir, download, image_size, workers, defense,
     device = resolve_device(device)
     distributed.init_from_env(device)
     data = open_dataset(dataset, data_dir, download, image_size, workers)
-    chosen = build_defense(defense, eps=eps, norm=norm, channels=data.info.input_shape[0], steps=steps,
-                           step_size=parse_eps(step_size, "step size") if step_size else None,
-                           **key_values(options, {"steps": steps, "step_size": step_size}))  # fmt: skip
+    chosen = build_defense(
+        defense,
+        eps=eps,
+        norm=norm,
+        channels=data.info.input_shape[0],
+        steps=steps,
+        step_size=parse_eps(step_size, "step size") if step_size else None,
+        **key_values(options, {"steps": steps, "step_size": step_size}),
+    )
     device = distributed.local_device(device)
     _, record, result, path = train_and_save(
-        model_name, data, device=device, defense=chosen, seed=seed, out=out, n_train=n_train, weights=weights,
-        resume=resume, force=force, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, precision=precision,
-        augment=augment, checkpoint_every=checkpoint_every,
-    )  # fmt: skip
+        model_name,
+        data,
+        device=device,
+        defense=chosen,
+        seed=seed,
+        out=out,
+        n_train=n_train,
+        weights=weights,
+        resume=resume,
+        force=force,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        precision=precision,
+        augment=augment,
+        checkpoint_every=checkpoint_every,
+    )
     if not distributed.is_main():
         return
     last = result.history[-1]
     tested = fraction_interval(result.test_accuracy, len(data.test))  # the fraction is correct / len(test): exact
     echo_table(
         ["model", "dataset", "defense", "epochs", "train acc", "test acc [95 % CI]", "seconds", "img/s"],
-        [[model_name, record.dataset, record.defense, record.epochs, f"{last['train_accuracy']:.4f}",
-          with_interval(result.test_accuracy, tested), f"{result.seconds:.0f}", f"{result.images_per_second:.0f}"]],
-    )  # fmt: skip
+        [
+            [
+                model_name,
+                record.dataset,
+                record.defense,
+                record.epochs,
+                f"{last['train_accuracy']:.4f}",
+                with_interval(result.test_accuracy, tested),
+                f"{result.seconds:.0f}",
+                f"{result.images_per_second:.0f}",
+            ]
+        ],
+    )
     if result.resumed:  # the table's time and rate are the whole run's, as the epoch lines are
-        click.echo(f"seconds and img/s cover the whole run: {result.seconds_here:.0f} s of it since resuming at epoch "
-                   f"{result.resumed_from_epoch + 1}")  # fmt: skip
+        click.echo(
+            f"seconds and img/s cover the whole run: {result.seconds_here:.0f} s of it since resuming at epoch "
+            f"{result.resumed_from_epoch + 1}"
+        )
     click.echo(f"checkpoint: {path}")

@@ -36,7 +36,9 @@ def defocus_blur(x: Tensor, c: tuple[float, float], rng: SampleRandom) -> Tensor
     return filters.correlate2d(x, disk_kernel(*c), "mirror").clamp(0, 1)
 
 
-def glass_blur(x: Tensor, c: tuple[float, int, int], rng: SampleRandom, *, coin: bool = False, grey_rows_only: bool = False) -> Tensor:
+def glass_blur(
+    x: Tensor, c: tuple[float, int, int], rng: SampleRandom, *, coin: bool = False, grey_rows_only: bool = False
+) -> Tensor:
     """Blur (σ), quantise to bytes, then ``iterations`` sweeps from the bottom-right corner swapping each
     pixel with one up to ``max_delta`` away (offsets in [−δ, δ−1], as NumPy's ``randint``), then blur again.
     The sweep is sequential as the reference's loop: each swap is one vectorised step over the batch.
@@ -77,4 +79,3 @@ def zoom_blur(x: Tensor, factors: tuple[float, ...], rng: SampleRandom) -> Tenso
 def zoom_factors(stop: float, step: float) -> tuple[float, ...]:
     """``np.arange(1, stop, step)`` as the references write the zoom lists (floating-point ends included)."""
     return tuple(float(v) for v in np.arange(1, stop, step))
-

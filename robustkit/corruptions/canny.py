@@ -51,8 +51,10 @@ def canny(images: np.ndarray, sigma: float = 1.0, low: float = 0.1, high: float 
             pts = select(isobel, jsobel, ai, aj) & inner
             w = aj / ai if j_over_i else ai / aj
             plus = _shifted(magnitude, *second) * w + _shifted(magnitude, *first) * (1 - w) <= magnitude
-            minus = (_shifted(magnitude, -second[0], -second[1]) * w
-                     + _shifted(magnitude, -first[0], -first[1]) * (1 - w) <= magnitude)  # fmt: skip
+            minus = (
+                _shifted(magnitude, -second[0], -second[1]) * w + _shifted(magnitude, -first[0], -first[1]) * (1 - w)
+                <= magnitude
+            )
             local[pts] = (plus & minus)[pts]
     weak, strong = local & (magnitude >= low), local & (magnitude >= high)
     edges = np.zeros(images.shape, dtype=bool)

@@ -79,8 +79,14 @@ def elastic_transform(x: Tensor, c: tuple[float, float, float], rng: SampleRando
     alpha, sigma, shift = c
     n, _, h, w = x.shape
     centre, square = np.float32([h, w]) // 2, min(h, w) // 3
-    points = torch.tensor([[centre[0] + square, centre[1] + square], [centre[0] + square, centre[1] - square],
-                           [centre[0] - square, centre[1] - square]], dtype=torch.float64)  # fmt: skip
+    points = torch.tensor(
+        [
+            [centre[0] + square, centre[1] + square],
+            [centre[0] + square, centre[1] - square],
+            [centre[0] - square, centre[1] - square],
+        ],
+        dtype=torch.float64,
+    )
     moved = points + (rng.rand(3, 2).double() * 2 - 1) * shift
     forward = affine_from_points(points.expand(n, 3, 2), moved)
     full = torch.cat([forward, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(n, 1, 3)], dim=1)
@@ -90,6 +96,8 @@ def elastic_transform(x: Tensor, c: tuple[float, float, float], rng: SampleRando
     fields = (rng.rand(2, h, w).double() * 2 - 1).to(x.device)
     fields = filters.gaussian(fields, sigma, mode="reflect", truncate=3) * alpha if sigma > 0 else fields * alpha
     fields = fields.float().double()  # the reference casts the field to float32
-    grid_r, grid_c = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    grid_r, grid_c = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     out = filters.bilinear(x, grid_r.to(x.device) + fields[:, 1], grid_c.to(x.device) + fields[:, 0], "reflect")
     return out.clamp(0, 1)

@@ -29,7 +29,9 @@ def pair_seed(seed: int, name: str, severity: int) -> int:
     return mix_int(mix_int(seed) ^ zlib.crc32(f"{name}/{severity}".encode())) & ((1 << 62) - 1)
 
 
-def corrupt(images: Tensor, corruption: Corruption, severity: int, *, seed: int = 0, index: Tensor | None = None) -> Tensor:
+def corrupt(
+    images: Tensor, corruption: Corruption, severity: int, *, seed: int = 0, index: Tensor | None = None
+) -> Tensor:
     """``images`` (N×C×H×W in [0, 1]) under ``corruption`` at ``severity``, as bytes / 255; ``index``: each
     image's position in the evaluation set [0…N−1], which with the seed fixes its draws. Leaves ``images`` as is."""
     index = torch.arange(len(images), device=images.device) if index is None else index.to(images.device)
@@ -50,8 +52,14 @@ class CorruptionOptions:
 
 
 @torch.no_grad()
-def evaluate_corruptions(model: nn.Module, images: Tensor, labels: Tensor, options: CorruptionOptions | None = None,
-                         *, index: Tensor | None = None) -> CorruptionReport:  # fmt: skip
+def evaluate_corruptions(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    options: CorruptionOptions | None = None,
+    *,
+    index: Tensor | None = None,
+) -> CorruptionReport:
     """Clean and corrupted accuracy of ``model`` on ``images`` (N×C×H×W in [0, 1]) with ``labels`` (N).
 
     The corruption set follows the channels: CIFAR-10-C's for colour, MNIST-C's for grey (``catalog``).
@@ -62,8 +70,13 @@ def evaluate_corruptions(model: nn.Module, images: Tensor, labels: Tensor, optio
     clean = predict(model, images, batch_size=options.batch_size).cpu() == labels.cpu()
     correct = torch.zeros(len(pairs), len(images), dtype=torch.bool)
     seconds = np.zeros(len(pairs))
-    bar = progress_bar(total=len(pairs), desc=f"{benchmark_name(images.shape[1])}", unit="corruption",
-                       enabled=options.progress, leave=False)  # fmt: skip
+    bar = progress_bar(
+        total=len(pairs),
+        desc=f"{benchmark_name(images.shape[1])}",
+        unit="corruption",
+        enabled=options.progress,
+        leave=False,
+    )
     for k, (corruption, severity) in enumerate(pairs):
         start = time.perf_counter()
         for lo in range(0, len(images), options.batch_size):
@@ -75,6 +88,12 @@ def evaluate_corruptions(model: nn.Module, images: Tensor, labels: Tensor, optio
         bar.update(1)
         bar.set_postfix(corruption=corruption.name, accuracy=f"{correct[k].float().mean():.2f}")
     bar.close()
-    return CorruptionReport(names=[c.name for c, _ in pairs], severities=[s for _, s in pairs], correct=correct.numpy(),
-                            clean=clean.numpy(), seconds=seconds, source=benchmark_name(images.shape[1]),
-                            unavailable=unavailable(images.shape[1]))  # fmt: skip
+    return CorruptionReport(
+        names=[c.name for c, _ in pairs],
+        severities=[s for _, s in pairs],
+        correct=correct.numpy(),
+        clean=clean.numpy(),
+        seconds=seconds,
+        source=benchmark_name(images.shape[1]),
+        unavailable=unavailable(images.shape[1]),
+    )

@@ -60,7 +60,9 @@ def gaussian_weights(sigma: float, truncate: float) -> Tensor:
     return w / w.sum()
 
 
-def gaussian(x: Tensor, sigma: float, *, mode: str = "nearest", truncate: float = 4.0, dims: tuple[int, ...] = (-2, -1)) -> Tensor:
+def gaussian(
+    x: Tensor, sigma: float, *, mode: str = "nearest", truncate: float = 4.0, dims: tuple[int, ...] = (-2, -1)
+) -> Tensor:
     """scikit-image's ``filters.gaussian`` (SciPy's separable filter) over ``dims``; σ = 0 leaves ``x`` as it is."""
     if sigma <= 0:
         return x
@@ -122,7 +124,7 @@ def zoom_matrix(size: int, factor: float) -> Tensor:
     matrix = torch.zeros(size, size, dtype=torch.float64)
     low = np.floor(positions).astype(int)
     frac = positions - low
-    for i, (lo, f) in enumerate(zip(low, frac)):
+    for i, (lo, f) in enumerate(zip(low, frac, strict=False)):
         matrix[i, top + lo] += 1 - f
         if f > 0:
             matrix[i, top + lo + 1] += f
@@ -133,7 +135,7 @@ def clipped_zoom(x: Tensor, factor: float) -> Tensor:
     """Zoom into the centre of every H×W plane by ``factor`` (separable: rows then columns)."""
     rows = zoom_matrix(x.shape[-2], factor).to(x.device)
     cols = zoom_matrix(x.shape[-1], factor).to(x.device)
-    return (rows.to(x.dtype) @ x @ cols.to(x.dtype).T)
+    return rows.to(x.dtype) @ x @ cols.to(x.dtype).T
 
 
 def motion_kernel(radius: float, sigma: float, angle: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -43,8 +43,14 @@ def chosen_positions(total: int, n_samples: int | None, seed: int) -> np.ndarray
 
 
 @torch.no_grad()
-def evaluate_folder(model: nn.Module, folder: str | Path, n_samples: int | None = None,
-                    options: CorruptionOptions | None = None, *, clean: np.ndarray | None = None) -> CorruptionReport:  # fmt: skip
+def evaluate_folder(
+    model: nn.Module,
+    folder: str | Path,
+    n_samples: int | None = None,
+    options: CorruptionOptions | None = None,
+    *,
+    clean: np.ndarray | None = None,
+) -> CorruptionReport:
     """Accuracy of ``model`` on the folder's images at ``options.severities`` ("benchmark"/"all": 1…5) of
     ``options.names`` [every file]; ``clean``: the clean verdicts on the same subset, where known."""
     options, folder = options or CorruptionOptions(), Path(folder)
@@ -75,6 +81,12 @@ def evaluate_folder(model: nn.Module, folder: str | Path, n_samples: int | None 
             seconds[k] = time.perf_counter() - start
             bar.update(1)
     bar.close()
-    return CorruptionReport(names=[n for n in names for _ in steps], severities=[s for _ in names for s in steps],
-                            correct=correct, clean=clean, seconds=seconds, source=str(folder),
-                            unavailable={k: v for k, v in UNAVAILABLE.items() if k not in names})  # fmt: skip
+    return CorruptionReport(
+        names=[n for n in names for _ in steps],
+        severities=[s for _ in names for s in steps],
+        correct=correct,
+        clean=clean,
+        seconds=seconds,
+        source=str(folder),
+        unavailable={k: v for k, v in UNAVAILABLE.items() if k not in names},
+    )

@@ -20,8 +20,9 @@ def shot_noise(x: Tensor, rate: float, rng: SampleRandom) -> Tensor:
     (seed, index) only."""
     seeds = rng.bits().cpu().tolist()
     lam = (x.double() * rate).cpu()
-    counts = torch.stack([torch.poisson(lam[i], generator=torch.Generator().manual_seed(s & (2**63 - 1)))
-                          for i, s in enumerate(seeds)])  # fmt: skip
+    counts = torch.stack(
+        [torch.poisson(lam[i], generator=torch.Generator().manual_seed(s & (2**63 - 1))) for i, s in enumerate(seeds)]
+    )
     return (counts / rate).to(x.dtype).to(x.device).clamp(0, 1)
 
 

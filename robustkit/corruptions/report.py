@@ -50,12 +50,19 @@ class CorruptionReport:
     def table(self) -> list[dict[str, Any]]:
         """One row per pair: corruption, severity, accuracy with its 95 % interval, seconds."""
         rows = []
-        for k, (name, severity) in enumerate(zip(self.names, self.severities)):
+        for k, (name, severity) in enumerate(zip(self.names, self.severities, strict=False)):
             hits = int(self.correct[k].sum())
             interval = proportion_interval(hits, self.n)
-            rows.append({"corruption": name, "severity": severity, "accuracy": hits / self.n if self.n else None,
-                         "accuracy_low": interval.low, "accuracy_high": interval.high,
-                         "seconds": float(self.seconds[k])})  # fmt: skip
+            rows.append(
+                {
+                    "corruption": name,
+                    "severity": severity,
+                    "accuracy": hits / self.n if self.n else None,
+                    "accuracy_low": interval.low,
+                    "accuracy_high": interval.high,
+                    "seconds": float(self.seconds[k]),
+                }
+            )
         return rows
 
     def per_corruption(self) -> dict[str, float]:
@@ -67,7 +74,11 @@ class CorruptionReport:
 
     def corruption_errors(self, baseline: CorruptionReport) -> dict[str, float]:
         """CE_c = Σ_s err_{s,c} / Σ_s err^{base}_{s,c} per corruption (NaN where the baseline never errs)."""
-        if list(zip(self.names, self.severities)) != list(zip(baseline.names, baseline.severities)) or self.n != baseline.n:
+        if (
+            list(zip(self.names, self.severities, strict=False))
+            != list(zip(baseline.names, baseline.severities, strict=False))
+            or self.n != baseline.n
+        ):
             raise ConfigError("mCE compares two models on the same corruptions, severities and images")
         errors = {}
         for name in dict.fromkeys(self.names):
@@ -83,10 +94,16 @@ class CorruptionReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The record's ``extra`` part: names, severities, the bits packed per pair, timings, what is left out."""
-        return {"source": self.source, "names": self.names, "severities": self.severities, "n": self.n,
-                "bits": [np.packbits(row).tobytes().hex() for row in self.correct],
-                "clean_bits": None if self.clean is None else np.packbits(self.clean).tobytes().hex(), "seconds": [float(s) for s in self.seconds],
-                "unavailable": self.unavailable}  # fmt: skip
+        return {
+            "source": self.source,
+            "names": self.names,
+            "severities": self.severities,
+            "n": self.n,
+            "bits": [np.packbits(row).tobytes().hex() for row in self.correct],
+            "clean_bits": None if self.clean is None else np.packbits(self.clean).tobytes().hex(),
+            "seconds": [float(s) for s in self.seconds],
+            "unavailable": self.unavailable,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CorruptionReport:
@@ -96,5 +113,12 @@ class CorruptionReport:
             return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
         correct = np.stack([unpack(t) for t in d["bits"]]) if d["bits"] else np.zeros((0, n), dtype=bool)
-        return cls(list(d["names"]), [int(s) for s in d["severities"]], correct, None if d.get("clean_bits") is None else unpack(d["clean_bits"]),
-                   np.asarray(d["seconds"], dtype=float), d["source"], dict(d.get("unavailable", {})))  # fmt: skip
+        return cls(
+            list(d["names"]),
+            [int(s) for s in d["severities"]],
+            correct,
+            None if d.get("clean_bits") is None else unpack(d["clean_bits"]),
+            np.asarray(d["seconds"], dtype=float),
+            d["source"],
+            dict(d.get("unavailable", {})),
+        )

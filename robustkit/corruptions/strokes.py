@@ -109,7 +109,7 @@ def zigzag(x: Tensor, _: object, rng: SampleRandom) -> Tensor:
     """A zigzag added segment by segment, clipped after each (as the reference)."""
     starts, turns = rng.randints((27, ()), (10, ()))
     out = x.double().cpu().numpy()[:, 0]
-    for k, (r0, turn) in enumerate(zip(starts.tolist(), turns.tolist())):
+    for k, (r0, turn) in enumerate(zip(starts.tolist(), turns.tolist(), strict=False)):
         for segment in zigzag_lines(r0, r0 + turn - 5, x.shape[-1]):
             out[k] = np.clip(out[k] + segment, 0, 1)
     return torch.from_numpy(out[:, None]).to(x.device, x.dtype)
@@ -121,4 +121,3 @@ def canny_edges(x: Tensor, _: object, rng: SampleRandom) -> Tensor:
 
     edges = canny(x[:, 0].double().cpu().numpy())
     return torch.from_numpy(edges.astype(np.float32))[:, None].to(x.device, x.dtype)
-

@@ -13,7 +13,9 @@ from robustkit.per_sample_random import SampleRandom
 def plasma_fractal(rng: SampleRandom, mapsize: int, wibbledecay: float) -> Tensor:
     """The references' diamond-square heightmap (N×S×S in [0, 1]), for every sample at once."""
     n = len(rng)
-    maps = torch.zeros(n, mapsize, mapsize)  # float32: the [0, 1] map loses nothing, at half the memory traffic of float64
+    maps = torch.zeros(
+        n, mapsize, mapsize
+    )  # float32: the [0, 1] map loses nothing, at half the memory traffic of float64
     step, wibble = mapsize, 100.0
 
     def wibbled_mean(total: Tensor) -> Tensor:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+# Built-ins, listed explicitly: importing each module registers it.
+from robustkit.data import fashion_mnist, imagefolder, imagenet, synthetic, torchvision_sets  # noqa: F401
 from robustkit.data.base import DatasetInfo, ImageDataset, IndexedSplit, Split, uint8_to_float
 from robustkit.data.files import FileSplit
 from robustkit.errors import ConfigError
 from robustkit.registry import DATASETS, DEFAULT_DATASET
-
-# Built-ins, listed explicitly: importing each module registers it.
-from robustkit.data import fashion_mnist, imagefolder, imagenet, synthetic, torchvision_sets  # noqa: F401
 
 
 def get_dataset(name: str = DEFAULT_DATASET, *, as_flags: bool = False, **kwargs: Any) -> ImageDataset:
@@ -34,7 +33,9 @@ def check_dataset_settings(name: str, settings: dict[str, Any], *, as_flags: boo
     spelled = "--" + key.replace("_", "-") if as_flags else key
     takers = [other for other in DATASETS.list() if key in (dataset_settings(other) or ())]
     where = f"applies to {' and '.join(takers)}" if takers else "is a setting no data set takes"
-    raise ConfigError(f"{name} is {_nature(name, {k: v for k, v in settings.items() if k in taken})}: {spelled} {where}")
+    raise ConfigError(
+        f"{name} is {_nature(name, {k: v for k, v in settings.items() if k in taken})}: {spelled} {where}"
+    )
 
 
 def dataset_settings(name: str) -> set[str] | None:
@@ -46,7 +47,7 @@ def dataset_settings(name: str) -> set[str] | None:
 
 
 def _nature(name: str, settings: dict[str, Any]) -> str:
-    """"resident and 28×28": what makes a data set refuse a streaming or resizing setting."""
+    """ "resident and 28×28": what makes a data set refuse a streaming or resizing setting."""
     kind = DATASETS.get(name)
     how = "streamed from files" if kind.streams else "resident"
     try:
@@ -56,5 +57,15 @@ def _nature(name: str, settings: dict[str, Any]) -> str:
     return f"{how} and {height}×{width}"
 
 
-__all__ = ["DEFAULT_DATASET", "DatasetInfo", "FileSplit", "ImageDataset", "IndexedSplit", "Split",
-           "check_dataset_settings", "dataset_settings", "get_dataset", "uint8_to_float"]
+__all__ = [
+    "DEFAULT_DATASET",
+    "DatasetInfo",
+    "FileSplit",
+    "ImageDataset",
+    "IndexedSplit",
+    "Split",
+    "check_dataset_settings",
+    "dataset_settings",
+    "get_dataset",
+    "uint8_to_float",
+]

@@ -16,8 +16,7 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 @DATASETS.register("fashion-mnist")
@@ -56,10 +55,14 @@ class FashionMNIST(ImageDataset):
             self._download()
         image_file, label_file = self._find(image_stem), self._find(label_stem)
         if (image_file is None or label_file is None) and self.data_dir is not None:
-            missing = ", ".join(stem for stem, found in ((image_stem, image_file), (label_stem, label_file)) if found is None)
-            raise DataError(f"--data-dir {self.data_dir} holds no fashion-mnist {split} files ({missing}[.gz], looked "
-                            "in it, its fashion-mnist/ and FashionMNIST/raw/); point it at the folder that holds them, "
-                            "or leave it out to use the system copy")  # fmt: skip
+            missing = ", ".join(
+                stem for stem, found in ((image_stem, image_file), (label_stem, label_file)) if found is None
+            )
+            raise DataError(
+                f"--data-dir {self.data_dir} holds no fashion-mnist {split} files ({missing}[.gz], looked "
+                "in it, its fashion-mnist/ and FashionMNIST/raw/); point it at the folder that holds them, "
+                "or leave it out to use the system copy"
+            )
         if image_file is None or label_file is None:
             looked = ", ".join(str(d) for d in dict.fromkeys(self.search_dirs()))
             raise DataError(

@@ -124,10 +124,17 @@ class FileSplit(IndexedSplit):
         if len(order) == 0:
             return
         chunks = order.split(batch_size)
-        keys = [[(i, _item_seed(seed, i) if self.preprocess.random else None) for i in chunk.tolist()] for chunk in chunks]
+        keys = [
+            [(i, _item_seed(seed, i) if self.preprocess.random else None) for i in chunk.tolist()] for chunk in chunks
+        ]
         workers = min(default_workers() if self.workers is None else self.workers, len(chunks))
-        loader = DataLoader(_Items(self.files, self.preprocess), batch_sampler=keys, num_workers=workers,
-                            pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)  # fmt: skip
+        loader = DataLoader(
+            _Items(self.files, self.preprocess),
+            batch_sampler=keys,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=4 if workers else None,
+        )
         for chunk, x in zip(chunks, loader, strict=True):
             yield uint8_to_float(x.to(device, non_blocking=True)), self.labels[chunk].to(device)
 

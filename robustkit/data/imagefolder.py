@@ -16,7 +16,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val")}
 
 
-def index_folder(root: Path, classes: tuple[str, ...], *, partial: bool = False) -> tuple[tuple[str, ...], torch.Tensor]:
+def index_folder(
+    root: Path, classes: tuple[str, ...], *, partial: bool = False
+) -> tuple[tuple[str, ...], torch.Tensor]:
     """Files and labels of ROOT/CLASS/**: torchvision's ImageFolder order (class, then path), nothing decoded.
 
     The label of a folder is its class's position in ``classes``; with ``partial`` ROOT may hold only
@@ -47,8 +49,15 @@ class ImageFolder(ImageDataset):
     name = "imagefolder"
     streams = True
 
-    def __init__(self, *, data_dir: str | Path | None = None, image_size: int = 64, seed: int = 0,
-                 workers: int | None = None, download: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path | None = None,
+        image_size: int = 64,
+        seed: int = 0,
+        workers: int | None = None,
+        download: bool = False,
+    ):
         super().__init__(data_dir=data_dir, download=download)
         if self.data_dir is None or not self.data_dir.is_dir():
             raise DataError(f"imagefolder needs --data-dir pointing at a folder of class folders (got {data_dir})")

@@ -38,17 +38,28 @@ class ImageNet(ImageDataset):
     name = "imagenet"
     streams = True
 
-    def __init__(self, *, data_dir: str | Path | None = None, image_size: int = 224, resize_size: int | None = None,
-                 workers: int | None = None, download: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path | None = None,
+        image_size: int = 224,
+        resize_size: int | None = None,
+        workers: int | None = None,
+        download: bool = False,
+    ):
         super().__init__(data_dir=data_dir or default_dir(), download=download)
         if not self.data_dir.is_dir():
-            raise DataError(f"imagenet needs --data-dir (or $ROBUSTKIT_DATA/imagenet) to be a folder holding train/ "
-                            f"and val/; {self.data_dir} is not")  # fmt: skip
+            raise DataError(
+                f"imagenet needs --data-dir (or $ROBUSTKIT_DATA/imagenet) to be a folder holding train/ "
+                f"and val/; {self.data_dir} is not"
+            )
         if download:
             raise ConfigError("imagenet cannot be downloaded: get ILSVRC-2012 from image-net.org and pass --data-dir")
         resize_size = resize_size or round(image_size * 256 / 224)
         if image_size < 8 or resize_size < image_size:
-            raise ConfigError(f"imagenet needs image_size ≥ 8 and resize_size ≥ image_size, got {image_size}, {resize_size}")
+            raise ConfigError(
+                f"imagenet needs image_size ≥ 8 and resize_size ≥ image_size, got {image_size}, {resize_size}"
+            )
         if workers is not None and workers < 0:
             raise ConfigError(f"workers must be 0 or more, got {workers}")
         self.image_size, self.resize_size, self.workers = image_size, resize_size, workers
@@ -57,8 +68,10 @@ class ImageNet(ImageDataset):
     def _folder(self, split: SplitName) -> Path:
         folder = self.data_dir / _FOLDERS[split]
         if not folder.is_dir():
-            raise DataError(f"imagenet: no {_FOLDERS[split]}/ folder in {self.data_dir} (the ILSVRC-2012 layout "
-                            f"is {_FOLDERS[split]}/<wnid>/*.JPEG; torchvision.datasets.ImageNet arranges the archives so)")  # fmt: skip
+            raise DataError(
+                f"imagenet: no {_FOLDERS[split]}/ folder in {self.data_dir} (the ILSVRC-2012 layout "
+                f"is {_FOLDERS[split]}/<wnid>/*.JPEG; torchvision.datasets.ImageNet arranges the archives so)"
+            )
         return folder
 
     @property

@@ -42,7 +42,7 @@ class Synthetic(ImageDataset):
 
     def load_split(self, split: SplitName) -> Split:
         shape = (self.channels, self.size, self.size)
-        prototypes = (torch.rand((self.num_classes, *shape), generator=torch.Generator().manual_seed(self.seed)) > 0.5)
+        prototypes = torch.rand((self.num_classes, *shape), generator=torch.Generator().manual_seed(self.seed)) > 0.5
         # a different stream per split, so test images are not copies of training images
         generator = torch.Generator().manual_seed(self.seed * 2 + (split == "test") + 1)
         n = self.n_train if split == "train" else self.n_test

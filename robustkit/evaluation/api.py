@@ -19,26 +19,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustkit.training import distributed
-from robustkit.attack import Attack
 from robustkit.adaptation import Adaptation, check_level
-from robustkit.evaluation.checks import CheckReport
+from robustkit.attack import Attack
 from robustkit.data import dataset_settings, get_dataset
 from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.device import resolve_device
 from robustkit.errors import ConfigError
-from robustkit.evaluation.engine import Evaluation
 from robustkit.evaluation.cell import CellResult, check_entry, entry_defense, evaluate_cell
+from robustkit.evaluation.checks import CheckReport
+from robustkit.evaluation.engine import Evaluation
 from robustkit.evaluation.fooling import FoolingReport
 from robustkit.models import check_model_name, model_name
 from robustkit.modes import eval_mode
+from robustkit.registry import ATTACKS, DATASETS
 from robustkit.results.intervals import PROPORTIONS, Interval, row_interval
 from robustkit.results.perturbation_file import load_perturbation
-from robustkit.weights.checkpoint import file_sha256, weights_sha256
-from robustkit.registry import ATTACKS, DATASETS
-from robustkit.weights.resolve import Provenance, resolve_model
 from robustkit.suites.spec import AttackEntry, Cell, ModelEntry, Suite
 from robustkit.threats import L1, L2, Linf, default_eps, parse_eps, threat_class
+from robustkit.training import distributed
+from robustkit.weights.checkpoint import file_sha256, weights_sha256
+from robustkit.weights.resolve import Provenance, resolve_model
 
 IN_MEMORY = "in-memory module"
 
@@ -152,12 +152,14 @@ def evaluate_model(
     settings, options = _attack_and_data(keywords, attack, dataset, attack_settings, dataset_options)
     _refuse_early(crafting, level, norm)
     data = _open(dataset, options, running.data_dir)
-    built, settings, delta, given_sha, norm, budget = _build(attack, data, norm, eps, settings, crafting.perturbation,
-                                                             running.seed)  # fmt: skip
+    built, settings, delta, given_sha, norm, budget = _build(
+        attack, data, norm, eps, settings, crafting.perturbation, running.seed
+    )
     if level == "full":
         _refuse_full_checks(norm)
-    if not built.threat.clean_images and (crafting.source is not None or crafting.source_checkpoint is not None
-                                          or delta is not None or level == "full"):  # fmt: skip
+    if not built.threat.clean_images and (
+        crafting.source is not None or crafting.source_checkpoint is not None or delta is not None or level == "full"
+    ):
         raise ConfigError(f"the {norm} threat model has no clean images: no transfer, perturbation file or --checks")
     device = _device(running.device, model)
     distributed.init_from_env(device)  # under torchrun the ranks split the samples; rank 0 reports
@@ -170,18 +172,39 @@ def evaluate_model(
     source = crafting.source if crafting.source is not None else model
     pair = _obtain(source, cell.source, data, device, weights.no_train) if cell.source else None
     with eval_mode(net):
-        result = evaluate_cell(cell, net, data, subset, device=device, provenance=provenance, source=pair, attack=built,
-                               progress=running.progress, keep_examples=running.keep_examples)  # fmt: skip
-        checked, check_row = _checks(cell, net, subset, provenance, result, level, own=pair is None and delta is None,
-                                     norm=norm, budget=budget)  # fmt: skip
+        result = evaluate_cell(
+            cell,
+            net,
+            data,
+            subset,
+            device=device,
+            provenance=provenance,
+            source=pair,
+            attack=built,
+            progress=running.progress,
+            keep_examples=running.keep_examples,
+        )
+        checked, check_row = _checks(
+            cell, net, subset, provenance, result, level, own=pair is None and delta is None, norm=norm, budget=budget
+        )
     extra = result.row["extra"]
     extra["data_files"] = list(data.files_read("test"))
     if pair is not None:
         extra["source_checkpoint"] = str(pair[1].path) if pair[1].path else pair[1].description
     if given_sha is not None:
         extra.update(perturbation_file=str(crafting.perturbation), perturbation_sha256=given_sha)
-    return Report(result.row, result.outcome, result.figures, result.attack, provenance, result.attack.learned(),
-                  checked, check_row, pair[1] if pair else None, tuple(data.info.class_names))  # fmt: skip
+    return Report(
+        result.row,
+        result.outcome,
+        result.figures,
+        result.attack,
+        provenance,
+        result.attack.learned(),
+        checked,
+        check_row,
+        pair[1] if pair else None,
+        tuple(data.info.class_names),
+    )
 
 
 def _options(keywords: dict[str, Any], *given: Any) -> tuple[ModelOptions, CraftOptions, RunOptions]:
@@ -193,8 +216,13 @@ def _options(keywords: dict[str, Any], *given: Any) -> tuple[ModelOptions, Craft
     return tuple(chosen)
 
 
-def _attack_and_data(keywords: dict[str, Any], attack: str, dataset: str | ImageDataset, attack_settings: dict | None,
-                     dataset_options: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def _attack_and_data(
+    keywords: dict[str, Any],
+    attack: str,
+    dataset: str | ImageDataset,
+    attack_settings: dict | None,
+    dataset_options: dict | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The attack's settings and the data set's options that are set (not None); an argument of its own is refused."""
     settings, options = sort_keywords(keywords, attack, dataset, attack_settings, dataset_options)
     settings = {k: v for k, v in settings.items() if v is not None}
@@ -216,18 +244,29 @@ def _refuse_early(crafting: CraftOptions, level: str, norm: str | None) -> None:
 
 def _refuse_full_checks(norm: str) -> None:
     if not threat_class(norm).gradient_steps:
-        raise ConfigError(f"--checks test gradient attacks, which cannot step in the {norm} threat model "
-                          f"(use {Linf.name}, {L2.name} or {L1.name})")  # fmt: skip
+        raise ConfigError(
+            f"--checks test gradient attacks, which cannot step in the {norm} threat model "
+            f"(use {Linf.name}, {L2.name} or {L1.name})"
+        )
 
 
 def _open(dataset: str | ImageDataset, options: dict[str, Any], data_dir: str | Path | None) -> ImageDataset:
     if isinstance(dataset, ImageDataset) and options:
-        raise ConfigError(f"data-set options ({', '.join(options)}) apply to a data set given by name, not to a built one")
+        raise ConfigError(
+            f"data-set options ({', '.join(options)}) apply to a data set given by name, not to a built one"
+        )
     return dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=data_dir, **options)
 
 
-def _build(attack: str, data: ImageDataset, norm: str | None, eps: float | str | None, settings: dict[str, Any],
-           perturbation: str | Path | None, seed: int) -> tuple[Attack, dict, Tensor | None, str | None, str, float]:  # fmt: skip
+def _build(
+    attack: str,
+    data: ImageDataset,
+    norm: str | None,
+    eps: float | str | None,
+    settings: dict[str, Any],
+    perturbation: str | Path | None,
+    seed: int,
+) -> tuple[Attack, dict, Tensor | None, str | None, str, float]:
     """The attack as evaluated, the settings its record names, a saved δ, that file's hash, the norm and budget.
 
     A saved δ brings its own norm, budget and fitting settings; the budget is checked against the
@@ -241,47 +280,99 @@ def _build(attack: str, data: ImageDataset, norm: str | None, eps: float | str |
         settings = {**settings, **fitted_with(saved_with, Path(perturbation), attack, settings)}
     norm = threat_class(norm or saved_with.get("norm") or ATTACKS.default(attack, "norm")).name
     eps = eps if eps is not None else saved_with.get("eps")
-    budget = (parse_eps(eps) if isinstance(eps, str) else eps) if eps is not None else default_eps(norm, data.info.input_shape[0])
+    budget = (
+        (parse_eps(eps) if isinstance(eps, str) else eps)
+        if eps is not None
+        else default_eps(norm, data.info.input_shape[0])
+    )
     built = ATTACKS.build(attack, eps=budget, norm=norm, seed=seed, perturbation=delta, **settings)
     built.check_fits(data.info.input_shape)
     return built, settings, delta, given_sha, norm, budget
 
 
-def _cell(model: str | nn.Module, data: ImageDataset, attack: str, n_samples: int, settings: dict[str, Any],
-          options: dict[str, Any], given_sha: str | None, chosen: tuple, *, budget: float, norm: str) -> Cell:  # fmt: skip
+def _cell(
+    model: str | nn.Module,
+    data: ImageDataset,
+    attack: str,
+    n_samples: int,
+    settings: dict[str, Any],
+    options: dict[str, Any],
+    given_sha: str | None,
+    chosen: tuple,
+    *,
+    budget: float,
+    norm: str,
+) -> Cell:
     """The one-cell suite this evaluation is: the runner's unit, so its record is the runner's row."""
     weights, crafting, running = chosen
     steps_in = threat_class(norm).gradient_steps  # a defense trains in a ball gradients can step in, else L∞
-    trained = {"eps": parse_eps(str(weights.defense_eps)) if weights.defense_eps is not None else (budget if steps_in else None),
-               "norm": norm if steps_in else Linf.name}  # fmt: skip
+    trained = {
+        "eps": parse_eps(str(weights.defense_eps))
+        if weights.defense_eps is not None
+        else (budget if steps_in else None),
+        "norm": norm if steps_in else Linf.name,
+    }
     entry = _entry(model, weights.defense, trained, weights.checkpoint, weights.weights)
     crafted = None
     if crafting.source is not None or crafting.source_checkpoint is not None:
         source = crafting.source if crafting.source is not None else model
         crafted = _entry(source, crafting.source_defense, trained, crafting.source_checkpoint, None)
     described = {k: v for k, v in options.items() if k not in ("download", "workers")}  # what results depend on
-    one = Suite(name=running.suite, dataset=data.info.name, models=(entry,), dataset_options=described,
-                n_samples=n_samples, seed=running.seed, fit_samples=crafting.fit_samples, batch_size=running.batch_size,
-                check_samples=running.check_samples, attacks=(AttackEntry(attack, norm, (budget,), settings),))  # fmt: skip
+    one = Suite(
+        name=running.suite,
+        dataset=data.info.name,
+        models=(entry,),
+        dataset_options=described,
+        n_samples=n_samples,
+        seed=running.seed,
+        fit_samples=crafting.fit_samples,
+        batch_size=running.batch_size,
+        check_samples=running.check_samples,
+        attacks=(AttackEntry(attack, norm, (budget,), settings),),
+    )
     return Cell(one, entry, one.attacks[0], budget, crafted, given_sha)
 
 
-def _checks(cell: Cell, net: nn.Module, subset: IndexedSplit, provenance: Provenance, result: CellResult, level: str, *, own: bool, norm: str,
-            budget: float) -> tuple[CheckReport | None, dict[str, Any] | None]:  # fmt: skip
+def _checks(
+    cell: Cell,
+    net: nn.Module,
+    subset: IndexedSplit,
+    provenance: Provenance,
+    result: CellResult,
+    level: str,
+    *,
+    own: bool,
+    norm: str,
+    budget: float,
+) -> tuple[CheckReport | None, dict[str, Any] | None]:
     """The gradient-masking checks at ``level``, their flags added to the record's ``extra``."""
     if level == "none":
         return None, None
     own = own and not result.attack.learns_from_data  # a per-sample figure of its own
     outcome = result.outcome if own and isinstance(result.outcome, Evaluation) else None  # a fooling rate has none
-    report, check_row = check_entry(cell.suite, cell.entry, net, subset, norm, budget, provenance,
-                                    level=level, adaptation=Adaptation.of(result.attack),
-                                    white=outcome.robust if outcome is not None else None)  # fmt: skip
+    report, check_row = check_entry(
+        cell.suite,
+        cell.entry,
+        net,
+        subset,
+        norm,
+        budget,
+        provenance,
+        level=level,
+        adaptation=Adaptation.of(result.attack),
+        white=outcome.robust if outcome is not None else None,
+    )
     result.row["extra"].update(checks=report.summary(), check_details=report.to_dict())
     return report, check_row
 
 
-def sort_keywords(keywords: dict[str, Any], attack: str, dataset: str | ImageDataset, attack_settings: dict | None,
-                  dataset_options: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def sort_keywords(
+    keywords: dict[str, Any],
+    attack: str,
+    dataset: str | ImageDataset,
+    attack_settings: dict | None,
+    dataset_options: dict | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``evaluate_model``'s other keywords added to the attack's settings or the data set's options.
 
     A key any data set takes goes to the data set (``get_dataset`` refuses it, in one line, where this
@@ -300,9 +391,12 @@ def sort_keywords(keywords: dict[str, Any], attack: str, dataset: str | ImageDat
             here = sorted((dataset_settings(dataset) or set()) - _OWN) if isinstance(dataset, str) else []
             close = difflib.get_close_matches(key, [*takes, *here, *_OWN], n=1)
             name = dataset if isinstance(dataset, str) else "a data set given built"
-            raise ConfigError(f"evaluate_model: '{key}' is not an argument, a setting of {attack} or an option of {name}"
-                              + (f" (did you mean {close[0]}?)" if close else "") + f"; {attack}'s settings: "
-                              f"{', '.join(sorted(takes))}; {name}'s options: {', '.join(here) or 'none'}")  # fmt: skip
+            raise ConfigError(
+                f"evaluate_model: '{key}' is not an argument, a setting of {attack} or an option of {name}"
+                + (f" (did you mean {close[0]}?)" if close else "")
+                + f"; {attack}'s settings: "
+                f"{', '.join(sorted(takes))}; {name}'s options: {', '.join(here) or 'none'}"
+            )
         if key in into:
             raise ConfigError(f"evaluate_model: '{key}' is given twice, as a keyword and in {named}")
         into[key] = value
@@ -310,7 +404,8 @@ def sort_keywords(keywords: dict[str, Any], attack: str, dataset: str | ImageDat
 
 
 _OWN = (set(inspect.signature(evaluate_model).parameters) - {"keywords"}).union(
-    *({f.name for f in fields(options)} for options in OPTION_CLASSES))  # never an attack's or data set's keyword
+    *({f.name for f in fields(options)} for options in OPTION_CLASSES)
+)  # never an attack's or data set's keyword
 
 
 def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:
@@ -321,24 +416,40 @@ def _device(device: str | torch.device, model: str | nn.Module) -> torch.device:
     return resolve_device(str(device))
 
 
-def _entry(model: str | nn.Module, defense: str, trained: dict, checkpoint: str | Path | None,
-           weights: str | Path | None) -> ModelEntry:
+def _entry(
+    model: str | nn.Module, defense: str, trained: dict, checkpoint: str | Path | None, weights: str | Path | None
+) -> ModelEntry:
     name = model if isinstance(model, str) else model_name(model)
     settings = {k: v for k, v in trained.items() if v is not None} if defense != "none" else {}
-    return ModelEntry(name, defense, settings, Path(checkpoint) if checkpoint is not None else None,
-                      weights=str(weights) if weights is not None else None)  # fmt: skip
+    return ModelEntry(
+        name,
+        defense,
+        settings,
+        Path(checkpoint) if checkpoint is not None else None,
+        weights=str(weights) if weights is not None else None,
+    )
 
 
-def _obtain(model: str | nn.Module, entry: ModelEntry, data: ImageDataset, device: torch.device,
-            no_train: bool) -> tuple[nn.Module, Provenance]:  # fmt: skip
+def _obtain(
+    model: str | nn.Module, entry: ModelEntry, data: ImageDataset, device: torch.device, no_train: bool
+) -> tuple[nn.Module, Provenance]:
     """A name through the one resolver; a module as given (on an explicit device, under the entry's defense)."""
     defense = entry_defense(entry, data)
     if isinstance(model, str):
-        found = resolve_model(model, data, device=device, defense=defense, checkpoint=entry.checkpoint,
-                              weights=entry.weights, allow_train=not no_train)  # fmt: skip
+        found = resolve_model(
+            model,
+            data,
+            device=device,
+            defense=defense,
+            checkpoint=entry.checkpoint,
+            weights=entry.weights,
+            allow_train=not no_train,
+        )
         return found.model, found.provenance
     if entry.checkpoint is not None or entry.weights is not None:
-        raise ConfigError("an nn.Module is evaluated as given: checkpoint and weights name a registered model's weights")
+        raise ConfigError(
+            "an nn.Module is evaluated as given: checkpoint and weights name a registered model's weights"
+        )
     model = model.to(device)
     digest = weights_sha256(model.state_dict())  # no file: the weights alone name it
     wrapped = defense.wrap(model) if defense is not None else model
@@ -362,5 +473,7 @@ def fitted_with(saved_with: dict, path: Path, attack_name: str, given: dict) -> 
     fitted = {k: v for k, v in fitted.items() if k != "seed"}  # the seed is the run's, not δ's
     for key, value in fitted.items():
         if given.get(key) is not None and given[key] != value:
-            raise ConfigError(f"{path} was fitted with {key}={value!r}, not {given[key]!r}: drop that setting or fit anew")
+            raise ConfigError(
+                f"{path} was fitted with {key}={value!r}, not {given[key]!r}: drop that setting or fit anew"
+            )
     return fitted

@@ -62,12 +62,16 @@ def unadapted_layers(model: nn.Module, attack: Any) -> list[str]:
     said = []
     rounding = _rounding_layers(model)
     if rounding and getattr(attack, "bpda", True) is False and not attack.gradient_free_members():
-        said.append(f"the model holds a non-differentiable layer ({rounding}) and the attack runs "
-                    "without BPDA: its gradients are zero or meaningless → try -o bpda=true")  # fmt: skip
+        said.append(
+            f"the model holds a non-differentiable layer ({rounding}) and the attack runs "
+            "without BPDA: its gradients are zero or meaningless → try -o bpda=true"
+        )
     random = sorted({type(m).__name__ for m in randomised_modules(model)})
     if random and getattr(attack, "eot", 2) == 1:
-        said.append(f"the model holds a randomised layer ({', '.join(random)}) and the attack takes one draw per "
-                    "step → try -o eot=16 (Expectation over Transformation)")  # fmt: skip
+        said.append(
+            f"the model holds a randomised layer ({', '.join(random)}) and the attack takes one draw per "
+            "step → try -o eot=16 (Expectation over Transformation)"
+        )
     return said
 
 
@@ -79,8 +83,10 @@ def bounded_layers(model: nn.Module, attack: Any) -> list[str]:
     if not rounding or not free or getattr(attack, "bpda", False) is True:
         return []
     remedy = "-o bpda=true" if hasattr(attack, "bpda") else "a gradient attack with -o bpda=true"
-    return [f"the model holds a non-differentiable layer ({rounding}), attacked without BPDA: {', '.join(free)}, "
-            f"which needs no gradient, bounded the figure → {remedy} may still lower it"]  # fmt: skip
+    return [
+        f"the model holds a non-differentiable layer ({rounding}), attacked without BPDA: {', '.join(free)}, "
+        f"which needs no gradient, bounded the figure → {remedy} may still lower it"
+    ]
 
 
 def answered_flags(flags: list[Flag], attack: Any) -> tuple[list[Flag], list[Flag]]:
@@ -121,8 +127,13 @@ class CheckReport:
         return "ok" if self.ok else ", ".join(f.check for f in self.flags)
 
     def to_dict(self) -> dict:
-        return {"summary": self.summary(), "flags": [asdict(f) for f in self.flags], "figures": self.figures,
-                "level": self.level, "adaptation": self.adaptation.settings()}  # fmt: skip
+        return {
+            "summary": self.summary(),
+            "flags": [asdict(f) for f in self.flags],
+            "figures": self.figures,
+            "level": self.level,
+            "adaptation": self.adaptation.settings(),
+        }
 
 
 def run_checks(
@@ -169,7 +180,9 @@ def run_checks(
     def robust(attack, keep: Tensor | None = None) -> Tensor:
         """Per sample, robust under ``attack``; with ``keep`` only those samples are attacked (others: False)."""
         if keep is None:
-            return evaluate_attack(model, Split(images, labels), attack, batch_size=batch_size, progress=False).robust.to(device)
+            return evaluate_attack(
+                model, Split(images, labels), attack, batch_size=batch_size, progress=False
+            ).robust.to(device)
         if not keep.any():
             return keep.clone()
         broken = _broken(model, attack, images[keep], labels[keep], batch_size)
@@ -179,7 +192,11 @@ def run_checks(
     pgd, apgd, square = (ATTACKS.get(name) for name in ("pgd", "apgd", "square"))
     adapted = adaptation.settings()
 
-    base = robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed, **adapted)) if white is None or not quick else white.to(device)
+    base = (
+        robust(pgd(eps=eps, norm=norm, steps=steps, seed=seed, **adapted))
+        if white is None or not quick
+        else white.to(device)
+    )
     report.figures["pgd_accuracy" if white is None or not quick else "evaluated_accuracy"] = share(base)
     # a broken sample cannot inflate the figure, whatever its gradient: the default level looks for blind
     # gradients only where the white-box attack failed (on a normal model a few samples, not all of them)
@@ -187,7 +204,9 @@ def run_checks(
     logits = _check_gradients(model, images[examined], labels[examined], n, report, batch_size, adaptation)
     _check_forward(model, images[examined] if examined.any() else images, logits, report, averaged=adaptation.eot > 1)
     if not quick:
-        _check_eps_sweep(report, base, lambda f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed, **adapted)), slack)
+        _check_eps_sweep(
+            report, base, lambda f: robust(pgd(eps=eps * f, norm=norm, steps=steps, seed=seed, **adapted)), slack
+        )
 
     large, _ = threat_model(norm, eps).whole_box_budget(tuple(images.shape[1:]))  # a budget reaching the whole box
     far = DEFAULT_UNBOUNDED_STEPS if quick else max(steps, 20)
@@ -199,11 +218,15 @@ def run_checks(
         unbounded = share(robust(pgd(eps=large, norm=norm, steps=far, seed=seed, **adapted), keep=base))
         report.figures["pgd_accuracy_unbounded"] = unbounded
     if unbounded is not None and unbounded > UNBOUNDED_LIMIT:
-        report.flags.append(Flag("unbounded-attack-fails",
-                                 f"PGD with ε covering the whole input box leaves accuracy at {unbounded:.3f} (expected ≈ 0; "
-                                 "what the ε-ball attack broke counts as broken)",
-                                 "gradients do not lead anywhere: look for non-differentiable or randomised layers; "
-                                 "try -o bpda=true, -o eot=16, or the square attack"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "unbounded-attack-fails",
+                f"PGD with ε covering the whole input box leaves accuracy at {unbounded:.3f} (expected ≈ 0; "
+                "what the ε-ball attack broke counts as broken)",
+                "gradients do not lead anywhere: look for non-differentiable or randomised layers; "
+                "try -o bpda=true, -o eot=16, or the square attack",
+            )
+        )
 
     white_name, white_box = "the evaluated attack" if white is not None and quick else f"PGD-{steps}", base
     if not quick:
@@ -211,14 +234,20 @@ def run_checks(
         report.figures["pgd_strong_accuracy"] = share(strong)
         drop = report.figures["pgd_accuracy"] - report.figures["pgd_strong_accuracy"]
         if drop > slack:
-            report.flags.append(Flag("more-iterations-help",
-                                     f"PGD-{steps}: {report.figures['pgd_accuracy']:.3f}, PGD-{10 * steps}×3 restarts: "
-                                     f"{report.figures['pgd_strong_accuracy']:.3f}",
-                                     "the weaker attack had not converged; report the ensemble (APGD + Square), not PGD-"
-                                     f"{steps}"))  # fmt: skip
+            report.flags.append(
+                Flag(
+                    "more-iterations-help",
+                    f"PGD-{steps}: {report.figures['pgd_accuracy']:.3f}, PGD-{10 * steps}×3 restarts: "
+                    f"{report.figures['pgd_strong_accuracy']:.3f}",
+                    f"the weaker attack had not converged; report the ensemble (APGD + Square), not PGD-{steps}",
+                )
+            )
         # the white-box side is the best of three gradient attacks: PGD-CE alone has blind spots (a fixed
         # step, a saturating loss) that a black-box margin search can beat without any masking
-        white_name, white_box = "PGD and APGD (CE, DLR)", strong & robust(apgd(eps=eps, norm=norm, steps=10 * steps, seed=seed, **adapted))
+        white_name, white_box = (
+            "PGD and APGD (CE, DLR)",
+            strong & robust(apgd(eps=eps, norm=norm, steps=10 * steps, seed=seed, **adapted)),
+        )
         if num_classes(model, images) >= 3:  # DLR needs three logits
             white_box &= robust(apgd(eps=eps, norm=norm, steps=10 * steps, loss="dlr", seed=seed, **adapted))
     if threat_class(norm).name not in square.norms:  # no black-box search in this ball: no comparison to make
@@ -234,16 +263,22 @@ def run_checks(
     if quick:
         probed[probed.nonzero().squeeze(1)[DEFAULT_SQUARE_SAMPLES:]] = False
     patience = DEFAULT_SQUARE_PATIENCE if quick else 0
-    black = robust(square(eps=eps, norm=norm, queries=queries, patience=patience, seed=seed, eot=adaptation.eot), keep=probed)
+    black = robust(
+        square(eps=eps, norm=norm, queries=queries, patience=patience, seed=seed, eot=adaptation.eot), keep=probed
+    )
     broken_share = (~black & probed).float().sum().item() / max(probed.sum().item(), 1)  # of the probed unbroken ones
     only_black = broken_share * white_share
     report.figures["broken_only_by_square"] = only_black
     if only_black > slack:
-        report.flags.append(Flag("black-box-beats-white-box",
-                                 f"Square ({queries} queries) broke {broken_share:.3f} of the samples that {white_name} "
-                                 f"could not (white-box accuracy {white_share:.3f}, with Square {white_share - only_black:.3f})",
-                                 "gradients mislead the white-box attacks: try -o bpda=true (non-differentiable "
-                                 "layers) or -o eot=16 (randomness), and trust the ensemble's figure"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "black-box-beats-white-box",
+                f"Square ({queries} queries) broke {broken_share:.3f} of the samples that {white_name} "
+                f"could not (white-box accuracy {white_share:.3f}, with Square {white_share - only_black:.3f})",
+                "gradients mislead the white-box attacks: try -o bpda=true (non-differentiable "
+                "layers) or -o eot=16 (randomness), and trust the ensemble's figure",
+            )
+        )
     return report
 
 
@@ -254,10 +289,14 @@ def _check_eps_sweep(report: CheckReport, base: Tensor, robust_at: Callable[[flo
     rises = [(a, b) for a, b in zip(EPS_FACTORS, EPS_FACTORS[1:], strict=False) if sweep[b] > sweep[a] + slack]
     if rises:
         a, b = rises[0]
-        report.flags.append(Flag("accuracy-rises-with-eps",
-                                 f"PGD robust accuracy {sweep[a]:.3f} at {a:g}·ε but {sweep[b]:.3f} at {b:g}·ε",
-                                 "a larger ball contains the smaller one, so the attack is failing: the loss "
-                                 "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "accuracy-rises-with-eps",
+                f"PGD robust accuracy {sweep[a]:.3f} at {a:g}·ε but {sweep[b]:.3f} at {b:g}·ε",
+                "a larger ball contains the smaller one, so the attack is failing: the loss "
+                "surface is masked; try more steps, restarts, or -o bpda=true / -o eot=16",
+            )
+        )
 
 
 def _broken(model: nn.Module, attack: Any, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
@@ -270,12 +309,13 @@ def _broken(model: nn.Module, attack: Any, x: Tensor, y: Tensor, batch_size: int
     """
     reseed_randomness(model)
     index = torch.arange(len(y), device=x.device)
-    chunks = zip(x.split(batch_size), y.split(batch_size), index.split(batch_size))
+    chunks = zip(x.split(batch_size), y.split(batch_size), index.split(batch_size), strict=False)
     return torch.cat([attack(model, xb, yb, index=ib).success for xb, yb, ib in chunks])
 
 
-def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int, loss: str,
-                     adaptation: Adaptation) -> tuple[Tensor, Tensor]:  # fmt: skip
+def _input_gradients(
+    model: nn.Module, images: Tensor, labels: Tensor, batch_size: int, loss: str, adaptation: Adaptation
+) -> tuple[Tensor, Tensor]:
     """Logits (float32) and the ``loss``'s input gradient (flattened), taken as the attack takes them (BPDA;
     EOT: then both are means over the draws), batch by batch."""
     probe = ATTACKS.get("pgd")(eps=0.0, loss=loss, **adaptation.settings())
@@ -292,8 +332,9 @@ def _input_gradients(model: nn.Module, images: Tensor, labels: Tensor, batch_siz
     return torch.cat(logits), torch.cat(grads)
 
 
-def _check_forward(model: nn.Module, images: Tensor, first: Tensor | None, report: CheckReport, *,
-                   averaged: bool) -> None:  # fmt: skip
+def _check_forward(
+    model: nn.Module, images: Tensor, first: Tensor | None, report: CheckReport, *, averaged: bool
+) -> None:
     """A randomised forward pass makes every single-draw gradient (and verdict) a sample; an attack that
     averages over draws (``averaged``: EOT) has answered it, so the figure is kept and nothing is flagged.
     ``first`` is the margin pass's logits of ``images`` (None: no pass was made, one is made here); a second,
@@ -307,15 +348,26 @@ def _check_forward(model: nn.Module, images: Tensor, first: Tensor | None, repor
     report.figures["forward_max_difference"] = differs
     if differs > 1e-4 * max(first.abs().amax().item(), 1.0) and not averaged:
         changed = share(predict(model, some, draws=1) != first.argmax(1))  # one pass, no vote
-        report.flags.append(Flag("randomised-forward",
-                                 f"two eval-mode passes on the same inputs differ by up to {differs:.3g} in the "
-                                 f"logits ({changed:.3f} of predictions change on a third pass)",
-                                 "attack the expectation: -o eot=16 (Expectation over Transformation), and "
-                                 "report accuracy over several draws"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "randomised-forward",
+                f"two eval-mode passes on the same inputs differ by up to {differs:.3g} in the "
+                f"logits ({changed:.3f} of predictions change on a third pass)",
+                "attack the expectation: -o eot=16 (Expectation over Transformation), and "
+                "report accuracy over several draws",
+            )
+        )
 
 
-def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, n: int, report: CheckReport,
-                     batch_size: int, adaptation: Adaptation) -> Tensor | None:  # fmt: skip
+def _check_gradients(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    n: int,
+    report: CheckReport,
+    batch_size: int,
+    adaptation: Adaptation,
+) -> Tensor | None:
     """Zero or NaN input gradients leave gradient attacks blind; a saturated softmax blinds cross-entropy.
     ``images`` are those examined, of ``n``: the fractions are of ``n``. Returns their logits (None if none).
 
@@ -326,7 +378,9 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, n: int, r
     again, with cross-entropy, as the attack would (BPDA, EOT).
     """
     if len(labels) == 0:
-        report.figures.update({"gradient_nan_fraction": 0.0, "gradient_zero_fraction": 0.0, "ce_gradient_zero_fraction": 0.0})
+        report.figures.update(
+            {"gradient_nan_fraction": 0.0, "gradient_zero_fraction": 0.0, "ce_gradient_zero_fraction": 0.0}
+        )
         return None
     logits, flat = _input_gradients(model, images, labels, batch_size, "margin", adaptation)
     nan = int((~torch.isfinite(flat)).any(1).sum()) / n
@@ -341,17 +395,33 @@ def _check_gradients(model: nn.Module, images: Tensor, labels: Tensor, n: int, r
         saturated[suspect] = (again == 0).all(1)
     saturated = int(saturated.sum()) / n
     zero = int(zero.sum()) / n
-    report.figures.update({"gradient_nan_fraction": nan, "gradient_zero_fraction": zero, "ce_gradient_zero_fraction": saturated})
+    report.figures.update(
+        {"gradient_nan_fraction": nan, "gradient_zero_fraction": zero, "ce_gradient_zero_fraction": saturated}
+    )
     if nan > 0:
-        report.flags.append(Flag("nan-gradients", f"{nan:.3f} of the samples have NaN or infinite input gradients",
-                                 "a layer is not differentiable where it is used; try -o bpda=true"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "nan-gradients",
+                f"{nan:.3f} of the samples have NaN or infinite input gradients",
+                "a layer is not differentiable where it is used; try -o bpda=true",
+            )
+        )
     if zero > 0.05:
-        report.flags.append(Flag("zero-gradients", f"{zero:.3f} of the samples have an input gradient of exactly 0",
-                                 "a quantising or thresholding layer (e.g. bit-depth reduction, JPEG) blocks "
-                                 "gradients: try -o bpda=true (straight-through backward), or the square attack"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "zero-gradients",
+                f"{zero:.3f} of the samples have an input gradient of exactly 0",
+                "a quantising or thresholding layer (e.g. bit-depth reduction, JPEG) blocks "
+                "gradients: try -o bpda=true (straight-through backward), or the square attack",
+            )
+        )
     if saturated > 0.05:
-        report.flags.append(Flag("saturated-softmax",
-                                 f"{saturated:.3f} of the samples have a cross-entropy input gradient of exactly 0 "
-                                 "(the softmax saturates; the logit margin still has a gradient)",
-                                 "huge logits blind cross-entropy: try --loss margin (or dlr), or the ensemble"))  # fmt: skip
+        report.flags.append(
+            Flag(
+                "saturated-softmax",
+                f"{saturated:.3f} of the samples have a cross-entropy input gradient of exactly 0 "
+                "(the softmax saturates; the logit margin still has a gradient)",
+                "huge logits blind cross-entropy: try --loss margin (or dlr), or the ensemble",
+            )
+        )
     return logits

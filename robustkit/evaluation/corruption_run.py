@@ -37,8 +37,9 @@ def evaluate_entry(suite: Suite, net: nn.Module, subset: IndexedSplit, *, progre
     param = next(net.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     images, labels = split.images.to(device), split.labels
-    options = CorruptionOptions(names=spec.names, severities=spec.severities, seed=suite.seed,
-                                batch_size=suite.batch_size, progress=progress)  # fmt: skip
+    options = CorruptionOptions(
+        names=spec.names, severities=spec.severities, seed=suite.seed, batch_size=suite.batch_size, progress=progress
+    )
     with eval_mode(net):
         if spec.folder is None:
             return evaluate_corruptions(net, images, labels, options)
@@ -49,14 +50,27 @@ def evaluate_entry(suite: Suite, net: nn.Module, subset: IndexedSplit, *, progre
 def corruption_row(suite: Suite, entry: ModelEntry, provenance: Provenance, report: CorruptionReport) -> dict[str, Any]:
     """The store's ``corruptions`` row of an entry's report (its bits in ``details``)."""
     interval = report.mean_interval()
-    return {"key": (suite.corruptions or CorruptionEntry()).key(suite, entry, provenance.identity), "suite": suite.name,
-            "dataset": suite.dataset, "entry": entry.name, "model": entry.model, "defense": entry.defense,
-            "checkpoint_sha256": provenance.sha256, "weights_sha256": provenance.weights_sha256, "n": report.n,
-            "sample_seed": suite.seed, "source": report.source, "clean_accuracy": report.clean_accuracy,
-            "mean_corruption_accuracy": report.mean_accuracy, "mean_corruption_accuracy_low": interval.low,
-            "mean_corruption_accuracy_high": interval.high, "details": json.dumps(report.to_dict()),
-            "seconds": float(report.seconds.sum()), "created": run_metadata("cpu", suite.seed)["created"],
-            "robustkit_version": run_metadata("cpu", suite.seed)["robustkit_version"]}  # fmt: skip
+    return {
+        "key": (suite.corruptions or CorruptionEntry()).key(suite, entry, provenance.identity),
+        "suite": suite.name,
+        "dataset": suite.dataset,
+        "entry": entry.name,
+        "model": entry.model,
+        "defense": entry.defense,
+        "checkpoint_sha256": provenance.sha256,
+        "weights_sha256": provenance.weights_sha256,
+        "n": report.n,
+        "sample_seed": suite.seed,
+        "source": report.source,
+        "clean_accuracy": report.clean_accuracy,
+        "mean_corruption_accuracy": report.mean_accuracy,
+        "mean_corruption_accuracy_low": interval.low,
+        "mean_corruption_accuracy_high": interval.high,
+        "details": json.dumps(report.to_dict()),
+        "seconds": float(report.seconds.sum()),
+        "created": run_metadata("cpu", suite.seed)["created"],
+        "robustkit_version": run_metadata("cpu", suite.seed)["robustkit_version"],
+    }
 
 
 @dataclass
@@ -73,10 +87,17 @@ class CorruptionRun:
         return self.report.mce(self.baseline) if self.baseline is not None else None
 
 
-def evaluate_model_corruptions(model: str | nn.Module, dataset: str | ImageDataset = "fashion-mnist", *,
-                               n_samples: int = 1000, corruptions: CorruptionEntry | None = None,
-                               baseline: bool | None = None, baseline_checkpoint: str | Path | None = None,
-                               model_options: ModelOptions | None = None, run: RunOptions | None = None) -> CorruptionRun:  # fmt: skip
+def evaluate_model_corruptions(
+    model: str | nn.Module,
+    dataset: str | ImageDataset = "fashion-mnist",
+    *,
+    n_samples: int = 1000,
+    corruptions: CorruptionEntry | None = None,
+    baseline: bool | None = None,
+    baseline_checkpoint: str | Path | None = None,
+    model_options: ModelOptions | None = None,
+    run: RunOptions | None = None,
+) -> CorruptionRun:
     """Accuracy of ``model`` (a registered name, or an ``nn.Module`` on [0, 1] pixels) under common
     corruptions on the seeded test subset: per corruption and severity, the mean, and — for a defended
     named model, or ``baseline=True`` — mCE against the undefended model of the same architecture
@@ -86,8 +107,16 @@ def evaluate_model_corruptions(model: str | nn.Module, dataset: str | ImageDatas
     data = dataset if isinstance(dataset, ImageDataset) else get_dataset(dataset, data_dir=running.data_dir)
     trained = {"eps": parse_eps(str(weights.defense_eps)) if weights.defense_eps is not None else None}
     entry = _entry(model, weights.defense, trained, weights.checkpoint, weights.weights)
-    suite = Suite(name="corruptions", dataset=data.info.name, models=(entry,), attacks=(), n_samples=n_samples,
-                  seed=running.seed, batch_size=running.batch_size, corruptions=corruptions or CorruptionEntry())  # fmt: skip
+    suite = Suite(
+        name="corruptions",
+        dataset=data.info.name,
+        models=(entry,),
+        attacks=(),
+        n_samples=n_samples,
+        seed=running.seed,
+        batch_size=running.batch_size,
+        corruptions=corruptions or CorruptionEntry(),
+    )
     where = _device(running.device, model)
     subset = data.test.subset(n_samples, seed=running.seed)
     net, provenance = _obtain(model, entry, data, where, weights.no_train)

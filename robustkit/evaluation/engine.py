@@ -15,14 +15,14 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from robustkit.progress import progress_bar
 from robustkit.attack import Attack
-from robustkit.training import distributed
 from robustkit.data.base import ImageDataset, IndexedSplit
 from robustkit.errors import ConfigError
 from robustkit.predict import predict
+from robustkit.progress import progress_bar
 from robustkit.random_forward import randomised_modules
 from robustkit.results.outcome import Evaluation
+from robustkit.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,9 @@ def evaluate_attack(
     the whole evaluation.
     """
     if not attack.threat.clean_images:
-        raise ConfigError(f"the {attack.threat.name} threat model has no clean images: evaluate it with evaluate_fooling")
+        raise ConfigError(
+            f"the {attack.threat.name} threat model has no clean images: evaluate it with evaluate_fooling"
+        )
     world = distributed.world_size()
     if world > 1:
         mine = torch.arange(distributed.rank(), len(data), world)
@@ -112,8 +114,9 @@ def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation
     import torch.distributed as dist
 
     parts: list = [None] * world
-    dist.all_gather_object(parts, (mine, local.clean_correct, local.robust, local.norms, local.n_unverified, local.seconds,
-                                   local.queries))  # fmt: skip
+    dist.all_gather_object(
+        parts, (mine, local.clean_correct, local.robust, local.norms, local.n_unverified, local.seconds, local.queries)
+    )
     clean_correct = torch.zeros(n, dtype=torch.bool)
     robust = torch.zeros(n, dtype=torch.bool)
     norms, queries = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
@@ -122,8 +125,15 @@ def _gathered(local: Evaluation, mine: Tensor, n: int, world: int) -> Evaluation
         if spent is not None:
             queries[index] = spent
     counted = all(p[6] is not None for p in parts)
-    return Evaluation(clean_correct, robust, norms, sum(p[4] for p in parts), max(p[5] for p in parts), local.examples,
-                      queries if counted else None)  # fmt: skip
+    return Evaluation(
+        clean_correct,
+        robust,
+        norms,
+        sum(p[4] for p in parts),
+        max(p[5] for p in parts),
+        local.examples,
+        queries if counted else None,
+    )
 
 
 def reseed_randomness(model: nn.Module) -> None:
@@ -132,7 +142,9 @@ def reseed_randomness(model: nn.Module) -> None:
         module.reseed()
 
 
-def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_examples, progress, source=None) -> Evaluation:
+def _evaluate(
+    model, data: IndexedSplit, positions, attack, batch_size, keep_examples, progress, source=None
+) -> Evaluation:
     reseed_randomness(model)
     if source is not None:
         reseed_randomness(source)
@@ -148,16 +160,21 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
     queries, counted = torch.full((len(data),), float("nan")), True  # counted: every batch's attack reported queries
     n_unverified, kept = 0, {"clean": [], "adversarial": [], "label": [], "adversarial_prediction": []}
     start = time.perf_counter()
-    bar = progress_bar(total=len(data), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img",
-               enabled=progress, leave=False)  # fmt: skip
+    bar = progress_bar(
+        total=len(data), desc=f"{type(attack).__name__} ε={attack.eps:.4g}", unit="img", enabled=progress, leave=False
+    )
     lo = 0
     for x, y in data.batches(batch_size, device=device):
         correct = predict(model, x, batch_size=len(x)) == y
         index = correct.nonzero().squeeze(1)
         broken = torch.zeros_like(correct)
         if len(index):
-            result = attack(source if source is not None else model, x[index], y[index],
-                            index=positions[lo : lo + batch_size].to(device)[index])  # fmt: skip
+            result = attack(
+                source if source is not None else model,
+                x[index],
+                y[index],
+                index=positions[lo : lo + batch_size].to(device)[index],
+            )
             verified = verify(model, attack, x[index], result.x_adv, y[index], result.evidence)
             if source is not None:  # the source's verdict says nothing about the target
                 hit = verified
@@ -178,17 +195,24 @@ def _evaluate(model, data: IndexedSplit, positions, attack, batch_size, keep_exa
             _keep(kept, keep_examples, x[index][hit], result.x_adv[hit], y[index][hit], model)
         clean_correct[lo : lo + len(y)] = correct.cpu()
         robust[lo : lo + len(y)] = (correct & ~broken).cpu()
-        bar.set_postfix(clean=f"{clean_correct[: lo + len(y)].float().mean():.3f}",
-                        robust=f"{robust[: lo + len(y)].float().mean():.3f}", refresh=False)  # fmt: skip
+        bar.set_postfix(
+            clean=f"{clean_correct[: lo + len(y)].float().mean():.3f}",
+            robust=f"{robust[: lo + len(y)].float().mean():.3f}",
+            refresh=False,
+        )
         bar.update(len(y))  # after the figures: a line written per tenth (and the last) shows this batch's
         lo += len(y)
     bar.close()
     if n_unverified:
-        log.warning("%d adversarial examples claimed by %s failed verification and count as not broken",
-                    n_unverified, type(attack).__name__)  # fmt: skip
+        log.warning(
+            "%d adversarial examples claimed by %s failed verification and count as not broken",
+            n_unverified,
+            type(attack).__name__,
+        )
     examples = {k: torch.cat(v)[:keep_examples] for k, v in kept.items() if v}
-    return Evaluation(clean_correct, robust, norms, n_unverified, time.perf_counter() - start, examples,
-                      queries if counted else None)  # fmt: skip
+    return Evaluation(
+        clean_correct, robust, norms, n_unverified, time.perf_counter() - start, examples, queries if counted else None
+    )
 
 
 def _keep(kept: dict[str, list[Tensor]], limit: int, x: Tensor, x_adv: Tensor, y: Tensor, model: nn.Module) -> None:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustkit.progress import progress_bar
 from robustkit.attack import Attack
 from robustkit.errors import ConfigError
-from robustkit.threats.fooling import confirm_fooling
 from robustkit.predict import num_classes
+from robustkit.progress import progress_bar
 from robustkit.results.intervals import interval_figures
 from robustkit.results.outcome import share
+from robustkit.threats.fooling import confirm_fooling
 
 
 @dataclass
@@ -57,20 +57,39 @@ class FoolingReport:
     def metrics(self) -> dict[str, float | int]:
         """The keys of ``Evaluation.metrics`` over classes (robust: no verified image), plus the fooling figures."""
         fooled, sought = int(self.passed.sum()), len(self.classes)
-        return {"n": sought, "robust_accuracy": share(~self.passed), "attack_success_rate": self.fooling_rate,
-                **interval_figures({"clean_accuracy": None, "robust_accuracy": (sought - fooled, sought),
-                                    "attack_success_rate": (fooled, sought)}),
-                "mean_norm": float("nan"), "median_norm": float("nan"), "n_unverified": self.n_unverified,
-                "seconds": self.total_seconds, "images_per_second": len(self.classes) / max(self.total_seconds, 1e-12),
-                "fooling_rate": self.fooling_rate, "seconds_per_class": self.seconds_per_class}  # fmt: skip
+        return {
+            "n": sought,
+            "robust_accuracy": share(~self.passed),
+            "attack_success_rate": self.fooling_rate,
+            **interval_figures(
+                {
+                    "clean_accuracy": None,
+                    "robust_accuracy": (sought - fooled, sought),
+                    "attack_success_rate": (fooled, sought),
+                }
+            ),
+            "mean_norm": float("nan"),
+            "median_norm": float("nan"),
+            "n_unverified": self.n_unverified,
+            "seconds": self.total_seconds,
+            "images_per_second": len(self.classes) / max(self.total_seconds, 1e-12),
+            "fooling_rate": self.fooling_rate,
+            "seconds_per_class": self.seconds_per_class,
+        }
 
     def extra(self) -> dict[str, list[float] | float]:
         """Per-class figures for a record's JSON (NaN as None)."""
+
         def plain(t: Tensor) -> list:
             return [None if v != v else round(v, 6) for v in t.tolist()]
 
-        return {"classes": self.classes.tolist(), "confidence": plain(self.confidence), "class_seconds": plain(self.seconds),
-                "seconds_per_class": self.seconds_per_class, "threshold": self.threshold}  # fmt: skip
+        return {
+            "classes": self.classes.tolist(),
+            "confidence": plain(self.confidence),
+            "class_seconds": plain(self.seconds),
+            "seconds_per_class": self.seconds_per_class,
+            "threshold": self.threshold,
+        }
 
 
 def evaluate_fooling(
@@ -99,8 +118,13 @@ def evaluate_fooling(
         raise ConfigError(f"fooling: class {bad[0]} is not one of this {have}-class model's classes 0…{have - 1}")
     parts: dict[str, list[Tensor]] = {"confidence": [], "passed": [], "seconds": [], "images": []}
     unverified = 0
-    bar = progress_bar(total=len(classes), desc=f"{type(attack).__name__} {attack.threat.label()}", unit="class",
-               enabled=progress, leave=False)  # fmt: skip
+    bar = progress_bar(
+        total=len(classes),
+        desc=f"{type(attack).__name__} {attack.threat.label()}",
+        unit="class",
+        enabled=progress,
+        leave=False,
+    )
     for chunk in classes.split(batch_size):
         sought, start = chunk.to(device), time.perf_counter()
         result = attack(model, template.expand(len(sought), *image_shape).clone(), sought, index=sought)
@@ -109,7 +133,12 @@ def evaluate_fooling(
         passed &= result.evidence["target"].to(device) == sought
         unverified += int((result.success & ~passed).sum())
         seconds = _own_seconds(result.extras.get("seconds"), len(sought), time.perf_counter() - start)
-        for key, value in (("confidence", confidence), ("passed", passed), ("seconds", seconds), ("images", result.x_adv)):
+        for key, value in (
+            ("confidence", confidence),
+            ("passed", passed),
+            ("seconds", seconds),
+            ("images", result.x_adv),
+        ):
             parts[key].append(value.detach().cpu())
         bar.update(len(sought))
         bar.set_postfix(fooled=f"{torch.cat(parts['passed']).float().mean():.2f}")

@@ -17,17 +17,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from robustkit.progress import progress_bar
-from robustkit.training import distributed
-from robustkit.evaluation.checks import Adaptation
 from robustkit.data import get_dataset
 from robustkit.data.base import ImageDataset
 from robustkit.evaluation.cell import check_entry, check_key, entry_defense, evaluate_cell
+from robustkit.evaluation.checks import Adaptation
 from robustkit.evaluation.corruption_run import corruption_row, evaluate_entry
-from robustkit.weights.cache import cache_path
-from robustkit.weights.resolve import Provenance, locate, resolve_model
+from robustkit.progress import progress_bar
 from robustkit.results.store import ResultStore
 from robustkit.suites.spec import Cell, ModelEntry, Suite
+from robustkit.training import distributed
+from robustkit.weights.cache import cache_path
+from robustkit.weights.resolve import Provenance, locate, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,15 @@ class RunSummary:
     keys: frozenset[str] = frozenset()  # this run's cells and checks: what its leaderboard is made of
 
 
-def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, shard: tuple[int, int] = (0, 1),
-              progress: bool = True, allow_train: bool = True) -> RunSummary:  # fmt: skip
+def run_suite(
+    suite: Suite,
+    store_path: str | Path,
+    *,
+    device: torch.device,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    allow_train: bool = True,
+) -> RunSummary:
     """Evaluate every cell of ``suite`` (or of one shard) that ``store_path`` does not hold yet.
 
     Per model entry: its attack cells, then its gradient-masking checks (``suite.checks``), then its
@@ -64,6 +71,7 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
     # to read there, and ranks opening one new SQLite file at once race for its creation and its
     # switch to WAL (retried in ``ResultStore``, but a wait that load can stretch past any timeout).
     with ResultStore(store_path) if distributed.is_main() else nullcontext() as store:
+
         def held(key: str | None, table: str = "cells") -> bool:
             return store is not None and store.has(key, table)
 
@@ -79,10 +87,16 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
             certified = _certify_key(suite, entry, models.cached_sha(entry)) if own else None
             mine_corruptions = suite.corruptions is not None and own
             corrupted = _corruption_key(suite, entry, models.cached_sha(entry)) if mine_corruptions else None
-            if distributed.agree(all(held(k) for k in cell_keys) and all(held(k, "checks") for k in checks.values())
-                                 and (entry.certify is None or not own or held(certified, "certified"))
-                                 and (not mine_corruptions or held(corrupted, "corruptions")), device):  # fmt: skip
-                keys.update(cell_keys, checks.values(), [k for k in (certified, corrupted) if k])  # all present in the store
+            if distributed.agree(
+                all(held(k) for k in cell_keys)
+                and all(held(k, "checks") for k in checks.values())
+                and (entry.certify is None or not own or held(certified, "certified"))
+                and (not mine_corruptions or held(corrupted, "corruptions")),
+                device,
+            ):
+                keys.update(
+                    cell_keys, checks.values(), [k for k in (certified, corrupted) if k]
+                )  # all present in the store
                 skipped += len(mine)
                 bar.update(len(mine))
                 continue
@@ -97,8 +111,16 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                     skipped += 1
                 else:
                     source = models.get(cell.source)[:2] if cell.source is not None else None
-                    row = evaluate_cell(cell, model, data, subset, device=device, provenance=provenance, source=source,
-                                        progress=progress and not quiet).row  # fmt: skip
+                    row = evaluate_cell(
+                        cell,
+                        model,
+                        data,
+                        subset,
+                        device=device,
+                        provenance=provenance,
+                        source=source,
+                        progress=progress and not quiet,
+                    ).row
                     keys.add(row["key"])
                     if distributed.is_main():
                         store.put(row)
@@ -116,8 +138,15 @@ def run_suite(suite: Suite, store_path: str | Path, *, device: torch.device, sha
                 keys.add(certified)
                 if not held(certified, "certified") and distributed.is_main():
                     bar.set_postfix_str(f"{entry.name} certify σ={entry.certify.sigma:g}")
-                    store.put({**certify_entry(entry, model, provenance, data, suite, progress=not quiet), "key": certified,
-                               "suite": suite.name, "entry": entry.name}, "certified")  # fmt: skip
+                    store.put(
+                        {
+                            **certify_entry(entry, model, provenance, data, suite, progress=not quiet),
+                            "key": certified,
+                            "suite": suite.name,
+                            "entry": entry.name,
+                        },
+                        "certified",
+                    )
             if mine_corruptions:
                 corrupted = _corruption_key(suite, entry, sha)
                 keys.add(corrupted)
@@ -155,8 +184,9 @@ class _Models:
 
     def get(self, entry: ModelEntry) -> tuple[nn.Module, Provenance]:
         if entry.name not in self._loaded:
-            found = resolve_model(entry.model, self.data, device=self.device, allow_train=self.allow_train,
-                                  **_spec(entry, self.data))  # may train it
+            found = resolve_model(
+                entry.model, self.data, device=self.device, allow_train=self.allow_train, **_spec(entry, self.data)
+            )  # may train it
             self._found[entry.name] = found.provenance
             self._loaded[entry.name] = (found.model, found.provenance)
         return self._loaded[entry.name]
@@ -167,8 +197,12 @@ class _Models:
 
 def _spec(entry: ModelEntry, data: ImageDataset) -> dict:
     """The resolver's settings for an entry: its recipe is exact (``{}`` is the default recipe)."""
-    return {"defense": entry_defense(entry, data), "checkpoint": entry.checkpoint, "weights": entry.weights,
-            "recipe": dict(entry.train)}  # fmt: skip
+    return {
+        "defense": entry_defense(entry, data),
+        "checkpoint": entry.checkpoint,
+        "weights": entry.weights,
+        "recipe": dict(entry.train),
+    }
 
 
 def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
@@ -185,8 +219,9 @@ def _keys(cells: list[Cell], models: _Models) -> list[str | None]:
 LEGACY_DIGITS = 16  # before issue 33 a key named the file by its SHA-256's first 16 hex digits
 
 
-def _rekey_older_rows(store: ResultStore, suite: Suite, entry: ModelEntry, cells: list[Cell], models: _Models,
-                      checks: bool) -> int:  # fmt: skip
+def _rekey_older_rows(
+    store: ResultStore, suite: Suite, entry: ModelEntry, cells: list[Cell], models: _Models, checks: bool
+) -> int:
     """Move the entry's rows stored under keys of the file's hash prefix (before issue 33) to keys of its
     weights' digest, where the file at hand still has that prefix: it is the file they were evaluated on.
     Rows whose file is gone or changed keep their old keys, and their cells are evaluated again."""
@@ -199,14 +234,24 @@ def _rekey_older_rows(store: ResultStore, suite: Suite, entry: ModelEntry, cells
         if cell.source is not None and (source is None or source.sha256 is None):
             continue
         old = cell.key(found.sha256[:LEGACY_DIGITS], source.sha256[:LEGACY_DIGITS] if source else None)
-        moved += store.rekey(old, cell.key(found.identity, source.identity if source else None), **found.record(),
-                             source_checkpoint_sha256=source.sha256 if source else None)  # fmt: skip
+        moved += store.rekey(
+            old,
+            cell.key(found.identity, source.identity if source else None),
+            **found.record(),
+            source_checkpoint_sha256=source.sha256 if source else None,
+        )
     for point in suite.check_points() if checks else ():
-        moved += store.rekey(check_key(suite, entry, found.sha256[:LEGACY_DIGITS], *point),
-                             check_key(suite, entry, found.identity, *point), "checks",
-                             checkpoint_sha256=found.sha256, weights_sha256=found.weights_sha256)  # fmt: skip
+        moved += store.rekey(
+            check_key(suite, entry, found.sha256[:LEGACY_DIGITS], *point),
+            check_key(suite, entry, found.identity, *point),
+            "checks",
+            checkpoint_sha256=found.sha256,
+            weights_sha256=found.weights_sha256,
+        )
     if moved:
-        log.info("%s: %d stored rows keyed by the file's hash prefix re-keyed by the weights' digest", entry.name, moved)
+        log.info(
+            "%s: %d stored rows keyed by the file's hash prefix re-keyed by the weights' digest", entry.name, moved
+        )
     return moved
 
 
@@ -215,8 +260,15 @@ def _certify_key(suite: Suite, entry: ModelEntry, sha: str | None) -> str | None
     return None if entry.certify is None or sha is None else entry.certify.key(suite, entry, sha)
 
 
-def certify_entry(entry: ModelEntry, model: nn.Module, provenance: Provenance, data: ImageDataset, suite: Suite, *,
-                  progress: bool = True) -> dict:  # fmt: skip
+def certify_entry(
+    entry: ModelEntry,
+    model: nn.Module,
+    provenance: Provenance,
+    data: ImageDataset,
+    suite: Suite,
+    *,
+    progress: bool = True,
+) -> dict:
     """The entry's ``certify:`` run (``robustkit.certification``) on its model: the record of its store row."""
     from robustkit.certification.api import certify_loaded
     from robustkit.certification.empirical import SmoothAdv
@@ -224,11 +276,18 @@ def certify_entry(entry: ModelEntry, model: nn.Module, provenance: Provenance, d
 
     spec = entry.certify
     smoothing = Smoothing(sigma=spec.sigma, n=spec.n, n0=spec.n0, alpha=spec.alpha)
-    report = certify_loaded(model, provenance, data, smoothing=smoothing, n_samples=spec.n_samples, seed=suite.seed,
-                            radii=list(spec.radii) if spec.radii is not None else None,
-                            attack=SmoothAdv() if spec.attack else None, progress=progress,
-                            about={"model": entry.model, "defense": entry.defense,
-                                   "defense_settings": entry.defense_settings})  # fmt: skip
+    report = certify_loaded(
+        model,
+        provenance,
+        data,
+        smoothing=smoothing,
+        n_samples=spec.n_samples,
+        seed=suite.seed,
+        radii=list(spec.radii) if spec.radii is not None else None,
+        attack=SmoothAdv() if spec.attack else None,
+        progress=progress,
+        about={"model": entry.model, "defense": entry.defense, "defense_settings": entry.defense_settings},
+    )
     return report.record
 
 
@@ -245,5 +304,3 @@ def _check_keys(suite: Suite, entry: ModelEntry, sha: str | None) -> dict[tuple[
 def _checkpoint_for(entry: ModelEntry, data: ImageDataset) -> Path:
     """The given checkpoint, or the cache path of (model, defense, ε, training overrides)."""
     return entry.checkpoint or cache_path(data, entry.model, entry_defense(entry, data), dict(entry.train))
-
-

@@ -16,13 +16,12 @@ import torch
 from torch import nn
 
 from robustkit.data.base import DatasetInfo, ImageDataset
-from robustkit.models import robustbench_zoo, timm_any, torchvision_any
+
+# Built-ins, listed explicitly: importing each module registers its models.
+from robustkit.models import lenet, preact, resnet, robustbench_zoo, smallcnn, timm_any, torchvision_any, vgg  # noqa: F401
 from robustkit.models.layers import Normalize
 from robustkit.models.torchvision_any import PREFIX as TORCHVISION_PREFIX
 from robustkit.registry import MODELS
-
-# Built-ins, listed explicitly: importing each module registers its models.
-from robustkit.models import lenet, preact, resnet, smallcnn, vgg  # noqa: F401
 
 SOURCES: tuple[ModuleType, ...] = (torchvision_any, timm_any, robustbench_zoo)
 
@@ -31,7 +30,7 @@ def model_source(name: str) -> tuple[ModuleType, str] | None:
     """The source library of ``<prefix>:<name>`` and the name within it; None for a registered model."""
     for source in SOURCES:
         if name.startswith(source.PREFIX):
-            return source, name[len(source.PREFIX):]
+            return source, name[len(source.PREFIX) :]
     return None
 
 
@@ -89,5 +88,15 @@ def model_revision(name: str) -> int:
     return int(getattr(MODELS.get(name), "revision", 1))
 
 
-__all__ = ["MODELS", "Normalize", "SOURCES", "TORCHVISION_PREFIX", "check_model_name", "get_model", "model_name",
-           "model_revision", "model_source", "train_recipe"]
+__all__ = [
+    "MODELS",
+    "Normalize",
+    "SOURCES",
+    "TORCHVISION_PREFIX",
+    "check_model_name",
+    "get_model",
+    "model_name",
+    "model_revision",
+    "model_source",
+    "train_recipe",
+]

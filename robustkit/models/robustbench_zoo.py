@@ -49,8 +49,10 @@ def check(arch: str) -> None:
 
 def build(arch: str, info: DatasetInfo, weights: str | None = None) -> tuple[nn.Module, tuple | None]:
     if weights is not None:
-        raise ConfigError(f"robustbench:{arch} brings the zoo's weights; to use your own file, place it at "
-                          f"{checkpoint_file(arch, info)}")  # fmt: skip
+        raise ConfigError(
+            f"robustbench:{arch} brings the zoo's weights; to use your own file, place it at "
+            f"{checkpoint_file(arch, info)}"
+        )
     threat, name = split_name(arch)
     _zoo(threat, name, info)  # an unknown name fails here, with close matches, before any download
     utils = importlib.import_module("robustbench.utils")
@@ -58,8 +60,10 @@ def build(arch: str, info: DatasetInfo, weights: str | None = None) -> tuple[nn.
         net = utils.load_model(model_name=name, dataset=info.name, threat_model=threat, model_dir=str(model_dir()))
     except Exception as err:  # gdown/HTTP errors offline, a truncated file, a state dict that does not fit
         where = checkpoint_file(arch, info)
-        raise RobustkitError(f"could not load robustbench:{arch} ({type(err).__name__}: {str(err)[:200]}); with no "
-                             f"internet, place its checkpoint at {where}") from None  # fmt: skip
+        raise RobustkitError(
+            f"could not load robustbench:{arch} ({type(err).__name__}: {str(err)[:200]}); with no "
+            f"internet, place its checkpoint at {where}"
+        ) from None
     return net, ((0.0,) * info.input_shape[0], (1.0,) * info.input_shape[0])
 
 

@@ -41,9 +41,11 @@ def build(arch: str, info: DatasetInfo, weights: str | None = None) -> tuple[nn.
     try:
         net = timm.create_model(name, pretrained=True, **shape)
     except Exception as err:  # no internet, unknown tag, broken cache
-        raise RobustkitError(f"could not load timm weights {name} ({type(err).__name__}: {str(err)[:200]}); with no "
-                             "internet, put them in the Hugging Face cache ($HF_HOME) or pass a state-dict file "
-                             "to --weights") from None  # fmt: skip
+        raise RobustkitError(
+            f"could not load timm weights {name} ({type(err).__name__}: {str(err)[:200]}); with no "
+            "internet, put them in the Hugging Face cache ($HF_HOME) or pass a state-dict file "
+            "to --weights"
+        ) from None
     cfg = net.pretrained_cfg
     channels = info.input_shape[0]
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])

@@ -53,7 +53,9 @@ def weights_enum(arch: str, weights: str):
     try:
         return enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights.split(".")[-1]]
     except KeyError:
-        raise ConfigError(f"torchvision:{arch} has no weights '{weights}' (choose from {[w.name for w in enum]})") from None
+        raise ConfigError(
+            f"torchvision:{arch} has no weights '{weights}' (choose from {[w.name for w in enum]})"
+        ) from None
 
 
 def torchvision_model(arch: str, info: DatasetInfo, weights: str | None = None) -> nn.Module:

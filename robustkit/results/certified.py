@@ -20,8 +20,10 @@ from robustkit.results.intervals import Interval
 NORM = "l2-smoothed"  # the group's name: L2 radii of a smoothed classifier
 CERTIFIED, EMPIRICAL = "certified", "smoothadv"
 SMOOTHING = "smoothing"  # the settings column
-FAMILY_TITLE = ("Randomized smoothing, per L2 radius (ε): certified accuracy (Cohen et al.) and the accuracy of the "
-                "same smoothed classifier under SmoothAdv (Salman et al.); ⚑ where certified exceeds what SmoothAdv left unbroken")  # fmt: skip
+FAMILY_TITLE = (
+    "Randomized smoothing, per L2 radius (ε): certified accuracy (Cohen et al.) and the accuracy of the "
+    "same smoothed classifier under SmoothAdv (Salman et al.); ⚑ where certified exceeds what SmoothAdv left unbroken"
+)
 
 
 def column(what: str, radius: float) -> str:
@@ -37,7 +39,9 @@ def latest_per_entry(certified: pd.DataFrame) -> pd.DataFrame:
     return certified.sort_values("created", kind="stable").drop_duplicates("entry", keep="last")
 
 
-def add_certified(table: pd.DataFrame, intervals: dict[str, dict[str, Interval]], certified: pd.DataFrame | None) -> pd.DataFrame:
+def add_certified(
+    table: pd.DataFrame, intervals: dict[str, dict[str, Interval]], certified: pd.DataFrame | None
+) -> pd.DataFrame:
     """``table`` (indexed by entry) with the certified and empirical columns, their intervals put in
     ``intervals``, the smoothing settings, and flagged radii added to the ``flagged`` column."""
     if certified is None or certified.empty:
@@ -82,9 +86,15 @@ def plot_certified(certified: pd.DataFrame, path: str | Path, title: str = "") -
         draw_certified(ax, radii, row.max_radius, f"{row.entry} σ={smoothing['sigma']:g}")
         empirical = _json(row.empirical) or []
         if empirical:
-            ax.errorbar([p["radius"] for p in empirical], [p["accuracy"] for p in empirical],
-                        yerr=[[p["accuracy"] - p["low"] for p in empirical], [p["high"] - p["accuracy"] for p in empirical]],
-                        fmt="o", capsize=3, color=ax.lines[-1].get_color(), label=f"{row.entry} SmoothAdv")  # fmt: skip
+            ax.errorbar(
+                [p["radius"] for p in empirical],
+                [p["accuracy"] for p in empirical],
+                yerr=[[p["accuracy"] - p["low"] for p in empirical], [p["high"] - p["accuracy"] for p in empirical]],
+                fmt="o",
+                capsize=3,
+                color=ax.lines[-1].get_color(),
+                label=f"{row.entry} SmoothAdv",
+            )
     ax.set(xlabel="L2 radius", ylabel="accuracy", ylim=(0, 1), title=title or "certified (line) and empirical (points)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -36,7 +36,9 @@ def _baselines(runs: pd.DataFrame) -> dict[str, str]:
     return {r.entry: plain[r.model] for r in runs.itertuples() if r.model in plain}
 
 
-def corruption_columns(entries: list[str], runs: pd.DataFrame | None) -> tuple[pd.DataFrame, dict[str, dict[str, Interval]]]:
+def corruption_columns(
+    entries: list[str], runs: pd.DataFrame | None
+) -> tuple[pd.DataFrame, dict[str, dict[str, Interval]]]:
     """The group's columns for ``entries`` (NaN where an entry has no run) and the mean's intervals."""
     reports = latest_runs(runs)
     base = _baselines(runs) if reports else {}
@@ -46,8 +48,9 @@ def corruption_columns(entries: list[str], runs: pd.DataFrame | None) -> tuple[p
         other = reports.get(base.get(entry, ""))
         same = other is not None and other.names == report.names and other.severities == report.severities
         mce[entry] = report.mce(other) if same and other.n == report.n else np.nan
-    columns = pd.DataFrame({MEAN: [mean.get(e, np.nan) for e in entries], MCE: [mce.get(e, np.nan) for e in entries]},
-                           index=entries)  # fmt: skip
+    columns = pd.DataFrame(
+        {MEAN: [mean.get(e, np.nan) for e in entries], MCE: [mce.get(e, np.nan) for e in entries]}, index=entries
+    )
     return columns, {MEAN: intervals}
 
 
@@ -71,10 +74,12 @@ def corruption_html(runs: pd.DataFrame | None, order: list[str], svg: str = "") 
     reports = latest_runs(runs)
     left = sorted({k for r in reports.values() for k in r.unavailable})
     note = f" Not evaluated: {', '.join(left)} (the reference's image files are not available)." if left else ""
-    summary = ("Common corruptions: accuracy per corruption and severity, in brackets the 95 % interval "
-               f"(Clopper–Pearson){html.escape(note)}")  # fmt: skip
+    summary = (
+        "Common corruptions: accuracy per corruption and severity, in brackets the 95 % interval "
+        f"(Clopper–Pearson){html.escape(note)}"
+    )
     body = table.to_html(index=False, classes="detail", border=0, escape=True)
-    plot = f"<figure>{svg[svg.find('<svg'):]}</figure>" if "<svg" in svg else ""
+    plot = f"<figure>{svg[svg.find('<svg') :]}</figure>" if "<svg" in svg else ""
     return f"\n<details><summary>{summary}</summary>\n{body}\n{plot}</details>\n"
 
 

@@ -53,8 +53,16 @@ def save_example_grid(
     return path
 
 
-def save_fooling_grid(path: str | Path, images: Tensor, classes: Tensor, confidence: Tensor, passed: Tensor,
-                      class_names: Sequence[str], *, columns: int = 5) -> Path:  # fmt: skip
+def save_fooling_grid(
+    path: str | Path,
+    images: Tensor,
+    classes: Tensor,
+    confidence: Tensor,
+    passed: Tensor,
+    class_names: Sequence[str],
+    *,
+    columns: int = 5,
+) -> Path:
     """One cell per class sought: the image, and under it the class name and the verified confidence (✓ passed)."""
     from PIL import Image, ImageDraw
 

@@ -17,8 +17,10 @@ from robustkit.adaptation import Adaptation
 
 MARK = "⚑"
 COLUMN = "flagged"  # per entry: the flagged figure columns, "; "-separated ("" when none)
-LEGEND = (f"{MARK} the gradient-masking checks flagged this figure (see the checks column): it is likely too high; "
-          "try the attack with -o bpda=true / -o eot=16, or trust the ensemble's figure")  # fmt: skip
+LEGEND = (
+    f"{MARK} the gradient-masking checks flagged this figure (see the checks column): it is likely too high; "
+    "try the attack with -o bpda=true / -o eot=16, or trust the ensemble's figure"
+)
 
 
 def flagged_columns(cells: pd.DataFrame, checks: pd.DataFrame, entries: pd.Index, name_of) -> pd.Series:
@@ -51,7 +53,12 @@ def with_marks(table: pd.DataFrame, text) -> tuple[pd.DataFrame, set[str], str]:
     if COLUMN not in table:
         return table, numeric, ""
     shown = table.drop(columns=[COLUMN])
-    marks = [(i, c) for i, cols in zip(shown.index, table[COLUMN], strict=True) for c in (cols or "").split("; ") if c in shown]
+    marks = [
+        (i, c)
+        for i, cols in zip(shown.index, table[COLUMN], strict=True)
+        for c in (cols or "").split("; ")
+        if c in shown
+    ]
     for column in dict.fromkeys(c for _, c in marks):
         shown[column] = shown[column].map(text).astype(object)
     for i, column in marks:

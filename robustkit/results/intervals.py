@@ -110,8 +110,13 @@ def _missing(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
-def bootstrap_mean_interval(values: np.ndarray, confidence: float = CONFIDENCE, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                            seed: int = BOOTSTRAP_SEED) -> Interval:  # fmt: skip
+def bootstrap_mean_interval(
+    values: np.ndarray,
+    confidence: float = CONFIDENCE,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Interval:
     """Percentile bootstrap over images of the mean of ``values`` (n, or n × m: the mean over all of it,
     images resampled as rows so that one image's figures stay together)."""
     values = np.asarray(values, dtype=float)
@@ -143,8 +148,9 @@ def mcnemar_pvalue(first: np.ndarray, second: np.ndarray) -> float:
     return float(binomtest(only_first, only_first + only_second, 0.5).pvalue)
 
 
-def paired_bootstrap_pvalue(first: np.ndarray, second: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                            seed: int = BOOTSTRAP_SEED) -> float:  # fmt: skip
+def paired_bootstrap_pvalue(
+    first: np.ndarray, second: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> float:
     """Two-sided paired bootstrap test that two per-image means (rows: images; columns averaged) differ:
     twice the smaller share of resampled mean differences on either side of zero."""
     first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from robustkit.results.certified import FAMILY_TITLE as CERTIFIED_TITLE, NORM as CERTIFIED
+from robustkit.results.certified import FAMILY_TITLE as CERTIFIED_TITLE
+from robustkit.results.certified import NORM as CERTIFIED
 from robustkit.results.published import AA, CLEAN
 
 # a figure column: "worst linf ε=0.1", "reliable l2 ε=1.5", "pgd-bpda linf ε=0.1" (names hold no spaces)
@@ -27,13 +28,24 @@ MEASURED = re.compile(r"^(?P<what>\S+) (?P<norm>\S+) ε=(?P<eps>[^\s_]+)$")
 HEADLINE = "headline"  # the ranking key: "headline linf ε=0.1", the worst case at the headline budget
 NOT_SEPARATED = "≈ next"  # people's formats: "≈" where the paired test does not separate a rank from the next
 IDENTITY = ["rank", "entry"]
-BOARD_OTHERS = ["clean_accuracy", CLEAN, NOT_SEPARATED, "checks", "mean_corruption_accuracy", "mCE",
-                "attack_seconds"]  # besides the figures it shows
+BOARD_OTHERS = [
+    "clean_accuracy",
+    CLEAN,
+    NOT_SEPARATED,
+    "checks",
+    "mean_corruption_accuracy",
+    "mCE",
+    "attack_seconds",
+]  # besides the figures it shows
 PREFIX_DIGITS = 16  # of a SHA-256 where a page is narrow (LaTeX, an entry's card): shown as a prefix, and called one
 PREFIX_HEAD = "checkpoint SHA-256 prefix"
-HEADS = {"clean_accuracy": "clean", "attack_seconds": "seconds", "checkpoint_sha256": "checkpoint SHA-256",
-         "mean_corruption_accuracy": "corruptions mean",
-         "checkpoint_sha256_prefix": PREFIX_HEAD}  # fmt: skip
+HEADS = {
+    "clean_accuracy": "clean",
+    "attack_seconds": "seconds",
+    "checkpoint_sha256": "checkpoint SHA-256",
+    "mean_corruption_accuracy": "corruptions mean",
+    "checkpoint_sha256_prefix": PREFIX_HEAD,
+}
 FAMILY_TITLES = {CERTIFIED: CERTIFIED_TITLE}  # groups whose figures are not attacks' robust accuracies
 ON_THE_BOARD = (HEADLINE, "worst", "reliable", AA)  # figure kinds the board shows; the rest are per attack
 
@@ -119,8 +131,10 @@ def _attack_head(figure: re.Match, single_norm: bool) -> str:
     return f"{what} ε={eps}" if single_norm or what == norm else f"{what} {norm} ε={eps}"
 
 
-BOARD_TITLE = ("Worst case per threat model and budget: a sample counts as robust only if every attack failed on it; "
-               "in brackets the 95 % interval (Clopper–Pearson, exact)")  # fmt: skip
+BOARD_TITLE = (
+    "Worst case per threat model and budget: a sample counts as robust only if every attack failed on it; "
+    "in brackets the 95 % interval (Clopper–Pearson, exact)"
+)
 
 
 def board_title(headline: str | None) -> str:
@@ -128,9 +142,11 @@ def board_title(headline: str | None) -> str:
     if headline is None:
         return f"{BOARD_TITLE}; ranked by clean accuracy (no robust accuracy to rank by)"
     m = MEASURED.match(headline)
-    return (f"{BOARD_TITLE}; ranked by the headline, the worst case at {m['norm']} ε={m['eps']} (ties: the higher clean "
-            f"accuracy); {NOT_SEPARATED}: ≈ where that rank is not separated from the one below it (McNemar's exact "
-            "test on the same images, p ≥ 0.05; ? where the store holds no per-image outcomes)")  # fmt: skip
+    return (
+        f"{BOARD_TITLE}; ranked by the headline, the worst case at {m['norm']} ε={m['eps']} (ties: the higher clean "
+        f"accuracy); {NOT_SEPARATED}: ≈ where that rank is not separated from the one below it (McNemar's exact "
+        "test on the same images, p ≥ 0.05; ? where the store holds no per-image outcomes)"
+    )
 
 
 def title(part: Part) -> str:

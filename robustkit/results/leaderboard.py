@@ -36,16 +36,26 @@ import numpy as np
 import pandas as pd
 
 from robustkit.errors import ConfigError
-from robustkit.results.flagged import COLUMN as FLAGGED, flagged_columns, with_marks
-from robustkit.results.figure_file import save_figure
-from robustkit.results import layout
-from robustkit.results.latex import tex
 from robustkit.plugin_index import find, setting_defaults
-from robustkit.results.published import AA as PUBLISHED_AA, CLEAN as PUBLISHED_CLEAN, SOURCE as PUBLISHED_SOURCE, add_published
-from robustkit.results.intervals import NO_INTERVAL, Interval, fraction_interval, mcnemar_pvalue, proportion_interval, separated
+from robustkit.results import corruption_board, layout
 from robustkit.results.certified import add_certified, plot_certified
+from robustkit.results.figure_file import save_figure
+from robustkit.results.flagged import COLUMN as FLAGGED
+from robustkit.results.flagged import flagged_columns, with_marks
+from robustkit.results.intervals import (
+    NO_INTERVAL,
+    Interval,
+    fraction_interval,
+    mcnemar_pvalue,
+    proportion_interval,
+    separated,
+)
+from robustkit.results.latex import tex
 from robustkit.results.per_class import per_class_table
-from robustkit.results import corruption_board
+from robustkit.results.published import AA as PUBLISHED_AA
+from robustkit.results.published import CLEAN as PUBLISHED_CLEAN
+from robustkit.results.published import SOURCE as PUBLISHED_SOURCE
+from robustkit.results.published import add_published
 from robustkit.results.store import unpack_bits, weights_identity
 
 FORMATS = ("md", "csv", "html", "latex", "json")
@@ -54,9 +64,14 @@ HEADLINE, NEXT_PVALUE, NOT_SEPARATED = layout.HEADLINE, "next_pvalue", layout.NO
 PRIMARY_NORM = "linf"  # the headline's threat model where a suite names none: the field ranks by L∞ (RobustBench)
 LOW, HIGH = "_low", "_high"  # a figure's interval columns: "<column>_low", "<column>_high"
 # Per entry, what its figures depend on besides the attacks: (table column, store column)
-PROVENANCE = [("dataset", "dataset"), ("n_samples", "n_samples"), ("seed", "sample_seed"),
-              ("checkpoint_sha256", "checkpoint_sha256"), ("robustkit_version", "robustkit_version"),
-              ("torch_version", "torch_version")]  # fmt: skip
+PROVENANCE = [
+    ("dataset", "dataset"),
+    ("n_samples", "n_samples"),
+    ("seed", "sample_seed"),
+    ("checkpoint_sha256", "checkpoint_sha256"),
+    ("robustkit_version", "robustkit_version"),
+    ("torch_version", "torch_version"),
+]
 
 CELL = ["entry", "attack", "norm", "eps", "source"]  # one leaderboard cell, whatever its settings or weights
 UNORDERED = 99  # ``ThreatModel.family_order`` of a threat model no longer registered: its group goes last
@@ -107,20 +122,33 @@ def worst_case(cells: pd.DataFrame) -> pd.DataFrame:
     for (entry, norm, eps), group in cells.groupby(["entry", "norm", "eps"], sort=False):
         n = int(group["n"].iloc[0])
         if (group["n"] != n).any() or weights_identity(group).nunique() != 1:
-            raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} cover different samples or weights; "
-                              "merge stores of one suite run only")  # fmt: skip
+            raise ConfigError(
+                f"{entry}: cells at {norm} ε={eps:g} cover different samples or weights; "
+                "merge stores of one suite run only"
+            )
         blobs = [b for b in group["robust"] if isinstance(b, bytes)]
         if len(blobs) < len(group) and len(group) > 1:
-            raise ConfigError(f"{entry}: cells at {norm} ε={eps:g} lack per-sample outcomes (written by an older "
-                              "robustkit), so their worst case cannot be taken; evaluate them again")  # fmt: skip
+            raise ConfigError(
+                f"{entry}: cells at {norm} ε={eps:g} lack per-sample outcomes (written by an older "
+                "robustkit), so their worst case cannot be taken; evaluate them again"
+            )
         robust = None
         if blobs:
             robust = np.ones(n, dtype=bool)
             for blob in blobs:
                 robust &= unpack_bits(blob, n)
         accuracy = float(robust.mean()) if robust is not None else float(group["robust_accuracy"].iloc[0])
-        rows.append({"entry": entry, "norm": norm, "eps": eps, "attacks": ", ".join(group["attack"]),
-                     "robust_accuracy": accuracy, "n": n, "bits": robust})  # fmt: skip
+        rows.append(
+            {
+                "entry": entry,
+                "norm": norm,
+                "eps": eps,
+                "attacks": ", ".join(group["attack"]),
+                "robust_accuracy": accuracy,
+                "n": n,
+                "bits": robust,
+            }
+        )
     return pd.DataFrame(rows, columns=["entry", "norm", "eps", "attacks", "robust_accuracy", "n", "bits"])
 
 
@@ -146,8 +174,13 @@ def _no_clean_images(norm: str) -> bool:
 def _traits(norm: str) -> dict:
     """The registered threat model's traits (``plugin_index.THREAT_TRAITS``); a threat model no longer
     registered is an ε-style one, as all were before, and a group of its own."""
-    return find("threats", norm) or {"family": norm, "family_order": UNORDERED, "clean_images": True, "budget_axis": "ε",
-                                     "whole_budget": False}  # fmt: skip
+    return find("threats", norm) or {
+        "family": norm,
+        "family_order": UNORDERED,
+        "clean_images": True,
+        "budget_axis": "ε",
+        "whole_budget": False,
+    }
 
 
 def white_box(cells: pd.DataFrame) -> pd.DataFrame:
@@ -157,9 +190,14 @@ def white_box(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["source"].isna() | (cells["source"] == "")]
 
 
-def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-                headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None,
-                corruptions: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+def leaderboard(
+    cells: pd.DataFrame,
+    checks: pd.DataFrame | None = None,
+    published: pd.DataFrame | None = None,
+    headline: tuple[str, float] | None = None,
+    certified: pd.DataFrame | None = None,
+    corruptions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The ranked table: rank, model, defense, clean accuracy, the headline it is ranked by, whether the
     next rank is separated from it, worst case per (norm, ε), the reliable ensemble's figure, each
     attack's figure, the gradient-masking checks' verdict, time, and what the figures depend on (data,
@@ -187,15 +225,21 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
     cells = white_box(cells)
     if cells.empty:
         raise ConfigError("the results store holds no finished cells yet")
-    table = cells.groupby("entry", sort=False).agg(model=("model", "first"), defense=("defense", "first"),
-                                                   clean_accuracy=("clean_accuracy", "first"),
-                                                   attack_seconds=("seconds", "sum"))  # fmt: skip
+    table = cells.groupby("entry", sort=False).agg(
+        model=("model", "first"),
+        defense=("defense", "first"),
+        clean_accuracy=("clean_accuracy", "first"),
+        attack_seconds=("seconds", "sum"),
+    )
     table["attack_seconds"] = table["attack_seconds"].round().astype("Int64")  # whole seconds: a timing, not a figure
     provenance = cells.groupby("entry", sort=False).agg(**{c: (source, _distinct) for c, source in PROVENANCE})
     classes, cells = cells[rated(cells)], cells[~rated(cells)]
     n_images = cells.groupby("entry", sort=False)["n"].first()
     intervals: dict[str, dict[str, Interval]] = {
-        "clean_accuracy": {e: fraction_interval(_or(a, None), n_images.get(e)) for e, a in table["clean_accuracy"].items()}}
+        "clean_accuracy": {
+            e: fraction_interval(_or(a, None), n_images.get(e)) for e, a in table["clean_accuracy"].items()
+        }
+    }
     worst = worst_case(cells)
     pairs = sorted({(n, e) for n, e in zip(worst["norm"], worst["eps"], strict=True)})
     for norm, eps in pairs:
@@ -203,7 +247,9 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
         here = worst[(worst["norm"] == norm) & (worst["eps"] == eps)].set_index("entry")
         table[column] = here["robust_accuracy"]
         intervals[column] = {e: count_interval(r.bits, r.robust_accuracy, r.n) for e, r in here.iterrows()}
-    for (attack, norm, eps), group in sorted(cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])):
+    for (attack, norm, eps), group in sorted(
+        cells.groupby(["attack", "norm", "eps"]), key=lambda g: (g[0][1], g[0][2], g[0][0])
+    ):
         column = f"{_figure_name(attack)} {norm} ε={eps:.4g}"
         table[column] = group.set_index("entry")["robust_accuracy"]
         intervals[column] = {r.entry: fraction_interval(_or(r.robust_accuracy, None), r.n) for r in group.itertuples()}
@@ -212,8 +258,10 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
         for (norm, eps), group in fooled.groupby(["norm", "eps"], sort=True):
             column = f"{norm}-rate {norm} ε={eps:.4g}"
             table[column] = 1 - group.set_index("entry")["robust_accuracy"]
-            intervals[column] = {r.entry: count_interval(~r.bits if _has_bits(r.bits) else None, 1 - r.robust_accuracy, r.n)
-                                 for r in group.itertuples()}  # fmt: skip
+            intervals[column] = {
+                r.entry: count_interval(~r.bits if _has_bits(r.bits) else None, 1 - r.robust_accuracy, r.n)
+                for r in group.itertuples()
+            }
     top = headline_budget(pairs, headline)
     top_column = f"{HEADLINE} {top[0]} ε={top[1]:.4g}" if top else None
     if top_column:
@@ -225,8 +273,9 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
         table["checks"] = _check_verdicts(current, table.index)
         table[FLAGGED] = flagged_columns(cells, current, table.index, _figure_name)
         if top_column:  # the headline is the worst case under another name: flagged alike
-            table[FLAGGED] = [f"{f}; {top_column}" if f"worst {top[0]} ε={top[1]:.4g}" in f.split("; ") else f
-                              for f in table[FLAGGED]]  # fmt: skip
+            table[FLAGGED] = [
+                f"{f}; {top_column}" if f"worst {top[0]} ε={top[1]:.4g}" in f.split("; ") else f for f in table[FLAGGED]
+            ]
     table = add_certified(add_published(table, published), intervals, certified)
     if corruptions is not None and not corruptions.empty:
         group, more = corruption_board.corruption_columns(list(table.index), corruptions)
@@ -242,8 +291,17 @@ def leaderboard(cells: pd.DataFrame, checks: pd.DataFrame | None = None, publish
     measured = sorted((c for c in table.columns if _MEASURED.match(c) and c != top_column), key=_column_place)
     beside = [PUBLISHED_CLEAN] if PUBLISHED_CLEAN in table else []
     ranked = [top_column, NEXT_PVALUE] if top_column else []
-    front = ["rank", "entry", "model", "defense", "clean_accuracy", *beside, *ranked, *measured,
-             *(c for c in corruption_board.COLUMNS if c in table)]
+    front = [
+        "rank",
+        "entry",
+        "model",
+        "defense",
+        "clean_accuracy",
+        *beside,
+        *ranked,
+        *measured,
+        *(c for c in corruption_board.COLUMNS if c in table),
+    ]
     back = ["attack_seconds", *provenance.columns, *([PUBLISHED_SOURCE] if PUBLISHED_SOURCE in table else [])]
     return with_intervals(table[front + [c for c in table.columns if c not in front + back] + back], intervals)
 
@@ -268,8 +326,12 @@ def next_pvalues(bits: list[np.ndarray | None]) -> list[float]:
     """Per rank: McNemar's exact paired p-value of its per-image outcomes against the next rank's (NaN for
     the last, or where either has no bits)."""
     pairs = zip(bits, bits[1:] + [None], strict=True)
-    return [round(mcnemar_pvalue(a, b), MACHINE_DECIMALS) if _has_bits(a) and _has_bits(b) and len(a) == len(b)
-            else math.nan for a, b in pairs]  # fmt: skip
+    return [
+        round(mcnemar_pvalue(a, b), MACHINE_DECIMALS)
+        if _has_bits(a) and _has_bits(b) and len(a) == len(b)
+        else math.nan
+        for a, b in pairs
+    ]
 
 
 def with_intervals(table: pd.DataFrame, intervals: dict[str, dict[str, Interval]]) -> pd.DataFrame:
@@ -282,8 +344,14 @@ def with_intervals(table: pd.DataFrame, intervals: dict[str, dict[str, Interval]
             per_entry = [intervals[column].get(e, NO_INTERVAL) for e in table["entry"]]
             for suffix, bound in ((LOW, "low"), (HIGH, "high")):
                 values = [getattr(i, bound) for i in per_entry]
-                columns.append(pd.Series([math.nan if v is None else round(v, MACHINE_DECIMALS) for v in values],
-                                         index=table.index, name=f"{column}{suffix}", dtype=float))  # fmt: skip
+                columns.append(
+                    pd.Series(
+                        [math.nan if v is None else round(v, MACHINE_DECIMALS) for v in values],
+                        index=table.index,
+                        name=f"{column}{suffix}",
+                        dtype=float,
+                    )
+                )
     return pd.concat(columns, axis=1)
 
 
@@ -313,9 +381,17 @@ def column_groups(columns: list[str]) -> list[tuple[str, int]]:
     """The page's header groups over ``columns``: (threat-model family or "", number of columns), in order."""
     groups: list[tuple[str, int]] = []
     for column in columns:
-        m = _MEASURED.match(str(column).removesuffix(LOW).removesuffix(HIGH))  # an interval's bounds go with their figure
-        name = _traits(m["norm"])["family"] if m and m["what"] != HEADLINE else ""  # the headline stands before the groups
-        name = corruption_board.GROUP if str(column).removesuffix(LOW).removesuffix(HIGH) in corruption_board.COLUMNS else name
+        m = _MEASURED.match(
+            str(column).removesuffix(LOW).removesuffix(HIGH)
+        )  # an interval's bounds go with their figure
+        name = (
+            _traits(m["norm"])["family"] if m and m["what"] != HEADLINE else ""
+        )  # the headline stands before the groups
+        name = (
+            corruption_board.GROUP
+            if str(column).removesuffix(LOW).removesuffix(HIGH) in corruption_board.COLUMNS
+            else name
+        )
         groups[-1:] = [(name, groups[-1][1] + 1)] if groups and groups[-1][0] == name else [*groups[-1:], (name, 1)]
     return groups
 
@@ -338,10 +414,17 @@ def attack_settings(cells: pd.DataFrame) -> pd.DataFrame:
     for row in cells.itertuples():
         moved = isinstance(row.source, str) and row.source != ""
         runs.setdefault((moved, row.norm, row.attack, row.settings or "{}"), set()).add(row.eps)
-    rows = [{"attack": attack, "norm": norm, "ε": ", ".join(f"{e:.4g}" for e in sorted(eps)),
-             "run": "transfer" if moved else "on the model",  # not "white box": one-pixel, square… query only
-             "access": (find("attacks", attack) or {}).get("access", ""), "settings": _differing(attack, json.loads(settings))}
-            for (moved, norm, attack, settings), eps in sorted(runs.items())]  # fmt: skip
+    rows = [
+        {
+            "attack": attack,
+            "norm": norm,
+            "ε": ", ".join(f"{e:.4g}" for e in sorted(eps)),
+            "run": "transfer" if moved else "on the model",  # not "white box": one-pixel, square… query only
+            "access": (find("attacks", attack) or {}).get("access", ""),
+            "settings": _differing(attack, json.loads(settings)),
+        }
+        for (moved, norm, attack, settings), eps in sorted(runs.items())
+    ]
     return pd.DataFrame(rows, columns=["attack", "norm", "ε", "run", "access", "settings"])
 
 
@@ -371,7 +454,9 @@ def transfer_matrix(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     for (attack, norm, eps), group in moved.groupby(["attack", "norm", "eps"], sort=False):
         order = list(dict.fromkeys([*group["source"], *group["entry"]]))
         matrix = group.pivot_table(index="source", columns="entry", values="robust_accuracy", aggfunc="first")
-        matrix = matrix.reindex(index=[o for o in order if o in matrix.index], columns=[o for o in order if o in matrix.columns])
+        matrix = matrix.reindex(
+            index=[o for o in order if o in matrix.index], columns=[o for o in order if o in matrix.columns]
+        )
         matrix.index.name, matrix.columns.name = "crafted on ↓ / scored on →", None
         matrices[f"{attack} {norm} ε={eps:.4g}"] = matrix
     return matrices
@@ -381,7 +466,9 @@ def sort_table(table: pd.DataFrame, column: str | None, descending: bool = True)
     """Sort by a column named exactly or by a prefix of exactly one column; ``None`` keeps the ranking."""
     if column is None:
         return table
-    matches = [c for c in table.columns if c == column] or [c for c in table.columns if c.startswith(column) and not _is_interval(c)]
+    matches = [c for c in table.columns if c == column] or [
+        c for c in table.columns if c.startswith(column) and not _is_interval(c)
+    ]
     if not matches:
         raise ConfigError(f"--sort '{column}' names no column (have: {', '.join(table.columns)})")
     if len(matches) > 1:
@@ -415,7 +502,9 @@ def render(table: pd.DataFrame, fmt: str, settings: pd.DataFrame | None = None) 
     pieces = layout.parts(marked, lambda norm: _traits(norm)["family"])
     pieces[0].title = layout.board_title(next((c for c in table.columns if c.startswith(f"{HEADLINE} ")), None))
     numeric |= with_brackets
-    return {"md": _render_markdown, "html": _render_html, "latex": _render_latex}[fmt](pieces, numeric, legend, settings)
+    return {"md": _render_markdown, "html": _render_html, "latex": _render_latex}[fmt](
+        pieces, numeric, legend, settings
+    )
 
 
 def _bracketed(table: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
@@ -430,8 +519,10 @@ def _bracketed(table: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
         figures.add(column)
     if NEXT_PVALUE in table:
         last = table["rank"] == table["rank"].max()
-        marks = ["" if is_last else "?" if not _number(p) else "" if separated(p) else "≈"
-                 for p, is_last in zip(table[NEXT_PVALUE], last, strict=True)]  # fmt: skip
+        marks = [
+            "" if is_last else "?" if not _number(p) else "" if separated(p) else "≈"
+            for p, is_last in zip(table[NEXT_PVALUE], last, strict=True)
+        ]
         shown.insert(shown.columns.get_loc(NEXT_PVALUE), NOT_SEPARATED, marks)
         shown = shown.drop(columns=[NEXT_PVALUE])
     return shown, figures
@@ -454,7 +545,9 @@ def _render_markdown(pieces: list[layout.Part], numeric: set[str], legend: str, 
     text = []
     for part in pieces:
         table = _markdown(part.shown(), _renamed(numeric, part))
-        text.append(f"{table}\n{layout.title(part)}.\n" if part.kind == "board" else f"\n**{layout.title(part)}**\n\n{table}")
+        text.append(
+            f"{table}\n{layout.title(part)}.\n" if part.kind == "board" else f"\n**{layout.title(part)}**\n\n{table}"
+        )
     text += [f"\n{legend}\n"] if legend else []
     text += [f"\n**{SETTINGS_TITLE}**\n\n{_markdown(settings)}"] if settings is not None else []
     return "".join(text)
@@ -465,11 +558,16 @@ def _render_html(pieces: list[layout.Part], numeric: set[str], legend: str, sett
     text = []
     for part in pieces:
         table, title = _html(part, _renamed(numeric, part)), html.escape(layout.title(part))
-        text.append(f'{table}\n<p class="caption">{title}.</p>' if part.kind == "board" else
-                    f"\n<details><summary>{title}</summary>\n{table}</details>")  # fmt: skip
+        text.append(
+            f'{table}\n<p class="caption">{title}.</p>'
+            if part.kind == "board"
+            else f"\n<details><summary>{title}</summary>\n{table}</details>"
+        )
     text += [f'\n<p class="legend">{html.escape(legend)}</p>'] if legend else []
     if settings is not None:
-        text.append(f"\n<details open><summary>{html.escape(SETTINGS_TITLE)}</summary>\n{_html_plain(settings, 'settings')}</details>")
+        text.append(
+            f"\n<details open><summary>{html.escape(SETTINGS_TITLE)}</summary>\n{_html_plain(settings, 'settings')}</details>"
+        )
     return "".join(text)
 
 
@@ -478,7 +576,11 @@ def _render_latex(pieces: list[layout.Part], numeric: set[str], legend: str, set
     text = ["% robustkit leaderboard: needs \\usepackage{booktabs}\n"]
     for part in pieces:
         table = _latex(part.shown(), numeric=_renamed(numeric, part))
-        text.append(f"{table}\n{tex(layout.title(part))}.\n" if part.kind == "board" else _latex_titled(layout.title(part), table))
+        text.append(
+            f"{table}\n{tex(layout.title(part))}.\n"
+            if part.kind == "board"
+            else _latex_titled(layout.title(part), table)
+        )
     text += [f"\n\\smallskip\n\n{tex(legend)}\n"] if legend else []
     text += [_latex_titled(SETTINGS_TITLE, _latex(settings, wrap="settings"))] if settings is not None else []
     return "".join(text)
@@ -499,12 +601,17 @@ def _html(part: layout.Part, numeric: set[str]) -> str:
     text = _html_plain(part.shown(), "leaderboard" if board else "detail", table_id="leaderboard" if board else None)
     if not board:
         return text
-    cells = "".join(f'<th colspan="{n}" class="group">{html.escape(name)}</th>' for name, n in column_groups(list(part.table.columns)))
+    cells = "".join(
+        f'<th colspan="{n}" class="group">{html.escape(name)}</th>'
+        for name, n in column_groups(list(part.table.columns))
+    )
     return text.replace("<thead>", f'<thead>\n    <tr class="groups">{cells}</tr>', 1)
 
 
 def _html_plain(table: pd.DataFrame, kind: str, table_id: str | None = None) -> str:
-    return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind, table_id=table_id)
+    return table.to_html(
+        index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=kind, table_id=table_id
+    )
 
 
 def _text(value) -> str:
@@ -517,9 +624,13 @@ def _text(value) -> str:
 def _markdown(table: pd.DataFrame, numeric: set[str] | None = None) -> str:
     """GitHub Markdown; ``numeric`` columns are right-aligned [those of a numeric dtype]."""
     numeric = numeric if numeric is not None else {c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
-             "|" + "|".join("---:" if c in numeric else "---" for c in table.columns) + "|"]
-    lines += ["| " + " | ".join(_text(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
+    lines = [
+        "| " + " | ".join(map(str, table.columns)) + " |",
+        "|" + "|".join("---:" if c in numeric else "---" for c in table.columns) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(_text(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -529,8 +640,19 @@ def _latex(table: pd.DataFrame, wrap: str | None = None, numeric: set[str] | Non
     align = "".join(r"p{0.5\linewidth}" if c == wrap else "r" if c in numeric else "l" for c in table.columns)
     norms = [c == "norm" for c in table.columns]
     header = " & ".join(tex(str(c), norms=True) for c in table.columns) + r" \\"
-    rows = [" & ".join(tex(_text(v), norms=n) for v, n in zip(row, norms, strict=True)) + r" \\" for row in table.itertuples(index=False)]
-    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", header, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}"]
+    rows = [
+        " & ".join(tex(_text(v), norms=n) for v, n in zip(row, norms, strict=True)) + r" \\"
+        for row in table.itertuples(index=False)
+    ]
+    lines = [
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        header,
+        r"\midrule",
+        *rows,
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -555,26 +677,46 @@ def curves_figure(cells: pd.DataFrame, title: str = ""):
     norms = list(dict.fromkeys(worst["norm"]))
     fig, axes = plt.subplots(1, max(len(norms), 1), figsize=(5 * max(len(norms), 1), 3.8), squeeze=False)
     if not norms:  # only rated cells (fooling rates): no budget axis to draw along
-        axes[0][0].text(0.5, 0.5, "no robust-accuracy cells to plot\n(fooling rates are in the table)",
-                        ha="center", va="center")  # fmt: skip
+        axes[0][0].text(
+            0.5, 0.5, "no robust-accuracy cells to plot\n(fooling rates are in the table)", ha="center", va="center"
+        )
         axes[0][0].set_axis_off()
     for ax, norm in zip(axes[0], norms, strict=False):
         here = worst[worst["norm"] == norm]
         for entry, group in here.groupby("entry", sort=False):
             group = group.sort_values("eps")
-            bounds = [fraction_interval(clean[entry], n_images[entry]),
-                      *(count_interval(r.bits, r.robust_accuracy, r.n) for r in group.itertuples())]  # fmt: skip
+            bounds = [
+                fraction_interval(clean[entry], n_images[entry]),
+                *(count_interval(r.bits, r.robust_accuracy, r.n) for r in group.itertuples()),
+            ]
             y = [clean[entry], *group["robust_accuracy"]]
-            yerr = [[_or(v - (b.low if b.low is not None else v), 0.0) for v, b in zip(y, bounds, strict=True)],
-                    [_or((b.high if b.high is not None else v) - v, 0.0) for v, b in zip(y, bounds, strict=True)]]  # fmt: skip
+            yerr = [
+                [_or(v - (b.low if b.low is not None else v), 0.0) for v, b in zip(y, bounds, strict=True)],
+                [_or((b.high if b.high is not None else v) - v, 0.0) for v, b in zip(y, bounds, strict=True)],
+            ]
             joined = len(group) > 1  # two points only (clean, one budget): nothing measured between them
-            ax.errorbar([0.0, *group["eps"]], y, yerr=yerr, marker="o", linestyle="-" if joined else "none",
-                        capsize=3, label=entry)  # fmt: skip
+            ax.errorbar(
+                [0.0, *group["eps"]],
+                y,
+                yerr=yerr,
+                marker="o",
+                linestyle="-" if joined else "none",
+                capsize=3,
+                label=entry,
+            )
         _draw_one_run_curves(ax, cells[(cells["norm"] == norm) & ~rated(cells)])
         threat = _traits(norm)
-        ax.set(xlabel=threat["budget_axis"] if threat["budget_axis"] != "ε" else f"ε ({norm})",
-               ylabel="worst-case robust accuracy", ylim=(0, 1), title=f"{title} {norm}".strip()
-               + ("\n(one budget: measured points, no curve between them)" if here.groupby("entry").size().max() == 1 else ""))  # fmt: skip
+        ax.set(
+            xlabel=threat["budget_axis"] if threat["budget_axis"] != "ε" else f"ε ({norm})",
+            ylabel="worst-case robust accuracy",
+            ylim=(0, 1),
+            title=f"{title} {norm}".strip()
+            + (
+                "\n(one budget: measured points, no curve between them)"
+                if here.groupby("entry").size().max() == 1
+                else ""
+            ),
+        )
         if threat["whole_budget"]:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -589,7 +731,10 @@ def _draw_one_run_curves(ax, cells: pd.DataFrame) -> None:
     rows = [row for row in cells.to_dict("records") if _holds_norms(row["extra"])]
     if not rows:
         return
-    from robustkit.results.norm_curve import draw_curve, row_evaluation  # torch: only a minimum-norm row's curve needs it
+    from robustkit.results.norm_curve import (  # torch: only a minimum-norm row's curve needs it
+        draw_curve,
+        row_evaluation,
+    )
 
     for row in rows:
         evaluation = row_evaluation(row)
@@ -603,8 +748,9 @@ def _holds_norms(extra) -> bool:
     return isinstance(extra, dict) and extra.get("norms") is not None
 
 
-def html_page(table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None,
-              cards: str = "") -> str:  # fmt: skip
+def html_page(
+    table: pd.DataFrame, svg: str, title: str, extra: str = "", settings: pd.DataFrame | None = None, cards: str = ""
+) -> str:
     """One self-contained page: the sortable table (click a header; ``#sort=column`` on load; the header
     stays in view while the table scrolls), the attack settings, the plot, ``extra`` HTML (the transfer
     matrices) and the entries' ``cards``."""
@@ -626,11 +772,18 @@ def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
         clean = pd.to_numeric(group["clean_accuracy"], errors="coerce").dropna()  # fooling cells have none
         card = json.loads(first["training"]) if isinstance(first.get("training"), str) and first["training"] else {}
         seconds = card.get("train_seconds")
-        facts = [("architecture", card.get("architecture", first["model"])),
-                 ("defense", first["defense"] + (f" ({_settings_text(card['defense_settings'])})" if card.get("defense_settings") else "")),
-                 ("epochs", card.get("epochs", "")), ("training time", f"{seconds:.0f} s" if seconds else ""),
-                 ("clean accuracy", _text(float(clean.iloc[0])) if len(clean) else "—"),
-                 (layout.PREFIX_HEAD, layout.digest_prefix(first["checkpoint_sha256"]))]  # fmt: skip
+        facts = [
+            ("architecture", card.get("architecture", first["model"])),
+            (
+                "defense",
+                first["defense"]
+                + (f" ({_settings_text(card['defense_settings'])})" if card.get("defense_settings") else ""),
+            ),
+            ("epochs", card.get("epochs", "")),
+            ("training time", f"{seconds:.0f} s" if seconds else ""),
+            ("clean accuracy", _text(float(clean.iloc[0])) if len(clean) else "—"),
+            (layout.PREFIX_HEAD, layout.digest_prefix(first["checkpoint_sha256"])),
+        ]
         rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts if v != "")
         figures = []
         for row in group.sort_values(["norm", "eps", "attack"]).itertuples():
@@ -639,11 +792,14 @@ def entry_cards(cells: pd.DataFrame, order: list[str]) -> str:
                 source = "data:image/png;base64," + base64.b64encode(blob).decode()
                 caption = html.escape(f"{row.attack} {row.norm} ε={row.eps:.4g}")
                 shows = "fooling images" if _no_clean_images(row.norm) else "clean over adversarial"
-                figures.append(f'<figure><img src="{source}" alt="{shows}: {caption}">'
-                               f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
+                figures.append(
+                    f'<figure><img src="{source}" alt="{shows}: {caption}"><figcaption>{caption}</figcaption></figure>'
+                )
         shown = "".join(figures) or "<p>no broken examples to show</p>"
-        parts.append(f'<section class="card" id="entry-{html.escape(entry)}"><h3>{html.escape(entry)}</h3>'
-                     f'<dl>{rows}</dl><div class="examples">{shown}</div></section>')  # fmt: skip
+        parts.append(
+            f'<section class="card" id="entry-{html.escape(entry)}"><h3>{html.escape(entry)}</h3>'
+            f'<dl>{rows}</dl><div class="examples">{shown}</div></section>'
+        )
     return "\n".join(parts) + "\n</div>"
 
 
@@ -713,10 +869,18 @@ figure svg {{ max-width: 100%; height: auto; }}
 """
 
 
-def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | None = None,
-            checks: pd.DataFrame | None = None, published: pd.DataFrame | None = None,
-            headline: tuple[str, float] | None = None, certified: pd.DataFrame | None = None,
-            corruptions: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+def publish(
+    cells: pd.DataFrame,
+    folder: str | Path,
+    name: str,
+    *,
+    sort: str | None = None,
+    checks: pd.DataFrame | None = None,
+    published: pd.DataFrame | None = None,
+    headline: tuple[str, float] | None = None,
+    certified: pd.DataFrame | None = None,
+    corruptions: pd.DataFrame | None = None,
+) -> list[Path]:
     """Every format, the plot (PNG and SVG), the transfer matrices and the HTML page, as ``folder/name.*``;
     with ``certified`` rows also the certified-accuracy plot (``name.certified.png``/``.svg``) on the page, with
     ``corruptions`` the per-corruption plot (``name.corruptions.svg``) and folded table.
@@ -725,7 +889,9 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table = sort_table(leaderboard(cells, checks, published, headline, certified=certified, corruptions=corruptions), sort)
+    table = sort_table(
+        leaderboard(cells, checks, published, headline, certified=certified, corruptions=corruptions), sort
+    )
     settings = attack_settings(cells)
     written = []
     for fmt, suffix in zip(FORMATS, (".md", ".csv", ".table.html", ".tex", ".json"), strict=True):
@@ -744,14 +910,24 @@ def publish(cells: pd.DataFrame, folder: str | Path, name: str, *, sort: str | N
     if certified is not None and not certified.empty:
         written += [plot_certified(certified, folder / f"{name}.certified.{kind}", name) for kind in ("png", "svg")]
         svg = written[-1].read_text()
-        extra += f"<h2>Certified accuracy vs L2 radius (randomized smoothing)</h2>{svg[svg.find('<svg'):]}"
-    drawn = corruption_board.plot_corruptions(corruptions, folder / f"{name}.corruptions.svg", list(table["entry"]), name)
+        extra += f"<h2>Certified accuracy vs L2 radius (randomized smoothing)</h2>{svg[svg.find('<svg') :]}"
+    drawn = corruption_board.plot_corruptions(
+        corruptions, folder / f"{name}.corruptions.svg", list(table["entry"]), name
+    )
     if drawn is not None:
         written.append(drawn)
         extra += corruption_board.corruption_html(corruptions, list(table["entry"]), drawn.read_text())
     written.append(folder / f"{name}.html")
-    written[-1].write_text(html_page(table, board_svg.read_text(), f"robustkit leaderboard: {name}",
-                                     extra, settings, entry_cards(cells, list(table["entry"]))))  # fmt: skip
+    written[-1].write_text(
+        html_page(
+            table,
+            board_svg.read_text(),
+            f"robustkit leaderboard: {name}",
+            extra,
+            settings,
+            entry_cards(cells, list(table["entry"])),
+        )
+    )
     return written
 
 
@@ -774,19 +950,26 @@ def per_class_html(cells: pd.DataFrame, table: pd.DataFrame) -> str:
         if not attacks:
             continue
         first = next(iter(attacks.values()))
-        frame = pd.DataFrame({"entry": entry, "class": first["class"], "n": first["n"], "clean": _brackets(first, "clean")})
+        frame = pd.DataFrame(
+            {"entry": entry, "class": first["class"], "n": first["n"], "clean": _brackets(first, "clean")}
+        )
         for attack, figures in attacks.items():
             frame[f"{attack} robust"] = _brackets(figures, "robust")
         frames.append(frame)
     if not frames:
         return ""
-    summary = (f"Per class at the headline budget ({norm} ε={headline['eps']}): clean and each attack's robust "
-               "accuracy, 95 % intervals in brackets")  # fmt: skip
+    summary = (
+        f"Per class at the headline budget ({norm} ε={headline['eps']}): clean and each attack's robust "
+        "accuracy, 95 % intervals in brackets"
+    )
     return f"<details><summary>{html.escape(summary)}</summary>\n{_html_plain(pd.concat(frames), 'detail')}</details>\n"
 
 
 def _brackets(frame: pd.DataFrame, figure: str) -> list[str]:
-    return [_bracket(v, a, b) for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"], strict=True)]
+    return [
+        _bracket(v, a, b)
+        for v, a, b in zip(frame[figure], frame[f"{figure}_low"], frame[f"{figure}_high"], strict=True)
+    ]
 
 
 def render_transfer(matrices: dict[str, pd.DataFrame], fmt: str) -> str:

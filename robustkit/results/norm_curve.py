@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from robustkit.results.figure_file import save_figure
 from robustkit.results.outcome import Evaluation
 from robustkit.results.store import unpack
-from robustkit.results.figure_file import save_figure
 from robustkit.threats import threat_class
 
 SCALES = (0.25, 0.5, 1.0, 2.0)  # the multiples of the run's ε the CLI prints
@@ -65,8 +65,16 @@ def draw_curve(ax, evaluation: Evaluation, eps: float, label: str, *, band: bool
     (line,) = ax.step(budgets, evaluation.curve(budgets), where="post", label=label, **style)
     if band:
         intervals = evaluation.curve_intervals(budgets)
-        ax.fill_between(budgets, [i.low for i in intervals], [i.high for i in intervals], step="post",
-                        color=line.get_color(), alpha=0.2, linewidth=0, label="95 % interval (Clopper–Pearson)")  # fmt: skip
+        ax.fill_between(
+            budgets,
+            [i.low for i in intervals],
+            [i.high for i in intervals],
+            step="post",
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+            label="95 % interval (Clopper–Pearson)",
+        )
 
 
 def save_curve_plot(evaluation: Evaluation, path: str | Path, *, norm: str, eps: float, title: str) -> Path:

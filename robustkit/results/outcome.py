@@ -91,8 +91,11 @@ class Evaluation:
     def counts(self) -> dict[str, tuple[int, int]]:
         """Each proportion as (count, out of): what its interval is computed from."""
         attacked, robust = int(self.clean_correct.sum()), int(self.robust.sum())
-        return {"clean_accuracy": (attacked, self.n), "robust_accuracy": (robust, self.n),
-                "attack_success_rate": (attacked - robust, attacked)}  # fmt: skip
+        return {
+            "clean_accuracy": (attacked, self.n),
+            "robust_accuracy": (robust, self.n),
+            "attack_success_rate": (attacked - robust, attacked),
+        }
 
     @property
     def images_per_second(self) -> float:

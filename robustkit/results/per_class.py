@@ -18,7 +18,9 @@ from robustkit.results.intervals import fraction_interval
 FIGURES = ("clean", "robust")
 
 
-def per_class(labels: np.ndarray, clean_correct: np.ndarray, robust: np.ndarray, names: Sequence[str]) -> dict[str, dict]:
+def per_class(
+    labels: np.ndarray, clean_correct: np.ndarray, robust: np.ndarray, names: Sequence[str]
+) -> dict[str, dict]:
     """{class name: {"n", "clean", "robust"}} over the classes present in ``labels`` (per-sample arrays, n each)."""
     labels = np.asarray(labels, dtype=np.int64)
     clean_correct, robust = np.asarray(clean_correct, dtype=bool), np.asarray(robust, dtype=bool)

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustkit.weights.checkpoint import read_safetensors, write_safetensors
 from robustkit.errors import CheckpointError
+from robustkit.weights.checkpoint import read_safetensors, write_safetensors
 
 KEY, META = "perturbation", "robustkit"
 
 
-def save_perturbation(path: str | Path, delta: Tensor, record: dict[str, Any], *, images: bool = False) -> tuple[Path, Path]:
+def save_perturbation(
+    path: str | Path, delta: Tensor, record: dict[str, Any], *, images: bool = False
+) -> tuple[Path, Path]:
     """Write ``path`` (.safetensors) and ``path`` .png beside it, both carrying ``record``: the PNG is δ
     amplified, or with ``images`` (``delta`` is an image in [0, 1], e.g. a patch) the image enlarged."""
     path = Path(path)

@@ -46,7 +46,10 @@ def read_published(path: str | Path) -> pd.DataFrame:
 
 
 def _row(raw: dict, path: Path, number: int) -> dict:
-    from robustkit.threats import parse_eps, threat_class  # here: a leaderboard without published figures needs no torch
+    from robustkit.threats import (  # here: a leaderboard without published figures needs no torch
+        parse_eps,
+        threat_class,
+    )
 
     def problem(column: str, what: str) -> ConfigError:
         return ConfigError(f"published table {path}, line {number}, {column}: {what}, got {raw.get(column)!r}")

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from robustkit.version import __version__
 from robustkit.errors import ConfigError
 from robustkit.results.store import TABLES, ResultStore
+from robustkit.version import __version__
 
 COLUMNS = list(TABLES["cells"])  # one schema for every run: a CSV, a JSON list and a results store hold the same rows
 
@@ -42,7 +42,9 @@ def check_outputs(paths: Iterable[str | Path]) -> list[Path]:
     checked = []
     for path in map(Path, paths):
         if path.suffix not in OUTPUTS:
-            raise ConfigError(f"--output must end in .csv or .json (records) or .sqlite (a results store), got {path.name}")
+            raise ConfigError(
+                f"--output must end in .csv or .json (records) or .sqlite (a results store), got {path.name}"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -83,8 +85,10 @@ def _older(path: Path, columns: list[list[str]]) -> str | None:
         return None
     missing = [k for k in COLUMNS if any(k not in c for c in columns)]
     named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-    return (f"{path} holds records of an older robustkit, without today's columns {named}: write to a new file, "
-            "or to a .sqlite results store (a store gains new columns)")
+    return (
+        f"{path} holds records of an older robustkit, without today's columns {named}: write to a new file, "
+        "or to a .sqlite results store (a store gains new columns)"
+    )
 
 
 def append_record(path: str | Path, row: dict[str, Any], checks: dict[str, Any] | None = None) -> Path:
@@ -118,6 +122,7 @@ def append_record(path: str | Path, row: dict[str, Any], checks: dict[str, Any] 
 def text_row(row: dict[str, Any]) -> dict[str, Any]:
     """A cell row as a CSV or JSON file holds it: the store's columns in its order, dicts as JSON text
     (as the store keeps them), outcome bits base64-encoded, no example strip (a PNG; kept in stores only)."""
+
     def text(key: str, value: Any) -> Any:
         if key == "examples" or value is None:
             return None

@@ -41,28 +41,78 @@ _COLUMNS = {
     "weights_sha256": "TEXT",  # of the tensors alone (what keys the cell); checkpoint_sha256 is the whole file's
 }  # fmt: skip # rows grouped: docs/gen_reference.py gives a line's comment to every column on it
 _CHECK_COLUMNS = {
-    "key": "TEXT PRIMARY KEY", "suite": "TEXT", "entry": "TEXT", "checkpoint_sha256": "TEXT", "norm": "TEXT",
-    "eps": "REAL", "n": "INTEGER", "summary": "TEXT", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
+    "key": "TEXT PRIMARY KEY",
+    "suite": "TEXT",
+    "entry": "TEXT",
+    "checkpoint_sha256": "TEXT",
+    "norm": "TEXT",
+    "eps": "REAL",
+    "n": "INTEGER",
+    "summary": "TEXT",
+    "details": "TEXT",
+    "seconds": "REAL",
+    "created": "TEXT",
     "weights_sha256": "TEXT",
-}  # fmt: skip
+}
 # one row per randomized-smoothing certification of an entry (``robustkit.certification``): its curve, the
 # empirical attack on the same smoothed classifier, and every image's certificate (JSON)
 _CERTIFIED_COLUMNS = {
-    "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT", "defense": "TEXT",
-    "defense_settings": "TEXT", "checkpoint": "TEXT", "checkpoint_sha256": "TEXT", "weights_sha256": "TEXT",
-    "weights": "TEXT", "n": "INTEGER", "seed": "INTEGER", "smoothing": "TEXT", "max_radius": "REAL",
-    "certified": "TEXT", "attack": "TEXT", "empirical": "TEXT", "flags": "TEXT", "abstained": "INTEGER",
-    "seconds": "REAL", "images_per_second": "REAL", "draws_per_second": "REAL", "forward_limit_draws_per_second": "REAL",
-    "forward_limit_images_per_second": "REAL", "samples": "TEXT", "robustkit_version": "TEXT", "created": "TEXT",
-}  # fmt: skip
-_CORRUPTION_COLUMNS = {
-    "key": "TEXT PRIMARY KEY", "suite": "TEXT", "dataset": "TEXT", "entry": "TEXT", "model": "TEXT", "defense": "TEXT",
-    "checkpoint_sha256": "TEXT", "weights_sha256": "TEXT", "n": "INTEGER", "sample_seed": "INTEGER", "source": "TEXT",
-    "clean_accuracy": "REAL", "mean_corruption_accuracy": "REAL", "mean_corruption_accuracy_low": "REAL",
-    "mean_corruption_accuracy_high": "REAL", "details": "TEXT", "seconds": "REAL", "created": "TEXT",
+    "key": "TEXT PRIMARY KEY",
+    "suite": "TEXT",
+    "dataset": "TEXT",
+    "entry": "TEXT",
+    "model": "TEXT",
+    "defense": "TEXT",
+    "defense_settings": "TEXT",
+    "checkpoint": "TEXT",
+    "checkpoint_sha256": "TEXT",
+    "weights_sha256": "TEXT",
+    "weights": "TEXT",
+    "n": "INTEGER",
+    "seed": "INTEGER",
+    "smoothing": "TEXT",
+    "max_radius": "REAL",
+    "certified": "TEXT",
+    "attack": "TEXT",
+    "empirical": "TEXT",
+    "flags": "TEXT",
+    "abstained": "INTEGER",
+    "seconds": "REAL",
+    "images_per_second": "REAL",
+    "draws_per_second": "REAL",
+    "forward_limit_draws_per_second": "REAL",
+    "forward_limit_images_per_second": "REAL",
+    "samples": "TEXT",
     "robustkit_version": "TEXT",
-}  # fmt: skip
-TABLES = {"cells": _COLUMNS, "checks": _CHECK_COLUMNS, "certified": _CERTIFIED_COLUMNS, "corruptions": _CORRUPTION_COLUMNS}
+    "created": "TEXT",
+}
+_CORRUPTION_COLUMNS = {
+    "key": "TEXT PRIMARY KEY",
+    "suite": "TEXT",
+    "dataset": "TEXT",
+    "entry": "TEXT",
+    "model": "TEXT",
+    "defense": "TEXT",
+    "checkpoint_sha256": "TEXT",
+    "weights_sha256": "TEXT",
+    "n": "INTEGER",
+    "sample_seed": "INTEGER",
+    "source": "TEXT",
+    "clean_accuracy": "REAL",
+    "mean_corruption_accuracy": "REAL",
+    "mean_corruption_accuracy_low": "REAL",
+    "mean_corruption_accuracy_high": "REAL",
+    "details": "TEXT",
+    "seconds": "REAL",
+    "created": "TEXT",
+    "robustkit_version": "TEXT",
+}
+TABLES = {
+    "cells": _COLUMNS,
+    "checks": _CHECK_COLUMNS,
+    "certified": _CERTIFIED_COLUMNS,
+    "corruptions": _CORRUPTION_COLUMNS,
+}
 # one row per evaluated cell; one per gradient-masking check run; one per entry's certification; one per entry's
 # corruption run (its bits in details)
 # A cell's key leaves out the suite's name, so suites share cells and a row's ``suite`` names only the
@@ -106,7 +156,9 @@ class ResultStore:
             _use_wal(self._db)
             with self._writing():
                 for table, columns in TABLES.items():
-                    self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{k} {v}' for k, v in columns.items())})")
+                    self._db.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{k} {v}' for k, v in columns.items())})"
+                    )
                     have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                     for name in columns.keys() - have:  # a store written by an older robustkit gains the new columns
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {columns[name]}")
@@ -143,8 +195,12 @@ class ResultStore:
         if unknown:
             raise ValueError(f"not {table} columns: {sorted(unknown)}")
         names = list(row)
-        values = [json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v for v in row.values()]
-        self._db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+        values = [
+            json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v for v in row.values()
+        ]
+        self._db.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values
+        )
         self._db.commit()
 
     def frame(self, table: str = "cells") -> pd.DataFrame:
@@ -163,8 +219,10 @@ class ResultStore:
             return False
         with self._writing():
             names = ["key", *columns]
-            self._db.execute(f"UPDATE {_table(table)} SET {', '.join(f'{k} = ?' for k in names)} WHERE key = ?",
-                             [new, *columns.values(), old])  # fmt: skip
+            self._db.execute(
+                f"UPDATE {_table(table)} SET {', '.join(f'{k} = ?' for k in names)} WHERE key = ?",
+                [new, *columns.values(), old],
+            )
             if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'members'").fetchone() is not None:
                 self._db.execute("UPDATE OR IGNORE members SET key = ? WHERE key = ?", (new, old))
         return True

@@ -28,8 +28,23 @@ from robustkit.threats import ThreatModel, parse_eps, threat_class
 from robustkit.training.loop import TrainConfig
 from robustkit.weights.checkpoint import is_weights_file
 
-SUITE_KEYS = {"name", "dataset", "dataset_options", "n_samples", "seed", "fit_samples", "batch_size", "models", "attacks",
-              "transfer", "checks", "check_samples", "published", "headline", "corruptions"}  # fmt: skip
+SUITE_KEYS = {
+    "name",
+    "dataset",
+    "dataset_options",
+    "n_samples",
+    "seed",
+    "fit_samples",
+    "batch_size",
+    "models",
+    "attacks",
+    "transfer",
+    "checks",
+    "check_samples",
+    "published",
+    "headline",
+    "corruptions",
+}
 MODEL_KEYS = {"model", "defense", "defense_settings", "checkpoint", "weights", "train", "label", "certify"}
 CERTIFY_KEYS = {"sigma", "n", "n0", "alpha", "radii", "n_samples", "attack"}
 ATTACK_KEYS = {"attack", "name", "norm", "eps", "settings"}
@@ -56,8 +71,13 @@ class ModelEntry:
         return self.label or (self.model if self.defense == "none" else f"{self.model}+{self.defense}")
 
     def describe(self) -> dict[str, Any]:
-        described = {"model": self.model, "defense": self.defense, "defense_settings": self.defense_settings,
-                     "train": self.train, "label": self.name}  # fmt: skip
+        described = {
+            "model": self.model,
+            "defense": self.defense,
+            "defense_settings": self.defense_settings,
+            "train": self.train,
+            "label": self.name,
+        }
         if self.weights is not None:  # only when given: entries without weights keep their cells' keys
             described["weights"] = self.weights
         return described
@@ -77,13 +97,27 @@ class CertifySpec:
     attack: bool = True
 
     def describe(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "n": self.n, "n0": self.n0, "alpha": self.alpha, "radii": self.radii,
-                "n_samples": self.n_samples, "attack": self.attack}  # fmt: skip
+        return {
+            "sigma": self.sigma,
+            "n": self.n,
+            "n0": self.n0,
+            "alpha": self.alpha,
+            "radii": self.radii,
+            "n_samples": self.n_samples,
+            "attack": self.attack,
+        }
 
     def key(self, suite: Suite, entry: ModelEntry, weights_sha256: str) -> str:
         """The store key of the entry's certification: everything its figures depend on."""
-        text = {"kind": "certify", "dataset": suite.dataset, "dataset_options": suite.dataset_options, "seed": suite.seed,
-                "entry": entry.describe(), "checkpoint_sha256": weights_sha256, "certify": self.describe()}  # fmt: skip
+        text = {
+            "kind": "certify",
+            "dataset": suite.dataset,
+            "dataset_options": suite.dataset_options,
+            "seed": suite.seed,
+            "entry": entry.describe(),
+            "checkpoint_sha256": weights_sha256,
+            "certify": self.describe(),
+        }
         return hashlib.sha256(json.dumps(text, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -117,9 +151,15 @@ class CorruptionEntry:
 
     def key(self, suite: Suite, entry: ModelEntry, weights_sha256: str) -> str:
         """The store key of an entry's corruption run: everything its bits depend on, hashed as a cell's."""
-        identity = {"dataset": suite.dataset, "dataset_options": suite.dataset_options, "n_samples": suite.n_samples,
-                    "seed": suite.seed, "entry": entry.describe(), "checkpoint_sha256": weights_sha256,
-                    "corruptions": self.describe()}  # fmt: skip
+        identity = {
+            "dataset": suite.dataset,
+            "dataset_options": suite.dataset_options,
+            "n_samples": suite.n_samples,
+            "seed": suite.seed,
+            "entry": entry.describe(),
+            "checkpoint_sha256": weights_sha256,
+            "corruptions": self.describe(),
+        }
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -143,9 +183,18 @@ class Cell:
         name from when it held the file's first 16 hex digits, so a key of that time is this function's
         value at them (``runner`` re-keys such rows where the file is at hand)."""
         s = self.suite
-        identity = {"dataset": s.dataset, "dataset_options": s.dataset_options, "n_samples": s.n_samples, "seed": s.seed,
-                    "fit_samples": s.fit_samples, "entry": self.entry.describe(), "checkpoint_sha256": weights_sha256,
-                    "attack": self.attack.attack, **self.threat.describe(), "settings": self.attack.settings}  # fmt: skip
+        identity = {
+            "dataset": s.dataset,
+            "dataset_options": s.dataset_options,
+            "n_samples": s.n_samples,
+            "seed": s.seed,
+            "fit_samples": s.fit_samples,
+            "entry": self.entry.describe(),
+            "checkpoint_sha256": weights_sha256,
+            "attack": self.attack.attack,
+            **self.threat.describe(),
+            "settings": self.attack.settings,
+        }
         if self.attack.name:  # only variants: the keys of cells stored before names existed stay as they were
             identity["name"] = self.attack.name
         if self.perturbation_sha256 is not None:  # only when given: fitted cells keep their keys
@@ -192,16 +241,27 @@ class Suite:
         """Every cell in suite order (transfer cells last); with ``shard=(i, n)`` the share i of n (0-based)."""
         index, count = shard
         every = [Cell(self, m, a, e) for m in self.models for a in self.attacks for e in a.eps]
-        every += [Cell(self, target, a, e, source) for target in self.models for source in self.models
-                  for a in self.transfer for e in a.eps]  # fmt: skip
+        every += [
+            Cell(self, target, a, e, source)
+            for target in self.models
+            for source in self.models
+            for a in self.transfer
+            for e in a.eps
+        ]
         return [c for j, c in enumerate(every) if j % count == index]
 
     def check_points(self) -> list[tuple[str, float, Adaptation]]:
         """Where the gradient-masking checks run: each (norm, ε) of the gradient-norm attacks, once per way
         those attacks differentiate the model (BPDA, EOT), so an adapted attack's cells are judged as adapted."""
         # from the built attack, not its written settings: a setting's default can bring EOT (autoattack's rand)
-        return list(dict.fromkeys((a.norm, e, Adaptation.of(ATTACKS.build(a.attack, eps=e, norm=a.norm, **a.settings)))
-                                  for a in self.attacks if threat_class(a.norm).gradient_steps for e in a.eps))  # fmt: skip
+        return list(
+            dict.fromkeys(
+                (a.norm, e, Adaptation.of(ATTACKS.build(a.attack, eps=e, norm=a.norm, **a.settings)))
+                for a in self.attacks
+                if threat_class(a.norm).gradient_steps
+                for e in a.eps
+            )
+        )
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -234,8 +294,11 @@ def _suite(raw: Any, path: Path) -> Suite:
         raise ConfigError(f"dataset_options: {err}") from None
     models = tuple(_model(m, f"models[{i}]", path.parent) for i, m in enumerate(_list(data["models"], "models")))
     attacks = tuple(_attack(a, f"attacks[{i}]") for i, a in enumerate(_list(data["attacks"], "attacks")))
-    transfer = tuple(_attack(a, f"transfer[{i}]") for i, a in enumerate(_list(data["transfer"], "transfer"))
-                     ) if "transfer" in data else ()  # fmt: skip
+    transfer = (
+        tuple(_attack(a, f"transfer[{i}]") for i, a in enumerate(_list(data["transfer"], "transfer")))
+        if "transfer" in data
+        else ()
+    )
     checks = check_level(data.get("checks", "default"))  # true: the full set, as --checks
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -245,16 +308,27 @@ def _suite(raw: Any, path: Path) -> Suite:
         twice = [s for s in seen if seen.count(s) > 1]
         if twice:
             label, norm, eps = twice[0]
-            raise ConfigError(f"{key}: {label} {norm} ε={eps:g} appears twice; "
-                              "give a variant of an attack its own name (name: …)")  # fmt: skip
-    suite = Suite(name=str(data.get("name", path.stem)), dataset=data["dataset"], models=models, attacks=attacks,
-                  dataset_options=dataset_options,
-                  n_samples=_positive(data, "n_samples", 1000), seed=_integer(data, "seed", 0),
-                  fit_samples=_positive(data, "fit_samples", 1000), batch_size=_positive(data, "batch_size", 256),
-                  path=path, transfer=transfer, checks=checks,
-                  check_samples=_positive(data, "check_samples", 200),
-                  published=_published(data, path.parent), headline=_headline(data, attacks),
-                  corruptions=_corruptions(data.get("corruptions"), path.parent))  # fmt: skip
+            raise ConfigError(
+                f"{key}: {label} {norm} ε={eps:g} appears twice; give a variant of an attack its own name (name: …)"
+            )
+    suite = Suite(
+        name=str(data.get("name", path.stem)),
+        dataset=data["dataset"],
+        models=models,
+        attacks=attacks,
+        dataset_options=dataset_options,
+        n_samples=_positive(data, "n_samples", 1000),
+        seed=_integer(data, "seed", 0),
+        fit_samples=_positive(data, "fit_samples", 1000),
+        batch_size=_positive(data, "batch_size", 256),
+        path=path,
+        transfer=transfer,
+        checks=checks,
+        check_samples=_positive(data, "check_samples", 200),
+        published=_published(data, path.parent),
+        headline=_headline(data, attacks),
+        corruptions=_corruptions(data.get("corruptions"), path.parent),
+    )
     return suite
 
 
@@ -290,7 +364,9 @@ def _headline(data: dict[str, Any], attacks: tuple[AttackEntry, ...]) -> tuple[s
     budgets = [(a.norm, e) for a in attacks if threat_class(a.norm).clean_images for e in a.eps]
     if not any(n == norm and math.isclose(e, eps, rel_tol=1e-9) for n, e in budgets):
         have = ", ".join(f"{n} {e:.4g}" for n, e in dict.fromkeys(budgets)) or "none"
-        raise ConfigError(f"headline: {norm} ε={eps:.4g} is not a budget the suite's attacks evaluate (they have: {have})")
+        raise ConfigError(
+            f"headline: {norm} ε={eps:.4g} is not a budget the suite's attacks evaluate (they have: {have})"
+        )
     return norm, eps
 
 
@@ -339,9 +415,16 @@ def _model(raw: Any, where: str, base: Path) -> ModelEntry:
             weights = str((base / weights).expanduser())
             if not Path(weights).is_file():
                 raise ConfigError(f"{where}.weights: {weights} does not exist")
-    return ModelEntry(model=data["model"], defense=defense.lower(), defense_settings={k: _number(v) for k, v in settings.items()},
-                      checkpoint=checkpoint, train=train, label=str(data.get("label", "")), weights=weights,
-                      certify=_certify(data["certify"], f"{where}.certify") if "certify" in data else None)  # fmt: skip
+    return ModelEntry(
+        model=data["model"],
+        defense=defense.lower(),
+        defense_settings={k: _number(v) for k, v in settings.items()},
+        checkpoint=checkpoint,
+        train=train,
+        label=str(data.get("label", "")),
+        weights=weights,
+        certify=_certify(data["certify"], f"{where}.certify") if "certify" in data else None,
+    )
 
 
 def _certify(raw: Any, where: str) -> CertifySpec:
@@ -351,15 +434,24 @@ def _certify(raw: Any, where: str) -> CertifySpec:
     data = _mapping(raw if raw is not None else {}, where, CERTIFY_KEYS)
     radii = data.get("radii")
     if radii is not None:
-        if not isinstance(radii, list) or not radii or not all(isinstance(r, (int, float)) and not isinstance(r, bool)
-                                                               and math.isfinite(r) and r >= 0 for r in radii):  # fmt: skip
+        if (
+            not isinstance(radii, list)
+            or not radii
+            or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r >= 0 for r in radii
+            )
+        ):
             raise ConfigError(f"{where}.radii must be a non-empty list of numbers ≥ 0, got {radii!r}")
         radii = tuple(sorted(float(r) for r in radii))
     attack = data.get("attack", True)
     if not isinstance(attack, bool):
         raise ConfigError(f"{where}.attack must be true or false, got {attack!r}")
-    spec = CertifySpec(**{k: data[k] for k in ("sigma", "n", "n0", "alpha") if k in data}, radii=radii,
-                       n_samples=_positive(data, "n_samples", 100), attack=attack)  # fmt: skip
+    spec = CertifySpec(
+        **{k: data[k] for k in ("sigma", "n", "n0", "alpha") if k in data},
+        radii=radii,
+        n_samples=_positive(data, "n_samples", 100),
+        attack=attack,
+    )
     try:
         Smoothing(sigma=spec.sigma, n=spec.n, n0=spec.n0, alpha=spec.alpha)
     except ConfigError as err:

@@ -4,6 +4,7 @@ May import torch and robustkit's leaf modules (errors, registry, plugin_index, p
 nothing else of robustkit. Importing the package registers every built-in threat model.
 """
 
+from robustkit.threats import flow, fooling, patch, spatial  # noqa: F401  (flow fields; fooling images; patches; rotations and translations)
 from robustkit.threats.base import (
     ThreatModel,
     clip_to_box,
@@ -15,8 +16,22 @@ from robustkit.threats.base import (
     threat_family,
     threat_model,
 )
-from robustkit.threats.lp import DEFAULT_NORM, L0, L1, L2, LpBall, Linf
-from robustkit.threats import flow, fooling, patch, spatial  # noqa: F401  (flow fields; fooling images; patches; rotations and translations)
+from robustkit.threats.lp import DEFAULT_NORM, L0, L1, L2, Linf, LpBall
 
-__all__ = ["DEFAULT_NORM", "L0", "L1", "L2", "Linf", "LpBall", "ThreatModel", "clip_to_box", "default_eps", "names",
-           "parse_eps", "per_sample", "threat_class", "threat_family", "threat_model"]
+__all__ = [
+    "DEFAULT_NORM",
+    "L0",
+    "L1",
+    "L2",
+    "Linf",
+    "LpBall",
+    "ThreatModel",
+    "clip_to_box",
+    "default_eps",
+    "names",
+    "parse_eps",
+    "per_sample",
+    "threat_class",
+    "threat_family",
+    "threat_model",
+]

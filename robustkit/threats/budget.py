@@ -20,5 +20,11 @@ def warn_if_covers_box(threat: ThreatModel, image_shape: Sequence[int]) -> None:
     if whole is None or threat.eps < whole[0]:
         return
     hint = f" (did you mean {threat.eps:g}/255?)" if threat.name == "linf" and threat.eps > 1 else ""
-    log.warning("%s ε = %g ≥ %s covers the whole [0, 1] input box: every image is within reach of every other, "
-                "so robust accuracy is 0 by construction%s", threat.name, threat.eps, whole[1], hint)  # fmt: skip
+    log.warning(
+        "%s ε = %g ≥ %s covers the whole [0, 1] input box: every image is within reach of every other, "
+        "so robust accuracy is 0 by construction%s",
+        threat.name,
+        threat.eps,
+        whole[1],
+        hint,
+    )

@@ -28,8 +28,8 @@ from torch import Tensor
 
 from robustkit.errors import ConfigError
 from robustkit.registry import THREATS
-from robustkit.threats.spatial import render_tolerance, sample
 from robustkit.threats.base import ThreatModel, per_sample
+from robustkit.threats.spatial import render_tolerance, sample
 
 DEFAULT_EPS = 100.0  # see Flow.default_eps
 _BUDGET_SLACK = 2.0**-16  # relative: float32 pairwise sums of 4HW terms err by ~log2(4HW)·2⁻²⁴, ≤ 2⁻¹⁹ up to 224²
@@ -97,8 +97,10 @@ class Flow(ThreatModel):
         """Displacements as large as the image can sample anything from nothing: refuse them in one line."""
         h, w = shape[-2:]
         if self.max_displacement >= min(h, w):
-            raise ConfigError(f"a flow max_displacement of {self.max_displacement:g} px is not smaller than the "
-                              f"{h}×{w} image: every pixel could be sampled from outside it")  # fmt: skip
+            raise ConfigError(
+                f"a flow max_displacement of {self.max_displacement:g} px is not smaller than the "
+                f"{h}×{w} image: every pixel could be sampled from outside it"
+            )
 
     def project(self, flow: Tensor) -> Tensor:
         """``flow`` made admissible: components clamped to ±max_displacement, then scaled by min(1, eps / L_flow)."""

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from robustkit.errors import ConfigError
-from robustkit.registry import THREATS
 from robustkit.per_sample_random import SampleRandom
+from robustkit.registry import THREATS
 from robustkit.threats.base import _TINY, ThreatModel, _flat_norm, clip_to_box, per_sample
 
 
@@ -170,7 +170,9 @@ class L1(LpBall):
         return _flat_norm(delta, 1)
 
     def project(self, delta: Tensor) -> Tensor:
-        return (delta.sign() * _shrink_to_budget(delta.abs(), torch.full_like(delta, math.inf), self.eps)).to(delta.dtype)
+        return (delta.sign() * _shrink_to_budget(delta.abs(), torch.full_like(delta, math.inf), self.eps)).to(
+            delta.dtype
+        )
 
     def clip(self, x: Tensor, x_adv: Tensor) -> Tensor:
         """The nearest point to ``x_adv`` in {x + δ : ‖δ‖₁ ≤ ε} ∩ [0, 1]^d (exact, not ball then box)."""

@@ -46,10 +46,13 @@ def render(x: Tensor, angle_deg: Tensor, dx: Tensor, dy: Tensor, scale: Tensor |
         tx, ty = dx.to(x.device, torch.float32), dy.to(x.device, torch.float32)
         # Output offset q (pixels from the centre) shows input offset R⁻¹(q − t)/s, in grid_sample's
         # normalised units u = 2q/W (x), 2q/H (y); R turns counter-clockwise on a y-down screen.
-        theta = torch.stack([
-            torch.stack([cos, -sin * h / w, -2 / w * (cos * tx - sin * ty)], 1),
-            torch.stack([sin * w / h, cos, -2 / h * (sin * tx + cos * ty)], 1),
-        ], 1) / zoom.view(n, 1, 1)  # fmt: skip
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin * h / w, -2 / w * (cos * tx - sin * ty)], 1),
+                torch.stack([sin * w / h, cos, -2 / h * (sin * tx + cos * ty)], 1),
+            ],
+            1,
+        ) / zoom.view(n, 1, 1)
         grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
     return sample(x, grid)
 
@@ -99,7 +102,9 @@ class Spatial(ThreatModel):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.eps > 180:
-            raise ConfigError(f"a rotation budget beyond 180° repeats angles already allowed: eps must be ≤ 180, got {self.eps:g}")
+            raise ConfigError(
+                f"a rotation budget beyond 180° repeats angles already allowed: eps must be ≤ 180, got {self.eps:g}"
+            )
         for what, value, top in (("translation", self.translation, math.inf), ("scale", self.scale, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < top:
                 bound = "a number of pixels ≥ 0" if top == math.inf else "a relative zoom in [0, 1)"
@@ -118,13 +123,18 @@ class Spatial(ThreatModel):
         """A shift as large as the image moves the whole picture off the canvas: refuse it in one line."""
         h, w = shape[-2:]
         if self.translation >= min(h, w):
-            raise ConfigError(f"a translation of {self.translation:g} px is not smaller than the {h}×{w} image: "
-                              "it would move the whole picture off the canvas")  # fmt: skip
+            raise ConfigError(
+                f"a translation of {self.translation:g} px is not smaller than the {h}×{w} image: "
+                "it would move the whole picture off the canvas"
+            )
 
     def bounds(self) -> dict[str, tuple[float, float]]:
         """The interval each evidence parameter must lie in."""
-        bounds = {"rotation": (-self.eps, self.eps), "dx": (-self.translation, self.translation),
-                  "dy": (-self.translation, self.translation)}  # fmt: skip
+        bounds = {
+            "rotation": (-self.eps, self.eps),
+            "dx": (-self.translation, self.translation),
+            "dy": (-self.translation, self.translation),
+        }
         if self.scale:
             bounds["scale"] = (1 - self.scale, 1 + self.scale)
         return bounds

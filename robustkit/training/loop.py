@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustkit.progress import progress_bar
-from robustkit.training import distributed
-from robustkit.training.augment import random_crop, random_flip
 from robustkit.data.base import DatasetInfo, IndexedSplit, Split
 from robustkit.data.files import for_training
 from robustkit.device import bf16_is_fast
 from robustkit.errors import ConfigError
 from robustkit.predict import accuracy
+from robustkit.progress import progress_bar
+from robustkit.training import distributed
+from robustkit.training.augment import random_crop, random_flip
 from robustkit.training.resume import TrainState, load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,9 @@ def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
     return hash((seed, epoch, stream, rank)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | str = "cpu", rank: int = 0) -> torch.Generator:
+def epoch_generator(
+    seed: int, epoch: int, stream: int, device: torch.device | str = "cpu", rank: int = 0
+) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, stream, rank))
 
 
@@ -159,8 +161,9 @@ def step_seed(seed: int, epoch: int, step: int, stream: int, rank: int = 0) -> i
     return hash((seed, epoch, step, stream, rank)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def step_generator(seed: int, epoch: int, step: int, stream: int, device: torch.device | str = "cpu",
-                   rank: int = 0) -> torch.Generator:  # fmt: skip
+def step_generator(
+    seed: int, epoch: int, step: int, stream: int, device: torch.device | str = "cpu", rank: int = 0
+) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(step_seed(seed, epoch, step, stream, rank))
 
 
@@ -215,11 +218,22 @@ def train_model(
     device and batches are gathered from it; a large file split streams each epoch's batches through
     its loader, in the same order. Either way one loop trains.
     """
-    run = _setup(model, train, config, info, torch.device(device), loss_fn, on_epoch_end, resume_path, resume_key, progress)
-    state = _resume(resume_path, run.fingerprint, model, run.optimizer, run.scheduler, on_epoch_end, run.result, run.steps)
+    run = _setup(
+        model, train, config, info, torch.device(device), loss_fn, on_epoch_end, resume_path, resume_key, progress
+    )
+    state = _resume(
+        resume_path, run.fingerprint, model, run.optimizer, run.scheduler, on_epoch_end, run.result, run.steps
+    )
     run.before = state.run_seconds
-    log.info("training %d images × %d epochs, batch %d × %d process(es), %s, %s", len(run.train.labels), config.epochs,
-             run.batch_size, run.world, run.device, "bf16 autocast" if run.use_bf16 else "fp32")  # fmt: skip
+    log.info(
+        "training %d images × %d epochs, batch %d × %d process(es), %s, %s",
+        len(run.train.labels),
+        config.epochs,
+        run.batch_size,
+        run.world,
+        run.device,
+        "bf16 autocast" if run.use_bf16 else "fp32",
+    )
     for epoch in range(state.epoch, config.epochs):
         first = state.step if epoch == state.epoch else 0  # steps of this epoch already taken before a resume
         if _end_epoch(run, epoch, _train_epoch(run, epoch, first, state)):
@@ -228,9 +242,18 @@ def train_model(
     return _finish(run, test)
 
 
-def _setup(model: nn.Module, train: IndexedSplit, config: TrainConfig, info: DatasetInfo | None, device: torch.device,
-           loss_fn: LossFn | None, hook: EpochHook | None, resume_path: Path | None, resume_key: dict[str, Any] | None,
-           progress: bool) -> _Run:  # fmt: skip
+def _setup(
+    model: nn.Module,
+    train: IndexedSplit,
+    config: TrainConfig,
+    info: DatasetInfo | None,
+    device: torch.device,
+    loss_fn: LossFn | None,
+    hook: EpochHook | None,
+    resume_path: Path | None,
+    resume_key: dict[str, Any] | None,
+    progress: bool,
+) -> _Run:
     """The model on the device, the split ready to batch, the batch size per rank, optimiser and schedule."""
     model.to(device)
     if config.channels_last:
@@ -244,11 +267,27 @@ def _setup(model: nn.Module, train: IndexedSplit, config: TrainConfig, info: Dat
     if steps == 0:
         raise ConfigError(f"{n} training images cannot fill a batch on {world} process(es)")
     optimizer, scheduler = _optimizer(model, config, steps * config.epochs)
-    run = _Run(model, net, train, train.to(device) if isinstance(train, Split) else None, config, device,
-               loss_fn or cross_entropy_loss(config.label_smoothing),
-               config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device)),
-               info is None or info.flip_invariant, world, rank, batch_size, steps, optimizer, scheduler, hook, resume_path,
-               {**config.recipe(), "n_train": n, "processes": world, "objective": resume_key}, progress)  # fmt: skip
+    run = _Run(
+        model,
+        net,
+        train,
+        train.to(device) if isinstance(train, Split) else None,
+        config,
+        device,
+        loss_fn or cross_entropy_loss(config.label_smoothing),
+        config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device)),
+        info is None or info.flip_invariant,
+        world,
+        rank,
+        batch_size,
+        steps,
+        optimizer,
+        scheduler,
+        hook,
+        resume_path,
+        {**config.recipe(), "n_train": n, "processes": world, "objective": resume_key},
+        progress,
+    )
     if config.checkpoint_every and resume_path is None:
         raise ConfigError("checkpoint_every needs a resume_path to save the state to")
     return run
@@ -273,8 +312,14 @@ def _train_epoch(run: _Run, epoch: int, first: int, state: TrainState) -> dict[s
     sums = torch.tensor(state.sums if first else [0.0] * 4, device=run.device) / run.world
     epoch_start = time.perf_counter() - (state.seconds if first else 0.0)
     # on a terminal a live bar; elsewhere (CI logs, pipes, nohup) a line at every tenth of the epoch
-    bar = progress_bar(range(first, run.steps), desc=f"epoch {epoch + 1}/{run.config.epochs}", leave=False, initial=first,
-               total=run.steps, enabled=run.progress and run.rank == 0)  # fmt: skip
+    bar = progress_bar(
+        range(first, run.steps),
+        desc=f"epoch {epoch + 1}/{run.config.epochs}",
+        leave=False,
+        initial=first,
+        total=run.steps,
+        enabled=run.progress and run.rank == 0,
+    )
     # every draw of a step comes from (seed, epoch, step, rank), seeded after its batch is read (a
     # loader draws when it starts); dropout draws from the global RNG, so it is seeded inside a fork
     # and the caller's RNG state is left as it was
@@ -285,10 +330,16 @@ def _train_epoch(run: _Run, epoch: int, first: int, state: TrainState) -> dict[s
                 seen = (step + 1) * run.batch_size
                 bar.set_postfix(_postfix(sums.tolist(), seen, seen / (time.perf_counter() - epoch_start)))
             every = run.config.checkpoint_every
-            if every and (epoch * run.steps + step + 1) % every == 0 and step + 1 < run.steps:  # an epoch's end saves later
+            if (
+                every and (epoch * run.steps + step + 1) % every == 0 and step + 1 < run.steps
+            ):  # an epoch's end saves later
                 _save_mid_epoch(run, epoch, step + 1, sums, epoch_start)
-    return _epoch_row(epoch, distributed.all_reduce_sum(sums).tolist(), run.steps * run.batch_size * run.world,
-                      time.perf_counter() - epoch_start)  # fmt: skip
+    return _epoch_row(
+        epoch,
+        distributed.all_reduce_sum(sums).tolist(),
+        run.steps * run.batch_size * run.world,
+        time.perf_counter() - epoch_start,
+    )
 
 
 def _step(run: _Run, epoch: int, step: int, x: Tensor, y: Tensor, sums: Tensor) -> None:
@@ -319,8 +370,14 @@ def _step(run: _Run, epoch: int, step: int, x: Tensor, y: Tensor, sums: Tensor) 
 def _save_mid_epoch(run: _Run, epoch: int, done: int, sums: Tensor, epoch_start: float) -> None:
     """The state after ``done`` steps of ``epoch`` (``config.checkpoint_every``), so a resume goes on from there."""
     so_far = distributed.all_reduce_sum(sums.clone()).tolist()
-    mid = TrainState(epoch, done, run.result.history, sums=so_far, seconds=time.perf_counter() - epoch_start,
-                     run_seconds=run.before + time.perf_counter() - run.start)  # fmt: skip
+    mid = TrainState(
+        epoch,
+        done,
+        run.result.history,
+        sums=so_far,
+        seconds=time.perf_counter() - epoch_start,
+        run_seconds=run.before + time.perf_counter() - run.start,
+    )
     if distributed.is_main():
         save_state(run.resume_path, mid, run.fingerprint, run.model, run.optimizer, run.scheduler, run.hook)
 
@@ -329,8 +386,12 @@ def _end_epoch(run: _Run, epoch: int, row: dict[str, float]) -> bool:
     """Record the epoch, ask the guard whether to stop, save the state; True to stop."""
     result = run.result
     result.history.append(row)
-    log.info("epoch %d/%d: %s", epoch + 1, run.config.epochs,
-             ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
+    log.info(
+        "epoch %d/%d: %s",
+        epoch + 1,
+        run.config.epochs,
+        ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
+    )
     if run.hook is not None:
         stop = distributed.agree(run.hook(run.model, epoch), run.device)  # rank 0 decides for all
         distributed.broadcast_module(run.model)  # a guard may have rolled rank 0's weights back
@@ -353,7 +414,9 @@ def _finish(run: _Run, test: IndexedSplit | None) -> TrainResult:
     result.images = len(result.history) * run.steps * run.batch_size * run.world
     if test is not None:
         result.test_accuracy = accuracy(run.model, test)
-        log.info("test accuracy %.4f after %.0f s of training%s", result.test_accuracy, result.seconds, since_resume(result))
+        log.info(
+            "test accuracy %.4f after %.0f s of training%s", result.test_accuracy, result.seconds, since_resume(result)
+        )
     return result
 
 
@@ -361,7 +424,9 @@ def since_resume(result: TrainResult) -> str:
     """`` (the whole run; 90 s of it since resuming at epoch 2)`` after a resume, else nothing."""
     if not result.resumed:
         return ""
-    return f" (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch {result.resumed_from_epoch + 1})"
+    return (
+        f" (the whole run; {result.seconds_here:.0f} s of it since resuming at epoch {result.resumed_from_epoch + 1})"
+    )
 
 
 def _postfix(sums: list[float], seen: int, rate: float) -> dict[str, str]:
@@ -378,7 +443,9 @@ def _epoch_row(epoch: int, sums: list[float], seen: int, seconds: float) -> dict
     return {**row, "seconds": seconds, "images_per_second": seen / seconds}
 
 
-def _resume(path: Path | None, fingerprint, model, optimizer, scheduler, hook, result: TrainResult, steps: int) -> TrainState:
+def _resume(
+    path: Path | None, fingerprint, model, optimizer, scheduler, hook, result: TrainResult, steps: int
+) -> TrainState:
     """Where to start: the saved state at ``path`` (model, optimiser, scheduler and guard restored), or the beginning."""
     state = load_state(path, fingerprint, model, optimizer, scheduler, hook) if path else None
     if state is None:
@@ -414,5 +481,14 @@ def _optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
     return optimizer, scheduler
 
 
-__all__ = ["EpochHook", "LossFn", "StepContext", "StepOutput", "TrainConfig", "TrainResult", "cross_entropy_loss",
-           "epoch_generator", "train_model"]  # fmt: skip
+__all__ = [
+    "EpochHook",
+    "LossFn",
+    "StepContext",
+    "StepOutput",
+    "TrainConfig",
+    "TrainResult",
+    "cross_entropy_loss",
+    "epoch_generator",
+    "train_model",
+]

@@ -43,23 +43,33 @@ def architecture(model: nn.Module) -> str:
     return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
 
 
-def save_state(path: Path, state: TrainState, settings: dict[str, Any], model: nn.Module, optimizer, scheduler,
-               guard: Any = None) -> None:  # fmt: skip
+def save_state(
+    path: Path, state: TrainState, settings: dict[str, Any], model: nn.Module, optimizer, scheduler, guard: Any = None
+) -> None:
     """Write ``state`` atomically; ``settings`` (JSON) must match for a later ``load_state``."""
-    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "next_epoch": state.epoch, "step": state.step, "sums": list(state.sums), "seconds": state.seconds,
-               "run_seconds": state.run_seconds,
-               "history": state.history, "stopped": state.stopped,
-               "settings": json.dumps({**settings, "model": architecture(model)}, sort_keys=True),
-               "guard": guard.state_dict() if hasattr(guard, "state_dict") else None}  # fmt: skip
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "next_epoch": state.epoch,
+        "step": state.step,
+        "sums": list(state.sums),
+        "seconds": state.seconds,
+        "run_seconds": state.run_seconds,
+        "history": state.history,
+        "stopped": state.stopped,
+        "settings": json.dumps({**settings, "model": architecture(model)}, sort_keys=True),
+        "guard": guard.state_dict() if hasattr(guard, "state_dict") else None,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
-def load_state(path: Path, settings: dict[str, Any], model: nn.Module, optimizer, scheduler,
-               guard: Any = None) -> TrainState | None:  # fmt: skip
+def load_state(
+    path: Path, settings: dict[str, Any], model: nn.Module, optimizer, scheduler, guard: Any = None
+) -> TrainState | None:
     """Restore model, optimiser, scheduler and guard from ``path`` (None when there is no file).
 
     A file made with other settings or for another model is a ``CheckpointError`` naming what differs.
@@ -70,12 +80,16 @@ def load_state(path: Path, settings: dict[str, Any], model: nn.Module, optimizer
         payload = torch.load(path, map_location="cpu", weights_only=True)
         saved = json.loads(payload["settings"])
     except Exception as err:
-        raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
+        raise CheckpointError(
+            f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over"
+        ) from None
     wanted = json.loads(json.dumps({**settings, "model": architecture(model)}))  # tuples → lists, as saved
     changed = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))
     if changed:
-        raise CheckpointError(f"{path} was made with other settings ({', '.join(changed)}); "
-                              "resume with the same ones, or drop --resume to start over")  # fmt: skip
+        raise CheckpointError(
+            f"{path} was made with other settings ({', '.join(changed)}); "
+            "resume with the same ones, or drop --resume to start over"
+        )
     try:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -83,9 +97,17 @@ def load_state(path: Path, settings: dict[str, Any], model: nn.Module, optimizer
         if payload["guard"] is not None and hasattr(guard, "load_state_dict"):
             guard.load_state_dict(payload["guard"])
     except Exception as err:
-        raise CheckpointError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
-    return TrainState(epoch=int(payload["next_epoch"]), step=int(payload["step"]), history=list(payload["history"]),
-                      stopped=bool(payload["stopped"]), sums=[float(s) for s in payload["sums"]],
-                      seconds=float(payload["seconds"]),
-                      run_seconds=float(payload.get("run_seconds", sum(r["seconds"] for r in payload["history"]) +
-                                                    payload["seconds"])))  # files of older versions: the epochs' own times  # fmt: skip
+        raise CheckpointError(
+            f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over"
+        ) from None
+    return TrainState(
+        epoch=int(payload["next_epoch"]),
+        step=int(payload["step"]),
+        history=list(payload["history"]),
+        stopped=bool(payload["stopped"]),
+        sums=[float(s) for s in payload["sums"]],
+        seconds=float(payload["seconds"]),
+        run_seconds=float(
+            payload.get("run_seconds", sum(r["seconds"] for r in payload["history"]) + payload["seconds"])
+        ),
+    )  # files of older versions: the epochs' own times

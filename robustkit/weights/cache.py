@@ -20,14 +20,14 @@ except ImportError:  # Windows
 import torch
 from torch import nn
 
-from robustkit.defense import Defense
 from robustkit import paths
-from robustkit.training import distributed
-from robustkit.weights.checkpoint import CheckpointRecord, read_checkpoint, read_record, save_checkpoint, weights_sha256
 from robustkit.data.base import ImageDataset
+from robustkit.defense import Defense
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import get_model, model_revision
+from robustkit.training import distributed
 from robustkit.training.loop import NOT_RECIPE, TrainConfig, TrainResult, train_model
+from robustkit.weights.checkpoint import CheckpointRecord, read_checkpoint, read_record, save_checkpoint, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,11 @@ def departures(model_name: str, defense: Defense | None, overrides: dict[str, An
     """The overrides that change the weights from what (model, defense)'s own recipe trains."""
     trained = defense.recipe if defense is not None and defense.trains_weights else {}
     default = TrainConfig.for_model(model_name, trained).recipe()
-    return {k: v for k, v in (overrides or {}).items()
-            if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)}  # fmt: skip
+    return {
+        k: v
+        for k, v in (overrides or {}).items()
+        if v is not None and k not in NOT_RECIPE and (k not in default or default[k] != v)
+    }
 
 
 def defense_departures(defense: Defense | None) -> dict[str, Any]:
@@ -70,7 +73,9 @@ def revision_tag(model_name: str) -> str | None:
     return f"rev{revision}" if revision > 1 else None
 
 
-def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None = None) -> Path:
+def cache_path(
+    data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None = None
+) -> Path:
     """The cached checkpoint of (dataset, model, defense, its threat model, training overrides).
 
     A defense that trains no weights (an input transform) shares the undefended model's checkpoint.
@@ -86,8 +91,9 @@ def cache_path(data: ImageDataset, model_name: str, defense: Defense | None, rec
     return paths.checkpoint_path(data.info.name, model_name, defense.name if trained else "none", tag=tag)
 
 
-def recipe_changes(record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None,
-                   defense: Defense | None = None) -> list[str]:  # fmt: skip
+def recipe_changes(
+    record: CheckpointRecord, config: TrainConfig, n_train: int, weights: str | None, defense: Defense | None = None
+) -> list[str]:
     """How ``config`` (under ``defense``) departs from the recipe a cached checkpoint was trained with,
     as ``setting old → new`` (``["seed 0 → 1"]``); empty when it would train exactly that (device and
     history aside)."""
@@ -101,12 +107,15 @@ def recipe_changes(record: CheckpointRecord, config: TrainConfig, n_train: int, 
         changes.insert(0, f"defense {record.defense} → {name}")
     elif defense is not None and record.defense_settings != defense.settings():
         old, new = record.defense_settings, defense.settings()
-        changes += [f"{name}.{k} {old.get(k)} → {new.get(k)}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        changes += [
+            f"{name}.{k} {old.get(k)} → {new.get(k)}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)
+        ]
     return changes
 
 
-def stale_reason(path: Path, record: CheckpointRecord, data: ImageDataset, model_name: str,
-                 defense: Defense | None) -> str | None:  # fmt: skip
+def stale_reason(
+    path: Path, record: CheckpointRecord, data: ImageDataset, model_name: str, defense: Defense | None
+) -> str | None:
     """Why a cached checkpoint no longer stands for the recipe its path names, else None.
 
     A path names only what departs from today's defaults, so when a default changes (a model's lr, a
@@ -206,9 +215,11 @@ def train_and_save(
         existing = read_record(path) if path.is_file() and not (force or resume) else None
         changes = recipe_changes(existing, config, len(train_split), weights, defense) if existing is not None else []
         if changes:
-            raise CheckpointError(f"{path} holds a checkpoint trained with another recipe ({', '.join(changes)}; "
-                                  f"accuracy {existing.clean_accuracy}); write elsewhere with --out, or replace it "
-                                  "with --force")  # fmt: skip
+            raise CheckpointError(
+                f"{path} holds a checkpoint trained with another recipe ({', '.join(changes)}; "
+                f"accuracy {existing.clean_accuracy}); write elsewhere with --out, or replace it "
+                "with --force"
+            )
         replaced = _weights_digest(path)
         model = get_model(model_name, data.info, seed=seed, weights=weights)
         if not resume and distributed.is_main() and resume_path.exists():
@@ -226,9 +237,15 @@ def train_and_save(
             dataset_info=data.info.to_dict(),
             defense=defense.name if defense else "none",
             defense_settings=defense.settings() if defense else {},
-            train_settings={**asdict(config), "n_train": len(train_split), "pretrained": weights, "device": str(device),
-                            "processes": distributed.world_size(), "history": result.history,
-                            "stopped_by_guard": result.stopped_early},  # fmt: skip
+            train_settings={
+                **asdict(config),
+                "n_train": len(train_split),
+                "pretrained": weights,
+                "device": str(device),
+                "processes": distributed.world_size(),
+                "history": result.history,
+                "stopped_by_guard": result.stopped_early,
+            },
             epochs=len(result.history),
             seed=seed,
             clean_accuracy=result.test_accuracy,
@@ -256,8 +273,10 @@ def _say_if_identical(model: nn.Module, replaced: str, path: Path) -> None:
     """A retrain of the same recipe on the CPU is bit-identical: say so, since the file's SHA-256 differs
     anyway (its header holds the time and speed of the run); cells keyed on the weights are reused."""
     if weights_sha256(model.state_dict()) == replaced:
-        log.info("weights identical to the cached checkpoint's, which this file replaces (weights sha256 %s…): its "
-                 "evaluations are reused; the file's SHA-256 differs only by its header (the run's time and speed)",
-                 replaced[:16])  # fmt: skip
+        log.info(
+            "weights identical to the cached checkpoint's, which this file replaces (weights sha256 %s…): its "
+            "evaluations are reused; the file's SHA-256 differs only by its header (the run's time and speed)",
+            replaced[:16],
+        )
     else:
         log.info("weights differ from those of the checkpoint it replaced at %s", path)

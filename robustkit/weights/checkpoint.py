@@ -21,9 +21,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from robustkit.version import __version__
 from robustkit.data.base import DatasetInfo
 from robustkit.errors import CheckpointError
+from robustkit.version import __version__
 
 META_KEY = "robustkit"
 WEIGHT_FILES = (".pt", ".pth", ".safetensors", ".bin")
@@ -141,7 +141,9 @@ def _read_torch_file(path: Path) -> dict[str, Tensor]:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: refused, it is a pickle holding more than tensors ({first})") from None
     except Exception as err:  # zip errors, EOF, bad magic: all mean the file is broken
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({type(err).__name__})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint, truncated or corrupt ({type(err).__name__})"
+        ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -157,12 +159,17 @@ def load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and state[k].shape != v.shape]  # fmt: skip
+    mismatched = [
+        f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or mismatched:
-        parts = [f"{len(items)} {what} ({', '.join(items[:3])}{', …' if len(items) > 3 else ''})"
-                 for what, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched))
-                 if items]  # fmt: skip
+        parts = [
+            f"{len(items)} {what} ({', '.join(items[:3])}{', …' if len(items) > 3 else ''})"
+            for what, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched))
+            if items
+        ]
         raise CheckpointError(f"{source} does not fit this architecture: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)
 

@@ -8,15 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from robustkit import paths
-from robustkit.weights.checkpoint import read_record
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
 from robustkit.threats import DEFAULT_NORM
 from robustkit.weights.cache import defense_departures, departures, revision_tag
+from robustkit.weights.checkpoint import read_record
 
 # training settings `robustkit train` takes as flags (the others only a suite's `train:` sets)
-_TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
-                "precision": "--precision", "n_train": "--n-train", "weights": "--weights", "seed": "--seed"}  # fmt: skip
+_TRAIN_FLAGS = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "optimizer": "--optimizer",
+    "precision": "--precision",
+    "n_train": "--n-train",
+    "weights": "--weights",
+    "seed": "--seed",
+}
 _DEFENSE_FLAGS = {"steps": "--steps", "step_size": "--step-size"}
 
 
@@ -42,8 +50,9 @@ def missing_hint(model_name: str, data: ImageDataset, defense: Defense | None, r
     return hint
 
 
-def train_command(model_name: str, data: ImageDataset, defense: Defense | None,
-                  recipe: dict[str, Any] | None) -> tuple[str, list[str]]:  # fmt: skip
+def train_command(
+    model_name: str, data: ImageDataset, defense: Defense | None, recipe: dict[str, Any] | None
+) -> tuple[str, list[str]]:
     """The `robustkit train` command that writes (model, defense, recipe)'s cached checkpoint, and the
     settings it has no flag for (``["madry clean_weight=0.5"]``)."""
     trained = defense is not None and defense.trains_weights

@@ -22,15 +22,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustkit.weights.checkpoint import (WEIGHT_FILES, CheckpointRecord, is_weights_file, load_model, load_weights,
-                                  read_checkpoint, read_record)
 from robustkit.data.base import ImageDataset
 from robustkit.defense import Defense
 from robustkit.errors import CheckpointError, ConfigError
 from robustkit.models import check_model_name, get_model, model_source
-from robustkit.weights.missing import missing_hint, train_command
 from robustkit.weights.cache import cache_path, stale_reason, train_and_save, training_lock
-from robustkit.weights.checkpoint import file_sha256, weights_sha256
+from robustkit.weights.checkpoint import (
+    WEIGHT_FILES,
+    CheckpointRecord,
+    file_sha256,
+    is_weights_file,
+    load_model,
+    load_weights,
+    read_checkpoint,
+    read_record,
+    weights_sha256,
+)
+from robustkit.weights.missing import missing_hint, train_command
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +59,12 @@ class Provenance:
 
     def record(self) -> dict[str, Any]:
         """The record's columns naming the weights, the same in ``--output`` rows and store rows."""
-        return {"checkpoint": str(self.path) if self.path else None, "checkpoint_sha256": self.sha256,
-                "weights_sha256": self.weights_sha256, "weights": self.description}  # fmt: skip
+        return {
+            "checkpoint": str(self.path) if self.path else None,
+            "checkpoint_sha256": self.sha256,
+            "weights_sha256": self.weights_sha256,
+            "weights": self.description,
+        }
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,15 @@ class Resolved:
     provenance: Provenance
 
 
-def locate(model_name: str, data: ImageDataset, *, defense: Defense | None = None, checkpoint: Path | None = None,
-           weights: str | None = None, recipe: dict[str, Any] | None = None) -> Provenance | None:
+def locate(
+    model_name: str,
+    data: ImageDataset,
+    *,
+    defense: Defense | None = None,
+    checkpoint: Path | None = None,
+    weights: str | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> Provenance | None:
     """The provenance ``resolve_model`` would report, found without loading; None when it would train."""
     check_model_name(model_name)
     if checkpoint is not None and weights is not None:
@@ -71,8 +90,9 @@ def locate(model_name: str, data: ImageDataset, *, defense: Defense | None = Non
     source = model_source(model_name)
     if weights is not None and not is_weights_file(weights):
         if source is None:
-            raise ConfigError(f"{model_name} has no named weights; give --weights a state-dict file "
-                              f"({', '.join(WEIGHT_FILES)})")  # fmt: skip
+            raise ConfigError(
+                f"{model_name} has no named weights; give --weights a state-dict file ({', '.join(WEIGHT_FILES)})"
+            )
         return _named(source[0].describe(source[1], data.info, weights))
     if weights is not None or checkpoint is not None:
         path = Path(weights or checkpoint).expanduser()
@@ -85,9 +105,17 @@ def locate(model_name: str, data: ImageDataset, *, defense: Defense | None = Non
     return _file(path) if path is not None else None
 
 
-def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device | str = "cpu",
-                  defense: Defense | None = None, checkpoint: Path | None = None, weights: str | None = None,
-                  recipe: dict[str, Any] | None = None, allow_train: bool = True) -> Resolved:  # fmt: skip
+def resolve_model(
+    model_name: str,
+    data: ImageDataset,
+    *,
+    device: torch.device | str = "cpu",
+    defense: Defense | None = None,
+    checkpoint: Path | None = None,
+    weights: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    allow_train: bool = True,
+) -> Resolved:
     """The model to evaluate and where its weights come from (see the module's docstring for the order).
 
     A checkpoint it trains follows the recipe exactly, its seed included (0 unless ``recipe`` names one):
@@ -114,18 +142,29 @@ def resolve_model(model_name: str, data: ImageDataset, *, device: torch.device |
         raise CheckpointError(f"no checkpoint for {what} at {path}; {missing_hint(model_name, data, defense, recipe)}")
     with training_lock(path):
         if path.is_file():  # another process (a parallel shard) trained it while this one waited
-            return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe,
-                                 allow_train=False)  # fmt: skip
+            return resolve_model(model_name, data, device=device, defense=defense, recipe=recipe, allow_train=False)
         overrides = dict(recipe or {})
-        log.info("no checkpoint for %s: training one%s, to be written to %s",
-                 what, f" with {overrides}" if overrides else " with the default recipe", path)  # fmt: skip
-        model, record, _, path = train_and_save(model_name, data, device=device, defense=defense,
-                                                out=path, n_train=overrides.pop("n_train", None), **overrides)  # fmt: skip
+        log.info(
+            "no checkpoint for %s: training one%s, to be written to %s",
+            what,
+            f" with {overrides}" if overrides else " with the default recipe",
+            path,
+        )
+        model, record, _, path = train_and_save(
+            model_name,
+            data,
+            device=device,
+            defense=defense,
+            out=path,
+            n_train=overrides.pop("n_train", None),
+            **overrides,
+        )
     return Resolved(wrap(model.to(device).eval()), record, _file(path))
 
 
-def cached_checkpoint(data: ImageDataset, model_name: str, defense: Defense | None,
-                      recipe: dict[str, Any] | None) -> Path | None:  # fmt: skip
+def cached_checkpoint(
+    data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None
+) -> Path | None:
     """The cache's checkpoint by the matching rule (module docstring); None if there is none."""
     path = cache_path(data, model_name, defense, recipe)
     if path.is_file() or recipe is not None:
@@ -133,15 +172,18 @@ def cached_checkpoint(data: ImageDataset, model_name: str, defense: Defense | No
     pattern = glob.escape(str(path.with_suffix(""))) + "-recipe*.safetensors"
     others = [Path(p) for p in sorted(glob.glob(pattern)) if _holds(Path(p), model_name)]
     if len(others) > 1:
-        raise CheckpointError(f"no default-recipe checkpoint at {path}, and {len(others)} trained with other recipes "
-                              f"({', '.join(p.name for p in others)}): choose one with --checkpoint")  # fmt: skip
+        raise CheckpointError(
+            f"no default-recipe checkpoint at {path}, and {len(others)} trained with other recipes "
+            f"({', '.join(p.name for p in others)}): choose one with --checkpoint"
+        )
     if others:
         log.info("using %s (trained with another recipe than the default; none at %s)", others[0], path.name)
     return _current(others[0], data, model_name, defense, None) if others else None
 
 
-def _current(path: Path, data: ImageDataset, model_name: str, defense: Defense | None,
-             recipe: dict[str, Any] | None) -> Path:  # fmt: skip
+def _current(
+    path: Path, data: ImageDataset, model_name: str, defense: Defense | None, recipe: dict[str, Any] | None
+) -> Path:
     """``path``, unless its record says it was trained under defaults that have changed since (``stale_reason``)."""
     record = read_record(path)
     reason = stale_reason(path, record, data, model_name, defense) if record is not None else None
@@ -150,8 +192,10 @@ def _current(path: Path, data: ImageDataset, model_name: str, defense: Defense |
     fix = "move it out of the cache"
     if path == cache_path(data, model_name, defense, recipe):
         fix = f"replace it with `{train_command(model_name, data, defense, recipe)[0]} --force`"
-    raise CheckpointError(f"the cached {path} no longer matches the recipe it is named for: {reason}; {fix}, "
-                          "or evaluate it as it is with --checkpoint")  # fmt: skip
+    raise CheckpointError(
+        f"the cached {path} no longer matches the recipe it is named for: {reason}; {fix}, "
+        "or evaluate it as it is with --checkpoint"
+    )
 
 
 def _holds(path: Path, model_name: str) -> bool:
@@ -162,8 +206,12 @@ def _holds(path: Path, model_name: str) -> bool:
 def _file(path: Path) -> Provenance:
     """A file's provenance: both digests, from one reading of its tensors (``resolve_model`` loads them again)."""
     sha = file_sha256(path)
-    return Provenance(description=f"file {path} sha256 {sha}", path=path, sha256=sha,
-                      weights_sha256=weights_sha256(read_checkpoint(path)[0]))  # fmt: skip
+    return Provenance(
+        description=f"file {path} sha256 {sha}",
+        path=path,
+        sha256=sha,
+        weights_sha256=weights_sha256(read_checkpoint(path)[0]),
+    )
 
 
 def _named(description: str) -> Provenance:
