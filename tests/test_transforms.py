@@ -160,7 +160,8 @@ def test_wrapping_gives_the_wrapper_the_models_mode(name, caplog):
     model.train().normalize.eval()  # a model training with one module kept in eval mode keeps it so
     modes = [m.training for m in model.modules()]
     wrapped = DEFENSES.build(name).wrap(model)
-    assert wrapped.training and wrapped.transform.training and [m.training for m in model.modules()] == modes
+    own = getattr(wrapped, "transform", wrapped)  # an input transform's own layer; an output wrapper is its own
+    assert wrapped.training and own.training and [m.training for m in model.modules()] == modes
 
 
 def test_wrapping_keeps_the_model_its_keys_and_modes():
