@@ -38,14 +38,16 @@ fi
 check="import robustkit, torch, torchvision, matplotlib, scipy"
 target="."
 if $tests; then
-  check="$check, pytest, timm, pkg_resources, mkdocs, material, mkdocstrings_handlers.python, mkdocs_click, mkdocs_gen_files, ruff, mypy
+  check="$check, pytest, timm, pkg_resources, mkdocs, material, mkdocstrings_handlers.python, mkdocs_click, mkdocs_gen_files, ruff, mypy, torchattacks
 import importlib.util; assert importlib.util.find_spec('robustbench')"
   target=".[test,zoo,docs,lint]"
 fi
 if ! .venv/bin/python -c "$check" 2>/dev/null; then
   echo "setup: installing robustkit and its dependencies into .venv (torch is large: a few minutes)"
   log="$(mktemp)"  # pip's and the build backend's chatter, shown only if the install fails
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e "$target"; } >"$log" 2>&1; then
+  # torchattacks (tests only) without its stale requests pin: see pyproject.toml's test extra
+  peer=true; ! $tests || peer='.venv/bin/pip install -q --no-deps "torchattacks>=3.5"'
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e "$target" && eval "$peer"; } >"$log" 2>&1; then
     cat "$log"
     echo "setup: pip install failed (output above)" >&2
     exit 1
