@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from robustkit.cli.attack_settings import key_values
-from robustkit.cli.options import runtime_options
+from robustkit.cli.options import dataset_options, open_dataset, runtime_options
 from robustkit.cli.table import echo_table, with_interval
 from robustkit.errors import ConfigError
 
@@ -27,8 +27,7 @@ def _radii(text: str | None) -> list[float] | None:
 
 @click.command()
 @click.option("--model", "model_name", required=True, help="Registered model name (robustkit list models).")
-@click.option("--dataset", default="fashion-mnist", show_default=True, help="Registered data set name.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the data set.")
+@dataset_options
 @click.option(
     "--defense", default="none", show_default=True, help="Defense the base model was trained with (gaussian-aug)."
 )
@@ -107,6 +106,9 @@ def certify(
     model_name,
     dataset,
     data_dir,
+    download,
+    image_size,
+    workers,
     defense,
     options,
     checkpoint,
@@ -157,7 +159,7 @@ def certify(
     smoothadv = SmoothAdv(steps=attack_steps, m=attack_draws, predict_n=predict_n) if attack else None
     report = certify_model(
         model_name,
-        dataset,
+        open_dataset(dataset, data_dir, download, image_size, workers),
         smoothing=chosen,
         n_samples=n_samples,
         seed=seed,
@@ -169,7 +171,6 @@ def certify(
         weights=weights,
         no_train=no_train,
         device=device,
-        data_dir=data_dir,
     )
     record = report.record
     click.echo(
